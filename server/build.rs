@@ -10,7 +10,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let lib_dir = std::env::var("DEP_TORCH_SYS_LIBTORCH_LIB")
         .ok()
-        .or_else(|| std::env::var("LIBTORCH").ok().map(|dir| format!("{dir}/lib")));
+        .or_else(|| {
+            std::env::var("LIBTORCH")
+                .ok()
+                .map(|dir| format!("{dir}/lib"))
+        });
     let Some(lib_dir) = lib_dir else { return };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     if PathBuf::from(&lib_dir).join("libtorch_cuda.so").exists() {

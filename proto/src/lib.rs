@@ -8,7 +8,8 @@ pub mod v1 {
 }
 
 /// The encoded `FileDescriptorSet` of `strata.proto`, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/strata_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/strata_descriptor.bin"));
 
 pub use v1::*;
 
@@ -45,6 +46,9 @@ impl RunStatus {
 
     /// A run in a terminal status does not change any more (until it is resumed).
     pub fn is_terminal(self) -> bool {
-        !matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::Unspecified)
+        !matches!(
+            self,
+            RunStatus::Queued | RunStatus::Running | RunStatus::Unspecified
+        )
     }
 }

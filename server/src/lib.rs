@@ -1,0 +1,10 @@
+//! `stratad`, the Strata daemon: training workers on libtorch, a sled store of per-epoch
+//! metrics, and the gRPC service that starts, streams and reports runs.
+
+pub mod daemon;
+pub mod error;
+pub mod runs;
+pub mod service;
+pub mod spec;
+pub mod store;
+pub mod train;

@@ -1,0 +1,64 @@
+//! The daemon's errors, and the one place that decides their gRPC codes.
+
+use tonic::Status;
+
+/// Everything a request to the daemon can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StrataError {
+    /// A field of the request is malformed or out of range. `field` is the name the user typed
+    /// (`layer_lr[0]`, `lr`), `message` what is wrong and what is allowed.
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    #[error("no run matches '{0}'")]
+    RunNotFound(String),
+    #[error("'{prefix}' matches several runs ({examples}); type more of the id")]
+    AmbiguousRun { prefix: String, examples: String },
+    /// The request is well formed but the run is in the wrong state for it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The daemon is stopping and takes no new work.
+    #[error("stratad is shutting down")]
+    ShuttingDown,
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl StrataError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        StrataError::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<sled::Error> for StrataError {
+    fn from(err: sled::Error) -> Self {
+        StrataError::Storage(err.to_string())
+    }
+}
+
+impl From<prost::DecodeError> for StrataError {
+    fn from(err: prost::DecodeError) -> Self {
+        StrataError::Storage(format!("corrupt record: {err}"))
+    }
+}
+
+impl From<StrataError> for Status {
+    fn from(err: StrataError) -> Self {
+        let message = err.to_string();
+        match err {
+            StrataError::InvalidArgument { .. } => Status::invalid_argument(message),
+            StrataError::RunNotFound(_) => Status::not_found(message),
+            StrataError::AmbiguousRun { .. } => Status::invalid_argument(message),
+            StrataError::FailedPrecondition(_) => Status::failed_precondition(message),
+            StrataError::ShuttingDown => Status::unavailable(message),
+            StrataError::Storage(_) => Status::internal(message),
+            StrataError::Internal(_) => Status::internal(message),
+        }
+    }
+}
+
+pub type Result<T, E = StrataError> = std::result::Result<T, E>;

@@ -1,0 +1,555 @@
+//! The run manager: validates and stores new runs, queues them FIFO behind
+//! `--max-concurrent-runs` slots, trains each on a blocking thread, streams their events and
+//! records how each ended.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicU8, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use strata_proto::{
+    watch_event::Event, EpochRecord, GetRunResponse, ListRunsRequest, ParameterRate, Run,
+    RunStatus, StartRunRequest, StartRunResponse, StatusChange, WatchEvent,
+};
+use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use crate::{
+    error::{Result, StrataError},
+    spec::{rates::ResolvedParam, validate_labels, RunSpec},
+    store::{now_ms, RunId, Store},
+    train::{
+        self,
+        worker::{Outcome, StopRequest, TrainJob},
+    },
+};
+
+/// Events buffered per run for its watchers. A watcher further behind than this is skipped
+/// forward (epochs are re-read from the store, so it never misses one).
+pub const WATCH_BUFFER_EVENTS: usize = 256;
+/// Events queued per watcher connection before its task waits for the client to read.
+const WATCHER_QUEUE_EVENTS: usize = 64;
+/// How long shutdown waits for running runs to stop at a batch boundary and record it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long `cancel` waits for a running run to reach a batch boundary before answering.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+
+/// A run that is queued or running: its live event channel and its stop flag.
+struct LiveRun {
+    events: broadcast::Sender<WatchEvent>,
+    stop: AtomicU8,
+    stop_notify: Notify,
+}
+
+impl LiveRun {
+    fn request_stop(&self, request: StopRequest) {
+        // A cancel never downgrades a shutdown's interrupt.
+        let _ = self.stop.compare_exchange(
+            StopRequest::None as u8,
+            request as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.stop_notify.notify_one();
+    }
+}
+
+pub struct Runs {
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    slots: Arc<Semaphore>,
+    max_concurrent_runs: usize,
+    live: Mutex<HashMap<RunId, Arc<LiveRun>>>,
+    shutting_down: AtomicBool,
+    workers: TaskTracker,
+}
+
+fn to_proto_rates(resolved: &[ResolvedParam]) -> Vec<ParameterRate> {
+    resolved
+        .iter()
+        .map(|p| ParameterRate {
+            name: p.info.name.clone(),
+            group: p.info.group.clone(),
+            shape: p.info.shape.clone(),
+            lr: p.lr,
+            frozen_until: p.frozen_until.to_proto(),
+            init: "fresh".into(),
+        })
+        .collect()
+}
+
+fn event(event: Event) -> WatchEvent {
+    WatchEvent { event: Some(event) }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StrataError::Internal(format!("a blocking task failed: {e}")))?
+}
+
+impl Runs {
+    /// Opens the manager over a store whose unfinished runs were already marked interrupted.
+    pub fn new(store: Arc<Store>, data_dir: PathBuf, max_concurrent_runs: usize) -> Arc<Self> {
+        Arc::new(Runs {
+            store,
+            data_dir,
+            slots: Arc::new(Semaphore::new(max_concurrent_runs.max(1))),
+            max_concurrent_runs: max_concurrent_runs.max(1),
+            live: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+            workers: TaskTracker::new(),
+        })
+    }
+
+    pub fn max_concurrent_runs(&self) -> usize {
+        self.max_concurrent_runs
+    }
+
+    fn live(&self, id: RunId) -> Option<Arc<LiveRun>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    fn resolve(&self, run: &str) -> Result<RunId> {
+        self.store.resolve(run)
+    }
+
+    /// Validates the request, resolves the rate table and, unless it is a dry run, stores the
+    /// run as queued (durably) and queues it.
+    pub async fn start(self: &Arc<Self>, request: StartRunRequest) -> Result<StartRunResponse> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(StrataError::ShuttingDown);
+        }
+        let StartRunRequest {
+            config,
+            name,
+            tags,
+            dry_run,
+        } = request;
+        let config = config.ok_or_else(|| StrataError::invalid("config", "required"))?;
+        validate_labels(&name, &tags)?;
+        let spec = RunSpec::try_from(config)?;
+        let device = train::resolve_device(spec.device)?;
+        let (spec, resolved) = blocking(move || {
+            let resolved = train::resolve_run_rates(&spec)?;
+            Ok((spec, resolved))
+        })
+        .await?;
+        let parameters = to_proto_rates(&resolved);
+        if dry_run {
+            return Ok(StartRunResponse {
+                run_id: String::new(),
+                parameters,
+                config: Some(spec.config),
+            });
+        }
+
+        let id = self.store.next_run_id();
+        let run = Run {
+            id: id.to_string(),
+            name,
+            tags,
+            status: RunStatus::Queued as i32,
+            reason: String::new(),
+            config: Some(spec.config.clone()),
+            parameters: parameters.clone(),
+            created_at_ms: now_ms(),
+            started_at_ms: 0,
+            finished_at_ms: 0,
+            epochs_done: 0,
+            val_metric: spec.dataset.task().metric_name().into(),
+            parameter_count: spec
+                .model
+                .parameter_count(spec.dataset.features(), spec.dataset.task().outputs())
+                as u64,
+            device: train::device_label(device),
+        };
+        let store = self.store.clone();
+        blocking(move || store.put_run(&run)).await?;
+
+        let (events, _) = broadcast::channel(WATCH_BUFFER_EVENTS);
+        let live = Arc::new(LiveRun {
+            events,
+            stop: AtomicU8::new(0),
+            stop_notify: Notify::new(),
+        });
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, live.clone());
+        let this = self.clone();
+        let config = spec.config.clone();
+        self.workers
+            .spawn(async move { this.drive(id, spec, resolved, device, live).await });
+        tracing::info!(run = %id, dataset = %config.dataset, model = %config.model, "run queued");
+        Ok(StartRunResponse {
+            run_id: id.to_string(),
+            parameters,
+            config: Some(config),
+        })
+    }
+
+    /// Waits for a slot (or a stop), trains, and records the outcome.
+    async fn drive(
+        self: Arc<Self>,
+        id: RunId,
+        spec: RunSpec,
+        resolved: Vec<ResolvedParam>,
+        device: tch::Device,
+        live: Arc<LiveRun>,
+    ) {
+        let permit = tokio::select! {
+            permit = self.slots.clone().acquire_owned() => permit.ok(),
+            _ = live.stop_notify.notified() => None,
+        };
+        let stop = StopRequest::load(&live.stop);
+        let outcome = match permit {
+            Some(permit) if stop == StopRequest::None => {
+                if let Err(err) = self.mark_running(id, &live) {
+                    Outcome::Failed(err.to_string())
+                } else {
+                    let store = self.store.clone();
+                    let checkpoint_dir = self.data_dir.join("runs").join(id.to_string());
+                    let live_for_worker = live.clone();
+                    let trained = tokio::task::spawn_blocking(move || {
+                        let job = TrainJob {
+                            run_id: id,
+                            spec: &spec,
+                            resolved: &resolved,
+                            device,
+                            store: &store,
+                            events: &live_for_worker.events,
+                            stop: &live_for_worker.stop,
+                            checkpoint_dir,
+                        };
+                        train::worker::train(&job)
+                    })
+                    .await;
+                    drop(permit);
+                    trained.unwrap_or_else(|e| {
+                        Outcome::Failed(format!("the training thread failed: {e}"))
+                    })
+                }
+            }
+            _ => Outcome::Stopped(match stop {
+                StopRequest::None => StopRequest::Interrupt,
+                request => request,
+            }),
+        };
+        self.finish(id, &live, outcome);
+    }
+
+    fn mark_running(&self, id: RunId, live: &LiveRun) -> Result<()> {
+        self.store.update_run(id, |run| {
+            run.set_status(RunStatus::Running);
+            run.started_at_ms = now_ms();
+        })?;
+        let _ = live.events.send(event(Event::Status(StatusChange {
+            status: RunStatus::Running as i32,
+            reason: String::new(),
+        })));
+        tracing::info!(run = %id, "run started");
+        Ok(())
+    }
+
+    /// Records how the run ended (durably), tells its watchers, and forgets its live state, in
+    /// that order: a watcher either sees the final event or finds the final status stored.
+    fn finish(&self, id: RunId, live: &LiveRun, outcome: Outcome) {
+        let epochs_done = self.store.epochs_done(id).unwrap_or(0);
+        let (status, reason) = match outcome {
+            Outcome::Completed => (RunStatus::Completed, String::new()),
+            Outcome::Stopped(StopRequest::Cancel) => (
+                RunStatus::Cancelled,
+                format!("cancelled on request after {epochs_done} epoch(s)"),
+            ),
+            Outcome::Stopped(_) => (
+                RunStatus::Interrupted,
+                format!(
+                    "stratad shut down after {epochs_done} epoch(s); resume the run to continue"
+                ),
+            ),
+            Outcome::Diverged(reason) => (RunStatus::Diverged, reason),
+            Outcome::Failed(reason) => (RunStatus::Failed, reason),
+        };
+        let stored = self.store.update_run(id, |run| {
+            run.set_status(status);
+            run.reason = reason.clone();
+            run.finished_at_ms = now_ms();
+        });
+        if let Err(err) = stored {
+            tracing::error!(run = %id, error = %err, "could not record the run's end");
+        }
+        match status {
+            RunStatus::Completed => {
+                tracing::info!(run = %id, epochs = epochs_done, "run completed")
+            }
+            _ => tracing::warn!(run = %id, status = status.label(), %reason, "run ended"),
+        }
+        let _ = live.events.send(event(Event::Status(StatusChange {
+            status: status as i32,
+            reason,
+        })));
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    pub fn get(&self, run: &str) -> Result<GetRunResponse> {
+        let id = self.resolve(run)?;
+        let record = self
+            .store
+            .get_run(id)?
+            .ok_or_else(|| StrataError::RunNotFound(run.to_string()))?;
+        let epochs = self.store.epochs(id, 1)?;
+        Ok(GetRunResponse {
+            run: Some(record),
+            epochs,
+        })
+    }
+
+    pub fn list(&self, request: &ListRunsRequest) -> Result<Vec<Run>> {
+        let status = RunStatus::try_from(request.status).map_err(|_| {
+            StrataError::invalid("status", format!("{} is not a run status", request.status))
+        })?;
+        let limit = if request.limit == 0 {
+            usize::MAX
+        } else {
+            request.limit as usize
+        };
+        let mut runs = Vec::new();
+        for run in self.store.runs_newest_first() {
+            let run = run?;
+            let status_ok = status == RunStatus::Unspecified || run.status() == status;
+            let tag_ok = request.tag.is_empty() || run.tags.iter().any(|t| *t == request.tag);
+            if status_ok && tag_ok {
+                runs.push(run);
+                if runs.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Stops a queued or running run and waits (briefly) until its end is recorded.
+    pub async fn cancel(&self, run: &str) -> Result<Run> {
+        let id = self.resolve(run)?;
+        let Some(live) = self.live(id) else {
+            let record = self
+                .store
+                .get_run(id)?
+                .ok_or_else(|| StrataError::RunNotFound(run.to_string()))?;
+            return Err(StrataError::FailedPrecondition(format!(
+                "run {id} is {}; only queued or running runs can be cancelled",
+                record.status().label()
+            )));
+        };
+        let mut events = live.events.subscribe();
+        live.request_stop(StopRequest::Cancel);
+        drop(live);
+        let ended = async {
+            loop {
+                match events.recv().await {
+                    Ok(WatchEvent {
+                        event: Some(Event::Status(change)),
+                    }) if RunStatus::try_from(change.status).is_ok_and(RunStatus::is_terminal) => {
+                        break
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                    _ => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CANCEL_WAIT, ended).await;
+        self.store
+            .get_run(id)?
+            .ok_or_else(|| StrataError::RunNotFound(run.to_string()))
+    }
+
+    /// Streams the run's stored epochs from `from_epoch`, then its live events, with no gap and
+    /// no duplicate: the watcher subscribes before reading the store, and drops live epochs it
+    /// already sent from history.
+    pub fn watch(
+        self: &Arc<Self>,
+        run: &str,
+        from_epoch: u32,
+    ) -> Result<mpsc::Receiver<std::result::Result<WatchEvent, tonic::Status>>> {
+        let id = self.resolve(run)?;
+        let subscription = self.live(id).map(|live| live.events.subscribe());
+        if self.store.get_run(id)?.is_none() {
+            return Err(StrataError::RunNotFound(run.to_string()));
+        }
+        let (tx, rx) = mpsc::channel(WATCHER_QUEUE_EVENTS);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut watcher = Watcher {
+                id,
+                store,
+                tx,
+                next_epoch: from_epoch.max(1),
+            };
+            if let Err(err) = watcher.stream(subscription).await {
+                let _ = watcher.tx.send(Err(err.into())).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Stops taking work, interrupts queued and running runs at a batch boundary, waits for them
+    /// to record it, and flushes the store.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        let live: Vec<Arc<LiveRun>> = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for run in &live {
+            run.request_stop(StopRequest::Interrupt);
+        }
+        self.workers.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.workers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("runs did not stop within {SHUTDOWN_GRACE:?}; they will be marked interrupted on the next start");
+        }
+        if let Err(err) = self.store.flush() {
+            tracing::error!(error = %err, "could not flush the store");
+        }
+    }
+}
+
+/// One watcher's stream.
+struct Watcher {
+    id: RunId,
+    store: Arc<Store>,
+    tx: mpsc::Sender<std::result::Result<WatchEvent, tonic::Status>>,
+    next_epoch: u32,
+}
+
+/// The client went away: nothing more to send.
+struct Disconnected;
+
+impl From<Disconnected> for StrataError {
+    fn from(_: Disconnected) -> Self {
+        StrataError::Internal("watcher disconnected".into())
+    }
+}
+
+impl Watcher {
+    async fn send(&self, event: Event) -> std::result::Result<(), Disconnected> {
+        self.tx
+            .send(Ok(WatchEvent { event: Some(event) }))
+            .await
+            .map_err(|_| Disconnected)
+    }
+
+    async fn send_epoch(&mut self, record: EpochRecord) -> std::result::Result<(), Disconnected> {
+        if record.epoch >= self.next_epoch {
+            self.next_epoch = record.epoch + 1;
+            self.send(Event::Epoch(record)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends every stored epoch not sent yet.
+    async fn catch_up(&mut self) -> Result<()> {
+        let store = self.store.clone();
+        let (id, from) = (self.id, self.next_epoch);
+        for record in blocking(move || store.epochs(id, from)).await? {
+            if self.send_epoch(record).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the stored epochs not sent yet, then the stored status; true if that status is
+    /// terminal (the stream is complete). The status is read first, so every epoch stored before
+    /// it is sent before it.
+    async fn send_stored_state(&mut self) -> Result<bool> {
+        let run = self
+            .store
+            .get_run(self.id)?
+            .ok_or_else(|| StrataError::RunNotFound(self.id.to_string()))?;
+        self.catch_up().await?;
+        let terminal = run.status().is_terminal();
+        if self
+            .send(Event::Status(StatusChange {
+                status: run.status,
+                reason: run.reason,
+            }))
+            .await
+            .is_err()
+        {
+            return Ok(true);
+        }
+        Ok(terminal)
+    }
+
+    async fn stream(
+        &mut self,
+        subscription: Option<broadcast::Receiver<WatchEvent>>,
+    ) -> Result<()> {
+        let finished = self.send_stored_state().await?;
+        let Some(mut events) = subscription.filter(|_| !finished) else {
+            return Ok(());
+        };
+        loop {
+            let sent = match events.recv().await {
+                Ok(WatchEvent {
+                    event: Some(Event::Epoch(record)),
+                }) => {
+                    if record.epoch > self.next_epoch {
+                        self.catch_up().await?;
+                    }
+                    self.send_epoch(record).await
+                }
+                Ok(WatchEvent {
+                    event: Some(Event::Status(change)),
+                }) => {
+                    let terminal =
+                        RunStatus::try_from(change.status).is_ok_and(RunStatus::is_terminal);
+                    if terminal {
+                        self.catch_up().await?;
+                    }
+                    let sent = self.send(Event::Status(change)).await;
+                    if terminal {
+                        return Ok(());
+                    }
+                    sent
+                }
+                Ok(WatchEvent { event: Some(other) }) => self.send(other).await,
+                Ok(WatchEvent { event: None }) => Ok(()),
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    let notice = format!("this watcher fell behind: {skipped} live events skipped; epochs resent from the store");
+                    let sent = self.send(Event::Notice(notice)).await;
+                    self.catch_up().await?;
+                    sent
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.send_stored_state().await?;
+                    return Ok(());
+                }
+            };
+            if sent.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}

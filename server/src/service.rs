@@ -1,0 +1,97 @@
+//! The gRPC layer: each handler converts the request, calls the run manager, converts back.
+
+use std::{pin::Pin, sync::Arc};
+
+use strata_proto::{
+    strata_server::Strata, CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse,
+    GetServerInfoRequest, ListRunsRequest, ListRunsResponse, ServerInfo, StartRunRequest,
+    StartRunResponse, WatchEvent, WatchRunRequest,
+};
+use tokio_stream::{wrappers::ReceiverStream, Stream};
+use tonic::{Request, Response, Status};
+
+use crate::{runs::Runs, train};
+
+pub struct StrataService {
+    runs: Arc<Runs>,
+    data_dir: String,
+}
+
+impl StrataService {
+    pub fn new(runs: Arc<Runs>, data_dir: String) -> Self {
+        StrataService { runs, data_dir }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send + 'static>>;
+
+/// Runs blocking store work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(format!("a blocking task failed: {e}")))?
+        .map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl Strata for StrataService {
+    async fn start_run(
+        &self,
+        request: Request<StartRunRequest>,
+    ) -> Result<Response<StartRunResponse>, Status> {
+        Ok(Response::new(self.runs.start(request.into_inner()).await?))
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<GetRunRequest>,
+    ) -> Result<Response<GetRunResponse>, Status> {
+        let GetRunRequest { run } = request.into_inner();
+        let runs = self.runs.clone();
+        Ok(Response::new(blocking(move || runs.get(&run)).await?))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<ListRunsRequest>,
+    ) -> Result<Response<ListRunsResponse>, Status> {
+        let request = request.into_inner();
+        let runs = self.runs.clone();
+        let runs = blocking(move || runs.list(&request)).await?;
+        Ok(Response::new(ListRunsResponse { runs }))
+    }
+
+    type WatchRunStream = WatchStream;
+
+    async fn watch_run(
+        &self,
+        request: Request<WatchRunRequest>,
+    ) -> Result<Response<Self::WatchRunStream>, Status> {
+        let WatchRunRequest { run, from_epoch } = request.into_inner();
+        let events = self.runs.watch(&run, from_epoch)?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(events))))
+    }
+
+    async fn cancel_run(
+        &self,
+        request: Request<CancelRunRequest>,
+    ) -> Result<Response<CancelRunResponse>, Status> {
+        let CancelRunRequest { run } = request.into_inner();
+        let run = self.runs.cancel(&run).await?;
+        Ok(Response::new(CancelRunResponse { run: Some(run) }))
+    }
+
+    async fn get_server_info(
+        &self,
+        _: Request<GetServerInfoRequest>,
+    ) -> Result<Response<ServerInfo>, Status> {
+        Ok(Response::new(ServerInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            devices: train::available_devices(),
+            max_concurrent_runs: self.runs.max_concurrent_runs() as u32,
+            data_dir: self.data_dir.clone(),
+        }))
+    }
+}

@@ -1,0 +1,337 @@
+//! The sled store: runs and their per-epoch records.
+//!
+//! Keys are ordered so the common reads are range scans: a run's key is its id as 8 big-endian
+//! bytes (ids sort by creation time, so newest-first is a reverse scan), an epoch's key is the run
+//! key followed by the epoch as 4 big-endian bytes (one run's epochs are one contiguous range).
+//! Values are the protobuf encodings of `Run` and `EpochRecord`.
+//!
+//! Durability is explicit: every write here is flushed before it returns, so whatever a caller
+//! acknowledges or streams afterwards survives a crash.
+
+use std::{
+    fmt,
+    path::Path,
+    str::FromStr,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use prost::Message;
+use strata_proto::{EpochRecord, Run, RunStatus};
+
+use crate::error::{Result, StrataError};
+
+/// A run's id: unix milliseconds in the high 48 bits and a sequence number in the low 16, so ids
+/// sort by creation time and stay unique within one daemon. Shown as 16 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunId(pub u64);
+
+impl RunId {
+    const HEX_DIGITS: usize = 16;
+
+    fn key(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+
+    fn from_key(key: &[u8]) -> Result<Self> {
+        let bytes: [u8; 8] = key
+            .get(..8)
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| StrataError::Storage("corrupt run key".into()))?;
+        Ok(RunId(u64::from_be_bytes(bytes)))
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for RunId {
+    type Err = StrataError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        u64::from_str_radix(s, 16)
+            .ok()
+            .filter(|_| s.len() == Self::HEX_DIGITS)
+            .map(RunId)
+            .ok_or_else(|| StrataError::Storage(format!("corrupt run id '{s}'")))
+    }
+}
+
+fn epoch_key(run: RunId, epoch: u32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&run.key());
+    key[8..].copy_from_slice(&epoch.to_be_bytes());
+    key
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub struct Store {
+    db: sled::Db,
+    runs: sled::Tree,
+    epochs: sled::Tree,
+    last_id: AtomicU64,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StrataError::Storage(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .open()
+            .map_err(|e| {
+                StrataError::Storage(format!("cannot open the store in {}: {e}", dir.display()))
+            })?;
+        let runs = db.open_tree("runs")?;
+        let epochs = db.open_tree("epochs")?;
+        let last_id = match runs.last()? {
+            Some((key, _)) => RunId::from_key(&key)?.0,
+            None => 0,
+        };
+        Ok(Store {
+            db,
+            runs,
+            epochs,
+            last_id: AtomicU64::new(last_id),
+        })
+    }
+
+    /// A fresh id, greater than every id handed out before (also across restarts).
+    pub fn next_run_id(&self) -> RunId {
+        let from_clock = (now_ms() as u64) << 16;
+        let mut last = self.last_id.load(Ordering::Relaxed);
+        loop {
+            let next = from_clock.max(last + 1);
+            match self
+                .last_id
+                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return RunId(next),
+                Err(actual) => last = actual,
+            }
+        }
+    }
+
+    /// Writes a run record and flushes it.
+    pub fn put_run(&self, run: &Run) -> Result<()> {
+        let id: RunId = run.id.parse()?;
+        self.runs.insert(id.key(), run.encode_to_vec())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn get_run(&self, id: RunId) -> Result<Option<Run>> {
+        let Some(bytes) = self.runs.get(id.key())? else {
+            return Ok(None);
+        };
+        let mut run = Run::decode(bytes.as_ref())?;
+        run.epochs_done = self.epochs_done(id)?;
+        Ok(Some(run))
+    }
+
+    /// Reads a run, changes it and writes it back, flushed.
+    pub fn update_run(&self, id: RunId, change: impl FnOnce(&mut Run)) -> Result<Run> {
+        let mut run = self
+            .get_run(id)?
+            .ok_or_else(|| StrataError::RunNotFound(id.to_string()))?;
+        change(&mut run);
+        self.put_run(&run)?;
+        Ok(run)
+    }
+
+    /// Finds the one run whose id starts with `prefix` (hex digits, case-insensitive).
+    pub fn resolve(&self, prefix: &str) -> Result<RunId> {
+        let prefix = prefix.trim().to_ascii_lowercase();
+        if prefix.is_empty() {
+            return Err(StrataError::invalid(
+                "run",
+                "a run id (or a unique prefix of one) is required",
+            ));
+        }
+        if prefix.len() > RunId::HEX_DIGITS || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StrataError::invalid(
+                "run",
+                format!("'{prefix}' is not a run id: ids are up to 16 hex digits"),
+            ));
+        }
+        let low = u64::from_str_radix(&format!("{prefix:0<16}"), 16).unwrap_or(0);
+        let high = u64::from_str_radix(&format!("{prefix:f<16}"), 16).unwrap_or(u64::MAX);
+        let mut matches = self
+            .runs
+            .range(low.to_be_bytes()..=high.to_be_bytes())
+            .keys();
+        let first = match matches.next() {
+            Some(key) => RunId::from_key(&key?)?,
+            None => return Err(StrataError::RunNotFound(prefix)),
+        };
+        if let Some(second) = matches.next() {
+            let second = RunId::from_key(&second?)?;
+            return Err(StrataError::AmbiguousRun {
+                prefix,
+                examples: format!("{first}, {second}, ..."),
+            });
+        }
+        Ok(first)
+    }
+
+    /// Every run, newest first.
+    pub fn runs_newest_first(&self) -> impl Iterator<Item = Result<Run>> + '_ {
+        self.runs.iter().rev().map(move |entry| {
+            let (key, bytes) = entry?;
+            let mut run = Run::decode(bytes.as_ref())?;
+            run.epochs_done = self.epochs_done(RunId::from_key(&key)?)?;
+            Ok(run)
+        })
+    }
+
+    /// Writes one epoch record and flushes it: after this returns the epoch is durable and may be
+    /// streamed.
+    pub fn put_epoch(&self, run: RunId, record: &EpochRecord) -> Result<()> {
+        self.epochs
+            .insert(epoch_key(run, record.epoch), record.encode_to_vec())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A run's epochs from `from_epoch` on, in order.
+    pub fn epochs(&self, run: RunId, from_epoch: u32) -> Result<Vec<EpochRecord>> {
+        self.epochs
+            .range(epoch_key(run, from_epoch)..=epoch_key(run, u32::MAX))
+            .values()
+            .map(|bytes| Ok(EpochRecord::decode(bytes?.as_ref())?))
+            .collect()
+    }
+
+    /// The number of the last stored epoch (epochs are stored in order from 1), 0 if none.
+    pub fn epochs_done(&self, run: RunId) -> Result<u32> {
+        let last = self
+            .epochs
+            .range(epoch_key(run, 0)..=epoch_key(run, u32::MAX))
+            .next_back();
+        match last {
+            Some(entry) => {
+                let (key, _) = entry?;
+                let epoch: [u8; 4] = key[8..12]
+                    .try_into()
+                    .map_err(|_| StrataError::Storage("corrupt epoch key".into()))?;
+                Ok(u32::from_be_bytes(epoch))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Marks runs that a crash or a kill left `queued` or `running` as `interrupted`. Returns
+    /// how many were marked.
+    pub fn mark_unfinished_interrupted(&self) -> Result<usize> {
+        let unfinished: Vec<Run> = self
+            .runs_newest_first()
+            .filter(|run| {
+                run.as_ref().map_or(true, |run| {
+                    matches!(run.status(), RunStatus::Queued | RunStatus::Running)
+                })
+            })
+            .collect::<Result<_>>()?;
+        for mut run in unfinished.iter().cloned() {
+            let was = run.status().label();
+            run.set_status(RunStatus::Interrupted);
+            run.reason = format!("stratad stopped while the run was {was}; resume it to continue");
+            run.finished_at_ms = now_ms();
+            self.put_run(&run)?;
+        }
+        Ok(unfinished.len())
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(store: &Store) -> Run {
+        Run {
+            id: store.next_run_id().to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ids_increase_and_resolve_by_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = run(&store);
+        let b = run(&store);
+        assert!(a.id < b.id);
+        store.put_run(&a).unwrap();
+        store.put_run(&b).unwrap();
+        assert_eq!(store.resolve(&a.id).unwrap().to_string(), a.id);
+        assert!(matches!(
+            store.resolve(&a.id[..4]),
+            Err(StrataError::AmbiguousRun { .. })
+        ));
+        assert!(matches!(
+            store.resolve("zz"),
+            Err(StrataError::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            store.resolve("0000"),
+            Err(StrataError::RunNotFound(_))
+        ));
+        let newest: Vec<String> = store.runs_newest_first().map(|r| r.unwrap().id).collect();
+        assert_eq!(newest, vec![b.id.clone(), a.id.clone()]);
+    }
+
+    #[test]
+    fn epochs_are_a_range_per_run_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = {
+            let store = Store::open(dir.path()).unwrap();
+            let (a, b) = (run(&store), run(&store));
+            store.put_run(&a).unwrap();
+            store.put_run(&b).unwrap();
+            for epoch in 1..=3 {
+                let record = EpochRecord {
+                    epoch,
+                    train_loss: epoch as f64,
+                    ..Default::default()
+                };
+                store.put_epoch(a.id.parse().unwrap(), &record).unwrap();
+            }
+            store
+                .put_epoch(
+                    b.id.parse().unwrap(),
+                    &EpochRecord {
+                        epoch: 1,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            (a, b)
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let ida: RunId = a.id.parse().unwrap();
+        let epochs: Vec<u32> = store
+            .epochs(ida, 2)
+            .unwrap()
+            .iter()
+            .map(|e| e.epoch)
+            .collect();
+        assert_eq!(epochs, vec![2, 3]);
+        assert_eq!(store.epochs_done(ida).unwrap(), 3);
+        assert_eq!(store.epochs_done(b.id.parse().unwrap()).unwrap(), 1);
+        assert!(store.next_run_id().to_string() > b.id);
+    }
+}
