@@ -1,0 +1,413 @@
+//! A small client library for `stratad`, shared by the `strata` CLI and the end-to-end tests.
+//!
+//! [`Client`] wraps the generated gRPC client with address handling, an optional bearer token and
+//! one error type ([`ClientError`]) that keeps the server's [`tonic::Status`] so callers can map
+//! codes. [`json`] turns protocol values into the CLI's stable `--json` shapes and [`render`]
+//! into the CLI's human-readable tables; both are pure functions so they are easy to test.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use strata_proto::strata_client::StrataClient;
+use strata_proto::{
+    CancelRunRequest, CancelRunResponse, EpochRecord, GetRunRequest, GetRunResponse,
+    GetServerInfoRequest, ListRunsRequest, ListRunsResponse, RunStatus, ServerInfo,
+    StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
+};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint};
+
+pub mod json;
+pub mod render;
+
+/// The generated gRPC client as [`Client`] holds it: over one channel, with the token interceptor.
+pub type StrataGrpc = StrataClient<InterceptedService<Channel, BearerAuth>>;
+
+/// How long [`Client::connect`] waits for the TCP connection before giving up. Short, because
+/// the daemon normally runs on the same host or LAN; a hung CLI is worse than a clear error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest response the client accepts. GetRun of a long run with many groups can exceed tonic's
+/// 4 MiB default; 64 MiB is far above any realistic run and still bounds a broken server.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Everything that can go wrong talking to `stratad`.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address could not be turned into a URI.
+    #[error("invalid address {addr:?}: {reason}")]
+    InvalidAddress { addr: String, reason: String },
+    /// The token cannot be sent as gRPC metadata (it must be visible ASCII).
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// No connection could be made to the daemon.
+    #[error("cannot reach stratad at {addr}: {reason} (is it running?)")]
+    Connect { addr: String, reason: String },
+    /// The call reached the daemon (or the transport under it) and failed with this status.
+    /// Boxed because `Status` is large and would bloat every `Result` (clippy::result_large_err).
+    #[error("{}", status_message(.0))]
+    Status(Box<tonic::Status>),
+}
+
+impl ClientError {
+    /// The gRPC code this error corresponds to, so callers can map every error the same way:
+    /// a bad address or token is the caller's input (`InvalidArgument`), a failed connect is
+    /// `Unavailable`, and a call's status is its own code.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            ClientError::InvalidAddress { .. } | ClientError::InvalidToken(_) => {
+                tonic::Code::InvalidArgument
+            }
+            ClientError::Connect { .. } => tonic::Code::Unavailable,
+            ClientError::Status(status) => status.code(),
+        }
+    }
+
+    /// Whether the connection to the daemon failed (it is not running, or went away mid-call),
+    /// as opposed to the daemon answering with an error. Statuses the daemon sends arrive
+    /// without a source error; those tonic raises locally from a broken transport carry one.
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } => true,
+            ClientError::Status(status) => {
+                status.code() == tonic::Code::Unavailable
+                    || std::error::Error::source(status.as_ref()).is_some()
+            }
+            ClientError::InvalidAddress { .. } | ClientError::InvalidToken(_) => false,
+        }
+    }
+
+    /// The server's status, when the error came from a call.
+    pub fn status(&self) -> Option<&tonic::Status> {
+        match self {
+            ClientError::Status(status) => Some(status),
+            _ => None,
+        }
+    }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Status(Box::new(status))
+    }
+}
+
+/// A status's message, or its code's description when the server sent none.
+fn status_message(status: &tonic::Status) -> String {
+    if status.message().is_empty() {
+        status.code().description().to_string()
+    } else {
+        status.message().to_string()
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every request when a token is configured.
+#[derive(Clone, Debug, Default)]
+pub struct BearerAuth {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl BearerAuth {
+    /// An interceptor for `token`; `None` or an empty token sends no header.
+    pub fn new(token: Option<&str>) -> Result<Self, ClientError> {
+        let header = match token.map(str::trim).filter(|t| !t.is_empty()) {
+            None => None,
+            Some(token) => {
+                // HTTP/2 would carry other bytes, but gRPC metadata and most proxies expect a
+                // token to be visible ASCII; reject anything else here, clearly.
+                let invalid =
+                    || ClientError::InvalidToken("it must be visible ASCII without spaces".into());
+                if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(invalid());
+                }
+                let mut value: MetadataValue<Ascii> =
+                    format!("Bearer {token}").parse().map_err(|_| invalid())?;
+                // Keeps the token out of Debug output and HTTP/2 header compression tables.
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(BearerAuth { header })
+    }
+}
+
+impl Interceptor for BearerAuth {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.header {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection to one `stratad`.
+///
+/// Cheap to clone; every method takes `&self` so one client can serve concurrent calls (the
+/// underlying channel multiplexes them).
+#[derive(Clone)]
+pub struct Client {
+    grpc: StrataGrpc,
+    addr: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turns what a user types (`host:port` or `http://host:port`) into an endpoint URI.
+pub fn endpoint_uri(addr: &str) -> String {
+    let addr = addr.trim();
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+impl Client {
+    /// Connects to the daemon at `addr` (`http://host:port` or bare `host:port`), sending
+    /// `token` as a bearer token on every call when given.
+    ///
+    /// Connects eagerly so that an unreachable daemon is reported here, once, clearly.
+    pub async fn connect(addr: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let auth = BearerAuth::new(token.as_deref())?;
+        let uri = endpoint_uri(addr);
+        // This build has no TLS: tonic would dial an `https://` address in plaintext, silently
+        // exposing the token. Refuse instead (and any scheme that is not gRPC over HTTP/2).
+        if let Some((scheme, _)) = uri.split_once("://") {
+            if !scheme.eq_ignore_ascii_case("http") {
+                let reason = if scheme.eq_ignore_ascii_case("https") {
+                    "TLS is not supported by this client yet; use http://".to_string()
+                } else {
+                    format!("unsupported scheme '{scheme}'; use http://host:port or host:port")
+                };
+                return Err(ClientError::InvalidAddress {
+                    addr: addr.to_string(),
+                    reason,
+                });
+            }
+        }
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|err| ClientError::InvalidAddress {
+                addr: addr.to_string(),
+                reason: error_chain(&err),
+            })?
+            .connect_timeout(CONNECT_TIMEOUT);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|err| ClientError::Connect {
+                addr: addr.to_string(),
+                reason: error_chain(&err),
+            })?;
+        let grpc = StrataClient::with_interceptor(channel, auth)
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        Ok(Client {
+            grpc,
+            addr: addr.to_string(),
+        })
+    }
+
+    /// The address this client was connected with, as given.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The generated client, for calls this wrapper does not cover.
+    pub fn grpc(&self) -> StrataGrpc {
+        self.grpc.clone()
+    }
+
+    /// Validates and (unless `dry_run`) starts a run.
+    pub async fn start_run(
+        &self,
+        request: StartRunRequest,
+    ) -> Result<StartRunResponse, ClientError> {
+        Ok(self.grpc.clone().start_run(request).await?.into_inner())
+    }
+
+    /// One run (by id or unique id prefix) with its stored epochs.
+    pub async fn get_run(&self, run: &str) -> Result<GetRunResponse, ClientError> {
+        let request = GetRunRequest {
+            run: run.to_string(),
+        };
+        Ok(self.grpc.clone().get_run(request).await?.into_inner())
+    }
+
+    /// Runs, newest first.
+    pub async fn list_runs(
+        &self,
+        request: ListRunsRequest,
+    ) -> Result<ListRunsResponse, ClientError> {
+        Ok(self.grpc.clone().list_runs(request).await?.into_inner())
+    }
+
+    /// The run's stored epochs from `from_epoch`, then live events until its final status.
+    pub async fn watch_run(
+        &self,
+        run: &str,
+        from_epoch: u32,
+    ) -> Result<tonic::Streaming<WatchEvent>, ClientError> {
+        let request = WatchRunRequest {
+            run: run.to_string(),
+            from_epoch,
+        };
+        Ok(self.grpc.clone().watch_run(request).await?.into_inner())
+    }
+
+    /// Stops a queued or running run.
+    pub async fn cancel_run(&self, run: &str) -> Result<CancelRunResponse, ClientError> {
+        let request = CancelRunRequest {
+            run: run.to_string(),
+        };
+        Ok(self.grpc.clone().cancel_run(request).await?.into_inner())
+    }
+
+    /// The daemon's version, devices and limits.
+    pub async fn server_info(&self) -> Result<ServerInfo, ClientError> {
+        Ok(self
+            .grpc
+            .clone()
+            .get_server_info(GetServerInfoRequest {})
+            .await?
+            .into_inner())
+    }
+}
+
+/// An error and its sources on one line. Transport errors say little at the top ("transport
+/// error"); the useful part ("Connection refused") is further down the chain.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(err) = current {
+        let text = err.to_string();
+        // Skip tonic's generic top line and pieces a layer repeats from its source.
+        let generic = text == "transport error" && err.source().is_some();
+        if !generic && !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    parts.join(": ")
+}
+
+/// A run status as users see it (`completed`), or `unknown(N)` for a value this client does not
+/// know (a newer daemon).
+pub fn status_label(raw: i32) -> Cow<'static, str> {
+    match RunStatus::try_from(raw) {
+        Ok(status) => Cow::Borrowed(status.label()),
+        Err(_) => Cow::Owned(format!("unknown({raw})")),
+    }
+}
+
+/// The generalization gap of one epoch: validation loss minus training loss.
+pub fn epoch_gap(epoch: &EpochRecord) -> f64 {
+    epoch.val_loss - epoch.train_loss
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compile-time check: callers spawn these calls on tokio tasks, which needs `Send` futures.
+    #[allow(dead_code)]
+    fn client_futures_are_send(client: &Client) {
+        fn assert_send<T: Send>(_: T) {}
+        assert_send(client.start_run(StartRunRequest::default()));
+        assert_send(client.get_run("x"));
+        assert_send(client.list_runs(ListRunsRequest::default()));
+        assert_send(client.watch_run("x", 0));
+        assert_send(client.cancel_run("x"));
+        assert_send(client.server_info());
+    }
+
+    #[test]
+    fn bare_addresses_get_a_scheme() {
+        assert_eq!(endpoint_uri("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(endpoint_uri(" localhost:1 "), "http://localhost:1");
+        assert_eq!(endpoint_uri("http://h:2"), "http://h:2");
+        assert_eq!(endpoint_uri("https://h:2"), "https://h:2");
+    }
+
+    #[test]
+    fn token_becomes_a_bearer_header() {
+        let mut auth = BearerAuth::new(Some("s3cret")).expect("valid token");
+        let request = auth
+            .call(tonic::Request::new(()))
+            .expect("interceptor never fails");
+        let value = request.metadata().get("authorization").expect("header set");
+        assert_eq!(value.to_str().ok(), Some("Bearer s3cret"));
+    }
+
+    #[test]
+    fn no_or_empty_token_sends_no_header() {
+        for token in [None, Some(""), Some("  ")] {
+            let mut auth = BearerAuth::new(token).expect("valid");
+            let request = auth
+                .call(tonic::Request::new(()))
+                .expect("interceptor never fails");
+            assert!(request.metadata().get("authorization").is_none());
+        }
+    }
+
+    #[test]
+    fn non_ascii_token_is_rejected() {
+        let err = BearerAuth::new(Some("tök\n")).expect_err("invalid");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn status_errors_keep_code_and_message() {
+        let err = ClientError::from(tonic::Status::not_found("no run matches 'abc'"));
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        assert_eq!(err.to_string(), "no run matches 'abc'");
+        assert!(err.status().is_some());
+        assert!(!err.is_connection_error(), "a status sent by the daemon");
+        let empty = ClientError::from(tonic::Status::new(tonic::Code::Internal, ""));
+        assert!(!empty.to_string().is_empty());
+    }
+
+    #[test]
+    fn status_labels() {
+        assert_eq!(status_label(RunStatus::Completed as i32), "completed");
+        assert_eq!(status_label(99), "unknown(99)");
+    }
+
+    #[tokio::test]
+    async fn unreachable_daemon_is_a_clear_error() {
+        // Port 1 on loopback is essentially never listening: the connect is refused at once.
+        let err = Client::connect("127.0.0.1:1", None)
+            .await
+            .expect_err("nothing listens there");
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert!(err.is_connection_error());
+        assert!(
+            err.to_string()
+                .starts_with("cannot reach stratad at 127.0.0.1:1: "),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_address_is_invalid_argument() {
+        for addr in [
+            "http://bad host:1",
+            "https://127.0.0.1:1",
+            "grpc://127.0.0.1:1",
+        ] {
+            let err = Client::connect(addr, None).await.expect_err("bad address");
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{addr}: {err}");
+        }
+    }
+}

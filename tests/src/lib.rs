@@ -1,0 +1,232 @@
+//! Test harness: a real `stratad` process on 127.0.0.1:0 with a temporary data dir, and the real
+//! `strata` CLI and client library to drive it.
+//!
+//! The binaries come from the same target folder as the test executable; `scripts/test.sh`
+//! builds them before running the tests.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::Value;
+use strata_client::Client;
+use tempfile::TempDir;
+
+/// How long a daemon may take to open its port (loading libtorch included).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The folder holding `stratad` and `strata`: next to the test executable's `deps/` folder,
+/// or `STRATA_BIN_DIR` when set.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STRATA_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let deps = exe.parent().expect("the test executable's folder");
+    deps.parent()
+        .expect("the target profile folder")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A running `stratad`. Killed when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`
+    pub addr: String,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    _tmp: Option<TempDir>,
+}
+
+impl Daemon {
+    /// A daemon on a fresh temporary data dir.
+    pub fn start() -> Daemon {
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let mut daemon = Daemon::start_in(&tmp.path().join("data"), &[]);
+        daemon._tmp = Some(tmp);
+        daemon
+    }
+
+    /// A daemon on `data_dir`, with extra flags.
+    pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Daemon {
+        std::fs::create_dir_all(data_dir).expect("the data dir");
+        let log = data_dir.with_extension(format!("stratad-{}.log", std::process::id()));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("a log file");
+        let mut child = Command::new(bin("stratad"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(["--threads", "1"])
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("stratad starts");
+        let stdout = child.stdout.take().expect("stratad's stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the daemon never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "stratad did not report its address; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let addr = line
+            .strip_prefix("stratad listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from stratad: {line}"));
+        Daemon {
+            child: Some(child),
+            addr: format!("http://{addr}"),
+            data_dir: data_dir.to_path_buf(),
+            log,
+            _tmp: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, `KILL`) and waits for the process to exit.
+    pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        let mut child = self.child.take().expect("the daemon is running");
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} failed");
+        child.wait().expect("stratad exits")
+    }
+
+    /// Stops the daemon with SIGTERM and returns its exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal_and_wait("TERM")
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.addr, None)
+            .await
+            .expect("the client connects")
+    }
+
+    /// Runs the `strata` CLI against this daemon.
+    pub fn strata(&self, args: &[&str]) -> CliOutput {
+        strata(&self.addr, args)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What one `strata` invocation printed and how it exited.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Asserts success and parses stdout as one JSON document.
+    pub fn json(&self) -> Value {
+        assert_eq!(self.code, 0, "strata failed: {self:?}");
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+
+    /// Parses stdout as one JSON document per line.
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+}
+
+pub fn strata(addr: &str, args: &[&str]) -> CliOutput {
+    let output = Command::new(bin("strata"))
+        .arg("--addr")
+        .arg(addr)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("strata runs");
+    CliOutput {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Flags for a tiny, fast run.
+pub const TINY_RUN: &[&str] = &[
+    "--dataset",
+    "spirals",
+    "--samples",
+    "240",
+    "--model",
+    "mlp:16,16",
+    "--batch-size",
+    "32",
+];
+
+/// Starts a run through the CLI and returns its id.
+pub fn start_run(daemon: &Daemon, extra: &[&str]) -> String {
+    let mut args = vec!["start", "--json"];
+    args.extend_from_slice(TINY_RUN);
+    args.extend_from_slice(extra);
+    let out = daemon.strata(&args);
+    let json = out.json();
+    json["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no run_id in {json}"))
+        .to_string()
+}
+
+/// Watches a run to its end through the CLI and returns the NDJSON events.
+pub fn watch_to_end(daemon: &Daemon, run: &str) -> (i32, Vec<Value>) {
+    let out = daemon.strata(&["watch", run, "--json"]);
+    (out.code, out.json_lines())
+}

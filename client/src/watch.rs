@@ -1,0 +1,205 @@
+//! `strata watch` (and `strata start --follow`): a run's history, then its live events.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use strata_client::{json, render, status_label, Client};
+use strata_proto::{watch_event::Event, BatchProgress, RunStatus};
+
+use crate::error::{CliError, Exit};
+use crate::output::{note, Out};
+
+/// Streams run `run` (id or unique prefix) from `from_epoch` until its final status.
+///
+/// Human mode prints one line per epoch on stdout, a progress bar per epoch on stderr when it is
+/// a terminal, and the final status; `--json` prints every event as an NDJSON line. Ends with
+/// [`Exit::Success`] when the run completed, [`Exit::RunEndedBadly`] when it failed, diverged or
+/// was cancelled, and an error when it was interrupted (it can be resumed, so it is not done).
+pub async fn watch(
+    client: &Client,
+    run: &str,
+    from_epoch: u32,
+    as_json: bool,
+    out: &mut Out,
+) -> Result<Exit, CliError> {
+    // GetRun first: it resolves a prefix to the full id, gives the epoch total for `epoch 3/10`
+    // and the metric's name, and reports an unknown run before any stream is opened.
+    let detail = client.get_run(run).await?;
+    let Some(info) = detail.run else {
+        return Err(CliError::Failed(format!(
+            "stratad returned no run for '{run}'"
+        )));
+    };
+    let total_epochs = info.config.as_ref().and_then(|config| config.epochs);
+    let mut stream = client.watch_run(&info.id, from_epoch).await?;
+    let mut progress =
+        EpochProgress::new(!as_json && std::io::stderr().is_terminal(), total_epochs);
+
+    // One Ctrl-C future for the whole watch: recreating it per event could miss a signal that
+    // arrives between two events.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut ctrl_c_armed = true;
+
+    loop {
+        let message = tokio::select! {
+            message = stream.message() => message,
+            signal = &mut ctrl_c, if ctrl_c_armed => {
+                ctrl_c_armed = false;
+                if signal.is_ok() {
+                    progress.clear();
+                    return Err(CliError::CtrlC);
+                }
+                // No signal handler could be installed: watch on without one.
+                continue;
+            }
+        };
+        let Some(event) = message.map_err(strata_client::ClientError::from)? else {
+            progress.clear();
+            return Err(CliError::Failed(format!(
+                "the stream of run {} ended before the run did",
+                info.id
+            )));
+        };
+
+        // The run's final status ends the watch; every event before it is shown.
+        let finished = match &event.event {
+            Some(Event::Status(change)) => RunStatus::try_from(change.status)
+                .ok()
+                .filter(|s| s.is_terminal()),
+            _ => None,
+        };
+        if as_json {
+            if let Some(value) = json::watch_event(&event) {
+                out.json(&value)?;
+            }
+        } else {
+            show_event(
+                event.event,
+                &info.id,
+                total_epochs,
+                &info.val_metric,
+                &mut progress,
+                out,
+            )?;
+        }
+        if let Some(status) = finished {
+            progress.clear();
+            return final_exit(status);
+        }
+    }
+}
+
+/// One event in human mode: epochs and the final status on stdout, the rest on stderr.
+fn show_event(
+    event: Option<Event>,
+    run_id: &str,
+    total_epochs: Option<u32>,
+    val_metric: &str,
+    progress: &mut EpochProgress,
+    out: &mut Out,
+) -> Result<(), CliError> {
+    match event {
+        Some(Event::Epoch(record)) => {
+            progress.clear();
+            out.line(&render::epoch_line(&record, total_epochs, val_metric))?;
+        }
+        Some(Event::Progress(batch)) => progress.update(&batch),
+        Some(Event::Notice(message)) => progress.suspend(|| note(&format!("notice: {message}"))),
+        Some(Event::Status(change)) => {
+            let terminal = RunStatus::try_from(change.status).is_ok_and(RunStatus::is_terminal);
+            if terminal {
+                progress.clear();
+                out.line(&render::run_finished(run_id, change.status, &change.reason))?;
+            } else {
+                let label = status_label(change.status);
+                progress.suspend(|| note(&format!("run {run_id} is {label}")));
+            }
+        }
+        // An event kind from a newer daemon: nothing to show.
+        None => {}
+    }
+    Ok(())
+}
+
+/// The exit for a run's terminal status.
+fn final_exit(status: RunStatus) -> Result<Exit, CliError> {
+    match status {
+        RunStatus::Completed => Ok(Exit::Success),
+        RunStatus::Interrupted => Err(CliError::Failed(
+            "run was interrupted; resume it later".into(),
+        )),
+        _ => Ok(Exit::RunEndedBadly),
+    }
+}
+
+/// A progress bar for the epoch in progress, drawn on stderr from batch `progress` events.
+struct EpochProgress {
+    enabled: bool,
+    total_epochs: Option<u32>,
+    /// The epoch the bar belongs to, and the bar.
+    bar: Option<(u32, ProgressBar)>,
+}
+
+impl EpochProgress {
+    fn new(enabled: bool, total_epochs: Option<u32>) -> EpochProgress {
+        EpochProgress {
+            enabled,
+            total_epochs,
+            bar: None,
+        }
+    }
+
+    fn update(&mut self, batch: &BatchProgress) {
+        if !self.enabled {
+            return;
+        }
+        let bar = match &self.bar {
+            Some((epoch, bar)) if *epoch == batch.epoch => bar.clone(),
+            _ => {
+                self.clear();
+                let bar = self.new_bar(batch);
+                self.bar = Some((batch.epoch, bar.clone()));
+                bar
+            }
+        };
+        bar.set_length(u64::from(batch.batches));
+        bar.set_position(u64::from(batch.batch));
+        bar.set_message(format!("loss {}", render::metric(batch.loss)));
+    }
+
+    fn new_bar(&self, batch: &BatchProgress) -> ProgressBar {
+        let bar = ProgressBar::with_draw_target(
+            Some(u64::from(batch.batches)),
+            ProgressDrawTarget::stderr(),
+        );
+        // The template is a constant; should indicatif ever reject it, a plain bar will do.
+        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len}  {msg}")
+            .map(|style| style.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix(render::epoch_label(batch.epoch, self.total_epochs));
+        bar
+    }
+
+    /// Removes the bar, so that the next line printed does not mix with it.
+    fn clear(&mut self) {
+        if let Some((_, bar)) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Runs `print` with the bar hidden, for a line printed while an epoch is in progress.
+    fn suspend(&self, print: impl FnOnce()) {
+        match &self.bar {
+            Some((_, bar)) => bar.suspend(print),
+            None => print(),
+        }
+    }
+}
+
+impl Drop for EpochProgress {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
