@@ -332,7 +332,7 @@ impl Runs {
         for run in self.store.runs_newest_first() {
             let run = run?;
             let status_ok = status == RunStatus::Unspecified || run.status() == status;
-            let tag_ok = request.tag.is_empty() || run.tags.iter().any(|t| *t == request.tag);
+            let tag_ok = request.tag.is_empty() || run.tags.contains(&request.tag);
             if status_ok && tag_ok {
                 runs.push(run);
                 if runs.len() >= limit {

@@ -96,15 +96,14 @@ fn generate(spec: &DatasetSpec, rng: &mut SeededRng) -> Samples {
     let mut samples = Samples::new(spec.features() as usize, n);
     match spec.kind {
         SyntheticKind::Spirals => {
+            // CS231n's spirals: each class an arm of about two thirds of a turn, with angular noise.
             let classes = spec.classes as usize;
             for i in 0..n {
                 let class = i % classes;
-                let t = rng.uniform();
-                let radius = 0.1 + t;
-                let angle = 3.0 * PI * t + 2.0 * PI * class as f64 / classes as f64;
-                let x = radius * angle.cos() + noise * 0.5 * rng.normal() * radius.max(0.2);
-                let y = radius * angle.sin() + noise * 0.5 * rng.normal() * radius.max(0.2);
-                samples.push(&[x, y], class as f64);
+                let radius = rng.uniform();
+                let angle =
+                    4.0 * radius + 2.0 * PI * class as f64 / classes as f64 + noise * rng.normal();
+                samples.push(&[radius * angle.sin(), radius * angle.cos()], class as f64);
             }
         }
         SyntheticKind::Moons => {

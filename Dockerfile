@@ -1,0 +1,21 @@
+# stratad in a container: libtorch from PyPI's torch==2.13.0 (CUDA-enabled; the same image uses a
+# GPU when the container is given one), the daemon built against it, data in /data.
+FROM rust:1.95-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY scripts/setup-libtorch.sh scripts/setup-libtorch.sh
+RUN PIP_BREAK_SYSTEM_PACKAGES=1 bash scripts/setup-libtorch.sh
+COPY . .
+RUN cargo build --release --locked --bins
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 ca-certificates && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+# The binaries' rpath points at /app/.torch/torch/lib, so libtorch stays at the same path.
+COPY --from=build /app/.torch /app/.torch
+COPY --from=build /app/target/release/stratad /app/target/release/strata /usr/local/bin/
+ENV STRATA_LISTEN=0.0.0.0:50051 STRATA_DATA_DIR=/data
+VOLUME /data
+EXPOSE 50051
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["stratad"]
