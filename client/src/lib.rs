@@ -241,6 +241,7 @@ impl Client {
     pub async fn get_run(&self, run: &str) -> Result<GetRunResponse, ClientError> {
         let request = GetRunRequest {
             run: run.to_string(),
+            thresholds: None,
         };
         Ok(self.grpc.clone().get_run(request).await?.into_inner())
     }

@@ -174,6 +174,8 @@ impl Runs {
                 .parameter_count(spec.dataset.features(), spec.dataset.task().outputs())
                 as u64,
             device: train::device_label(device),
+            queue_position: 0,
+            resumes: 0,
         };
         let store = self.store.clone();
         blocking(move || store.put_run(&run)).await?;
@@ -316,6 +318,7 @@ impl Runs {
         Ok(GetRunResponse {
             run: Some(record),
             epochs,
+            analysis: None,
         })
     }
 

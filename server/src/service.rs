@@ -3,9 +3,10 @@
 use std::{pin::Pin, sync::Arc};
 
 use strata_proto::{
-    strata_server::Strata, CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse,
-    GetServerInfoRequest, ListRunsRequest, ListRunsResponse, ServerInfo, StartRunRequest,
-    StartRunResponse, WatchEvent, WatchRunRequest,
+    strata_server::Strata, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
+    CompareRunsResponse, DeleteRunRequest, DeleteRunResponse, GetRunRequest, GetRunResponse,
+    GetServerInfoRequest, ListRunsRequest, ListRunsResponse, ResumeRunRequest, ResumeRunResponse,
+    ServerInfo, StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
 };
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status};
@@ -48,7 +49,7 @@ impl Strata for StrataService {
         &self,
         request: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
-        let GetRunRequest { run } = request.into_inner();
+        let GetRunRequest { run, thresholds: _ } = request.into_inner();
         let runs = self.runs.clone();
         Ok(Response::new(blocking(move || runs.get(&run)).await?))
     }
@@ -93,5 +94,26 @@ impl Strata for StrataService {
             max_concurrent_runs: self.runs.max_concurrent_runs() as u32,
             data_dir: self.data_dir.clone(),
         }))
+    }
+
+    async fn compare_runs(
+        &self,
+        _: Request<CompareRunsRequest>,
+    ) -> Result<Response<CompareRunsResponse>, Status> {
+        Err(Status::unimplemented("compare is being built"))
+    }
+
+    async fn resume_run(
+        &self,
+        _: Request<ResumeRunRequest>,
+    ) -> Result<Response<ResumeRunResponse>, Status> {
+        Err(Status::unimplemented("resume is being built"))
+    }
+
+    async fn delete_run(
+        &self,
+        _: Request<DeleteRunRequest>,
+    ) -> Result<Response<DeleteRunResponse>, Status> {
+        Err(Status::unimplemented("delete is being built"))
     }
 }
