@@ -131,6 +131,7 @@ async fn list(
         status: args.status.map_or(0, |status| status as i32),
         tag: args.tag.unwrap_or_default(),
         limit: args.limit.unwrap_or(0),
+        verdict: String::new(),
     };
     let response = client.list_runs(request).await?;
     if as_json {
