@@ -234,6 +234,8 @@ impl Runs {
                             events: &live_for_worker.events,
                             stop: &live_for_worker.stop,
                             checkpoint_dir,
+                            keep_checkpoints: 2,
+                            resume_after_epoch: 0,
                         };
                         train::worker::train(&job)
                     })

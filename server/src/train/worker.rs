@@ -14,24 +14,24 @@ use std::{
 };
 
 use strata_proto::{watch_event::Event, BatchProgress, EpochRecord, GroupEpochStats, WatchEvent};
-use tch::{nn, COptimizer, Device, Kind, Reduction, TchError, Tensor};
+use tch::{nn, Device, Kind, Reduction, TchError, Tensor};
 use tokio::sync::broadcast;
 
 use super::{
+    checkpoint,
     data::{build_dataset, Dataset, SeededRng},
     model::Model,
+    optim::{squared_norm, Optimizer},
 };
 use crate::{
     error::StrataError,
-    spec::{rates::ResolvedParam, OptimizerKind, RunSpec, Task},
+    spec::{rates::ResolvedParam, RunSpec, Task},
     store::{RunId, Store},
 };
 
 /// Validation runs in chunks of this many rows, so a large validation set never needs one huge
 /// activation tensor.
 const VALIDATION_CHUNK_ROWS: i64 = 8192;
-const CHECKPOINT_FILE: &str = "model.safetensors";
-const CHECKPOINT_TMP_FILE: &str = "model.tmp.safetensors";
 
 /// libtorch's RNG is global: seeding and initialising a model must not interleave with another
 /// run's, or seeded runs would not be reproducible.
@@ -94,6 +94,10 @@ pub struct TrainJob<'a> {
     pub events: &'a broadcast::Sender<WatchEvent>,
     pub stop: &'a AtomicU8,
     pub checkpoint_dir: PathBuf,
+    /// Checkpoints kept per run (the newest).
+    pub keep_checkpoints: usize,
+    /// Epochs already trained: 0 for a fresh run, else the epoch whose checkpoint to resume from.
+    pub resume_after_epoch: u32,
 }
 
 /// Trains the run to its end. Never panics on libtorch errors: they fail the run.
@@ -134,33 +138,6 @@ fn groups_of(resolved: &[ResolvedParam]) -> Vec<Group> {
     groups
 }
 
-fn build_optimizer(
-    job: &TrainJob<'_>,
-    params: &[(String, Tensor)],
-) -> Result<COptimizer, TchError> {
-    let spec = job.spec.optimizer;
-    let first_lr = job.resolved.first().map_or(1e-3, |p| p.lr);
-    let mut optimizer = match spec.kind {
-        OptimizerKind::Sgd { momentum } => {
-            COptimizer::sgd(first_lr, momentum, 0.0, spec.weight_decay, false)?
-        }
-        OptimizerKind::Adam => {
-            COptimizer::adam(first_lr, 0.9, 0.999, spec.weight_decay, 1e-8, false)?
-        }
-        OptimizerKind::AdamW => {
-            COptimizer::adamw(first_lr, 0.9, 0.999, spec.weight_decay, 1e-8, false)?
-        }
-    };
-    // One optimizer group per parameter: every parameter gets exactly its resolved rate.
-    for (index, (_, tensor)) in params.iter().enumerate() {
-        optimizer.add_parameters(tensor, index)?;
-    }
-    for (index, p) in job.resolved.iter().enumerate() {
-        optimizer.set_learning_rate_group(index, p.lr)?;
-    }
-    Ok(optimizer)
-}
-
 fn loss_of(task: Task, output: &Tensor, target: &Tensor) -> Result<Tensor, TchError> {
     match task {
         Task::Classification { .. } => output.f_log_softmax(-1, Kind::Float)?.f_nll_loss(
@@ -171,14 +148,6 @@ fn loss_of(task: Task, output: &Tensor, target: &Tensor) -> Result<Tensor, TchEr
         ),
         Task::Regression => output.f_mse_loss(target, Reduction::Mean),
     }
-}
-
-fn squared_norm(tensors: impl Iterator<Item = Tensor>) -> Result<f64, TchError> {
-    let mut total = 0.0;
-    for t in tensors {
-        total += t.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
-    }
-    Ok(total)
 }
 
 /// Validation loss and accuracy (classification) or R² (regression), without gradients.
@@ -245,107 +214,124 @@ fn check_stop(job: &TrainJob<'_>) -> Result<(), Halt> {
     }
 }
 
-fn save_checkpoint(vs: &nn::VarStore, dir: &PathBuf) -> Result<(), Halt> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Halt::Failed(format!("cannot create {}: {e}", dir.display())))?;
-    let tmp = dir.join(CHECKPOINT_TMP_FILE);
-    vs.save(&tmp)?;
-    // Write then rename: a crash leaves the previous checkpoint or the new one, never half of one.
-    std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE))
-        .map_err(|e| Halt::Failed(format!("cannot write checkpoint in {}: {e}", dir.display())))
+/// How an epoch is cut into optimizer steps, and which steps are sampled for live progress.
+struct StepPlan {
+    train_rows: i64,
+    batch_size: i64,
+    steps_per_epoch: u64,
+    total_steps: u64,
+    sample_every: u64,
 }
 
-fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
-    let spec = job.spec;
-    let data = build_dataset(&spec.dataset, spec.seed, job.device)?;
-    let task = data.task;
-    let vs = nn::VarStore::new(job.device);
-    let model = {
-        let _guard = MODEL_INIT_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        tch::manual_seed(spec.seed as i64);
-        Model::build(
-            &vs.root(),
-            &spec.model,
-            spec.dataset.features(),
-            task.outputs(),
-        )
-    };
-    let params = model.parameters();
-    let optimizer = build_optimizer(job, params)?;
-    let groups = groups_of(job.resolved);
+impl StepPlan {
+    fn new(spec: &RunSpec, train_rows: i64) -> Self {
+        let batch_size = i64::from(spec.batch_size).min(train_rows).max(1);
+        let steps_per_epoch = ((train_rows + batch_size - 1) / batch_size) as u64;
+        let sample_every = match spec.progress_events_per_epoch {
+            0 => u64::MAX,
+            n => (steps_per_epoch / u64::from(n)).max(1),
+        };
+        StepPlan {
+            train_rows,
+            batch_size,
+            steps_per_epoch,
+            total_steps: steps_per_epoch * u64::from(spec.epochs),
+            sample_every,
+        }
+    }
 
-    let train_rows = data.train_len();
-    let batch_size = i64::from(spec.batch_size).min(train_rows);
-    let steps_per_epoch = ((train_rows + batch_size - 1) / batch_size) as u64;
-    let total_steps = steps_per_epoch * u64::from(spec.epochs);
-    let sample_every = match spec.progress_events_per_epoch {
-        0 => u64::MAX,
-        n => (steps_per_epoch / u64::from(n)).max(1),
-    };
-    let mut optimizer = optimizer;
-    let mut step: u64 = 0;
+    fn is_sampled(&self, batch: u64) -> bool {
+        self.sample_every != u64::MAX && ((batch + 1) % self.sample_every == 0 || batch + 1 == self.steps_per_epoch)
+    }
+}
 
-    for epoch in 1..=spec.epochs {
-        check_stop(job)?;
-        let started = Instant::now();
-        let frozen: Vec<bool> = job
-            .resolved
+/// The model, its optimizer and its data: what a run trains.
+struct Trainer<'a> {
+    job: &'a TrainJob<'a>,
+    data: Dataset,
+    model: Model,
+    optimizer: Optimizer,
+    groups: Vec<Group>,
+    plan: StepPlan,
+    /// Optimizer steps taken so far, over all epochs (drives the schedule).
+    step: u64,
+}
+
+impl<'a> Trainer<'a> {
+    fn new(job: &'a TrainJob<'a>, vs: &nn::VarStore) -> Result<Self, Halt> {
+        let spec = job.spec;
+        let data = build_dataset(&spec.dataset, spec.seed, job.device)?;
+        let model = {
+            let _guard = MODEL_INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            tch::manual_seed(spec.seed as i64);
+            Model::build(&vs.root(), &spec.model, spec.dataset.features(), data.task.outputs())
+        };
+        let named_rates = model
+            .parameters()
             .iter()
-            .map(|p| p.frozen_until.is_frozen_in(epoch))
+            .zip(job.resolved)
+            .map(|((name, tensor), resolved)| (name.clone(), tensor.shallow_clone(), resolved.lr))
             .collect();
+        let mut optimizer = Optimizer::new(spec.optimizer, named_rates);
+        if job.resume_after_epoch > 0 {
+            checkpoint::load(&job.checkpoint_dir, job.resume_after_epoch, model.parameters(), &mut optimizer, job.device)
+                .map_err(Halt::Failed)?;
+        }
+        let plan = StepPlan::new(spec, data.train_len());
+        let step = u64::from(job.resume_after_epoch) * plan.steps_per_epoch;
+        Ok(Trainer { job, groups: groups_of(job.resolved), data, model, optimizer, plan, step })
+    }
+
+    fn multiplier(&self) -> f64 {
+        self.job.spec.schedule.multiplier(self.step, self.plan.total_steps, self.plan.steps_per_epoch)
+    }
+
+    /// Trains one epoch and measures it. The record is not stored yet.
+    fn epoch(&mut self, epoch: u32) -> Result<EpochRecord, Halt> {
+        let job = self.job;
+        let spec = job.spec;
+        let params = self.model.parameters();
+        let started = Instant::now();
+        let frozen: Vec<bool> = job.resolved.iter().map(|p| p.frozen_until.is_frozen_in(epoch)).collect();
         for ((_, tensor), &is_frozen) in params.iter().zip(&frozen) {
-            // No gradient, hence no update, no momentum and no weight decay for frozen parameters.
+            // No gradient for a frozen parameter: nothing to update, decay or accumulate.
             let _ = tensor.f_set_requires_grad(!is_frozen)?;
         }
-        let at_start: Vec<Tensor> = params
-            .iter()
-            .map(|(_, t)| t.f_detach().map(|d| d.copy()))
-            .collect::<Result<_, _>>()?;
+        let at_start: Vec<Tensor> =
+            params.iter().map(|(_, t)| t.f_detach().map(|d| d.copy())).collect::<Result<_, _>>()?;
 
-        let order = Tensor::f_from_slice(
-            &SeededRng::new(spec.seed ^ u64::from(epoch).wrapping_mul(0x9E37))
-                .permutation(train_rows as usize),
-        )?
-        .f_to_device(job.device)?;
-        let mut loss_sum = Tensor::f_zeros([], (Kind::Double, job.device))?;
-        let mut grad_norm_sums = vec![0.0; groups.len()];
+        let plan = &self.plan;
+        let shuffle = SeededRng::new(spec.seed ^ u64::from(epoch).wrapping_mul(0x9E37_79B9)).permutation(plan.train_rows as usize);
+        let order = Tensor::f_from_slice(&shuffle)?.f_to_device(job.device)?;
+        // Each batch's loss lands here on the device: no sync per step, and the first
+        // non-finite batch can be named afterwards.
+        let batch_losses = Tensor::f_zeros([plan.steps_per_epoch as i64], (Kind::Float, job.device))?;
+        let mut grad_norm_sums = vec![0.0; self.groups.len()];
         let mut grad_norm_samples = 0u32;
-        let mut multiplier = 1.0;
 
-        for batch in 0..steps_per_epoch {
+        for batch in 0..plan.steps_per_epoch {
             check_stop(job)?;
-            if !spec.schedule.is_constant() {
-                multiplier = spec.schedule.multiplier(step, total_steps, steps_per_epoch);
-                for (index, p) in job.resolved.iter().enumerate() {
-                    optimizer.set_learning_rate_group(index, p.lr * multiplier)?;
-                }
-            }
-            let start = batch as i64 * batch_size;
-            let len = batch_size.min(train_rows - start);
+            let start = batch as i64 * plan.batch_size;
+            let len = plan.batch_size.min(plan.train_rows - start);
             let idx = order.f_narrow(0, start, len)?;
-            let x = data.train_x.f_index_select(0, &idx)?;
-            let y = data.train_y.f_index_select(0, &idx)?;
-            optimizer.zero_grad()?;
-            let loss = loss_of(task, &model.forward(&x)?, &y)?;
+            let x = self.data.train_x.f_index_select(0, &idx)?;
+            let y = self.data.train_y.f_index_select(0, &idx)?;
+            self.optimizer.zero_grad();
+            let loss = loss_of(self.data.task, &self.model.forward(&x)?, &y)?;
             loss.f_backward()?;
-            let sampled = (batch + 1) % sample_every == 0
-                || batch + 1 == steps_per_epoch && sample_every != u64::MAX;
+            let sampled = plan.is_sampled(batch);
             if sampled {
-                for (g, group) in groups.iter().enumerate() {
-                    let grads = group
-                        .members
-                        .iter()
-                        .map(|&i| params[i].1.grad())
-                        .filter(|g| g.defined());
-                    grad_norm_sums[g] += squared_norm(grads)?.sqrt();
+                for (g, group) in self.groups.iter().enumerate() {
+                    let grads: Vec<Tensor> =
+                        group.members.iter().map(|&i| params[i].1.grad()).filter(|g| g.defined()).collect();
+                    grad_norm_sums[g] += squared_norm(grads.iter())?.sqrt();
                 }
                 grad_norm_samples += 1;
             }
-            optimizer.step()?;
+            let multiplier = self.multiplier();
+            self.optimizer.step(multiplier, &frozen)?;
             let detached = loss.f_detach()?;
-            loss_sum = loss_sum.f_add(&detached.f_mul_scalar(len as f64)?)?;
+            batch_losses.f_narrow(0, batch as i64, 1)?.f_copy_(&detached.f_reshape([1])?)?;
             if sampled {
                 let value = detached.f_double_value(&[])?;
                 if !value.is_finite() {
@@ -356,84 +342,97 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
                 }
                 send(
                     job.events,
-                    Event::Progress(BatchProgress {
-                        epoch,
-                        batch: batch as u32 + 1,
-                        batches: steps_per_epoch as u32,
-                        loss: value,
-                    }),
+                    Event::Progress(BatchProgress { epoch, batch: batch as u32 + 1, batches: plan.steps_per_epoch as u32, loss: value }),
                 );
             }
-            step += 1;
+            self.step += 1;
         }
 
-        let train_loss = loss_sum.f_double_value(&[])? / train_rows as f64;
-        let (val_loss, val_metric) = validate(&model, &data)?;
-        let mut group_stats = Vec::with_capacity(groups.len());
-        for (g, group) in groups.iter().enumerate() {
-            let weight_sq =
-                squared_norm(group.members.iter().map(|&i| params[i].1.shallow_clone()))?;
-            let start_sq =
-                squared_norm(group.members.iter().map(|&i| at_start[i].shallow_clone()))?;
-            let delta_sq = squared_norm(
-                group
-                    .members
-                    .iter()
-                    .map(|&i| params[i].1.f_detach().and_then(|w| w.f_sub(&at_start[i])))
-                    .collect::<Result<Vec<_>, _>>()?
-                    .into_iter(),
-            )?;
-            let all_frozen = group.members.iter().all(|&i| frozen[i]);
-            // The group's rate is its largest parameter's (the weight's), as the table shows it.
-            let main = group
-                .members
-                .iter()
-                .copied()
-                .max_by_key(|&i| job.resolved[i].info.shape.iter().product::<i64>())
-                .unwrap_or(0);
-            group_stats.push(GroupEpochStats {
-                name: group.name.clone(),
-                lr: if all_frozen {
-                    0.0
-                } else {
-                    job.resolved[main].lr * multiplier
-                },
-                grad_norm: if grad_norm_samples > 0 {
-                    grad_norm_sums[g] / f64::from(grad_norm_samples)
-                } else {
-                    0.0
-                },
-                weight_norm: weight_sq.sqrt(),
-                update_ratio: if start_sq > 0.0 {
-                    (delta_sq / start_sq).sqrt()
-                } else {
-                    0.0
-                },
-                frozen: all_frozen,
-            });
+        let train_loss = self.mean_train_loss(&batch_losses)?;
+        if !train_loss.is_finite() {
+            let bad = batch_losses.f_isfinite()?.f_logical_not()?.f_nonzero()?;
+            let batch = if bad.size()[0] > 0 { bad.f_int64_value(&[0, 0])? + 1 } else { 0 };
+            return Err(Halt::Diverged(format!("the training loss became non-finite at epoch {epoch}, batch {batch}")));
         }
+        let (val_loss, val_metric) = validate(&self.model, &self.data)?;
+        let groups = self.group_stats(&frozen, &at_start, &grad_norm_sums, grad_norm_samples)?;
         let elapsed = started.elapsed().as_secs_f64();
-        let record = EpochRecord {
+        Ok(EpochRecord {
             epoch,
             train_loss,
             val_loss,
             val_accuracy: val_metric,
             duration_ms: elapsed * 1e3,
-            samples_per_sec: if elapsed > 0.0 {
-                train_rows as f64 / elapsed
-            } else {
-                0.0
-            },
-            groups: group_stats,
-        };
-        // Durable first, then streamed.
+            samples_per_sec: if elapsed > 0.0 { plan.train_rows as f64 / elapsed } else { 0.0 },
+            groups,
+        })
+    }
+
+    /// Mean loss over the epoch's samples (the last batch may be smaller).
+    fn mean_train_loss(&self, batch_losses: &Tensor) -> Result<f64, TchError> {
+        let plan = &self.plan;
+        let full = plan.batch_size as f64;
+        let last_len = (plan.train_rows - (plan.steps_per_epoch as i64 - 1) * plan.batch_size) as f64;
+        let total = batch_losses.f_sum(Kind::Double)?.f_double_value(&[])?;
+        let last = batch_losses.f_double_value(&[plan.steps_per_epoch as i64 - 1])?;
+        Ok(((total - last) * full + last * last_len) / plan.train_rows as f64)
+    }
+
+    fn group_stats(
+        &self,
+        frozen: &[bool],
+        at_start: &[Tensor],
+        grad_norm_sums: &[f64],
+        grad_norm_samples: u32,
+    ) -> Result<Vec<GroupEpochStats>, TchError> {
+        let params = self.model.parameters();
+        let resolved = self.job.resolved;
+        let multiplier = self.multiplier();
+        let mut stats = Vec::with_capacity(self.groups.len());
+        for (g, group) in self.groups.iter().enumerate() {
+            let weights: Vec<&Tensor> = group.members.iter().map(|&i| &params[i].1).collect();
+            let starts: Vec<&Tensor> = group.members.iter().map(|&i| &at_start[i]).collect();
+            let deltas: Vec<Tensor> =
+                group.members.iter().map(|&i| params[i].1.f_detach()?.f_sub(&at_start[i])).collect::<Result<_, _>>()?;
+            let (weight_sq, start_sq, delta_sq) =
+                (squared_norm(weights.into_iter())?, squared_norm(starts.into_iter())?, squared_norm(deltas.iter())?);
+            let all_frozen = group.members.iter().all(|&i| frozen[i]);
+            // A group's rate is that of its largest parameter (its weight), as the table shows it.
+            let main = group
+                .members
+                .iter()
+                .copied()
+                .max_by_key(|&i| resolved[i].info.shape.iter().product::<i64>())
+                .unwrap_or(0);
+            stats.push(GroupEpochStats {
+                name: group.name.clone(),
+                lr: if all_frozen { 0.0 } else { resolved[main].lr * multiplier },
+                grad_norm: if grad_norm_samples > 0 { grad_norm_sums[g] / f64::from(grad_norm_samples) } else { 0.0 },
+                weight_norm: weight_sq.sqrt(),
+                update_ratio: if start_sq > 0.0 { (delta_sq / start_sq).sqrt() } else { 0.0 },
+                frozen: all_frozen,
+            });
+        }
+        Ok(stats)
+    }
+}
+
+fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
+    let vs = nn::VarStore::new(job.device);
+    let mut trainer = Trainer::new(job, &vs)?;
+    for epoch in job.resume_after_epoch + 1..=job.spec.epochs {
+        check_stop(job)?;
+        let record = trainer.epoch(epoch)?;
+        // The checkpoint first, then the record: every stored epoch has a checkpoint to resume
+        // from. Durable before streamed.
+        checkpoint::write(&job.checkpoint_dir, epoch, trainer.model.parameters(), &trainer.optimizer)
+            .map_err(Halt::Failed)?;
         job.store.put_epoch(job.run_id, &record)?;
-        save_checkpoint(&vs, &job.checkpoint_dir)?;
+        checkpoint::prune(&job.checkpoint_dir, job.keep_checkpoints);
+        let val_loss = record.val_loss;
         send(job.events, Event::Epoch(record));
-        if !train_loss.is_finite() || !val_loss.is_finite() {
-            return Err(Halt::Diverged(format!(
-                "the loss became non-finite in epoch {epoch} (train {train_loss}, validation {val_loss})"
-            )));
+        if !val_loss.is_finite() {
+            return Err(Halt::Diverged(format!("the validation loss became {val_loss} at epoch {epoch}")));
         }
     }
     Ok(())
