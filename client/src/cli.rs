@@ -34,6 +34,9 @@ pub struct GlobalArgs {
     /// Auth token, sent as `authorization: Bearer TOKEN`.
     #[arg(long, global = true, env = "STRATA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM CA certificate to trust for an `https://` address (default: the system's roots).
+    #[arg(long, global = true, env = "STRATA_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Machine-readable output: one JSON object (NDJSON lines for `watch`).
     #[arg(long, global = true)]
     pub json: bool,
@@ -51,8 +54,25 @@ pub enum Command {
     List(ListArgs),
     /// Cancel a queued or running run (its epochs so far are kept).
     Cancel(RunArg),
+    /// Continue an interrupted or cancelled run from its last checkpoint (or a completed one to
+    /// more epochs with --epochs).
+    Resume(ResumeArgs),
+    /// Delete a finished run, its epochs and its checkpoints.
+    Delete(RunArg),
     /// Show what the daemon runs on: version, devices, limits.
     Info,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Run id or unique prefix.
+    pub run: String,
+    /// Train until this many epochs in total (default: the run's configured epochs).
+    #[arg(long)]
+    pub epochs: Option<u32>,
+    /// Stream the run after resuming it, like `strata watch`.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// A run named by its id or a unique prefix of it.

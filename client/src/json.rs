@@ -132,6 +132,8 @@ pub fn show(response: &GetRunResponse) -> Value {
         "epochs_done": run.epochs_done,
         "val_metric": run.val_metric,
         "device": run.device,
+        "queue_position": run.queue_position,
+        "resumes": run.resumes,
         "epochs": response.epochs.iter().map(epoch).collect::<Vec<_>>(),
     })
 }
@@ -150,6 +152,10 @@ pub fn run_summary(run: &Run) -> Value {
         "model": config.map_or("", |c| c.model.as_str()),
         "dataset": config.map_or("", |c| c.dataset.as_str()),
         "created_at_ms": run.created_at_ms,
+        "started_at_ms": run.started_at_ms,
+        "finished_at_ms": run.finished_at_ms,
+        "queue_position": run.queue_position,
+        "resumes": run.resumes,
     })
 }
 

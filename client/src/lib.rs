@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use strata_proto::strata_client::StrataClient;
 use strata_proto::{
-    CancelRunRequest, CancelRunResponse, EpochRecord, GetRunRequest, GetRunResponse,
-    GetServerInfoRequest, ListRunsRequest, ListRunsResponse, RunStatus, ServerInfo,
-    StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
+    CancelRunRequest, CancelRunResponse, DeleteRunRequest, DeleteRunResponse, EpochRecord,
+    GetRunRequest, GetRunResponse, GetServerInfoRequest, ListRunsRequest, ListRunsResponse,
+    ResumeRunRequest, ResumeRunResponse, RunStatus, ServerInfo, StartRunRequest, StartRunResponse,
+    WatchEvent, WatchRunRequest,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 pub mod json;
 pub mod render;
@@ -181,29 +182,56 @@ impl Client {
     ///
     /// Connects eagerly so that an unreachable daemon is reported here, once, clearly.
     pub async fn connect(addr: &str, token: Option<String>) -> Result<Client, ClientError> {
+        Self::connect_with(addr, token, None).await
+    }
+
+    /// Like [`Client::connect`]; `tls_ca` is a PEM CA certificate to trust for `https://`
+    /// addresses (without it, the system's roots).
+    pub async fn connect_with(
+        addr: &str,
+        token: Option<String>,
+        tls_ca: Option<Vec<u8>>,
+    ) -> Result<Client, ClientError> {
         let auth = BearerAuth::new(token.as_deref())?;
         let uri = endpoint_uri(addr);
-        // This build has no TLS: tonic would dial an `https://` address in plaintext, silently
-        // exposing the token. Refuse instead (and any scheme that is not gRPC over HTTP/2).
-        if let Some((scheme, _)) = uri.split_once("://") {
-            if !scheme.eq_ignore_ascii_case("http") {
-                let reason = if scheme.eq_ignore_ascii_case("https") {
-                    "TLS is not supported by this client yet; use http://".to_string()
-                } else {
-                    format!("unsupported scheme '{scheme}'; use http://host:port or host:port")
-                };
+        let scheme = uri.split_once("://").map_or("http", |(scheme, _)| scheme);
+        let tls = if scheme.eq_ignore_ascii_case("https") {
+            let config = ClientTlsConfig::new();
+            Some(match tls_ca {
+                Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
+                None => config.with_enabled_roots(),
+            })
+        } else if scheme.eq_ignore_ascii_case("http") {
+            // A token over plaintext is the user's choice on loopback; a CA for a plaintext
+            // address is a mistake worth pointing out.
+            if tls_ca.is_some() {
                 return Err(ClientError::InvalidAddress {
                     addr: addr.to_string(),
-                    reason,
+                    reason: "--tls-ca needs an https:// address".into(),
                 });
             }
-        }
+            None
+        } else {
+            return Err(ClientError::InvalidAddress {
+                addr: addr.to_string(),
+                reason: format!("unsupported scheme '{scheme}'; use http://host:port, https://host:port or host:port"),
+            });
+        };
         let endpoint = Endpoint::from_shared(uri)
             .map_err(|err| ClientError::InvalidAddress {
                 addr: addr.to_string(),
                 reason: error_chain(&err),
             })?
             .connect_timeout(CONNECT_TIMEOUT);
+        let endpoint = match tls {
+            Some(tls) => endpoint
+                .tls_config(tls)
+                .map_err(|err| ClientError::InvalidAddress {
+                    addr: addr.to_string(),
+                    reason: error_chain(&err),
+                })?,
+            None => endpoint,
+        };
         let channel = endpoint
             .connect()
             .await
@@ -273,6 +301,27 @@ impl Client {
             run: run.to_string(),
         };
         Ok(self.grpc.clone().cancel_run(request).await?.into_inner())
+    }
+
+    /// Continues an interrupted or cancelled run (to `epochs` in total when not 0).
+    pub async fn resume_run(
+        &self,
+        run: &str,
+        epochs: u32,
+    ) -> Result<ResumeRunResponse, ClientError> {
+        let request = ResumeRunRequest {
+            run: run.to_string(),
+            epochs,
+        };
+        Ok(self.grpc.clone().resume_run(request).await?.into_inner())
+    }
+
+    /// Deletes a finished run with its epochs and checkpoints.
+    pub async fn delete_run(&self, run: &str) -> Result<DeleteRunResponse, ClientError> {
+        let request = DeleteRunRequest {
+            run: run.to_string(),
+        };
+        Ok(self.grpc.clone().delete_run(request).await?.into_inner())
     }
 
     /// The daemon's version, devices and limits.
@@ -402,11 +451,7 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_address_is_invalid_argument() {
-        for addr in [
-            "http://bad host:1",
-            "https://127.0.0.1:1",
-            "grpc://127.0.0.1:1",
-        ] {
+        for addr in ["http://bad host:1", "grpc://127.0.0.1:1"] {
             let err = Client::connect(addr, None).await.expect_err("bad address");
             assert_eq!(err.code(), tonic::Code::InvalidArgument, "{addr}: {err}");
         }

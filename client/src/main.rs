@@ -39,7 +39,13 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<Exit, CliError> {
     let as_json = cli.global.json;
-    let client = Client::connect(&cli.global.addr, cli.global.token).await?;
+    let tls_ca = match &cli.global.tls_ca {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            CliError::Failed(format!("--tls-ca: cannot read {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
+    let client = Client::connect_with(&cli.global.addr, cli.global.token, tls_ca).await?;
     let mut out = Out::new();
     match cli.command {
         Command::Start(args) => start(&client, *args, as_json, &mut out).await,
@@ -66,6 +72,33 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
                     .as_ref()
                     .map_or(args.run.as_str(), |run| run.id.as_str());
                 out.line(&format!("cancelled {id}"))?;
+            }
+            Ok(Exit::Success)
+        }
+        Command::Resume(args) => {
+            let response = client
+                .resume_run(&args.run, args.epochs.unwrap_or(0))
+                .await?;
+            let id = response
+                .run
+                .as_ref()
+                .map_or(args.run.clone(), |run| run.id.clone());
+            if args.follow {
+                return watch::watch(&client, &id, 0, as_json, &mut out).await;
+            }
+            if as_json {
+                out.json(&serde_json::json!({ "run_id": id, "status": "queued" }))?;
+            } else {
+                out.line(&format!("resumed {id}"))?;
+            }
+            Ok(Exit::Success)
+        }
+        Command::Delete(args) => {
+            let response = client.delete_run(&args.run).await?;
+            if as_json {
+                out.json(&serde_json::json!({ "run_id": response.run_id, "deleted": true }))?;
+            } else {
+                out.line(&format!("deleted {}", response.run_id))?;
             }
             Ok(Exit::Success)
         }

@@ -564,7 +564,10 @@ pub fn list_table(runs: &[Run]) -> String {
         table.row(vec![
             run.id.clone(),
             dash_if_empty(&run.name),
-            status_label(run.status).into_owned(),
+            match run.queue_position {
+                0 => status_label(run.status).into_owned(),
+                position => format!("{} #{position}", status_label(run.status)),
+            },
             format!("{}/{total}", run.epochs_done),
             dash_if_empty(config.map_or("", |c| c.model.as_str())),
             dash_if_empty(config.map_or("", |c| c.dataset.as_str())),

@@ -3,7 +3,7 @@
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, ValueEnum};
-use strata_server::daemon::{self, DaemonConfig};
+use strata_server::daemon::{self, DaemonConfig, TlsFiles};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -28,9 +28,42 @@ struct Args {
     /// libtorch intra-op threads (0: libtorch's default, one per core).
     #[arg(long, env = "STRATA_THREADS", default_value_t = 0)]
     threads: u32,
+    /// Checkpoints (model and optimizer state) kept per run, newest first.
+    #[arg(long, env = "STRATA_KEEP_CHECKPOINTS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    keep_checkpoints: u32,
+    /// A file holding the bearer token every call must present (health excepted). The token can
+    /// also come from the STRATA_TOKEN environment variable.
+    #[arg(long, env = "STRATA_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// PEM certificate (chain) to serve TLS with; needs --tls-key.
+    #[arg(long, env = "STRATA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "STRATA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log format on stderr (filter with RUST_LOG, default info).
     #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// The token from --token-file, else from STRATA_TOKEN; never logged.
+fn read_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("--token-file: cannot read {}: {e}", path.display()))?,
+        None => match std::env::var("STRATA_TOKEN") {
+            Ok(token) => token,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err("the token is empty (--token-file or STRATA_TOKEN)".into());
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the token must be printable ASCII without spaces".into());
+    }
+    Ok(Some(token))
 }
 
 fn main() -> ExitCode {
@@ -44,11 +77,24 @@ fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    let token = match read_token(args.token_file.as_deref()) {
+        Ok(token) => token,
+        Err(message) => {
+            eprintln!("stratad: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let config = DaemonConfig {
         listen: args.listen,
         data_dir: args.data_dir,
         max_concurrent_runs: args.max_concurrent_runs as usize,
         threads: args.threads as usize,
+        keep_checkpoints: args.keep_checkpoints as usize,
+        token,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

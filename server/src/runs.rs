@@ -3,7 +3,7 @@
 //! records how each ended.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicU8, Ordering},
@@ -14,7 +14,7 @@ use std::{
 
 use strata_proto::{
     watch_event::Event, EpochRecord, GetRunResponse, ListRunsRequest, ParameterRate, Run,
-    RunStatus, StartRunRequest, StartRunResponse, StatusChange, WatchEvent,
+    RunConfig, RunStatus, StartRunRequest, StartRunResponse, StatusChange, WatchEvent,
 };
 use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -59,9 +59,19 @@ impl LiveRun {
     }
 }
 
+/// A validated run, ready to train.
+struct Prepared {
+    spec: RunSpec,
+    resolved: Vec<ResolvedParam>,
+    device: tch::Device,
+}
+
 pub struct Runs {
     store: Arc<Store>,
     data_dir: PathBuf,
+    keep_checkpoints: usize,
+    /// Queued runs in FIFO order (the slots' semaphore is FIFO too); for queue positions.
+    waiting: Mutex<VecDeque<RunId>>,
     slots: Arc<Semaphore>,
     max_concurrent_runs: usize,
     live: Mutex<HashMap<RunId, Arc<LiveRun>>>,
@@ -97,10 +107,17 @@ async fn blocking<T: Send + 'static>(
 
 impl Runs {
     /// Opens the manager over a store whose unfinished runs were already marked interrupted.
-    pub fn new(store: Arc<Store>, data_dir: PathBuf, max_concurrent_runs: usize) -> Arc<Self> {
+    pub fn new(
+        store: Arc<Store>,
+        data_dir: PathBuf,
+        max_concurrent_runs: usize,
+        keep_checkpoints: usize,
+    ) -> Arc<Self> {
         Arc::new(Runs {
             store,
             data_dir,
+            keep_checkpoints: keep_checkpoints.max(1),
+            waiting: Mutex::new(VecDeque::new()),
             slots: Arc::new(Semaphore::new(max_concurrent_runs.max(1))),
             max_concurrent_runs: max_concurrent_runs.max(1),
             live: Mutex::new(HashMap::new()),
@@ -125,6 +142,21 @@ impl Runs {
         self.store.resolve(run)
     }
 
+    /// Validates a config and resolves its rate table against the model it builds.
+    async fn prepare(config: RunConfig) -> Result<Prepared> {
+        let spec = RunSpec::try_from(config)?;
+        let device = train::resolve_device(spec.device)?;
+        blocking(move || {
+            let resolved = train::resolve_run_rates(&spec)?;
+            Ok(Prepared {
+                spec,
+                resolved,
+                device,
+            })
+        })
+        .await
+    }
+
     /// Validates the request, resolves the rate table and, unless it is a dry run, stores the
     /// run as queued (durably) and queues it.
     pub async fn start(self: &Arc<Self>, request: StartRunRequest) -> Result<StartRunResponse> {
@@ -139,30 +171,26 @@ impl Runs {
         } = request;
         let config = config.ok_or_else(|| StrataError::invalid("config", "required"))?;
         validate_labels(&name, &tags)?;
-        let spec = RunSpec::try_from(config)?;
-        let device = train::resolve_device(spec.device)?;
-        let (spec, resolved) = blocking(move || {
-            let resolved = train::resolve_run_rates(&spec)?;
-            Ok((spec, resolved))
-        })
-        .await?;
-        let parameters = to_proto_rates(&resolved);
+        let prepared = Self::prepare(config).await?;
+        let parameters = to_proto_rates(&prepared.resolved);
+        let config = prepared.spec.config.clone();
         if dry_run {
             return Ok(StartRunResponse {
                 run_id: String::new(),
                 parameters,
-                config: Some(spec.config),
+                config: Some(config),
             });
         }
 
         let id = self.store.next_run_id();
+        let spec = &prepared.spec;
         let run = Run {
             id: id.to_string(),
             name,
             tags,
             status: RunStatus::Queued as i32,
             reason: String::new(),
-            config: Some(spec.config.clone()),
+            config: Some(config.clone()),
             parameters: parameters.clone(),
             created_at_ms: now_ms(),
             started_at_ms: 0,
@@ -173,27 +201,17 @@ impl Runs {
                 .model
                 .parameter_count(spec.dataset.features(), spec.dataset.task().outputs())
                 as u64,
-            device: train::device_label(device),
+            device: train::device_label(prepared.device),
             queue_position: 0,
             resumes: 0,
         };
+        let live = self.claim(id)?;
         let store = self.store.clone();
-        blocking(move || store.put_run(&run)).await?;
-
-        let (events, _) = broadcast::channel(WATCH_BUFFER_EVENTS);
-        let live = Arc::new(LiveRun {
-            events,
-            stop: AtomicU8::new(0),
-            stop_notify: Notify::new(),
-        });
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, live.clone());
-        let this = self.clone();
-        let config = spec.config.clone();
-        self.workers
-            .spawn(async move { this.drive(id, spec, resolved, device, live).await });
+        if let Err(err) = blocking(move || store.put_run(&run)).await {
+            self.release(id);
+            return Err(err);
+        }
+        self.enqueue(id, prepared, 0, live);
         tracing::info!(run = %id, dataset = %config.dataset, model = %config.model, "run queued");
         Ok(StartRunResponse {
             run_id: id.to_string(),
@@ -202,19 +220,146 @@ impl Runs {
         })
     }
 
+    /// Continues an interrupted or cancelled run (or a completed one, to more epochs) from the
+    /// checkpoint of its last stored epoch.
+    pub async fn resume(self: &Arc<Self>, run: &str, epochs: u32) -> Result<Run> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(StrataError::ShuttingDown);
+        }
+        let id = self.resolve(run)?;
+        let record = self
+            .store
+            .get_run(id)?
+            .ok_or_else(|| StrataError::RunNotFound(run.to_string()))?;
+        let status = record.status();
+        let resumable = matches!(status, RunStatus::Interrupted | RunStatus::Cancelled)
+            || (status == RunStatus::Completed && epochs > record.epochs_done);
+        if !resumable {
+            return Err(StrataError::FailedPrecondition(format!(
+                "run {id} is {}; only interrupted or cancelled runs resume (a completed one with a larger --epochs)",
+                status.label()
+            )));
+        }
+        let mut config = record.config.clone().unwrap_or_default();
+        if epochs > 0 {
+            config.epochs = Some(epochs);
+        }
+        let prepared = Self::prepare(config).await?;
+        let done = record.epochs_done;
+        if done >= prepared.spec.epochs {
+            return Err(StrataError::FailedPrecondition(format!(
+                "run {id} already has {done} epoch(s); resume with --epochs N (N > {done}) to train further"
+            )));
+        }
+        let checkpoint_dir = self.checkpoint_dir(id);
+        if done > 0 && !train::checkpoint::path_for(&checkpoint_dir, done).exists() {
+            return Err(StrataError::FailedPrecondition(format!(
+                "run {id} has no checkpoint of epoch {done} in {}; it cannot resume",
+                checkpoint_dir.display()
+            )));
+        }
+        let live = self.claim(id)?;
+        let config = prepared.spec.config.clone();
+        let store = self.store.clone();
+        let updated = blocking(move || {
+            store.update_run(id, |run| {
+                run.set_status(RunStatus::Queued);
+                run.reason = format!("resumed after epoch {done}");
+                run.config = Some(config);
+                run.finished_at_ms = 0;
+                run.resumes += 1;
+            })
+        })
+        .await;
+        let updated = match updated {
+            Ok(run) => run,
+            Err(err) => {
+                self.release(id);
+                return Err(err);
+            }
+        };
+        self.enqueue(id, prepared, done, live);
+        tracing::info!(run = %id, after_epoch = done, "run resumed");
+        Ok(self.with_queue_position(updated))
+    }
+
+    /// Registers a run as live, or says it already is.
+    fn claim(&self, id: RunId) -> Result<Arc<LiveRun>> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.contains_key(&id) {
+            return Err(StrataError::FailedPrecondition(format!(
+                "run {id} is already queued or running"
+            )));
+        }
+        let (events, _) = broadcast::channel(WATCH_BUFFER_EVENTS);
+        let run = Arc::new(LiveRun {
+            events,
+            stop: AtomicU8::new(0),
+            stop_notify: Notify::new(),
+        });
+        live.insert(id, run.clone());
+        Ok(run)
+    }
+
+    fn release(&self, id: RunId) {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    fn checkpoint_dir(&self, id: RunId) -> PathBuf {
+        self.data_dir.join("runs").join(id.to_string())
+    }
+
+    fn enqueue(
+        self: &Arc<Self>,
+        id: RunId,
+        prepared: Prepared,
+        resume_after_epoch: u32,
+        live: Arc<LiveRun>,
+    ) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(id);
+        let this = self.clone();
+        self.workers
+            .spawn(async move { this.drive(id, prepared, resume_after_epoch, live).await });
+    }
+
+    /// 1-based place of a queued run in the FIFO queue, 0 if it is not waiting.
+    fn queue_position(&self, id: RunId) -> u32 {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting
+            .iter()
+            .position(|w| *w == id)
+            .map_or(0, |i| i as u32 + 1)
+    }
+
+    fn with_queue_position(&self, mut run: Run) -> Run {
+        if let Ok(id) = run.id.parse() {
+            run.queue_position = self.queue_position(id);
+        }
+        run
+    }
+
     /// Waits for a slot (or a stop), trains, and records the outcome.
     async fn drive(
         self: Arc<Self>,
         id: RunId,
-        spec: RunSpec,
-        resolved: Vec<ResolvedParam>,
-        device: tch::Device,
+        prepared: Prepared,
+        resume_after_epoch: u32,
         live: Arc<LiveRun>,
     ) {
         let permit = tokio::select! {
             permit = self.slots.clone().acquire_owned() => permit.ok(),
             _ = live.stop_notify.notified() => None,
         };
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|w| *w != id);
         let stop = StopRequest::load(&live.stop);
         let outcome = match permit {
             Some(permit) if stop == StopRequest::None => {
@@ -222,20 +367,21 @@ impl Runs {
                     Outcome::Failed(err.to_string())
                 } else {
                     let store = self.store.clone();
-                    let checkpoint_dir = self.data_dir.join("runs").join(id.to_string());
+                    let checkpoint_dir = self.checkpoint_dir(id);
+                    let keep_checkpoints = self.keep_checkpoints;
                     let live_for_worker = live.clone();
                     let trained = tokio::task::spawn_blocking(move || {
                         let job = TrainJob {
                             run_id: id,
-                            spec: &spec,
-                            resolved: &resolved,
-                            device,
+                            spec: &prepared.spec,
+                            resolved: &prepared.resolved,
+                            device: prepared.device,
                             store: &store,
                             events: &live_for_worker.events,
                             stop: &live_for_worker.stop,
                             checkpoint_dir,
-                            keep_checkpoints: 2,
-                            resume_after_epoch: 0,
+                            keep_checkpoints,
+                            resume_after_epoch,
                         };
                         train::worker::train(&job)
                     })
@@ -318,7 +464,7 @@ impl Runs {
             .ok_or_else(|| StrataError::RunNotFound(run.to_string()))?;
         let epochs = self.store.epochs(id, 1)?;
         Ok(GetRunResponse {
-            run: Some(record),
+            run: Some(self.with_queue_position(record)),
             epochs,
             analysis: None,
         })
@@ -339,13 +485,35 @@ impl Runs {
             let status_ok = status == RunStatus::Unspecified || run.status() == status;
             let tag_ok = request.tag.is_empty() || run.tags.contains(&request.tag);
             if status_ok && tag_ok {
-                runs.push(run);
+                runs.push(self.with_queue_position(run));
                 if runs.len() >= limit {
                     break;
                 }
             }
         }
         Ok(runs)
+    }
+
+    /// Deletes a run that is not queued or running: its record, epochs and checkpoints.
+    pub fn delete(&self, run: &str) -> Result<RunId> {
+        let id = self.resolve(run)?;
+        // Holding the live map's lock keeps a concurrent resume from claiming the run meanwhile.
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.contains_key(&id) {
+            return Err(StrataError::FailedPrecondition(format!(
+                "run {id} is queued or running; cancel it before deleting it"
+            )));
+        }
+        self.store.delete_run(id)?;
+        drop(live);
+        let dir = self.checkpoint_dir(id);
+        if dir.exists() {
+            if let Err(err) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(run = %id, error = %err, "could not remove the run's checkpoints");
+            }
+        }
+        tracing::info!(run = %id, "run deleted");
+        Ok(id)
     }
 
     /// Stops a queued or running run and waits (briefly) until its end is recorded.

@@ -105,15 +105,22 @@ impl Strata for StrataService {
 
     async fn resume_run(
         &self,
-        _: Request<ResumeRunRequest>,
+        request: Request<ResumeRunRequest>,
     ) -> Result<Response<ResumeRunResponse>, Status> {
-        Err(Status::unimplemented("resume is being built"))
+        let ResumeRunRequest { run, epochs } = request.into_inner();
+        let run = self.runs.resume(&run, epochs).await?;
+        Ok(Response::new(ResumeRunResponse { run: Some(run) }))
     }
 
     async fn delete_run(
         &self,
-        _: Request<DeleteRunRequest>,
+        request: Request<DeleteRunRequest>,
     ) -> Result<Response<DeleteRunResponse>, Status> {
-        Err(Status::unimplemented("delete is being built"))
+        let DeleteRunRequest { run } = request.into_inner();
+        let runs = self.runs.clone();
+        let id = blocking(move || runs.delete(&run)).await?;
+        Ok(Response::new(DeleteRunResponse {
+            run_id: id.to_string(),
+        }))
     }
 }

@@ -251,6 +251,23 @@ impl Store {
         Ok(unfinished.len())
     }
 
+    /// Removes a run and all its epochs, flushed. The run goes first: a crash in between leaves
+    /// unreachable epochs, never a run with some of its epochs missing.
+    pub fn delete_run(&self, run: RunId) -> Result<()> {
+        self.runs.remove(run.key())?;
+        let mut batch = sled::Batch::default();
+        for key in self
+            .epochs
+            .range(epoch_key(run, 0)..=epoch_key(run, u32::MAX))
+            .keys()
+        {
+            batch.remove(key?);
+        }
+        self.epochs.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())

@@ -63,6 +63,11 @@ impl Daemon {
 
     /// A daemon on `data_dir`, with extra flags.
     pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Daemon {
+        Daemon::start_with(data_dir, extra_args, &[])
+    }
+
+    /// A daemon on `data_dir`, with extra flags and environment variables.
+    pub fn start_with(data_dir: &Path, extra_args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         std::fs::create_dir_all(data_dir).expect("the data dir");
         let log = data_dir.with_extension(format!("stratad-{}.log", std::process::id()));
         let log_file = std::fs::OpenOptions::new()
@@ -70,12 +75,15 @@ impl Daemon {
             .append(true)
             .open(&log)
             .expect("a log file");
-        let mut child = Command::new(bin("stratad"))
+        let mut command = Command::new(bin("stratad"));
+        clear_strata_env(&mut command);
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(["--threads", "1"])
             .args(extra_args)
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -185,8 +193,26 @@ impl CliOutput {
     }
 }
 
+/// The tests configure daemon and CLI explicitly: settings from the caller's environment
+/// (`STRATA_TOKEN`, `STRATA_ADDR`, ...) must not leak in.
+fn clear_strata_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("STRATA_") {
+            command.env_remove(key);
+        }
+    }
+}
+
 pub fn strata(addr: &str, args: &[&str]) -> CliOutput {
-    let output = Command::new(bin("strata"))
+    strata_with(addr, args, &[])
+}
+
+/// Runs the `strata` CLI with extra environment variables.
+pub fn strata_with(addr: &str, args: &[&str], envs: &[(&str, &str)]) -> CliOutput {
+    let mut command = Command::new(bin("strata"));
+    clear_strata_env(&mut command);
+    let output = command
+        .envs(envs.iter().copied())
         .arg("--addr")
         .arg(addr)
         .args(args)

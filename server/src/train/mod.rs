@@ -1,7 +1,7 @@
 //! Training: datasets, models, layer-rate resolution against a real model, and the loop.
 
-pub mod data;
 pub mod checkpoint;
+pub mod data;
 pub mod model;
 pub mod optim;
 pub mod worker;

@@ -37,7 +37,13 @@ impl Optimizer {
     pub fn new(spec: OptimizerSpec, params: Vec<(String, Tensor, f64)>) -> Self {
         let slots = params
             .into_iter()
-            .map(|(name, tensor, lr)| ParamSlot { name, tensor, lr, state: Vec::new(), steps: 0 })
+            .map(|(name, tensor, lr)| ParamSlot {
+                name,
+                tensor,
+                lr,
+                state: Vec::new(),
+                steps: 0,
+            })
             .collect();
         Optimizer { spec, slots }
     }
@@ -72,22 +78,34 @@ impl Optimizer {
     pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>, TchError> {
         let mut named = Vec::new();
         for slot in &self.slots {
-            named.push((format!("optim.{}.steps", slot.name), Tensor::f_from_slice(&[slot.steps])?));
+            named.push((
+                format!("optim.{}.steps", slot.name),
+                Tensor::f_from_slice(&[slot.steps])?,
+            ));
             for (i, state) in slot.state.iter().enumerate() {
-                named.push((format!("optim.{}.state{i}", slot.name), state.shallow_clone()));
+                named.push((
+                    format!("optim.{}.state{i}", slot.name),
+                    state.shallow_clone(),
+                ));
             }
         }
         Ok(named)
     }
 
     /// Restores state written by [`Optimizer::state_tensors`].
-    pub fn load_state(&mut self, named: &HashMap<String, Tensor>, device: Device) -> Result<(), TchError> {
+    pub fn load_state(
+        &mut self,
+        named: &HashMap<String, Tensor>,
+        device: Device,
+    ) -> Result<(), TchError> {
         for slot in &mut self.slots {
             if let Some(steps) = named.get(&format!("optim.{}.steps", slot.name)) {
                 slot.steps = steps.f_int64_value(&[0])?;
             }
             slot.state.clear();
-            while let Some(state) = named.get(&format!("optim.{}.state{}", slot.name, slot.state.len())) {
+            while let Some(state) =
+                named.get(&format!("optim.{}.state{}", slot.name, slot.state.len()))
+            {
                 slot.state.push(state.f_to_device(device)?);
             }
         }
@@ -102,12 +120,21 @@ fn state_slot(slot: &mut ParamSlot, count: usize) -> Result<(), TchError> {
     Ok(())
 }
 
-fn update(spec: OptimizerSpec, slot: &mut ParamSlot, grad: &Tensor, lr: f64) -> Result<(), TchError> {
+fn update(
+    spec: OptimizerSpec,
+    slot: &mut ParamSlot,
+    grad: &Tensor,
+    lr: f64,
+) -> Result<(), TchError> {
     let wd = spec.weight_decay;
     let mut param = slot.tensor.shallow_clone();
     match spec.kind {
         OptimizerKind::Sgd { momentum } => {
-            let grad = if wd != 0.0 { grad.f_add(&param.f_mul_scalar(wd)?)? } else { grad.shallow_clone() };
+            let grad = if wd != 0.0 {
+                grad.f_add(&param.f_mul_scalar(wd)?)?
+            } else {
+                grad.shallow_clone()
+            };
             let direction = if momentum != 0.0 {
                 let first = slot.state.is_empty();
                 state_slot(slot, 1)?;
@@ -143,7 +170,10 @@ fn update(spec: OptimizerSpec, slot: &mut ParamSlot, grad: &Tensor, lr: f64) -> 
             let _ = exp_avg_sq.f_add_(&grad.f_square()?.f_mul_scalar(1.0 - ADAM_BETA2)?)?;
             let bias_correction1 = 1.0 - ADAM_BETA1.powi(step);
             let bias_correction2 = 1.0 - ADAM_BETA2.powi(step);
-            let denom = exp_avg_sq.f_sqrt()?.f_div_scalar(bias_correction2.sqrt())?.f_add_scalar(ADAM_EPS)?;
+            let denom = exp_avg_sq
+                .f_sqrt()?
+                .f_div_scalar(bias_correction2.sqrt())?
+                .f_add_scalar(ADAM_EPS)?;
             let _ = param.f_sub_(&exp_avg.f_div(&denom)?.f_mul_scalar(lr / bias_correction1)?)?;
         }
     }
@@ -174,11 +204,31 @@ mod tests {
         let ours = ours_vs.root().var_copy("w", &init);
         let theirs = theirs_vs.root().var_copy("w", &init);
         let lr = 0.05;
-        let mut optimizer = Optimizer::new(OptimizerSpec { kind, weight_decay }, vec![("w".into(), ours.shallow_clone(), lr)]);
+        let mut optimizer = Optimizer::new(
+            OptimizerSpec { kind, weight_decay },
+            vec![("w".into(), ours.shallow_clone(), lr)],
+        );
         let mut reference = match kind {
-            OptimizerKind::Sgd { momentum } => nn::Sgd { momentum, dampening: 0.0, wd: weight_decay, nesterov: false }.build(&theirs_vs, lr).unwrap(),
-            OptimizerKind::Adam => nn::Adam { wd: weight_decay, ..Default::default() }.build(&theirs_vs, lr).unwrap(),
-            OptimizerKind::AdamW => nn::AdamW { wd: weight_decay, ..Default::default() }.build(&theirs_vs, lr).unwrap(),
+            OptimizerKind::Sgd { momentum } => nn::Sgd {
+                momentum,
+                dampening: 0.0,
+                wd: weight_decay,
+                nesterov: false,
+            }
+            .build(&theirs_vs, lr)
+            .unwrap(),
+            OptimizerKind::Adam => nn::Adam {
+                wd: weight_decay,
+                ..Default::default()
+            }
+            .build(&theirs_vs, lr)
+            .unwrap(),
+            OptimizerKind::AdamW => nn::AdamW {
+                wd: weight_decay,
+                ..Default::default()
+            }
+            .build(&theirs_vs, lr)
+            .unwrap(),
         };
         for _ in 0..5 {
             optimizer.zero_grad();
@@ -210,14 +260,18 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().var("w", &[3], nn::Init::Const(1.0));
         let before = w.detach().copy();
-        let spec = OptimizerSpec { kind: OptimizerKind::Adam, weight_decay: 0.1 };
+        let spec = OptimizerSpec {
+            kind: OptimizerKind::Adam,
+            weight_decay: 0.1,
+        };
         let mut optimizer = Optimizer::new(spec, vec![("w".into(), w.shallow_clone(), 0.1)]);
         w.sum(Kind::Float).backward();
         optimizer.step(1.0, &[true]).unwrap();
         assert!(w.equal(&before));
         optimizer.step(1.0, &[false]).unwrap();
         assert!(!w.equal(&before));
-        let saved: HashMap<String, Tensor> = optimizer.state_tensors().unwrap().into_iter().collect();
+        let saved: HashMap<String, Tensor> =
+            optimizer.state_tensors().unwrap().into_iter().collect();
         let mut restored = Optimizer::new(spec, vec![("w".into(), w.shallow_clone(), 0.1)]);
         restored.load_state(&saved, Device::Cpu).unwrap();
         assert_eq!(restored.slots[0].steps, 1);

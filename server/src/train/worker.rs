@@ -241,7 +241,8 @@ impl StepPlan {
     }
 
     fn is_sampled(&self, batch: u64) -> bool {
-        self.sample_every != u64::MAX && ((batch + 1) % self.sample_every == 0 || batch + 1 == self.steps_per_epoch)
+        self.sample_every != u64::MAX
+            && ((batch + 1).is_multiple_of(self.sample_every) || batch + 1 == self.steps_per_epoch)
     }
 }
 
@@ -262,9 +263,16 @@ impl<'a> Trainer<'a> {
         let spec = job.spec;
         let data = build_dataset(&spec.dataset, spec.seed, job.device)?;
         let model = {
-            let _guard = MODEL_INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _guard = MODEL_INIT_LOCK
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             tch::manual_seed(spec.seed as i64);
-            Model::build(&vs.root(), &spec.model, spec.dataset.features(), data.task.outputs())
+            Model::build(
+                &vs.root(),
+                &spec.model,
+                spec.dataset.features(),
+                data.task.outputs(),
+            )
         };
         let named_rates = model
             .parameters()
@@ -274,16 +282,34 @@ impl<'a> Trainer<'a> {
             .collect();
         let mut optimizer = Optimizer::new(spec.optimizer, named_rates);
         if job.resume_after_epoch > 0 {
-            checkpoint::load(&job.checkpoint_dir, job.resume_after_epoch, model.parameters(), &mut optimizer, job.device)
-                .map_err(Halt::Failed)?;
+            checkpoint::load(
+                &job.checkpoint_dir,
+                job.resume_after_epoch,
+                model.parameters(),
+                &mut optimizer,
+                job.device,
+            )
+            .map_err(Halt::Failed)?;
         }
         let plan = StepPlan::new(spec, data.train_len());
         let step = u64::from(job.resume_after_epoch) * plan.steps_per_epoch;
-        Ok(Trainer { job, groups: groups_of(job.resolved), data, model, optimizer, plan, step })
+        Ok(Trainer {
+            job,
+            groups: groups_of(job.resolved),
+            data,
+            model,
+            optimizer,
+            plan,
+            step,
+        })
     }
 
     fn multiplier(&self) -> f64 {
-        self.job.spec.schedule.multiplier(self.step, self.plan.total_steps, self.plan.steps_per_epoch)
+        self.job.spec.schedule.multiplier(
+            self.step,
+            self.plan.total_steps,
+            self.plan.steps_per_epoch,
+        )
     }
 
     /// Trains one epoch and measures it. The record is not stored yet.
@@ -292,20 +318,28 @@ impl<'a> Trainer<'a> {
         let spec = job.spec;
         let params = self.model.parameters();
         let started = Instant::now();
-        let frozen: Vec<bool> = job.resolved.iter().map(|p| p.frozen_until.is_frozen_in(epoch)).collect();
+        let frozen: Vec<bool> = job
+            .resolved
+            .iter()
+            .map(|p| p.frozen_until.is_frozen_in(epoch))
+            .collect();
         for ((_, tensor), &is_frozen) in params.iter().zip(&frozen) {
             // No gradient for a frozen parameter: nothing to update, decay or accumulate.
             let _ = tensor.f_set_requires_grad(!is_frozen)?;
         }
-        let at_start: Vec<Tensor> =
-            params.iter().map(|(_, t)| t.f_detach().map(|d| d.copy())).collect::<Result<_, _>>()?;
+        let at_start: Vec<Tensor> = params
+            .iter()
+            .map(|(_, t)| t.f_detach().map(|d| d.copy()))
+            .collect::<Result<_, _>>()?;
 
         let plan = &self.plan;
-        let shuffle = SeededRng::new(spec.seed ^ u64::from(epoch).wrapping_mul(0x9E37_79B9)).permutation(plan.train_rows as usize);
+        let shuffle = SeededRng::new(spec.seed ^ u64::from(epoch).wrapping_mul(0x9E37_79B9))
+            .permutation(plan.train_rows as usize);
         let order = Tensor::f_from_slice(&shuffle)?.f_to_device(job.device)?;
         // Each batch's loss lands here on the device: no sync per step, and the first
         // non-finite batch can be named afterwards.
-        let batch_losses = Tensor::f_zeros([plan.steps_per_epoch as i64], (Kind::Float, job.device))?;
+        let batch_losses =
+            Tensor::f_zeros([plan.steps_per_epoch as i64], (Kind::Float, job.device))?;
         let mut grad_norm_sums = vec![0.0; self.groups.len()];
         let mut grad_norm_samples = 0u32;
 
@@ -322,8 +356,12 @@ impl<'a> Trainer<'a> {
             let sampled = plan.is_sampled(batch);
             if sampled {
                 for (g, group) in self.groups.iter().enumerate() {
-                    let grads: Vec<Tensor> =
-                        group.members.iter().map(|&i| params[i].1.grad()).filter(|g| g.defined()).collect();
+                    let grads: Vec<Tensor> = group
+                        .members
+                        .iter()
+                        .map(|&i| params[i].1.grad())
+                        .filter(|g| g.defined())
+                        .collect();
                     grad_norm_sums[g] += squared_norm(grads.iter())?.sqrt();
                 }
                 grad_norm_samples += 1;
@@ -331,7 +369,9 @@ impl<'a> Trainer<'a> {
             let multiplier = self.multiplier();
             self.optimizer.step(multiplier, &frozen)?;
             let detached = loss.f_detach()?;
-            batch_losses.f_narrow(0, batch as i64, 1)?.f_copy_(&detached.f_reshape([1])?)?;
+            batch_losses
+                .f_narrow(0, batch as i64, 1)?
+                .f_copy_(&detached.f_reshape([1])?)?;
             if sampled {
                 let value = detached.f_double_value(&[])?;
                 if !value.is_finite() {
@@ -342,7 +382,12 @@ impl<'a> Trainer<'a> {
                 }
                 send(
                     job.events,
-                    Event::Progress(BatchProgress { epoch, batch: batch as u32 + 1, batches: plan.steps_per_epoch as u32, loss: value }),
+                    Event::Progress(BatchProgress {
+                        epoch,
+                        batch: batch as u32 + 1,
+                        batches: plan.steps_per_epoch as u32,
+                        loss: value,
+                    }),
                 );
             }
             self.step += 1;
@@ -351,8 +396,14 @@ impl<'a> Trainer<'a> {
         let train_loss = self.mean_train_loss(&batch_losses)?;
         if !train_loss.is_finite() {
             let bad = batch_losses.f_isfinite()?.f_logical_not()?.f_nonzero()?;
-            let batch = if bad.size()[0] > 0 { bad.f_int64_value(&[0, 0])? + 1 } else { 0 };
-            return Err(Halt::Diverged(format!("the training loss became non-finite at epoch {epoch}, batch {batch}")));
+            let batch = if bad.size()[0] > 0 {
+                bad.f_int64_value(&[0, 0])? + 1
+            } else {
+                0
+            };
+            return Err(Halt::Diverged(format!(
+                "the training loss became non-finite at epoch {epoch}, batch {batch}"
+            )));
         }
         let (val_loss, val_metric) = validate(&self.model, &self.data)?;
         let groups = self.group_stats(&frozen, &at_start, &grad_norm_sums, grad_norm_samples)?;
@@ -363,7 +414,11 @@ impl<'a> Trainer<'a> {
             val_loss,
             val_accuracy: val_metric,
             duration_ms: elapsed * 1e3,
-            samples_per_sec: if elapsed > 0.0 { plan.train_rows as f64 / elapsed } else { 0.0 },
+            samples_per_sec: if elapsed > 0.0 {
+                plan.train_rows as f64 / elapsed
+            } else {
+                0.0
+            },
             groups,
         })
     }
@@ -372,7 +427,8 @@ impl<'a> Trainer<'a> {
     fn mean_train_loss(&self, batch_losses: &Tensor) -> Result<f64, TchError> {
         let plan = &self.plan;
         let full = plan.batch_size as f64;
-        let last_len = (plan.train_rows - (plan.steps_per_epoch as i64 - 1) * plan.batch_size) as f64;
+        let last_len =
+            (plan.train_rows - (plan.steps_per_epoch as i64 - 1) * plan.batch_size) as f64;
         let total = batch_losses.f_sum(Kind::Double)?.f_double_value(&[])?;
         let last = batch_losses.f_double_value(&[plan.steps_per_epoch as i64 - 1])?;
         Ok(((total - last) * full + last * last_len) / plan.train_rows as f64)
@@ -392,10 +448,16 @@ impl<'a> Trainer<'a> {
         for (g, group) in self.groups.iter().enumerate() {
             let weights: Vec<&Tensor> = group.members.iter().map(|&i| &params[i].1).collect();
             let starts: Vec<&Tensor> = group.members.iter().map(|&i| &at_start[i]).collect();
-            let deltas: Vec<Tensor> =
-                group.members.iter().map(|&i| params[i].1.f_detach()?.f_sub(&at_start[i])).collect::<Result<_, _>>()?;
-            let (weight_sq, start_sq, delta_sq) =
-                (squared_norm(weights.into_iter())?, squared_norm(starts.into_iter())?, squared_norm(deltas.iter())?);
+            let deltas: Vec<Tensor> = group
+                .members
+                .iter()
+                .map(|&i| params[i].1.f_detach()?.f_sub(&at_start[i]))
+                .collect::<Result<_, _>>()?;
+            let (weight_sq, start_sq, delta_sq) = (
+                squared_norm(weights.into_iter())?,
+                squared_norm(starts.into_iter())?,
+                squared_norm(deltas.iter())?,
+            );
             let all_frozen = group.members.iter().all(|&i| frozen[i]);
             // A group's rate is that of its largest parameter (its weight), as the table shows it.
             let main = group
@@ -406,10 +468,22 @@ impl<'a> Trainer<'a> {
                 .unwrap_or(0);
             stats.push(GroupEpochStats {
                 name: group.name.clone(),
-                lr: if all_frozen { 0.0 } else { resolved[main].lr * multiplier },
-                grad_norm: if grad_norm_samples > 0 { grad_norm_sums[g] / f64::from(grad_norm_samples) } else { 0.0 },
+                lr: if all_frozen {
+                    0.0
+                } else {
+                    resolved[main].lr * multiplier
+                },
+                grad_norm: if grad_norm_samples > 0 {
+                    grad_norm_sums[g] / f64::from(grad_norm_samples)
+                } else {
+                    0.0
+                },
                 weight_norm: weight_sq.sqrt(),
-                update_ratio: if start_sq > 0.0 { (delta_sq / start_sq).sqrt() } else { 0.0 },
+                update_ratio: if start_sq > 0.0 {
+                    (delta_sq / start_sq).sqrt()
+                } else {
+                    0.0
+                },
                 frozen: all_frozen,
             });
         }
@@ -425,14 +499,21 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
         let record = trainer.epoch(epoch)?;
         // The checkpoint first, then the record: every stored epoch has a checkpoint to resume
         // from. Durable before streamed.
-        checkpoint::write(&job.checkpoint_dir, epoch, trainer.model.parameters(), &trainer.optimizer)
-            .map_err(Halt::Failed)?;
+        checkpoint::write(
+            &job.checkpoint_dir,
+            epoch,
+            trainer.model.parameters(),
+            &trainer.optimizer,
+        )
+        .map_err(Halt::Failed)?;
         job.store.put_epoch(job.run_id, &record)?;
         checkpoint::prune(&job.checkpoint_dir, job.keep_checkpoints);
         let val_loss = record.val_loss;
         send(job.events, Event::Epoch(record));
         if !val_loss.is_finite() {
-            return Err(Halt::Diverged(format!("the validation loss became {val_loss} at epoch {epoch}")));
+            return Err(Halt::Diverged(format!(
+                "the validation loss became {val_loss} at epoch {epoch}"
+            )));
         }
     }
     Ok(())
