@@ -323,6 +323,7 @@ mod tests {
                 ..Run::default()
             }),
             epochs: vec![record(1, 1.0, 1.5)],
+            analysis: None,
         };
         let value = show(&response);
         assert_eq!(value["id"], "0123456789abcdef");
