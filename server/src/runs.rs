@@ -141,11 +141,11 @@ impl Runs {
         validate_labels(&name, &tags)?;
         let spec = RunSpec::try_from(config)?;
         let device = train::resolve_device(spec.device)?;
-        let (spec, resolved) = blocking(move || {
-            let resolved = train::resolve_run_rates(&spec)?;
-            Ok((spec, resolved))
-        })
-        .await?;
+        let train::PreparedRun {
+            spec,
+            resolved,
+            task,
+        } = blocking(move || train::prepare_run(spec)).await?;
         let parameters = to_proto_rates(&resolved);
         if dry_run {
             return Ok(StartRunResponse {
@@ -168,11 +168,11 @@ impl Runs {
             started_at_ms: 0,
             finished_at_ms: 0,
             epochs_done: 0,
-            val_metric: spec.dataset.task().metric_name().into(),
-            parameter_count: spec
-                .model
-                .parameter_count(spec.dataset.features(), spec.dataset.task().outputs())
-                as u64,
+            val_metric: task.metric_name().into(),
+            parameter_count: resolved
+                .iter()
+                .map(|p| p.info.shape.iter().product::<i64>())
+                .sum::<i64>() as u64,
             device: train::device_label(device),
             queue_position: 0,
             resumes: 0,

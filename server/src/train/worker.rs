@@ -14,7 +14,7 @@ use std::{
 };
 
 use strata_proto::{watch_event::Event, BatchProgress, EpochRecord, GroupEpochStats, WatchEvent};
-use tch::{nn, COptimizer, Device, Kind, Reduction, TchError, Tensor};
+use tch::{COptimizer, Device, Kind, Reduction, TchError, Tensor};
 use tokio::sync::broadcast;
 
 use super::{
@@ -193,7 +193,7 @@ fn validate(model: &Model, data: &Dataset) -> Result<(f64, f64), TchError> {
             let len = VALIDATION_CHUNK_ROWS.min(rows - start);
             let x = data.val_x.f_narrow(0, start, len)?;
             let y = data.val_y.f_narrow(0, start, len)?;
-            let output = model.forward(&x)?;
+            let output = model.forward(&x, false)?;
             loss_sum += loss_of(data.task, &output, &y)?.f_double_value(&[])? * len as f64;
             match data.task {
                 Task::Classification { .. } => {
@@ -245,11 +245,11 @@ fn check_stop(job: &TrainJob<'_>) -> Result<(), Halt> {
     }
 }
 
-fn save_checkpoint(vs: &nn::VarStore, dir: &PathBuf) -> Result<(), Halt> {
+fn save_checkpoint(model: &Model, dir: &PathBuf) -> Result<(), Halt> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Halt::Failed(format!("cannot create {}: {e}", dir.display())))?;
     let tmp = dir.join(CHECKPOINT_TMP_FILE);
-    vs.save(&tmp)?;
+    model.save(&tmp)?;
     // Write then rename: a crash leaves the previous checkpoint or the new one, never half of one.
     std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE))
         .map_err(|e| Halt::Failed(format!("cannot write checkpoint in {}: {e}", dir.display())))
@@ -259,18 +259,18 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
     let spec = job.spec;
     let data = build_dataset(&spec.dataset, spec.seed, job.device)?;
     let task = data.task;
-    let vs = nn::VarStore::new(job.device);
     let model = {
         let _guard = MODEL_INIT_LOCK
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         tch::manual_seed(spec.seed as i64);
-        Model::build(
-            &vs.root(),
+        Model::for_run(
             &spec.model,
-            spec.dataset.features(),
+            &data.sample_shape(),
             task.outputs(),
-        )
+            job.resolved,
+            job.device,
+        )?
     };
     let params = model.parameters();
     let optimizer = build_optimizer(job, params)?;
@@ -328,7 +328,7 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
             let x = data.train_x.f_index_select(0, &idx)?;
             let y = data.train_y.f_index_select(0, &idx)?;
             optimizer.zero_grad()?;
-            let loss = loss_of(task, &model.forward(&x)?, &y)?;
+            let loss = loss_of(task, &model.forward(&x, true)?, &y)?;
             loss.f_backward()?;
             let sampled = (batch + 1) % sample_every == 0
                 || batch + 1 == steps_per_epoch && sample_every != u64::MAX;
@@ -428,7 +428,7 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
         };
         // Durable first, then streamed.
         job.store.put_epoch(job.run_id, &record)?;
-        save_checkpoint(&vs, &job.checkpoint_dir)?;
+        save_checkpoint(&model, &job.checkpoint_dir)?;
         send(job.events, Event::Epoch(record));
         if !train_loss.is_finite() || !val_loss.is_finite() {
             return Err(Halt::Diverged(format!(
