@@ -75,6 +75,9 @@ pub fn config(config: &RunConfig) -> Value {
         "seed": config.seed,
         "device": config.device,
         "progress_events_per_epoch": config.progress_events_per_epoch,
+        "label": config.label,
+        "val_dataset": config.val_dataset,
+        "task": config.task,
     })
 }
 
@@ -307,7 +310,7 @@ mod tests {
         assert_eq!(value["layer_lr"], json!(["layer0=1e-4"]));
         assert_eq!(
             value.as_object().unwrap().len(),
-            20,
+            23,
             "every RunConfig field"
         );
     }
@@ -329,6 +332,7 @@ mod tests {
                 ..Run::default()
             }),
             epochs: vec![record(1, 1.0, 1.5)],
+            analysis: None,
         };
         let value = show(&response);
         assert_eq!(value["id"], "0123456789abcdef");

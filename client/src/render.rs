@@ -465,8 +465,17 @@ pub fn run_header(run: &Run) -> String {
     if let Some(classes) = config.classes {
         dataset.push(format!("{classes} classes"));
     }
+    if !config.label.is_empty() {
+        dataset.push(format!("label {}", config.label));
+    }
+    if !config.task.is_empty() {
+        dataset.push(config.task.clone());
+    }
     if let Some(fraction) = config.val_fraction {
         dataset.push(format!("val fraction {}", plain_number(fraction)));
+    }
+    if !config.val_dataset.is_empty() {
+        dataset.push(format!("validation {}", config.val_dataset));
     }
     pairs.push(("Dataset", with_details(&config.dataset, dataset)));
 
@@ -869,6 +878,27 @@ mod tests {
         assert!(header.contains("Epochs     2/5"), "{header}");
         assert!(header.contains("Seed       7"), "{header}");
         assert!(header.contains("Device     cpu"), "{header}");
+    }
+
+    #[test]
+    fn header_shows_a_file_dataset_with_its_label_task_and_validation_file() {
+        let run = Run {
+            config: Some(RunConfig {
+                dataset: "csv:/data/train.csv".into(),
+                label: "species".into(),
+                task: "classification".into(),
+                val_dataset: "csv:/data/val.csv".into(),
+                ..RunConfig::default()
+            }),
+            ..Run::default()
+        };
+        let header = run_header(&run);
+        assert!(
+            header.contains(
+                "Dataset    csv:/data/train.csv  (label species, classification, validation csv:/data/val.csv)"
+            ),
+            "{header}"
+        );
     }
 
     #[test]

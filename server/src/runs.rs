@@ -63,6 +63,7 @@ impl LiveRun {
 struct Prepared {
     spec: RunSpec,
     resolved: Vec<ResolvedParam>,
+    task: crate::spec::Task,
     device: tch::Device,
 }
 
@@ -147,10 +148,15 @@ impl Runs {
         let spec = RunSpec::try_from(config)?;
         let device = train::resolve_device(spec.device)?;
         blocking(move || {
-            let resolved = train::resolve_run_rates(&spec)?;
+            let train::PreparedRun {
+                spec,
+                resolved,
+                task,
+            } = train::prepare_run(spec)?;
             Ok(Prepared {
                 spec,
                 resolved,
+                task,
                 device,
             })
         })
@@ -183,7 +189,6 @@ impl Runs {
         }
 
         let id = self.store.next_run_id();
-        let spec = &prepared.spec;
         let run = Run {
             id: id.to_string(),
             name,
@@ -196,11 +201,12 @@ impl Runs {
             started_at_ms: 0,
             finished_at_ms: 0,
             epochs_done: 0,
-            val_metric: spec.dataset.task().metric_name().into(),
-            parameter_count: spec
-                .model
-                .parameter_count(spec.dataset.features(), spec.dataset.task().outputs())
-                as u64,
+            val_metric: prepared.task.metric_name().into(),
+            parameter_count: prepared
+                .resolved
+                .iter()
+                .map(|p| p.info.shape.iter().product::<i64>())
+                .sum::<i64>() as u64,
             device: train::device_label(prepared.device),
             queue_position: 0,
             resumes: 0,

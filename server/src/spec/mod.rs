@@ -1,13 +1,20 @@
 //! A run's configuration, validated: every field of the protocol's `RunConfig` parsed into a typed
 //! spec, with defaults filled in and every bad value named.
 
+pub mod dataset;
 pub mod glob;
+pub mod model;
 pub mod rates;
 pub mod schedule;
 
 use strata_proto::RunConfig;
 
 use crate::error::{Result, StrataError};
+pub use dataset::{
+    DataSource, DatasetSpec, SyntheticKind, SyntheticSpec, Task, TaskKind, Validation, DATASETS,
+};
+use dataset::{DatasetLimits, DatasetRequest};
+pub use model::ModelSpec;
 use rates::{parse_positive_rate, BaseRates, FreezeRule, LayerRateRule, RateSpec};
 use schedule::Schedule;
 
@@ -26,123 +33,12 @@ const MAX_SAMPLES: u32 = 10_000_000;
 const MAX_CLASSES: u32 = 1000;
 const MAX_EPOCHS: u32 = 1_000_000;
 const MAX_BATCH_SIZE: u32 = 1 << 20;
-const MAX_HIDDEN_LAYERS: usize = 64;
-const MAX_LAYER_WIDTH: i64 = 1 << 16;
 const MAX_RULES: usize = 256;
 /// Keeps a request from asking the daemon to allocate an absurd model.
-const MAX_PARAMETERS: i64 = 50_000_000;
+pub const MAX_PARAMETERS: i64 = 50_000_000;
 const MAX_PROGRESS_EVENTS_PER_EPOCH: u32 = 1000;
 const MAX_NAME_CHARS: usize = 200;
 const MAX_TAGS: usize = 32;
-
-pub const DATASETS: &str = "spirals, moons, blobs, xor, regression";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyntheticKind {
-    Spirals,
-    Moons,
-    Blobs,
-    Xor,
-    Regression,
-}
-
-impl SyntheticKind {
-    fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "spirals" => SyntheticKind::Spirals,
-            "moons" => SyntheticKind::Moons,
-            "blobs" => SyntheticKind::Blobs,
-            "xor" => SyntheticKind::Xor,
-            "regression" => SyntheticKind::Regression,
-            _ => return None,
-        })
-    }
-
-    fn has_class_count(self) -> bool {
-        matches!(self, SyntheticKind::Spirals | SyntheticKind::Blobs)
-    }
-
-    fn default_noise(self) -> f64 {
-        match self {
-            SyntheticKind::Spirals => 0.2,
-            SyntheticKind::Moons => 0.1,
-            SyntheticKind::Blobs => 1.0,
-            SyntheticKind::Xor => 0.1,
-            SyntheticKind::Regression => 0.1,
-        }
-    }
-}
-
-/// What the model learns: a class out of `classes`, or one real number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Task {
-    Classification { classes: i64 },
-    Regression,
-}
-
-impl Task {
-    pub fn outputs(self) -> i64 {
-        match self {
-            Task::Classification { classes } => classes,
-            Task::Regression => 1,
-        }
-    }
-
-    pub fn metric_name(self) -> &'static str {
-        match self {
-            Task::Classification { .. } => "accuracy",
-            Task::Regression => "r2",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct DatasetSpec {
-    pub kind: SyntheticKind,
-    pub samples: u32,
-    pub noise: f64,
-    pub classes: u32,
-    pub val_fraction: f64,
-}
-
-impl DatasetSpec {
-    pub fn features(&self) -> i64 {
-        match self.kind {
-            SyntheticKind::Regression => 4,
-            _ => 2,
-        }
-    }
-
-    pub fn task(&self) -> Task {
-        match self.kind {
-            SyntheticKind::Regression => Task::Regression,
-            SyntheticKind::Moons | SyntheticKind::Xor => Task::Classification { classes: 2 },
-            SyntheticKind::Spirals | SyntheticKind::Blobs => Task::Classification {
-                classes: i64::from(self.classes),
-            },
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum ModelSpec {
-    /// Fully connected layers `layer0..layerN-1` of these widths (ReLU between), then `head`.
-    Mlp { hidden: Vec<i64> },
-}
-
-impl ModelSpec {
-    /// Trainable scalars of this model for the given input and output widths.
-    pub fn parameter_count(&self, inputs: i64, outputs: i64) -> i64 {
-        let ModelSpec::Mlp { hidden } = self;
-        let mut count = 0i64;
-        let mut width = inputs;
-        for &next in hidden.iter().chain(std::iter::once(&outputs)) {
-            count = count.saturating_add(width.saturating_mul(next).saturating_add(next));
-            width = next;
-        }
-        count
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerKind {
@@ -182,7 +78,7 @@ pub struct RunSpec {
     pub progress_events_per_epoch: u32,
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+pub(crate) fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     field: &str,
     value: T,
     low: T,
@@ -197,7 +93,13 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     Ok(value)
 }
 
-fn finite_in(field: &str, value: f64, low: f64, high: f64, allowed: &str) -> Result<f64> {
+pub(crate) fn finite_in(
+    field: &str,
+    value: f64,
+    low: f64,
+    high: f64,
+    allowed: &str,
+) -> Result<f64> {
     if !value.is_finite() || value < low || value > high {
         return Err(StrataError::invalid(
             field,
@@ -205,38 +107,6 @@ fn finite_in(field: &str, value: f64, low: f64, high: f64, allowed: &str) -> Res
         ));
     }
     Ok(value)
-}
-
-fn parse_model(text: &str) -> Result<ModelSpec> {
-    let field = "model";
-    let Some(widths) = text.strip_prefix("mlp:") else {
-        return Err(StrataError::invalid(
-            field,
-            format!("'{text}' is not a model; allowed: mlp:H1,H2,... (hidden layer widths, e.g. mlp:64,64)"),
-        ));
-    };
-    let hidden = widths
-        .split(',')
-        .map(|w| {
-            w.trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|&w| (1..=MAX_LAYER_WIDTH).contains(&w))
-                .ok_or_else(|| {
-                    StrataError::invalid(
-                        field,
-                        format!("'{text}': hidden width '{w}' must be a whole number from 1 to {MAX_LAYER_WIDTH}"),
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if hidden.len() > MAX_HIDDEN_LAYERS {
-        return Err(StrataError::invalid(
-            field,
-            format!("at most {MAX_HIDDEN_LAYERS} hidden layers"),
-        ));
-    }
-    Ok(ModelSpec::Mlp { hidden })
 }
 
 fn parse_device(text: &str) -> Result<DeviceSpec> {
@@ -358,79 +228,38 @@ impl TryFrom<RunConfig> for RunSpec {
             seed,
             device,
             progress_events_per_epoch,
+            label,
+            val_dataset,
+            task,
         } = config.clone();
 
-        let dataset = dataset.trim().to_ascii_lowercase();
-        if dataset.is_empty() {
-            return Err(StrataError::invalid(
-                "dataset",
-                format!("required; allowed: {DATASETS}"),
-            ));
-        }
-        let kind = SyntheticKind::parse(&dataset).ok_or_else(|| {
-            StrataError::invalid(
-                "dataset",
-                format!("'{dataset}' is not a dataset; allowed: {DATASETS}"),
-            )
-        })?;
-        if classes.is_some() && !kind.has_class_count() {
-            return Err(StrataError::invalid(
-                "classes",
-                format!(
-                    "{dataset} has a fixed number of classes; classes applies to spirals and blobs"
-                ),
-            ));
-        }
-        let dataset_spec = DatasetSpec {
-            kind,
-            samples: in_range(
-                "samples",
-                samples.unwrap_or(DEFAULT_SAMPLES),
-                10,
-                MAX_SAMPLES,
-            )?,
-            noise: finite_in(
-                "noise",
-                noise.unwrap_or(kind.default_noise()),
-                0.0,
-                10.0,
-                "0 to 10",
-            )?,
-            classes: in_range(
-                "classes",
-                classes.unwrap_or(DEFAULT_CLASSES),
-                2,
-                MAX_CLASSES,
-            )?,
-            val_fraction: finite_in(
-                "val_fraction",
-                val_fraction.unwrap_or(DEFAULT_VAL_FRACTION),
-                0.01,
-                0.9,
-                "a fraction from 0.01 to 0.9",
-            )?,
-        };
-        if (dataset_spec.samples as f64 * dataset_spec.val_fraction) < 1.0 {
-            return Err(StrataError::invalid(
-                "val_fraction",
-                "leaves no validation sample; raise samples or val_fraction",
-            ));
-        }
+        let dataset_spec = DatasetSpec::parse(
+            &DatasetRequest {
+                dataset: &dataset,
+                samples,
+                noise,
+                classes,
+                val_fraction,
+                label: &label,
+                val_dataset: &val_dataset,
+                task: &task,
+            },
+            &DatasetLimits {
+                default_samples: DEFAULT_SAMPLES,
+                max_samples: MAX_SAMPLES,
+                default_classes: DEFAULT_CLASSES,
+                max_classes: MAX_CLASSES,
+                default_val_fraction: DEFAULT_VAL_FRACTION,
+            },
+        )?;
 
         let model = if model.trim().is_empty() {
             DEFAULT_MODEL.to_string()
         } else {
             model.trim().to_string()
         };
-        let model_spec = parse_model(&model)?;
-        let parameter_count =
-            model_spec.parameter_count(dataset_spec.features(), dataset_spec.task().outputs());
-        if parameter_count > MAX_PARAMETERS {
-            return Err(StrataError::invalid(
-                "model",
-                format!("'{model}' has {parameter_count} parameters; at most {MAX_PARAMETERS} are allowed"),
-            ));
-        }
+        // The parameter count is checked once the dataset's shape is known (train::prepare_run).
+        let model_spec = ModelSpec::parse(&model)?;
 
         let optimizer = if optimizer.trim().is_empty() {
             DEFAULT_OPTIMIZER.to_string()
@@ -507,16 +336,24 @@ impl TryFrom<RunConfig> for RunSpec {
             )?,
             config: RunConfig::default(),
         };
+        let synthetic = spec.dataset.synthetic_spec();
         let filled = RunConfig {
-            dataset,
-            samples: Some(spec.dataset.samples),
-            noise: Some(spec.dataset.noise),
-            classes: spec
+            dataset: spec.dataset.source.spec_text(),
+            samples: synthetic.map(|s| s.samples),
+            noise: synthetic.map(|s| s.noise),
+            classes: synthetic
+                .filter(|s| s.kind.has_class_count())
+                .map(|s| s.classes),
+            val_fraction: spec.dataset.reported_val_fraction(),
+            label: label.trim().to_string(),
+            val_dataset: match &spec.dataset.validation {
+                Validation::CsvFile(path) => format!("csv:{}", path.display()),
+                _ => String::new(),
+            },
+            task: spec
                 .dataset
-                .kind
-                .has_class_count()
-                .then_some(spec.dataset.classes),
-            val_fraction: Some(spec.dataset.val_fraction),
+                .known_task()
+                .map_or(String::new(), |t| t.label().to_string()),
             model,
             optimizer,
             lr: match spec.rates.base {
@@ -541,6 +378,17 @@ impl TryFrom<RunConfig> for RunSpec {
             config: filled,
             ..spec
         })
+    }
+}
+
+impl RunSpec {
+    /// Records what reading the dataset found: the task (detected or confirmed) and the split
+    /// fraction actually used (`None` when validation comes from a file), so the stored config
+    /// says how the run was really set up.
+    pub fn record_data(&mut self, task: Task, val_fraction: Option<f64>) {
+        self.dataset.task = Some(task.kind());
+        self.config.task = task.kind().label().to_string();
+        self.config.val_fraction = val_fraction;
     }
 }
 
@@ -589,7 +437,143 @@ mod tests {
         assert_eq!(spec.config.model, DEFAULT_MODEL);
         assert_eq!(spec.config.epochs, Some(DEFAULT_EPOCHS));
         assert_eq!(spec.config.lr, Some(DEFAULT_LR));
-        assert_eq!(spec.dataset.task(), Task::Classification { classes: 3 });
+        assert_eq!(
+            spec.dataset.synthetic_spec().unwrap().task(),
+            Task::Classification { classes: 3 }
+        );
+        assert_eq!(spec.config.task, "classification");
+        assert_eq!(spec.config.val_fraction, Some(DEFAULT_VAL_FRACTION));
+    }
+
+    #[test]
+    fn file_datasets_are_parsed_and_filled() {
+        let spec = RunSpec::try_from(RunConfig {
+            label: " species ".into(),
+            ..config("CSV:/data/iris.csv")
+        })
+        .unwrap();
+        assert_eq!(
+            spec.dataset.source,
+            DataSource::Csv {
+                path: "/data/iris.csv".into(),
+                label: Some("species".into())
+            }
+        );
+        assert_eq!(spec.config.dataset, "csv:/data/iris.csv");
+        assert_eq!(spec.config.label, "species");
+        assert_eq!(spec.config.val_fraction, Some(DEFAULT_VAL_FRACTION));
+        assert_eq!((spec.config.samples, spec.config.noise), (None, None));
+        assert_eq!(spec.config.task, "", "detected once the file is read");
+
+        let spec = RunSpec::try_from(RunConfig {
+            val_dataset: "csv:/data/val.csv".into(),
+            task: "Regression".into(),
+            ..config("csv:/data/train.csv")
+        })
+        .unwrap();
+        assert_eq!(
+            spec.dataset.validation,
+            Validation::CsvFile("/data/val.csv".into())
+        );
+        assert_eq!(spec.config.val_fraction, None);
+        assert_eq!(spec.config.task, "regression");
+
+        let mut spec = RunSpec::try_from(config("idx:/data/mnist")).unwrap();
+        assert_eq!(
+            spec.dataset.validation,
+            Validation::IdxTestFilesOrSplit(DEFAULT_VAL_FRACTION)
+        );
+        assert_eq!(spec.config.val_fraction, None);
+        spec.record_data(Task::Classification { classes: 10 }, Some(0.2));
+        assert_eq!(spec.config.task, "classification");
+        assert_eq!(spec.config.val_fraction, Some(0.2));
+        let spec = RunSpec::try_from(RunConfig {
+            val_fraction: Some(0.1),
+            ..config("idx:/data/mnist")
+        })
+        .unwrap();
+        assert_eq!(spec.dataset.validation, Validation::Split(0.1));
+    }
+
+    #[test]
+    fn dataset_errors_name_the_field() {
+        let cases: Vec<(RunConfig, &str, &str)> = vec![
+            (config("csv:data.csv"), "dataset", "absolute"),
+            (config("csv:"), "dataset", "needs a path"),
+            (config("parquet:/x"), "dataset", "csv:PATH"),
+            (
+                RunConfig {
+                    samples: Some(100),
+                    ..config("csv:/x.csv")
+                },
+                "samples",
+                "synthetic",
+            ),
+            (
+                RunConfig {
+                    label: "y".into(),
+                    ..config("moons")
+                },
+                "label",
+                "csv",
+            ),
+            (
+                RunConfig {
+                    val_dataset: "csv:/v.csv".into(),
+                    val_fraction: Some(0.2),
+                    ..config("csv:/x.csv")
+                },
+                "val_fraction",
+                "val_dataset",
+            ),
+            (
+                RunConfig {
+                    val_dataset: "csv:/v.csv".into(),
+                    ..config("idx:/mnist")
+                },
+                "val_dataset",
+                "t10k",
+            ),
+            (
+                RunConfig {
+                    val_dataset: "/v.csv".into(),
+                    ..config("csv:/x.csv")
+                },
+                "val_dataset",
+                "csv:PATH",
+            ),
+            (
+                RunConfig {
+                    task: "regression".into(),
+                    ..config("spirals")
+                },
+                "task",
+                "classification dataset",
+            ),
+            (
+                RunConfig {
+                    task: "ranking".into(),
+                    ..config("csv:/x.csv")
+                },
+                "task",
+                "ranking",
+            ),
+            (
+                RunConfig {
+                    model: "torchscript:net.pt".into(),
+                    ..config("moons")
+                },
+                "model",
+                "absolute",
+            ),
+        ];
+        for (config, field, mention) in cases {
+            let err = RunSpec::try_from(config.clone()).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{field}:")) && err.contains(mention),
+                "{config:?} gave {err}"
+            );
+        }
     }
 
     #[test]

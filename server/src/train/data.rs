@@ -1,11 +1,28 @@
-//! Datasets: synthetic sets generated deterministically from the seed, split into training and
-//! validation by a seeded shuffle, and standardized with the training statistics only.
+//! Datasets: synthetic sets generated deterministically from the seed, CSV files and MNIST-style
+//! IDX folders on the daemon's host; split into training and validation by a seeded shuffle (or
+//! validated on a separate file), and standardized with the training statistics only.
+
+pub mod csv;
+pub mod idx;
 
 use std::f64::consts::PI;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, TchError, Tensor};
 
-use crate::spec::{DatasetSpec, SyntheticKind, Task};
+use crate::{
+    error::{Result, StrataError},
+    spec::{DataSource, DatasetSpec, SyntheticKind, SyntheticSpec, Task, Validation},
+};
+
+/// Datasets are held in memory: at most this many feature values (rows × features, or pixels),
+/// about 400 MB as 32-bit floats.
+pub const MAX_DATASET_VALUES: usize = 100_000_000;
+pub const MAX_DATASET_ROWS: usize = 10_000_000;
+/// Most classes a classification dataset may have.
+pub const MAX_CLASSES: usize = 1000;
+/// A feature whose training values spread less than this is left unscaled (only centred), so a
+/// constant column cannot blow up validation values.
+const MIN_FEATURE_STD: f64 = 1e-8;
 
 /// A small, fast, seedable generator (SplitMix64): data generation and shuffling must give the
 /// same result for the same seed on every machine, independent of libtorch's global RNG.
@@ -52,8 +69,9 @@ impl SeededRng {
     }
 }
 
-/// Training and validation tensors on the run's device. Features are `[n, features]` floats;
-/// targets are class indices `[n]` (int64) or values `[n, 1]` (float).
+/// Training and validation tensors on the run's device. Features are `[n, features]` floats, or
+/// `[n, channels, height, width]` for images; targets are class indices `[n]` (int64) or values
+/// `[n, 1]` (float).
 pub struct Dataset {
     pub train_x: Tensor,
     pub train_y: Tensor,
@@ -66,13 +84,29 @@ impl Dataset {
     pub fn train_len(&self) -> i64 {
         self.train_x.size()[0]
     }
+
+    /// One sample's shape: `[features]` or `[channels, height, width]`.
+    pub fn sample_shape(&self) -> Vec<i64> {
+        self.train_x.size()[1..].to_vec()
+    }
 }
 
-/// Rows of features and a target per row.
-struct Samples {
-    features: Vec<f32>,
-    targets: Vec<f32>,
-    width: usize,
+/// What a dataset looks like, known before anything trains.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataShape {
+    /// One sample's shape: `[features]` or `[channels, height, width]`.
+    pub sample: Vec<i64>,
+    pub task: Task,
+    /// The fraction split off for validation, or `None` when validation comes from a file.
+    pub val_fraction: Option<f64>,
+}
+
+/// Samples as read, before splitting: features row after row, and a target per row (a class
+/// index or a value).
+pub struct Samples {
+    pub features: Vec<f32>,
+    pub targets: Vec<f32>,
+    pub sample_shape: Vec<i64>,
 }
 
 impl Samples {
@@ -80,8 +114,12 @@ impl Samples {
         Samples {
             features: Vec::with_capacity(width * capacity),
             targets: Vec::with_capacity(capacity),
-            width,
+            sample_shape: vec![width as i64],
         }
+    }
+
+    fn rows(&self) -> usize {
+        self.targets.len()
     }
 
     fn push(&mut self, row: &[f64], target: f64) {
@@ -90,7 +128,7 @@ impl Samples {
     }
 }
 
-fn generate(spec: &DatasetSpec, rng: &mut SeededRng) -> Samples {
+fn generate(spec: &SyntheticSpec, rng: &mut SeededRng) -> Samples {
     let n = spec.samples as usize;
     let noise = spec.noise;
     let mut samples = Samples::new(spec.features() as usize, n);
@@ -154,47 +192,207 @@ fn generate(spec: &DatasetSpec, rng: &mut SeededRng) -> Samples {
     samples
 }
 
-/// Generates the dataset for `spec` from `seed`, splits it and moves it to `device`.
-pub fn build_dataset(
-    spec: &DatasetSpec,
-    seed: u64,
-    device: Device,
-) -> Result<Dataset, tch::TchError> {
-    let mut rng = SeededRng::new(seed);
-    let samples = generate(spec, &mut rng);
-    let n = samples.targets.len();
-    let width = samples.width as i64;
-    let features = Tensor::f_from_slice(&samples.features)?.f_reshape([n as i64, width])?;
-    let targets = Tensor::f_from_slice(&samples.targets)?;
-    let targets = match spec.task() {
-        Task::Classification { .. } => targets.f_to_kind(Kind::Int64)?,
-        Task::Regression => targets.f_reshape([n as i64, 1])?,
+/// Where the validation samples come from, once the data is read.
+enum HeldOut {
+    /// A file of their own (a CSV validation file, an IDX folder's t10k files).
+    Samples(Samples),
+    /// A seeded split of this fraction of the training samples.
+    Split(f64),
+}
+
+/// Everything read, before splitting.
+struct Loaded {
+    train: Samples,
+    val: HeldOut,
+    task: Task,
+}
+
+impl Loaded {
+    fn val_fraction(&self) -> Option<f64> {
+        match self.val {
+            HeldOut::Split(fraction) => Some(fraction),
+            HeldOut::Samples(_) => None,
+        }
+    }
+}
+
+/// Generates or reads the whole dataset. A synthetic set draws from `rng`.
+fn load(spec: &DatasetSpec, rng: &mut SeededRng) -> Result<Loaded> {
+    let not_a_file = || StrataError::invalid("val_dataset", "applies to csv:PATH datasets");
+    match &spec.source {
+        DataSource::Synthetic(synthetic) => {
+            let Validation::Split(fraction) = spec.validation else {
+                return Err(not_a_file());
+            };
+            Ok(Loaded {
+                train: generate(synthetic, rng),
+                val: HeldOut::Split(fraction),
+                task: synthetic.task(),
+            })
+        }
+        DataSource::Csv { path, label } => {
+            let label = label.as_deref();
+            let train = csv::read_csv(path, "dataset", label, spec.task)?;
+            let val = match &spec.validation {
+                Validation::CsvFile(val_path) => {
+                    Some(csv::read_csv(val_path, "val_dataset", label, spec.task)?)
+                }
+                Validation::Split(_) | Validation::IdxTestFilesOrSplit(_) => None,
+            };
+            let labelled = csv::labelled(train, val, spec.task)?;
+            let val = match (labelled.val, &spec.validation) {
+                (Some(val), _) => HeldOut::Samples(val),
+                (None, Validation::Split(f) | Validation::IdxTestFilesOrSplit(f)) => {
+                    HeldOut::Split(*f)
+                }
+                (None, Validation::CsvFile(_)) => unreachable!("the validation file was read"),
+            };
+            Ok(Loaded {
+                train: labelled.train,
+                val,
+                task: labelled.task,
+            })
+        }
+        DataSource::Idx { dir } => {
+            let set = idx::read_idx(dir, spec.task, true)?;
+            let val = match (set.test, &spec.validation) {
+                (Some(test), Validation::IdxTestFilesOrSplit(_)) => HeldOut::Samples(test),
+                (_, Validation::Split(f) | Validation::IdxTestFilesOrSplit(f)) => {
+                    HeldOut::Split(*f)
+                }
+                (_, Validation::CsvFile(_)) => return Err(not_a_file()),
+            };
+            Ok(Loaded {
+                train: set.train,
+                val,
+                task: set.task,
+            })
+        }
+    }
+}
+
+/// Rows held out for validation out of `rows`, or an error when a split leaves either side empty.
+fn validation_rows(rows: usize, fraction: f64) -> Result<usize> {
+    if rows < 2 {
+        return Err(StrataError::invalid(
+            "dataset",
+            format!("has {rows} sample; splitting off a validation set needs at least 2"),
+        ));
+    }
+    Ok(((rows as f64 * fraction).round() as usize).clamp(1, rows - 1))
+}
+
+/// Reads what the dataset looks like, without keeping its values: at start time, so a bad file
+/// is rejected before the run is stored. A CSV file is parsed whole (every value is checked); an
+/// IDX folder's headers and labels are read, not its pixels.
+pub fn probe_dataset(spec: &DatasetSpec) -> Result<DataShape> {
+    let loaded = match &spec.source {
+        DataSource::Synthetic(synthetic) => {
+            return Ok(DataShape {
+                sample: vec![synthetic.features()],
+                task: synthetic.task(),
+                val_fraction: spec.reported_val_fraction(),
+            })
+        }
+        DataSource::Csv { .. } => load(spec, &mut SeededRng::new(0))?,
+        DataSource::Idx { dir } => {
+            let set = idx::read_idx(dir, spec.task, false)?;
+            let use_test =
+                set.test.is_some() && matches!(spec.validation, Validation::IdxTestFilesOrSplit(_));
+            let val_fraction = match spec.validation {
+                Validation::Split(f) | Validation::IdxTestFilesOrSplit(f) if !use_test => Some(f),
+                _ => None,
+            };
+            if let Some(fraction) = val_fraction {
+                validation_rows(set.train.rows(), fraction)?;
+            }
+            return Ok(DataShape {
+                sample: set.train.sample_shape,
+                task: set.task,
+                val_fraction,
+            });
+        }
     };
-
-    let order = Tensor::f_from_slice(&rng.permutation(n))?;
-    let n_val = ((n as f64 * spec.val_fraction).round() as i64).clamp(1, n as i64 - 1);
-    let val_idx = order.f_narrow(0, 0, n_val)?;
-    let train_idx = order.f_narrow(0, n_val, n as i64 - n_val)?;
-    let (train_x, val_x) = (
-        features.f_index_select(0, &train_idx)?,
-        features.f_index_select(0, &val_idx)?,
-    );
-    let (train_y, val_y) = (
-        targets.f_index_select(0, &train_idx)?,
-        targets.f_index_select(0, &val_idx)?,
-    );
-
-    // Standardize with training statistics only, so nothing about validation leaks into training.
-    let mean = train_x.f_mean_dim(0, true, Kind::Float)?;
-    let std = train_x.f_std_dim(0, true, true)?.f_clamp_min(1e-8)?;
-    let standardize = |x: &Tensor| -> Result<Tensor, tch::TchError> { x.f_sub(&mean)?.f_div(&std) };
-    Ok(Dataset {
-        train_x: standardize(&train_x)?.f_to_device(device)?,
-        train_y: train_y.f_to_device(device)?,
-        val_x: standardize(&val_x)?.f_to_device(device)?,
-        val_y: val_y.f_to_device(device)?,
-        task: spec.task(),
+    let val_fraction = loaded.val_fraction();
+    if let Some(fraction) = val_fraction {
+        validation_rows(loaded.train.rows(), fraction)?;
+    }
+    Ok(DataShape {
+        sample: loaded.train.sample_shape,
+        task: loaded.task,
+        val_fraction,
     })
+}
+
+fn tensors(samples: Samples, task: Task) -> Result<(Tensor, Tensor), TchError> {
+    let n = samples.rows() as i64;
+    let shape: Vec<i64> = std::iter::once(n).chain(samples.sample_shape).collect();
+    let features = Tensor::f_from_slice(&samples.features)?.f_reshape(shape)?;
+    drop(samples.features);
+    let targets = Tensor::f_from_slice(&samples.targets)?;
+    let targets = match task {
+        Task::Classification { .. } => targets.f_to_kind(Kind::Int64)?,
+        Task::Regression => targets.f_reshape([n, 1])?,
+    };
+    Ok((features, targets))
+}
+
+fn libtorch(err: TchError) -> StrataError {
+    StrataError::Internal(format!("libtorch: {err}"))
+}
+
+/// Generates or reads the dataset for `spec`, splits it with `seed` and moves it to `device`.
+pub fn build_dataset(spec: &DatasetSpec, seed: u64, device: Device) -> Result<Dataset> {
+    let mut rng = SeededRng::new(seed);
+    let loaded = load(spec, &mut rng)?;
+    let task = loaded.task;
+    let n_val = match &loaded.val {
+        HeldOut::Split(fraction) => validation_rows(loaded.train.rows(), *fraction)?,
+        HeldOut::Samples(_) => 0,
+    };
+    let (train, val) = (loaded.train, loaded.val);
+    let build = || -> Result<Dataset, TchError> {
+        let (train_x, train_y, val_x, val_y) = match val {
+            HeldOut::Samples(val) => {
+                let (train_x, train_y) = tensors(train, task)?;
+                let (val_x, val_y) = tensors(val, task)?;
+                (train_x, train_y, val_x, val_y)
+            }
+            HeldOut::Split(_) => {
+                let n = train.rows();
+                let (features, targets) = tensors(train, task)?;
+                let order = Tensor::f_from_slice(&rng.permutation(n))?;
+                let n_val = n_val as i64;
+                let val_idx = order.f_narrow(0, 0, n_val)?;
+                let train_idx = order.f_narrow(0, n_val, n as i64 - n_val)?;
+                (
+                    features.f_index_select(0, &train_idx)?,
+                    targets.f_index_select(0, &train_idx)?,
+                    features.f_index_select(0, &val_idx)?,
+                    targets.f_index_select(0, &val_idx)?,
+                )
+            }
+        };
+
+        // Standardize with training statistics only, so nothing about validation leaks into
+        // training: per feature for tabular data, per channel for images.
+        let dims: Vec<i64> = match train_x.dim() {
+            2 => vec![0],
+            rank => std::iter::once(0).chain(2..rank as i64).collect(),
+        };
+        let mean = train_x.f_mean_dim(dims.as_slice(), true, Kind::Float)?;
+        let std = train_x.f_std_dim(dims.as_slice(), true, true)?;
+        let std = std.f_where_scalarother(&std.f_gt(MIN_FEATURE_STD)?, 1.0)?;
+        let standardize = |x: &Tensor| -> Result<Tensor, TchError> { x.f_sub(&mean)?.f_div(&std) };
+        Ok(Dataset {
+            train_x: standardize(&train_x)?.f_to_device(device)?,
+            train_y: train_y.f_to_device(device)?,
+            val_x: standardize(&val_x)?.f_to_device(device)?,
+            val_y: val_y.f_to_device(device)?,
+            task,
+        })
+    };
+    build().map_err(libtorch)
 }
 
 #[cfg(test)]
@@ -203,11 +401,25 @@ mod tests {
 
     fn spec(kind: SyntheticKind) -> DatasetSpec {
         DatasetSpec {
-            kind,
-            samples: 200,
-            noise: 0.1,
-            classes: 3,
-            val_fraction: 0.25,
+            source: DataSource::Synthetic(SyntheticSpec {
+                kind,
+                samples: 200,
+                noise: 0.1,
+                classes: 3,
+            }),
+            validation: Validation::Split(0.25),
+            task: None,
+        }
+    }
+
+    fn csv_spec(path: &std::path::Path, validation: Validation) -> DatasetSpec {
+        DatasetSpec {
+            source: DataSource::Csv {
+                path: path.to_path_buf(),
+                label: None,
+            },
+            validation,
+            task: None,
         }
     }
 
@@ -235,5 +447,73 @@ mod tests {
         let d = build_dataset(&spec(SyntheticKind::Regression), 1, Device::Cpu).unwrap();
         assert_eq!(d.train_y.size(), vec![150, 1]);
         assert_eq!(d.train_x.size(), vec![150, 4]);
+    }
+
+    #[test]
+    fn csv_with_a_validation_file_and_a_constant_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let train = dir.path().join("train.csv");
+        let val = dir.path().join("val.csv");
+        let rows: String = (0..20).map(|i| format!("{i},5,{}\n", i % 2)).collect();
+        std::fs::write(&train, format!("a,constant,y\n{rows}")).unwrap();
+        std::fs::write(&val, "a,constant,y\n3,6,1\n").unwrap();
+        let spec = csv_spec(&train, Validation::CsvFile(val.clone()));
+        let shape = probe_dataset(&spec).unwrap();
+        assert_eq!(
+            shape,
+            DataShape {
+                sample: vec![2],
+                task: Task::Classification { classes: 2 },
+                val_fraction: None
+            }
+        );
+        let d = build_dataset(&spec, 0, Device::Cpu).unwrap();
+        assert_eq!(d.train_len(), 20);
+        assert_eq!(d.val_x.size(), vec![1, 2]);
+        // The constant column is centred, not divided by a zero spread.
+        assert_eq!(d.val_x.double_value(&[0, 1]), 1.0);
+
+        let split = csv_spec(&train, Validation::Split(0.25));
+        assert_eq!(probe_dataset(&split).unwrap().val_fraction, Some(0.25));
+        let d = build_dataset(&split, 0, Device::Cpu).unwrap();
+        assert_eq!((d.train_len(), d.val_x.size()[0]), (15, 5));
+    }
+
+    #[test]
+    fn idx_images_are_standardized_per_channel_and_t10k_validates() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, dims: &[u32], values: &[u8]| {
+            let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
+            for d in dims {
+                bytes.extend_from_slice(&d.to_be_bytes());
+            }
+            bytes.extend_from_slice(values);
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        };
+        let pixels: Vec<u8> = (0..10 * 4 * 4).map(|i| (i * 7 % 256) as u8).collect();
+        write(idx::TRAIN_IMAGES, &[10, 4, 4], &pixels);
+        write(idx::TRAIN_LABELS, &[10], &[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]);
+        let spec = DatasetSpec {
+            source: DataSource::Idx {
+                dir: dir.path().to_path_buf(),
+            },
+            validation: Validation::IdxTestFilesOrSplit(0.2),
+            task: None,
+        };
+        let shape = probe_dataset(&spec).unwrap();
+        assert_eq!(shape.sample, vec![1, 4, 4]);
+        assert_eq!(shape.task, Task::Classification { classes: 3 });
+        assert_eq!(shape.val_fraction, Some(0.2), "no t10k files: a split");
+        let d = build_dataset(&spec, 0, Device::Cpu).unwrap();
+        assert_eq!(d.train_x.size(), vec![8, 1, 4, 4]);
+        assert!(d.train_x.mean(Kind::Float).double_value(&[]).abs() < 1e-5);
+
+        write(idx::TEST_IMAGES, &[2, 4, 4], &pixels[..32]);
+        write(idx::TEST_LABELS, &[2], &[1, 2]);
+        assert_eq!(probe_dataset(&spec).unwrap().val_fraction, None);
+        let d = build_dataset(&spec, 0, Device::Cpu).unwrap();
+        assert_eq!(d.train_x.size(), vec![10, 1, 4, 4]);
+        assert_eq!(d.val_x.size(), vec![2, 1, 4, 4]);
+        assert_eq!(d.sample_shape(), vec![1, 4, 4]);
     }
 }

@@ -12,7 +12,7 @@ use crate::{
     error::{Result, StrataError},
     spec::{
         rates::{resolve_layer_rates, ResolvedParam},
-        DeviceSpec, RunSpec,
+        DeviceSpec, RunSpec, Task,
     },
 };
 
@@ -49,12 +49,30 @@ pub fn device_label(device: Device) -> String {
     }
 }
 
+/// A run checked against its real data and model, ready to be stored and queued.
+pub struct PreparedRun {
+    /// The spec, its config recording the task and the split the data gave.
+    pub spec: RunSpec,
+    pub resolved: Vec<ResolvedParam>,
+    pub task: Task,
+}
+
+/// Reads what the dataset looks like (rejecting a bad file before anything is stored), then
+/// resolves the layer rates against the parameters the model really has for that data. Blocking:
+/// it reads files and builds the model once on the CPU.
+pub fn prepare_run(mut spec: RunSpec) -> Result<PreparedRun> {
+    let shape = data::probe_dataset(&spec.dataset)?;
+    let params = model::describe_parameters(&spec.model, &shape.sample, shape.task.outputs())?;
+    let resolved = resolve_layer_rates(&params, &spec.rates)?;
+    spec.record_data(shape.task, shape.val_fraction);
+    Ok(PreparedRun {
+        spec,
+        resolved,
+        task: shape.task,
+    })
+}
+
 /// Resolves the spec's layer rates against the parameters its model really has.
 pub fn resolve_run_rates(spec: &RunSpec) -> Result<Vec<ResolvedParam>> {
-    let params = model::describe_parameters(
-        &spec.model,
-        spec.dataset.features(),
-        spec.dataset.task().outputs(),
-    );
-    resolve_layer_rates(&params, &spec.rates)
+    prepare_run(spec.clone()).map(|prepared| prepared.resolved)
 }

@@ -14,7 +14,7 @@ use std::{
 };
 
 use strata_proto::{watch_event::Event, BatchProgress, EpochRecord, GroupEpochStats, WatchEvent};
-use tch::{nn, Device, Kind, Reduction, TchError, Tensor};
+use tch::{Device, Kind, Reduction, TchError, Tensor};
 use tokio::sync::broadcast;
 
 use super::{
@@ -162,7 +162,7 @@ fn validate(model: &Model, data: &Dataset) -> Result<(f64, f64), TchError> {
             let len = VALIDATION_CHUNK_ROWS.min(rows - start);
             let x = data.val_x.f_narrow(0, start, len)?;
             let y = data.val_y.f_narrow(0, start, len)?;
-            let output = model.forward(&x)?;
+            let output = model.forward(&x, false)?;
             loss_sum += loss_of(data.task, &output, &y)?.f_double_value(&[])? * len as f64;
             match data.task {
                 Task::Classification { .. } => {
@@ -259,7 +259,7 @@ struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
-    fn new(job: &'a TrainJob<'a>, vs: &nn::VarStore) -> Result<Self, Halt> {
+    fn new(job: &'a TrainJob<'a>) -> Result<Self, Halt> {
         let spec = job.spec;
         let data = build_dataset(&spec.dataset, spec.seed, job.device)?;
         let model = {
@@ -267,12 +267,13 @@ impl<'a> Trainer<'a> {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             tch::manual_seed(spec.seed as i64);
-            Model::build(
-                &vs.root(),
+            Model::for_run(
                 &spec.model,
-                spec.dataset.features(),
+                &data.sample_shape(),
                 data.task.outputs(),
-            )
+                job.resolved,
+                job.device,
+            )?
         };
         let named_rates = model
             .parameters()
@@ -351,7 +352,7 @@ impl<'a> Trainer<'a> {
             let x = self.data.train_x.f_index_select(0, &idx)?;
             let y = self.data.train_y.f_index_select(0, &idx)?;
             self.optimizer.zero_grad();
-            let loss = loss_of(self.data.task, &self.model.forward(&x)?, &y)?;
+            let loss = loss_of(self.data.task, &self.model.forward(&x, true)?, &y)?;
             loss.f_backward()?;
             let sampled = plan.is_sampled(batch);
             if sampled {
@@ -492,8 +493,7 @@ impl<'a> Trainer<'a> {
 }
 
 fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
-    let vs = nn::VarStore::new(job.device);
-    let mut trainer = Trainer::new(job, &vs)?;
+    let mut trainer = Trainer::new(job)?;
     for epoch in job.resume_after_epoch + 1..=job.spec.epochs {
         check_stop(job)?;
         let record = trainer.epoch(epoch)?;

@@ -1,0 +1,419 @@
+//! MNIST-style IDX files in a folder on the daemon's host.
+//!
+//! The folder holds `train-images-idx3-ubyte` and `train-labels-idx1-ubyte`, and optionally
+//! `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte` (the validation set); each may instead be
+//! gzip'd with a `.gz` suffix, as MNIST is distributed. Images are unsigned bytes (IDX type 0x08):
+//! `[N, H, W]` becomes samples `[1, H, W]`, `[N, C, H, W]` samples `[C, H, W]`, and `[N, D]`
+//! (already flat) samples `[D]`. Labels are `[N]` unsigned bytes: the class index (classes are
+//! 0 to the largest label), or the target value when the task is regression.
+
+use std::{
+    fs::File,
+    io::{BufReader, Read},
+    path::{Path, PathBuf},
+};
+
+use flate2::read::GzDecoder;
+
+use super::{Samples, MAX_DATASET_VALUES};
+use crate::{
+    error::{Result, StrataError},
+    spec::{Task, TaskKind},
+};
+
+pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+/// IDX type code of unsigned bytes, MNIST's.
+const UNSIGNED_BYTE: u8 = 0x08;
+
+fn invalid(message: String) -> StrataError {
+    StrataError::invalid("dataset", message)
+}
+
+/// The images and labels of one set (training or t10k).
+struct Pair {
+    images: PathBuf,
+    labels: PathBuf,
+}
+
+/// `dir/name`, or `dir/name.gz`.
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    [dir.join(name), dir.join(format!("{name}.gz"))]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// The training pair, and the t10k pair when the folder has one.
+fn locate(dir: &Path) -> Result<(Pair, Option<Pair>)> {
+    if !dir.is_dir() {
+        return Err(invalid(format!(
+            "idx:{}: no such folder (it is read on the daemon's host)",
+            dir.display()
+        )));
+    }
+    let expected = format!("{TRAIN_IMAGES} and {TRAIN_LABELS} (optionally {TEST_IMAGES} and {TEST_LABELS}; any of them may end in .gz)");
+    let train = match (find(dir, TRAIN_IMAGES), find(dir, TRAIN_LABELS)) {
+        (Some(images), Some(labels)) => Pair { images, labels },
+        (images, _) => {
+            let missing = if images.is_none() {
+                TRAIN_IMAGES
+            } else {
+                TRAIN_LABELS
+            };
+            return Err(invalid(format!(
+                "idx:{} has no {missing}; an IDX folder holds {expected}",
+                dir.display()
+            )));
+        }
+    };
+    let test = match (find(dir, TEST_IMAGES), find(dir, TEST_LABELS)) {
+        (Some(images), Some(labels)) => Some(Pair { images, labels }),
+        (None, None) => None,
+        (images, _) => {
+            let (has, missing) = if images.is_some() {
+                (TEST_IMAGES, TEST_LABELS)
+            } else {
+                (TEST_LABELS, TEST_IMAGES)
+            };
+            return Err(invalid(format!(
+                "idx:{} has {has} but no {missing}; add it, or remove both t10k files to validate on a split",
+                dir.display()
+            )));
+        }
+    };
+    Ok((train, test))
+}
+
+fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+fn open(path: &Path) -> Result<Box<dyn Read>> {
+    let file =
+        File::open(path).map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    Ok(if is_gzip(path) {
+        Box::new(GzDecoder::new(BufReader::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    })
+}
+
+fn read_failed(path: &Path, e: std::io::Error) -> StrataError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        invalid(format!(
+            "{} is truncated: it ends before the values its header promises",
+            path.display()
+        ))
+    } else {
+        invalid(format!("cannot read {}: {e}", path.display()))
+    }
+}
+
+/// Reads the header: the array's dimensions.
+fn read_header(path: &Path, reader: &mut dyn Read) -> Result<Vec<usize>> {
+    let mut magic = [0u8; 4];
+    reader
+        .read_exact(&mut magic)
+        .map_err(|e| read_failed(path, e))?;
+    let [0, 0, kind, rank] = magic else {
+        return Err(invalid(format!(
+            "{} is not an IDX file (it does not start with two zero bytes){}",
+            path.display(),
+            if is_gzip(path) {
+                ""
+            } else {
+                "; a gzip'd file needs the .gz suffix"
+            }
+        )));
+    };
+    if kind != UNSIGNED_BYTE {
+        return Err(invalid(format!(
+            "{} holds IDX type 0x{kind:02X}; only unsigned bytes (0x08, as in MNIST) are supported",
+            path.display()
+        )));
+    }
+    if !(1..=4).contains(&rank) {
+        return Err(invalid(format!(
+            "{} has {rank} dimensions; 1 to 4 are supported",
+            path.display()
+        )));
+    }
+    let mut dims = Vec::with_capacity(rank as usize);
+    for _ in 0..rank {
+        let mut size = [0u8; 4];
+        reader
+            .read_exact(&mut size)
+            .map_err(|e| read_failed(path, e))?;
+        dims.push(u32::from_be_bytes(size) as usize);
+    }
+    Ok(dims)
+}
+
+/// One set's dimensions, labels and (when asked for) pixels.
+struct Part {
+    /// One image's shape, as the model sees it.
+    sample_shape: Vec<i64>,
+    labels: Vec<u8>,
+    pixels: Option<Vec<u8>>,
+}
+
+/// Reads every value after the header, and checks nothing follows them.
+fn read_values(path: &Path, reader: &mut dyn Read, count: usize) -> Result<Vec<u8>> {
+    let mut values = vec![0u8; count];
+    reader
+        .read_exact(&mut values)
+        .map_err(|e| read_failed(path, e))?;
+    let mut extra = [0u8; 1];
+    if reader.read(&mut extra).map_err(|e| read_failed(path, e))? > 0 {
+        return Err(invalid(format!(
+            "{} has data past the {count} values its header promises",
+            path.display()
+        )));
+    }
+    Ok(values)
+}
+
+fn read_part(pair: &Pair, read_pixels: bool) -> Result<Part> {
+    let mut labels_reader = open(&pair.labels)?;
+    let label_dims = read_header(&pair.labels, &mut *labels_reader)?;
+    let &[count] = label_dims.as_slice() else {
+        return Err(invalid(format!(
+            "{} has dimensions {label_dims:?}; labels are one-dimensional [N]",
+            pair.labels.display()
+        )));
+    };
+    let labels = read_values(&pair.labels, &mut *labels_reader, count)?;
+
+    let mut images_reader = open(&pair.images)?;
+    let dims = read_header(&pair.images, &mut *images_reader)?;
+    let sample_shape: Vec<i64> = match dims.as_slice() {
+        [_, d] => vec![*d as i64],
+        [_, h, w] => vec![1, *h as i64, *w as i64],
+        [_, c, h, w] => vec![*c as i64, *h as i64, *w as i64],
+        _ => {
+            return Err(invalid(format!(
+                "{} has dimensions {dims:?}; images are [N, H, W], [N, C, H, W] or [N, D]",
+                pair.images.display()
+            )))
+        }
+    };
+    if dims[0] != count {
+        return Err(invalid(format!(
+            "{} holds {} images but {} holds {count} labels",
+            pair.images.display(),
+            dims[0],
+            pair.labels.display()
+        )));
+    }
+    if dims.contains(&0) {
+        return Err(invalid(format!(
+            "{} holds no images (dimensions {dims:?})",
+            pair.images.display()
+        )));
+    }
+    let values = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let values = match values {
+        Some(values) if values <= MAX_DATASET_VALUES => values,
+        _ => {
+            return Err(invalid(format!(
+                "{} has dimensions {dims:?}: more than {MAX_DATASET_VALUES} values; datasets are held in memory and at most that many are read",
+                pair.images.display()
+            )))
+        }
+    };
+    let header_bytes = 4 + 4 * dims.len();
+    let pixels = if read_pixels {
+        Some(read_values(&pair.images, &mut *images_reader, values)?)
+    } else {
+        // Without reading the pixels, a plain file's length still tells whether it is whole.
+        if !is_gzip(&pair.images) {
+            let len = std::fs::metadata(&pair.images)
+                .map_err(|e| invalid(format!("cannot read {}: {e}", pair.images.display())))?
+                .len();
+            if len != (header_bytes + values) as u64 {
+                return Err(invalid(format!(
+                    "{} is {len} bytes, but its header promises {} ({header_bytes} of header and {values} pixels)",
+                    pair.images.display(),
+                    header_bytes + values
+                )));
+            }
+        }
+        None
+    };
+    Ok(Part {
+        sample_shape,
+        labels,
+        pixels,
+    })
+}
+
+/// An IDX folder, read.
+pub struct IdxSet {
+    pub train: Samples,
+    /// The t10k set, when the folder has one.
+    pub test: Option<Samples>,
+    pub task: Task,
+}
+
+/// Reads the folder: the labels always, the pixels only when `read_pixels` (a probe at start
+/// time leaves them, and their samples' features, empty).
+pub fn read_idx(dir: &Path, task: Option<TaskKind>, read_pixels: bool) -> Result<IdxSet> {
+    let (train_pair, test_pair) = locate(dir)?;
+    let train = read_part(&train_pair, read_pixels)?;
+    let test = test_pair
+        .map(|pair| read_part(&pair, read_pixels))
+        .transpose()?;
+    if let Some(test) = &test {
+        if test.sample_shape != train.sample_shape {
+            return Err(invalid(format!(
+                "idx:{}: the t10k images have shape {:?}, the training images {:?}",
+                dir.display(),
+                test.sample_shape,
+                train.sample_shape
+            )));
+        }
+    }
+    let task = match task.unwrap_or(TaskKind::Classification) {
+        TaskKind::Regression => Task::Regression,
+        TaskKind::Classification => {
+            let largest = std::iter::once(&train)
+                .chain(test.as_ref())
+                .flat_map(|p| p.labels.iter().copied())
+                .max()
+                .unwrap_or(0);
+            if largest == 0 {
+                return Err(invalid(format!(
+                    "idx:{}: every label is 0, so there is nothing to classify",
+                    dir.display()
+                )));
+            }
+            Task::Classification {
+                classes: i64::from(largest) + 1,
+            }
+        }
+    };
+    let samples = |part: Part| Samples {
+        features: part
+            .pixels
+            .map(|p| p.into_iter().map(f32::from).collect())
+            .unwrap_or_default(),
+        targets: part.labels.into_iter().map(f32::from).collect(),
+        sample_shape: part.sample_shape,
+    };
+    Ok(IdxSet {
+        train: samples(train),
+        test: test.map(samples),
+        task,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// An IDX file of unsigned bytes.
+    fn idx_bytes(dims: &[u32], values: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0, 0, UNSIGNED_BYTE, dims.len() as u8];
+        for d in dims {
+            bytes.extend_from_slice(&d.to_be_bytes());
+        }
+        bytes.extend_from_slice(values);
+        bytes
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn folder(files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        dir
+    }
+
+    fn error(dir: &tempfile::TempDir) -> String {
+        match read_idx(dir.path(), None, true) {
+            Ok(_) => panic!("accepted"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn reads_images_labels_and_gzipped_t10k() {
+        let pixels: Vec<u8> = (0..3 * 2 * 2).collect();
+        let dir = folder(&[
+            (TRAIN_IMAGES, idx_bytes(&[3, 2, 2], &pixels)),
+            (TRAIN_LABELS, idx_bytes(&[3], &[0, 2, 1])),
+            (
+                "t10k-images-idx3-ubyte.gz",
+                gzip(&idx_bytes(&[1, 2, 2], &[9, 9, 9, 9])),
+            ),
+            ("t10k-labels-idx1-ubyte.gz", gzip(&idx_bytes(&[1], &[3]))),
+        ]);
+        let set = read_idx(dir.path(), None, true).unwrap();
+        assert_eq!(set.task, Task::Classification { classes: 4 });
+        assert_eq!(set.train.sample_shape, vec![1, 2, 2]);
+        assert_eq!(set.train.features.len(), 12);
+        assert_eq!(set.train.features[5], 5.0);
+        assert_eq!(set.train.targets, vec![0.0, 2.0, 1.0]);
+        let test = set.test.unwrap();
+        assert_eq!(test.features, vec![9.0; 4]);
+        // A probe reads the labels but not the pixels.
+        let probe = read_idx(dir.path(), None, false).unwrap();
+        assert!(probe.train.features.is_empty());
+        assert_eq!(probe.train.targets.len(), 3);
+        let regression = read_idx(dir.path(), Some(TaskKind::Regression), true).unwrap();
+        assert_eq!(regression.task, Task::Regression);
+    }
+
+    #[test]
+    fn malformed_folders_are_named() {
+        let empty = folder(&[]);
+        assert!(error(&empty).contains("has no train-images-idx3-ubyte"));
+        let truncated = folder(&[
+            (TRAIN_IMAGES, idx_bytes(&[3, 2, 2], &[1, 2, 3])),
+            (TRAIN_LABELS, idx_bytes(&[3], &[0, 1, 1])),
+        ]);
+        let err = error(&truncated);
+        assert!(err.contains("is truncated"), "{err}");
+        let probe = read_idx(truncated.path(), None, false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(probe.contains("header promises"), "{probe}");
+        let mismatched = folder(&[
+            (TRAIN_IMAGES, idx_bytes(&[2, 1, 1], &[1, 2])),
+            (TRAIN_LABELS, idx_bytes(&[3], &[0, 1, 1])),
+        ]);
+        assert!(error(&mismatched).contains("holds 2 images but"));
+        let not_idx = folder(&[
+            (TRAIN_IMAGES, b"P5 28 28 255".to_vec()),
+            (TRAIN_LABELS, idx_bytes(&[1], &[1])),
+        ]);
+        assert!(error(&not_idx).contains("is not an IDX file"));
+        let floats = folder(&[
+            (TRAIN_IMAGES, vec![0, 0, 0x0D, 1, 0, 0, 0, 0]),
+            (TRAIN_LABELS, idx_bytes(&[0], &[])),
+        ]);
+        assert!(error(&floats).contains("type 0x0D"));
+        let half_test = folder(&[
+            (TRAIN_IMAGES, idx_bytes(&[1, 1, 1], &[1])),
+            (TRAIN_LABELS, idx_bytes(&[1], &[1])),
+            (TEST_LABELS, idx_bytes(&[1], &[1])),
+        ]);
+        assert!(error(&half_test).contains("but no t10k-images-idx3-ubyte"));
+        let one_class = folder(&[
+            (TRAIN_IMAGES, idx_bytes(&[2, 1, 1], &[1, 2])),
+            (TRAIN_LABELS, idx_bytes(&[2], &[0, 0])),
+        ]);
+        assert!(error(&one_class).contains("every label is 0"));
+    }
+}

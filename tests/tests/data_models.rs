@@ -1,0 +1,586 @@
+//! Real data and more models, end to end: CSV and IDX files written by the tests, an `mlp` with
+//! options, the `cnn`, and a TorchScript module made by PyTorch itself, trained by a real daemon.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::Value;
+use strata_e2e::{watch_to_end, Daemon};
+
+/// A small deterministic generator, so the files are the same on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [-1, 1).
+    fn signed(&mut self) -> f64 {
+        self.uniform() * 2.0 - 1.0
+    }
+}
+
+const SPECIES: [&str; 3] = ["setosa", "versicolor", "virginica"];
+
+/// 300 rows: three features and a text class in the middle column `species`, separable by
+/// the first two features.
+fn classification_csv(dir: &Path) -> PathBuf {
+    let mut rng = Lcg(1);
+    let mut text = String::from("x1,x2,species,x3\n");
+    for i in 0..300 {
+        let class = i % 3;
+        let angle = class as f64 * 2.1;
+        let (x1, x2) = (
+            angle.cos() + 0.3 * rng.signed(),
+            angle.sin() + 0.3 * rng.signed(),
+        );
+        text.push_str(&format!(
+            "{x1:.4},{x2:.4},{},{:.4}\n",
+            SPECIES[class],
+            rng.signed()
+        ));
+    }
+    let path = dir.join("species.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Rows of `y,a,b,c` with y = 2a − b + noise, no header.
+fn regression_csv(dir: &Path, name: &str, rows: usize, seed: u64) -> PathBuf {
+    let mut rng = Lcg(seed);
+    let mut text = String::new();
+    for _ in 0..rows {
+        let (a, b, c) = (rng.signed(), rng.signed(), rng.signed());
+        let y = 2.0 * a - b + 0.05 * rng.signed();
+        text.push_str(&format!("{y:.5},{a:.5},{b:.5},{c:.5}\n"));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts a run through the CLI and returns its id.
+fn start(daemon: &Daemon, args: &[&str]) -> String {
+    let mut all = vec!["start", "--json"];
+    all.extend_from_slice(args);
+    let json = daemon.strata(&all).json();
+    json["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no run_id in {json}"))
+        .to_string()
+}
+
+fn dry_run(daemon: &Daemon, args: &[&str]) -> Value {
+    let mut all = vec!["start", "--dry-run", "--json"];
+    all.extend_from_slice(args);
+    daemon.strata(&all).json()
+}
+
+/// Trains the run to its end and returns `show --json`, asserting it completed with finite
+/// losses in every epoch.
+fn completed(daemon: &Daemon, id: &str, epochs: usize) -> Value {
+    let (code, events) = watch_to_end(daemon, id);
+    assert_eq!(
+        code,
+        0,
+        "the run did not complete: {:?}; log:\n{}",
+        events.last(),
+        daemon.log()
+    );
+    let show = daemon.strata(&["show", id, "--json"]).json();
+    assert_eq!(show["status"], "completed", "{show}");
+    let stored = show["epochs"].as_array().expect("epochs");
+    assert_eq!(stored.len(), epochs, "{show}");
+    for epoch in stored {
+        for field in ["train_loss", "val_loss", "val_accuracy"] {
+            let value = epoch[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{field} is not a finite number: {epoch}"));
+            assert!(value.is_finite(), "{field} = {value}");
+        }
+    }
+    show
+}
+
+fn parameter<'a>(table: &'a Value, name: &str) -> &'a Value {
+    table["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("no parameter {name} in {table}"))
+}
+
+fn names(table: &Value) -> Vec<String> {
+    table["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn group<'a>(epoch: &'a Value, name: &str) -> &'a Value {
+    epoch["groups"]
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| g["name"] == name))
+        .unwrap_or_else(|| panic!("no group {name} in {epoch}"))
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
+}
+
+#[test]
+fn csv_classification_and_regression_train() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start();
+
+    // Classification: text labels in a named column, a seeded split.
+    let species = classification_csv(tmp.path());
+    let dataset = format!("csv:{}", species.display());
+    let common = [
+        "--dataset",
+        dataset.as_str(),
+        "--label",
+        "species",
+        "--model",
+        "mlp:16",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e-2",
+    ];
+    let table = dry_run(&daemon, &common);
+    assert_eq!(
+        parameter(&table, "layer0.weight")["shape"],
+        serde_json::json!([16, 3]),
+        "three feature columns: {table}"
+    );
+    assert_eq!(
+        parameter(&table, "head.weight")["shape"],
+        serde_json::json!([3, 16]),
+        "three classes: {table}"
+    );
+    assert_eq!(table["config"]["task"], "classification");
+    let id = start(&daemon, &common);
+    let show = completed(&daemon, &id, 3);
+    assert_eq!(show["config"]["label"], "species");
+    assert_eq!(show["config"]["val_fraction"], 0.2);
+    assert_eq!(show["val_metric"], "accuracy");
+    let accuracy = show["epochs"][2]["val_accuracy"].as_f64().unwrap();
+    assert!(
+        accuracy > 0.6,
+        "separable classes should be learned: {accuracy}"
+    );
+
+    // Regression: no header, the label by index, a separate validation file.
+    let train = regression_csv(tmp.path(), "train.csv", 240, 2);
+    let val = regression_csv(tmp.path(), "val.csv", 60, 3);
+    let (dataset, val_dataset) = (
+        format!("csv:{}", train.display()),
+        format!("csv:{}", val.display()),
+    );
+    let id = start(
+        &daemon,
+        &[
+            "--dataset",
+            &dataset,
+            "--val-dataset",
+            &val_dataset,
+            "--label",
+            "1",
+            "--model",
+            "mlp:16",
+            "--epochs",
+            "2",
+        ],
+    );
+    let show = completed(&daemon, &id, 2);
+    assert_eq!(show["config"]["task"], "regression", "fractional labels");
+    assert_eq!(show["config"]["val_fraction"], Value::Null);
+    assert_eq!(show["config"]["val_dataset"], val_dataset.as_str());
+    assert_eq!(show["val_metric"], "r2");
+    assert_eq!(
+        parameter(&show, "head.weight")["shape"],
+        serde_json::json!([1, 16])
+    );
+}
+
+#[test]
+fn malformed_csv_files_are_rejected_naming_the_problem_and_nothing_is_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start();
+    let write = |name: &str, text: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        format!("csv:{}", path.display())
+    };
+    let mut rows = String::from("a,b,y\n");
+    for i in 0..10 {
+        let b = if i == 6 {
+            "abc".to_string()
+        } else {
+            i.to_string()
+        };
+        rows.push_str(&format!("{i},{b},{}\n", i % 2));
+    }
+    let bad_value = write("bad.csv", &rows);
+    let ragged = write("ragged.csv", "a,b,y\n1,2,0\n3,4\n");
+    let empty = write("empty.csv", "");
+    let good = write("good.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,0\n");
+    let missing = format!("csv:{}", tmp.path().join("missing.csv").display());
+
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["--dataset", &bad_value],
+            vec![
+                "dataset",
+                "bad.csv",
+                "row 7 (line 8)",
+                "column 2 'b'",
+                "'abc'",
+            ],
+        ),
+        (
+            vec!["--dataset", &ragged],
+            vec!["dataset", "row 2 (line 3) has 2 columns"],
+        ),
+        (vec!["--dataset", &empty], vec!["dataset", "is empty"]),
+        (vec!["--dataset", &missing], vec!["dataset", "cannot read"]),
+        (
+            vec!["--dataset", &good, "--label", "species"],
+            vec!["label", "no column named 'species'", "a, b, y"],
+        ),
+        (
+            vec!["--dataset", &good, "--val-dataset", &ragged],
+            vec!["val_dataset", "ragged.csv", "row 2"],
+        ),
+        (
+            vec!["--dataset", &good, "--model", "cnn"],
+            vec!["model", "cnn needs image-shaped samples"],
+        ),
+    ];
+    for (args, mentions) in cases {
+        let mut all = vec!["start"];
+        all.extend_from_slice(&args);
+        let out = daemon.strata(&all);
+        assert_eq!(out.code, 2, "{args:?} should be rejected: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "one line on stderr: {out:?}");
+        for word in mentions {
+            assert!(
+                out.stderr.contains(word),
+                "{args:?}: '{}' does not mention '{word}'",
+                out.stderr.trim()
+            );
+        }
+    }
+    let list = daemon.strata(&["list", "--json"]).json();
+    assert_eq!(list["runs"].as_array().unwrap().len(), 0, "{list}");
+}
+
+/// An IDX file of unsigned bytes.
+fn idx_bytes(dims: &[u32], values: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    bytes.extend_from_slice(values);
+    bytes
+}
+
+/// `count` 8×8 images: class 0 bright on the left, class 1 bright on the right, class 2 at the
+/// top; with noise.
+fn images(count: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = Lcg(seed);
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    for i in 0..count {
+        let class = (i % 3) as u8;
+        for row in 0..8 {
+            for col in 0..8 {
+                let lit = match class {
+                    0 => col < 4,
+                    1 => col >= 4,
+                    _ => row < 4,
+                };
+                let base = if lit { 180.0 } else { 30.0 };
+                pixels.push((base + 60.0 * rng.signed()).clamp(0.0, 255.0) as u8);
+            }
+        }
+        labels.push(class);
+    }
+    (pixels, labels)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn idx_images_train_with_the_cnn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("digits");
+    std::fs::create_dir(&dir).unwrap();
+    let (pixels, labels) = images(240, 4);
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        idx_bytes(&[240, 8, 8], &pixels),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte"),
+        idx_bytes(&[240], &labels),
+    )
+    .unwrap();
+    // The validation set gzip'd, as MNIST is distributed.
+    let (pixels, labels) = images(60, 5);
+    std::fs::write(
+        dir.join("t10k-images-idx3-ubyte.gz"),
+        gzip(&idx_bytes(&[60, 8, 8], &pixels)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("t10k-labels-idx1-ubyte.gz"),
+        gzip(&idx_bytes(&[60], &labels)),
+    )
+    .unwrap();
+
+    let daemon = Daemon::start();
+    let dataset = format!("idx:{}", dir.display());
+    let args = [
+        "--dataset",
+        dataset.as_str(),
+        "--model",
+        "cnn:4,8",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-2",
+        "--layer-lr",
+        "conv0=1e-3",
+    ];
+    let table = dry_run(&daemon, &args);
+    assert_eq!(
+        names(&table),
+        [
+            "conv0.weight",
+            "conv0.bias",
+            "conv1.weight",
+            "conv1.bias",
+            "head.weight",
+            "head.bias"
+        ]
+    );
+    assert_eq!(
+        parameter(&table, "conv0.weight")["shape"],
+        serde_json::json!([4, 1, 3, 3])
+    );
+    // 8×8 pooled twice: 8 channels of 2×2 for 3 classes.
+    assert_eq!(
+        parameter(&table, "head.weight")["shape"],
+        serde_json::json!([3, 32])
+    );
+    assert_eq!(
+        table["config"]["val_fraction"],
+        Value::Null,
+        "t10k validates"
+    );
+
+    let id = start(&daemon, &args);
+    let show = completed(&daemon, &id, 2);
+    for epoch in show["epochs"].as_array().unwrap() {
+        assert!(close(group(epoch, "conv0")["lr"].as_f64().unwrap(), 1e-3));
+        assert!(close(group(epoch, "conv1")["lr"].as_f64().unwrap(), 1e-2));
+        assert!(group(epoch, "head")["update_ratio"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn mlp_with_tanh_and_dropout_trains() {
+    let daemon = Daemon::start();
+    let args = [
+        "--dataset",
+        "spirals",
+        "--samples",
+        "240",
+        "--model",
+        "mlp:16,16:act=tanh:dropout=0.2",
+        "--epochs",
+        "2",
+    ];
+    let id = start(&daemon, &args);
+    let show = completed(&daemon, &id, 2);
+    assert_eq!(show["config"]["model"], "mlp:16,16:act=tanh:dropout=0.2");
+    assert_eq!(
+        names(&show)[..2],
+        ["layer0.weight".to_string(), "layer0.bias".to_string()]
+    );
+    let out = daemon.strata(&[
+        "start",
+        "--dataset",
+        "spirals",
+        "--model",
+        "mlp:16:act=swoosh",
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("model")
+            && out.stderr.contains("swoosh")
+            && out.stderr.contains("tanh"),
+        "{out:?}"
+    );
+}
+
+/// The repository's root, where scripts/setup-libtorch.sh installs PyTorch into `.torch`.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the repository")
+        .to_path_buf()
+}
+
+/// Scripts a two-layer module (`fc1`, `fc2`, with dropout between) with PyTorch into `path`, or
+/// says why it cannot.
+fn script_module(path: &Path, inputs: usize, outputs: usize) -> Result<(), String> {
+    let torch = repo_root().join(".torch");
+    if !torch.join("torch").is_dir() {
+        return Err(format!(
+            "{} holds no PyTorch (scripts/setup-libtorch.sh installs it)",
+            torch.display()
+        ));
+    }
+    let program = format!(
+        r#"
+import sys, torch
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear({inputs}, 16)
+        self.drop = torch.nn.Dropout(0.1)
+        self.fc2 = torch.nn.Linear(16, {outputs})
+    def forward(self, x):
+        return self.fc2(self.drop(torch.relu(self.fc1(x))))
+torch.manual_seed(0)
+torch.jit.script(Net()).save(sys.argv[1])
+"#
+    );
+    // torch.jit.script reads the class's source, so the program must be a file.
+    let script = path.with_extension("py");
+    std::fs::write(&script, program).unwrap();
+    let output = match Command::new("python3")
+        .arg(&script)
+        .arg(path)
+        .env("PYTHONPATH", &torch)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err("python3 is not installed".into())
+        }
+        Err(e) => panic!("python3 did not run: {e}"),
+    };
+    assert!(
+        output.status.success(),
+        "scripting the module failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_torchscript_module_trains_under_its_own_names_with_per_group_rates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let module = tmp.path().join("net.pt");
+    if let Err(why) = script_module(&module, 3, 3) {
+        println!(
+            "SKIPPED a_torchscript_module_trains_under_its_own_names_with_per_group_rates: {why}"
+        );
+        return;
+    }
+    let daemon = Daemon::start();
+    let species = classification_csv(tmp.path());
+    let (dataset, model) = (
+        format!("csv:{}", species.display()),
+        format!("torchscript:{}", module.display()),
+    );
+    let args = [
+        "--dataset",
+        dataset.as_str(),
+        "--label",
+        "species",
+        "--model",
+        model.as_str(),
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-2",
+        "--layer-lr",
+        "fc1=1e-3",
+    ];
+    let table = dry_run(&daemon, &args);
+    assert_eq!(
+        names(&table),
+        ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    );
+    assert_eq!(parameter(&table, "fc1.bias")["group"], "fc1");
+    assert!(close(
+        parameter(&table, "fc1.weight")["lr"].as_f64().unwrap(),
+        1e-3
+    ));
+    assert!(close(
+        parameter(&table, "fc2.weight")["lr"].as_f64().unwrap(),
+        1e-2
+    ));
+    let human = daemon.strata(&[
+        "start",
+        "--dry-run",
+        "--dataset",
+        &dataset,
+        "--label",
+        "species",
+        "--model",
+        &model,
+    ]);
+    assert_eq!(human.code, 0, "{human:?}");
+    assert!(
+        human.stdout.contains("fc1.weight") && human.stdout.contains("fc2.bias"),
+        "{}",
+        human.stdout
+    );
+
+    let id = start(&daemon, &args);
+    let show = completed(&daemon, &id, 2);
+    assert_eq!(show["parameter_count"], 3 * 16 + 16 + 16 * 3 + 3);
+    for epoch in show["epochs"].as_array().unwrap() {
+        let (fc1, fc2) = (group(epoch, "fc1"), group(epoch, "fc2"));
+        assert!(close(fc1["lr"].as_f64().unwrap(), 1e-3), "{fc1}");
+        assert!(close(fc2["lr"].as_f64().unwrap(), 1e-2), "{fc2}");
+        assert!(fc1["update_ratio"].as_f64().unwrap() > 0.0, "{fc1}");
+        assert!(fc2["grad_norm"].as_f64().unwrap() > 0.0, "{fc2}");
+    }
+
+    // A module whose output does not fit the dataset is rejected before anything trains.
+    let regression = regression_csv(tmp.path(), "regression.csv", 50, 6);
+    let out = daemon.strata(&[
+        "start",
+        "--dataset",
+        &format!("csv:{}", regression.display()),
+        "--label",
+        "1",
+        "--model",
+        &model,
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("model") && out.stderr.contains("needs [2, 1]"),
+        "{out:?}"
+    );
+}
