@@ -9,8 +9,9 @@
 //!    while training got no better than that start);
 //! 2. `too-short` — fewer than `min_epochs` epochs;
 //! 3. `unstable` — at least two jumps, and jumps in `unstable_fraction` of the epoch-to-epoch
-//!    steps or more: a training loss rising by more than `unstable_jump`, or a validation loss
-//!    rising that much and falling again right after (a bounce; a steady rise is overfitting);
+//!    steps or more: a training loss rising by more than `unstable_jump` times the larger of its
+//!    previous and its first value, or a validation loss rising that much and falling again right
+//!    after (a bounce; a steady rise is overfitting);
 //! 4. `overfitting` — validation loss ended `overfit_val_rise` above its best, at least
 //!    [`OVERFIT_MIN_EPOCHS_AFTER_BEST`] epochs after it, while training loss kept falling and the
 //!    gap widened; or the final gap is `overfit_gap` of the final validation loss or more and it
@@ -297,14 +298,17 @@ fn diverged(
 
 fn unstable(epochs: &[EpochRecord], groups: &[GroupJudgement], t: &Thresholds) -> Option<Finding> {
     let steps = epochs.len().checked_sub(1).filter(|s| *s > 0)?;
-    let rises = |from: f64, to: f64| to > from * (1.0 + t.unstable_jump);
+    // A rise counts on the scale of the whole curve: small wiggles of a loss near zero are large
+    // relative to it, and are not what anyone calls a jump.
+    let (first_train, first_val) = (epochs[0].train_loss, epochs[0].val_loss);
+    let rises = |first: f64, from: f64, to: f64| to - from > t.unstable_jump * from.max(first);
     let mut jumps = 0;
     // The largest relative rise: (rise, which, from, to, epoch).
     let mut largest: Option<(f64, &str, f64, f64, u32)> = None;
     for i in 1..epochs.len() {
         let (before, now) = (&epochs[i - 1], &epochs[i]);
-        let train_jump = rises(before.train_loss, now.train_loss);
-        let val_bounce = rises(before.val_loss, now.val_loss)
+        let train_jump = rises(first_train, before.train_loss, now.train_loss);
+        let val_bounce = rises(first_val, before.val_loss, now.val_loss)
             && epochs
                 .get(i + 1)
                 .is_some_and(|next| next.val_loss < now.val_loss);
@@ -420,11 +424,15 @@ fn slow(
     } else {
         format!("raise the rate of {} (too low)", join_names(&too_low))
     };
+    let amount = if improvement < 1e-4 {
+        "less than 0.01%".to_string()
+    } else {
+        format!("only {}", percent(improvement))
+    };
     Some(Finding::new(
         Verdict::Slow,
         format!(
-            "validation loss improved only {} in {n} epochs ({} → {})",
-            percent(improvement),
+            "validation loss improved {amount} in {n} epochs ({} → {})",
             loss(first),
             loss(c.best_val)
         ),
@@ -444,13 +452,15 @@ fn good(epochs: &[EpochRecord], c: &Curves, groups: &[GroupJudgement], t: &Thres
     } else {
         "training loss did not fall".to_string()
     };
-    let size = if c.gap_final.abs() < t.overfit_gap * c.final_val.abs() {
-        "small"
+    let size = if c.gap_final <= 0.0 {
+        "validation loss at or below training loss (gap "
+    } else if c.gap_final < t.overfit_gap * c.final_val.abs() {
+        "a small gap ("
     } else {
-        "large but steady"
+        "a large but steady gap ("
     };
     let facts = format!(
-        "validation loss fell {} ({} → {} at epoch {}) and {train}, with a {size} gap ({})",
+        "validation loss fell {} ({} → {} at epoch {}) and {train}, with {size}{})",
         percent(val_fall),
         loss(first.val_loss),
         loss(c.best_val),

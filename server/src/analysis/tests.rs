@@ -250,6 +250,31 @@ fn bouncing_losses_are_unstable_and_name_the_group_to_slow_down() {
 }
 
 #[test]
+fn wiggles_of_a_loss_near_zero_are_not_jumps() {
+    // Validation bounces by 15–25% of itself late on, but by under 1% of where it started.
+    let losses = [
+        (1.0, 1.0),
+        (0.5, 0.5),
+        (0.2, 0.2),
+        (0.08, 0.06),
+        (0.06, 0.05),
+        (0.05, 0.06),
+        (0.045, 0.045),
+        (0.04, 0.055),
+        (0.038, 0.04),
+        (0.036, 0.048),
+        (0.034, 0.035),
+    ];
+    let a = analyse_default(&finished(), &curve(&losses));
+    assert_eq!(a.verdict, "good", "{}", a.reason);
+    assert!(
+        a.reason.contains("with a small gap (+0.001000)"),
+        "{}",
+        a.reason
+    );
+}
+
+#[test]
 fn non_finite_or_exploding_losses_are_diverged() {
     let mut losses = steady(4);
     losses.push((f64::NAN, f64::NAN));
