@@ -13,8 +13,8 @@
 //!    previous and its first value, or a validation loss rising that much and falling again right
 //!    after (a bounce; a steady rise is overfitting);
 //! 4. `overfitting` — validation loss ended `overfit_val_rise` above its best, at least
-//!    [`OVERFIT_MIN_EPOCHS_AFTER_BEST`] epochs after it, while training loss kept falling and the
-//!    gap widened; or the final gap is `overfit_gap` of the final validation loss or more and it
+//!    [`OVERFIT_MIN_EPOCHS_AFTER_BEST`] epochs after it, while training loss kept falling (it
+//!    averaged below its value at the best epoch) and the gap widened; or the final gap is `overfit_gap` of the final validation loss or more and it
 //!    widened over the last third;
 //! 5. `slow` — validation loss improved less than `slow_improvement` from the first epoch to its
 //!    best, and either a group's rate is too low or the loss is still creeping down at the end;
@@ -351,13 +351,23 @@ fn overfitting(
     let n = epochs.len();
     let best = c.best?;
     let at_best = &epochs[best];
+    // Training loss after the best epoch: it "kept falling" when it averaged below its value at
+    // the best (a noisy plateau near zero still counts; a rising one does not).
+    let after: Vec<f64> = epochs[best + 1..]
+        .iter()
+        .map(|e| e.train_loss)
+        .filter(|l| l.is_finite())
+        .collect();
+    let mean_after = after.iter().sum::<f64>() / after.len().max(1) as f64;
+    let lowest_after = after.iter().copied().fold(f64::INFINITY, f64::min);
     let rose_after_best = n - 1 - best >= OVERFIT_MIN_EPOCHS_AFTER_BEST
         && c.best_val > 0.0
         && c.final_val > c.best_val * (1.0 + t.overfit_val_rise)
-        && c.final_train < at_best.train_loss
+        && !after.is_empty()
+        && mean_after < at_best.train_loss
         && c.gap_final > c.gap_at_best;
     if rose_after_best {
-        let train_fall = 1.0 - c.final_train / at_best.train_loss;
+        let train_fall = 1.0 - lowest_after / at_best.train_loss;
         let val_rise = c.final_val / c.best_val - 1.0;
         return Some(Finding::new(
             Verdict::Overfitting,
@@ -567,7 +577,7 @@ fn summary(ranked: &[RunComparison]) -> String {
     let (label, a) = describe(first);
     let mut text = match with_best.get(1) {
         None => format!(
-            "{label} is the only run with a validation loss: {} at epoch {}; verdict {}.",
+            "{label} is the only run with a validation loss: {} at epoch {}; its verdict: {}.",
             loss(a.best_val_loss),
             a.best_epoch,
             a.verdict
@@ -576,7 +586,7 @@ fn summary(ranked: &[RunComparison]) -> String {
             let (label2, a2) = describe(second);
             let lower = 1.0 - a.best_val_loss / a2.best_val_loss;
             format!(
-                "{label} is best: its validation loss reached {} at epoch {}, {} below the {} of the runner-up, {label2}; verdict {}.",
+                "{label} is best: its validation loss reached {} at epoch {}, {} below the {} of the runner-up, {label2}; its verdict: {}.",
                 loss(a.best_val_loss),
                 a.best_epoch,
                 percent(lower),

@@ -207,6 +207,37 @@ fn a_large_widening_gap_is_overfitting_even_before_validation_rises() {
 }
 
 #[test]
+fn a_noisy_training_plateau_with_validation_rising_is_still_overfitting() {
+    // The demo's layer-rate run: training loss flat and noisy near 0.04 after epoch 9, ending a
+    // little above its value there, while validation rose 41% from its best.
+    let losses = [
+        (0.789, 0.522),
+        (0.412, 0.343),
+        (0.255, 0.252),
+        (0.170, 0.209),
+        (0.117, 0.190),
+        (0.095, 0.158),
+        (0.070, 0.143),
+        (0.052, 0.142),
+        (0.050, 0.104),
+        (0.035, 0.130),
+        (0.039, 0.132),
+        (0.041, 0.185),
+        (0.055, 0.171),
+        (0.041, 0.150),
+        (0.053, 0.147),
+    ];
+    let a = analyse_default(&finished(), &curve(&losses));
+    assert_eq!(a.verdict, "overfitting", "{}", a.reason);
+    assert!(
+        a.reason
+            .starts_with("training loss fell 30% while validation loss rose 41% after epoch 9"),
+        "{}",
+        a.reason
+    );
+}
+
+#[test]
 fn one_bad_epoch_after_the_best_is_not_overfitting() {
     let mut losses = steady(9);
     let (train, val) = losses[8];
@@ -442,7 +473,7 @@ fn compare_ranks_by_best_validation_loss_and_names_the_best() {
     );
     assert!(
         response.summary.contains(
-            "50% below the 0.7081 of the runner-up, 000000000000000a (worse); verdict good."
+            "50% below the 0.7081 of the runner-up, 000000000000000a (worse); its verdict: good."
         ),
         "{}",
         response.summary
