@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job: builds Strata, starts stratad on an embedded data dir (./demo-data), trains two
 # short runs on the spirals dataset — one uniform learning rate, one with a ten times lower rate
-# for the first layer — streams both live, and prints both runs' epoch tables.
+# for the first layer — streams both live, prints both runs with the daemon's verdicts, and ends
+# with the comparison: which setup generalizes better and why, a terminal chart, and a PNG of
+# both runs' training (dashed) and validation (solid) curves in $data_dir/compare.png.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup-libtorch.sh
@@ -45,3 +47,7 @@ echo
 $strata show "$layered"
 echo
 $strata list --tag demo --limit 10
+
+echo
+echo "== which layer-rate setup helped?"
+$strata compare "$uniform" "$layered" --plot "$data_dir/compare.png"

@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
-use strata_proto::{RunConfig, RunStatus};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use strata_proto::{AnalysisThresholds, RunConfig, RunStatus, Verdict};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,8 +52,12 @@ pub enum Command {
     Start(Box<StartArgs>),
     /// Stream a run: its history, then live progress until it ends.
     Watch(WatchArgs),
-    /// Show a run: config, learning rates per group and the epoch table.
-    Show(RunArg),
+    /// Show a run: config, learning rates per group, the epoch table and the daemon's verdict.
+    Show(ShowArgs),
+    /// Compare runs side by side, best validation loss first, with verdicts and a chart.
+    Compare(CompareArgs),
+    /// Export a run's epochs and per-group records as CSV or JSON.
+    Export(ExportArgs),
     /// List runs, newest first.
     List(ListArgs),
     /// Cancel a queued or running run (its epochs so far are kept).
@@ -95,6 +99,131 @@ pub struct WatchArgs {
     pub from_epoch: u32,
 }
 
+/// Analysis thresholds to override, as the daemon names them.
+pub const THRESHOLD_NAMES: [&str; 10] = [
+    "min_epochs",
+    "near_best_fraction",
+    "diverged_ratio",
+    "unstable_fraction",
+    "unstable_jump",
+    "overfit_val_rise",
+    "overfit_gap",
+    "slow_improvement",
+    "update_ratio_high",
+    "update_ratio_low",
+];
+
+/// One `--threshold NAME=VALUE`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThresholdOverride {
+    pub name: String,
+    pub value: f64,
+}
+
+fn parse_threshold(text: &str) -> Result<ThresholdOverride, String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE; names: {}", THRESHOLD_NAMES.join(", ")))?;
+    let name = name.trim();
+    if !THRESHOLD_NAMES.contains(&name) {
+        return Err(format!(
+            "unknown threshold '{name}'; allowed: {}",
+            THRESHOLD_NAMES.join(", ")
+        ));
+    }
+    let value: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{value}' is not a number"))?;
+    if name == "min_epochs" && (value.fract() != 0.0 || value < 0.0 || value > f64::from(u32::MAX))
+    {
+        return Err(format!("min_epochs must be a whole number, not {value}"));
+    }
+    Ok(ThresholdOverride {
+        name: name.to_string(),
+        value,
+    })
+}
+
+/// The overrides as the request's thresholds; `None` when there are none (daemon defaults).
+/// The daemon checks the values' ranges.
+pub fn thresholds(overrides: &[ThresholdOverride]) -> Option<AnalysisThresholds> {
+    if overrides.is_empty() {
+        return None;
+    }
+    let mut t = AnalysisThresholds::default();
+    for ThresholdOverride { name, value } in overrides {
+        let value = Some(*value);
+        match name.as_str() {
+            "min_epochs" => t.min_epochs = value.map(|v| v as u32),
+            "near_best_fraction" => t.near_best_fraction = value,
+            "diverged_ratio" => t.diverged_ratio = value,
+            "unstable_fraction" => t.unstable_fraction = value,
+            "unstable_jump" => t.unstable_jump = value,
+            "overfit_val_rise" => t.overfit_val_rise = value,
+            "overfit_gap" => t.overfit_gap = value,
+            "slow_improvement" => t.slow_improvement = value,
+            "update_ratio_high" => t.update_ratio_high = value,
+            "update_ratio_low" => t.update_ratio_low = value,
+            // parse_threshold admits only the names above.
+            _ => {}
+        }
+    }
+    Some(t)
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Run id, or a unique prefix of it.
+    pub run: String,
+    /// Also draw training (dashed) and validation (solid) loss to FILE (.png or .svg).
+    #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
+    pub plot: Option<PathBuf>,
+    /// Override an analysis threshold, e.g. `overfit_gap=0.3` (repeatable; see the README).
+    #[arg(long = "threshold", value_name = "NAME=VALUE", value_parser = parse_threshold)]
+    pub thresholds: Vec<ThresholdOverride>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run ids, or unique prefixes of them.
+    #[arg(required = true, num_args = 1..)]
+    pub runs: Vec<String>,
+    /// Also draw every run's training (dashed) and validation (solid) loss to FILE (.png or .svg).
+    #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
+    pub plot: Option<PathBuf>,
+    /// Override an analysis threshold, e.g. `overfit_gap=0.3` (repeatable; see the README).
+    #[arg(long = "threshold", value_name = "NAME=VALUE", value_parser = parse_threshold)]
+    pub thresholds: Vec<ThresholdOverride>,
+}
+
+/// A `--plot` file: its extension must name a format the CLI draws.
+fn parse_plot_path(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    strata_client::plot::PlotFormat::of(&path).map(|_| path)
+}
+
+/// What `strata export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One row per epoch, with GROUP_lr, GROUP_update_ratio, ... columns per layer group.
+    Csv,
+    /// The run, its config, every epoch with its groups, and the analysis (as `show --json`).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Run id, or a unique prefix of it.
+    pub run: String,
+    /// Output format (default: csv, or json with --json).
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
+    /// Write to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only runs with this status.
@@ -106,6 +235,15 @@ pub struct ListArgs {
     /// At most this many runs.
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,
+    /// Only runs whose analysis has this verdict.
+    #[arg(long, value_name = "VERDICT", value_parser = parse_verdict)]
+    pub verdict: Option<Verdict>,
+}
+
+/// A verdict label as users type it; the error lists every allowed label.
+fn parse_verdict(label: &str) -> Result<Verdict, String> {
+    Verdict::from_label(label)
+        .ok_or_else(|| format!("unknown verdict; allowed: {}", Verdict::labels()))
 }
 
 /// A status label as users type it; the error lists every allowed label.
@@ -384,6 +522,64 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         assert!(
             err.to_string().contains("queued, running, completed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn analysis_commands_parse_thresholds_plots_and_formats() {
+        let cli = Cli::try_parse_from([
+            "strata",
+            "compare",
+            "ab",
+            "cd",
+            "--plot",
+            "out.svg",
+            "--threshold",
+            "overfit_gap=0.3",
+            "--threshold",
+            "min_epochs=5",
+        ])
+        .unwrap();
+        let Command::Compare(args) = cli.command else {
+            panic!("not compare")
+        };
+        assert_eq!(args.runs, ["ab", "cd"]);
+        assert_eq!(args.plot.as_deref(), Some(std::path::Path::new("out.svg")));
+        let t = thresholds(&args.thresholds).unwrap();
+        assert_eq!((t.overfit_gap, t.min_epochs), (Some(0.3), Some(5)));
+        assert_eq!(t.diverged_ratio, None);
+        assert_eq!(thresholds(&[]), None);
+
+        for bad in ["nope=1", "overfit_gap", "overfit_gap=x", "min_epochs=2.5"] {
+            let err =
+                Cli::try_parse_from(["strata", "show", "ab", "--threshold", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
+        assert!(
+            Cli::try_parse_from(["strata", "compare"]).is_err(),
+            "a run is required"
+        );
+        let err = Cli::try_parse_from(["strata", "compare", "ab", "--plot", "x.pdf"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains(".png or .svg"), "{err}");
+
+        let cli = Cli::try_parse_from(["strata", "export", "ab", "--format", "csv", "-o", "x.csv"])
+            .unwrap();
+        let Command::Export(args) = cli.command else {
+            panic!("not export")
+        };
+        assert_eq!(args.format, Some(ExportFormat::Csv));
+        assert!(Cli::try_parse_from(["strata", "export", "ab", "--format", "xml"]).is_err());
+
+        let cli = Cli::try_parse_from(["strata", "list", "--verdict", "too-short"]).unwrap();
+        let Command::List(args) = cli.command else {
+            panic!("not list")
+        };
+        assert_eq!(args.verdict, Some(Verdict::TooShort));
+        let err = Cli::try_parse_from(["strata", "list", "--verdict", "bad"]).unwrap_err();
+        assert!(
+            err.to_string().contains("good, overfitting, unstable"),
             "{err}"
         );
     }

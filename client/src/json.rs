@@ -6,12 +6,12 @@
 
 use serde_json::{json, Map, Value};
 use strata_proto::{
-    watch_event, BatchProgress, CancelRunResponse, EpochRecord, GetRunResponse, GroupEpochStats,
-    ListRunsResponse, ParameterRate, Run, RunConfig, ServerInfo, StartRunResponse, StatusChange,
-    WatchEvent,
+    watch_event, BatchProgress, CancelRunResponse, CompareRunsResponse, EpochRecord,
+    GetRunResponse, GroupDiagnosis, GroupEpochStats, ListRunsResponse, ParameterRate, Run,
+    RunAnalysis, RunComparison, RunConfig, ServerInfo, StartRunResponse, StatusChange, WatchEvent,
 };
 
-use crate::{epoch_gap, status_label};
+use crate::{analysis::rate_setup, epoch_gap, status_label};
 
 /// A float as JSON: a number when finite, `null` otherwise.
 pub fn number(value: f64) -> Value {
@@ -116,7 +116,76 @@ pub fn epoch(epoch: &EpochRecord) -> Value {
     Value::Object(epoch_fields(epoch))
 }
 
-/// `strata show` → the run with its config, rate table and every epoch.
+/// One group's diagnosis: `{"name","diagnosis","update_ratio","advice"}`.
+pub fn group_diagnosis(group: &GroupDiagnosis) -> Value {
+    json!({
+        "name": group.name,
+        "diagnosis": group.diagnosis,
+        "update_ratio": number(group.update_ratio),
+        "advice": group.advice,
+    })
+}
+
+/// The fields of the daemon's analysis, as a map so that `compare` can put them beside the run's.
+fn analysis_fields(analysis: &RunAnalysis) -> Map<String, Value> {
+    let value = json!({
+        "verdict": analysis.verdict,
+        "reason": analysis.reason,
+        "best_epoch": analysis.best_epoch,
+        "best_val_loss": number(analysis.best_val_loss),
+        "gap_at_best": number(analysis.gap_at_best),
+        "gap_final": number(analysis.gap_final),
+        "gap_trend": number(analysis.gap_trend),
+        "epochs_to_converge": analysis.epochs_to_converge,
+        "final_train_loss": number(analysis.final_train_loss),
+        "final_val_loss": number(analysis.final_val_loss),
+        "epochs": analysis.epochs,
+        "groups": analysis.groups.iter().map(group_diagnosis).collect::<Vec<_>>(),
+    });
+    match value {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    }
+}
+
+/// The daemon's analysis of a run: `{"verdict","reason","best_epoch","best_val_loss",
+/// "gap_at_best","gap_final","gap_trend","epochs_to_converge","final_train_loss",
+/// "final_val_loss","epochs","groups":[{"name","diagnosis","update_ratio","advice"}]}`.
+pub fn analysis(analysis: &RunAnalysis) -> Value {
+    Value::Object(analysis_fields(analysis))
+}
+
+/// One run of `strata compare`: its id, name, rank, status and rate setup beside its analysis.
+fn comparison(comparison: &RunComparison) -> Value {
+    let default_run = Run::default();
+    let run = comparison.run.as_ref().unwrap_or(&default_run);
+    let mut fields = Map::new();
+    fields.insert("id".into(), run.id.clone().into());
+    fields.insert("name".into(), run.name.clone().into());
+    fields.insert("rank".into(), comparison.rank.into());
+    fields.insert(
+        "status".into(),
+        status_label(run.status).into_owned().into(),
+    );
+    fields.insert("rates".into(), rate_setup(run).into());
+    fields.insert("epochs_done".into(), run.epochs_done.into());
+    if let Some(analysis) = &comparison.analysis {
+        fields.extend(analysis_fields(analysis));
+    }
+    Value::Object(fields)
+}
+
+/// `strata compare` → `{"runs":[{"id","name","rank","status","rates","epochs_done","verdict",
+/// "reason","best_epoch","best_val_loss","gap_final",...}],"best_run","summary"}`, best first.
+pub fn compare(response: &CompareRunsResponse) -> Value {
+    json!({
+        "runs": response.runs.iter().map(comparison).collect::<Vec<_>>(),
+        "best_run": response.best_run,
+        "summary": response.summary,
+    })
+}
+
+/// `strata show` → the run with its config, rate table, every epoch and the analysis.
 pub fn show(response: &GetRunResponse) -> Value {
     let default_run = Run::default();
     let run = response.run.as_ref().unwrap_or(&default_run);
@@ -138,6 +207,7 @@ pub fn show(response: &GetRunResponse) -> Value {
         "queue_position": run.queue_position,
         "resumes": run.resumes,
         "epochs": response.epochs.iter().map(epoch).collect::<Vec<_>>(),
+        "analysis": response.analysis.as_ref().map_or(Value::Null, analysis),
     })
 }
 
@@ -332,14 +402,78 @@ mod tests {
                 ..Run::default()
             }),
             epochs: vec![record(1, 1.0, 1.5)],
-            analysis: None,
+            analysis: Some(RunAnalysis {
+                best_epoch: 1,
+                gap_final: 0.5,
+                verdict: "too-short".into(),
+                reason: "only 1 epoch was trained".into(),
+                groups: vec![GroupDiagnosis {
+                    name: "head".into(),
+                    diagnosis: "ok".into(),
+                    update_ratio: 1e-3,
+                    advice: "keep its rate".into(),
+                }],
+                ..RunAnalysis::default()
+            }),
         };
         let value = show(&response);
+        assert_eq!(value["analysis"]["verdict"], "too-short");
+        assert_eq!(value["analysis"]["best_epoch"], 1);
+        assert_eq!(value["analysis"]["gap_final"], json!(0.5));
+        assert_eq!(value["analysis"]["reason"], "only 1 epoch was trained");
+        assert_eq!(
+            value["analysis"]["groups"][0],
+            json!({"name": "head", "diagnosis": "ok", "update_ratio": 1e-3, "advice": "keep its rate"})
+        );
         assert_eq!(value["id"], "0123456789abcdef");
         assert_eq!(value["status"], "completed");
         assert_eq!(value["config"]["dataset"], "");
         assert_eq!(value["parameters"][0]["shape"], json!([3, 64]));
         assert_eq!(value["epochs"][0]["gap"], json!(0.5));
+    }
+
+    #[test]
+    fn compare_puts_analysis_beside_each_run_and_names_the_best() {
+        let response = CompareRunsResponse {
+            runs: vec![RunComparison {
+                run: Some(Run {
+                    id: "b".into(),
+                    name: "layered".into(),
+                    status: RunStatus::Completed as i32,
+                    parameters: vec![ParameterRate {
+                        name: "head.weight".into(),
+                        group: "head".into(),
+                        shape: vec![3, 8],
+                        lr: 1e-2,
+                        frozen_until: 0,
+                        init: "fresh".into(),
+                    }],
+                    ..Run::default()
+                }),
+                analysis: Some(RunAnalysis {
+                    verdict: "good".into(),
+                    best_epoch: 7,
+                    best_val_loss: 0.25,
+                    gap_final: f64::NAN,
+                    ..RunAnalysis::default()
+                }),
+                epochs: vec![],
+                rank: 1,
+            }],
+            best_run: "b".into(),
+            summary: "b is best".into(),
+        };
+        let value = compare(&response);
+        let run = &value["runs"][0];
+        assert_eq!(run["id"], "b");
+        assert_eq!(run["rank"], 1);
+        assert_eq!(run["verdict"], "good");
+        assert_eq!(run["best_epoch"], 7);
+        assert_eq!(run["best_val_loss"], json!(0.25));
+        assert_eq!(run["gap_final"], Value::Null);
+        assert_eq!(run["rates"], "head=1e-2");
+        assert_eq!(value["best_run"], "b");
+        assert_eq!(value["summary"], "b is best");
     }
 
     #[test]

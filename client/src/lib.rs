@@ -10,17 +10,22 @@ use std::time::Duration;
 
 use strata_proto::strata_client::StrataClient;
 use strata_proto::{
-    CancelRunRequest, CancelRunResponse, DeleteRunRequest, DeleteRunResponse, EpochRecord,
-    GetRunRequest, GetRunResponse, GetServerInfoRequest, ListRunsRequest, ListRunsResponse,
-    ResumeRunRequest, ResumeRunResponse, RunStatus, ServerInfo, StartRunRequest, StartRunResponse,
-    WatchEvent, WatchRunRequest,
+    AnalysisThresholds, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
+    CompareRunsResponse, DeleteRunRequest, DeleteRunResponse, EpochRecord, GetRunRequest,
+    GetRunResponse, GetServerInfoRequest, ListRunsRequest, ListRunsResponse, ResumeRunRequest,
+    ResumeRunResponse, RunStatus, ServerInfo, StartRunRequest, StartRunResponse, WatchEvent,
+    WatchRunRequest,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+pub mod analysis;
+pub mod chart;
+pub mod export;
 pub mod json;
+pub mod plot;
 pub mod render;
 
 /// The generated gRPC client as [`Client`] holds it: over one channel, with the token interceptor.
@@ -265,13 +270,36 @@ impl Client {
         Ok(self.grpc.clone().start_run(request).await?.into_inner())
     }
 
-    /// One run (by id or unique id prefix) with its stored epochs.
+    /// One run (by id or unique id prefix) with its stored epochs and the daemon's analysis of
+    /// them (default thresholds).
     pub async fn get_run(&self, run: &str) -> Result<GetRunResponse, ClientError> {
+        self.get_run_with(run, None).await
+    }
+
+    /// Like [`Client::get_run`], with analysis thresholds overridden (unset fields: defaults).
+    pub async fn get_run_with(
+        &self,
+        run: &str,
+        thresholds: Option<AnalysisThresholds>,
+    ) -> Result<GetRunResponse, ClientError> {
         let request = GetRunRequest {
             run: run.to_string(),
-            thresholds: None,
+            thresholds,
         };
         Ok(self.grpc.clone().get_run(request).await?.into_inner())
+    }
+
+    /// Analyses runs (ids or unique prefixes) and ranks them by best validation loss.
+    pub async fn compare_runs(
+        &self,
+        runs: &[String],
+        thresholds: Option<AnalysisThresholds>,
+    ) -> Result<CompareRunsResponse, ClientError> {
+        let request = CompareRunsRequest {
+            runs: runs.to_vec(),
+            thresholds,
+        };
+        Ok(self.grpc.clone().compare_runs(request).await?.into_inner())
     }
 
     /// Runs, newest first.
@@ -376,6 +404,7 @@ mod tests {
         fn assert_send<T: Send>(_: T) {}
         assert_send(client.start_run(StartRunRequest::default()));
         assert_send(client.get_run("x"));
+        assert_send(client.compare_runs(&[], None));
         assert_send(client.list_runs(ListRunsRequest::default()));
         assert_send(client.watch_run("x", 0));
         assert_send(client.cancel_run("x"));

@@ -12,10 +12,13 @@ mod watch;
 use std::process::ExitCode;
 
 use clap::Parser;
-use strata_client::{json, render, Client};
-use strata_proto::{ListRunsRequest, StartRunRequest};
+use strata_client::plot::{plot_file, RunCurves};
+use strata_client::{analysis, export, json, render, Client};
+use strata_proto::{ListRunsRequest, Run, StartRunRequest};
 
-use crate::cli::{Cli, Command, ListArgs, StartArgs};
+use crate::cli::{
+    Cli, Command, CompareArgs, ExportArgs, ExportFormat, ListArgs, ShowArgs, StartArgs,
+};
 use crate::error::{CliError, Exit};
 use crate::output::{note, Out};
 
@@ -52,15 +55,9 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Watch(args) => {
             watch::watch(&client, &args.run, args.from_epoch, as_json, &mut out).await
         }
-        Command::Show(args) => {
-            let response = client.get_run(&args.run).await?;
-            if as_json {
-                out.json(&json::show(&response))?;
-            } else {
-                out.line(&render::show(&response))?;
-            }
-            Ok(Exit::Success)
-        }
+        Command::Show(args) => show(&client, args, as_json, &mut out).await,
+        Command::Compare(args) => compare(&client, args, as_json, &mut out).await,
+        Command::Export(args) => export(&client, args, as_json, &mut out).await,
         Command::List(args) => list(&client, args, as_json, &mut out).await,
         Command::Cancel(args) => {
             let response = client.cancel_run(&args.run).await?;
@@ -164,7 +161,9 @@ async fn list(
         status: args.status.map_or(0, |status| status as i32),
         tag: args.tag.unwrap_or_default(),
         limit: args.limit.unwrap_or(0),
-        verdict: String::new(),
+        verdict: args
+            .verdict
+            .map_or(String::new(), |verdict| verdict.label().to_string()),
     };
     let response = client.list_runs(request).await?;
     if as_json {
@@ -174,6 +173,118 @@ async fn list(
         note("no runs");
     } else {
         out.line(&render::list_table(&response.runs))?;
+    }
+    Ok(Exit::Success)
+}
+
+/// How a run is named in a plot's legend: its name, or the first 8 digits of its id.
+fn plot_label(run: &Run) -> String {
+    if run.name.is_empty() {
+        run.id.chars().take(8).collect()
+    } else {
+        run.name.clone()
+    }
+}
+
+/// Draws `curves` to `path`, and says so on stderr (stdout stays the command's output).
+fn write_plot(path: &std::path::Path, title: &str, curves: &[RunCurves]) -> Result<(), CliError> {
+    plot_file(path, title, curves).map_err(CliError::Failed)?;
+    note(&format!("wrote {}", path.display()));
+    Ok(())
+}
+
+/// `strata show`: the run, its epochs and the daemon's analysis; `--plot` draws its curves.
+async fn show(
+    client: &Client,
+    args: ShowArgs,
+    as_json: bool,
+    out: &mut Out,
+) -> Result<Exit, CliError> {
+    let response = client
+        .get_run_with(&args.run, cli::thresholds(&args.thresholds))
+        .await?;
+    if as_json {
+        out.json(&json::show(&response))?;
+    } else {
+        out.line(&render::show(&response))?;
+    }
+    if let Some(path) = &args.plot {
+        let run = response.run.clone().unwrap_or_default();
+        let title = format!(
+            "Run {}: training (dashed) and validation (solid) loss",
+            plot_label(&run)
+        );
+        write_plot(
+            path,
+            &title,
+            &[RunCurves::of(plot_label(&run), &response.epochs)],
+        )?;
+    }
+    Ok(Exit::Success)
+}
+
+/// `strata compare`: the runs side by side, best first, with the daemon's verdicts.
+async fn compare(
+    client: &Client,
+    args: CompareArgs,
+    as_json: bool,
+    out: &mut Out,
+) -> Result<Exit, CliError> {
+    let response = client
+        .compare_runs(&args.runs, cli::thresholds(&args.thresholds))
+        .await?;
+    if as_json {
+        out.json(&json::compare(&response))?;
+    } else {
+        out.line(&analysis::compare(&response))?;
+    }
+    if let Some(path) = &args.plot {
+        let curves: Vec<RunCurves> = response
+            .runs
+            .iter()
+            .map(|c| {
+                let run = c.run.clone().unwrap_or_default();
+                RunCurves::of(plot_label(&run), &c.epochs)
+            })
+            .collect();
+        let title = format!(
+            "Training (dashed) and validation (solid) loss of {} run{}",
+            curves.len(),
+            if curves.len() == 1 { "" } else { "s" }
+        );
+        write_plot(path, &title, &curves)?;
+    }
+    Ok(Exit::Success)
+}
+
+/// `strata export`: every epoch and group record, as CSV or JSON, to stdout or `--output`.
+async fn export(
+    client: &Client,
+    args: ExportArgs,
+    as_json: bool,
+    out: &mut Out,
+) -> Result<Exit, CliError> {
+    let response = client.get_run(&args.run).await?;
+    let format = args.format.unwrap_or(if as_json {
+        ExportFormat::Json
+    } else {
+        ExportFormat::Csv
+    });
+    let text = match format {
+        ExportFormat::Csv => export::csv(&response.epochs),
+        ExportFormat::Json => export::json(&response),
+    };
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text)
+                .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+            note(&format!(
+                "wrote {} epochs to {}",
+                response.epochs.len(),
+                path.display()
+            ));
+        }
+        None => out.text(&text)?,
     }
     Ok(Exit::Success)
 }

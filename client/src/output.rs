@@ -25,6 +25,13 @@ impl Out {
         lock.flush()
     }
 
+    /// Writes `text` as it is (it brings its own newlines).
+    pub fn text(&mut self, text: &str) -> io::Result<()> {
+        let mut lock = self.stdout.lock();
+        lock.write_all(text.as_bytes())?;
+        lock.flush()
+    }
+
     /// Writes `value` as compact JSON on one line, so streams of objects are valid NDJSON.
     pub fn json(&mut self, value: &serde_json::Value) -> io::Result<()> {
         self.line(&value.to_string())

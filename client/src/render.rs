@@ -535,16 +535,20 @@ pub fn run_header(run: &Run) -> String {
     key_values(&pairs)
 }
 
-/// `strata show`: the summary, the per-group rate table and the epoch table.
+/// `strata show`: the summary, the per-group rate table, the epoch table and the daemon's
+/// analysis (verdict, reason, per-group diagnoses).
 pub fn show(response: &GetRunResponse) -> String {
     let default_run = Run::default();
     let run = response.run.as_ref().unwrap_or(&default_run);
-    [
+    let mut sections = vec![
         run_header(run),
         rate_table(&run.parameters),
         epoch_table(&response.epochs),
-    ]
-    .join("\n\n")
+    ];
+    if let Some(analysis) = &response.analysis {
+        sections.push(crate::analysis::show_section(analysis));
+    }
+    sections.join("\n\n")
 }
 
 /// `strata list`: one line per run, in the order given (the daemon's: newest first).

@@ -52,3 +52,79 @@ impl RunStatus {
         )
     }
 }
+
+/// A run's verdict, as `RunAnalysis.verdict` spells it. The daemon decides it; clients parse it
+/// to filter (`strata list --verdict`) and to check what users type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Good,
+    Overfitting,
+    Unstable,
+    Slow,
+    Diverged,
+    TooShort,
+}
+
+impl Verdict {
+    /// Every verdict, best first.
+    pub const ALL: [Verdict; 6] = [
+        Verdict::Good,
+        Verdict::Overfitting,
+        Verdict::Unstable,
+        Verdict::Slow,
+        Verdict::Diverged,
+        Verdict::TooShort,
+    ];
+
+    /// The label on the wire and on the command line: `good`, `too-short`, ...
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Good => "good",
+            Verdict::Overfitting => "overfitting",
+            Verdict::Unstable => "unstable",
+            Verdict::Slow => "slow",
+            Verdict::Diverged => "diverged",
+            Verdict::TooShort => "too-short",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.label() == label)
+    }
+
+    /// The labels, comma-separated, for messages that list what is allowed.
+    pub fn labels() -> String {
+        Self::ALL.map(Verdict::label).join(", ")
+    }
+}
+
+/// A layer group's diagnosis, as `GroupDiagnosis.diagnosis` spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Diagnosis {
+    TooHigh,
+    TooLow,
+    Ok,
+    Frozen,
+}
+
+impl Diagnosis {
+    pub const ALL: [Diagnosis; 4] = [
+        Diagnosis::TooHigh,
+        Diagnosis::TooLow,
+        Diagnosis::Ok,
+        Diagnosis::Frozen,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Diagnosis::TooHigh => "too-high",
+            Diagnosis::TooLow => "too-low",
+            Diagnosis::Ok => "ok",
+            Diagnosis::Frozen => "frozen",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.label() == label)
+    }
+}

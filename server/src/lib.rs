@@ -1,6 +1,7 @@
 //! `stratad`, the Strata daemon: training workers on libtorch, a sled store of per-epoch
 //! metrics, and the gRPC service that starts, streams and reports runs.
 
+pub mod analysis;
 pub mod auth;
 pub mod daemon;
 pub mod error;

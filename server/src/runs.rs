@@ -13,13 +13,15 @@ use std::{
 };
 
 use strata_proto::{
-    watch_event::Event, EpochRecord, GetRunResponse, ListRunsRequest, ParameterRate, Run,
-    RunConfig, RunStatus, StartRunRequest, StartRunResponse, StatusChange, WatchEvent,
+    watch_event::Event, CompareRunsResponse, EpochRecord, GetRunResponse, ListRunsRequest,
+    ParameterRate, Run, RunConfig, RunStatus, StartRunRequest, StartRunResponse, StatusChange,
+    Verdict, WatchEvent,
 };
 use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::{
+    analysis::{self, Thresholds},
     error::{Result, StrataError},
     spec::{rates::ResolvedParam, validate_labels, RunSpec},
     store::{now_ms, RunId, Store},
@@ -462,17 +464,18 @@ impl Runs {
             .remove(&id);
     }
 
-    pub fn get(&self, run: &str) -> Result<GetRunResponse> {
+    pub fn get(&self, run: &str, thresholds: &Thresholds) -> Result<GetRunResponse> {
         let id = self.resolve(run)?;
         let record = self
             .store
             .get_run(id)?
             .ok_or_else(|| StrataError::RunNotFound(run.to_string()))?;
         let epochs = self.store.epochs(id, 1)?;
+        let analysis = analysis::analyse(&record, &epochs, thresholds);
         Ok(GetRunResponse {
             run: Some(self.with_queue_position(record)),
             epochs,
-            analysis: None,
+            analysis: Some(analysis),
         })
     }
 
@@ -480,6 +483,15 @@ impl Runs {
         let status = RunStatus::try_from(request.status).map_err(|_| {
             StrataError::invalid("status", format!("{} is not a run status", request.status))
         })?;
+        let verdict = match request.verdict.as_str() {
+            "" => None,
+            label => Some(Verdict::from_label(label).ok_or_else(|| {
+                StrataError::invalid(
+                    "verdict",
+                    format!("'{label}' is not a verdict; allowed: {}", Verdict::labels()),
+                )
+            })?),
+        };
         let limit = if request.limit == 0 {
             usize::MAX
         } else {
@@ -490,7 +502,7 @@ impl Runs {
             let run = run?;
             let status_ok = status == RunStatus::Unspecified || run.status() == status;
             let tag_ok = request.tag.is_empty() || run.tags.contains(&request.tag);
-            if status_ok && tag_ok {
+            if status_ok && tag_ok && self.has_verdict(&run, verdict)? {
                 runs.push(self.with_queue_position(run));
                 if runs.len() >= limit {
                     break;
@@ -610,6 +622,45 @@ impl Runs {
         if let Err(err) = self.store.flush() {
             tracing::error!(error = %err, "could not flush the store");
         }
+    }
+}
+
+/// Analysis across runs: comparing them, and filtering by verdict.
+impl Runs {
+    /// Analyses the named runs (ids or unique prefixes; a run named twice counts once) and ranks
+    /// them by best validation loss.
+    pub fn compare(&self, runs: &[String], thresholds: &Thresholds) -> Result<CompareRunsResponse> {
+        if runs.is_empty() {
+            return Err(StrataError::invalid(
+                "runs",
+                "name at least one run (an id or a unique prefix)",
+            ));
+        }
+        let mut seen = Vec::new();
+        let mut analysed = Vec::new();
+        for run in runs {
+            let id = self.resolve(run)?;
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            let record = self
+                .store
+                .get_run(id)?
+                .ok_or_else(|| StrataError::RunNotFound(run.to_string()))?;
+            analysed.push((record, self.store.epochs(id, 1)?));
+        }
+        Ok(analysis::compare(analysed, thresholds))
+    }
+
+    /// Whether the run's analysis (default thresholds) has `verdict`; true when none is asked.
+    fn has_verdict(&self, run: &Run, verdict: Option<Verdict>) -> Result<bool> {
+        let Some(verdict) = verdict else {
+            return Ok(true);
+        };
+        let epochs = self.store.epochs(run.id.parse()?, 1)?;
+        let analysis = analysis::analyse(run, &epochs, &Thresholds::default());
+        Ok(analysis.verdict == verdict.label())
     }
 }
 

@@ -11,7 +11,7 @@ use strata_proto::{
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status};
 
-use crate::{runs::Runs, train};
+use crate::{analysis::Thresholds, runs::Runs, train};
 
 pub struct StrataService {
     runs: Arc<Runs>,
@@ -49,9 +49,12 @@ impl Strata for StrataService {
         &self,
         request: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
-        let GetRunRequest { run, thresholds: _ } = request.into_inner();
+        let GetRunRequest { run, thresholds } = request.into_inner();
+        let thresholds = Thresholds::try_from(thresholds)?;
         let runs = self.runs.clone();
-        Ok(Response::new(blocking(move || runs.get(&run)).await?))
+        Ok(Response::new(
+            blocking(move || runs.get(&run, &thresholds)).await?,
+        ))
     }
 
     async fn list_runs(
@@ -98,9 +101,17 @@ impl Strata for StrataService {
 
     async fn compare_runs(
         &self,
-        _: Request<CompareRunsRequest>,
+        request: Request<CompareRunsRequest>,
     ) -> Result<Response<CompareRunsResponse>, Status> {
-        Err(Status::unimplemented("compare is being built"))
+        let CompareRunsRequest {
+            runs: names,
+            thresholds,
+        } = request.into_inner();
+        let thresholds = Thresholds::try_from(thresholds)?;
+        let runs = self.runs.clone();
+        Ok(Response::new(
+            blocking(move || runs.compare(&names, &thresholds)).await?,
+        ))
     }
 
     async fn resume_run(

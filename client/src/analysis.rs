@@ -1,0 +1,409 @@
+//! The daemon's analysis, laid out for people: the section `strata show` ends with, and the
+//! side-by-side table of `strata compare` with a terminal chart of the validation curves.
+//!
+//! The daemon decides every verdict and writes every sentence; this module only arranges them.
+
+use strata_proto::{CompareRunsResponse, GroupDiagnosis, Run, RunAnalysis, RunComparison};
+
+use crate::chart::{line_chart, Series};
+use crate::render::{metric, rate, signed_metric, Align, Table};
+use crate::status_label;
+
+/// Plot area of the terminal chart, in characters.
+const CHART_WIDTH: usize = 60;
+const CHART_HEIGHT: usize = 12;
+
+/// A run's layer-rate setup in short form, from its resolved rate table: `all=1e-2`, or
+/// `layer0=1e-3@3 layer1=1e-2 head=1e-2` (`@N`: frozen until epoch N; `=frozen`: for good), and
+/// the schedule when it is not constant.
+pub fn rate_setup(run: &Run) -> String {
+    // Per group, the rate of its largest parameter, as the daemon reports a group's rate.
+    let mut groups: Vec<(&str, f64, i32, i64)> = Vec::new();
+    for p in &run.parameters {
+        let size: i64 = p.shape.iter().product();
+        match groups.iter_mut().find(|g| g.0 == p.group) {
+            Some(g) if size > g.3 => *g = (&p.group, p.lr, p.frozen_until, size),
+            Some(_) => {}
+            None => groups.push((&p.group, p.lr, p.frozen_until, size)),
+        }
+    }
+    let mut text = match groups.first() {
+        None => "-".to_string(),
+        Some(first)
+            if groups.len() > 1
+                && groups
+                    .iter()
+                    .all(|g| g.1.to_bits() == first.1.to_bits() && g.2 == 0) =>
+        {
+            format!("all={}", rate(first.1))
+        }
+        Some(_) => groups
+            .iter()
+            .map(|(name, lr, frozen_until, _)| match frozen_until {
+                0 => format!("{name}={}", rate(*lr)),
+                n if *n < 0 => format!("{name}=frozen"),
+                n => format!("{name}={}@{n}", rate(*lr)),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    let schedule = run.config.as_ref().map_or("", |c| c.schedule.as_str());
+    if !schedule.is_empty() && schedule != "constant" {
+        text.push_str(&format!(" schedule={schedule}"));
+    }
+    text
+}
+
+/// `ok (1.2e-3/step)`.
+fn diagnosis_cell(group: &GroupDiagnosis) -> String {
+    if group.diagnosis == "frozen" {
+        return group.diagnosis.clone();
+    }
+    format!("{} ({:.1e}/step)", group.diagnosis, group.update_ratio)
+}
+
+/// An epoch number, or `-` for none.
+fn epoch_cell(epoch: u32) -> String {
+    if epoch == 0 {
+        "-".into()
+    } else {
+        epoch.to_string()
+    }
+}
+
+/// The section `strata show` ends with: verdict and reason, best and final numbers, and the
+/// per-group diagnoses with their advice.
+pub fn show_section(analysis: &RunAnalysis) -> String {
+    let mut lines = vec![
+        format!("Verdict    {}", analysis.verdict),
+        format!("Why        {}", analysis.reason),
+    ];
+    if analysis.best_epoch > 0 {
+        lines.push(format!(
+            "Best       epoch {}: validation loss {}, gap {}",
+            analysis.best_epoch,
+            metric(analysis.best_val_loss),
+            signed_metric(analysis.gap_at_best)
+        ));
+        lines.push(format!(
+            "Final      training loss {}, validation loss {}, gap {} (trend {}/epoch over the last third)",
+            metric(analysis.final_train_loss),
+            metric(analysis.final_val_loss),
+            signed_metric(analysis.gap_final),
+            signed_metric(analysis.gap_trend)
+        ));
+        lines.push(format!(
+            "Converged  epoch {} (the first near the best validation loss)",
+            epoch_cell(analysis.epochs_to_converge)
+        ));
+    }
+    let mut text = lines.join("\n");
+    if !analysis.groups.is_empty() {
+        let mut table = Table::new(&[
+            ("GROUP", Align::Left),
+            ("DIAGNOSIS", Align::Left),
+            ("UPDATE/STEP", Align::Right),
+            ("ADVICE", Align::Left),
+        ]);
+        for group in &analysis.groups {
+            table.row(vec![
+                group.name.clone(),
+                group.diagnosis.clone(),
+                format!("{:.1e}", group.update_ratio),
+                group.advice.clone(),
+            ]);
+        }
+        text.push_str("\n\n");
+        text.push_str(&table.render_plain());
+    }
+    text
+}
+
+/// How a run is named in the compare table: its name, or the first 8 digits of its id.
+fn short_label(run: &Run) -> String {
+    if run.name.is_empty() {
+        run.id.chars().take(8).collect()
+    } else {
+        run.name.clone()
+    }
+}
+
+/// The validation curves of the compared runs, as chart series.
+pub fn validation_series(runs: &[RunComparison]) -> Vec<Series> {
+    runs.iter()
+        .map(|c| Series {
+            label: c.run.as_ref().map_or_else(String::new, short_label),
+            points: c
+                .epochs
+                .iter()
+                .map(|e| (f64::from(e.epoch), e.val_loss))
+                .collect(),
+        })
+        .collect()
+}
+
+/// `strata compare`: the runs side by side (best first), each run's reason, the daemon's
+/// summary, and a chart of the validation curves.
+pub fn compare(response: &CompareRunsResponse) -> String {
+    let default_run = Run::default();
+    let default_analysis = RunAnalysis::default();
+    let runs: Vec<(&Run, &RunAnalysis)> = response
+        .runs
+        .iter()
+        .map(|c| {
+            (
+                c.run.as_ref().unwrap_or(&default_run),
+                c.analysis.as_ref().unwrap_or(&default_analysis),
+            )
+        })
+        .collect();
+    let headers: Vec<String> = response
+        .runs
+        .iter()
+        .map(|c| format!("#{}", c.rank))
+        .collect();
+    let mut columns: Vec<(&str, Align)> = vec![("", Align::Left)];
+    columns.extend(headers.iter().map(|h| (h.as_str(), Align::Left)));
+    let mut table = Table::new(&columns);
+    let mut row = |label: &str, cell: &dyn Fn(&Run, &RunAnalysis) -> String| {
+        let mut cells = vec![label.to_string()];
+        cells.extend(runs.iter().map(|(run, analysis)| cell(run, analysis)));
+        table.row(cells);
+    };
+    row("run", &|run, _| run.id.clone());
+    row("name", &|run, _| {
+        if run.name.is_empty() {
+            "-".into()
+        } else {
+            run.name.clone()
+        }
+    });
+    row("status", &|run, _| status_label(run.status).into_owned());
+    row("rates", &|run, _| rate_setup(run));
+    row("epochs", &|run, _| {
+        let total = run
+            .config
+            .as_ref()
+            .and_then(|c| c.epochs)
+            .map_or("?".to_string(), |e| e.to_string());
+        format!("{}/{total}", run.epochs_done)
+    });
+    row("best epoch", &|_, a| epoch_cell(a.best_epoch));
+    row("best val loss", &|_, a| metric(a.best_val_loss));
+    row("final train", &|_, a| metric(a.final_train_loss));
+    row("final val", &|_, a| metric(a.final_val_loss));
+    row("gap at best", &|_, a| signed_metric(a.gap_at_best));
+    row("gap at end", &|_, a| signed_metric(a.gap_final));
+    row("converged at", &|_, a| epoch_cell(a.epochs_to_converge));
+    row("verdict", &|_, a| a.verdict.clone());
+    // One row per layer group, across every run's groups in order of first appearance.
+    let mut group_names: Vec<&str> = Vec::new();
+    for (_, analysis) in &runs {
+        for group in &analysis.groups {
+            if !group_names.contains(&group.name.as_str()) {
+                group_names.push(&group.name);
+            }
+        }
+    }
+    for name in group_names {
+        row(name, &|_, a| {
+            a.groups
+                .iter()
+                .find(|g| g.name == name)
+                .map_or("-".to_string(), diagnosis_cell)
+        });
+    }
+
+    let mut sections = vec![table.render_plain()];
+    let reasons: Vec<String> = response
+        .runs
+        .iter()
+        .zip(&runs)
+        .map(|(c, (run, analysis))| {
+            format!("#{} {}: {}", c.rank, short_label(run), analysis.reason)
+        })
+        .collect();
+    sections.push(reasons.join("\n"));
+    if !response.summary.is_empty() {
+        sections.push(response.summary.clone());
+    }
+    sections.push(line_chart(
+        "Validation loss",
+        &validation_series(&response.runs),
+        CHART_WIDTH,
+        CHART_HEIGHT,
+    ));
+    sections.join("\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_proto::{EpochRecord, ParameterRate, RunConfig, RunStatus};
+
+    fn param(
+        name: &str,
+        group: &str,
+        shape: Vec<i64>,
+        lr: f64,
+        frozen_until: i32,
+    ) -> ParameterRate {
+        ParameterRate {
+            name: name.into(),
+            group: group.into(),
+            shape,
+            lr,
+            frozen_until,
+            init: "fresh".into(),
+        }
+    }
+
+    fn mlp(layer0_lr: f64, frozen_until: i32) -> Vec<ParameterRate> {
+        vec![
+            param(
+                "layer0.weight",
+                "layer0",
+                vec![16, 2],
+                layer0_lr,
+                frozen_until,
+            ),
+            // A bias at another rate does not change the group's (the weight's) rate.
+            param("layer0.bias", "layer0", vec![16], 5.0, 0),
+            param("head.weight", "head", vec![3, 16], 1e-2, 0),
+            param("head.bias", "head", vec![3], 1e-2, 0),
+        ]
+    }
+
+    #[test]
+    fn rate_setup_is_short() {
+        let run = |parameters, schedule: &str| Run {
+            parameters,
+            config: Some(RunConfig {
+                schedule: schedule.into(),
+                ..RunConfig::default()
+            }),
+            ..Run::default()
+        };
+        assert_eq!(rate_setup(&run(mlp(1e-2, 0), "constant")), "all=1e-2");
+        assert_eq!(
+            rate_setup(&run(mlp(1e-3, 0), "cosine")),
+            "layer0=1e-3 head=1e-2 schedule=cosine"
+        );
+        assert_eq!(
+            rate_setup(&run(mlp(1e-3, 3), "")),
+            "layer0=1e-3@3 head=1e-2"
+        );
+        assert_eq!(
+            rate_setup(&run(mlp(1e-3, -1), "")),
+            "layer0=frozen head=1e-2"
+        );
+        assert_eq!(rate_setup(&Run::default()), "-");
+    }
+
+    fn comparison(id: &str, name: &str, rank: u32, verdict: &str, vals: &[f64]) -> RunComparison {
+        RunComparison {
+            run: Some(Run {
+                id: id.into(),
+                name: name.into(),
+                status: RunStatus::Completed as i32,
+                parameters: mlp(1e-3, 0),
+                epochs_done: vals.len() as u32,
+                config: Some(RunConfig {
+                    epochs: Some(vals.len() as u32),
+                    ..RunConfig::default()
+                }),
+                ..Run::default()
+            }),
+            analysis: Some(RunAnalysis {
+                verdict: verdict.into(),
+                reason: format!("because: {verdict}"),
+                best_epoch: 2,
+                best_val_loss: 0.25,
+                groups: vec![GroupDiagnosis {
+                    name: "layer0".into(),
+                    diagnosis: "too-low".into(),
+                    update_ratio: 3e-6,
+                    advice: "raise it".into(),
+                }],
+                ..RunAnalysis::default()
+            }),
+            epochs: vals
+                .iter()
+                .enumerate()
+                .map(|(i, v)| EpochRecord {
+                    epoch: i as u32 + 1,
+                    val_loss: *v,
+                    ..EpochRecord::default()
+                })
+                .collect(),
+            rank,
+        }
+    }
+
+    #[test]
+    fn compare_lays_runs_side_by_side_with_reasons_summary_and_chart() {
+        let response = CompareRunsResponse {
+            runs: vec![
+                comparison("00000000000000aa", "layered", 1, "good", &[1.0, 0.25, 0.3]),
+                comparison("00000000000000bb", "", 2, "slow", &[1.0, 0.9, 0.8]),
+            ],
+            best_run: "00000000000000aa".into(),
+            summary: "layered is best.".into(),
+        };
+        let text = compare(&response);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("    ") && lines[0].contains("#1") && lines[0].contains("#2"));
+        let row = |label: &str| {
+            *lines
+                .iter()
+                .find(|l| l.starts_with(label))
+                .unwrap_or_else(|| panic!("no row {label}:\n{text}"))
+        };
+        assert!(
+            row("run ").contains("00000000000000aa") && row("run ").contains("00000000000000bb")
+        );
+        assert!(row("verdict").contains("good") && row("verdict").contains("slow"));
+        assert!(row("rates").contains("layer0=1e-3 head=1e-2"), "{text}");
+        assert!(row("layer0").contains("too-low (3.0e-6/step)"), "{text}");
+        assert!(row("best epoch").contains('2'));
+        assert!(text.contains("#1 layered: because: good"), "{text}");
+        assert!(text.contains("#2 00000000: because: slow"), "{text}");
+        assert!(text.contains("layered is best."));
+        assert!(text.contains("Validation loss"), "{text}");
+        assert!(text.contains("* layered   o 00000000"), "{text}");
+    }
+
+    #[test]
+    fn show_section_has_verdict_numbers_and_groups() {
+        let analysis = RunAnalysis {
+            verdict: "overfitting".into(),
+            reason:
+                "training loss fell 80% while validation loss rose 25% after epoch 6: overfitting"
+                    .into(),
+            best_epoch: 6,
+            best_val_loss: 0.4,
+            gap_at_best: 0.1,
+            gap_final: 0.44,
+            final_train_loss: 0.06,
+            final_val_loss: 0.5,
+            epochs_to_converge: 5,
+            groups: vec![GroupDiagnosis {
+                name: "head".into(),
+                diagnosis: "ok".into(),
+                update_ratio: 1.2e-3,
+                advice: "keep its rate".into(),
+            }],
+            ..RunAnalysis::default()
+        };
+        let text = show_section(&analysis);
+        assert!(text.starts_with("Verdict    overfitting\nWhy        training loss fell 80%"));
+        assert!(
+            text.contains("Best       epoch 6: validation loss 0.400000, gap +0.100000"),
+            "{text}"
+        );
+        assert!(text.contains("gap +0.440000"), "{text}");
+        assert!(text.contains("Converged  epoch 5"), "{text}");
+        assert!(text.contains("head   ok"), "{text}");
+        assert!(text.contains("1.2e-3  keep its rate"), "{text}");
+    }
+}

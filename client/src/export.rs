@@ -1,0 +1,165 @@
+//! `strata export`: a run's epochs as CSV or JSON, ready for pandas.
+//!
+//! CSV is wide: one row per epoch, the epoch's own columns first, then five columns per layer
+//! group named `GROUP_lr`, `GROUP_grad_norm`, `GROUP_weight_norm`, `GROUP_update_ratio` and
+//! `GROUP_frozen`, groups in the model's order (`pd.read_csv(path)` gives one frame, columns
+//! like `df.layer0_update_ratio`). Floats are written in Rust's shortest round-trip form, NaN and
+//! inf as `NaN` and `inf` (pandas reads both); booleans as `true`/`false`.
+//!
+//! JSON is `strata show --json`: the run, its config and rate table, every epoch with its groups,
+//! and the daemon's analysis (`pd.json_normalize(doc["epochs"])` flattens the epochs).
+
+use strata_proto::{EpochRecord, GetRunResponse};
+
+use crate::{epoch_gap, json};
+
+/// The epoch columns of the CSV, before the groups'.
+pub const EPOCH_COLUMNS: [&str; 7] = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "gap",
+    "val_accuracy",
+    "duration_ms",
+    "samples_per_sec",
+];
+
+/// Per-group column suffixes of the CSV.
+pub const GROUP_COLUMNS: [&str; 5] = ["lr", "grad_norm", "weight_norm", "update_ratio", "frozen"];
+
+/// A float the way pandas reads it back exactly.
+fn float(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        format!("{value}")
+    }
+}
+
+/// A CSV cell, quoted when it holds a comma, a quote or a line break (RFC 4180).
+fn cell(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// Group names in the order the epochs first mention them.
+fn group_names(epochs: &[EpochRecord]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for epoch in epochs {
+        for group in &epoch.groups {
+            if !names.contains(&group.name.as_str()) {
+                names.push(&group.name);
+            }
+        }
+    }
+    names
+}
+
+/// The epochs as CSV, header included, one line per epoch, each line ending in `\n`.
+pub fn csv(epochs: &[EpochRecord]) -> String {
+    let groups = group_names(epochs);
+    let mut header: Vec<String> = EPOCH_COLUMNS.iter().map(|c| c.to_string()).collect();
+    for group in &groups {
+        header.extend(GROUP_COLUMNS.iter().map(|c| cell(&format!("{group}_{c}"))));
+    }
+    let mut out = header.join(",");
+    out.push('\n');
+    for epoch in epochs {
+        let mut row = vec![
+            epoch.epoch.to_string(),
+            float(epoch.train_loss),
+            float(epoch.val_loss),
+            float(epoch_gap(epoch)),
+            float(epoch.val_accuracy),
+            float(epoch.duration_ms),
+            float(epoch.samples_per_sec),
+        ];
+        for name in &groups {
+            match epoch.groups.iter().find(|g| g.name == *name) {
+                Some(g) => row.extend([
+                    float(g.lr),
+                    float(g.grad_norm),
+                    float(g.weight_norm),
+                    float(g.update_ratio),
+                    g.frozen.to_string(),
+                ]),
+                // A group this epoch does not report: empty cells (NaN in pandas).
+                None => row.extend(std::iter::repeat_n(String::new(), GROUP_COLUMNS.len())),
+            }
+        }
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The run as one JSON document (the shape of `strata show --json`), with a final newline.
+pub fn json(response: &GetRunResponse) -> String {
+    format!("{}\n", json::show(response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_proto::GroupEpochStats;
+
+    fn epoch(n: u32, train: f64, val: f64, groups: &[(&str, f64)]) -> EpochRecord {
+        EpochRecord {
+            epoch: n,
+            train_loss: train,
+            val_loss: val,
+            val_accuracy: 0.5,
+            duration_ms: 10.0,
+            samples_per_sec: 100.0,
+            groups: groups
+                .iter()
+                .map(|(name, ratio)| GroupEpochStats {
+                    name: name.to_string(),
+                    lr: 1e-3,
+                    grad_norm: 0.25,
+                    weight_norm: 2.0,
+                    update_ratio: *ratio,
+                    frozen: *ratio == 0.0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn csv_is_one_row_per_epoch_with_group_columns() {
+        let text = csv(&[
+            epoch(1, 1.0, 1.25, &[("layer0", 0.0), ("head", 0.01)]),
+            epoch(2, 0.5, f64::NAN, &[("head", 0.02)]),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "epoch,train_loss,val_loss,gap,val_accuracy,duration_ms,samples_per_sec,\
+             layer0_lr,layer0_grad_norm,layer0_weight_norm,layer0_update_ratio,layer0_frozen,\
+             head_lr,head_grad_norm,head_weight_norm,head_update_ratio,head_frozen"
+        );
+        assert_eq!(
+            lines[1],
+            "1,1,1.25,0.25,0.5,10,100,0.001,0.25,2,0,true,0.001,0.25,2,0.01,false"
+        );
+        assert_eq!(
+            lines[2],
+            "2,0.5,NaN,NaN,0.5,10,100,,,,,,0.001,0.25,2,0.02,false"
+        );
+        assert!(text.ends_with('\n'));
+        let columns = lines[0].split(',').count();
+        assert!(lines.iter().all(|l| l.split(',').count() == columns));
+    }
+
+    #[test]
+    fn odd_group_names_are_quoted() {
+        let text = csv(&[epoch(1, 1.0, 1.0, &[("a,\"b\"", 0.1)])]);
+        assert!(text.contains(r#""a,""b""_lr""#), "{text}");
+        assert_eq!(csv(&[]), format!("{}\n", EPOCH_COLUMNS.join(",")));
+    }
+}

@@ -1,0 +1,289 @@
+//! The thresholds of the analysis: every number that turns curves into a verdict, with its
+//! default. The proto (`AnalysisThresholds`) and the README document the same defaults; a test
+//! below keeps the proto's comments in step with these constants.
+
+use strata_proto::AnalysisThresholds;
+
+use crate::error::{Result, StrataError};
+
+/// Fewer epochs than this: `too-short`.
+pub const DEFAULT_MIN_EPOCHS: u32 = 3;
+/// Convergence speed: epochs until validation loss first comes within this fraction of its best.
+pub const DEFAULT_NEAR_BEST_FRACTION: f64 = 0.05;
+/// `diverged` when the training loss ends this many times above where a fresh model starts (or
+/// the validation loss does, while training is no better than that start).
+pub const DEFAULT_DIVERGED_RATIO: f64 = 3.0;
+/// `unstable` when at least this fraction of the epoch-to-epoch steps are jumps.
+pub const DEFAULT_UNSTABLE_FRACTION: f64 = 0.2;
+/// A jump: a loss rising by more than this fraction from one epoch to the next.
+pub const DEFAULT_UNSTABLE_JUMP: f64 = 0.05;
+/// `overfitting` when validation loss ended this fraction above its best while training loss
+/// kept falling.
+pub const DEFAULT_OVERFIT_VAL_RISE: f64 = 0.1;
+/// `overfitting` also when the final gap is this fraction of the final validation loss or more
+/// and it widened over the last third.
+pub const DEFAULT_OVERFIT_GAP: f64 = 0.5;
+/// `slow` when validation loss improved less than this fraction from the first epoch to its best.
+pub const DEFAULT_SLOW_IMPROVEMENT: f64 = 0.1;
+/// Per group: a typical per-step update-to-weight ratio above this is `too-high`.
+pub const DEFAULT_UPDATE_RATIO_HIGH: f64 = 1e-2;
+/// Per group: a typical per-step update-to-weight ratio below this is `too-low`.
+pub const DEFAULT_UPDATE_RATIO_LOW: f64 = 1e-4;
+
+/// The rule of thumb the group thresholds sit around: a step moves a layer's weights by about a
+/// thousandth of their norm. Also what the advice aims a group's rate at.
+pub const UPDATE_RATIO_TARGET: f64 = 1e-3;
+/// A blow-up: an epoch that moved a group's weights by more than this times their own norm (at a
+/// per-step ratio above `update_ratio_high`). Such a group is `too-high` even when its typical
+/// ratio is not, since a blown-up layer often dies and then hardly moves at all.
+pub const BLOWUP_EPOCH_RATIO: f64 = 1.0;
+/// A validation rise after the best epoch counts as overfitting only when it lasts this many
+/// epochs; one bad epoch is noise.
+pub const OVERFIT_MIN_EPOCHS_AFTER_BEST: usize = 2;
+
+/// The thresholds one analysis runs with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Thresholds {
+    pub min_epochs: u32,
+    pub near_best_fraction: f64,
+    pub diverged_ratio: f64,
+    pub unstable_fraction: f64,
+    pub unstable_jump: f64,
+    pub overfit_val_rise: f64,
+    pub overfit_gap: f64,
+    pub slow_improvement: f64,
+    pub update_ratio_high: f64,
+    pub update_ratio_low: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            min_epochs: DEFAULT_MIN_EPOCHS,
+            near_best_fraction: DEFAULT_NEAR_BEST_FRACTION,
+            diverged_ratio: DEFAULT_DIVERGED_RATIO,
+            unstable_fraction: DEFAULT_UNSTABLE_FRACTION,
+            unstable_jump: DEFAULT_UNSTABLE_JUMP,
+            overfit_val_rise: DEFAULT_OVERFIT_VAL_RISE,
+            overfit_gap: DEFAULT_OVERFIT_GAP,
+            slow_improvement: DEFAULT_SLOW_IMPROVEMENT,
+            update_ratio_high: DEFAULT_UPDATE_RATIO_HIGH,
+            update_ratio_low: DEFAULT_UPDATE_RATIO_LOW,
+        }
+    }
+}
+
+/// An override, checked: finite and within `low..=high`, else InvalidArgument naming the field.
+fn checked(name: &str, value: Option<f64>, default: f64, low: f64, high: f64) -> Result<f64> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    if !value.is_finite() || value < low || value > high {
+        return Err(StrataError::invalid(
+            format!("thresholds.{name}"),
+            format!("{value} is not allowed; allowed: {low} to {high}"),
+        ));
+    }
+    Ok(value)
+}
+
+impl TryFrom<Option<AnalysisThresholds>> for Thresholds {
+    type Error = StrataError;
+
+    /// Unset fields (or no thresholds at all) take the defaults.
+    fn try_from(overrides: Option<AnalysisThresholds>) -> Result<Self> {
+        let AnalysisThresholds {
+            min_epochs,
+            near_best_fraction,
+            diverged_ratio,
+            unstable_fraction,
+            unstable_jump,
+            overfit_val_rise,
+            overfit_gap,
+            slow_improvement,
+            update_ratio_high,
+            update_ratio_low,
+        } = overrides.unwrap_or_default();
+        let min_epochs = match min_epochs {
+            None => DEFAULT_MIN_EPOCHS,
+            // The analysis compares epochs with each other: it needs two at least.
+            Some(n) if (2..=1_000_000).contains(&n) => n,
+            Some(n) => {
+                return Err(StrataError::invalid(
+                    "thresholds.min_epochs",
+                    format!("{n} is not allowed; allowed: 2 to 1000000"),
+                ))
+            }
+        };
+        let thresholds = Thresholds {
+            min_epochs,
+            near_best_fraction: checked(
+                "near_best_fraction",
+                near_best_fraction,
+                DEFAULT_NEAR_BEST_FRACTION,
+                0.0,
+                1.0,
+            )?,
+            diverged_ratio: checked(
+                "diverged_ratio",
+                diverged_ratio,
+                DEFAULT_DIVERGED_RATIO,
+                1.0,
+                1e12,
+            )?,
+            unstable_fraction: checked(
+                "unstable_fraction",
+                unstable_fraction,
+                DEFAULT_UNSTABLE_FRACTION,
+                0.0,
+                1.0,
+            )?,
+            unstable_jump: checked(
+                "unstable_jump",
+                unstable_jump,
+                DEFAULT_UNSTABLE_JUMP,
+                0.0,
+                1e6,
+            )?,
+            overfit_val_rise: checked(
+                "overfit_val_rise",
+                overfit_val_rise,
+                DEFAULT_OVERFIT_VAL_RISE,
+                0.0,
+                1e6,
+            )?,
+            overfit_gap: checked("overfit_gap", overfit_gap, DEFAULT_OVERFIT_GAP, 0.0, 1e6)?,
+            slow_improvement: checked(
+                "slow_improvement",
+                slow_improvement,
+                DEFAULT_SLOW_IMPROVEMENT,
+                0.0,
+                1.0,
+            )?,
+            update_ratio_high: checked(
+                "update_ratio_high",
+                update_ratio_high,
+                DEFAULT_UPDATE_RATIO_HIGH,
+                0.0,
+                1e6,
+            )?,
+            update_ratio_low: checked(
+                "update_ratio_low",
+                update_ratio_low,
+                DEFAULT_UPDATE_RATIO_LOW,
+                0.0,
+                1e6,
+            )?,
+        };
+        if thresholds.update_ratio_low >= thresholds.update_ratio_high {
+            return Err(StrataError::invalid(
+                "thresholds.update_ratio_low",
+                format!(
+                    "{} must be below update_ratio_high ({})",
+                    thresholds.update_ratio_low, thresholds.update_ratio_high
+                ),
+            ));
+        }
+        Ok(thresholds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_fields_take_the_defaults_and_set_ones_win() {
+        assert_eq!(Thresholds::try_from(None).unwrap(), Thresholds::default());
+        let t = Thresholds::try_from(Some(AnalysisThresholds {
+            min_epochs: Some(5),
+            overfit_gap: Some(0.25),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(t.min_epochs, 5);
+        assert_eq!(t.overfit_gap, 0.25);
+        assert_eq!(t.diverged_ratio, DEFAULT_DIVERGED_RATIO);
+    }
+
+    #[test]
+    fn bad_overrides_name_the_field() {
+        let cases = [
+            AnalysisThresholds {
+                min_epochs: Some(1),
+                ..Default::default()
+            },
+            AnalysisThresholds {
+                unstable_fraction: Some(f64::NAN),
+                ..Default::default()
+            },
+            AnalysisThresholds {
+                diverged_ratio: Some(0.5),
+                ..Default::default()
+            },
+            AnalysisThresholds {
+                update_ratio_low: Some(0.5),
+                ..Default::default()
+            },
+        ];
+        let fields = [
+            "thresholds.min_epochs",
+            "thresholds.unstable_fraction",
+            "thresholds.diverged_ratio",
+            "thresholds.update_ratio_low",
+        ];
+        for (case, field) in cases.into_iter().zip(fields) {
+            let err = Thresholds::try_from(Some(case)).unwrap_err();
+            assert!(err.to_string().starts_with(field), "{err}");
+        }
+    }
+
+    /// The proto's comments are where clients read the defaults: they must match the constants.
+    #[test]
+    fn the_proto_documents_these_defaults() {
+        let proto = include_str!("../../../proto/proto/strata.proto");
+        let message = proto
+            .split("message AnalysisThresholds {")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}").next())
+            .expect("AnalysisThresholds in strata.proto");
+        let defaults = Thresholds::default();
+        let expected: [(&str, f64); 10] = [
+            ("min_epochs", f64::from(defaults.min_epochs)),
+            ("near_best_fraction", defaults.near_best_fraction),
+            ("diverged_ratio", defaults.diverged_ratio),
+            ("unstable_fraction", defaults.unstable_fraction),
+            ("unstable_jump", defaults.unstable_jump),
+            ("overfit_val_rise", defaults.overfit_val_rise),
+            ("overfit_gap", defaults.overfit_gap),
+            ("slow_improvement", defaults.slow_improvement),
+            ("update_ratio_high", defaults.update_ratio_high),
+            ("update_ratio_low", defaults.update_ratio_low),
+        ];
+        // Each field's comment block (the lines above `optional ... name = N;`) says `(default X)`.
+        let mut comment = String::new();
+        let mut documented = Vec::new();
+        for line in message.lines().map(str::trim) {
+            if let Some(text) = line.strip_prefix("//") {
+                comment.push_str(text);
+                comment.push(' ');
+            } else if let Some(decl) = line.strip_prefix("optional ") {
+                let name = decl.split_whitespace().nth(1).unwrap_or("").to_string();
+                let default = comment
+                    .split("(default ")
+                    .nth(1)
+                    .and_then(|rest| rest.split([')', ',', ';']).next())
+                    .and_then(|value| value.trim().parse::<f64>().ok());
+                documented.push((name, default));
+                comment.clear();
+            }
+        }
+        for (name, value) in expected {
+            let found = documented
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("{name} is not in AnalysisThresholds"));
+            assert_eq!(found.1, Some(value), "the proto's default for {name}");
+        }
+    }
+}
