@@ -78,6 +78,7 @@ pub fn config(config: &RunConfig) -> Value {
         "label": config.label,
         "val_dataset": config.val_dataset,
         "task": config.task,
+        "init_from": config.init_from,
     })
 }
 
@@ -380,7 +381,7 @@ mod tests {
         assert_eq!(value["layer_lr"], json!(["layer0=1e-4"]));
         assert_eq!(
             value.as_object().unwrap().len(),
-            23,
+            24,
             "every RunConfig field"
         );
     }

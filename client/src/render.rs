@@ -362,6 +362,7 @@ pub fn parameter_table(parameters: &[ParameterRate]) -> String {
         ("SHAPE", Align::Left),
         ("LR", Align::Right),
         ("FROZEN", Align::Left),
+        ("INIT", Align::Left),
     ]);
     for parameter in parameters {
         table.row(vec![
@@ -370,6 +371,7 @@ pub fn parameter_table(parameters: &[ParameterRate]) -> String {
             shape(&parameter.shape),
             rate(parameter.lr),
             frozen(parameter.frozen_until),
+            parameter.init.clone(),
         ]);
     }
     table.render_plain()
@@ -495,6 +497,9 @@ pub fn run_header(run: &Run) -> String {
     }
     pairs.push(("Optimizer", with_details(&config.optimizer, optimizer)));
     pairs.push(("Rates", rate_spec(config)));
+    if !config.init_from.is_empty() {
+        pairs.push(("Init from", config.init_from.clone()));
+    }
 
     let total = config.epochs.map_or("?".to_string(), |e| e.to_string());
     let batch = config
@@ -796,7 +801,10 @@ mod tests {
     #[test]
     fn dry_run_table_lists_every_parameter() {
         let table = parameter_table(&[param("layer0.weight", "layer0", 1e-4, 0)]);
-        assert_eq!(table, "NAME           GROUP   SHAPE      LR  FROZEN\nlayer0.weight  layer0  [64, 2]  1e-4  no");
+        assert_eq!(
+            table,
+            "NAME           GROUP   SHAPE      LR  FROZEN  INIT\nlayer0.weight  layer0  [64, 2]  1e-4  no      fresh"
+        );
     }
 
     #[test]

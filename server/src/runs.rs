@@ -23,11 +23,11 @@ use tokio_util::task::TaskTracker;
 use crate::{
     analysis::{self, Thresholds},
     error::{Result, StrataError},
-    spec::{rates::ResolvedParam, validate_labels, RunSpec},
+    spec::{rates::ResolvedParam, validate_labels, InitSource, RunSpec},
     store::{now_ms, RunId, Store},
     train::{
         self,
-        worker::{Outcome, StopRequest, TrainJob},
+        worker::{InitFrom, Outcome, StopRequest, TrainJob},
     },
 };
 
@@ -66,6 +66,8 @@ struct Prepared {
     spec: RunSpec,
     resolved: Vec<ResolvedParam>,
     task: crate::spec::Task,
+    /// Where a fine-tuning run's initial parameters come from.
+    init: Option<InitFrom>,
     device: tch::Device,
 }
 
@@ -82,8 +84,15 @@ pub struct Runs {
     workers: TaskTracker,
 }
 
-fn to_proto_rates(resolved: &[ResolvedParam]) -> Vec<ParameterRate> {
-    resolved
+fn to_proto_rates(prepared: &Prepared) -> Vec<ParameterRate> {
+    let loaded = |name: &str| {
+        prepared
+            .init
+            .as_ref()
+            .is_some_and(|init| init.loaded.contains(name))
+    };
+    prepared
+        .resolved
         .iter()
         .map(|p| ParameterRate {
             name: p.info.name.clone(),
@@ -91,7 +100,12 @@ fn to_proto_rates(resolved: &[ResolvedParam]) -> Vec<ParameterRate> {
             shape: p.info.shape.clone(),
             lr: p.lr,
             frozen_until: p.frozen_until.to_proto(),
-            init: "fresh".into(),
+            init: if loaded(&p.info.name) {
+                "loaded"
+            } else {
+                "fresh"
+            }
+            .into(),
         })
         .collect()
 }
@@ -145,24 +159,71 @@ impl Runs {
         self.store.resolve(run)
     }
 
-    /// Validates a config and resolves its rate table against the model it builds.
-    async fn prepare(config: RunConfig) -> Result<Prepared> {
+    /// Validates a config and resolves its rate table against the model it builds. With
+    /// `init_from` in the config (and `locate_init`), finds the checkpoint to start from and which
+    /// parameters it provides.
+    async fn prepare(&self, config: RunConfig, locate_init: bool) -> Result<Prepared> {
         let spec = RunSpec::try_from(config)?;
         let device = train::resolve_device(spec.device)?;
+        let source = match &spec.init_from {
+            Some(source) if locate_init => Some(self.locate_init_source(source)?),
+            _ => None,
+        };
         blocking(move || {
-            let train::PreparedRun {
-                spec,
-                resolved,
-                task,
-            } = train::prepare_run(spec)?;
-            Ok(Prepared {
-                spec,
-                resolved,
-                task,
-                device,
-            })
+            let train::PreparedRun { mut spec, resolved, task } = train::prepare_run(spec)?;
+            let init = match source {
+                Some((run, epoch, path)) => {
+                    let loaded = train::checkpoint::matching_parameters(&path, &resolved)
+                        .map_err(|e| StrataError::invalid("init_from", e))?;
+                    if loaded.is_empty() {
+                        return Err(StrataError::invalid(
+                            "init_from",
+                            format!("no parameter of run {run} (epoch {epoch}) matches this model by name and shape"),
+                        ));
+                    }
+                    spec.config.init_from = format!("{run}@{epoch}");
+                    Some(InitFrom { path, loaded })
+                }
+                None => None,
+            };
+            Ok(Prepared { spec, resolved, task, device, init })
         })
         .await
+    }
+
+    /// The run, epoch and checkpoint file named by `--init-from`.
+    fn locate_init_source(&self, source: &InitSource) -> Result<(RunId, u32, PathBuf)> {
+        let run = self.store.resolve(&source.run).map_err(|err| match err {
+            StrataError::RunNotFound(_) | StrataError::AmbiguousRun { .. } => {
+                StrataError::invalid("init_from", err.to_string())
+            }
+            other => other,
+        })?;
+        let dir = self.checkpoint_dir(run);
+        let available = train::checkpoint::epochs_in(&dir);
+        let epoch = match (source.epoch, available.last()) {
+            (Some(epoch), _) if available.contains(&epoch) => epoch,
+            (None, Some(&last)) => last,
+            (wanted, _) => {
+                let have = if available.is_empty() {
+                    "none".to_string()
+                } else {
+                    available
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let what = wanted.map_or("a checkpoint".to_string(), |e| {
+                    format!("a checkpoint of epoch {e}")
+                });
+                return Err(StrataError::invalid(
+                    "init_from",
+                    format!("run {run} has no {what}; it keeps epochs: {have} (stratad --keep-checkpoints sets how many)"),
+                ));
+            }
+        };
+        Ok((run, epoch, train::checkpoint::path_for(&dir, epoch)))
     }
 
     /// Validates the request, resolves the rate table and, unless it is a dry run, stores the
@@ -179,8 +240,8 @@ impl Runs {
         } = request;
         let config = config.ok_or_else(|| StrataError::invalid("config", "required"))?;
         validate_labels(&name, &tags)?;
-        let prepared = Self::prepare(config).await?;
-        let parameters = to_proto_rates(&prepared.resolved);
+        let prepared = self.prepare(config, true).await?;
+        let parameters = to_proto_rates(&prepared);
         let config = prepared.spec.config.clone();
         if dry_run {
             return Ok(StartRunResponse {
@@ -252,8 +313,9 @@ impl Runs {
         if epochs > 0 {
             config.epochs = Some(epochs);
         }
-        let prepared = Self::prepare(config).await?;
         let done = record.epochs_done;
+        // Past its first epoch a run resumes from its own checkpoint, not its source's.
+        let prepared = self.prepare(config, done == 0).await?;
         if done >= prepared.spec.epochs {
             return Err(StrataError::FailedPrecondition(format!(
                 "run {id} already has {done} epoch(s); resume with --epochs N (N > {done}) to train further"
@@ -390,6 +452,7 @@ impl Runs {
                             checkpoint_dir,
                             keep_checkpoints,
                             resume_after_epoch,
+                            init_from: prepared.init.as_ref().map(|init| init.path.clone()),
                         };
                         train::worker::train(&job)
                     })

@@ -76,6 +76,53 @@ pub struct RunSpec {
     pub seed: u64,
     pub device: DeviceSpec,
     pub progress_events_per_epoch: u32,
+    /// Start from another run's checkpoint (fine-tuning).
+    pub init_from: Option<InitSource>,
+}
+
+/// `RUN` or `RUN@EPOCH`, as the user typed it (the run may be an id prefix).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitSource {
+    pub run: String,
+    /// None: the run's last checkpoint.
+    pub epoch: Option<u32>,
+}
+
+impl InitSource {
+    pub fn parse(text: &str) -> Result<Option<Self>> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let (run, epoch) = match text.split_once('@') {
+            Some((run, epoch)) => {
+                let epoch = epoch
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&e| e >= 1)
+                    .ok_or_else(|| {
+                        StrataError::invalid(
+                            "init_from",
+                            format!("'{text}': the epoch after '@' must be a whole number ≥ 1"),
+                        )
+                    })?;
+                (run, Some(epoch))
+            }
+            None => (text, None),
+        };
+        if run.is_empty() || run.len() > 16 || !run.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StrataError::invalid(
+                "init_from",
+                format!(
+                    "'{text}' must be RUN or RUN@EPOCH, RUN a run id or a unique prefix of one"
+                ),
+            ));
+        }
+        Ok(Some(InitSource {
+            run: run.to_ascii_lowercase(),
+            epoch,
+        }))
+    }
 }
 
 pub(crate) fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
@@ -231,6 +278,7 @@ impl TryFrom<RunConfig> for RunSpec {
             label,
             val_dataset,
             task,
+            init_from,
         } = config.clone();
 
         let dataset_spec = DatasetSpec::parse(
@@ -334,6 +382,7 @@ impl TryFrom<RunConfig> for RunSpec {
                 0,
                 MAX_PROGRESS_EVENTS_PER_EPOCH,
             )?,
+            init_from: InitSource::parse(&init_from)?,
             config: RunConfig::default(),
         };
         let synthetic = spec.dataset.synthetic_spec();

@@ -3,18 +3,21 @@
 //! so a crash leaves either the previous checkpoint or the new one, never half of one.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
 };
 
 use tch::{Device, TchError, Tensor};
 
-use super::optim::Optimizer;
+use super::{data::Standardization, optim::Optimizer};
+use crate::spec::rates::ResolvedParam;
 
 const PREFIX: &str = "epoch-";
 const SUFFIX: &str = ".safetensors";
 const TMP_FILE: &str = "checkpoint.tmp.safetensors";
 const MODEL_PREFIX: &str = "model.";
+const DATA_MEAN: &str = "data.mean";
+const DATA_STD: &str = "data.std";
 
 pub fn path_for(dir: &Path, epoch: u32) -> PathBuf {
     dir.join(format!("{PREFIX}{epoch:06}{SUFFIX}"))
@@ -45,6 +48,7 @@ pub fn write(
     epoch: u32,
     parameters: &[(String, Tensor)],
     optimizer: &Optimizer,
+    standardization: &Standardization,
 ) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut named: Vec<(String, Tensor)> = parameters
@@ -57,6 +61,8 @@ pub fn write(
         })
         .collect::<Result<_, TchError>>()
         .map_err(|e| e.to_string())?;
+    named.push((DATA_MEAN.into(), standardization.mean.shallow_clone()));
+    named.push((DATA_STD.into(), standardization.std.shallow_clone()));
     for (name, t) in optimizer.state_tensors().map_err(|e| e.to_string())? {
         named.push((name, t.f_to_device(Device::Cpu).map_err(|e| e.to_string())?));
     }
@@ -128,10 +134,60 @@ fn load_parameters(
 }
 
 /// The model parameters stored in a checkpoint, by name (without the `model.` prefix).
-pub fn read_parameters(path: &Path) -> Result<HashMap<String, Tensor>, String> {
+fn read_parameters(path: &Path) -> Result<HashMap<String, Tensor>, String> {
     Ok(Tensor::read_safetensors(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         .into_iter()
         .filter_map(|(name, t)| Some((name.strip_prefix(MODEL_PREFIX)?.to_string(), t)))
         .collect())
+}
+
+/// The names of `resolved`'s parameters that the checkpoint at `path` has with the same shape.
+pub fn matching_parameters(
+    path: &Path,
+    resolved: &[ResolvedParam],
+) -> Result<HashSet<String>, String> {
+    let saved = read_parameters(path)?;
+    Ok(resolved
+        .iter()
+        .filter(|p| {
+            saved
+                .get(&p.info.name)
+                .is_some_and(|t| t.size() == p.info.shape)
+        })
+        .map(|p| p.info.name.clone())
+        .collect())
+}
+
+/// Copies into the model every parameter the checkpoint has with the same name and shape; the
+/// rest keep their fresh initialisation.
+pub fn load_matching_parameters(
+    path: &Path,
+    parameters: &[(String, Tensor)],
+) -> Result<(), String> {
+    let saved = read_parameters(path)?;
+    tch::no_grad(|| {
+        for (name, tensor) in parameters {
+            if let Some(source) = saved.get(name).filter(|t| t.size() == tensor.size()) {
+                tensor
+                    .shallow_clone()
+                    .f_copy_(source)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The feature statistics a checkpoint's run was standardized with, if it recorded them.
+pub fn read_standardization(path: &Path) -> Result<Option<Standardization>, String> {
+    let mut named: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .into_iter()
+        .filter(|(name, _)| name == DATA_MEAN || name == DATA_STD)
+        .collect();
+    Ok(match (named.remove(DATA_MEAN), named.remove(DATA_STD)) {
+        (Some(mean), Some(std)) => Some(Standardization { mean, std }),
+        _ => None,
+    })
 }

@@ -78,6 +78,14 @@ pub struct Dataset {
     pub val_x: Tensor,
     pub val_y: Tensor,
     pub task: Task,
+    /// What the features were standardized with (on the CPU), kept in checkpoints.
+    pub standardization: Standardization,
+}
+
+/// Per-feature (tabular) or per-channel (images) mean and standard deviation.
+pub struct Standardization {
+    pub mean: Tensor,
+    pub std: Tensor,
 }
 
 impl Dataset {
@@ -342,7 +350,16 @@ fn libtorch(err: TchError) -> StrataError {
 }
 
 /// Generates or reads the dataset for `spec`, splits it with `seed` and moves it to `device`.
-pub fn build_dataset(spec: &DatasetSpec, seed: u64, device: Device) -> Result<Dataset> {
+///
+/// Features are standardized with the training set's statistics, or with `reuse` when its shape
+/// fits: a resumed run keeps its own, a fine-tuning run the pretrained run's, so the pretrained
+/// layers see inputs on the scale they learned.
+pub fn build_dataset(
+    spec: &DatasetSpec,
+    seed: u64,
+    device: Device,
+    reuse: Option<Standardization>,
+) -> Result<Dataset> {
     let mut rng = SeededRng::new(seed);
     let loaded = load(spec, &mut rng)?;
     let task = loaded.task;
@@ -383,6 +400,13 @@ pub fn build_dataset(spec: &DatasetSpec, seed: u64, device: Device) -> Result<Da
         let mean = train_x.f_mean_dim(dims.as_slice(), true, Kind::Float)?;
         let std = train_x.f_std_dim(dims.as_slice(), true, true)?;
         let std = std.f_where_scalarother(&std.f_gt(MIN_FEATURE_STD)?, 1.0)?;
+        let (mean, std) = match reuse {
+            Some(stats) if stats.mean.size() == mean.size() && stats.std.size() == std.size() => (
+                stats.mean.f_to_kind(Kind::Float)?,
+                stats.std.f_to_kind(Kind::Float)?,
+            ),
+            _ => (mean, std),
+        };
         let standardize = |x: &Tensor| -> Result<Tensor, TchError> { x.f_sub(&mean)?.f_div(&std) };
         Ok(Dataset {
             train_x: standardize(&train_x)?.f_to_device(device)?,
@@ -390,6 +414,7 @@ pub fn build_dataset(spec: &DatasetSpec, seed: u64, device: Device) -> Result<Da
             val_x: standardize(&val_x)?.f_to_device(device)?,
             val_y: val_y.f_to_device(device)?,
             task,
+            standardization: Standardization { mean, std },
         })
     };
     build().map_err(libtorch)
@@ -425,9 +450,9 @@ mod tests {
 
     #[test]
     fn same_seed_same_data_and_standardized() {
-        let a = build_dataset(&spec(SyntheticKind::Spirals), 7, Device::Cpu).unwrap();
-        let b = build_dataset(&spec(SyntheticKind::Spirals), 7, Device::Cpu).unwrap();
-        let c = build_dataset(&spec(SyntheticKind::Spirals), 8, Device::Cpu).unwrap();
+        let a = build_dataset(&spec(SyntheticKind::Spirals), 7, Device::Cpu, None).unwrap();
+        let b = build_dataset(&spec(SyntheticKind::Spirals), 7, Device::Cpu, None).unwrap();
+        let c = build_dataset(&spec(SyntheticKind::Spirals), 8, Device::Cpu, None).unwrap();
         assert!(a.train_x.equal(&b.train_x) && a.val_y.equal(&b.val_y));
         assert!(!a.train_x.equal(&c.train_x));
         assert_eq!(a.train_len(), 150);
@@ -444,7 +469,7 @@ mod tests {
 
     #[test]
     fn regression_targets_are_columns() {
-        let d = build_dataset(&spec(SyntheticKind::Regression), 1, Device::Cpu).unwrap();
+        let d = build_dataset(&spec(SyntheticKind::Regression), 1, Device::Cpu, None).unwrap();
         assert_eq!(d.train_y.size(), vec![150, 1]);
         assert_eq!(d.train_x.size(), vec![150, 4]);
     }
@@ -467,7 +492,7 @@ mod tests {
                 val_fraction: None
             }
         );
-        let d = build_dataset(&spec, 0, Device::Cpu).unwrap();
+        let d = build_dataset(&spec, 0, Device::Cpu, None).unwrap();
         assert_eq!(d.train_len(), 20);
         assert_eq!(d.val_x.size(), vec![1, 2]);
         // The constant column is centred, not divided by a zero spread.
@@ -475,7 +500,7 @@ mod tests {
 
         let split = csv_spec(&train, Validation::Split(0.25));
         assert_eq!(probe_dataset(&split).unwrap().val_fraction, Some(0.25));
-        let d = build_dataset(&split, 0, Device::Cpu).unwrap();
+        let d = build_dataset(&split, 0, Device::Cpu, None).unwrap();
         assert_eq!((d.train_len(), d.val_x.size()[0]), (15, 5));
     }
 
@@ -504,14 +529,14 @@ mod tests {
         assert_eq!(shape.sample, vec![1, 4, 4]);
         assert_eq!(shape.task, Task::Classification { classes: 3 });
         assert_eq!(shape.val_fraction, Some(0.2), "no t10k files: a split");
-        let d = build_dataset(&spec, 0, Device::Cpu).unwrap();
+        let d = build_dataset(&spec, 0, Device::Cpu, None).unwrap();
         assert_eq!(d.train_x.size(), vec![8, 1, 4, 4]);
         assert!(d.train_x.mean(Kind::Float).double_value(&[]).abs() < 1e-5);
 
         write(idx::TEST_IMAGES, &[2, 4, 4], &pixels[..32]);
         write(idx::TEST_LABELS, &[2], &[1, 2]);
         assert_eq!(probe_dataset(&spec).unwrap().val_fraction, None);
-        let d = build_dataset(&spec, 0, Device::Cpu).unwrap();
+        let d = build_dataset(&spec, 0, Device::Cpu, None).unwrap();
         assert_eq!(d.train_x.size(), vec![10, 1, 4, 4]);
         assert_eq!(d.val_x.size(), vec![2, 1, 4, 4]);
         assert_eq!(d.sample_shape(), vec![1, 4, 4]);

@@ -98,6 +98,15 @@ pub struct TrainJob<'a> {
     pub keep_checkpoints: usize,
     /// Epochs already trained: 0 for a fresh run, else the epoch whose checkpoint to resume from.
     pub resume_after_epoch: u32,
+    /// A fresh fine-tuning run starts from this checkpoint's matching parameters.
+    pub init_from: Option<PathBuf>,
+}
+
+/// A checkpoint a run starts from, and the parameters it provides (matched by name and shape).
+#[derive(Clone, Debug)]
+pub struct InitFrom {
+    pub path: PathBuf,
+    pub loaded: std::collections::HashSet<String>,
 }
 
 /// Trains the run to its end. Never panics on libtorch errors: they fail the run.
@@ -261,7 +270,17 @@ struct Trainer<'a> {
 impl<'a> Trainer<'a> {
     fn new(job: &'a TrainJob<'a>) -> Result<Self, Halt> {
         let spec = job.spec;
-        let data = build_dataset(&spec.dataset, spec.seed, job.device)?;
+        // A resumed run keeps its own feature scaling; a fine-tuning run takes its source's.
+        let stats_from = match (job.resume_after_epoch, &job.init_from) {
+            (0, Some(path)) => Some(path.clone()),
+            (0, None) => None,
+            (done, _) => Some(checkpoint::path_for(&job.checkpoint_dir, done)),
+        };
+        let reuse = match stats_from {
+            Some(path) => checkpoint::read_standardization(&path).map_err(Halt::Failed)?,
+            None => None,
+        };
+        let data = build_dataset(&spec.dataset, spec.seed, job.device, reuse)?;
         let model = {
             let _guard = MODEL_INIT_LOCK
                 .lock()
@@ -282,6 +301,9 @@ impl<'a> Trainer<'a> {
             .map(|((name, tensor), resolved)| (name.clone(), tensor.shallow_clone(), resolved.lr))
             .collect();
         let mut optimizer = Optimizer::new(spec.optimizer, named_rates);
+        if let (Some(path), 0) = (&job.init_from, job.resume_after_epoch) {
+            checkpoint::load_matching_parameters(path, model.parameters()).map_err(Halt::Failed)?;
+        }
         if job.resume_after_epoch > 0 {
             checkpoint::load(
                 &job.checkpoint_dir,
@@ -444,7 +466,12 @@ impl<'a> Trainer<'a> {
     ) -> Result<Vec<GroupEpochStats>, TchError> {
         let params = self.model.parameters();
         let resolved = self.job.resolved;
-        let multiplier = self.multiplier();
+        // The rate of the epoch's last step.
+        let multiplier = self.job.spec.schedule.multiplier(
+            self.step.saturating_sub(1),
+            self.plan.total_steps,
+            self.plan.steps_per_epoch,
+        );
         let mut stats = Vec::with_capacity(self.groups.len());
         for (g, group) in self.groups.iter().enumerate() {
             let weights: Vec<&Tensor> = group.members.iter().map(|&i| &params[i].1).collect();
@@ -504,6 +531,7 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
             epoch,
             trainer.model.parameters(),
             &trainer.optimizer,
+            &trainer.data.standardization,
         )
         .map_err(Halt::Failed)?;
         job.store.put_epoch(job.run_id, &record)?;

@@ -1,0 +1,328 @@
+//! Fine-tuning with `--init-from`, gradual unfreezing, schedules and reproducibility, end to end.
+
+use std::{f64::consts::PI, path::Path};
+
+use serde_json::Value;
+use strata_e2e::{start_run, watch_to_end, Daemon, TINY_RUN};
+
+/// A seeded generator for the test's own data (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(1e-12);
+        (-2.0 * u1.ln()).sqrt() * (2.0 * PI * self.uniform()).cos()
+    }
+}
+
+/// Three spiral arms. The source task names the arm; the target task only asks "is it arm 0?",
+/// so a model that learned the arms transfers, with a new two-class head.
+fn write_spirals(path: &Path, samples: usize, seed: u64, binary: bool) {
+    let mut rng = Rng(seed);
+    let mut text = String::from("x,y,label\n");
+    for i in 0..samples {
+        let arm = i % 3;
+        let radius = rng.uniform();
+        let angle = 4.0 * radius + 2.0 * PI * arm as f64 / 3.0 + 0.2 * rng.normal();
+        let label = if binary { usize::from(arm == 0) } else { arm };
+        text.push_str(&format!(
+            "{:.5},{:.5},{label}\n",
+            radius * angle.sin(),
+            radius * angle.cos()
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn show(daemon: &Daemon, run: &str) -> Value {
+    daemon.strata(&["show", run, "--json"]).json()
+}
+
+fn best_val_loss(show: &Value) -> f64 {
+    show["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["val_loss"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn group<'a>(epoch: &'a Value, name: &str) -> &'a Value {
+    epoch["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap()
+}
+
+fn start(daemon: &Daemon, args: &[&str]) -> String {
+    let mut all = vec!["start", "--json"];
+    all.extend_from_slice(args);
+    let out = daemon.strata(&all);
+    out.json()["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out:?}"))
+        .to_string()
+}
+
+#[test]
+fn fine_tuning_a_pretrained_body_with_decayed_rates_beats_training_from_scratch() {
+    let daemon = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (source, train, val) = (
+        dir.path().join("source.csv"),
+        dir.path().join("train.csv"),
+        dir.path().join("val.csv"),
+    );
+    write_spirals(&source, 3000, 1, false);
+    write_spirals(&train, 60, 2, true);
+    write_spirals(&val, 600, 3, true);
+    let csv = |p: &Path| format!("csv:{}", p.display());
+
+    let pretrained = start(
+        &daemon,
+        &[
+            "--dataset",
+            &csv(&source),
+            "--model",
+            "mlp:64,64",
+            "--epochs",
+            "15",
+            "--lr",
+            "1e-2",
+            "--seed",
+            "1",
+        ],
+    );
+    assert_eq!(watch_to_end(&daemon, &pretrained).0, 0, "{}", daemon.log());
+
+    let (train, val) = (csv(&train), csv(&val));
+    let target = [
+        "--dataset",
+        &train,
+        "--val-dataset",
+        &val,
+        "--model",
+        "mlp:64,64",
+        "--epochs",
+        "10",
+        "--lr",
+        "1e-2",
+        "--batch-size",
+        "8",
+        "--seed",
+        "3",
+    ];
+    let mut finetune_args = target.to_vec();
+    finetune_args.extend_from_slice(&["--init-from", &pretrained, "--lr-decay", "0.3"]);
+
+    // The dry run says what is loaded and what is new.
+    let mut dry = finetune_args.clone();
+    dry.push("--dry-run");
+    let table = start_table(&daemon, &dry);
+    let init: Vec<(&str, &str)> = table
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["init"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        init,
+        [
+            ("layer0.weight", "loaded"),
+            ("layer0.bias", "loaded"),
+            ("layer1.weight", "loaded"),
+            ("layer1.bias", "loaded"),
+            ("head.weight", "fresh"),
+            ("head.bias", "fresh")
+        ]
+    );
+
+    let finetuned = start(&daemon, &finetune_args);
+    let scratch = start(&daemon, &target);
+    assert_eq!(watch_to_end(&daemon, &finetuned).0, 0);
+    assert_eq!(watch_to_end(&daemon, &scratch).0, 0);
+    let (finetuned, scratch) = (show(&daemon, &finetuned), show(&daemon, &scratch));
+    assert!(finetuned["config"]["init_from"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{pretrained}@")));
+    let (f, s) = (best_val_loss(&finetuned), best_val_loss(&scratch));
+    println!("best validation loss: fine-tuned {f}, from scratch {s}");
+    assert!(
+        f < 0.7 * s,
+        "fine-tuned best validation loss {f} is not clearly below scratch's {s}"
+    );
+}
+
+fn start_table(daemon: &Daemon, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["start", "--json"];
+    all.extend_from_slice(args);
+    daemon.strata(&all).json()["parameters"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn init_from_loads_matching_parameters_exactly_and_rejects_what_it_cannot_find() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_in(&tmp.path().join("data"), &["--keep-checkpoints", "1"]);
+    let source = start_run(&daemon, &["--epochs", "2", "--classes", "3"]);
+    assert_eq!(watch_to_end(&daemon, &source).0, 0);
+    // Four classes: a new head; the frozen body must hold exactly the source's final weights.
+    let tuned = start_run(
+        &daemon,
+        &[
+            "--epochs",
+            "1",
+            "--classes",
+            "4",
+            "--init-from",
+            &source,
+            "--freeze",
+            "layer*",
+        ],
+    );
+    assert_eq!(watch_to_end(&daemon, &tuned).0, 0);
+    let (source_show, tuned_show) = (show(&daemon, &source), show(&daemon, &tuned));
+    let source_last = source_show["epochs"].as_array().unwrap().last().unwrap();
+    let tuned_first = &tuned_show["epochs"][0];
+    for layer in ["layer0", "layer1"] {
+        assert_eq!(
+            group(tuned_first, layer)["weight_norm"],
+            group(source_last, layer)["weight_norm"],
+            "{layer} was not loaded"
+        );
+    }
+    let head = tuned_show["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "head.weight")
+        .unwrap()
+        .clone();
+    assert_eq!(head["init"], "fresh");
+
+    for (from, words) in [
+        ("0123456789abcdef", vec!["init_from", "no run"]),
+        (
+            &format!("{source}@1")[..],
+            vec!["init_from", "epoch 1", "2"],
+        ),
+        ("xyz", vec!["init_from"]),
+    ] {
+        let mut args = vec!["start"];
+        args.extend_from_slice(TINY_RUN);
+        args.extend_from_slice(&["--init-from", from]);
+        let out = daemon.strata(&args);
+        assert_eq!(out.code, 2, "{out:?}");
+        for word in words {
+            assert!(out.stderr.contains(word), "'{}' lacks '{word}'", out.stderr);
+        }
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_losses() {
+    let daemon = Daemon::start();
+    let args = [
+        "--epochs",
+        "3",
+        "--seed",
+        "42",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "5e-2",
+    ];
+    let (a, b) = (start_run(&daemon, &args), start_run(&daemon, &args));
+    assert_eq!(watch_to_end(&daemon, &a).0, 0);
+    assert_eq!(watch_to_end(&daemon, &b).0, 0);
+    let losses = |run: &str| -> Vec<(f64, f64)> {
+        show(&daemon, run)["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["train_loss"].as_f64().unwrap(),
+                    e["val_loss"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(losses(&a), losses(&b));
+    let other = start_run(
+        &daemon,
+        &[
+            "--epochs",
+            "3",
+            "--seed",
+            "43",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "5e-2",
+        ],
+    );
+    assert_eq!(watch_to_end(&daemon, &other).0, 0);
+    assert_ne!(losses(&a), losses(&other), "the seed changes nothing");
+}
+
+#[test]
+fn gradual_unfreezing_and_schedules_show_in_the_recorded_rates() {
+    let daemon = Daemon::start();
+    let run = start_run(
+        &daemon,
+        &[
+            "--epochs",
+            "3",
+            "--lr",
+            "1e-2",
+            "--freeze",
+            "layer0@2",
+            "--schedule",
+            "step:1:0.5",
+            "--optimizer",
+            "sgd",
+            "--weight-decay",
+            "0.1",
+        ],
+    );
+    assert_eq!(watch_to_end(&daemon, &run).0, 0);
+    let shown = show(&daemon, &run);
+    let epochs = shown["epochs"].as_array().unwrap();
+    let layer0: Vec<&Value> = epochs.iter().map(|e| group(e, "layer0")).collect();
+    assert_eq!(
+        layer0[0]["update_ratio"].as_f64(),
+        Some(0.0),
+        "layer0 moved while frozen"
+    );
+    assert_eq!(layer0[0]["frozen"], true);
+    assert!(
+        layer0[1]["update_ratio"].as_f64().unwrap() > 0.0,
+        "layer0 did not train from epoch 2"
+    );
+    assert!(
+        group(&epochs[0], "layer1")["update_ratio"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // step:1:0.5 halves every group's rate each epoch.
+    let head_rates: Vec<f64> = epochs
+        .iter()
+        .map(|e| group(e, "head")["lr"].as_f64().unwrap())
+        .collect();
+    for (got, want) in head_rates.iter().zip([1e-2, 5e-3, 2.5e-3]) {
+        assert!((got - want).abs() < 1e-12, "head rates {head_rates:?}");
+    }
+}
