@@ -287,6 +287,9 @@ pub struct ConfigArgs {
     /// classification or regression (default: detected from the labels).
     #[arg(long, value_name = "TASK")]
     pub task: Option<String>,
+    /// Clip each step's gradients to this total L2 norm.
+    #[arg(long, value_name = "NORM", allow_negative_numbers = true)]
+    pub clip_grad_norm: Option<f64>,
     /// Fine-tune: start from RUN's last checkpoint (or RUN@EPOCH's); parameters matching by name
     /// and shape are loaded, the rest (a new head) freshly initialised.
     #[arg(long, value_name = "RUN[@EPOCH]")]
@@ -382,6 +385,7 @@ impl ConfigArgs {
                 .unwrap_or_default(),
             task: self.task.clone().unwrap_or_default(),
             init_from: self.init_from.clone().unwrap_or_default(),
+            clip_grad_norm: self.clip_grad_norm,
         }
     }
 }

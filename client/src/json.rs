@@ -79,6 +79,7 @@ pub fn config(config: &RunConfig) -> Value {
         "val_dataset": config.val_dataset,
         "task": config.task,
         "init_from": config.init_from,
+        "clip_grad_norm": config.clip_grad_norm,
     })
 }
 
@@ -381,7 +382,7 @@ mod tests {
         assert_eq!(value["layer_lr"], json!(["layer0=1e-4"]));
         assert_eq!(
             value.as_object().unwrap().len(),
-            24,
+            25,
             "every RunConfig field"
         );
     }

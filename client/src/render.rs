@@ -495,6 +495,9 @@ pub fn run_header(run: &Run) -> String {
     if let Some(decay) = config.weight_decay {
         optimizer.push(format!("weight decay {}", plain_number(decay)));
     }
+    if let Some(norm) = config.clip_grad_norm {
+        optimizer.push(format!("gradient norm clipped to {}", plain_number(norm)));
+    }
     pairs.push(("Optimizer", with_details(&config.optimizer, optimizer)));
     pairs.push(("Rates", rate_spec(config)));
     if !config.init_from.is_empty() {

@@ -326,3 +326,45 @@ fn gradual_unfreezing_and_schedules_show_in_the_recorded_rates() {
         assert!((got - want).abs() < 1e-12, "head rates {head_rates:?}");
     }
 }
+
+#[test]
+fn gradient_clipping_bounds_every_step() {
+    let daemon = Daemon::start();
+    // Plain SGD at rate 1 with every step's gradient clipped to norm 1e-3: no step moves the
+    // weights further than 1e-3, so an epoch of 6 steps moves each group at most 6e-3.
+    let run = start_run(
+        &daemon,
+        &[
+            "--epochs",
+            "2",
+            "--optimizer",
+            "sgd",
+            "--momentum",
+            "0",
+            "--lr",
+            "1",
+            "--clip-grad-norm",
+            "1e-3",
+        ],
+    );
+    assert_eq!(watch_to_end(&daemon, &run).0, 0);
+    let shown = show(&daemon, &run);
+    assert_eq!(shown["config"]["clip_grad_norm"].as_f64(), Some(1e-3));
+    let epochs = shown["epochs"].as_array().unwrap();
+    for epoch in epochs {
+        for g in epoch["groups"].as_array().unwrap() {
+            let moved = g["update_ratio"].as_f64().unwrap() * g["weight_norm"].as_f64().unwrap();
+            assert!(
+                moved > 0.0 && moved < 6e-3 * 1.05,
+                "{} moved {moved} in one epoch",
+                g["name"]
+            );
+        }
+    }
+    let mut args = vec!["start"];
+    args.extend_from_slice(TINY_RUN);
+    args.extend_from_slice(&["--clip-grad-norm", "0"]);
+    let out = daemon.strata(&args);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("clip_grad_norm"), "{out:?}");
+}

@@ -51,6 +51,8 @@ pub enum OptimizerKind {
 pub struct OptimizerSpec {
     pub kind: OptimizerKind,
     pub weight_decay: f64,
+    /// Largest total gradient L2 norm per step; larger gradients are scaled down to it.
+    pub clip_grad_norm: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,6 +281,7 @@ impl TryFrom<RunConfig> for RunSpec {
             val_dataset,
             task,
             init_from,
+            clip_grad_norm,
         } = config.clone();
 
         let dataset_spec = DatasetSpec::parse(
@@ -364,7 +367,19 @@ impl TryFrom<RunConfig> for RunSpec {
         let spec = RunSpec {
             dataset: dataset_spec,
             model: model_spec,
-            optimizer: OptimizerSpec { kind, weight_decay },
+            optimizer: OptimizerSpec {
+                kind,
+                weight_decay,
+                clip_grad_norm: match clip_grad_norm {
+                    Some(norm) if !norm.is_finite() || norm <= 0.0 => {
+                        return Err(StrataError::invalid(
+                            "clip_grad_norm",
+                            format!("{norm} must be a positive finite number, e.g. 1.0"),
+                        ))
+                    }
+                    other => other,
+                },
+            },
             rates,
             schedule,
             epochs: in_range("epochs", epochs.unwrap_or(DEFAULT_EPOCHS), 1, MAX_EPOCHS)?,

@@ -59,6 +59,9 @@ impl Optimizer {
     pub fn step(&mut self, multiplier: f64, frozen: &[bool]) -> Result<(), TchError> {
         let spec = self.spec;
         tch::no_grad(|| {
+            if let Some(max_norm) = spec.clip_grad_norm {
+                self.clip_grad_norm(max_norm, frozen)?;
+            }
             for (slot, &is_frozen) in self.slots.iter_mut().zip(frozen) {
                 if is_frozen {
                     continue;
@@ -72,6 +75,33 @@ impl Optimizer {
             }
             Ok(())
         })
+    }
+
+    /// Scales the trained parameters' gradients so their total L2 norm is at most `max_norm`, as
+    /// `torch.nn.utils.clip_grad_norm_` does, on the device (no sync).
+    fn clip_grad_norm(&mut self, max_norm: f64, frozen: &[bool]) -> Result<(), TchError> {
+        let grads: Vec<Tensor> = self
+            .slots
+            .iter()
+            .zip(frozen)
+            .filter(|(_, &is_frozen)| !is_frozen)
+            .map(|(slot, _)| slot.tensor.grad())
+            .filter(|g| g.defined())
+            .collect();
+        if grads.is_empty() {
+            return Ok(());
+        }
+        let norms: Vec<Tensor> = grads.iter().map(|g| g.f_norm()).collect::<Result<_, _>>()?;
+        let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
+        let coefficient = total
+            .f_add_scalar(1e-6)?
+            .f_reciprocal()?
+            .f_mul_scalar(max_norm)?
+            .f_clamp_max(1.0)?;
+        for mut grad in grads {
+            let _ = grad.f_mul_(&coefficient)?;
+        }
+        Ok(())
     }
 
     /// The optimizer's state as named tensors, for a checkpoint.
@@ -205,7 +235,11 @@ mod tests {
         let theirs = theirs_vs.root().var_copy("w", &init);
         let lr = 0.05;
         let mut optimizer = Optimizer::new(
-            OptimizerSpec { kind, weight_decay },
+            OptimizerSpec {
+                kind,
+                weight_decay,
+                clip_grad_norm: None,
+            },
             vec![("w".into(), ours.shallow_clone(), lr)],
         );
         let mut reference = match kind {
@@ -256,6 +290,33 @@ mod tests {
     }
 
     #[test]
+    fn gradients_are_clipped_to_the_total_norm() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let a = vs.root().var("a", &[2], nn::Init::Const(0.0));
+        let b = vs.root().var("b", &[2], nn::Init::Const(0.0));
+        let spec = OptimizerSpec {
+            kind: OptimizerKind::Sgd { momentum: 0.0 },
+            weight_decay: 0.0,
+            clip_grad_norm: Some(1.0),
+        };
+        let mut optimizer = Optimizer::new(
+            spec,
+            vec![
+                ("a".into(), a.shallow_clone(), 1.0),
+                ("b".into(), b.shallow_clone(), 1.0),
+            ],
+        );
+        // Gradients (3, 3) and (4, 4): total norm sqrt(50); clipped to norm 1, each step moves
+        // the parameters by -g / sqrt(50).
+        ((&a * 3.0).sum(Kind::Float) + (&b * 4.0).sum(Kind::Float)).backward();
+        optimizer.step(1.0, &[false, false]).unwrap();
+        let moved = (a.square().sum(Kind::Double) + b.square().sum(Kind::Double))
+            .sqrt()
+            .double_value(&[]);
+        assert!((moved - 1.0).abs() < 1e-5, "{moved}");
+    }
+
+    #[test]
     fn frozen_parameters_do_not_move_and_state_round_trips() {
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().var("w", &[3], nn::Init::Const(1.0));
@@ -263,6 +324,7 @@ mod tests {
         let spec = OptimizerSpec {
             kind: OptimizerKind::Adam,
             weight_decay: 0.1,
+            clip_grad_norm: None,
         };
         let mut optimizer = Optimizer::new(spec, vec![("w".into(), w.shallow_clone(), 0.1)]);
         w.sum(Kind::Float).backward();

@@ -223,35 +223,50 @@ fn check_stop(job: &TrainJob<'_>) -> Result<(), Halt> {
     }
 }
 
-/// How an epoch is cut into optimizer steps, and which steps are sampled for live progress.
+/// Steps per epoch whose gradient norms are measured (each measurement syncs with the device).
+const GRAD_NORM_SAMPLES_PER_EPOCH: u64 = 20;
+
+/// How an epoch is cut into optimizer steps, and which steps are sampled: for live progress
+/// (as many as the run asked for) and for gradient norms (a fixed number).
 struct StepPlan {
     train_rows: i64,
     batch_size: i64,
     steps_per_epoch: u64,
     total_steps: u64,
-    sample_every: u64,
+    progress_every: Option<u64>,
+    measure_every: u64,
 }
 
 impl StepPlan {
     fn new(spec: &RunSpec, train_rows: i64) -> Self {
         let batch_size = i64::from(spec.batch_size).min(train_rows).max(1);
         let steps_per_epoch = ((train_rows + batch_size - 1) / batch_size) as u64;
-        let sample_every = match spec.progress_events_per_epoch {
-            0 => u64::MAX,
-            n => (steps_per_epoch / u64::from(n)).max(1),
+        let progress_every = match spec.progress_events_per_epoch {
+            0 => None,
+            n => Some((steps_per_epoch / u64::from(n)).max(1)),
         };
         StepPlan {
             train_rows,
             batch_size,
             steps_per_epoch,
             total_steps: steps_per_epoch * u64::from(spec.epochs),
-            sample_every,
+            progress_every,
+            measure_every: (steps_per_epoch / GRAD_NORM_SAMPLES_PER_EPOCH).max(1),
         }
     }
 
-    fn is_sampled(&self, batch: u64) -> bool {
-        self.sample_every != u64::MAX
-            && ((batch + 1).is_multiple_of(self.sample_every) || batch + 1 == self.steps_per_epoch)
+    /// Every `every`-th step of the epoch, and its last.
+    fn is_every(&self, every: u64, batch: u64) -> bool {
+        (batch + 1).is_multiple_of(every) || batch + 1 == self.steps_per_epoch
+    }
+
+    fn is_progress_step(&self, batch: u64) -> bool {
+        self.progress_every
+            .is_some_and(|every| self.is_every(every, batch))
+    }
+
+    fn is_measured_step(&self, batch: u64) -> bool {
+        self.is_every(self.measure_every, batch)
     }
 }
 
@@ -376,8 +391,7 @@ impl<'a> Trainer<'a> {
             self.optimizer.zero_grad();
             let loss = loss_of(self.data.task, &self.model.forward(&x, true)?, &y)?;
             loss.f_backward()?;
-            let sampled = plan.is_sampled(batch);
-            if sampled {
+            if plan.is_measured_step(batch) {
                 for (g, group) in self.groups.iter().enumerate() {
                     let grads: Vec<Tensor> = group
                         .members
@@ -395,7 +409,7 @@ impl<'a> Trainer<'a> {
             batch_losses
                 .f_narrow(0, batch as i64, 1)?
                 .f_copy_(&detached.f_reshape([1])?)?;
-            if sampled {
+            if plan.is_progress_step(batch) {
                 let value = detached.f_double_value(&[])?;
                 if !value.is_finite() {
                     return Err(Halt::Diverged(format!(
