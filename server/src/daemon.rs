@@ -88,10 +88,17 @@ pub async fn run(
     health_reporter
         .set_serving::<StrataServer<StrataService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Both reflection versions: older tools (grpcurl before 1.9, many IDEs) only ask v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
+        .map_err(|e| StrataError::Internal(format!("reflection: {e}")))?;
+    let reflection_alpha = reflection_builder()
+        .build_v1alpha()
         .map_err(|e| StrataError::Internal(format!("reflection: {e}")))?;
     let token_check = TokenCheck::new(config.token.as_deref());
     let service = StrataServer::new(StrataService::new(
@@ -101,7 +108,10 @@ pub async fn run(
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let service =
         tonic::service::interceptor::InterceptedService::new(service, token_check.clone());
-    let reflection = tonic::service::interceptor::InterceptedService::new(reflection, token_check);
+    let reflection =
+        tonic::service::interceptor::InterceptedService::new(reflection, token_check.clone());
+    let reflection_alpha =
+        tonic::service::interceptor::InterceptedService::new(reflection_alpha, token_check);
     let mut builder = Server::builder();
     if let Some(files) = &config.tls {
         builder = builder.tls_config(tls_config(files)?).map_err(|e| {
@@ -123,6 +133,7 @@ pub async fn run(
     let served = builder
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;

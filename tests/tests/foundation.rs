@@ -297,8 +297,16 @@ async fn watching_mid_run_and_from_an_epoch_loses_and_repeats_nothing() {
     assert_eq!(resumed, vec![4, 5, 6]);
 }
 
+async fn channel_for(daemon: &Daemon) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(daemon.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn health_reports_serving_and_dry_run_stores_nothing() {
+async fn health_and_reflection_serve_and_dry_run_stores_nothing() {
     let daemon = Daemon::start();
     let channel = tonic::transport::Endpoint::from_shared(daemon.addr.clone())
         .unwrap()
