@@ -308,12 +308,7 @@ async fn channel_for(daemon: &Daemon) -> tonic::transport::Channel {
 #[tokio::test]
 async fn health_and_reflection_serve_and_dry_run_stores_nothing() {
     let daemon = Daemon::start();
-    let channel = tonic::transport::Endpoint::from_shared(daemon.addr.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel_for(&daemon).await);
     let reply = health
         .check(tonic_health::pb::HealthCheckRequest {
             service: "strata.v1.Strata".into(),
@@ -324,6 +319,36 @@ async fn health_and_reflection_serve_and_dry_run_stores_nothing() {
     assert_eq!(
         reply.status(),
         tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+
+    // Reflection lets any gRPC tool discover the service.
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let mut reflection = ServerReflectionClient::new(channel_for(&daemon).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let reply = responses
+        .message()
+        .await
+        .expect("a reflection reply")
+        .expect("one message");
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reply {reply:?}")
+    };
+    let services: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        services.contains(&"strata.v1.Strata".to_string()),
+        "{services:?}"
     );
 
     let mut args = vec![
