@@ -226,6 +226,35 @@ pub fn strata_with(addr: &str, args: &[&str], envs: &[(&str, &str)]) -> CliOutpu
     }
 }
 
+/// Starts a run with exactly these flags and returns its id.
+pub fn start_with_flags(daemon: &Daemon, flags: &[&str]) -> String {
+    let mut args = vec!["start", "--json"];
+    args.extend_from_slice(flags);
+    let out = daemon.strata(&args);
+    out.json()["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no run id: {out:?}"))
+        .to_string()
+}
+
+/// `strata show RUN --json`.
+pub fn show(daemon: &Daemon, run: &str) -> Value {
+    daemon.strata(&["show", run, "--json"]).json()
+}
+
+/// One layer group's record within an epoch of `show --json`.
+pub fn group<'a>(epoch: &'a Value, name: &str) -> &'a Value {
+    epoch["groups"]
+        .as_array()
+        .and_then(|groups| groups.iter().find(|g| g["name"] == name))
+        .unwrap_or_else(|| panic!("no group {name} in {epoch}"))
+}
+
+/// Equal up to float noise: JSON's decimal round trip may move the last bit.
+pub fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
+}
+
 /// Flags for a tiny, fast run.
 pub const TINY_RUN: &[&str] = &[
     "--dataset",
@@ -238,17 +267,10 @@ pub const TINY_RUN: &[&str] = &[
     "32",
 ];
 
-/// Starts a run through the CLI and returns its id.
+/// Starts a tiny run (with extra flags) through the CLI and returns its id.
 pub fn start_run(daemon: &Daemon, extra: &[&str]) -> String {
-    let mut args = vec!["start", "--json"];
-    args.extend_from_slice(TINY_RUN);
-    args.extend_from_slice(extra);
-    let out = daemon.strata(&args);
-    let json = out.json();
-    json["run_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no run_id in {json}"))
-        .to_string()
+    let flags: Vec<&str> = TINY_RUN.iter().chain(extra).copied().collect();
+    start_with_flags(daemon, &flags)
 }
 
 /// Watches a run to its end through the CLI and returns the NDJSON events.

@@ -5,7 +5,7 @@
 //! every seed tried (1 to 5 for `good`, 1 to 3 or 4 for the others), and a seed fixes the result.
 
 use serde_json::Value;
-use strata_e2e::{strata, watch_to_end, Daemon};
+use strata_e2e::{show, start_with_flags, strata, watch_to_end, Daemon};
 
 /// Plenty of data for a small model at Adam 1e-2: both losses fall steadily.
 const GOOD: &[&str] = &[
@@ -87,26 +87,11 @@ const TINY_RATE: &[&str] = &[
     "tiny-rate",
 ];
 
-/// Starts a run with exactly these flags and returns its id.
-fn start(daemon: &Daemon, flags: &[&str]) -> String {
-    let mut args = vec!["start", "--json"];
-    args.extend_from_slice(flags);
-    let out = daemon.strata(&args);
-    out.json()["run_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no run id: {out:?}"))
-        .to_string()
-}
-
 /// Starts a run and watches it to its end (whatever the end).
 fn train(daemon: &Daemon, flags: &[&str]) -> String {
-    let id = start(daemon, flags);
+    let id = start_with_flags(daemon, flags);
     watch_to_end(daemon, &id);
     id
-}
-
-fn show(daemon: &Daemon, id: &str) -> Value {
-    daemon.strata(&["show", id, "--json"]).json()
 }
 
 fn f64_of(value: &Value) -> f64 {
@@ -441,7 +426,7 @@ fn plots_exports_and_a_missing_run_from_the_cli() {
 fn a_run_in_progress_is_analysed_on_what_it_has() {
     let daemon = Daemon::start();
     // Far more epochs than the test waits for; it is cancelled at the end.
-    let id = start(
+    let id = start_with_flags(
         &daemon,
         &[
             "--dataset",

@@ -8,7 +8,7 @@ use std::{
 };
 
 use serde_json::Value;
-use strata_e2e::{watch_to_end, Daemon};
+use strata_e2e::{close, group, start_with_flags, watch_to_end, Daemon};
 
 /// A small deterministic generator, so the files are the same on every run.
 struct Lcg(u64);
@@ -67,17 +67,6 @@ fn regression_csv(dir: &Path, name: &str, rows: usize, seed: u64) -> PathBuf {
     path
 }
 
-/// Starts a run through the CLI and returns its id.
-fn start(daemon: &Daemon, args: &[&str]) -> String {
-    let mut all = vec!["start", "--json"];
-    all.extend_from_slice(args);
-    let json = daemon.strata(&all).json();
-    json["run_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no run_id in {json}"))
-        .to_string()
-}
-
 fn dry_run(daemon: &Daemon, args: &[&str]) -> Value {
     let mut all = vec!["start", "--dry-run", "--json"];
     all.extend_from_slice(args);
@@ -126,17 +115,6 @@ fn names(table: &Value) -> Vec<String> {
         .collect()
 }
 
-fn group<'a>(epoch: &'a Value, name: &str) -> &'a Value {
-    epoch["groups"]
-        .as_array()
-        .and_then(|gs| gs.iter().find(|g| g["name"] == name))
-        .unwrap_or_else(|| panic!("no group {name} in {epoch}"))
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
-}
-
 #[test]
 fn csv_classification_and_regression_train() {
     let tmp = tempfile::tempdir().unwrap();
@@ -169,7 +147,7 @@ fn csv_classification_and_regression_train() {
         "three classes: {table}"
     );
     assert_eq!(table["config"]["task"], "classification");
-    let id = start(&daemon, &common);
+    let id = start_with_flags(&daemon, &common);
     let show = completed(&daemon, &id, 3);
     assert_eq!(show["config"]["label"], "species");
     assert_eq!(show["config"]["val_fraction"], 0.2);
@@ -187,7 +165,7 @@ fn csv_classification_and_regression_train() {
         format!("csv:{}", train.display()),
         format!("csv:{}", val.display()),
     );
-    let id = start(
+    let id = start_with_flags(
         &daemon,
         &[
             "--dataset",
@@ -394,7 +372,7 @@ fn idx_images_train_with_the_cnn() {
         "t10k validates"
     );
 
-    let id = start(&daemon, &args);
+    let id = start_with_flags(&daemon, &args);
     let show = completed(&daemon, &id, 2);
     for epoch in show["epochs"].as_array().unwrap() {
         assert!(close(group(epoch, "conv0")["lr"].as_f64().unwrap(), 1e-3));
@@ -416,7 +394,7 @@ fn mlp_with_tanh_and_dropout_trains() {
         "--epochs",
         "2",
     ];
-    let id = start(&daemon, &args);
+    let id = start_with_flags(&daemon, &args);
     let show = completed(&daemon, &id, 2);
     assert_eq!(show["config"]["model"], "mlp:16,16:act=tanh:dropout=0.2");
     assert_eq!(
@@ -556,7 +534,7 @@ fn a_torchscript_module_trains_under_its_own_names_with_per_group_rates() {
         human.stdout
     );
 
-    let id = start(&daemon, &args);
+    let id = start_with_flags(&daemon, &args);
     let show = completed(&daemon, &id, 2);
     assert_eq!(show["parameter_count"], 3 * 16 + 16 + 16 * 3 + 3);
     for epoch in show["epochs"].as_array().unwrap() {

@@ -3,7 +3,7 @@
 use std::{f64::consts::PI, path::Path};
 
 use serde_json::Value;
-use strata_e2e::{start_run, watch_to_end, Daemon, TINY_RUN};
+use strata_e2e::{group, show, start_run, start_with_flags, watch_to_end, Daemon, TINY_RUN};
 
 /// A seeded generator for the test's own data (SplitMix64).
 struct Rng(u64);
@@ -42,10 +42,6 @@ fn write_spirals(path: &Path, samples: usize, seed: u64, binary: bool) {
     std::fs::write(path, text).unwrap();
 }
 
-fn show(daemon: &Daemon, run: &str) -> Value {
-    daemon.strata(&["show", run, "--json"]).json()
-}
-
 fn best_val_loss(show: &Value) -> f64 {
     show["epochs"]
         .as_array()
@@ -53,25 +49,6 @@ fn best_val_loss(show: &Value) -> f64 {
         .iter()
         .map(|e| e["val_loss"].as_f64().unwrap())
         .fold(f64::INFINITY, f64::min)
-}
-
-fn group<'a>(epoch: &'a Value, name: &str) -> &'a Value {
-    epoch["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == name)
-        .unwrap()
-}
-
-fn start(daemon: &Daemon, args: &[&str]) -> String {
-    let mut all = vec!["start", "--json"];
-    all.extend_from_slice(args);
-    let out = daemon.strata(&all);
-    out.json()["run_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{out:?}"))
-        .to_string()
 }
 
 #[test]
@@ -88,7 +65,7 @@ fn fine_tuning_a_pretrained_body_with_decayed_rates_beats_training_from_scratch(
     write_spirals(&val, 600, 3, true);
     let csv = |p: &Path| format!("csv:{}", p.display());
 
-    let pretrained = start(
+    let pretrained = start_with_flags(
         &daemon,
         &[
             "--dataset",
@@ -145,8 +122,8 @@ fn fine_tuning_a_pretrained_body_with_decayed_rates_beats_training_from_scratch(
         ]
     );
 
-    let finetuned = start(&daemon, &finetune_args);
-    let scratch = start(&daemon, &target);
+    let finetuned = start_with_flags(&daemon, &finetune_args);
+    let scratch = start_with_flags(&daemon, &target);
     assert_eq!(watch_to_end(&daemon, &finetuned).0, 0);
     assert_eq!(watch_to_end(&daemon, &scratch).0, 0);
     let (finetuned, scratch) = (show(&daemon, &finetuned), show(&daemon, &scratch));

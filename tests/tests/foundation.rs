@@ -1,22 +1,11 @@
 //! The foundation end to end: a real daemon, the real CLI and client library, real training.
 
 use serde_json::Value;
-use strata_e2e::{start_run, watch_to_end, Daemon};
+use strata_e2e::{close, group, start_run, watch_to_end, Daemon};
 use strata_proto::{watch_event::Event, RunConfig, RunStatus, StartRunRequest};
 
 fn epochs(show: &Value) -> &Vec<Value> {
     show["epochs"].as_array().expect("epochs array")
-}
-
-fn group<'a>(epoch: &'a Value, name: &str) -> &'a Value {
-    epoch["groups"]
-        .as_array()
-        .and_then(|groups| groups.iter().find(|g| g["name"] == name))
-        .unwrap_or_else(|| panic!("no group {name} in {epoch}"))
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
 }
 
 #[test]
