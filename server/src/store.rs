@@ -89,8 +89,15 @@ impl Store {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .open()
-            .map_err(|e| {
-                StrataError::Storage(format!("cannot open the store in {}: {e}", dir.display()))
+            .map_err(|e| match e {
+                // sled reports a held lock as an I/O error whose text says so.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StrataError::Storage(format!(
+                        "another stratad is using the data dir {}; stop it or pick another --data-dir",
+                        dir.display()
+                    ))
+                }
+                e => StrataError::Storage(format!("cannot open the store in {}: {e}", dir.display())),
             })?;
         let runs = db.open_tree("runs")?;
         let epochs = db.open_tree("epochs")?;

@@ -666,3 +666,21 @@ async fn tls_round_trip() {
     assert_eq!(out.code, 1, "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
 }
+
+#[test]
+fn a_second_daemon_on_the_same_data_dir_is_refused_clearly() {
+    let daemon = Daemon::start();
+    let out = std::process::Command::new(strata_e2e::bin("stratad"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&daemon.data_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another stratad is using the data dir"),
+        "{stderr}"
+    );
+    // The first daemon is unharmed.
+    assert_eq!(daemon.strata(&["list", "--json"]).code, 0);
+}
