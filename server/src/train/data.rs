@@ -253,7 +253,11 @@ fn load(spec: &DatasetSpec, rng: &mut SeededRng) -> Result<Loaded> {
                 (None, Validation::Split(f) | Validation::IdxTestFilesOrSplit(f)) => {
                     HeldOut::Split(*f)
                 }
-                (None, Validation::CsvFile(_)) => unreachable!("the validation file was read"),
+                (None, Validation::CsvFile(_)) => {
+                    return Err(StrataError::Internal(
+                        "the validation file's rows were lost".into(),
+                    ))
+                }
             };
             Ok(Loaded {
                 train: labelled.train,
