@@ -194,17 +194,19 @@ fn update(
             let step = slot.steps as i32;
             let (exp_avg, exp_avg_sq) = slot.state.split_at_mut(1);
             let (exp_avg, exp_avg_sq) = (&mut exp_avg[0], &mut exp_avg_sq[0]);
-            let _ = exp_avg.f_mul_scalar_(ADAM_BETA1)?;
-            let _ = exp_avg.f_add_(&grad.f_mul_scalar(1.0 - ADAM_BETA1)?)?;
-            let _ = exp_avg_sq.f_mul_scalar_(ADAM_BETA2)?;
-            let _ = exp_avg_sq.f_add_(&grad.f_square()?.f_mul_scalar(1.0 - ADAM_BETA2)?)?;
+            // As torch.optim.Adam's single-tensor path, in as few kernels as tch's API allows
+            // (it has no fused or foreach Adam): m ← lerp(m, g, 1−β1), v ← lerp(v, g², 1−β2),
+            // p ← p − step·m / (√v/√bc2 + ε), the last as one addcdiv_ with the denominator
+            // pre-scaled by −1/step.
+            let _ = exp_avg.f_lerp_(&grad, 1.0 - ADAM_BETA1)?;
+            let _ = exp_avg_sq.f_lerp_(&grad.f_square()?, 1.0 - ADAM_BETA2)?;
             let bias_correction1 = 1.0 - ADAM_BETA1.powi(step);
             let bias_correction2 = 1.0 - ADAM_BETA2.powi(step);
-            let denom = exp_avg_sq
-                .f_sqrt()?
-                .f_div_scalar(bias_correction2.sqrt())?
-                .f_add_scalar(ADAM_EPS)?;
-            let _ = param.f_sub_(&exp_avg.f_div(&denom)?.f_mul_scalar(lr / bias_correction1)?)?;
+            let step_size = lr / bias_correction1;
+            let mut denom = exp_avg_sq.f_sqrt()?;
+            let _ = denom.f_mul_scalar_(-1.0 / (step_size * bias_correction2.sqrt()))?;
+            let _ = denom.f_add_scalar_(-ADAM_EPS / step_size)?;
+            let _ = param.f_addcdiv_(exp_avg, &denom)?;
         }
     }
     Ok(())
