@@ -433,7 +433,11 @@ impl Runs {
         let stop = StopRequest::load(&live.stop);
         let outcome = match permit {
             Some(permit) if stop == StopRequest::None => {
-                if let Err(err) = self.mark_running(id, &live) {
+                let marked = {
+                    let (this, live) = (self.clone(), live.clone());
+                    blocking(move || this.mark_running(id, &live)).await
+                };
+                if let Err(err) = marked {
                     Outcome::Failed(err.to_string())
                 } else {
                     let store = self.store.clone();
@@ -468,7 +472,9 @@ impl Runs {
                 request => request,
             }),
         };
-        self.finish(id, &live, outcome);
+        // Recording the end flushes the store: off the async runtime.
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.finish(id, &live, outcome)).await;
     }
 
     fn mark_running(&self, id: RunId, live: &LiveRun) -> Result<()> {
