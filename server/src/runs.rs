@@ -114,7 +114,8 @@ fn event(event: Event) -> WatchEvent {
     WatchEvent { event: Some(event) }
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs blocking work (store reads and flushes, file reads) off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(work)

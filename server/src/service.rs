@@ -11,7 +11,11 @@ use strata_proto::{
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status};
 
-use crate::{analysis::Thresholds, runs::Runs, train};
+use crate::{
+    analysis::Thresholds,
+    runs::{blocking, Runs},
+    train,
+};
 
 pub struct StrataService {
     runs: Arc<Runs>,
@@ -25,16 +29,6 @@ impl StrataService {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send + 'static>>;
-
-/// Runs blocking store work off the async runtime.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Status::internal(format!("a blocking task failed: {e}")))?
-        .map_err(Status::from)
-}
 
 #[tonic::async_trait]
 impl Strata for StrataService {
