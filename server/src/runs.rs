@@ -706,20 +706,43 @@ impl Runs {
                 "name at least one run (an id or a unique prefix)",
             ));
         }
-        let mut seen = Vec::new();
-        let mut analysed = Vec::new();
+        let mut records = Vec::new();
         for run in runs {
             let id = self.resolve(run)?;
-            if seen.contains(&id) {
+            if records.iter().any(|(seen, _)| *seen == id) {
                 continue;
             }
-            seen.push(id);
             let record = self
                 .store
                 .get_run(id)?
                 .ok_or_else(|| StrataError::RunNotFound(run.to_string()))?;
-            analysed.push((record, self.store.epochs(id, 1)?));
+            records.push((id, record));
         }
+        // Reading and decoding the epochs is most of the work: spread it over the cores.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = records.len().div_ceil(threads).max(1);
+        let store = &self.store;
+        let analysed: Vec<(Run, Vec<EpochRecord>)> = std::thread::scope(|scope| {
+            let readers: Vec<_> = records
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(id, record)| Ok((record.clone(), store.epochs(*id, 1)?)))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .map(|reader| {
+                    reader
+                        .join()
+                        .map_err(|_| StrataError::Internal("an epoch reader failed".into()))?
+                })
+                .collect::<Result<Vec<Vec<_>>>>()
+                .map(|parts| parts.into_iter().flatten().collect())
+        })?;
         Ok(analysis::compare(analysed, thresholds))
     }
 

@@ -1,0 +1,101 @@
+//! How fast epochs are ingested (each flushed to disk, as the worker does) and how long the
+//! daemon takes to compare 100 runs of 1,000 epochs each (store reads and analysis).
+//!
+//! ```sh
+//! cargo run --release -p strata-server --example store_and_compare
+//! ```
+
+use std::{sync::Arc, time::Instant};
+
+use strata_proto::{EpochRecord, GroupEpochStats, Run, RunConfig};
+use strata_server::{analysis::Thresholds, runs::Runs, store::Store};
+
+const RUNS: usize = 100;
+const EPOCHS: u32 = 1000;
+
+/// A plausible curve: both losses fall, validation flattens and the gap opens.
+fn record(run: usize, epoch: u32) -> EpochRecord {
+    let t = f64::from(epoch);
+    let train = 1.0 / (1.0 + 0.01 * t * (1.0 + run as f64 / 50.0));
+    let val = train + 0.05 * (t / f64::from(EPOCHS));
+    EpochRecord {
+        epoch,
+        train_loss: train,
+        val_loss: val,
+        val_accuracy: 1.0 - val / 2.0,
+        duration_ms: 10.0,
+        samples_per_sec: 80_000.0,
+        groups: ["layer0", "layer1", "head"]
+            .iter()
+            .map(|name| GroupEpochStats {
+                name: name.to_string(),
+                lr: 1e-3,
+                grad_norm: 0.1,
+                weight_norm: 5.0,
+                update_ratio: 0.05,
+                frozen: false,
+            })
+            .collect(),
+    }
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = Arc::new(Store::open(dir.path()).expect("a store"));
+    let config = RunConfig {
+        dataset: "moons".into(),
+        samples: Some(1000),
+        val_fraction: Some(0.2),
+        batch_size: Some(32),
+        epochs: Some(EPOCHS),
+        ..Default::default()
+    };
+    let mut ids = Vec::with_capacity(RUNS);
+    let started = Instant::now();
+    for run in 0..RUNS {
+        let id = store.next_run_id();
+        let record_of_run = Run {
+            id: id.to_string(),
+            name: format!("run-{run}"),
+            config: Some(config.clone()),
+            val_metric: "accuracy".into(),
+            ..Default::default()
+        };
+        store.put_run(&record_of_run).expect("a run");
+        for epoch in 1..=EPOCHS {
+            store.put_epoch(id, &record(run, epoch)).expect("an epoch");
+        }
+        ids.push(id.to_string());
+    }
+    let ingest = started.elapsed().as_secs_f64();
+    let total = RUNS as f64 * f64::from(EPOCHS);
+    println!(
+        "ingest: {total:.0} epoch records, each flushed: {ingest:.1} s ({:.0} epochs/s)",
+        total / ingest
+    );
+
+    let started = Instant::now();
+    for id in &ids {
+        let epochs = store.epochs(id.parse().expect("an id"), 1).expect("epochs");
+        assert_eq!(epochs.len(), EPOCHS as usize);
+    }
+    println!(
+        "read back every epoch: {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+
+    let runs = Runs::new(store, dir.path().to_path_buf(), 1, 2);
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let compared = runs
+            .compare(&ids, &Thresholds::default())
+            .expect("a comparison");
+        best = best.min(started.elapsed().as_secs_f64());
+        assert_eq!(compared.runs.len(), RUNS);
+    }
+    println!(
+        "compare {RUNS} runs × {EPOCHS} epochs: {:.1} ms (best of 5)",
+        best * 1e3
+    );
+}
