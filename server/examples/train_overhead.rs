@@ -3,7 +3,8 @@
 //! Trains the same MLP on the same data with Adam twice — once through Strata's worker (per-group
 //! rates, sampled gradient norms and progress, per-epoch validation, group statistics, flushed
 //! epoch records and checkpoints), once as a hand-written tch loop (forward, loss, backward, step,
-//! validation) — and prints samples per second for each, best of three.
+//! validation) — and prints samples per second for each, best of three; then Strata again with
+//! 100 watchers subscribed to the run's live events.
 //!
 //! ```sh
 //! cargo run --release -p strata-server --example train_overhead
@@ -39,11 +40,28 @@ fn config() -> RunConfig {
     }
 }
 
-fn through_strata(spec: &RunSpec) -> f64 {
+/// Trains through Strata's worker with `watchers` live subscribers draining its events.
+fn through_strata_watched(spec: &RunSpec, watchers: usize) -> f64 {
     let prepared = train::prepare_run(spec.clone()).expect("a valid spec");
     let dir = tempfile::tempdir().expect("a temporary folder");
     let store = Store::open(dir.path()).expect("a store");
     let (events, _) = tokio::sync::broadcast::channel(256);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    for _ in 0..watchers {
+        let mut receiver = events.subscribe();
+        runtime.spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match receiver.recv().await {
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+    }
     let stop = AtomicU8::new(0);
     let job = TrainJob {
         run_id: store.next_run_id(),
@@ -114,7 +132,8 @@ fn main() {
     let best =
         |f: &dyn Fn(&RunSpec) -> f64| (0..REPEATS).map(|_| f(&spec)).fold(f64::INFINITY, f64::min);
     let tch_seconds = best(&hand_written);
-    let strata_seconds = best(&through_strata);
+    let strata_seconds = best(&|spec| through_strata_watched(spec, 0));
+    let watched_seconds = best(&|spec| through_strata_watched(spec, 100));
     println!("{rows} training rows × {EPOCHS} epochs, mlp:128,128, Adam, batch 64, 1 thread, best of {REPEATS}");
     println!(
         "hand-written tch loop: {:>10.0} samples/s",
@@ -123,6 +142,10 @@ fn main() {
     println!(
         "through Strata:        {:>10.0} samples/s",
         samples / strata_seconds
+    );
+    println!(
+        "  with 100 watchers:   {:>10.0} samples/s",
+        samples / watched_seconds
     );
     println!(
         "overhead:              {:>+9.1}%",
