@@ -174,8 +174,9 @@ impl Runs {
             let train::PreparedRun { mut spec, resolved, task } = train::prepare_run(spec)?;
             let init = match source {
                 Some((run, epoch, path)) => {
-                    let loaded = train::checkpoint::matching_parameters(&path, &resolved)
-                        .map_err(|e| StrataError::invalid("init_from", e))?;
+                    let loaded = train::checkpoint::Checkpoint::read(&path)
+                        .map_err(|e| StrataError::invalid("init_from", e))?
+                        .matching_parameters(&resolved);
                     if loaded.is_empty() {
                         return Err(StrataError::invalid(
                             "init_from",
@@ -767,12 +768,6 @@ struct Watcher {
 
 /// The client went away: nothing more to send.
 struct Disconnected;
-
-impl From<Disconnected> for StrataError {
-    fn from(_: Disconnected) -> Self {
-        StrataError::Internal("watcher disconnected".into())
-    }
-}
 
 impl Watcher {
     async fn send(&self, event: Event) -> std::result::Result<(), Disconnected> {

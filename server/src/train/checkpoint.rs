@@ -83,111 +83,92 @@ pub fn prune(dir: &Path, keep: usize) {
     }
 }
 
-/// Loads the checkpoint of `epoch` into the model's parameters and the optimizer.
-pub fn load(
-    dir: &Path,
-    epoch: u32,
-    parameters: &[(String, Tensor)],
-    optimizer: &mut Optimizer,
-    device: Device,
-) -> Result<(), String> {
-    let path = path_for(dir, epoch);
-    let named: HashMap<String, Tensor> = Tensor::read_safetensors(&path)
-        .map_err(|e| {
-            format!(
-                "cannot read the checkpoint of epoch {epoch} ({}): {e}",
-                path.display()
-            )
-        })?
-        .into_iter()
-        .collect();
-    load_parameters(&named, parameters)?;
-    optimizer
-        .load_state(&named, device)
-        .map_err(|e| format!("checkpoint of epoch {epoch}: {e}"))
+/// A checkpoint file read into memory once: its tensors by name.
+pub struct Checkpoint {
+    named: HashMap<String, Tensor>,
 }
 
-/// Copies every parameter from `named` (keys `model.NAME`); all must be present with their shapes.
-fn load_parameters(
-    named: &HashMap<String, Tensor>,
-    parameters: &[(String, Tensor)],
-) -> Result<(), String> {
-    tch::no_grad(|| {
-        for (name, tensor) in parameters {
-            let saved = named
-                .get(&format!("{MODEL_PREFIX}{name}"))
-                .ok_or_else(|| format!("the checkpoint has no parameter {name}"))?;
-            if saved.size() != tensor.size() {
-                return Err(format!(
-                    "the checkpoint's {name} has shape {:?}, the model's {:?}",
-                    saved.size(),
-                    tensor.size()
-                ));
-            }
-            tensor
-                .shallow_clone()
-                .f_copy_(saved)
-                .map_err(|e| e.to_string())?;
+impl Checkpoint {
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let named = Tensor::read_safetensors(path)
+            .map_err(|e| format!("cannot read the checkpoint {}: {e}", path.display()))?
+            .into_iter()
+            .collect();
+        Ok(Checkpoint { named })
+    }
+
+    fn parameter(&self, name: &str) -> Option<&Tensor> {
+        self.named.get(&format!("{MODEL_PREFIX}{name}"))
+    }
+
+    /// The feature statistics its run was standardized with, if it recorded them.
+    pub fn standardization(&self) -> Option<Standardization> {
+        match (self.named.get(DATA_MEAN), self.named.get(DATA_STD)) {
+            (Some(mean), Some(std)) => Some(Standardization {
+                mean: mean.shallow_clone(),
+                std: std.shallow_clone(),
+            }),
+            _ => None,
         }
-        Ok(())
-    })
-}
+    }
 
-/// The model parameters stored in a checkpoint, by name (without the `model.` prefix).
-fn read_parameters(path: &Path) -> Result<HashMap<String, Tensor>, String> {
-    Ok(Tensor::read_safetensors(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .into_iter()
-        .filter_map(|(name, t)| Some((name.strip_prefix(MODEL_PREFIX)?.to_string(), t)))
-        .collect())
-}
-
-/// The names of `resolved`'s parameters that the checkpoint at `path` has with the same shape.
-pub fn matching_parameters(
-    path: &Path,
-    resolved: &[ResolvedParam],
-) -> Result<HashSet<String>, String> {
-    let saved = read_parameters(path)?;
-    Ok(resolved
-        .iter()
-        .filter(|p| {
-            saved
-                .get(&p.info.name)
-                .is_some_and(|t| t.size() == p.info.shape)
-        })
-        .map(|p| p.info.name.clone())
-        .collect())
-}
-
-/// Copies into the model every parameter the checkpoint has with the same name and shape; the
-/// rest keep their fresh initialisation.
-pub fn load_matching_parameters(
-    path: &Path,
-    parameters: &[(String, Tensor)],
-) -> Result<(), String> {
-    let saved = read_parameters(path)?;
-    tch::no_grad(|| {
-        for (name, tensor) in parameters {
-            if let Some(source) = saved.get(name).filter(|t| t.size() == tensor.size()) {
+    /// Restores a run exactly: every parameter (all must be present with their shapes) and the
+    /// optimizer's state.
+    pub fn restore(
+        &self,
+        parameters: &[(String, Tensor)],
+        optimizer: &mut Optimizer,
+        device: Device,
+    ) -> Result<(), String> {
+        tch::no_grad(|| {
+            for (name, tensor) in parameters {
+                let saved = self
+                    .parameter(name)
+                    .ok_or_else(|| format!("the checkpoint has no parameter {name}"))?;
+                if saved.size() != tensor.size() {
+                    return Err(format!(
+                        "the checkpoint's {name} has shape {:?}, the model's {:?}",
+                        saved.size(),
+                        tensor.size()
+                    ));
+                }
                 tensor
                     .shallow_clone()
-                    .f_copy_(source)
+                    .f_copy_(saved)
                     .map_err(|e| e.to_string())?;
             }
-        }
-        Ok(())
-    })
-}
+            Ok(())
+        })?;
+        optimizer
+            .load_state(&self.named, device)
+            .map_err(|e| format!("the checkpoint's optimizer state: {e}"))
+    }
 
-/// The feature statistics a checkpoint's run was standardized with, if it recorded them.
-pub fn read_standardization(path: &Path) -> Result<Option<Standardization>, String> {
-    let mut named: HashMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .into_iter()
-        .filter(|(name, _)| name == DATA_MEAN || name == DATA_STD)
-        .collect();
-    Ok(match (named.remove(DATA_MEAN), named.remove(DATA_STD)) {
-        (Some(mean), Some(std)) => Some(Standardization { mean, std }),
-        _ => None,
-    })
+    /// The names of `resolved`'s parameters this checkpoint has with the same shape.
+    pub fn matching_parameters(&self, resolved: &[ResolvedParam]) -> HashSet<String> {
+        resolved
+            .iter()
+            .filter(|p| {
+                self.parameter(&p.info.name)
+                    .is_some_and(|t| t.size() == p.info.shape)
+            })
+            .map(|p| p.info.name.clone())
+            .collect()
+    }
+
+    /// Copies into the model every parameter this checkpoint has with the same name and shape;
+    /// the rest keep their fresh initialisation.
+    pub fn load_matching(&self, parameters: &[(String, Tensor)]) -> Result<(), String> {
+        tch::no_grad(|| {
+            for (name, tensor) in parameters {
+                if let Some(source) = self.parameter(name).filter(|t| t.size() == tensor.size()) {
+                    tensor
+                        .shallow_clone()
+                        .f_copy_(source)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        })
+    }
 }

@@ -71,8 +71,3 @@ pub fn prepare_run(mut spec: RunSpec) -> Result<PreparedRun> {
         task: shape.task,
     })
 }
-
-/// Resolves the spec's layer rates against the parameters its model really has.
-pub fn resolve_run_rates(spec: &RunSpec) -> Result<Vec<ResolvedParam>> {
-    prepare_run(spec.clone()).map(|prepared| prepared.resolved)
-}

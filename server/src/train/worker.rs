@@ -18,7 +18,7 @@ use tch::{Device, Kind, Reduction, TchError, Tensor};
 use tokio::sync::broadcast;
 
 use super::{
-    checkpoint,
+    checkpoint::{self, Checkpoint},
     data::{build_dataset, Dataset, SeededRng},
     model::Model,
     optim::{squared_norm, Optimizer},
@@ -285,16 +285,17 @@ struct Trainer<'a> {
 impl<'a> Trainer<'a> {
     fn new(job: &'a TrainJob<'a>) -> Result<Self, Halt> {
         let spec = job.spec;
-        // A resumed run keeps its own feature scaling; a fine-tuning run takes its source's.
-        let stats_from = match (job.resume_after_epoch, &job.init_from) {
-            (0, Some(path)) => Some(path.clone()),
+        // A resumed run starts from its own last checkpoint, a fine-tuning run from its source's;
+        // either way the checkpoint also gives the feature scaling the weights were trained on.
+        let source = match (job.resume_after_epoch, &job.init_from) {
+            (0, Some(path)) => Some(Checkpoint::read(path).map_err(Halt::Failed)?),
             (0, None) => None,
-            (done, _) => Some(checkpoint::path_for(&job.checkpoint_dir, done)),
+            (done, _) => Some(
+                Checkpoint::read(&checkpoint::path_for(&job.checkpoint_dir, done))
+                    .map_err(Halt::Failed)?,
+            ),
         };
-        let reuse = match stats_from {
-            Some(path) => checkpoint::read_standardization(&path).map_err(Halt::Failed)?,
-            None => None,
-        };
+        let reuse = source.as_ref().and_then(Checkpoint::standardization);
         let data = build_dataset(&spec.dataset, spec.seed, job.device, reuse)?;
         let model = {
             let _guard = MODEL_INIT_LOCK
@@ -316,19 +317,12 @@ impl<'a> Trainer<'a> {
             .map(|((name, tensor), resolved)| (name.clone(), tensor.shallow_clone(), resolved.lr))
             .collect();
         let mut optimizer = Optimizer::new(spec.optimizer, named_rates);
-        if let (Some(path), 0) = (&job.init_from, job.resume_after_epoch) {
-            checkpoint::load_matching_parameters(path, model.parameters()).map_err(Halt::Failed)?;
+        match (&source, job.resume_after_epoch) {
+            (Some(source), 0) => source.load_matching(model.parameters()),
+            (Some(source), _) => source.restore(model.parameters(), &mut optimizer, job.device),
+            (None, _) => Ok(()),
         }
-        if job.resume_after_epoch > 0 {
-            checkpoint::load(
-                &job.checkpoint_dir,
-                job.resume_after_epoch,
-                model.parameters(),
-                &mut optimizer,
-                job.device,
-            )
-            .map_err(Halt::Failed)?;
-        }
+        .map_err(Halt::Failed)?;
         let plan = StepPlan::new(spec, data.train_len());
         let step = u64::from(job.resume_after_epoch) * plan.steps_per_epoch;
         Ok(Trainer {
