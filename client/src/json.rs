@@ -543,4 +543,137 @@ mod tests {
         );
         assert_eq!(watch_event(&WatchEvent { event: None }), None);
     }
+
+    /// Random finite f64s of every magnitude (uniform over bit patterns, so subnormals, huge and
+    /// tiny values all appear), plus values known to trip inexact parsers.
+    fn awkward_floats(count: usize) -> Vec<f64> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            // splitmix64: deterministic, no dependency.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let mut values = vec![
+            0.20529195992896954, // read back one unit off by serde_json's default parser
+            0.2052919599289695,
+            5e-324,                     // the smallest subnormal
+            2.225_073_858_507_201e-308, // the largest subnormal
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            -f64::MAX,
+            f64::EPSILON,
+            -0.0,
+            0.1,
+            1e300 * 10.0,
+            9007199254740993.0,
+        ];
+        while values.len() < count {
+            let value = f64::from_bits(next());
+            if value.is_finite() {
+                values.push(value);
+            }
+            // Also values in the range losses live in.
+            values.push(f64::from_bits(next() >> 12 | 0x3fe0_0000_0000_0000) - 0.5);
+        }
+        // Pairs: a train and a validation loss per epoch.
+        values.truncate(count & !1);
+        values
+    }
+
+    /// The JSON text `strata show --json` would print for epochs carrying these losses.
+    fn printed_epochs(values: &[f64]) -> String {
+        let epochs: Vec<Value> = values
+            .chunks(2)
+            .enumerate()
+            .map(|(i, pair)| epoch(&record(i as u32 + 1, pair[0], pair[1])))
+            .collect();
+        Value::Array(epochs).to_string()
+    }
+
+    fn read_back(text: &str) -> Vec<f64> {
+        let parsed: Value = serde_json::from_str(text).unwrap();
+        parsed
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| {
+                [
+                    e["train_loss"].as_f64().unwrap(),
+                    e["val_loss"].as_f64().unwrap(),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn printed_floats_read_back_exactly() {
+        let values = awkward_floats(4000);
+        let text = printed_epochs(&values);
+        let back = read_back(&text);
+        assert_eq!(back.len(), values.len());
+        for (printed, read) in values.iter().zip(&back) {
+            assert_eq!(
+                printed.to_bits(),
+                read.to_bits(),
+                "{printed:e} read back as {read:e}"
+            );
+        }
+    }
+
+    /// Python's `json` (a correct parser other tools use) reads the same text to the same bits.
+    #[test]
+    fn printed_floats_read_back_exactly_in_python() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let values = awkward_floats(4000);
+        let text = printed_epochs(&values);
+        let script = "import json, struct, sys\n\
+            for e in json.load(sys.stdin):\n\
+            \x20   for k in ('train_loss', 'val_loss'):\n\
+            \x20       print(struct.pack('>d', e[k]).hex())\n";
+        let child = Command::new("python3")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            eprintln!("skipped: python3 is not installed, so Python's json cannot be checked");
+            return;
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bits: Vec<u64> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| u64::from_str_radix(line, 16).unwrap())
+            .collect();
+        let expected: Vec<u64> = values
+            .chunks(2)
+            .flat_map(|pair| [pair[0].to_bits(), pair[1].to_bits()])
+            .collect();
+        assert_eq!(bits.len(), expected.len());
+        for (got, want) in bits.iter().zip(&expected) {
+            assert_eq!(
+                got,
+                want,
+                "Python read {:e} as {:e}",
+                f64::from_bits(*want),
+                f64::from_bits(*got)
+            );
+        }
+    }
 }

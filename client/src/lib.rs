@@ -465,15 +465,20 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_daemon_is_a_clear_error() {
-        // Port 1 on loopback is essentially never listening: the connect is refused at once.
-        let err = Client::connect("127.0.0.1:1", None)
+        // A port that was just free: bound by us, then released, so nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let err = Client::connect(&addr, None)
             .await
             .expect_err("nothing listens there");
         assert_eq!(err.code(), tonic::Code::Unavailable);
         assert!(err.is_connection_error());
         assert!(
             err.to_string()
-                .starts_with("cannot reach stratad at 127.0.0.1:1: "),
+                .starts_with(&format!("cannot reach stratad at {addr}: ")),
             "{err}"
         );
     }

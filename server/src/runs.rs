@@ -434,7 +434,7 @@ impl Runs {
             .retain(|w| *w != id);
         let stop = StopRequest::load(&live.stop);
         let outcome = match permit {
-            Some(permit) if stop == StopRequest::None => {
+            Some(_) if stop == StopRequest::None => {
                 let marked = {
                     let (this, live) = (self.clone(), live.clone());
                     blocking(move || this.mark_running(id, &live)).await
@@ -463,7 +463,6 @@ impl Runs {
                         train::worker::train(&job)
                     })
                     .await;
-                    drop(permit);
                     trained.unwrap_or_else(|e| {
                         Outcome::Failed(format!("the training thread failed: {e}"))
                     })
@@ -477,6 +476,9 @@ impl Runs {
         // Recording the end flushes the store: off the async runtime.
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || this.finish(id, &live, outcome)).await;
+        // The slot is freed only once the end is recorded, so the next queued run starts after
+        // this one has finished, as recorded (its `started_at_ms` ≥ this one's `finished_at_ms`).
+        drop(permit);
     }
 
     fn mark_running(&self, id: RunId, live: &LiveRun) -> Result<()> {
@@ -597,7 +599,11 @@ impl Runs {
         drop(live);
         let dir = self.checkpoint_dir(id);
         if dir.exists() {
-            if let Err(err) = std::fs::remove_dir_all(&dir) {
+            let removed = std::fs::remove_dir_all(&dir).and_then(|()| match dir.parent() {
+                Some(runs) => crate::durable::sync_dir(runs),
+                None => Ok(()),
+            });
+            if let Err(err) = removed {
                 tracing::warn!(run = %id, error = %err, "could not remove the run's checkpoints");
             }
         }

@@ -1,13 +1,17 @@
 //! The analysis end to end: runs whose curves are known, trained by a real daemon, get the right
 //! verdicts; the numbers are the stored epochs'; compare, plots and exports work from the CLI.
 //!
-//! The run configs were chosen by training them against the daemon: each gives its verdict for
-//! every seed tried (1 to 5 for `good`, 1 to 3 or 4 for the others), and a seed fixes the result.
+//! The run configs were chosen by training them against the daemon so that their verdicts do not
+//! hang on the last bits of a float: a trajectory on another CPU (other kernels, other rounding)
+//! behaves like another seed, so each config gives its verdict for every seed tried — `good` at
+//! seeds 1–8 with every group's update ratio 3–10× inside the `ok` band (at Adam 1e-2 seed 5 was
+//! `overfitting`, so the rate is 3e-3), `overfitting` at 1–6, the absurd rate `diverged` at 1–6,
+//! the tiny rate `slow` at 1–3 with ratios ~1e-7 against the 1e-4 bound.
 
 use serde_json::Value;
 use strata_e2e::{show, start_with_flags, strata, watch_to_end, Daemon};
 
-/// Plenty of data for a small model at Adam 1e-2: both losses fall steadily.
+/// Plenty of data for a small model at Adam 3e-3: both losses fall steadily to the end.
 const GOOD: &[&str] = &[
     "--dataset",
     "spirals",
@@ -18,7 +22,7 @@ const GOOD: &[&str] = &[
     "--epochs",
     "20",
     "--lr",
-    "1e-2",
+    "3e-3",
     "--seed",
     "1",
     "--name",
@@ -194,11 +198,10 @@ fn runs_with_known_curves_get_their_verdicts_from_a_real_daemon() {
         analysis["reason"].as_str().unwrap().contains("lower the"),
         "the advice is to lower rates: {analysis}"
     );
+    // Its groups (none if it died at once) are never said to need a higher rate. Which of them
+    // are `too-high` is left open: once the network is dead the ratio sits near the bound.
     let groups = diagnoses(&shown);
-    assert!(
-        groups.is_empty() || groups.iter().any(|(_, d)| d == "too-high"),
-        "{analysis}"
-    );
+    assert!(groups.iter().all(|(_, d)| d != "too-low"), "{analysis}");
     assert_numbers_match_the_epochs(&shown);
 
     let shown = show(&daemon, &tiny);

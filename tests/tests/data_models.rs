@@ -153,6 +153,7 @@ fn csv_classification_and_regression_train() {
     assert_eq!(show["config"]["val_fraction"], 0.2);
     assert_eq!(show["val_metric"], "accuracy");
     let accuracy = show["epochs"][2]["val_accuracy"].as_f64().unwrap();
+    println!("validation accuracy after 3 epochs: {accuracy}");
     assert!(
         accuracy > 0.6,
         "separable classes should be learned: {accuracy}"

@@ -122,20 +122,36 @@ fn fine_tuning_a_pretrained_body_with_decayed_rates_beats_training_from_scratch(
         ]
     );
 
-    let finetuned = start_with_flags(&daemon, &finetune_args);
-    let scratch = start_with_flags(&daemon, &target);
-    assert_eq!(watch_to_end(&daemon, &finetuned).0, 0);
-    assert_eq!(watch_to_end(&daemon, &scratch).0, 0);
-    let (finetuned, scratch) = (show(&daemon, &finetuned), show(&daemon, &scratch));
-    assert!(finetuned["config"]["init_from"]
-        .as_str()
-        .unwrap()
-        .starts_with(&format!("{pretrained}@")));
-    let (f, s) = (best_val_loss(&finetuned), best_val_loss(&scratch));
-    println!("best validation loss: fine-tuned {f}, from scratch {s}");
+    // Three seeds, judged by the median ratio: one trajectory on another CPU behaves like another
+    // seed, and a single 60-row run is too noisy to carry the claim alone.
+    let mut ratios = Vec::new();
+    for seed in ["3", "4", "5"] {
+        let with_seed = |args: &[&str]| -> Vec<String> {
+            let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let at = args.iter().position(|a| a == "--seed").unwrap();
+            args[at + 1] = seed.to_string();
+            args
+        };
+        let (finetune_args, target) = (with_seed(&finetune_args), with_seed(&target));
+        let finetune_args: Vec<&str> = finetune_args.iter().map(String::as_str).collect();
+        let target: Vec<&str> = target.iter().map(String::as_str).collect();
+        let finetuned = start_with_flags(&daemon, &finetune_args);
+        let scratch = start_with_flags(&daemon, &target);
+        assert_eq!(watch_to_end(&daemon, &finetuned).0, 0);
+        assert_eq!(watch_to_end(&daemon, &scratch).0, 0);
+        let (finetuned, scratch) = (show(&daemon, &finetuned), show(&daemon, &scratch));
+        assert!(finetuned["config"]["init_from"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{pretrained}@")));
+        let (f, s) = (best_val_loss(&finetuned), best_val_loss(&scratch));
+        println!("seed {seed}: best validation loss fine-tuned {f}, from scratch {s}");
+        ratios.push(f / s);
+    }
+    ratios.sort_by(f64::total_cmp);
     assert!(
-        f < 0.7 * s,
-        "fine-tuned best validation loss {f} is not clearly below scratch's {s}"
+        ratios[1] < 0.7,
+        "fine-tuned best validation loss is not clearly below scratch's: ratios {ratios:?}"
     );
 }
 

@@ -162,8 +162,15 @@ fn runs_and_epochs_survive_a_restart() {
         "epochs changed across a restart"
     );
     assert_eq!(after["name"], "first");
-    // A unique prefix names a run.
-    let by_prefix = daemon.strata(&["show", &second[..14], "--json"]).json();
+    // A unique prefix names a run: one digit more than it shares with the first run's id.
+    let shared = first
+        .bytes()
+        .zip(second.bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let by_prefix = daemon
+        .strata(&["show", &second[..shared + 1], "--json"])
+        .json();
     assert_eq!(by_prefix["id"], second.as_str());
     let tagged = daemon
         .strata(&["list", "--tag", "restart", "--json"])

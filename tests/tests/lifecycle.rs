@@ -61,8 +61,10 @@ async fn status_of(client: &Client, run: &str) -> RunStatus {
         .status()
 }
 
+/// Polls until `run` has status `wanted`. The deadline (5 min) only turns a hang into a failure;
+/// nothing here depends on how fast the machine is.
 async fn wait_for_status(client: &Client, run: &str, wanted: RunStatus) {
-    for _ in 0..600 {
+    for _ in 0..6000 {
         if status_of(client, run).await == wanted {
             return;
         }
@@ -90,7 +92,8 @@ async fn sigkill_mid_training_loses_no_seen_epoch_and_the_run_resumes_to_the_end
     let data = tmp.path().join("data");
     let mut daemon = Daemon::start_in(&data, &[]);
     let client = daemon.client().await;
-    let id = start(&client, long_config(40)).await;
+    // Far more epochs than it can train before the kill, however fast the machine.
+    let id = start(&client, long_config(100_000)).await;
     let seen = first_epochs(&client, &id, 3).await;
     let status = daemon.signal_and_wait("KILL");
     assert!(!status.success());
@@ -118,7 +121,16 @@ async fn sigkill_mid_training_loses_no_seen_epoch_and_the_run_resumes_to_the_end
     );
     let done = after.epochs.len() as u32;
 
-    let out = daemon.strata(&["resume", &id, "--follow", "--json"]);
+    // Resume to the end: three epochs more than it kept.
+    let target = done + 3;
+    let out = daemon.strata(&[
+        "resume",
+        &id,
+        "--epochs",
+        &target.to_string(),
+        "--follow",
+        "--json",
+    ]);
     assert_eq!(out.code, 0, "{out:?}\n{}", daemon.log());
     let show = daemon.strata(&["show", &id, "--json"]).json();
     assert_eq!(show["status"], "completed");
@@ -131,7 +143,7 @@ async fn sigkill_mid_training_loses_no_seen_epoch_and_the_run_resumes_to_the_end
         .collect();
     assert_eq!(
         numbers,
-        (1..=40).collect::<Vec<u64>>(),
+        (1..=u64::from(target)).collect::<Vec<u64>>(),
         "epochs continue the numbering"
     );
     // The curve continues where it left off: the first resumed epoch is not a restart from
@@ -194,12 +206,12 @@ async fn sigterm_interrupts_checkpoints_and_exits_zero_then_resume_extends() {
 
 #[tokio::test]
 async fn queue_is_fifo_with_positions_and_cancel_keeps_epochs() {
-    let daemon = Daemon::start_in(
-        &tempfile::tempdir().unwrap().keep().join("data"),
-        &["--max-concurrent-runs", "1"],
-    );
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_in(&tmp.path().join("data"), &["--max-concurrent-runs", "1"]);
     let client = daemon.client().await;
     let first = start(&client, long_config(100_000)).await;
+    // The first run holds the one slot before the others are queued behind it.
+    wait_for_status(&client, &first, RunStatus::Running).await;
     let second = start(
         &client,
         RunConfig {
@@ -486,7 +498,7 @@ async fn hostile_requests_get_clear_errors_and_store_nothing() {
             "absent cuda",
             StartRunRequest {
                 config: Some(RunConfig {
-                    device: "cuda:7".into(),
+                    device: "cuda:4096".into(),
                     ..base()
                 }),
                 ..Default::default()
@@ -670,7 +682,9 @@ async fn tls_round_trip() {
 #[test]
 fn a_second_daemon_on_the_same_data_dir_is_refused_clearly() {
     let daemon = Daemon::start();
-    let out = std::process::Command::new(strata_e2e::bin("stratad"))
+    let mut second = std::process::Command::new(strata_e2e::bin("stratad"));
+    strata_e2e::clear_strata_env(&mut second);
+    let out = second
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&daemon.data_dir)
         .output()
