@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod auth;
 pub mod daemon;
+pub mod durable;
 pub mod error;
 pub mod runs;
 pub mod service;

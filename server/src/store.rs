@@ -5,8 +5,9 @@
 //! key followed by the epoch as 4 big-endian bytes (one run's epochs are one contiguous range).
 //! Values are the protobuf encodings of `Run` and `EpochRecord`.
 //!
-//! Durability is explicit: every write here is flushed before it returns, so whatever a caller
-//! acknowledges or streams afterwards survives a crash.
+//! Durability is explicit: every write here is flushed by sled and then synced to the disk
+//! ([`crate::durable::StoreFiles`]: `fdatasync`/`fsync` of sled's files) before it returns, so
+//! whatever a caller acknowledges or streams afterwards survives a killed process and a power cut.
 
 use std::{
     fmt,
@@ -19,7 +20,10 @@ use std::{
 use prost::Message;
 use strata_proto::{EpochRecord, Run, RunStatus};
 
-use crate::error::{Result, StrataError};
+use crate::{
+    durable::StoreFiles,
+    error::{Result, StrataError},
+};
 
 /// A run's id: unix milliseconds in the high 48 bits and a sequence number in the low 16, so ids
 /// sort by creation time and stay unique within one daemon. Shown as 16 lowercase hex digits.
@@ -76,6 +80,7 @@ pub fn now_ms() -> i64 {
 
 pub struct Store {
     db: sled::Db,
+    files: StoreFiles,
     runs: sled::Tree,
     epochs: sled::Tree,
     last_id: AtomicU64,
@@ -101,12 +106,17 @@ impl Store {
             })?;
         let runs = db.open_tree("runs")?;
         let epochs = db.open_tree("epochs")?;
+        db.flush()?;
+        let files = StoreFiles::open(&dir.join("db"), dir).map_err(|e| {
+            StrataError::Storage(format!("cannot sync the store in {}: {e}", dir.display()))
+        })?;
         let last_id = match runs.last()? {
             Some((key, _)) => RunId::from_key(&key)?.0,
             None => 0,
         };
         Ok(Store {
             db,
+            files,
             runs,
             epochs,
             last_id: AtomicU64::new(last_id),
@@ -129,12 +139,11 @@ impl Store {
         }
     }
 
-    /// Writes a run record and flushes it.
+    /// Writes a run record, durably.
     pub fn put_run(&self, run: &Run) -> Result<()> {
         let id: RunId = run.id.parse()?;
         self.runs.insert(id.key(), run.encode_to_vec())?;
-        self.db.flush()?;
-        Ok(())
+        self.flush()
     }
 
     pub fn get_run(&self, id: RunId) -> Result<Option<Run>> {
@@ -146,7 +155,7 @@ impl Store {
         Ok(Some(run))
     }
 
-    /// Reads a run, changes it and writes it back, flushed.
+    /// Reads a run, changes it and writes it back, durably.
     pub fn update_run(&self, id: RunId, change: impl FnOnce(&mut Run)) -> Result<Run> {
         let mut run = self
             .get_run(id)?
@@ -201,13 +210,23 @@ impl Store {
         })
     }
 
-    /// Writes one epoch record and flushes it: after this returns the epoch is durable and may be
+    /// Writes one epoch record, durably: after this returns the epoch is on the disk and may be
     /// streamed.
     pub fn put_epoch(&self, run: RunId, record: &EpochRecord) -> Result<()> {
         self.epochs
             .insert(epoch_key(run, record.epoch), record.encode_to_vec())?;
-        self.db.flush()?;
-        Ok(())
+        self.flush()
+    }
+
+    /// Writes several epoch records of one run, durably, with one sync for all of them (a batch
+    /// logged at once costs one disk flush, not one per record).
+    pub fn put_epochs(&self, run: RunId, records: &[EpochRecord]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for record in records {
+            batch.insert(&epoch_key(run, record.epoch), record.encode_to_vec());
+        }
+        self.epochs.apply_batch(batch)?;
+        self.flush()
     }
 
     /// A run's epochs from `from_epoch` on, in order.
@@ -258,7 +277,7 @@ impl Store {
         Ok(unfinished.len())
     }
 
-    /// Removes a run and all its epochs, flushed. The run goes first: a crash in between leaves
+    /// Removes a run and all its epochs, durably. The run goes first: a crash in between leaves
     /// unreachable epochs, never a run with some of its epochs missing.
     pub fn delete_run(&self, run: RunId) -> Result<()> {
         self.runs.remove(run.key())?;
@@ -271,13 +290,15 @@ impl Store {
             batch.remove(key?);
         }
         self.epochs.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
+        self.flush()
     }
 
+    /// Makes every write so far durable: sled's flush puts it in the kernel, the sync on the disk.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
-        Ok(())
+        self.files
+            .sync()
+            .map_err(|e| StrataError::Storage(format!("cannot sync the store to disk: {e}")))
     }
 }
 
@@ -302,16 +323,29 @@ mod tests {
         store.put_run(&a).unwrap();
         store.put_run(&b).unwrap();
         assert_eq!(store.resolve(&a.id).unwrap().to_string(), a.id);
+        // What both ids start with (time-based ids made together share most of their digits).
+        let shared =
+            a.id.bytes()
+                .zip(b.id.bytes())
+                .take_while(|(x, y)| x == y)
+                .count();
+        assert!(shared > 0, "{} and {}", a.id, b.id);
         assert!(matches!(
-            store.resolve(&a.id[..4]),
+            store.resolve(&a.id[..shared]),
             Err(StrataError::AmbiguousRun { .. })
         ));
         assert!(matches!(
             store.resolve("zz"),
             Err(StrataError::InvalidArgument { .. })
         ));
+        // A first digit neither id has, whatever the clock says.
+        let absent = if a.id.starts_with('f') {
+            "0000"
+        } else {
+            "ffff"
+        };
         assert!(matches!(
-            store.resolve("0000"),
+            store.resolve(absent),
             Err(StrataError::RunNotFound(_))
         ));
         let newest: Vec<String> = store.runs_newest_first().map(|r| r.unwrap().id).collect();

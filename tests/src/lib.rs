@@ -45,6 +45,8 @@ pub fn bin(name: &str) -> PathBuf {
 /// A running `stratad`. Killed when dropped.
 pub struct Daemon {
     child: Option<Child>,
+    /// stratad's pid: the child's, or the wrapper's child's.
+    server_pid: u32,
     /// `http://127.0.0.1:PORT`
     pub addr: String,
     pub data_dir: PathBuf,
@@ -68,6 +70,18 @@ impl Daemon {
 
     /// A daemon on `data_dir`, with extra flags and environment variables.
     pub fn start_with(data_dir: &Path, extra_args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        Daemon::start_wrapped(data_dir, extra_args, envs, &[])
+    }
+
+    /// A daemon on `data_dir` run by a wrapper program (`wrapper[0]`, with `wrapper[1..]` before
+    /// stratad's own command line), e.g. `strace -f -o FILE`. The wrapper must run stratad as its
+    /// direct child and exit when it does; signals go to stratad itself.
+    pub fn start_wrapped(
+        data_dir: &Path,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Daemon {
         std::fs::create_dir_all(data_dir).expect("the data dir");
         let log = data_dir.with_extension(format!("stratad-{}.log", std::process::id()));
         let log_file = std::fs::OpenOptions::new()
@@ -75,7 +89,14 @@ impl Daemon {
             .append(true)
             .open(&log)
             .expect("a log file");
-        let mut command = Command::new(bin("stratad"));
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(bin("stratad"));
+                command
+            }
+            None => Command::new(bin("stratad")),
+        };
         clear_strata_env(&mut command);
         let mut child = command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -83,6 +104,11 @@ impl Daemon {
             .args(["--threads", "1"])
             .args(extra_args)
             .env("RUST_LOG", "info")
+            // The same numbers on every host: CPU only (a GPU host would train elsewhere and
+            // differently), one OpenMP/MKL thread whatever the caller's environment says.
+            .env("CUDA_VISIBLE_DEVICES", "")
+            .env("OMP_NUM_THREADS", "1")
+            .env("MKL_NUM_THREADS", "1")
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -112,8 +138,14 @@ impl Daemon {
         let addr = line
             .strip_prefix("stratad listening on ")
             .unwrap_or_else(|| panic!("unexpected first line from stratad: {line}"));
+        let server_pid = if wrapper.is_empty() {
+            child.id()
+        } else {
+            only_child_of(child.id())
+        };
         Daemon {
             child: Some(child),
+            server_pid,
             addr: format!("http://{addr}"),
             data_dir: data_dir.to_path_buf(),
             log,
@@ -122,7 +154,11 @@ impl Daemon {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+        if self.child.is_some() {
+            self.server_pid
+        } else {
+            0
+        }
     }
 
     /// What the daemon logged so far.
@@ -135,7 +171,7 @@ impl Daemon {
         let mut child = self.child.take().expect("the daemon is running");
         let sent = Command::new("kill")
             .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
+            .arg(self.server_pid.to_string())
             .status();
         assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} failed");
         child.wait().expect("stratad exits")
@@ -161,9 +197,34 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if self.server_pid != child.id() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &self.server_pid.to_string()])
+                    .status();
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The one child process of `pid` (a wrapper's stratad), read from /proc.
+fn only_child_of(pid: u32) -> u32 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the wrapper's threads");
+    let children: Vec<u32> = tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path().join("children");
+            std::fs::read_to_string(path).ok()
+        })
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    match children[..] {
+        [only] => only,
+        _ => panic!("the wrapper {pid} should run stratad as its one child, has {children:?}"),
     }
 }
 
@@ -195,7 +256,7 @@ impl CliOutput {
 
 /// The tests configure daemon and CLI explicitly: settings from the caller's environment
 /// (`STRATA_TOKEN`, `STRATA_ADDR`, ...) must not leak in.
-fn clear_strata_env(command: &mut Command) {
+pub fn clear_strata_env(command: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("STRATA_") {
             command.env_remove(key);

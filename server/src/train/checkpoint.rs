@@ -1,6 +1,8 @@
 //! Per-epoch checkpoints: the model's parameters and the optimizer's state in one safetensors
 //! file, `DATA_DIR/runs/ID/epoch-NNNNNN.safetensors`, written to a temporary name and renamed,
-//! so a crash leaves either the previous checkpoint or the new one, never half of one.
+//! so a crash leaves either the previous checkpoint or the new one, never half of one. The file is
+//! synced before the rename and its folder after it, so once [`write`] returns the checkpoint
+//! survives a power cut too (the epoch record that points at it is written only then).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -10,7 +12,7 @@ use std::{
 use tch::{Device, TchError, Tensor};
 
 use super::{data::Standardization, optim::Optimizer};
-use crate::spec::rates::ResolvedParam;
+use crate::{durable, spec::rates::ResolvedParam};
 
 const PREFIX: &str = "epoch-";
 const SUFFIX: &str = ".safetensors";
@@ -50,7 +52,7 @@ pub fn write(
     optimizer: &Optimizer,
     standardization: &Standardization,
 ) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    create_run_dir(dir)?;
     let mut named: Vec<(String, Tensor)> = parameters
         .iter()
         .map(|(name, t)| {
@@ -69,8 +71,25 @@ pub fn write(
     let tmp = dir.join(TMP_FILE);
     Tensor::write_safetensors(&named, &tmp)
         .map_err(|e| format!("cannot write a checkpoint: {e}"))?;
-    std::fs::rename(&tmp, path_for(dir, epoch))
-        .map_err(|e| format!("cannot write a checkpoint in {}: {e}", dir.display()))
+    let failed = |e: std::io::Error| format!("cannot write a checkpoint in {}: {e}", dir.display());
+    durable::sync_file(&tmp).map_err(failed)?;
+    std::fs::rename(&tmp, path_for(dir, epoch)).map_err(failed)?;
+    durable::sync_dir(dir).map_err(failed)
+}
+
+/// Creates a run's checkpoint folder if it is missing, and makes its name durable (a synced file
+/// in a folder whose own entry was lost would be lost with it).
+fn create_run_dir(dir: &Path) -> Result<(), String> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let failed = |e: std::io::Error| format!("cannot create {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    // `runs/ID`: `runs/` may be new too, so sync both the data dir and `runs/`.
+    for ancestor in dir.ancestors().skip(1).take(2) {
+        durable::sync_dir(ancestor).map_err(failed)?;
+    }
+    Ok(())
 }
 
 /// Deletes all but the newest `keep` checkpoints.
