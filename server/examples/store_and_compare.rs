@@ -86,7 +86,13 @@ fn main() {
         started.elapsed().as_secs_f64() * 1e3
     );
 
-    let runs = Runs::new(store, dir.path().to_path_buf(), 1, 2);
+    let runs = Runs::new(
+        store,
+        dir.path().to_path_buf(),
+        1,
+        2,
+        strata_server::spec::paths::DataRoots::default(),
+    );
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let started = Instant::now();

@@ -5,15 +5,31 @@ use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
 
 use strata_proto::strata_server::StrataServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::{
-    auth::TokenCheck, error::StrataError, runs::Runs, service::StrataService, store::Store,
+    auth::TokenCheck,
+    connections::{bounded_incoming, connection_limit},
+    error::StrataError,
+    runs::Runs,
+    service::StrataService,
+    spec::paths::DataRoots,
+    store::Store,
 };
+
+/// Whether the process runs with root's rights (`/proc/self` belongs to the effective user).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
 
 /// How long shutdown waits for clients to close their connections once runs are stopped.
 const CONNECTION_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+/// A new connection must send its first request bytes within this.
+const CONNECTION_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// HTTP/2 pings on open connections, and how long a peer may take to answer one.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 /// Largest request the daemon decodes.
 const MAX_REQUEST_BYTES: usize = 4 << 20;
 
@@ -30,6 +46,12 @@ pub struct DaemonConfig {
     pub token: Option<String>,
     /// PEM certificate chain and private key: serve TLS instead of plaintext.
     pub tls: Option<TlsFiles>,
+    /// Directories client-named files (datasets, TorchScript modules) may be read from.
+    pub data_roots: Vec<PathBuf>,
+    /// Serve beyond loopback without a token (refused otherwise).
+    pub insecure_no_auth: bool,
+    /// Connections open at once (capped at half the open-file limit).
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -66,11 +88,14 @@ pub async fn run(
             "marked runs left unfinished by an earlier stop as interrupted"
         );
     }
+    let data_roots = DataRoots::new(&config.data_roots)
+        .map_err(|e| StrataError::invalid("data_root", e.to_string()))?;
     let runs = Runs::new(
         store,
         config.data_dir.clone(),
         config.max_concurrent_runs,
         config.keep_checkpoints,
+        data_roots.clone(),
     );
 
     let listener = TcpListener::bind(&config.listen).await.map_err(|e| {
@@ -81,8 +106,18 @@ pub async fn run(
         .map_err(|e| StrataError::Internal(e.to_string()))?;
 
     if !addr.ip().is_loopback() && config.token.is_none() {
-        tracing::warn!(%addr, "listening beyond loopback without a token: anyone who can reach this port can start and delete runs (set --token-file or STRATA_TOKEN)");
+        if !config.insecure_no_auth {
+            return Err(StrataError::invalid(
+                "listen",
+                format!("{addr} is reachable beyond this machine and no token is set: anyone who can reach it could start and delete runs and make stratad read files under its data roots. Set --token-file FILE (or STRATA_TOKEN), listen on 127.0.0.1, or say --insecure-no-auth on a network you trust"),
+            ));
+        }
+        tracing::warn!(%addr, "listening beyond loopback without a token (--insecure-no-auth): anyone who can reach this port can start and delete runs");
     }
+    if running_as_root() {
+        tracing::warn!("stratad runs as root: a client can make it read any file under its data roots that root can; run it as an unprivileged user");
+    }
+    let max_connections = connection_limit(config.max_connections);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -112,7 +147,10 @@ pub async fn run(
         tonic::service::interceptor::InterceptedService::new(reflection, token_check.clone());
     let reflection_alpha =
         tonic::service::interceptor::InterceptedService::new(reflection_alpha, token_check);
-    let mut builder = Server::builder();
+    // Keepalive pings close connections whose peer went silent after its first request.
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let Some(files) = &config.tls {
         builder = builder.tls_config(tls_config(files)?).map_err(|e| {
             StrataError::invalid("tls_cert", format!("unusable certificate or key: {e}"))
@@ -122,6 +160,8 @@ pub async fn run(
     tracing::info!(
         %addr,
         data_dir = %config.data_dir.display(),
+        data_roots = ?data_roots.roots(),
+        max_connections,
         devices = ?crate::train::available_devices(),
         tls = config.tls.is_some(),
         auth = config.token.is_some(),
@@ -135,16 +175,19 @@ pub async fn run(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            shutdown.await;
-            tracing::info!("shutting down: interrupting runs at the next batch");
-            health_reporter
-                .set_not_serving::<StrataServer<StrataService>>()
-                .await;
-            // Runs stop first, so their watchers receive the final event before connections close.
-            stop_runs.shutdown().await;
-            let _ = runs_stopped.send(());
-        });
+        .serve_with_incoming_shutdown(
+            bounded_incoming(listener, max_connections, CONNECTION_START_TIMEOUT),
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: interrupting runs at the next batch");
+                health_reporter
+                    .set_not_serving::<StrataServer<StrataService>>()
+                    .await;
+                // Runs stop first, so their watchers receive the final event before connections close.
+                stop_runs.shutdown().await;
+                let _ = runs_stopped.send(());
+            },
+        );
     // Graceful shutdown waits for clients to close their connections; one that keeps an idle
     // connection open must not keep the daemon alive once everything is recorded.
     let drain_deadline = async {

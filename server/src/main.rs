@@ -3,7 +3,13 @@
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, ValueEnum};
-use strata_server::daemon::{self, DaemonConfig, TlsFiles};
+use strata_server::{
+    daemon::{self, DaemonConfig, TlsFiles},
+    error::StrataError,
+};
+
+/// How long exit waits for blocking work left over after the runs are recorded.
+const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 use tracing_subscriber::EnvFilter;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -41,6 +47,19 @@ struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "STRATA_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// A directory whose files clients may name (`csv:PATH`, `idx:DIR`, `--val-dataset`,
+    /// `torchscript:PATH`); repeatable. Default: the directory stratad starts in (none when that
+    /// is `/`). Symlinks are followed and must stay inside.
+    #[arg(long = "data-root", env = "STRATA_DATA_ROOTS", value_delimiter = ':')]
+    data_roots: Vec<PathBuf>,
+    /// Serve beyond loopback without a token. Without this, stratad refuses to listen on a
+    /// non-loopback address unless --token-file or STRATA_TOKEN is set.
+    #[arg(long, env = "STRATA_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
+    /// Connections open at once; more wait to be accepted (also capped at half the open-file
+    /// limit).
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_connections: u32,
     /// Log format on stderr (filter with RUST_LOG, default info).
     #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -64,6 +83,17 @@ fn read_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> 
         return Err("the token must be printable ASCII without spaces".into());
     }
     Ok(Some(token))
+}
+
+/// The directory stratad starts in, unless that is `/` (which would allow every file).
+fn default_data_roots() -> Vec<PathBuf> {
+    match std::env::current_dir() {
+        Ok(dir) if dir.parent().is_some() => vec![dir],
+        _ => {
+            tracing::warn!("no --data-root and the working directory is /: clients cannot name files (csv:, idx:, torchscript:) until one is given");
+            Vec::new()
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -95,6 +125,13 @@ fn main() -> ExitCode {
             .tls_cert
             .zip(args.tls_key)
             .map(|(cert, key)| TlsFiles { cert, key }),
+        data_roots: if args.data_roots.is_empty() {
+            default_data_roots()
+        } else {
+            args.data_roots
+        },
+        insecure_no_auth: args.insecure_no_auth,
+        max_connections: args.max_connections as usize,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -110,8 +147,16 @@ fn main() -> ExitCode {
         // One line on stdout, so scripts and tests that asked for port 0 learn the port.
         println!("stratad listening on {addr}");
     }));
+    // Runs are stopped and recorded by now. Dropping the runtime would wait for every blocking
+    // task still running (a dataset being read for a request that will never be answered), so
+    // the process could outlive its "stopped" line by minutes: give them a moment, no more.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
     match served {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err @ StrataError::InvalidArgument { .. }) => {
+            eprintln!("stratad: {err}");
+            ExitCode::from(2)
+        }
         Err(err) => {
             eprintln!("stratad: {err}");
             ExitCode::FAILURE

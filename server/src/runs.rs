@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::{
     analysis::{self, Thresholds},
     error::{Result, StrataError},
-    spec::{rates::ResolvedParam, validate_labels, InitSource, RunSpec},
+    spec::{paths::DataRoots, rates::ResolvedParam, validate_labels, InitSource, RunSpec},
     store::{now_ms, RunId, Store},
     train::{
         self,
@@ -36,6 +36,8 @@ use crate::{
 pub const WATCH_BUFFER_EVENTS: usize = 256;
 /// Events queued per watcher connection before its task waits for the client to read.
 const WATCHER_QUEUE_EVENTS: usize = 64;
+/// Datasets read at once to validate a start or a dry run; more requests wait their turn.
+const MAX_CONCURRENT_DATASET_LOADS: usize = 2;
 /// How long shutdown waits for running runs to stop at a batch boundary and record it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long `cancel` waits for a running run to reach a batch boundary before answering.
@@ -74,6 +76,10 @@ struct Prepared {
 pub struct Runs {
     store: Arc<Store>,
     data_dir: PathBuf,
+    /// Where client-named files may be read from.
+    data_roots: DataRoots,
+    /// Datasets being read for a start or a dry run (each held in memory meanwhile).
+    dataset_loads: Arc<Semaphore>,
     keep_checkpoints: usize,
     /// Queued runs in FIFO order (the slots' semaphore is FIFO too); for queue positions.
     waiting: Mutex<VecDeque<RunId>>,
@@ -130,10 +136,13 @@ impl Runs {
         data_dir: PathBuf,
         max_concurrent_runs: usize,
         keep_checkpoints: usize,
+        data_roots: DataRoots,
     ) -> Arc<Self> {
         Arc::new(Runs {
             store,
             data_dir,
+            data_roots,
+            dataset_loads: Arc::new(Semaphore::new(MAX_CONCURRENT_DATASET_LOADS)),
             keep_checkpoints: keep_checkpoints.max(1),
             waiting: Mutex::new(VecDeque::new()),
             slots: Arc::new(Semaphore::new(max_concurrent_runs.max(1))),
@@ -164,12 +173,20 @@ impl Runs {
     /// `init_from` in the config (and `locate_init`), finds the checkpoint to start from and which
     /// parameters it provides.
     async fn prepare(&self, config: RunConfig, locate_init: bool) -> Result<Prepared> {
-        let spec = RunSpec::try_from(config)?;
+        let mut spec = RunSpec::try_from(config)?;
+        self.data_roots.confine(&mut spec)?;
         let device = train::resolve_device(spec.device)?;
         let source = match &spec.init_from {
             Some(source) if locate_init => Some(self.locate_init_source(source)?),
             _ => None,
         };
+        // Reading a dataset holds it in memory: a few at a time, whatever the number of requests.
+        let _loading = self
+            .dataset_loads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StrataError::ShuttingDown)?;
         blocking(move || {
             let train::PreparedRun { mut spec, resolved, task } = train::prepare_run(spec)?;
             let init = match source {

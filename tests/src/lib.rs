@@ -102,6 +102,9 @@ impl Daemon {
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(["--threads", "1"])
+            // The tests write their datasets and modules in temporary folders.
+            .arg("--data-root")
+            .arg(std::env::temp_dir())
             .args(extra_args)
             .env("RUST_LOG", "info")
             // The same numbers on every host: CPU only (a GPU host would train elsewhere and

@@ -4,6 +4,7 @@
 pub mod dataset;
 pub mod glob;
 pub mod model;
+pub mod paths;
 pub mod rates;
 pub mod schedule;
 
@@ -152,10 +153,36 @@ pub(crate) fn finite_in(
     if !value.is_finite() || value < low || value > high {
         return Err(StrataError::invalid(
             field,
-            format!("{value} is not allowed; allowed: {allowed}"),
+            format!("{} is not allowed; allowed: {allowed}", shown_number(value)),
         ));
     }
     Ok(value)
+}
+
+/// A number as an error message prints it: plainly in the usual range, in scientific notation
+/// beyond it (Rust's `{}` writes 1e308 as 309 digits).
+pub fn shown_number(value: f64) -> String {
+    let magnitude = value.abs();
+    if !value.is_finite() || value == 0.0 || (1e-4..1e7).contains(&magnitude) {
+        format!("{value}")
+    } else {
+        format!("{value:e}")
+    }
+}
+
+/// Longest user input quoted whole in an error message.
+const MAX_QUOTED_CHARS: usize = 64;
+
+/// User input as an error message quotes it: whole (escaped) when short; else its start and its
+/// length, so an error never carries a huge or hostile input back to the client or the log.
+pub fn shown(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= MAX_QUOTED_CHARS {
+        format!("'{}'", text.escape_debug())
+    } else {
+        let start: String = text.chars().take(MAX_QUOTED_CHARS / 2).collect();
+        format!("'{}…' ({count} characters)", start.escape_debug())
+    }
 }
 
 fn parse_device(text: &str) -> Result<DeviceSpec> {
@@ -181,7 +208,10 @@ fn parse_rates(config: &RunConfig, lr_given: bool) -> Result<RateSpec> {
     if !lr.is_finite() || lr <= 0.0 {
         return Err(StrataError::invalid(
             "lr",
-            format!("{lr} must be a positive finite number, e.g. 1e-3"),
+            format!(
+                "{} must be a positive finite number, e.g. 1e-3",
+                shown_number(lr)
+            ),
         ));
     }
     let base = match (config.lr_decay, config.lr_slice.trim()) {
@@ -195,7 +225,10 @@ fn parse_rates(config: &RunConfig, lr_given: bool) -> Result<RateSpec> {
             if !decay.is_finite() || decay <= 0.0 || decay > 1.0 {
                 return Err(StrataError::invalid(
                     "lr_decay",
-                    format!("{decay} is not allowed; allowed: a factor in (0, 1], e.g. 0.65"),
+                    format!(
+                        "{} is not allowed; allowed: a factor in (0, 1], e.g. 0.65",
+                        shown_number(decay)
+                    ),
                 ));
             }
             BaseRates::Decay { lr, decay }
@@ -227,11 +260,13 @@ fn parse_rates(config: &RunConfig, lr_given: bool) -> Result<RateSpec> {
             BaseRates::Slice { first, last }
         }
     };
-    if config.layer_lr.len() > MAX_RULES || config.freeze.len() > MAX_RULES {
-        return Err(StrataError::invalid(
-            "layer_lr",
-            format!("at most {MAX_RULES} rules"),
-        ));
+    for (field, rules) in [("layer_lr", &config.layer_lr), ("freeze", &config.freeze)] {
+        if rules.len() > MAX_RULES {
+            return Err(StrataError::invalid(
+                field,
+                format!("{} rules; at most {MAX_RULES} are allowed", rules.len()),
+            ));
+        }
     }
     let layer_lr = config
         .layer_lr
@@ -374,7 +409,10 @@ impl TryFrom<RunConfig> for RunSpec {
                     Some(norm) if !norm.is_finite() || norm <= 0.0 => {
                         return Err(StrataError::invalid(
                             "clip_grad_norm",
-                            format!("{norm} must be a positive finite number, e.g. 1.0"),
+                            format!(
+                                "{} must be a positive finite number, e.g. 1.0",
+                                shown_number(norm)
+                            ),
                         ))
                     }
                     other => other,

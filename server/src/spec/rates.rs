@@ -110,17 +110,18 @@ pub struct ResolvedParam {
 }
 
 pub fn parse_positive_rate(field: &str, text: &str) -> Result<f64> {
+    let quoted = super::shown(text);
     match text.trim().parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
         Ok(_) => Err(StrataError::invalid(
             field,
             format!(
-                "'{text}' must be a positive finite number (use freeze to stop a layer learning)"
+                "{quoted} must be a positive finite number (use freeze to stop a layer learning)"
             ),
         )),
         Err(_) => Err(StrataError::invalid(
             field,
-            format!("'{text}' is not a number"),
+            format!("{quoted} is not a number"),
         )),
     }
 }
@@ -128,10 +129,12 @@ pub fn parse_positive_rate(field: &str, text: &str) -> Result<f64> {
 impl LayerRateRule {
     /// Parses `GLOB=RATE` or `GLOB=xFACTOR`.
     pub fn parse(field: &str, text: &str) -> Result<Self> {
+        check_rule_length(field, text)?;
+        let quoted = super::shown(text);
         let Some((pattern, value)) = text.split_once('=') else {
             return Err(StrataError::invalid(
                 field,
-                format!("'{text}' must be GLOB=RATE or GLOB=xFACTOR, e.g. 'layer0=1e-4' or 'layer*=x0.1'"),
+                format!("{quoted} must be GLOB=RATE or GLOB=xFACTOR, e.g. 'layer0=1e-4' or 'layer*=x0.1'"),
             ));
         };
         let pattern = Glob::parse(pattern.trim()).map_err(|e| StrataError::invalid(field, e))?;
@@ -147,12 +150,14 @@ impl LayerRateRule {
 impl FreezeRule {
     /// Parses `GLOB` or `GLOB@EPOCH`.
     pub fn parse(field: &str, text: &str) -> Result<Self> {
+        check_rule_length(field, text)?;
+        let quoted = super::shown(text);
         let (pattern, until) = match text.split_once('@') {
             Some((pattern, epoch)) => {
                 let epoch = epoch.trim().parse::<u32>().ok().filter(|&e| e >= 2).ok_or_else(|| {
                     StrataError::invalid(
                         field,
-                        format!("'{text}': the epoch after '@' must be a whole number ≥ 2 (epochs count from 1)"),
+                        format!("{quoted}: the epoch after '@' must be a whole number ≥ 2 (epochs count from 1)"),
                     )
                 })?;
                 (pattern, FrozenUntil::Epoch(epoch))
@@ -162,6 +167,22 @@ impl FreezeRule {
         let pattern = Glob::parse(pattern.trim()).map_err(|e| StrataError::invalid(field, e))?;
         Ok(FreezeRule { pattern, until })
     }
+}
+
+/// Longest rule accepted: a glob (at most [`super::glob::MAX_GLOB_TOKENS`] characters) and its
+/// value.
+const MAX_RULE_CHARS: usize = 256;
+
+/// Refuses an over-long rule before any of it is parsed, without echoing it.
+fn check_rule_length(field: &str, text: &str) -> Result<()> {
+    let count = text.chars().count();
+    if count > MAX_RULE_CHARS {
+        return Err(StrataError::invalid(
+            field,
+            format!("the rule is {count} characters long; at most {MAX_RULE_CHARS} are allowed"),
+        ));
+    }
+    Ok(())
 }
 
 fn matches(pattern: &Glob, param: &ParamInfo) -> bool {

@@ -10,6 +10,9 @@ const ONECYCLE_FINAL_DIV: f64 = 1e5;
 const STLR_CUT_FRAC: f64 = 0.1;
 const STLR_RATIO: f64 = 32.0;
 
+/// Longest schedule text accepted (the longest real one is a few dozen characters).
+const MAX_SCHEDULE_BYTES: usize = 200;
+
 pub const SCHEDULE_FORMS: &str =
     "constant, step:EVERY_EPOCHS:GAMMA, cosine, onecycle, stlr, warmup:STEPS[+SCHEDULE]";
 
@@ -36,8 +39,23 @@ pub enum Schedule {
 impl Schedule {
     pub fn parse(spec: &str) -> Result<Self, String> {
         let spec = spec.trim();
+        if spec.len() > MAX_SCHEDULE_BYTES {
+            return Err(format!(
+                "{} is too long for a schedule (at most {MAX_SCHEDULE_BYTES} characters): use one of {SCHEDULE_FORMS}",
+                super::shown(spec)
+            ));
+        }
         if let Some(rest) = spec.strip_prefix("warmup:") {
             let (steps, then) = match rest.split_once('+') {
+                // Checked before parsing what follows: no recursion on user input.
+                Some((_, then)) if then.trim_start().starts_with("warmup:") => {
+                    return Err(format!("'{spec}': only one warmup is allowed"));
+                }
+                Some((_, then)) if then.trim().is_empty() => {
+                    return Err(format!(
+                        "'{spec}': name the schedule after the warm-up, e.g. warmup:100+cosine, or drop the '+'"
+                    ));
+                }
                 Some((steps, then)) => (steps, Schedule::parse(then)?),
                 None => (rest, Schedule::Constant),
             };
@@ -174,9 +192,21 @@ mod tests {
             "step:2:-1",
             "warmup:x",
             "warmup:5+warmup:5",
+            "warmup:10+",
+            "warmup:10+ ",
             "step:2",
         ] {
             assert!(Schedule::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Nested warm-ups used to be parsed by recursion, one stack frame per `warmup:1+`.
+    #[test]
+    fn hostile_schedules_are_refused_without_recursion() {
+        let deep = "warmup:1+".repeat(10_000) + "constant";
+        let err = Schedule::parse(&deep).unwrap_err();
+        assert!(err.len() < 300, "the error does not echo the input: {err}");
+        let err = Schedule::parse(&"warmup:1+".repeat(20)).unwrap_err();
+        assert!(err.contains("only one warmup"), "{err}");
     }
 }

@@ -44,6 +44,9 @@ struct ScriptModule {
     training: Option<bool>,
 }
 
+/// Largest TorchScript file loaded.
+const MAX_TORCHSCRIPT_BYTES: u64 = 2 << 30;
+
 fn invalid(message: String) -> StrataError {
     StrataError::invalid("model", message)
 }
@@ -162,12 +165,13 @@ impl Model {
     /// `TrainableCModule`, which puts them all in one optimizer group, the parameters are handed
     /// to the optimizer one by one, so each gets its own rate.
     fn load_script(path: &Path, device: Device) -> Result<Model> {
-        if !path.is_file() {
-            return Err(invalid(format!(
-                "no TorchScript module at {} (it is read on the daemon's host)",
+        // A regular file of bounded size; libtorch reads it only after this check.
+        crate::spec::paths::open_regular(path, MAX_TORCHSCRIPT_BYTES).map_err(|e| {
+            invalid(format!(
+                "cannot read the TorchScript module {} (it is read on the daemon's host): {e}",
                 path.display()
-            )));
-        }
+            ))
+        })?;
         let module = CModule::load_on_device(path, device).map_err(|e| {
             invalid(format!(
                 "cannot load {} as a TorchScript module (save it with torch.jit.script(model).save(path)): {}",
@@ -454,7 +458,7 @@ mod tests {
         };
         let err = describe_parameters(&spec, &[2], 2).unwrap_err().to_string();
         assert!(
-            err.starts_with("model: no TorchScript module at /nonexistent/net.pt"),
+            err.starts_with("model: cannot read the TorchScript module /nonexistent/net.pt"),
             "{err}"
         );
         let dir = tempfile::tempdir().unwrap();

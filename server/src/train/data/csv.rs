@@ -13,12 +13,13 @@
 //!   distinct labels in sorted order (numbers numerically, then text alphabetically).
 //!
 //! Every error names the file, the row (data rows counted from 1, and the file's line) and the
-//! column (counted from 1, with its header name).
+//! column (counted from 1). Errors never quote the file's contents (a cell, a header name) beyond
+//! what the client itself sent (the label's name): the daemon may read files its clients could
+//! not, and an error must not become a way to read them.
 
 use std::{
     borrow::Cow,
     collections::HashMap,
-    fs::File,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
 };
@@ -26,7 +27,7 @@ use std::{
 use super::{Samples, MAX_CLASSES, MAX_DATASET_ROWS, MAX_DATASET_VALUES};
 use crate::{
     error::{Result, StrataError},
-    spec::{Task, TaskKind},
+    spec::{paths::open_regular, Task, TaskKind},
 };
 
 /// Bigger files are refused before they are read: datasets are held in memory.
@@ -49,6 +50,8 @@ pub struct CsvTable {
     field: &'static str,
     /// Header names, or `None` when the first row is data.
     header: Option<Vec<String>>,
+    /// The label's name as the client gave it, when it named a header column.
+    label_named: Option<String>,
     columns: usize,
     label_column: usize,
     features: Vec<f32>,
@@ -62,14 +65,21 @@ impl CsvTable {
     }
 
     fn label_name(&self) -> String {
-        column_name(self.header.as_deref(), self.label_column)
+        column_name(
+            self.label_named.as_deref(),
+            self.label_column,
+            self.label_column,
+        )
     }
 }
 
-fn column_name(header: Option<&[String]>, column: usize) -> String {
-    match header {
-        Some(names) => format!("column {} '{}'", column + 1, names[column]),
-        None => format!("column {}", column + 1),
+/// "column 3", and the label's name when the client gave it (`label_named`).
+fn column_name(label_named: Option<&str>, label_column: usize, column: usize) -> String {
+    match label_named {
+        Some(name) if column == label_column => {
+            format!("column {} '{}'", column + 1, name.escape_debug())
+        }
+        _ => format!("column {}", column + 1),
     }
 }
 
@@ -182,11 +192,10 @@ fn resolve_label(
     Err(StrataError::invalid(
         "label",
         if looks_like_header {
-            let names: Vec<&str> = first.iter().map(|f| f.as_ref()).collect();
             format!(
-                "no column named '{label}' in {}; its columns are {}",
+                "no column named '{}' in the header row of {} ({columns} columns); name the label column exactly as in the header, or by its index from 1 to {columns}",
+                label.escape_debug(),
                 path.display(),
-                names.join(", ")
             )
         } else {
             format!(
@@ -206,18 +215,12 @@ pub fn read_csv(
     task: Option<TaskKind>,
 ) -> Result<CsvTable> {
     let invalid = |message: String| StrataError::invalid(field, message);
-    let file =
-        File::open(path).map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
-    let size = file
-        .metadata()
-        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?
-        .len();
-    if size > MAX_CSV_BYTES {
-        return Err(invalid(format!(
-            "{} is {size} bytes; at most {MAX_CSV_BYTES} bytes of CSV are read (datasets are held in memory)",
+    let file = open_regular(path, MAX_CSV_BYTES).map_err(|e| {
+        invalid(format!(
+            "cannot read {}: {e} (datasets are held in memory)",
             path.display()
-        )));
-    }
+        ))
+    })?;
 
     let mut reader = BufReader::new(file);
     let mut line = String::new();
@@ -260,6 +263,9 @@ pub fn read_csv(
                 path: path.to_path_buf(),
                 field,
                 header: is_header.then(|| fields.iter().map(|f| f.to_string()).collect()),
+                label_named: label
+                    .filter(|l| is_header && fields.get(label_column).is_some_and(|f| f == l))
+                    .map(str::to_string),
                 columns: fields.len(),
                 label_column,
                 features: Vec::new(),
@@ -303,7 +309,7 @@ fn push_row(
         format!(
             "{}: row {row} (line {line_number}), {}",
             table.path.display(),
-            column_name(table.header.as_deref(), column)
+            column_name(table.label_named.as_deref(), table.label_column, column)
         )
     };
     let invalid = |message: String| StrataError::invalid(table.field, message);
@@ -339,14 +345,19 @@ fn push_row(
         if let Ok(number) = number {
             if !number.is_finite() {
                 return Err(invalid(format!(
-                    "{}: '{value}' is not a finite number",
+                    "{}: the value is not a finite number",
                     at(column)
                 )));
             }
         }
         if column != table.label_column {
             let number = number
-                .map_err(|_| invalid(format!("{}: '{value}' is not a number", at(column))))?;
+                .map_err(|_| {
+                    invalid(format!(
+                        "{}: the value is not a number (feature columns must be numeric; is this the label column? name it with --label)",
+                        at(column)
+                    ))
+                })?;
             table.features.push(number as f32);
             continue;
         }
@@ -354,7 +365,7 @@ fn push_row(
             Ok(number) => RawLabel::Number(number),
             Err(_) if task == Some(TaskKind::Regression) => {
                 return Err(invalid(format!(
-                    "{}: label '{value}' is not a number, and the task is regression",
+                    "{}: the label is not a number, and the task is regression",
                     at(column)
                 )))
             }
@@ -510,13 +521,12 @@ fn check_same_columns(train: &CsvTable, val: &CsvTable) -> Result<()> {
         )));
     }
     if let (Some(a), Some(b)) = (&train.header, &val.header) {
-        if a != b {
+        if let Some(column) = a.iter().zip(b).position(|(x, y)| x != y) {
             return Err(invalid(format!(
-                "the columns of {} ({}) differ from those of the dataset {} ({})",
+                "the header of {} differs from the dataset {}'s at column {}; both need the same columns",
                 val.path.display(),
-                b.join(", "),
                 train.path.display(),
-                a.join(", ")
+                column + 1
             )));
         }
     }
@@ -598,8 +608,9 @@ mod tests {
         assert_eq!(read(&many, None, None).unwrap().task, Task::Regression);
         let err = error("x,y\n1,cat\n2,dog\n", None, Some(TaskKind::Regression));
         assert!(
-            err.contains("row 1 (line 2), column 2 'y'") && err.contains("'cat'"),
-            "{err}"
+            err.contains("row 1 (line 2), column 2: the label is not a number")
+                && !err.contains("cat"),
+            "names the place, never the cell: {err}"
         );
     }
 
@@ -608,8 +619,9 @@ mod tests {
         let err = error("a,b,y\n1,2,0\n3,abc,1\n", None, None);
         assert!(err.starts_with("dataset: "), "{err}");
         assert!(
-            err.contains("row 2 (line 3), column 2 'b': 'abc' is not a number"),
-            "{err}"
+            err.contains("row 2 (line 3), column 2: the value is not a number")
+                && !err.contains("abc"),
+            "names the place, never the cell: {err}"
         );
         let err = error("1,2,0\n3,,1\n", None, None);
         assert!(
@@ -618,7 +630,7 @@ mod tests {
         );
         let err = error("a,y\ninf,0\n", None, None);
         assert!(
-            err.contains("row 1 (line 2), column 1 'a': 'inf' is not a finite number"),
+            err.contains("row 1 (line 2), column 1: the value is not a finite number"),
             "{err}"
         );
         let err = error("a,y\n\"1,0\n", None, None);
@@ -641,8 +653,10 @@ mod tests {
     fn missing_label_and_empty_files() {
         let err = error("a,b,y\n1,2,0\n", Some("species"), None);
         assert!(
-            err.starts_with("label: no column named 'species'") && err.contains("a, b, y"),
-            "{err}"
+            err.starts_with("label: no column named 'species'")
+                && err.contains("3 columns")
+                && !err.contains("a, b"),
+            "says how many columns, never their names: {err}"
         );
         let err = error("1,2,0\n", Some("species"), None);
         assert!(
@@ -694,7 +708,10 @@ mod tests {
         .err()
         .unwrap()
         .to_string();
-        assert!(err.starts_with("val_dataset: the columns of"), "{err}");
+        assert!(
+            err.starts_with("val_dataset: the header of") && err.contains("at column"),
+            "{err}"
+        );
         let wide = write(&dir, "wide.csv", "a,b,y\n3,4,cat\n");
         let err = labelled(
             read_csv(&train, "dataset", None, None).unwrap(),

@@ -8,17 +8,16 @@
 //! 0 to the largest label), or the target value when the task is regression.
 
 use std::{
-    fs::File,
     io::{BufReader, Read},
     path::{Path, PathBuf},
 };
 
 use flate2::read::GzDecoder;
 
-use super::{Samples, MAX_DATASET_VALUES};
+use super::{Samples, MAX_DATASET_ROWS, MAX_DATASET_VALUES};
 use crate::{
     error::{Result, StrataError},
-    spec::{Task, TaskKind},
+    spec::{paths::open_regular, Task, TaskKind},
 };
 
 pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
@@ -90,9 +89,13 @@ fn is_gzip(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "gz")
 }
 
+/// Largest IDX file read (compressed or not): the most values a dataset may hold, one byte each,
+/// and a header.
+const MAX_IDX_FILE_BYTES: u64 = MAX_DATASET_VALUES as u64 + 1024;
+
 fn open(path: &Path) -> Result<Box<dyn Read>> {
-    let file =
-        File::open(path).map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    let file = open_regular(path, MAX_IDX_FILE_BYTES)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
     Ok(if is_gzip(path) {
         Box::new(GzDecoder::new(BufReader::new(file)))
     } else {
@@ -184,6 +187,12 @@ fn read_part(pair: &Pair, read_pixels: bool) -> Result<Part> {
             pair.labels.display()
         )));
     };
+    if count > MAX_DATASET_ROWS {
+        return Err(invalid(format!(
+            "{} claims {count} labels; at most {MAX_DATASET_ROWS} rows are read (datasets are held in memory)",
+            pair.labels.display()
+        )));
+    }
     let labels = read_values(&pair.labels, &mut *labels_reader, count)?;
 
     let mut images_reader = open(&pair.images)?;
@@ -227,8 +236,25 @@ fn read_part(pair: &Pair, read_pixels: bool) -> Result<Part> {
     let pixels = if read_pixels {
         Some(read_values(&pair.images, &mut *images_reader, values)?)
     } else {
-        // Without reading the pixels, a plain file's length still tells whether it is whole.
-        if !is_gzip(&pair.images) {
+        // Without keeping the pixels, a compressed file is still read through (bounded by the
+        // header's promise plus one byte), so one with too little or too much data is refused
+        // now rather than by the worker; a plain file's length tells the same.
+        if is_gzip(&pair.images) {
+            let mut counted = std::io::Read::take(&mut *images_reader, values as u64 + 1);
+            let read = std::io::copy(&mut counted, &mut std::io::sink())
+                .map_err(|e| read_failed(&pair.images, e))?;
+            if read != values as u64 {
+                return Err(invalid(format!(
+                    "{} holds {} pixels, but its header promises {values}",
+                    pair.images.display(),
+                    if read > values as u64 {
+                        format!("more than {values}")
+                    } else {
+                        read.to_string()
+                    }
+                )));
+            }
+        } else {
             let len = std::fs::metadata(&pair.images)
                 .map_err(|e| invalid(format!("cannot read {}: {e}", pair.images.display())))?
                 .len();

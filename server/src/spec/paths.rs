@@ -1,0 +1,242 @@
+//! Which files a client may make the daemon read: only under the directories the operator allows
+//! (`--data-root DIR`, repeatable; by default the daemon's working directory), after symlinks are
+//! resolved, and only regular files, read up to a byte limit whatever the file claims.
+//!
+//! A path outside the roots is refused with the same message whether or not it exists, so a
+//! client cannot probe the host's files; errors name the path the client sent, never contents.
+
+use std::{
+    fs::File,
+    io::{self, Read},
+    os::unix::fs::OpenOptionsExt,
+    path::{Component, Path, PathBuf},
+};
+
+use super::{dataset::DataSource, dataset::Validation, model::ModelSpec, RunSpec};
+use crate::error::{Result, StrataError};
+
+/// The directories client-named files may be read from, resolved (absolute, symlinks followed).
+#[derive(Clone, Debug, Default)]
+pub struct DataRoots {
+    roots: Vec<PathBuf>,
+}
+
+impl DataRoots {
+    /// Resolves each root; a root that does not exist is an error for the operator.
+    pub fn new(roots: &[PathBuf]) -> io::Result<Self> {
+        let roots = roots
+            .iter()
+            .map(|root| {
+                std::fs::canonicalize(root).map_err(|e| {
+                    io::Error::new(e.kind(), format!("data root {}: {e}", root.display()))
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(DataRoots { roots })
+    }
+
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    fn describe(&self) -> String {
+        if self.roots.is_empty() {
+            "no directory is allowed (start stratad with --data-root DIR)".into()
+        } else {
+            let list: Vec<String> = self.roots.iter().map(|r| r.display().to_string()).collect();
+            format!("allowed: files under {}", list.join(", "))
+        }
+    }
+
+    fn under_a_root(&self, path: &Path) -> bool {
+        self.roots.iter().any(|root| path.starts_with(root))
+    }
+
+    /// The real path of `path` (absolute), if it lies under a root; else the refusal, the same
+    /// whether or not the file exists.
+    pub fn resolve(&self, field: &str, path: &Path) -> Result<PathBuf> {
+        let outside = || {
+            StrataError::invalid(
+                field,
+                format!(
+                    "{} is outside the directories stratad may read; {}",
+                    super::shown(&path.display().to_string()),
+                    self.describe()
+                ),
+            )
+        };
+        // First without touching the disk, so nothing is learnt about paths outside the roots.
+        let lexical = normalize(path).ok_or_else(outside)?;
+        if !self.under_a_root(&lexical) {
+            return Err(outside());
+        }
+        let real = std::fs::canonicalize(&lexical).map_err(|e| {
+            StrataError::invalid(
+                field,
+                format!(
+                    "cannot read {}: {e}",
+                    super::shown(&path.display().to_string())
+                ),
+            )
+        })?;
+        // A symlink under a root may point anywhere.
+        if !self.under_a_root(&real) {
+            return Err(outside());
+        }
+        Ok(real)
+    }
+
+    /// Replaces every path in `spec` by its real path under a root, or refuses the spec.
+    pub fn confine(&self, spec: &mut RunSpec) -> Result<()> {
+        match &mut spec.dataset.source {
+            DataSource::Csv { path, .. } => *path = self.resolve("dataset", path)?,
+            DataSource::Idx { dir } => *dir = self.resolve("dataset", dir)?,
+            DataSource::Synthetic(_) => {}
+        }
+        if let Validation::CsvFile(path) = &mut spec.dataset.validation {
+            *path = self.resolve("val_dataset", path)?;
+        }
+        if let ModelSpec::TorchScript { path } = &mut spec.model {
+            *path = self.resolve("model", path)?;
+        }
+        Ok(())
+    }
+}
+
+/// `path` made absolute with `.` and `..` taken out lexically; `None` for a relative path.
+fn normalize(path: &Path) -> Option<PathBuf> {
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::Prefix(_) => out.push(component),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(part) => out.push(part),
+        }
+    }
+    Some(out)
+}
+
+/// Opens a client-named file for reading: only a regular file (never a FIFO, a device or a
+/// socket: opened non-blocking and checked on the open descriptor, so a swap after a check cannot
+/// make the read block), at most `max_bytes` long. The reader stops at `max_bytes + 1`, so a file
+/// that grows, or lies about its size, is still caught by [`LimitedRead::check`].
+pub fn open_regular(path: &Path, max_bytes: u64) -> io::Result<LimitedRead> {
+    const O_NONBLOCK: i32 = 0o4000;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > max_bytes {
+        return Err(too_big(meta.len(), max_bytes));
+    }
+    Ok(LimitedRead {
+        inner: file.take(max_bytes + 1),
+        max_bytes,
+    })
+}
+
+fn too_big(size: u64, max_bytes: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{size} bytes or more; at most {max_bytes} bytes are read"),
+    )
+}
+
+/// A file read up to a byte limit; reading past it is an error.
+pub struct LimitedRead {
+    inner: io::Take<File>,
+    max_bytes: u64,
+}
+
+impl Read for LimitedRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        if self.inner.limit() == 0 {
+            return Err(too_big(self.max_bytes + 1, self.max_bytes));
+        }
+        Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_outside_the_roots_are_refused_alike_whether_they_exist_or_not() {
+        let allowed = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(allowed.path().join("a.csv"), "x,y\n1,2\n").unwrap();
+        std::fs::write(other.path().join("secret.csv"), "k\n").unwrap();
+        std::os::unix::fs::symlink(
+            other.path().join("secret.csv"),
+            allowed.path().join("link.csv"),
+        )
+        .unwrap();
+        let roots = DataRoots::new(&[allowed.path().to_path_buf()]).unwrap();
+
+        let ok = roots
+            .resolve("dataset", &allowed.path().join("a.csv"))
+            .unwrap();
+        assert!(ok.ends_with("a.csv"));
+        let refusal = |path: PathBuf| roots.resolve("dataset", &path).unwrap_err().to_string();
+        let exists = refusal(other.path().join("secret.csv"));
+        let missing = refusal(other.path().join("nothing.csv"));
+        assert!(exists.contains("outside the directories"), "{exists}");
+        assert_eq!(
+            exists.replace("secret", "nothing"),
+            missing,
+            "the same answer for a file that exists and one that does not"
+        );
+        assert!(refusal(allowed.path().join("../x/../../etc/passwd")).contains("outside"));
+        assert!(refusal(allowed.path().join("link.csv")).contains("outside"));
+        assert!(roots
+            .resolve("dataset", &allowed.path().join("none.csv"))
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read"));
+        let none = DataRoots::new(&[]).unwrap();
+        assert!(none
+            .resolve("dataset", &allowed.path().join("a.csv"))
+            .unwrap_err()
+            .to_string()
+            .contains("--data-root"));
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_only_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, vec![b'a'; 100]).unwrap();
+        let mut text = String::new();
+        open_regular(&file, 100)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text.len(), 100);
+        assert!(open_regular(&file, 99).is_err(), "bigger than the limit");
+        assert!(open_regular(Path::new("/dev/zero"), 1 << 20).is_err());
+        assert!(open_regular(dir.path(), 1 << 20).is_err(), "a directory");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = open_regular(&fifo, 1 << 20)
+                .err()
+                .expect("a FIFO is refused");
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
+    }
+}
