@@ -377,7 +377,27 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         }
         current = err.source();
     }
-    parts.join(": ")
+    let mut chain = parts.join(": ");
+    if let Some(hint) = tls_hint(&chain) {
+        chain.push_str("; ");
+        chain.push_str(hint);
+    }
+    chain
+}
+
+/// What to do about the certificate errors people meet with a self-made certificate.
+fn tls_hint(chain: &str) -> Option<&'static str> {
+    if chain.contains("CaUsedAsEndEntity") {
+        Some("the daemon's certificate is a CA certificate (what `openssl req -x509` makes unless told otherwise); make the daemon one with -addext basicConstraints=critical,CA:FALSE (see the README, Access)")
+    } else if chain.contains("Expired") {
+        Some("the daemon's certificate has expired; give stratad a new one")
+    } else if chain.contains("NotValidForName") {
+        Some("the daemon's certificate does not name the host in --addr; add it with -addext subjectAltName=DNS:HOST,IP:ADDR")
+    } else if chain.contains("UnknownIssuer") {
+        Some("the daemon's certificate is not trusted; pass it (or its CA) with --tls-ca FILE")
+    } else {
+        None
+    }
 }
 
 /// A run status as users see it (`completed`), or `unknown(N)` for a value this client does not

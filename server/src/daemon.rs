@@ -11,6 +11,7 @@ use crate::{
     auth::TokenCheck,
     connections::{bounded_incoming, connection_limit},
     error::StrataError,
+    malformed::MalformedIsInvalid,
     runs::Runs,
     service::StrataService,
     spec::paths::DataRoots,
@@ -141,8 +142,10 @@ pub async fn run(
         config.data_dir.display().to_string(),
     ))
     .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let service =
-        tonic::service::interceptor::InterceptedService::new(service, token_check.clone());
+    let service = MalformedIsInvalid(tonic::service::interceptor::InterceptedService::new(
+        service,
+        token_check.clone(),
+    ));
     let reflection =
         tonic::service::interceptor::InterceptedService::new(reflection, token_check.clone());
     let reflection_alpha =

@@ -46,9 +46,26 @@ impl From<prost::DecodeError> for StrataError {
     }
 }
 
+/// Longest error message sent to a client: inputs are quoted short where they are built, and
+/// this bounds whatever else (an OS error, a path) makes it through.
+const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
+
+/// `message` cut to at most `max` bytes, at a character boundary, saying that it was cut.
+fn truncated(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut end = max;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("… (cut)");
+    }
+    message
+}
+
 impl From<StrataError> for Status {
     fn from(err: StrataError) -> Self {
-        let message = err.to_string();
+        let message = truncated(err.to_string(), MAX_STATUS_MESSAGE_BYTES);
         match err {
             StrataError::InvalidArgument { .. } => Status::invalid_argument(message),
             StrataError::RunNotFound(_) => Status::not_found(message),

@@ -7,6 +7,7 @@ pub mod connections;
 pub mod daemon;
 pub mod durable;
 pub mod error;
+pub mod malformed;
 pub mod runs;
 pub mod service;
 pub mod spec;

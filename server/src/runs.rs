@@ -36,6 +36,8 @@ use crate::{
 pub const WATCH_BUFFER_EVENTS: usize = 256;
 /// Events queued per watcher connection before its task waits for the client to read.
 const WATCHER_QUEUE_EVENTS: usize = 64;
+/// Runs one comparison may name.
+const MAX_COMPARED_RUNS: usize = 1000;
 /// Datasets read at once to validate a start or a dry run; more requests wait their turn.
 const MAX_CONCURRENT_DATASET_LOADS: usize = 2;
 /// How long shutdown waits for running runs to stop at a batch boundary and record it.
@@ -578,7 +580,11 @@ impl Runs {
             label => Some(Verdict::from_label(label).ok_or_else(|| {
                 StrataError::invalid(
                     "verdict",
-                    format!("'{label}' is not a verdict; allowed: {}", Verdict::labels()),
+                    format!(
+                        "{} is not a verdict; allowed: {}",
+                        crate::spec::shown(label),
+                        Verdict::labels()
+                    ),
                 )
             })?),
         };
@@ -728,6 +734,15 @@ impl Runs {
             return Err(StrataError::invalid(
                 "runs",
                 "name at least one run (an id or a unique prefix)",
+            ));
+        }
+        if runs.len() > MAX_COMPARED_RUNS {
+            return Err(StrataError::invalid(
+                "runs",
+                format!(
+                    "{} runs named; at most {MAX_COMPARED_RUNS} are compared at once",
+                    runs.len()
+                ),
             ));
         }
         let mut records = Vec::new();

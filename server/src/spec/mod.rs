@@ -287,10 +287,42 @@ fn parse_rates(config: &RunConfig, lr_given: bool) -> Result<RateSpec> {
     })
 }
 
+/// Longest path or model text accepted (Linux's PATH_MAX, and a prefix).
+const MAX_PATH_FIELD_CHARS: usize = 4096 + 16;
+/// Longest of the short text fields (optimizer, device, task, lr_slice, init_from).
+const MAX_WORD_FIELD_CHARS: usize = 100;
+
+/// Refuses over-long text fields before any of them is parsed; the error gives the length, not
+/// the text.
+fn check_field_lengths(config: &RunConfig) -> Result<()> {
+    let fields: [(&str, &str, usize); 9] = [
+        ("dataset", &config.dataset, MAX_PATH_FIELD_CHARS),
+        ("val_dataset", &config.val_dataset, MAX_PATH_FIELD_CHARS),
+        ("model", &config.model, MAX_PATH_FIELD_CHARS),
+        ("optimizer", &config.optimizer, MAX_WORD_FIELD_CHARS),
+        ("device", &config.device, MAX_WORD_FIELD_CHARS),
+        ("task", &config.task, MAX_WORD_FIELD_CHARS),
+        ("lr_slice", &config.lr_slice, MAX_WORD_FIELD_CHARS),
+        ("init_from", &config.init_from, MAX_WORD_FIELD_CHARS),
+        ("schedule", &config.schedule, MAX_WORD_FIELD_CHARS * 2),
+    ];
+    for (field, text, max) in fields {
+        let count = text.chars().count();
+        if count > max {
+            return Err(StrataError::invalid(
+                field,
+                format!("{count} characters; at most {max} are allowed"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl TryFrom<RunConfig> for RunSpec {
     type Error = StrataError;
 
     fn try_from(config: RunConfig) -> Result<Self> {
+        check_field_lengths(&config)?;
         let RunConfig {
             dataset,
             samples,
