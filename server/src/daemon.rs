@@ -61,13 +61,55 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// A certificate expiring within this is worth a warning at start-up.
+const CERTIFICATE_WARN_BEFORE_SECS: i64 = 14 * 24 * 3600;
+
+/// What about the serving certificate (the first in the PEM) will make clients refuse it, or soon.
+fn certificate_warnings(pem: &[u8], now_secs: i64) -> Vec<String> {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(pem) else {
+        return vec!["the certificate file holds no PEM certificate that could be read".into()];
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return vec!["the certificate in the file could not be parsed".into()];
+    };
+    let validity = cert.validity();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    let mut warnings = Vec::new();
+    if not_after < now_secs {
+        warnings.push(format!(
+            "the certificate expired on {}: clients will refuse it; give stratad a new one",
+            validity.not_after
+        ));
+    } else if not_after - now_secs < CERTIFICATE_WARN_BEFORE_SECS {
+        warnings.push(format!("the certificate expires on {}", validity.not_after));
+    }
+    if not_before > now_secs {
+        warnings.push(format!(
+            "the certificate is not valid before {}: clients will refuse it until then",
+            validity.not_before
+        ));
+    }
+    if cert.is_ca() {
+        warnings.push("the certificate is a CA certificate: rustls clients (the strata CLI among them) refuse one presented by a server; make one with basicConstraints=critical,CA:FALSE (see the README)".into());
+    }
+    warnings
+}
+
 fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, StrataError> {
     let read = |field: &str, path: &PathBuf| {
         std::fs::read(path).map_err(|e| {
             StrataError::invalid(field, format!("cannot read {}: {e}", path.display()))
         })
     };
-    let identity = Identity::from_pem(read("tls_cert", &files.cert)?, read("tls_key", &files.key)?);
+    let cert = read("tls_cert", &files.cert)?;
+    let now_secs = crate::store::now_ms() / 1000;
+    for warning in certificate_warnings(&cert, now_secs) {
+        tracing::warn!(cert = %files.cert.display(), "{warning}");
+    }
+    let identity = Identity::from_pem(cert, read("tls_key", &files.key)?);
     Ok(ServerTlsConfig::new().identity(identity))
 }
 
@@ -232,5 +274,47 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = ctrl_c => tracing::info!("received SIGINT"),
         _ = terminate => tracing::info!("received SIGTERM"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate(days_from_now: (i64, i64), ca: bool) -> (String, i64) {
+        let now = rcgen::date_time_ymd(2030, 6, 1);
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_before = if days_from_now.0 < 0 {
+            now - std::time::Duration::from_secs(days_from_now.0.unsigned_abs() * 86_400)
+        } else {
+            now + std::time::Duration::from_secs(days_from_now.0 as u64 * 86_400)
+        };
+        params.not_after = if days_from_now.1 < 0 {
+            now - std::time::Duration::from_secs(days_from_now.1.unsigned_abs() * 86_400)
+        } else {
+            now + std::time::Duration::from_secs(days_from_now.1 as u64 * 86_400)
+        };
+        if ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), now.unix_timestamp())
+    }
+
+    #[test]
+    fn expired_early_and_ca_certificates_are_warned_about() {
+        let (good, now) = certificate((-1, 365), false);
+        assert!(certificate_warnings(good.as_bytes(), now).is_empty());
+        let (expired, now) = certificate((-30, -1), false);
+        let warnings = certificate_warnings(expired.as_bytes(), now);
+        assert!(warnings[0].contains("expired"), "{warnings:?}");
+        let (soon, now) = certificate((-30, 3), false);
+        assert!(certificate_warnings(soon.as_bytes(), now)[0].contains("expires on"));
+        let (early, now) = certificate((2, 30), false);
+        assert!(certificate_warnings(early.as_bytes(), now)[0].contains("not valid before"));
+        let (ca, now) = certificate((-1, 365), true);
+        assert!(certificate_warnings(ca.as_bytes(), now)[0].contains("CA certificate"));
+        assert!(!certificate_warnings(b"junk", now).is_empty());
     }
 }

@@ -180,6 +180,26 @@ impl Daemon {
         child.wait().expect("stratad exits")
     }
 
+    /// Sends SIGTERM and waits up to `bound` for the process to exit: `None` if it did not (it is
+    /// then killed). The bound only turns a hang into a failure.
+    pub fn stop_within(mut self, bound: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("the daemon is running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.server_pid.to_string()])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + bound;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// Stops the daemon with SIGTERM and returns its exit status.
     pub fn stop(mut self) -> ExitStatus {
         self.signal_and_wait("TERM")
