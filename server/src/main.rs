@@ -143,10 +143,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let served = runtime.block_on(daemon::run(config, daemon::wait_for_signal(), |addr| {
-        // One line on stdout, so scripts and tests that asked for port 0 learn the port.
-        println!("stratad listening on {addr}");
-    }));
+    let served = runtime.block_on(async {
+        let shutdown = daemon::wait_for_signal().map_err(|e| {
+            StrataError::Internal(format!("cannot install the signal handlers: {e}"))
+        })?;
+        daemon::run(config, shutdown, |addr| {
+            // One line on stdout, so scripts and tests that asked for port 0 learn the port.
+            println!("stratad listening on {addr}");
+        })
+        .await
+    });
     // Runs are stopped and recorded by now. Dropping the runtime would wait for every blocking
     // task still running (a dataset being read for a request that will never be answered), so
     // the process could outlive its "stopped" line by minutes: give them a moment, no more.

@@ -61,6 +61,42 @@ fn first_line(err: &TchError) -> String {
         .to_string()
 }
 
+/// Layers are created empty (no random draws) and then initialized by [`init_like_pytorch`], so
+/// the draws come in PyTorch's order (each layer's weight, then its bias), not tch's (bias first).
+const EMPTY_LINEAR: nn::LinearConfig = nn::LinearConfig {
+    ws_init: nn::Init::Const(0.0),
+    bs_init: Some(nn::Init::Const(0.0)),
+    bias: true,
+};
+
+/// PyTorch's default initialization of `nn.Linear` and `nn.Conv2d`, which Strata's built-in
+/// layers follow so that a run starts where the same model written in PyTorch would: weights by
+/// `kaiming_uniform_(w, a=sqrt(5))`, i.e. uniform in ±gain·√(3/fan_in) with gain √(2/(1+a²))
+/// (= ±1/√fan_in, computed in PyTorch's order of operations so the bound matches it to the last
+/// bit), biases uniform in ±1/√fan_in. `parameters` are in creation order, each weight followed by
+/// its bias; drawn from libtorch's global generator (seed it first), so with the same seed the
+/// values are PyTorch's own.
+fn init_like_pytorch(parameters: &[(String, Tensor)]) -> Result<(), TchError> {
+    let a = 5f64.sqrt();
+    let gain = (2.0 / (1.0 + a * a)).sqrt();
+    let mut fan_in = 1i64;
+    tch::no_grad(|| {
+        for (name, tensor) in parameters {
+            let size = tensor.size();
+            if name.ends_with(".weight") {
+                fan_in = size.iter().skip(1).product::<i64>().max(1);
+                let std = gain / (fan_in as f64).sqrt();
+                let bound = 3f64.sqrt() * std;
+                let _ = tensor.shallow_clone().f_uniform_(-bound, bound)?;
+            } else {
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                let _ = tensor.shallow_clone().f_uniform_(-bound, bound)?;
+            }
+        }
+        Ok(())
+    })
+}
+
 fn push_layer(
     parameters: &mut Vec<(String, Tensor)>,
     name: &str,
@@ -106,13 +142,14 @@ impl Model {
                 let mut width = sample.iter().product::<i64>();
                 for (i, &next) in hidden.iter().enumerate() {
                     let name = format!("layer{i}");
-                    let layer = nn::linear(&root / name.as_str(), width, next, Default::default());
+                    let layer = nn::linear(&root / name.as_str(), width, next, EMPTY_LINEAR);
                     push_layer(&mut parameters, &name, &layer.ws, layer.bs.as_ref());
                     layers.push(layer);
                     width = next;
                 }
-                let head = nn::linear(&root / "head", width, outputs, Default::default());
+                let head = nn::linear(&root / "head", width, outputs, EMPTY_LINEAR);
                 push_layer(&mut parameters, "head", &head.ws, head.bs.as_ref());
+                init_like_pytorch(&parameters).map_err(|e| invalid(e.to_string()))?;
                 Ok(Model {
                     net: Net::Mlp {
                         layers,
@@ -128,6 +165,8 @@ impl Model {
                 let root = vs.root();
                 let config = nn::ConvConfig {
                     padding: CNN_KERNEL / 2,
+                    ws_init: nn::Init::Const(0.0),
+                    bs_init: nn::Init::Const(0.0),
                     ..Default::default()
                 };
                 let mut convs = Vec::with_capacity(channels.len());
@@ -141,13 +180,9 @@ impl Model {
                     convs.push(conv);
                     in_channels = out;
                 }
-                let head = nn::linear(
-                    &root / "head",
-                    geometry.head_inputs,
-                    outputs,
-                    Default::default(),
-                );
+                let head = nn::linear(&root / "head", geometry.head_inputs, outputs, EMPTY_LINEAR);
                 push_layer(&mut parameters, "head", &head.ws, head.bs.as_ref());
+                init_like_pytorch(&parameters).map_err(|e| invalid(e.to_string()))?;
                 Ok(Model {
                     net: Net::Cnn {
                         convs,
@@ -470,6 +505,49 @@ mod tests {
         assert!(
             err.starts_with("model: cannot load") && !err.contains('\n'),
             "{err}"
+        );
+    }
+
+    /// Weights and biases of the built-in layers lie within PyTorch's bounds (±1/√fan_in, fan_in
+    /// from the layer's weight) and fill them as a uniform distribution does (standard deviation
+    /// bound/√3); tch's own default (Kaiming with a ReLU gain) is √6 times wider.
+    #[test]
+    fn built_in_layers_initialize_like_pytorch() {
+        tch::manual_seed(1);
+        let mlp = ModelSpec::parse("mlp:256,64").unwrap();
+        let model = Model::build(&mlp, &[400], 10, Device::Cpu).unwrap();
+        let cnn = ModelSpec::parse("cnn:16").unwrap();
+        let conv = Model::build(&cnn, &[3, 8, 8], 10, Device::Cpu).unwrap();
+        let mut fan_in = 0i64;
+        for (name, tensor) in model.parameters().iter().chain(conv.parameters()) {
+            if name.ends_with(".weight") {
+                fan_in = tensor.size().iter().skip(1).product();
+            }
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let max = tensor.abs().max().double_value(&[]);
+            assert!(
+                max <= bound * (1.0 + 1e-6),
+                "{name}: |w| up to {max}, bound {bound}"
+            );
+            if tensor.numel() >= 1000 {
+                let std = tensor.std(true).double_value(&[]);
+                let expected = bound / 3f64.sqrt();
+                assert!(
+                    (std / expected - 1.0).abs() < 0.1,
+                    "{name}: std {std}, a uniform ±{bound} has {expected}"
+                );
+                assert!(max > bound * 0.9, "{name}: the draws fill the range");
+            }
+        }
+        assert_eq!(
+            model.parameters()[0].1.size(),
+            vec![256, 400],
+            "layer0's fan-in is 400"
+        );
+        assert_eq!(
+            conv.parameters()[0].1.size(),
+            vec![16, 3, 3, 3],
+            "conv0's is 27"
         );
     }
 }
