@@ -254,8 +254,9 @@ pub fn duration(ms: f64) -> String {
     }
 }
 
-/// The seed's table: `Epoch | Training Loss | Validation Loss | Gap`.
-pub fn epoch_table(epochs: &[EpochRecord]) -> String {
+/// The seed's table, `Epoch | Training Loss | Validation Loss | Gap`, then the validation metric
+/// (`Val Accuracy`, or `Val R²` for regression).
+pub fn epoch_table(epochs: &[EpochRecord], val_metric: &str) -> String {
     if epochs.is_empty() {
         return "no epochs yet".into();
     }
@@ -264,6 +265,7 @@ pub fn epoch_table(epochs: &[EpochRecord]) -> String {
         ("Training Loss", Align::Right),
         ("Validation Loss", Align::Right),
         ("Gap", Align::Right),
+        (metric_heading(val_metric), Align::Right),
     ]);
     for epoch in epochs {
         table.row(vec![
@@ -271,9 +273,27 @@ pub fn epoch_table(epochs: &[EpochRecord]) -> String {
             metric(epoch.train_loss),
             metric(epoch.val_loss),
             signed_metric(epoch_gap(epoch)),
+            validation_metric(epoch.val_accuracy),
         ]);
     }
     table.render_ruled()
+}
+
+/// The validation metric's column heading in the epoch table.
+fn metric_heading(val_metric: &str) -> &'static str {
+    match val_metric {
+        "r2" => "Val R²",
+        _ => "Val Accuracy",
+    }
+}
+
+/// A validation metric (accuracy or R²) to four decimals, `NaN` as such.
+fn validation_metric(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:.4}")
+    } else {
+        metric(value)
+    }
 }
 
 /// Parameters by group, in the order the daemon lists them (the model's order).
@@ -551,7 +571,7 @@ pub fn show(response: &GetRunResponse) -> String {
     let mut sections = vec![
         run_header(run),
         rate_table(&run.parameters),
-        epoch_table(&response.epochs),
+        epoch_table(&response.epochs, &run.val_metric),
     ];
     if let Some(analysis) = &response.analysis {
         sections.push(crate::analysis::show_section(analysis));
@@ -620,11 +640,7 @@ fn metric_label(val_metric: &str) -> &str {
 /// One line per finished epoch in `strata watch`:
 /// `epoch   3/10  train 0.512345  val 0.534567  gap +0.022222  acc 0.8123  (1234 samples/s)`.
 pub fn epoch_line(epoch: &EpochRecord, total_epochs: Option<u32>, val_metric: &str) -> String {
-    let accuracy = if epoch.val_accuracy.is_finite() {
-        format!("{:.4}", epoch.val_accuracy)
-    } else {
-        metric(epoch.val_accuracy)
-    };
+    let accuracy = validation_metric(epoch.val_accuracy);
     let throughput = if epoch.samples_per_sec.is_finite() {
         format!("{:.0}", epoch.samples_per_sec)
     } else {
@@ -731,23 +747,30 @@ mod tests {
 
     #[test]
     fn epoch_table_is_right_aligned_with_gap() {
-        let table = epoch_table(&[record(1, 0.693148, 0.701235), record(10, 0.25, 0.2)]);
+        let table = epoch_table(
+            &[record(1, 0.693148, 0.701235), record(10, 0.25, 0.2)],
+            "accuracy",
+        );
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],
-            "Epoch | Training Loss | Validation Loss |       Gap"
+            "Epoch | Training Loss | Validation Loss |       Gap | Val Accuracy"
         );
         assert_eq!(
             lines[1],
-            "------+---------------+-----------------+----------"
+            "------+---------------+-----------------+-----------+-------------"
         );
         assert_eq!(
             lines[2],
-            "    1 |      0.693148 |        0.701235 | +0.008087"
+            "    1 |      0.693148 |        0.701235 | +0.008087 |       0.8123"
         );
         assert_eq!(
             lines[3],
-            "   10 |      0.250000 |        0.200000 | -0.050000"
+            "   10 |      0.250000 |        0.200000 | -0.050000 |       0.8123"
+        );
+        let regression = epoch_table(&[record(1, 0.5, 0.5)], "r2");
+        assert!(
+            regression.starts_with("Epoch | Training Loss | Validation Loss |       Gap | Val R²")
         );
         // Every line has the same width, so the columns line up.
         assert!(lines.iter().all(|l| l.len() == lines[0].len()));
@@ -755,7 +778,7 @@ mod tests {
 
     #[test]
     fn epoch_table_shows_nan_for_diverged_epochs() {
-        let table = epoch_table(&[record(1, f64::NAN, 1.0)]);
+        let table = epoch_table(&[record(1, f64::NAN, 1.0)], "accuracy");
         assert!(table.lines().nth(2).unwrap().contains("NaN"));
     }
 

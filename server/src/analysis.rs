@@ -609,7 +609,49 @@ fn summary(ranked: &[RunComparison]) -> String {
             ));
         }
     }
+    let mut datasets: Vec<String> = Vec::new();
+    for run in ranked.iter().filter_map(|c| c.run.as_ref()) {
+        let data = data_description(run);
+        if !datasets.contains(&data) {
+            datasets.push(data);
+        }
+    }
+    if datasets.len() > 1 {
+        let shown: Vec<&str> = datasets.iter().take(3).map(String::as_str).collect();
+        text.push_str(&format!(
+            " Careful: these runs did not train on the same data ({}{}), so their validation losses are not directly comparable.",
+            shown.join("; "),
+            if datasets.len() > 3 { "; …" } else { "" }
+        ));
+    }
     text
+}
+
+/// What data a run trained and was validated on, as far as it decides the validation loss: the
+/// dataset and its size and noise, the validation file or split, and the label.
+fn data_description(run: &Run) -> String {
+    let Some(config) = &run.config else {
+        return "unknown data".into();
+    };
+    let mut parts = vec![config.dataset.clone()];
+    if let Some(samples) = config.samples {
+        parts.push(format!("{samples} samples"));
+    }
+    if let Some(noise) = config.noise {
+        parts.push(format!("noise {noise}"));
+    }
+    if let Some(classes) = config.classes {
+        parts.push(format!("{classes} classes"));
+    }
+    if !config.val_dataset.is_empty() {
+        parts.push(format!("validated on {}", config.val_dataset));
+    } else if let Some(fraction) = config.val_fraction {
+        parts.push(format!("{fraction} held out"));
+    }
+    if !config.label.is_empty() {
+        parts.push(format!("label {}", config.label));
+    }
+    parts.join(", ")
 }
 
 /// Analyses several runs and ranks them by best validation loss, best first; runs without a

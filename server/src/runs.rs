@@ -225,6 +225,26 @@ impl Runs {
         let epoch = match (source.epoch, available.last()) {
             (Some(epoch), _) if available.contains(&epoch) => epoch,
             (None, Some(&last)) => last,
+            (None, None) => {
+                let status = self
+                    .store
+                    .get_run(run)?
+                    .map_or(RunStatus::Unspecified, |r| r.status());
+                let state = match status {
+                    RunStatus::Queued | RunStatus::Running => format!(
+                        "it is {} and has not finished an epoch yet; wait for it (`strata watch {run}` returns when it ends)",
+                        status.label()
+                    ),
+                    other => format!(
+                        "it ended {} before finishing an epoch, so there is nothing to start from",
+                        other.label()
+                    ),
+                };
+                return Err(StrataError::invalid(
+                    "init_from",
+                    format!("run {run} has no checkpoint: {state}"),
+                ));
+            }
             (wanted, _) => {
                 let have = if available.is_empty() {
                     "none".to_string()

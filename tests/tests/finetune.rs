@@ -361,3 +361,24 @@ fn gradient_clipping_bounds_every_step() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("clip_grad_norm"), "{out:?}");
 }
+
+/// Starting from a run that has not finished an epoch says so and what to do (the README's
+/// example once failed with "has no a checkpoint; it keeps epochs: none").
+#[test]
+fn init_from_a_run_without_an_epoch_says_to_wait_for_it() {
+    let daemon = Daemon::start();
+    // One slot: the second run stays queued behind the first, so it has no checkpoint.
+    let _blocker = start_run(&daemon, &["--epochs", "100000"]);
+    let queued = start_run(&daemon, &["--epochs", "2"]);
+    let mut args = vec!["start", "--dry-run", "--init-from", queued.as_str()];
+    args.extend_from_slice(TINY_RUN);
+    let out = daemon.strata(&args);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("is queued and has not finished an epoch yet")
+            && out.stderr.contains(&format!("strata watch {queued}")),
+        "{}",
+        out.stderr
+    );
+}

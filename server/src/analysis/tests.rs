@@ -511,3 +511,37 @@ fn compare_points_to_the_best_good_run_when_the_best_is_not_good() {
     assert_eq!(none.best_run, "");
     assert!(none.summary.starts_with("No run"), "{}", none.summary);
 }
+
+#[test]
+fn compare_warns_when_the_runs_trained_on_different_data() {
+    let on = |id: &str, dataset: &str, samples: u32| Run {
+        config: Some(strata_proto::RunConfig {
+            dataset: dataset.into(),
+            samples: Some(samples),
+            ..Default::default()
+        }),
+        ..named(id, "")
+    };
+    let same = compare(
+        vec![
+            (on("000000000000000a", "spirals", 400), curve(&steady(5))),
+            (on("000000000000000b", "spirals", 400), curve(&steady(5))),
+        ],
+        &Thresholds::default(),
+    );
+    assert!(!same.summary.contains("Careful"), "{}", same.summary);
+    let different = compare(
+        vec![
+            (on("000000000000000a", "spirals", 400), curve(&steady(5))),
+            (on("000000000000000b", "moons", 400), curve(&steady(5))),
+        ],
+        &Thresholds::default(),
+    );
+    assert!(
+        different
+            .summary
+            .contains("Careful: these runs did not train on the same data (spirals, 400 samples; moons, 400 samples)"),
+        "{}",
+        different.summary
+    );
+}
