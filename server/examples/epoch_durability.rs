@@ -7,31 +7,16 @@
 //! ```
 //! Run it on the disk the daemon's data dir lives on: the figure is the disk's, not the code's.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::Instant;
 
-use strata_proto::{EpochRecord, GroupEpochStats, Run};
+use strata_proto::Run;
 use strata_server::store::Store;
 
-fn record(epoch: u32) -> EpochRecord {
-    EpochRecord {
-        epoch,
-        train_loss: 1.0 / f64::from(epoch),
-        val_loss: 1.1 / f64::from(epoch),
-        val_accuracy: 0.9,
-        duration_ms: 10.0,
-        samples_per_sec: 80_000.0,
-        groups: ["layer0", "layer1", "head"]
-            .iter()
-            .map(|name| GroupEpochStats {
-                name: name.to_string(),
-                lr: 1e-3,
-                grad_norm: 0.1,
-                weight_norm: 5.0,
-                update_ratio: 0.05,
-                frozen: false,
-            })
-            .collect(),
-    }
+fn record(epoch: u32) -> strata_proto::EpochRecord {
+    common::epoch_record(epoch, 1.0 / f64::from(epoch), 1.1 / f64::from(epoch))
 }
 
 /// Median and 99th percentile of `samples` (seconds), in milliseconds.

@@ -5,9 +5,12 @@
 //! cargo run --release -p strata-server --example store_and_compare
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::{sync::Arc, time::Instant};
 
-use strata_proto::{EpochRecord, GroupEpochStats, Run, RunConfig};
+use strata_proto::{EpochRecord, Run, RunConfig};
 use strata_server::{analysis::Thresholds, runs::Runs, store::Store};
 
 const RUNS: usize = 100;
@@ -17,26 +20,7 @@ const EPOCHS: u32 = 1000;
 fn record(run: usize, epoch: u32) -> EpochRecord {
     let t = f64::from(epoch);
     let train = 1.0 / (1.0 + 0.01 * t * (1.0 + run as f64 / 50.0));
-    let val = train + 0.05 * (t / f64::from(EPOCHS));
-    EpochRecord {
-        epoch,
-        train_loss: train,
-        val_loss: val,
-        val_accuracy: 1.0 - val / 2.0,
-        duration_ms: 10.0,
-        samples_per_sec: 80_000.0,
-        groups: ["layer0", "layer1", "head"]
-            .iter()
-            .map(|name| GroupEpochStats {
-                name: name.to_string(),
-                lr: 1e-3,
-                grad_norm: 0.1,
-                weight_norm: 5.0,
-                update_ratio: 0.05,
-                frozen: false,
-            })
-            .collect(),
-    }
+    common::epoch_record(epoch, train, train + 0.05 * (t / f64::from(EPOCHS)))
 }
 
 fn main() {

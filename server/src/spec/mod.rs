@@ -307,13 +307,20 @@ fn check_field_lengths(config: &RunConfig) -> Result<()> {
         ("schedule", &config.schedule, MAX_WORD_FIELD_CHARS * 2),
     ];
     for (field, text, max) in fields {
-        let count = text.chars().count();
-        if count > max {
-            return Err(StrataError::invalid(
-                field,
-                format!("{count} characters; at most {max} are allowed"),
-            ));
-        }
+        check_length(field, text, max)?;
+    }
+    Ok(())
+}
+
+/// Refuses `text` longer than `max` characters before any of it is parsed; the error gives its
+/// length, never the text.
+pub(crate) fn check_length(field: &str, text: &str, max: usize) -> Result<()> {
+    let count = text.chars().count();
+    if count > max {
+        return Err(StrataError::invalid(
+            field,
+            format!("{count} characters; at most {max} are allowed"),
+        ));
     }
     Ok(())
 }

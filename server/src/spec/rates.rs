@@ -129,7 +129,7 @@ pub fn parse_positive_rate(field: &str, text: &str) -> Result<f64> {
 impl LayerRateRule {
     /// Parses `GLOB=RATE` or `GLOB=xFACTOR`.
     pub fn parse(field: &str, text: &str) -> Result<Self> {
-        check_rule_length(field, text)?;
+        super::check_length(field, text, MAX_RULE_CHARS)?;
         let quoted = super::shown(text);
         let Some((pattern, value)) = text.split_once('=') else {
             return Err(StrataError::invalid(
@@ -150,7 +150,7 @@ impl LayerRateRule {
 impl FreezeRule {
     /// Parses `GLOB` or `GLOB@EPOCH`.
     pub fn parse(field: &str, text: &str) -> Result<Self> {
-        check_rule_length(field, text)?;
+        super::check_length(field, text, MAX_RULE_CHARS)?;
         let quoted = super::shown(text);
         let (pattern, until) = match text.split_once('@') {
             Some((pattern, epoch)) => {
@@ -172,18 +172,6 @@ impl FreezeRule {
 /// Longest rule accepted: a glob (at most [`super::glob::MAX_GLOB_TOKENS`] characters) and its
 /// value.
 const MAX_RULE_CHARS: usize = 256;
-
-/// Refuses an over-long rule before any of it is parsed, without echoing it.
-fn check_rule_length(field: &str, text: &str) -> Result<()> {
-    let count = text.chars().count();
-    if count > MAX_RULE_CHARS {
-        return Err(StrataError::invalid(
-            field,
-            format!("the rule is {count} characters long; at most {MAX_RULE_CHARS} are allowed"),
-        ));
-    }
-    Ok(())
-}
 
 fn matches(pattern: &Glob, param: &ParamInfo) -> bool {
     pattern.matches(&param.name) || pattern.matches(&param.group)
