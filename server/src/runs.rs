@@ -23,7 +23,11 @@ use tokio_util::task::TaskTracker;
 use crate::{
     analysis::{self, Thresholds},
     error::{Result, StrataError},
-    spec::{paths::DataRoots, rates::ResolvedParam, validate_labels, InitSource, RunSpec},
+    spec::{
+        paths::{abandon_reads_when, DataRoots, RaiseOnDrop},
+        rates::ResolvedParam,
+        validate_labels, InitSource, RunSpec,
+    },
     store::{now_ms, RunId, Store},
     train::{
         self,
@@ -189,7 +193,11 @@ impl Runs {
             .acquire_owned()
             .await
             .map_err(|_| StrataError::ShuttingDown)?;
+        // If the client goes away, this future is dropped and the reading below stops.
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let _raise_when_dropped = RaiseOnDrop(abandoned.clone());
         blocking(move || {
+            let _reads = abandon_reads_when(abandoned);
             let train::PreparedRun { mut spec, resolved, task } = train::prepare_run(spec)?;
             let init = match source {
                 Some((run, epoch, path)) => {

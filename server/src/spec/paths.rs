@@ -6,10 +6,15 @@
 //! client cannot probe the host's files; errors name the path the client sent, never contents.
 
 use std::{
+    cell::RefCell,
     fs::File,
     io::{self, Read},
     os::unix::fs::OpenOptionsExt,
     path::{Component, Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
 };
 
 use super::{dataset::DataSource, dataset::Validation, model::ModelSpec, RunSpec};
@@ -122,6 +127,36 @@ fn normalize(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
+thread_local! {
+    /// Set while this thread reads files for a request: raised when the request is abandoned.
+    static ABANDONED: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+}
+
+/// While the returned guard lives, files opened on this thread with [`open_regular`] stop being
+/// read (an error) once `abandoned` is raised: a request whose client went away stops reading its
+/// dataset instead of finishing work nobody will see. The flag is per thread so the readers deep
+/// in the CSV and IDX parsers need no parameter for it.
+pub fn abandon_reads_when(abandoned: Arc<AtomicBool>) -> impl Drop {
+    struct Scope;
+    impl Drop for Scope {
+        fn drop(&mut self) {
+            ABANDONED.with(|flag| flag.borrow_mut().take());
+        }
+    }
+    ABANDONED.with(|flag| *flag.borrow_mut() = Some(abandoned));
+    Scope
+}
+
+/// Raises its flag when dropped: held by an async request handler, it tells the blocking work
+/// started for the request that nobody waits for it any more.
+pub struct RaiseOnDrop(pub Arc<AtomicBool>);
+
+impl Drop for RaiseOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Opens a client-named file for reading: only a regular file (never a FIFO, a device or a
 /// socket: opened non-blocking and checked on the open descriptor, so a swap after a check cannot
 /// make the read block), at most `max_bytes` long. The reader stops at `max_bytes + 1`, so a file
@@ -145,6 +180,7 @@ pub fn open_regular(path: &Path, max_bytes: u64) -> io::Result<LimitedRead> {
     Ok(LimitedRead {
         inner: file.take(max_bytes + 1),
         max_bytes,
+        abandoned: ABANDONED.with(|flag| flag.borrow().clone()),
     })
 }
 
@@ -155,14 +191,26 @@ fn too_big(size: u64, max_bytes: u64) -> io::Error {
     )
 }
 
-/// A file read up to a byte limit; reading past it is an error.
+/// A file read up to a byte limit; reading past it is an error, and so is reading on after the
+/// request it is read for was abandoned.
 pub struct LimitedRead {
     inner: io::Take<File>,
     max_bytes: u64,
+    abandoned: Option<Arc<AtomicBool>>,
 }
 
 impl Read for LimitedRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self
+            .abandoned
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the request was abandoned by its client",
+            ));
+        }
         let read = self.inner.read(buf)?;
         if self.inner.limit() == 0 {
             return Err(too_big(self.max_bytes + 1, self.max_bytes));
@@ -214,6 +262,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--data-root"));
+    }
+
+    #[test]
+    fn reading_stops_once_the_request_is_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, vec![b'a'; 1 << 16]).unwrap();
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let _scope = abandon_reads_when(abandoned.clone());
+        let mut reader = open_regular(&file, 1 << 20).unwrap();
+        let mut buf = [0u8; 1024];
+        assert_eq!(reader.read(&mut buf).unwrap(), 1024);
+        drop(RaiseOnDrop(abandoned));
+        let err = reader.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+        // Outside the scope (another thread), files read as usual.
+        let other = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            open_regular(&file, 1 << 20)
+                .unwrap()
+                .read_to_end(&mut text)
+                .map(|_| text.len())
+        });
+        assert_eq!(other.join().unwrap().unwrap(), 1 << 16);
     }
 
     #[test]
