@@ -7,9 +7,13 @@ use tonic::{
     server::NamedService,
 };
 
-/// What prost's decode error says first (`prost::DecodeError`'s `Display`), percent-encoded as
-/// tonic sends it in `grpc-message`.
-const DECODE_ERROR_PREFIX: &str = "failed%20to%20decode%20Protobuf%20message";
+/// How the client's malformed requests begin in `grpc-message` (percent-encoded as tonic sends
+/// it): prost's decode error, and a body that ends inside a message. (A compressed flag without
+/// an encoding stays INTERNAL: the gRPC spec says it MUST.)
+const MALFORMED_PREFIXES: [&str; 2] = [
+    "failed%20to%20decode%20Protobuf%20message",
+    "Unexpected%20EOF%20decoding%20stream",
+];
 const INTERNAL: &str = "13";
 const INVALID_ARGUMENT: &str = "3";
 
@@ -53,7 +57,7 @@ fn relabel(headers: &mut http::HeaderMap) {
     let is_decode_error = headers
         .get("grpc-message")
         .and_then(|m| m.to_str().ok())
-        .is_some_and(|m| m.starts_with(DECODE_ERROR_PREFIX));
+        .is_some_and(|m| MALFORMED_PREFIXES.iter().any(|p| m.starts_with(p)));
     if is_internal && is_decode_error {
         headers.insert(
             "grpc-status",

@@ -44,6 +44,11 @@ impl DataRoots {
         &self.roots
     }
 
+    /// Whether a root is `/` itself: every file the daemon may read is then open to clients.
+    pub fn allows_everything(&self) -> bool {
+        self.roots.iter().any(|root| root.parent().is_none())
+    }
+
     fn describe(&self) -> String {
         if self.roots.is_empty() {
             "no directory is allowed (start stratad with --data-root DIR)".into()
@@ -84,8 +89,9 @@ impl DataRoots {
                 ),
             )
         })?;
-        // A symlink under a root may point anywhere.
-        if !self.under_a_root(&real) {
+        // A symlink under a root may point anywhere; and a root of `/` must still not expose
+        // the kernel's own files.
+        if !self.under_a_root(&real) || is_special_filesystem(&real) {
             return Err(outside());
         }
         Ok(real)
@@ -106,6 +112,15 @@ impl DataRoots {
         }
         Ok(())
     }
+}
+
+/// Kernel filesystems whose "regular files" are views of processes, devices and the kernel.
+const SPECIAL_FILESYSTEMS: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+fn is_special_filesystem(path: &Path) -> bool {
+    SPECIAL_FILESYSTEMS
+        .iter()
+        .any(|special| path.starts_with(special))
 }
 
 /// `path` made absolute with `.` and `..` taken out lexically; `None` for a relative path.
@@ -161,12 +176,28 @@ impl Drop for RaiseOnDrop {
 /// socket: opened non-blocking and checked on the open descriptor, so a swap after a check cannot
 /// make the read block), at most `max_bytes` long. The reader stops at `max_bytes + 1`, so a file
 /// that grows, or lies about its size, is still caught by [`LimitedRead::check`].
+///
+/// The last component must not be a symlink (`O_NOFOLLOW`): paths are resolved and confined when
+/// a run is checked, and a link put in place later (or a link inside an `idx:` folder) is refused
+/// rather than followed out of the data roots.
 pub fn open_regular(path: &Path, max_bytes: u64) -> io::Result<LimitedRead> {
-    const O_NONBLOCK: i32 = 0o4000;
+    if is_special_filesystem(path) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a file of /proc, /sys or /dev, which are never read",
+        ));
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(O_NONBLOCK)
-        .open(path)?;
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a symbolic link, which is not followed here",
+            ),
+            _ => e,
+        })?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(
@@ -206,10 +237,8 @@ impl Read for LimitedRead {
             .as_ref()
             .is_some_and(|flag| flag.load(Ordering::Relaxed))
         {
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "the request was abandoned by its client",
-            ));
+            // Not `Interrupted`: `read_line`, `read_exact` and `io::copy` retry on that, forever.
+            return Err(io::Error::other("the request was abandoned by its client"));
         }
         let read = self.inner.read(buf)?;
         if self.inner.limit() == 0 {
@@ -276,7 +305,12 @@ mod tests {
         assert_eq!(reader.read(&mut buf).unwrap(), 1024);
         drop(RaiseOnDrop(abandoned));
         let err = reader.read(&mut buf).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+        assert!(err.to_string().contains("abandoned"), "{err}");
+        // The readers that retry on `Interrupted` stop too (they used to spin forever).
+        let mut line = String::new();
+        let err = std::io::BufRead::read_line(&mut std::io::BufReader::new(reader), &mut line)
+            .unwrap_err();
+        assert!(err.to_string().contains("abandoned"), "{err}");
         // Outside the scope (another thread), files read as usual.
         let other = std::thread::spawn(move || {
             let mut text = Vec::new();
@@ -302,6 +336,20 @@ mod tests {
         assert!(open_regular(&file, 99).is_err(), "bigger than the limit");
         assert!(open_regular(Path::new("/dev/zero"), 1 << 20).is_err());
         assert!(open_regular(dir.path(), 1 << 20).is_err(), "a directory");
+        std::os::unix::fs::symlink(&file, dir.path().join("link")).unwrap();
+        let err = open_regular(&dir.path().join("link"), 1 << 20)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let err = open_regular(Path::new("/proc/self/environ"), 1 << 20)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("/proc"), "{err}");
+        let everything = DataRoots::new(&[PathBuf::from("/")]).unwrap();
+        assert!(everything.allows_everything());
+        assert!(everything
+            .resolve("dataset", Path::new("/proc/self/cmdline"))
+            .is_err());
         let fifo = dir.path().join("fifo");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         if made.is_ok_and(|s| s.success()) {

@@ -32,6 +32,10 @@ use crate::{
 
 /// Bigger files are refused before they are read: datasets are held in memory.
 pub const MAX_CSV_BYTES: u64 = 1 << 30;
+/// Longest line read, and most fields a line may have: a line is split into fields only once it
+/// is known to be within both.
+pub const MAX_CSV_LINE_BYTES: u64 = 4 << 20;
+pub const MAX_CSV_COLUMNS: usize = 100_000;
 /// With no `task`, whole-number labels with at most this many distinct values are classes.
 pub const AUTO_CLASSIFICATION_MAX_CLASSES: usize = 100;
 
@@ -229,13 +233,32 @@ pub fn read_csv(
     let mut text_ids: HashMap<String, u32> = HashMap::new();
     loop {
         line.clear();
-        let read = reader.read_line(&mut line).map_err(|e| {
-            invalid(format!(
-                "{}: line {} cannot be read ({e}); CSV files must be UTF-8 text",
+        // At most one line's worth (plus a byte, to see that it was longer): a file of one
+        // gigantic line must not be read whole, nor split into a field per byte.
+        let read = std::io::Read::take(&mut reader, MAX_CSV_LINE_BYTES + 1)
+            .read_line(&mut line)
+            .map_err(|e| {
+                invalid(format!(
+                    "{}: line {} cannot be read ({e}); CSV files must be UTF-8 text",
+                    path.display(),
+                    line_number + 1
+                ))
+            })?;
+        if read as u64 > MAX_CSV_LINE_BYTES {
+            return Err(invalid(format!(
+                "{}: line {} is longer than {MAX_CSV_LINE_BYTES} bytes",
                 path.display(),
                 line_number + 1
-            ))
-        })?;
+            )));
+        }
+        let columns = line.bytes().filter(|&b| b == b',').count() + 1;
+        if columns > MAX_CSV_COLUMNS {
+            return Err(invalid(format!(
+                "{}: line {} has {columns} fields or more; at most {MAX_CSV_COLUMNS} columns are read",
+                path.display(),
+                line_number + 1
+            )));
+        }
         if read == 0 {
             break;
         }
@@ -638,6 +661,17 @@ mod tests {
             err.contains("line 2") && err.contains("not closed"),
             "{err}"
         );
+    }
+
+    /// A file of one gigantic line is refused before it is split (it once took ~47× its size).
+    #[test]
+    fn huge_lines_and_too_many_columns_are_refused_before_splitting() {
+        let wide = format!("{}\n1\n", ",".repeat(MAX_CSV_COLUMNS));
+        let err = error(&wide, None, None);
+        assert!(err.contains("columns are read"), "{err}");
+        let long = format!("a,{}\n", "1".repeat(MAX_CSV_LINE_BYTES as usize + 10));
+        let err = error(&long, None, None);
+        assert!(err.contains("longer than"), "{err}");
     }
 
     #[test]
