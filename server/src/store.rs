@@ -417,8 +417,11 @@ impl Store {
         }
     }
 
-    /// Marks runs that a crash or a kill left `queued` or `running` as `interrupted`. Returns
-    /// how many were marked.
+    /// Marks runs that a crash or a kill left `queued` or `running` as `interrupted` — or, when
+    /// every planned epoch was stored, as they ended: after its last epoch's record a run only
+    /// records its end (`completed`, or `diverged` if that epoch's validation loss was not
+    /// finite), so a stop in between (or a store that lost that update) changes nothing else.
+    /// Returns how many were marked.
     pub fn mark_unfinished_interrupted(&self) -> Result<usize> {
         let unfinished: Vec<Run> = self
             .runs_newest_first()
@@ -430,8 +433,34 @@ impl Store {
             .collect::<Result<_>>()?;
         for mut run in unfinished.iter().cloned() {
             let was = run.status().label();
-            run.set_status(RunStatus::Interrupted);
-            run.reason = format!("stratad stopped while the run was {was}; resume it to continue");
+            let planned = run.config.as_ref().and_then(|c| c.epochs).unwrap_or(0);
+            let last = match run.epochs_done {
+                done if planned > 0 && done >= planned => {
+                    self.epochs(run.id.parse()?, done)?.into_iter().next()
+                }
+                _ => None,
+            };
+            match last {
+                Some(last) if last.val_loss.is_finite() => {
+                    run.set_status(RunStatus::Completed);
+                    run.reason = format!(
+                        "stratad stopped after the run's last epoch ({}) was stored, before its end was recorded",
+                        last.epoch
+                    );
+                }
+                Some(last) => {
+                    run.set_status(RunStatus::Diverged);
+                    run.reason = format!(
+                        "the validation loss became {} at epoch {} (recorded when stratad restarted)",
+                        last.val_loss, last.epoch
+                    );
+                }
+                None => {
+                    run.set_status(RunStatus::Interrupted);
+                    run.reason =
+                        format!("stratad stopped while the run was {was}; resume it to continue");
+                }
+            }
             run.finished_at_ms = now_ms();
             self.put_run(&run)?;
         }
