@@ -1,4 +1,4 @@
-//! Starting and stopping the daemon: store recovery, the gRPC server with health and reflection,
+//! Starting and stopping the daemon: store recovery and its check against the run folders, the gRPC server with health and reflection,
 //! and a clean shutdown on SIGINT/SIGTERM.
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
@@ -9,7 +9,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::{
-    auth::TokenCheck, error::StrataError, runs::Runs, service::StrataService, store::Store,
+    auth::TokenCheck, error::StrataError, integrity, runs::Runs, service::StrataService,
+    store::Store,
 };
 
 /// How long shutdown waits for clients to close their connections once runs are stopped.
@@ -59,6 +60,8 @@ pub async fn run(
         tch::set_num_threads(config.threads as i32);
     }
     let store = Arc::new(Store::open(&config.data_dir)?);
+    // Before anything is changed: a store that lost runs or epochs must not start as if empty.
+    integrity::check_at_startup(&store, &config.data_dir)?;
     let interrupted = store.mark_unfinished_interrupted()?;
     if interrupted > 0 {
         tracing::warn!(

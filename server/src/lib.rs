@@ -6,6 +6,7 @@ pub mod auth;
 pub mod daemon;
 pub mod durable;
 pub mod error;
+pub mod integrity;
 pub mod runs;
 pub mod service;
 pub mod spec;

@@ -586,6 +586,10 @@ impl Runs {
     }
 
     /// Deletes a run that is not queued or running: its record, epochs and checkpoints.
+    ///
+    /// The folder is renamed to `ID.deleted` first, then the records go, then the folder: a crash
+    /// at any point leaves a state the start-up check recognises (never a run folder without a
+    /// record, which would read as a damaged store).
     pub fn delete(&self, run: &str) -> Result<RunId> {
         let id = self.resolve(run)?;
         // Holding the live map's lock keeps a concurrent resume from claiming the run meanwhile.
@@ -595,16 +599,31 @@ impl Runs {
                 "run {id} is queued or running; cancel it before deleting it"
             )));
         }
-        self.store.delete_run(id)?;
-        drop(live);
         let dir = self.checkpoint_dir(id);
-        if dir.exists() {
-            let removed = std::fs::remove_dir_all(&dir).and_then(|()| match dir.parent() {
-                Some(runs) => crate::durable::sync_dir(runs),
-                None => Ok(()),
-            });
+        let runs_dir = self.data_dir.join("runs");
+        let deleting = runs_dir.join(format!("{id}{}", crate::integrity::DELETING_SUFFIX));
+        let has_folder = dir.exists();
+        if has_folder {
+            std::fs::rename(&dir, &deleting)
+                .and_then(|()| crate::durable::sync_dir(&runs_dir))
+                .map_err(|e| {
+                    StrataError::Storage(format!("cannot delete {}: {e}", dir.display()))
+                })?;
+        }
+        if let Err(err) = self.store.delete_run(id) {
+            if has_folder {
+                // Put the folder back: the run was not deleted.
+                let _ = std::fs::rename(&deleting, &dir)
+                    .and_then(|()| crate::durable::sync_dir(&runs_dir));
+            }
+            return Err(err);
+        }
+        drop(live);
+        if has_folder {
+            let removed = std::fs::remove_dir_all(&deleting)
+                .and_then(|()| crate::durable::sync_dir(&runs_dir));
             if let Err(err) = removed {
-                tracing::warn!(run = %id, error = %err, "could not remove the run's checkpoints");
+                tracing::warn!(run = %id, error = %err, "could not remove the run's checkpoints; the next start removes them");
             }
         }
         tracing::info!(run = %id, "run deleted");
