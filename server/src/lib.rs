@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod auth;
+pub mod check;
 pub mod daemon;
 pub mod durable;
 pub mod error;
