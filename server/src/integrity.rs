@@ -518,8 +518,9 @@ pub fn check_at_startup(store: &Store, data_dir: &Path) -> Result<()> {
         ))
     })?;
     let found = findings(&inspection);
+    // Notes are not damage (files kept aside, a crash between a checkpoint and its record).
     for finding in found.iter().filter(|f| !f.damage) {
-        tracing::warn!(kind = finding.kind, "{}", finding.message);
+        tracing::info!(kind = finding.kind, "{}", finding.message);
     }
     if let Some(message) = startup_refusal(&inspection, &found) {
         return Err(StrataError::DataDamaged(message));
