@@ -179,7 +179,7 @@ fn open_for_repair(data_dir: &Path, repairs: &mut Vec<Repair>) -> Result<Store, 
     repairs.push(Repair {
         run: None,
         action: format!(
-            "the store was damaged ({problem}): moved it aside to {} and started a new one, rebuilt from the run folders (runs that never trained have no folder and could not be recovered)",
+            "the store was damaged ({problem}): moved it aside to {} and started a new one, rebuilt from the run folders",
             aside.display()
         ),
         done: true,

@@ -5,8 +5,8 @@
 //! can open "fine" with runs or epochs missing. The run folders are a second witness, and what they
 //! imply follows from the order things are written in:
 //!
-//! - a run's record is stored before the run trains, and its folder `runs/ID/` is created with its
-//!   first checkpoint: **a run folder implies a run record**;
+//! - a run's record is stored first, then its folder `runs/ID/` is created (holding a copy of the
+//!   record, `run.pb`): **a run folder implies a run record**;
 //! - the checkpoint of epoch N is synced before the record of epoch N (`train::worker`), so **the
 //!   newest checkpoint N implies the records of epochs 1..N-1** — epoch N's own record may be
 //!   missing after a crash between the two writes, which is not damage;
@@ -34,7 +34,7 @@ use crate::{
     store::{now_ms, EpochScan, RunId, Store, StoreScan},
     train::checkpoint::file::{
         self as checkpoint_file, CheckpointFile, Checksum, DAMAGED_SUFFIX, EPOCHS_TENSOR,
-        RUN_TENSOR, UNRECORDED_SUFFIX,
+        RUN_RECORD_FILE, RUN_TENSOR, UNRECORDED_SUFFIX,
     },
 };
 
@@ -669,12 +669,12 @@ fn read_archive(dir: &Path, id: RunId, folder: &Folder) -> Option<Archive> {
 }
 
 /// A run record rebuilt from its checkpoint: what it was configured with, and how far it got.
-fn recovered_run(archive_run: Run, from_epoch: u32, epochs: &[EpochRecord]) -> Run {
+fn recovered_run(archive_run: Run, source: &str, epochs: &[EpochRecord]) -> Run {
     let mut run = archive_run;
     let last = epochs.last();
     let planned = run.config.as_ref().and_then(|c| c.epochs).unwrap_or(0);
     let recovered = format!(
-        "recovered by `stratad check --repair` from its checkpoint of epoch {from_epoch}, after the store lost its record"
+        "recovered by `stratad check --repair` from {source}, after the store lost its record"
     );
     let (status, reason) = match last {
         Some(record) if !record.val_loss.is_finite() || !record.train_loss.is_finite() => (
@@ -803,9 +803,24 @@ fn repair_run(
         archive = read_archive(&dir, id, folder);
     }
 
-    // The run's record.
+    // The run's record: from its newest checkpoint, else from the copy its folder was made with.
     let mut recovering = None;
-    match (&run.record, archive.as_ref().and_then(|a| a.run.clone())) {
+    let from_checkpoint = archive.as_ref().and_then(|a| {
+        let source = format!("its checkpoint of epoch {}", a.epoch);
+        a.run.clone().map(|run| (run, source))
+    });
+    let from_folder = || {
+        run.folder.as_ref()?;
+        let bytes = checkpoint_file::read_run_record(&dir)?;
+        let record = Run::decode(bytes.as_slice()).ok()?;
+        (record.id == id.to_string()).then(|| {
+            (
+                record,
+                format!("the copy in {}", dir.join(RUN_RECORD_FILE).display()),
+            )
+        })
+    };
+    match (&run.record, from_checkpoint.or_else(from_folder)) {
         (Some(Ok(())), _) => {}
         (_, Some(archived)) => recovering = Some(archived),
         (record, None) => {
@@ -821,7 +836,7 @@ fn repair_run(
                     .map_err(|e| io_failed("sync the runs folder", e))?;
                 did(
                     format!(
-                        "could not rebuild the run: none of its checkpoints records its config (they predate that, or are damaged); moved its folder to {}",
+                        "could not rebuild the run: neither its folder nor its checkpoints hold its record (they predate that, or are damaged); moved its folder to {}",
                         target.display()
                     ),
                     false,
@@ -903,15 +918,14 @@ fn repair_run(
         );
     }
 
-    if let Some(archived) = recovering {
+    if let Some((archived, source)) = recovering {
         let epochs = store.epochs(id, 1)?;
-        let from = archive.as_ref().map_or(0, |a| a.epoch);
-        let record = recovered_run(archived, from, &epochs);
+        let record = recovered_run(archived, &source, &epochs);
         let status = record.status().label();
         store.put_run(&record)?;
         did(
             format!(
-                "rebuilt the run's record from its checkpoint of epoch {from}: status {status}, {} epoch(s)",
+                "rebuilt the run's record from {source}: status {status}, {} epoch(s)",
                 epochs.len()
             ),
             true,

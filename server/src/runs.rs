@@ -278,7 +278,25 @@ impl Runs {
         };
         let live = self.claim(id)?;
         let store = self.store.clone();
-        if let Err(err) = blocking(move || store.put_run(&run)).await {
+        let folder = self.checkpoint_dir(id);
+        let stored = blocking(move || {
+            store.put_run(&run)?;
+            // The folder after the record: a run folder always implies a run record, which is
+            // how start-up tells a store that lost runs from one that never had them.
+            let record = prost::Message::encode_to_vec(&run);
+            if let Err(err) = train::checkpoint::file::create_run_folder(&folder, &record) {
+                let reason = format!("cannot create the run's folder {}: {err}", folder.display());
+                store.update_run(id, |run| {
+                    run.set_status(RunStatus::Failed);
+                    run.reason = reason.clone();
+                    run.finished_at_ms = now_ms();
+                })?;
+                return Err(StrataError::Storage(reason));
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(err) = stored {
             self.release(id);
             return Err(err);
         }

@@ -160,12 +160,43 @@ fn flipped_bytes_in_the_store_are_refused_or_harmless_after_a_kill_and_after_a_c
     }
 }
 
+/// Cancels a run and waits until that is recorded.
+fn cancel(daemon: &Daemon, id: &str) {
+    let out = daemon.strata(&["cancel", id, "--json"]);
+    assert_eq!(out.json()["status"], "cancelled", "{out:?}");
+}
+
 #[test]
 fn a_deleted_store_is_refused_then_rebuilt_by_repair_and_its_runs_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (daemon, ids, seen) = data_dir_with_two_runs(&data);
+    // A run that never trains (queued behind a long one, then cancelled): its folder, made when
+    // it was stored, is all that witnesses it if the store loses it.
+    let long = start_run(&daemon, &["--epochs", "100000"]);
+    let never_trained = start_run(&daemon, &["--epochs", "3"]);
+    cancel(&daemon, &never_trained);
+    cancel(&daemon, &long);
+    let with_cancelled = visible(&daemon);
     assert!(daemon.stop().success());
+    // A rebuilt run cannot know it was cancelled: what it was told last is in its checkpoints,
+    // written while it trained. It comes back interrupted, with every epoch.
+    let rebuilt_expected = Visible(
+        with_cancelled
+            .0
+            .iter()
+            .map(|(id, status, epochs)| {
+                let status = if status == "cancelled" {
+                    "interrupted"
+                } else {
+                    status
+                };
+                (id.clone(), status.to_string(), epochs.clone())
+            })
+            .collect(),
+    );
+    assert!(seen.0.iter().all(|run| with_cancelled.0.contains(run)));
+    let seen = with_cancelled;
 
     // Deleted snapshots: sled rebuilds from its log, or the daemon refuses.
     let no_snapshots = tmp.path().join("no-snapshots");
@@ -212,7 +243,7 @@ fn a_deleted_store_is_refused_then_rebuilt_by_repair_and_its_runs_resume() {
         .count();
     assert_eq!(kept_aside, 1, "the damaged store is kept");
     let daemon = Daemon::start_in(&bad_snapshot, &[]);
-    assert_eq!(visible(&daemon), seen);
+    assert_eq!(visible(&daemon), rebuilt_expected);
     drop(daemon);
 
     // The whole store deleted: an empty store beside two run folders is refused, by name.
@@ -223,7 +254,7 @@ fn a_deleted_store_is_refused_then_rebuilt_by_repair_and_its_runs_resume() {
     assert_eq!(refused.code, Some(1));
     assert!(
         refused.log.contains("lists 0 runs")
-            && refused.log.contains("holds 2 run folder(s)")
+            && refused.log.contains("holds 4 run folder(s)")
             && refused.log.contains(&ids[0])
             && refused.log.contains("--repair"),
         "{}",
@@ -233,10 +264,7 @@ fn a_deleted_store_is_refused_then_rebuilt_by_repair_and_its_runs_resume() {
     let (code, report) = check_json(&data, false);
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["healthy"], false);
-    assert_eq!(
-        kinds(&report["problems"]),
-        vec!["run-without-record", "run-without-record"]
-    );
+    assert_eq!(kinds(&report["problems"]), vec!["run-without-record"; 4]);
     let (code, report) = check_json(&data, true);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["healthy"], true);
@@ -255,11 +283,16 @@ fn a_deleted_store_is_refused_then_rebuilt_by_repair_and_its_runs_resume() {
                 .contains("rebuilt the run's record")
         })
         .count();
-    assert_eq!(rebuilt, 2, "{report}");
+    assert_eq!(rebuilt, 4, "{report}");
 
-    // Every run and epoch is back, and a run resumes from its folder alone.
+    // Every run and epoch is back, and runs resume from their folders alone.
     let daemon = Daemon::start_in(&data, &[]);
-    assert_eq!(visible(&daemon), seen);
+    assert_eq!(visible(&daemon), rebuilt_expected);
+    let out = daemon.strata(&["resume", &never_trained, "--follow", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let show = daemon.strata(&["show", &never_trained, "--json"]).json();
+    assert_eq!(show["status"], "completed");
+    assert_eq!(epoch_numbers(&show), vec![1, 2, 3]);
     let out = daemon.strata(&["resume", &ids[0], "--epochs", "4", "--follow", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     let show = daemon.strata(&["show", &ids[0], "--json"]).json();

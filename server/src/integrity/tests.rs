@@ -161,6 +161,36 @@ fn a_store_that_lost_everything_is_refused_then_rebuilt_from_the_run_folders() {
 }
 
 #[test]
+fn a_run_that_never_trained_is_witnessed_by_its_folder_and_rebuilt_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let queued = {
+        let store = Store::open(data).unwrap();
+        let mut queued = new_run(&store, 10);
+        queued.set_status(RunStatus::Queued);
+        store.put_run(&queued).unwrap();
+        cf::create_run_folder(&data.join("runs").join(&queued.id), &queued.encode_to_vec())
+            .unwrap();
+        queued
+    };
+    std::fs::remove_dir_all(data.join("db")).unwrap();
+    let store = Store::open(data).unwrap();
+    let err = check_at_startup(&store, data).unwrap_err().to_string();
+    assert!(err.contains("holds 1 run folder(s)"), "{err}");
+    let repairs = repair_all(&store, data);
+    assert!(repairs.iter().all(|r| r.done), "{repairs:?}");
+    let rebuilt = store.get_run(id_of(&queued)).unwrap().unwrap();
+    assert_eq!(rebuilt.status(), RunStatus::Interrupted);
+    assert_eq!(rebuilt.config, queued.config);
+    assert!(
+        rebuilt.reason.contains(RUN_RECORD_FILE),
+        "{}",
+        rebuilt.reason
+    );
+    check_at_startup(&store, data).unwrap();
+}
+
+#[test]
 fn epochs_lost_behind_a_newer_checkpoint_are_damage_and_restored_from_it() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();

@@ -77,6 +77,32 @@ fn epoch_of(file_name: &str) -> Option<u32> {
         .flatten()
 }
 
+/// The run's record as it was stored when the run was created (protobuf `Run`), in its folder.
+pub const RUN_RECORD_FILE: &str = "run.pb";
+
+/// Creates a run's folder holding its record, durably: the folder's name and `run.pb` survive a
+/// power cut once this returns. Called right after the run's record is stored, so that every run
+/// folder implies a run record (what the start-up check relies on), and a run that never trained
+/// can still be rebuilt from its folder if the store loses it.
+pub fn create_run_folder(dir: &Path, run_record: &[u8]) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    // `runs/ID`: `runs/` may be new too, so sync both the data dir and `runs/`.
+    for ancestor in dir.ancestors().skip(1).take(2) {
+        durable::sync_dir(ancestor)?;
+    }
+    let tmp = dir.join(format!("{RUN_RECORD_FILE}.tmp"));
+    std::fs::write(&tmp, run_record)?;
+    durable::sync_file(&tmp)?;
+    std::fs::rename(&tmp, dir.join(RUN_RECORD_FILE))?;
+    durable::sync_dir(dir)
+}
+
+/// The run record its folder was created with, if it has one (folders made before run records
+/// were kept in them have none).
+pub fn read_run_record(dir: &Path) -> Option<Vec<u8>> {
+    std::fs::read(dir.join(RUN_RECORD_FILE)).ok()
+}
+
 /// Renames a checkpoint to `NAME.SUFFIX` (or `NAME.SUFFIX-2`, ... if that is taken) and syncs its
 /// folder: moved aside, never deleted. Returns the new path.
 pub fn set_aside(path: &Path, suffix: &str) -> io::Result<PathBuf> {
