@@ -83,10 +83,17 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
             if args.follow {
                 return watch::watch(&client, &id, 0, as_json, &mut out).await;
             }
+            // The reason says where it resumes from (an older checkpoint, if the newest was
+            // damaged).
+            let reason = response.run.as_ref().map_or("", |run| run.reason.as_str());
             if as_json {
-                out.json(&serde_json::json!({ "run_id": id, "status": "queued" }))?;
-            } else {
+                out.json(
+                    &serde_json::json!({ "run_id": id, "status": "queued", "reason": reason }),
+                )?;
+            } else if reason.is_empty() {
                 out.line(&format!("resumed {id}"))?;
+            } else {
+                out.line(&format!("resumed {id}: {reason}"))?;
             }
             Ok(Exit::Success)
         }

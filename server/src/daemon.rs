@@ -1,4 +1,4 @@
-//! Starting and stopping the daemon: store recovery, the gRPC server with health and reflection,
+//! Starting and stopping the daemon: store recovery and its check against the run folders, the gRPC server with health and reflection,
 //! and a clean shutdown on SIGINT/SIGTERM.
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
@@ -11,6 +11,7 @@ use crate::{
     auth::TokenCheck,
     connections::{bounded_incoming, connection_limit},
     error::StrataError,
+    integrity,
     malformed::MalformedIsInvalid,
     runs::Runs,
     service::StrataService,
@@ -124,6 +125,8 @@ pub async fn run(
         tch::set_num_threads(config.threads as i32);
     }
     let store = Arc::new(Store::open(&config.data_dir)?);
+    // Before anything is changed: a store that lost runs or epochs must not start as if empty.
+    integrity::check_at_startup(&store, &config.data_dir)?;
     let interrupted = store.mark_unfinished_interrupted()?;
     if interrupted > 0 {
         tracing::warn!(

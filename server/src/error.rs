@@ -21,6 +21,10 @@ pub enum StrataError {
     ShuttingDown,
     #[error("storage error: {0}")]
     Storage(String),
+    /// The data dir is damaged: the store disagrees with the run folders, or a record or
+    /// checkpoint is unreadable. The message says what and how to recover.
+    #[error("{0}")]
+    DataDamaged(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -73,6 +77,7 @@ impl From<StrataError> for Status {
             StrataError::FailedPrecondition(_) => Status::failed_precondition(message),
             StrataError::ShuttingDown => Status::unavailable(message),
             StrataError::Storage(_) => Status::internal(message),
+            StrataError::DataDamaged(_) => Status::data_loss(message),
             StrataError::Internal(_) => Status::internal(message),
         }
     }

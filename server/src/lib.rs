@@ -3,10 +3,12 @@
 
 pub mod analysis;
 pub mod auth;
+pub mod check;
 pub mod connections;
 pub mod daemon;
 pub mod durable;
 pub mod error;
+pub mod integrity;
 pub mod malformed;
 pub mod runs;
 pub mod service;

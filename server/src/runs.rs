@@ -325,7 +325,25 @@ impl Runs {
         };
         let live = self.claim(id)?;
         let store = self.store.clone();
-        if let Err(err) = blocking(move || store.put_run(&run)).await {
+        let folder = self.checkpoint_dir(id);
+        let stored = blocking(move || {
+            store.put_run(&run)?;
+            // The folder after the record: a run folder always implies a run record, which is
+            // how start-up tells a store that lost runs from one that never had them.
+            let record = prost::Message::encode_to_vec(&run);
+            if let Err(err) = train::checkpoint::file::create_run_folder(&folder, &record) {
+                let reason = format!("cannot create the run's folder {}: {err}", folder.display());
+                store.update_run(id, |run| {
+                    run.set_status(RunStatus::Failed);
+                    run.reason = reason.clone();
+                    run.finished_at_ms = now_ms();
+                })?;
+                return Err(StrataError::Storage(reason));
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(err) = stored {
             self.release(id);
             return Err(err);
         }
@@ -339,7 +357,8 @@ impl Runs {
     }
 
     /// Continues an interrupted or cancelled run (or a completed one, to more epochs) from the
-    /// checkpoint of its last stored epoch.
+    /// checkpoint of its last stored epoch — or, when that one is damaged or missing, from its
+    /// newest intact checkpoint (see [`choose_resume_point`]).
     pub async fn resume(self: &Arc<Self>, run: &str, epochs: u32) -> Result<Run> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(StrataError::ShuttingDown);
@@ -371,34 +390,35 @@ impl Runs {
             )));
         }
         let checkpoint_dir = self.checkpoint_dir(id);
-        if done > 0 && !train::checkpoint::path_for(&checkpoint_dir, done).exists() {
-            return Err(StrataError::FailedPrecondition(format!(
-                "run {id} has no checkpoint of epoch {done} in {}; it cannot resume",
-                checkpoint_dir.display()
-            )));
-        }
         let live = self.claim(id)?;
         let config = prepared.spec.config.clone();
         let store = self.store.clone();
+        let data_dir = self.data_dir.clone();
         let updated = blocking(move || {
-            store.update_run(id, |run| {
+            let start = choose_resume_point(&store, id, &checkpoint_dir, &data_dir, done)?;
+            let run = store.update_run(id, |run| {
                 run.set_status(RunStatus::Queued);
-                run.reason = format!("resumed after epoch {done}");
+                run.reason = start.reason.clone();
                 run.config = Some(config);
                 run.finished_at_ms = 0;
                 run.resumes += 1;
-            })
+            })?;
+            Ok((run, start.after_epoch))
         })
         .await;
-        let updated = match updated {
-            Ok(run) => run,
+        let (updated, after_epoch) = match updated {
+            Ok(updated) => updated,
             Err(err) => {
                 self.release(id);
                 return Err(err);
             }
         };
-        self.enqueue(id, prepared, done, live);
-        tracing::info!(run = %id, after_epoch = done, "run resumed");
+        self.enqueue(id, prepared, after_epoch, live);
+        if after_epoch < done {
+            tracing::warn!(run = %id, after_epoch, stored_epochs = done, reason = %updated.reason, "run resumed from an older checkpoint");
+        } else {
+            tracing::info!(run = %id, after_epoch, "run resumed");
+        }
         Ok(self.with_queue_position(updated))
     }
 
@@ -637,6 +657,10 @@ impl Runs {
     }
 
     /// Deletes a run that is not queued or running: its record, epochs and checkpoints.
+    ///
+    /// The folder is renamed to `ID.deleted` first, then the records go, then the folder: a crash
+    /// at any point leaves a state the start-up check recognises (never a run folder without a
+    /// record, which would read as a damaged store).
     pub fn delete(&self, run: &str) -> Result<RunId> {
         let id = self.resolve(run)?;
         // Holding the live map's lock keeps a concurrent resume from claiming the run meanwhile.
@@ -646,16 +670,31 @@ impl Runs {
                 "run {id} is queued or running; cancel it before deleting it"
             )));
         }
-        self.store.delete_run(id)?;
-        drop(live);
         let dir = self.checkpoint_dir(id);
-        if dir.exists() {
-            let removed = std::fs::remove_dir_all(&dir).and_then(|()| match dir.parent() {
-                Some(runs) => crate::durable::sync_dir(runs),
-                None => Ok(()),
-            });
+        let runs_dir = self.data_dir.join("runs");
+        let deleting = runs_dir.join(format!("{id}{}", crate::integrity::DELETING_SUFFIX));
+        let has_folder = dir.exists();
+        if has_folder {
+            std::fs::rename(&dir, &deleting)
+                .and_then(|()| crate::durable::sync_dir(&runs_dir))
+                .map_err(|e| {
+                    StrataError::Storage(format!("cannot delete {}: {e}", dir.display()))
+                })?;
+        }
+        if let Err(err) = self.store.delete_run(id) {
+            if has_folder {
+                // Put the folder back: the run was not deleted.
+                let _ = std::fs::rename(&deleting, &dir)
+                    .and_then(|()| crate::durable::sync_dir(&runs_dir));
+            }
+            return Err(err);
+        }
+        drop(live);
+        if has_folder {
+            let removed = std::fs::remove_dir_all(&deleting)
+                .and_then(|()| crate::durable::sync_dir(&runs_dir));
             if let Err(err) = removed {
-                tracing::warn!(run = %id, error = %err, "could not remove the run's checkpoints");
+                tracing::warn!(run = %id, error = %err, "could not remove the run's checkpoints; the next start removes them");
             }
         }
         tracing::info!(run = %id, "run deleted");
@@ -822,6 +861,103 @@ impl Runs {
         let analysis = analysis::analyse(run, &epochs, &Thresholds::default());
         Ok(analysis.verdict == verdict.label())
     }
+}
+
+/// Where a resumed run starts, and what its reason says about it.
+struct ResumePoint {
+    after_epoch: u32,
+    reason: String,
+}
+
+/// Picks the newest intact checkpoint at or below the run's last stored epoch `done`. When that is
+/// not `done`'s own, the damaged checkpoints above it are moved aside (`*.damaged`, never deleted)
+/// and the records of the epochs after it are dropped: those epochs are retrained, so the run's
+/// epochs stay 1..N with no gap or duplicate, and every stored epoch keeps a checkpoint at or
+/// below it. With no intact checkpoint at all nothing is changed and the resume is refused: the
+/// run stays as it was, resumable once a checkpoint is restored.
+fn choose_resume_point(
+    store: &Store,
+    id: RunId,
+    dir: &std::path::Path,
+    data_dir: &std::path::Path,
+    done: u32,
+) -> Result<ResumePoint> {
+    use crate::train::checkpoint::file::{self, CheckpointFile};
+    if done == 0 {
+        return Ok(ResumePoint {
+            after_epoch: 0,
+            reason: "resumed from the start (no epoch was stored)".into(),
+        });
+    }
+    let present = file::epochs_in(dir);
+    let mut unusable: Vec<(u32, String)> = Vec::new();
+    let mut chosen = None;
+    for &epoch in present.iter().rev().filter(|&&e| e <= done) {
+        let verified = CheckpointFile::read(&file::path_for(dir, epoch))
+            .and_then(|f| f.check_identity(&id.to_string(), epoch));
+        match verified {
+            Ok(()) => {
+                chosen = Some(epoch);
+                break;
+            }
+            Err(why) => unusable.push((epoch, why)),
+        }
+    }
+    let described = |list: &[(u32, String)]| {
+        list.iter()
+            .map(|(e, why)| format!("epoch {e}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let Some(after) = chosen else {
+        let found = if unusable.is_empty() {
+            "there is none".to_string()
+        } else {
+            described(&unusable)
+        };
+        return Err(StrataError::FailedPrecondition(format!(
+            "run {id} cannot resume: it has {done} stored epoch(s) but no intact checkpoint to continue from in {} ({found}). Nothing was changed: the run keeps its epochs and can resume once a checkpoint is restored; `stratad check --data-dir {}` reports on the data dir",
+            dir.display(),
+            data_dir.display()
+        )));
+    };
+    if after == done {
+        return Ok(ResumePoint {
+            after_epoch: done,
+            reason: format!("resumed after epoch {done}"),
+        });
+    }
+    let mut why: Vec<String> = Vec::new();
+    for (epoch, problem) in &unusable {
+        let moved =
+            file::set_aside(&file::path_for(dir, *epoch), file::DAMAGED_SUFFIX).map_err(|e| {
+                StrataError::Storage(format!(
+                    "cannot move the damaged checkpoint of epoch {epoch} aside: {e}"
+                ))
+            })?;
+        why.push(format!(
+            "the checkpoint of epoch {epoch} is damaged ({problem}) and was moved aside to {}",
+            moved.display()
+        ));
+    }
+    let missing: Vec<String> = (after + 1..=done)
+        .filter(|e| !present.contains(e))
+        .map(|e| e.to_string())
+        .collect();
+    if !missing.is_empty() && unusable.is_empty() {
+        why.push(format!(
+            "the checkpoint of epoch {done} is missing (none kept after epoch {after})"
+        ));
+    }
+    store.drop_epochs_after(id, after)?;
+    Ok(ResumePoint {
+        after_epoch: after,
+        reason: format!(
+            "resumed after epoch {after}, from its newest intact checkpoint: {}; epochs {}..{done} are retrained and their earlier records were dropped",
+            why.join("; "),
+            after + 1
+        ),
+    })
 }
 
 /// One watcher's stream.

@@ -10,6 +10,7 @@
 //! whatever a caller acknowledges or streams afterwards survives a killed process and a power cut.
 
 use std::{
+    collections::BTreeMap,
     fmt,
     path::Path,
     str::FromStr,
@@ -32,6 +33,17 @@ pub struct RunId(pub u64);
 
 impl RunId {
     const HEX_DIGITS: usize = 16;
+
+    /// The run id a run folder is named by: exactly 16 lowercase hex digits, as ids are shown.
+    pub fn from_folder_name(name: &str) -> Option<RunId> {
+        let id: RunId = name.parse().ok()?;
+        (id.to_string() == name).then_some(id)
+    }
+
+    /// When the run was created (ids carry their creation time).
+    pub fn created_at_ms(self) -> i64 {
+        (self.0 >> 16) as i64
+    }
 
     fn key(self) -> [u8; 8] {
         self.0.to_be_bytes()
@@ -71,6 +83,14 @@ fn epoch_key(run: RunId, epoch: u32) -> [u8; 12] {
     key
 }
 
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "sled panicked".into())
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -86,32 +106,102 @@ pub struct Store {
     last_id: AtomicU64,
 }
 
+/// What the store holds, read record by record: which records decode and which epochs each run
+/// has. For the integrity check; it keeps numbers, not records.
+#[derive(Debug, Default)]
+pub struct StoreScan {
+    /// Every run key: `Ok` if its record decodes and names the same run.
+    pub runs: BTreeMap<RunId, Result<(), String>>,
+    /// Every run that has epoch records (with or without a run record).
+    pub epochs: BTreeMap<RunId, EpochScan>,
+    /// Keys of the wrong length: (tree, key bytes).
+    pub bad_keys: Vec<(&'static str, Vec<u8>)>,
+}
+
+#[derive(Debug, Default)]
+pub struct EpochScan {
+    /// Epochs whose records decode, ascending.
+    pub readable: Vec<u32>,
+    /// Epochs whose records do not decode, or name another epoch, and why.
+    pub unreadable: Vec<(u32, String)>,
+}
+
+/// Why a store did not open.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Another process (a running stratad) holds it.
+    Locked,
+    /// The disk or the file system refused (permissions, no space): not damage.
+    Io(String),
+    /// sled found it damaged (or panicked reading it).
+    Damaged(String),
+}
+
+/// Says what to do about a store that cannot be opened or read, after what went wrong.
+pub fn damaged_store_advice(data_dir: &Path) -> String {
+    let dir = data_dir.display();
+    format!(
+        "the store in {dir}/db is damaged. Run `stratad check --data-dir {dir}` to see what is wrong, \
+         and `stratad check --data-dir {dir} --repair` to move it aside and rebuild it from the run \
+         folders in {dir}/runs (nothing is deleted)"
+    )
+}
+
 impl Store {
+    /// Opens (or creates) the store of the data dir `dir`, in `dir/db`.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StrataError::Storage(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .open()
-            .map_err(|e| match e {
-                // sled reports a held lock as an I/O error whose text says so.
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StrataError::Storage(format!(
-                        "another stratad is using the data dir {}; stop it or pick another --data-dir",
-                        dir.display()
-                    ))
-                }
-                e => StrataError::Storage(format!("cannot open the store in {}: {e}", dir.display())),
-            })?;
-        let runs = db.open_tree("runs")?;
-        let epochs = db.open_tree("epochs")?;
-        db.flush()?;
-        let files = StoreFiles::open(&dir.join("db"), dir).map_err(|e| {
-            StrataError::Storage(format!("cannot sync the store in {}: {e}", dir.display()))
+        Store::open_at(&dir.join("db"), dir)
+    }
+
+    /// Opens (or creates) the sled store in `db_dir`; `data_dir` is what error messages name (the
+    /// store may be a copy being checked).
+    pub fn open_at(db_dir: &Path, data_dir: &Path) -> Result<Self> {
+        Store::try_open_at(db_dir, data_dir).map_err(|err| match err {
+            OpenError::Locked => StrataError::Storage(format!(
+                "another stratad is using the data dir {}; stop it or pick another --data-dir",
+                data_dir.display()
+            )),
+            OpenError::Io(message) => StrataError::Storage(message),
+            OpenError::Damaged(problem) => StrataError::DataDamaged(format!(
+                "cannot open the store in {}: {problem}; {}",
+                data_dir.display(),
+                damaged_store_advice(data_dir)
+            )),
+        })
+    }
+
+    /// [`Store::open_at`], saying whether a failure is damage.
+    pub fn try_open_at(db_dir: &Path, data_dir: &Path) -> std::result::Result<Self, OpenError> {
+        let damaged = |e: &dyn fmt::Display| OpenError::Damaged(e.to_string());
+        // sled 0.34 may panic on some damage instead of returning an error: a damaged store must
+        // be reported, not abort the process.
+        let opened = std::panic::catch_unwind(|| sled::Config::new().path(db_dir).open())
+            .map_err(|panic| damaged(&panic_message(panic.as_ref())))?;
+        let db = opened.map_err(|e| match e {
+            // sled reports a held lock as an I/O error whose text says so.
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                OpenError::Locked
+            }
+            sled::Error::Io(io) => OpenError::Io(format!(
+                "cannot open the store in {}: {io}",
+                data_dir.display()
+            )),
+            e => damaged(&e),
         })?;
-        let last_id = match runs.last()? {
-            Some((key, _)) => RunId::from_key(&key)?.0,
+        let runs = db.open_tree("runs").map_err(|e| damaged(&e))?;
+        let epochs = db.open_tree("epochs").map_err(|e| damaged(&e))?;
+        db.flush().map_err(|e| damaged(&e))?;
+        let files = StoreFiles::open(db_dir, data_dir).map_err(|e| {
+            OpenError::Io(format!(
+                "cannot sync the store in {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let last_id = match runs.last().map_err(|e| damaged(&e))? {
+            Some((key, _)) => RunId::from_key(&key).map_err(|e| damaged(&e))?.0,
             None => 0,
         };
         Ok(Store {
@@ -121,6 +211,72 @@ impl Store {
             epochs,
             last_id: AtomicU64::new(last_id),
         })
+    }
+
+    /// Reads every record once and says which decode; fails only if the store cannot be read.
+    pub fn scan(&self) -> Result<StoreScan> {
+        let mut scan = StoreScan::default();
+        for entry in self.runs.iter() {
+            let (key, bytes) = entry?;
+            let Ok(bytes8) = <[u8; 8]>::try_from(key.as_ref()) else {
+                scan.bad_keys.push(("runs", key.to_vec()));
+                continue;
+            };
+            let id = RunId(u64::from_be_bytes(bytes8));
+            let checked = match Run::decode(bytes.as_ref()) {
+                Ok(run) if run.id == id.to_string() => Ok(()),
+                Ok(run) => Err(format!("it holds run '{}'", run.id)),
+                Err(err) => Err(format!("it does not decode ({err})")),
+            };
+            scan.runs.insert(id, checked);
+        }
+        for entry in self.epochs.iter() {
+            let (key, bytes) = entry?;
+            if key.len() != 12 {
+                scan.bad_keys.push(("epochs", key.to_vec()));
+                continue;
+            }
+            let id = RunId::from_key(&key)?;
+            let epoch = u32::from_be_bytes([key[8], key[9], key[10], key[11]]);
+            let run = scan.epochs.entry(id).or_default();
+            match EpochRecord::decode(bytes.as_ref()) {
+                Ok(record) if record.epoch == epoch => run.readable.push(epoch),
+                Ok(record) => run
+                    .unreadable
+                    .push((epoch, format!("it holds epoch {}", record.epoch))),
+                Err(err) => run
+                    .unreadable
+                    .push((epoch, format!("it does not decode ({err})"))),
+            }
+        }
+        Ok(scan)
+    }
+
+    /// Removes the epoch records of `run` after `epoch`, durably (a resume that falls back to an
+    /// older checkpoint retrains them).
+    pub fn drop_epochs_after(&self, run: RunId, epoch: u32) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for key in self
+            .epochs
+            .range(epoch_key(run, epoch.saturating_add(1))..=epoch_key(run, u32::MAX))
+            .keys()
+        {
+            batch.remove(key?);
+        }
+        self.epochs.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// Removes records by key, durably: records that do not decode, keys of the wrong length.
+    pub fn remove_raw(&self, tree: &str, keys: &[Vec<u8>]) -> Result<()> {
+        let tree = match tree {
+            "runs" => &self.runs,
+            _ => &self.epochs,
+        };
+        for key in keys {
+            tree.remove(key.as_slice())?;
+        }
+        self.flush()
     }
 
     /// A fresh id, greater than every id handed out before (also across restarts).
@@ -153,6 +309,11 @@ impl Store {
         let mut run = Run::decode(bytes.as_ref())?;
         run.epochs_done = self.epochs_done(id)?;
         Ok(Some(run))
+    }
+
+    /// Whether the store has a record under this run's key (readable or not).
+    pub fn has_run(&self, id: RunId) -> Result<bool> {
+        Ok(self.runs.contains_key(id.key())?)
     }
 
     /// Reads a run, changes it and writes it back, durably.
@@ -256,8 +417,11 @@ impl Store {
         }
     }
 
-    /// Marks runs that a crash or a kill left `queued` or `running` as `interrupted`. Returns
-    /// how many were marked.
+    /// Marks runs that a crash or a kill left `queued` or `running` as `interrupted` — or, when
+    /// every planned epoch was stored, as they ended: after its last epoch's record a run only
+    /// records its end (`completed`, or `diverged` if that epoch's validation loss was not
+    /// finite), so a stop in between (or a store that lost that update) changes nothing else.
+    /// Returns how many were marked.
     pub fn mark_unfinished_interrupted(&self) -> Result<usize> {
         let unfinished: Vec<Run> = self
             .runs_newest_first()
@@ -269,8 +433,34 @@ impl Store {
             .collect::<Result<_>>()?;
         for mut run in unfinished.iter().cloned() {
             let was = run.status().label();
-            run.set_status(RunStatus::Interrupted);
-            run.reason = format!("stratad stopped while the run was {was}; resume it to continue");
+            let planned = run.config.as_ref().and_then(|c| c.epochs).unwrap_or(0);
+            let last = match run.epochs_done {
+                done if planned > 0 && done >= planned => {
+                    self.epochs(run.id.parse()?, done)?.into_iter().next()
+                }
+                _ => None,
+            };
+            match last {
+                Some(last) if last.val_loss.is_finite() => {
+                    run.set_status(RunStatus::Completed);
+                    run.reason = format!(
+                        "stratad stopped after the run's last epoch ({}) was stored, before its end was recorded",
+                        last.epoch
+                    );
+                }
+                Some(last) => {
+                    run.set_status(RunStatus::Diverged);
+                    run.reason = format!(
+                        "the validation loss became {} at epoch {} (recorded when stratad restarted)",
+                        last.val_loss, last.epoch
+                    );
+                }
+                None => {
+                    run.set_status(RunStatus::Interrupted);
+                    run.reason =
+                        format!("stratad stopped while the run was {was}; resume it to continue");
+                }
+            }
             run.finished_at_ms = now_ms();
             self.put_run(&run)?;
         }

@@ -82,6 +82,25 @@ impl Daemon {
         envs: &[(&str, &str)],
         wrapper: &[&str],
     ) -> Daemon {
+        Daemon::try_start_wrapped(data_dir, extra_args, envs, wrapper).unwrap_or_else(|refused| {
+            panic!(
+                "stratad did not report its address (exit {:?}); log:\n{}",
+                refused.code, refused.log
+            )
+        })
+    }
+
+    /// A daemon on `data_dir`, or how it refused to start (it exited before listening).
+    pub fn try_start_in(data_dir: &Path, extra_args: &[&str]) -> Result<Daemon, Refused> {
+        Daemon::try_start_wrapped(data_dir, extra_args, &[], &[])
+    }
+
+    fn try_start_wrapped(
+        data_dir: &Path,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Result<Daemon, Refused> {
         std::fs::create_dir_all(data_dir).expect("the data dir");
         let log = data_dir.with_extension(format!("stratad-{}.log", std::process::id()));
         let log_file = std::fs::OpenOptions::new()
@@ -131,11 +150,13 @@ impl Daemon {
         let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(line) => line,
             Err(_) => {
+                // Closed stdout: it exited. A timeout: it hangs, and is killed.
                 let _ = child.kill();
-                panic!(
-                    "stratad did not report its address; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
+                let status = child.wait().expect("stratad exits");
+                return Err(Refused {
+                    code: status.code(),
+                    log: std::fs::read_to_string(&log).unwrap_or_default(),
+                });
             }
         };
         let addr = line
@@ -146,14 +167,14 @@ impl Daemon {
         } else {
             only_child_of(child.id())
         };
-        Daemon {
+        Ok(Daemon {
             child: Some(child),
             server_pid,
             addr: format!("http://{addr}"),
             data_dir: data_dir.to_path_buf(),
             log,
             _tmp: None,
-        }
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -215,6 +236,13 @@ impl Daemon {
     pub fn strata(&self, args: &[&str]) -> CliOutput {
         strata(&self.addr, args)
     }
+}
+
+/// A daemon that exited before it listened: its exit code and what it logged (stderr).
+#[derive(Debug)]
+pub struct Refused {
+    pub code: Option<i32>,
+    pub log: String,
 }
 
 impl Drop for Daemon {

@@ -73,12 +73,14 @@ async fn wait_for_status(client: &Client, run: &str, wanted: RunStatus) {
     panic!("run {run} never became {}", wanted.label());
 }
 
+/// The checkpoint files in a run's folder (which also holds a copy of its record, `run.pb`).
 fn checkpoints(daemon_data: &std::path::Path, run: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(daemon_data.join("runs").join(run))
         .map(|entries| {
             entries
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".safetensors"))
                 .collect()
         })
         .unwrap_or_default();

@@ -13,12 +13,13 @@ use std::{
     time::Instant,
 };
 
+use prost::Message;
 use strata_proto::{watch_event::Event, BatchProgress, EpochRecord, GroupEpochStats, WatchEvent};
 use tch::{Device, Kind, Reduction, TchError, Tensor};
 use tokio::sync::broadcast;
 
 use super::{
-    checkpoint::{self, Checkpoint},
+    checkpoint::{self, Checkpoint, RunRecords},
     data::{build_dataset, Dataset, SeededRng},
     model::Model,
     optim::{squared_norm, Optimizer},
@@ -275,6 +276,8 @@ struct Trainer<'a> {
     plan: StepPlan,
     /// Optimizer steps taken so far, over all epochs (drives the schedule).
     step: u64,
+    /// The run's record and its epochs so far, written into every checkpoint.
+    records: RunRecords,
 }
 
 impl<'a> Trainer<'a> {
@@ -320,7 +323,9 @@ impl<'a> Trainer<'a> {
         .map_err(Halt::Failed)?;
         let plan = StepPlan::new(spec, data.train_len());
         let step = u64::from(job.resume_after_epoch) * plan.steps_per_epoch;
+        let records = run_records(job)?;
         Ok(Trainer {
+            records,
             job,
             groups: groups_of(job.resolved),
             data,
@@ -522,19 +527,49 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// The run's record and the epochs it resumes after, encoded once; each epoch appends its own.
+fn run_records(job: &TrainJob<'_>) -> Result<RunRecords, Halt> {
+    let run = job
+        .store
+        .get_run(job.run_id)?
+        .ok_or_else(|| Halt::Failed(format!("run {} has no record", job.run_id)))?;
+    let mut records = RunRecords {
+        run: run.encode_to_vec(),
+        epochs: Vec::new(),
+    };
+    if job.resume_after_epoch > 0 {
+        for record in job.store.epochs(job.run_id, 1)? {
+            if record.epoch <= job.resume_after_epoch {
+                record
+                    .encode_length_delimited(&mut records.epochs)
+                    .map_err(|e| {
+                        Halt::Failed(format!("cannot encode epoch {}: {e}", record.epoch))
+                    })?;
+            }
+        }
+    }
+    Ok(records)
+}
+
 fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
     let mut trainer = Trainer::new(job)?;
     for epoch in job.resume_after_epoch + 1..=job.spec.epochs {
         check_stop(job)?;
         let record = trainer.epoch(epoch)?;
+        record
+            .encode_length_delimited(&mut trainer.records.epochs)
+            .map_err(|e| Halt::Failed(format!("cannot encode epoch {epoch}: {e}")))?;
         // The checkpoint first, then the record: every stored epoch has a checkpoint to resume
-        // from. Durable before streamed.
+        // from, and the newest checkpoint is at most one epoch ahead of the stored records (the
+        // start-up check relies on it). Durable before streamed.
         checkpoint::write(
             &job.checkpoint_dir,
+            &job.run_id.to_string(),
             epoch,
             trainer.model.parameters(),
             &trainer.optimizer,
             &trainer.data.standardization,
+            &trainer.records,
         )
         .map_err(Halt::Failed)?;
         job.store.put_epoch(job.run_id, &record)?;

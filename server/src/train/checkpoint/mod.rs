@@ -3,75 +3,99 @@
 //! so a crash leaves either the previous checkpoint or the new one, never half of one. The file is
 //! synced before the rename and its folder after it, so once [`write`] returns the checkpoint
 //! survives a power cut too (the epoch record that points at it is written only then).
+//!
+//! Each file carries a checksum, verified whenever it is read, and the run's record and epochs so
+//! far, so that a run folder alone is enough to rebuild the run ([`file`] says how and why).
+
+pub mod file;
 
 use std::{
+    borrow::Cow,
     collections::{HashMap, HashSet},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
-use tch::{Device, TchError, Tensor};
+use safetensors::tensor::Dtype;
+use tch::{Device, Kind, TchError, Tensor};
 
+pub use self::file::{epochs_in, path_for, Checksum};
+use self::file::{TensorData, EPOCHS_TENSOR, RUN_TENSOR, TMP_FILE};
 use super::{data::Standardization, optim::Optimizer};
 use crate::{durable, spec::rates::ResolvedParam};
 
-const PREFIX: &str = "epoch-";
-const SUFFIX: &str = ".safetensors";
-const TMP_FILE: &str = "checkpoint.tmp.safetensors";
 const MODEL_PREFIX: &str = "model.";
 const DATA_MEAN: &str = "data.mean";
 const DATA_STD: &str = "data.std";
+/// Tensors whose names start with this are Strata's own records, not training state.
+const RECORDS_PREFIX: &str = "strata.";
 
-pub fn path_for(dir: &Path, epoch: u32) -> PathBuf {
-    dir.join(format!("{PREFIX}{epoch:06}{SUFFIX}"))
+/// What a run folder needs to stand alone, already encoded: the run's record (protobuf `Run`)
+/// and the records of its epochs so far (length-delimited protobuf `EpochRecord`s).
+#[derive(Default)]
+pub struct RunRecords {
+    pub run: Vec<u8>,
+    pub epochs: Vec<u8>,
 }
 
-/// The epochs that have a checkpoint in `dir`, ascending.
-pub fn epochs_in(dir: &Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut epochs: Vec<u32> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix(PREFIX)?
-                .strip_suffix(SUFFIX)?
-                .parse()
-                .ok()
-        })
-        .collect();
-    epochs.sort_unstable();
-    epochs
+fn tensor_data(name: String, tensor: &Tensor) -> Result<TensorData<'static>, TchError> {
+    let tensor = tensor
+        .f_detach()?
+        .f_to_device(Device::Cpu)?
+        .f_contiguous()?;
+    let dtype = Dtype::try_from(tensor.kind())?;
+    let numel = tensor.numel();
+    let mut data = vec![0u8; numel * tensor.kind().elt_size_in_bytes()];
+    tensor.f_copy_data_u8(&mut data, numel)?;
+    Ok(TensorData {
+        name,
+        dtype,
+        shape: tensor.size().iter().map(|&d| d as usize).collect(),
+        data: Cow::Owned(data),
+    })
+}
+
+fn bytes_tensor<'a>(name: &str, bytes: &'a [u8]) -> TensorData<'a> {
+    TensorData {
+        name: name.to_string(),
+        dtype: Dtype::U8,
+        shape: vec![bytes.len()],
+        data: Cow::Borrowed(bytes),
+    }
 }
 
 /// Writes the checkpoint of `epoch`.
 pub fn write(
     dir: &Path,
+    run_id: &str,
     epoch: u32,
     parameters: &[(String, Tensor)],
     optimizer: &Optimizer,
     standardization: &Standardization,
+    records: &RunRecords,
 ) -> Result<(), String> {
     create_run_dir(dir)?;
-    let mut named: Vec<(String, Tensor)> = parameters
-        .iter()
-        .map(|(name, t)| {
-            Ok((
-                format!("{MODEL_PREFIX}{name}"),
-                t.f_detach()?.f_to_device(Device::Cpu)?,
-            ))
-        })
-        .collect::<Result<_, TchError>>()
-        .map_err(|e| e.to_string())?;
-    named.push((DATA_MEAN.into(), standardization.mean.shallow_clone()));
-    named.push((DATA_STD.into(), standardization.std.shallow_clone()));
-    for (name, t) in optimizer.state_tensors().map_err(|e| e.to_string())? {
-        named.push((name, t.f_to_device(Device::Cpu).map_err(|e| e.to_string())?));
-    }
+    let mut named: Vec<TensorData<'_>> = Vec::new();
+    let mut add = |name: String, tensor: &Tensor| -> Result<(), TchError> {
+        named.push(tensor_data(name, tensor)?);
+        Ok(())
+    };
+    let state = (|| {
+        for (name, tensor) in parameters {
+            add(format!("{MODEL_PREFIX}{name}"), tensor)?;
+        }
+        add(DATA_MEAN.into(), &standardization.mean)?;
+        add(DATA_STD.into(), &standardization.std)?;
+        for (name, tensor) in optimizer.state_tensors()? {
+            add(name, &tensor)?;
+        }
+        Ok::<_, TchError>(())
+    })();
+    state.map_err(|e| format!("cannot write a checkpoint: {e}"))?;
+    named.push(bytes_tensor(RUN_TENSOR, &records.run));
+    named.push(bytes_tensor(EPOCHS_TENSOR, &records.epochs));
     let tmp = dir.join(TMP_FILE);
-    Tensor::write_safetensors(&named, &tmp)
-        .map_err(|e| format!("cannot write a checkpoint: {e}"))?;
     let failed = |e: std::io::Error| format!("cannot write a checkpoint in {}: {e}", dir.display());
+    file::write(&tmp, run_id, epoch, &named).map_err(failed)?;
     durable::sync_file(&tmp).map_err(failed)?;
     std::fs::rename(&tmp, path_for(dir, epoch)).map_err(failed)?;
     durable::sync_dir(dir).map_err(failed)
@@ -102,18 +126,34 @@ pub fn prune(dir: &Path, keep: usize) {
     }
 }
 
-/// A checkpoint file read into memory once: its tensors by name.
+/// A checkpoint file read into memory once, verified: its tensors by name.
 pub struct Checkpoint {
     named: HashMap<String, Tensor>,
+    /// Whether its checksum was verified, or it predates checksums.
+    pub checksum: Checksum,
 }
 
 impl Checkpoint {
+    /// Reads and verifies a checkpoint; the error names the file and says what is wrong with it.
     pub fn read(path: &Path) -> Result<Self, String> {
-        let named = Tensor::read_safetensors(path)
-            .map_err(|e| format!("cannot read the checkpoint {}: {e}", path.display()))?
+        let unusable =
+            |why: String| format!("the checkpoint {} is unusable: {why}", path.display());
+        let file = file::CheckpointFile::read(path).map_err(unusable)?;
+        let named = file
+            .tensors()
             .into_iter()
-            .collect();
-        Ok(Checkpoint { named })
+            .filter(|(name, ..)| !name.starts_with(RECORDS_PREFIX))
+            .map(|(name, dtype, shape, data)| {
+                let kind = Kind::try_from(dtype)?;
+                let size: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+                Ok((name, Tensor::f_from_data_size(data, &size, kind)?))
+            })
+            .collect::<Result<_, TchError>>()
+            .map_err(|e| unusable(e.to_string()))?;
+        Ok(Checkpoint {
+            named,
+            checksum: file.checksum,
+        })
     }
 
     fn parameter(&self, name: &str) -> Option<&Tensor> {
