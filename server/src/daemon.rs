@@ -32,8 +32,15 @@ const CONNECTION_START_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// HTTP/2 pings on open connections, and how long a peer may take to answer one.
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
-/// Largest request the daemon decodes.
-const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// Largest request the daemon decodes (the largest honest one, 256 rules of each kind and every
+/// text field at its limit, is well under this).
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// Requests in flight on one connection: with the request limit, what one connection can make
+/// the daemon buffer (64 MiB). The cap on connections bounds the rest.
+const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+/// A connection is asked to close (its streams finish first, so a long `watch` is not cut) after
+/// this long: one that holds a slot without ever sending a request gives it back.
+const MAX_CONNECTION_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
@@ -52,6 +59,8 @@ pub struct DaemonConfig {
     pub data_roots: Vec<PathBuf>,
     /// Serve beyond loopback without a token (refused otherwise).
     pub insecure_no_auth: bool,
+    /// Let clients name TorchScript modules (code that runs with the daemon's rights).
+    pub allow_torchscript: bool,
     /// Connections open at once (capped at half the open-file limit).
     pub max_connections: usize,
 }
@@ -135,7 +144,16 @@ pub async fn run(
         );
     }
     let data_roots = DataRoots::new(&config.data_roots)
-        .map_err(|e| StrataError::invalid("data_root", e.to_string()))?;
+        .map_err(|e| StrataError::invalid("data_root", e.to_string()))?
+        .with_torchscript(config.allow_torchscript);
+    if data_roots.allows_everything() {
+        tracing::warn!("a data root is /: clients can make stratad read any file it may read (but /proc, /sys and /dev); give the folders that hold datasets instead");
+    }
+    if config.allow_torchscript {
+        tracing::warn!(
+            "--allow-torchscript: a client's TorchScript module runs with stratad's rights"
+        );
+    }
     let runs = Runs::new(
         store,
         config.data_dir.clone(),
@@ -198,7 +216,9 @@ pub async fn run(
     // Keepalive pings close connections whose peer went silent after its first request.
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .max_connection_age(MAX_CONNECTION_AGE);
     if let Some(files) = &config.tls {
         builder = builder.tls_config(tls_config(files)?).map_err(|e| {
             StrataError::invalid("tls_cert", format!("unusable certificate or key: {e}"))

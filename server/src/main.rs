@@ -56,13 +56,18 @@ struct Args {
     /// is `/`). Symlinks are followed and must stay inside.
     #[arg(long = "data-root", env = "STRATA_DATA_ROOTS", value_delimiter = ':')]
     data_roots: Vec<PathBuf>,
+    /// Let clients train `torchscript:PATH` models. A TorchScript module is code: it runs with
+    /// stratad's rights (it can read and write any file stratad can, or never return). Off by
+    /// default; turn it on only when every client and every file under the data roots is trusted.
+    #[arg(long, env = "STRATA_ALLOW_TORCHSCRIPT")]
+    allow_torchscript: bool,
     /// Serve beyond loopback without a token. Without this, stratad refuses to listen on a
     /// non-loopback address unless --token-file or STRATA_TOKEN is set.
     #[arg(long, env = "STRATA_INSECURE_NO_AUTH")]
     insecure_no_auth: bool,
     /// Connections open at once; more wait to be accepted (also capped at half the open-file
     /// limit).
-    #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_connections: u32,
     /// Log format on stderr (filter with RUST_LOG, default info).
     #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -166,6 +171,7 @@ fn main() -> ExitCode {
             args.data_roots
         },
         insecure_no_auth: args.insecure_no_auth,
+        allow_torchscript: args.allow_torchscript,
         max_connections: args.max_connections as usize,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -93,6 +93,8 @@ pub struct Runs {
     max_concurrent_runs: usize,
     live: Mutex<HashMap<RunId, Arc<LiveRun>>>,
     shutting_down: AtomicBool,
+    /// When the runs must have stopped by, once shutdown began.
+    shutdown_deadline: std::sync::OnceLock<tokio::time::Instant>,
     workers: TaskTracker,
 }
 
@@ -135,6 +137,33 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| StrataError::Internal(format!("a blocking task failed: {e}")))?
 }
 
+/// Longest reason recorded for a run's end.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// An error as a run's recorded reason: its first line only (libtorch appends a C++ backtrace with
+/// memory addresses and install paths), at most [`MAX_REASON_BYTES`].
+fn reason_for_clients(reason: &str) -> String {
+    let first = reason
+        .split("Exception raised from")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("")
+        .to_string();
+    let mut cut = first;
+    if cut.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !cut.is_char_boundary(end) {
+            end -= 1;
+        }
+        cut.truncate(end);
+        cut.push('…');
+    }
+    cut
+}
+
 impl Runs {
     /// Opens the manager over a store whose unfinished runs were already marked interrupted.
     pub fn new(
@@ -155,6 +184,7 @@ impl Runs {
             max_concurrent_runs: max_concurrent_runs.max(1),
             live: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
+            shutdown_deadline: std::sync::OnceLock::new(),
             workers: TaskTracker::new(),
         })
     }
@@ -395,6 +425,18 @@ impl Runs {
         let store = self.store.clone();
         let data_dir = self.data_dir.clone();
         let updated = blocking(move || {
+            // Preparing took a while and the run was not claimed meanwhile: another resume may
+            // have trained it since. Act only on the state this request was checked against.
+            let current = store
+                .get_run(id)?
+                .ok_or_else(|| StrataError::RunNotFound(id.to_string()))?;
+            if current.status() != status || current.epochs_done != done {
+                return Err(StrataError::FailedPrecondition(format!(
+                    "run {id} changed while this resume was being prepared (it is now {} with {} epoch(s)); look at it again before resuming",
+                    current.status().label(),
+                    current.epochs_done
+                )));
+            }
             let start = choose_resume_point(&store, id, &checkpoint_dir, &data_dir, done)?;
             let run = store.update_run(id, |run| {
                 run.set_status(RunStatus::Queued);
@@ -502,9 +544,16 @@ impl Runs {
         let stop = StopRequest::load(&live.stop);
         let outcome = match permit {
             Some(_) if stop == StopRequest::None => {
-                let marked = {
-                    let (this, live) = (self.clone(), live.clone());
-                    blocking(move || this.mark_running(id, &live)).await
+                // The files were checked when the run was started, but it may have waited in
+                // the queue since, and a path under a root may now lead out of it: check again
+                // just before they are read (they are then opened without following links).
+                let mut prepared = prepared;
+                let marked = match self.data_roots.confine(&mut prepared.spec) {
+                    Err(err) => Err(err),
+                    Ok(()) => {
+                        let (this, live) = (self.clone(), live.clone());
+                        blocking(move || this.mark_running(id, &live)).await
+                    }
                 };
                 if let Err(err) = marked {
                     Outcome::Failed(err.to_string())
@@ -577,8 +626,13 @@ impl Runs {
                     "stratad shut down after {epochs_done} epoch(s); resume the run to continue"
                 ),
             ),
-            Outcome::Diverged(reason) => (RunStatus::Diverged, reason),
-            Outcome::Failed(reason) => (RunStatus::Failed, reason),
+            Outcome::Diverged(reason) => (RunStatus::Diverged, reason_for_clients(&reason)),
+            Outcome::Failed(reason) => {
+                // The whole error (a libtorch backtrace, say) for the operator; clients get
+                // its first line.
+                tracing::warn!(run = %id, error = %reason, "run failed");
+                (RunStatus::Failed, reason_for_clients(&reason))
+            }
         };
         let stored = self.store.update_run(id, |run| {
             run.set_status(status);
@@ -780,7 +834,12 @@ impl Runs {
             run.request_stop(StopRequest::Interrupt);
         }
         self.workers.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.workers.wait())
+        // One grace period however often this is called (the server's shutdown and the
+        // daemon's exit both call it): a run that does not stop delays exit once, not twice.
+        let deadline = *self
+            .shutdown_deadline
+            .get_or_init(|| tokio::time::Instant::now() + SHUTDOWN_GRACE);
+        if tokio::time::timeout_at(deadline, self.workers.wait())
             .await
             .is_err()
         {
@@ -1071,5 +1130,23 @@ impl Watcher {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_lose_backtraces_and_length() {
+        let torch = "Torch(\"[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory\nException raised from alloc_cpu at /pytorch/c10/core/impl/alloc_cpu.cpp:117 (most recent call first):\nframe #0: c10::Error::Error + 0x9c (0x7fb1 in /x/libc10.so)\")";
+        let reason = reason_for_clients(torch);
+        assert!(reason.contains("not enough memory"), "{reason}");
+        assert!(
+            !reason.contains("frame") && !reason.contains("0x7fb1"),
+            "{reason}"
+        );
+        assert!(reason_for_clients(&"x".repeat(5000)).len() <= MAX_REASON_BYTES + 3);
+        assert_eq!(reason_for_clients("plain"), "plain");
     }
 }

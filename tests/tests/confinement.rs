@@ -25,7 +25,11 @@ fn files_outside_the_data_roots_special_files_and_contents_stay_unread() {
     std::fs::write(&inside, "api_key,sk-live-456,y\n1,2,0\n3,4,1\n").unwrap();
     let daemon = Daemon::start_in(
         &allowed.path().join("data"),
-        &["--data-root", allowed.path().to_str().unwrap()],
+        &[
+            "--data-root",
+            allowed.path().to_str().unwrap(),
+            "--allow-torchscript",
+        ],
     );
     let csv = |p: &std::path::Path| format!("csv:{}", p.display());
 

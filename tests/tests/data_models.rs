@@ -492,12 +492,26 @@ fn a_torchscript_module_trains_under_its_own_names_with_per_group_rates() {
         );
         return;
     }
-    let daemon = Daemon::start();
     let species = classification_csv(tmp.path());
     let (dataset, model) = (
         format!("csv:{}", species.display()),
         format!("torchscript:{}", module.display()),
     );
+    // A module is code: refused unless the operator allows it.
+    let default = Daemon::start();
+    let out = default.strata(&[
+        "start",
+        "--dry-run",
+        "--dataset",
+        &dataset,
+        "--label",
+        "species",
+        "--model",
+        &model,
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--allow-torchscript"), "{out:?}");
+    let daemon = Daemon::start_in(&tmp.path().join("data"), &["--allow-torchscript"]);
     let args = [
         "--dataset",
         dataset.as_str(),

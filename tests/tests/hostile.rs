@@ -395,6 +395,20 @@ async fn hundreds_of_hostile_requests_leave_the_daemon_up_bounded_and_empty() {
     expect_answer("StartRun 5 MiB", grpc.start_run(huge)).await;
     sent += 1;
 
+    // Within every limit one by one, but activations no host has room for: refused up front.
+    let mut greedy = StartRunRequest {
+        config: Some(base_config()),
+        dry_run: true,
+        ..Default::default()
+    };
+    let config = greedy.config.as_mut().unwrap();
+    config.model = "mlp:65536,65536".into();
+    config.batch_size = Some(1 << 20);
+    let status = grpc.start_run(greedy).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("activations"), "{status:?}");
+    sent += 1;
+
     assert!(sent >= 300, "only {sent} hostile requests");
     assert_alive(&daemon, &mut grpc, sent).await;
     let rss_after = rss_kib(daemon.pid());

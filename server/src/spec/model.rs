@@ -272,6 +272,39 @@ pub struct CnnGeometry {
     pub head_inputs: i64,
 }
 
+impl ModelSpec {
+    /// How many values one sample makes the built-in layers hold while it passes through them
+    /// (each layer's output, the input included); `None` for a TorchScript module, whose insides
+    /// are its own. Times the batch size, the memory a step needs for activations is of this order
+    /// (more for their gradients).
+    pub fn activations_per_sample(&self, sample: &[i64], outputs: i64) -> Option<i64> {
+        let features: i64 = sample.iter().product();
+        match self {
+            ModelSpec::Mlp { hidden, .. } => Some(
+                hidden
+                    .iter()
+                    .fold(features.saturating_add(outputs), |n, &w| {
+                        n.saturating_add(w)
+                    }),
+            ),
+            ModelSpec::Cnn { channels, .. } => {
+                let &[_, mut height, mut width] = sample else {
+                    return None;
+                };
+                let mut total = features.saturating_add(outputs);
+                for &out in channels {
+                    total = total.saturating_add(out.saturating_mul(height).saturating_mul(width));
+                    if CnnGeometry::pools(height, width) {
+                        (height, width) = (height / 2, width / 2);
+                    }
+                }
+                Some(total)
+            }
+            ModelSpec::TorchScript { .. } => None,
+        }
+    }
+}
+
 impl CnnGeometry {
     pub fn new(channels: &[i64], sample: &[i64]) -> Result<Self> {
         let &[in_channels, mut height, mut width] = sample else {

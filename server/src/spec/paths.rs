@@ -24,6 +24,8 @@ use crate::error::{Result, StrataError};
 #[derive(Clone, Debug, Default)]
 pub struct DataRoots {
     roots: Vec<PathBuf>,
+    /// Whether clients may name TorchScript modules, which are code (see [`DataRoots::confine`]).
+    torchscript: bool,
 }
 
 impl DataRoots {
@@ -37,7 +39,18 @@ impl DataRoots {
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(DataRoots { roots })
+        Ok(DataRoots {
+            roots,
+            torchscript: false,
+        })
+    }
+
+    /// Allows (or not) `torchscript:PATH` models under the roots.
+    pub fn with_torchscript(self, allowed: bool) -> Self {
+        DataRoots {
+            torchscript: allowed,
+            ..self
+        }
     }
 
     pub fn roots(&self) -> &[PathBuf] {
@@ -108,6 +121,15 @@ impl DataRoots {
             *path = self.resolve("val_dataset", path)?;
         }
         if let ModelSpec::TorchScript { path } = &mut spec.model {
+            // A TorchScript module is a program: loading and running it can read and write any
+            // file stratad can, or never return. Only an operator who trusts every client (and
+            // every file under the roots) turns this on.
+            if !self.torchscript {
+                return Err(StrataError::invalid(
+                    "model",
+                    "TorchScript modules run code with stratad's rights (they can read and write any file it can, or never return), so stratad refuses them unless started with --allow-torchscript",
+                ));
+            }
             *path = self.resolve("model", path)?;
         }
         Ok(())

@@ -60,8 +60,32 @@ pub struct PreparedRun {
 /// Reads what the dataset looks like (rejecting a bad file before anything is stored), then
 /// resolves the layer rates against the parameters the model really has for that data. Blocking:
 /// it reads files and builds the model once on the CPU.
+/// The most memory a training step's activations may take (float32 values, counted three times:
+/// the values, their gradients and the optimizer's temporaries). A run asking for more is refused
+/// before it is stored, instead of failing, or meeting the OOM killer, once it trains.
+const MAX_ACTIVATION_BYTES: i64 = 8 << 30;
+
 pub fn prepare_run(mut spec: RunSpec) -> Result<PreparedRun> {
     let shape = data::probe_dataset(&spec.dataset)?;
+    let per_sample = spec
+        .model
+        .activations_per_sample(&shape.sample, shape.task.outputs());
+    if let Some(per_sample) = per_sample {
+        let bytes = per_sample
+            .saturating_mul(i64::from(spec.batch_size))
+            .saturating_mul(4 * 3);
+        if bytes > MAX_ACTIVATION_BYTES {
+            return Err(StrataError::invalid(
+                "batch_size",
+                format!(
+                    "a batch of {} makes this model hold about {} GiB of activations; at most {} GiB are allowed — lower batch_size or the layer widths",
+                    spec.batch_size,
+                    bytes >> 30,
+                    MAX_ACTIVATION_BYTES >> 30
+                ),
+            ));
+        }
+    }
     let params = model::describe_parameters(&spec.model, &shape.sample, shape.task.outputs())?;
     let resolved = resolve_layer_rates(&params, &spec.rates)?;
     spec.record_data(shape.task, shape.val_fraction);
