@@ -37,11 +37,13 @@ struct Pair {
     labels: PathBuf,
 }
 
-/// `dir/name`, or `dir/name.gz`.
+/// `dir/name`, or `dir/name.gz`: whatever entry has that name, a symlink too, without following
+/// it (opening refuses anything but a regular file, so a link, dangling or not, gets the same
+/// answer and reveals nothing about where it points).
 fn find(dir: &Path, name: &str) -> Option<PathBuf> {
     [dir.join(name), dir.join(format!("{name}.gz"))]
         .into_iter()
-        .find(|p| p.is_file())
+        .find(|p| p.symlink_metadata().is_ok())
 }
 
 /// The training pair, and the t10k pair when the folder has one.
