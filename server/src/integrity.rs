@@ -658,7 +658,11 @@ fn read_archive(dir: &Path, id: RunId, folder: &Folder) -> Option<Archive> {
         let Ok(run) = Run::decode(run_bytes) else {
             continue;
         };
-        let epochs = archived_epochs(&file);
+        // The epoch log, up to this checkpoint's epoch (the run goes on from here), and the
+        // checkpoint's own record(s) over it.
+        let mut epochs = crate::train::checkpoint::epoch_log::read(dir);
+        epochs.retain(|&e, _| e <= epoch);
+        epochs.extend(archived_epochs(&file));
         return Some(Archive {
             epoch,
             run: (run.id == id.to_string()).then_some(run),

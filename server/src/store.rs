@@ -14,7 +14,10 @@ use std::{
     fmt,
     path::Path,
     str::FromStr,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        RwLock, RwLockReadGuard,
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -104,6 +107,10 @@ pub struct Store {
     runs: sled::Tree,
     epochs: sled::Tree,
     last_id: AtomicU64,
+    /// Writes hold it exclusively from their insert until it is on the disk; reads share it. sled
+    /// shows an insert to readers at once, before any flush: without this, a watcher reading
+    /// history (or any query) could stream an epoch that a power cut would still lose.
+    visible: RwLock<()>,
 }
 
 /// What the store holds, read record by record: which records decode and which epochs each run
@@ -210,6 +217,7 @@ impl Store {
             runs,
             epochs,
             last_id: AtomicU64::new(last_id),
+            visible: RwLock::new(()),
         })
     }
 
@@ -255,16 +263,17 @@ impl Store {
     /// Removes the epoch records of `run` after `epoch`, durably (a resume that falls back to an
     /// older checkpoint retrains them).
     pub fn drop_epochs_after(&self, run: RunId, epoch: u32) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for key in self
-            .epochs
-            .range(epoch_key(run, epoch.saturating_add(1))..=epoch_key(run, u32::MAX))
-            .keys()
-        {
-            batch.remove(key?);
-        }
-        self.epochs.apply_batch(batch)?;
-        self.flush()
+        self.write_durably(|| {
+            let mut batch = sled::Batch::default();
+            for key in self
+                .epochs
+                .range(epoch_key(run, epoch.saturating_add(1))..=epoch_key(run, u32::MAX))
+                .keys()
+            {
+                batch.remove(key?);
+            }
+            Ok(self.epochs.apply_batch(batch)?)
+        })
     }
 
     /// Removes records by key, durably: records that do not decode, keys of the wrong length.
@@ -273,10 +282,12 @@ impl Store {
             "runs" => &self.runs,
             _ => &self.epochs,
         };
-        for key in keys {
-            tree.remove(key.as_slice())?;
-        }
-        self.flush()
+        self.write_durably(|| {
+            for key in keys {
+                tree.remove(key.as_slice())?;
+            }
+            Ok(())
+        })
     }
 
     /// A fresh id, greater than every id handed out before (also across restarts).
@@ -298,22 +309,39 @@ impl Store {
     /// Writes a run record, durably.
     pub fn put_run(&self, run: &Run) -> Result<()> {
         let id: RunId = run.id.parse()?;
-        self.runs.insert(id.key(), run.encode_to_vec())?;
-        self.flush()
+        self.write_durably(|| {
+            self.runs.insert(id.key(), run.encode_to_vec())?;
+            Ok(())
+        })
     }
 
     pub fn get_run(&self, id: RunId) -> Result<Option<Run>> {
+        let _visible = self.readable();
         let Some(bytes) = self.runs.get(id.key())? else {
             return Ok(None);
         };
         let mut run = Run::decode(bytes.as_ref())?;
-        run.epochs_done = self.epochs_done(id)?;
+        run.epochs_done = self.last_epoch(id)?;
         Ok(Some(run))
     }
 
     /// Whether the store has a record under this run's key (readable or not).
     pub fn has_run(&self, id: RunId) -> Result<bool> {
+        let _visible = self.readable();
         Ok(self.runs.contains_key(id.key())?)
+    }
+
+    /// Runs `write` (sled inserts and removes) and makes it durable before any reader can see it.
+    fn write_durably<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _exclusive = self.visible.write().unwrap_or_else(|p| p.into_inner());
+        let written = write()?;
+        self.flush()?;
+        Ok(written)
+    }
+
+    /// Shares the store with other readers, never with a write that is not on the disk yet.
+    fn readable(&self) -> RwLockReadGuard<'_, ()> {
+        self.visible.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads a run, changes it and writes it back, durably.
@@ -343,6 +371,7 @@ impl Store {
         }
         let low = u64::from_str_radix(&format!("{prefix:0<16}"), 16).unwrap_or(0);
         let high = u64::from_str_radix(&format!("{prefix:f<16}"), 16).unwrap_or(u64::MAX);
+        let _visible = self.readable();
         let mut matches = self
             .runs
             .range(low.to_be_bytes()..=high.to_be_bytes())
@@ -363,20 +392,26 @@ impl Store {
 
     /// Every run, newest first.
     pub fn runs_newest_first(&self) -> impl Iterator<Item = Result<Run>> + '_ {
-        self.runs.iter().rev().map(move |entry| {
-            let (key, bytes) = entry?;
-            let mut run = Run::decode(bytes.as_ref())?;
-            run.epochs_done = self.epochs_done(RunId::from_key(&key)?)?;
-            Ok(run)
+        let mut entries = self.runs.iter().rev();
+        std::iter::from_fn(move || {
+            let _visible = self.readable();
+            let entry = entries.next()?;
+            Some(entry.map_err(StrataError::from).and_then(|(key, bytes)| {
+                let mut run = Run::decode(bytes.as_ref())?;
+                run.epochs_done = self.last_epoch(RunId::from_key(&key)?)?;
+                Ok(run)
+            }))
         })
     }
 
     /// Writes one epoch record, durably: after this returns the epoch is on the disk and may be
     /// streamed.
     pub fn put_epoch(&self, run: RunId, record: &EpochRecord) -> Result<()> {
-        self.epochs
-            .insert(epoch_key(run, record.epoch), record.encode_to_vec())?;
-        self.flush()
+        self.write_durably(|| {
+            self.epochs
+                .insert(epoch_key(run, record.epoch), record.encode_to_vec())?;
+            Ok(())
+        })
     }
 
     /// Writes several epoch records of one run, durably, with one sync for all of them (a batch
@@ -386,12 +421,12 @@ impl Store {
         for record in records {
             batch.insert(&epoch_key(run, record.epoch), record.encode_to_vec());
         }
-        self.epochs.apply_batch(batch)?;
-        self.flush()
+        self.write_durably(|| Ok(self.epochs.apply_batch(batch)?))
     }
 
     /// A run's epochs from `from_epoch` on, in order.
     pub fn epochs(&self, run: RunId, from_epoch: u32) -> Result<Vec<EpochRecord>> {
+        let _visible = self.readable();
         self.epochs
             .range(epoch_key(run, from_epoch)..=epoch_key(run, u32::MAX))
             .values()
@@ -401,6 +436,12 @@ impl Store {
 
     /// The number of the last stored epoch (epochs are stored in order from 1), 0 if none.
     pub fn epochs_done(&self, run: RunId) -> Result<u32> {
+        let _visible = self.readable();
+        self.last_epoch(run)
+    }
+
+    /// [`Store::epochs_done`] for a caller that already holds the read guard.
+    fn last_epoch(&self, run: RunId) -> Result<u32> {
         let last = self
             .epochs
             .range(epoch_key(run, 0)..=epoch_key(run, u32::MAX))
@@ -470,17 +511,18 @@ impl Store {
     /// Removes a run and all its epochs, durably. The run goes first: a crash in between leaves
     /// unreachable epochs, never a run with some of its epochs missing.
     pub fn delete_run(&self, run: RunId) -> Result<()> {
-        self.runs.remove(run.key())?;
-        let mut batch = sled::Batch::default();
-        for key in self
-            .epochs
-            .range(epoch_key(run, 0)..=epoch_key(run, u32::MAX))
-            .keys()
-        {
-            batch.remove(key?);
-        }
-        self.epochs.apply_batch(batch)?;
-        self.flush()
+        self.write_durably(|| {
+            self.runs.remove(run.key())?;
+            let mut batch = sled::Batch::default();
+            for key in self
+                .epochs
+                .range(epoch_key(run, 0)..=epoch_key(run, u32::MAX))
+                .keys()
+            {
+                batch.remove(key?);
+            }
+            Ok(self.epochs.apply_batch(batch)?)
+        })
     }
 
     /// Makes every write so far durable: sled's flush puts it in the kernel, the sync on the disk.

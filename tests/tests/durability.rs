@@ -225,6 +225,26 @@ fn every_streamed_epoch_was_fsynced_and_its_checkpoint_and_folder_synced_first()
 }
 
 fn check_trace(trace: &str, data: &Path, run_id: &str, val_losses: &[(u64, f64)]) {
+    // On failure, show the trace (without the data written) so the order can be read.
+    let checked = std::panic::catch_unwind(|| check_calls(trace, data, run_id, val_losses));
+    if let Err(panic) = checked {
+        let outline: Vec<String> = trace
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                let short: String = line.chars().take(160).collect();
+                format!("{:5} {short}", i + 1)
+            })
+            .collect();
+        eprintln!(
+            "the trace, each line cut at 160 characters:\n{}",
+            outline.join("\n")
+        );
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn check_calls(trace: &str, data: &Path, run_id: &str, val_losses: &[(u64, f64)]) {
     let calls = parse_trace(trace);
     assert!(
         calls.iter().any(|c| c.is_store_write()),

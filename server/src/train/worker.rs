@@ -533,21 +533,24 @@ fn run_records(job: &TrainJob<'_>) -> Result<RunRecords, Halt> {
         .store
         .get_run(job.run_id)?
         .ok_or_else(|| Halt::Failed(format!("run {} has no record", job.run_id)))?;
-    let mut records = RunRecords {
+    let records = RunRecords {
         run: run.encode_to_vec(),
         epochs: Vec::new(),
     };
-    if job.resume_after_epoch > 0 {
-        for record in job.store.epochs(job.run_id, 1)? {
-            if record.epoch <= job.resume_after_epoch {
-                record
-                    .encode_length_delimited(&mut records.epochs)
-                    .map_err(|e| {
-                        Halt::Failed(format!("cannot encode epoch {}: {e}", record.epoch))
-                    })?;
-            }
-        }
-    }
+    // The epoch log starts from exactly the epochs the run goes on from (none for a new run; a
+    // resume from an older checkpoint drops the later ones), so it never mixes timelines.
+    let kept: Vec<EpochRecord> = match job.resume_after_epoch {
+        0 => Vec::new(),
+        after => job
+            .store
+            .epochs(job.run_id, 1)?
+            .into_iter()
+            .filter(|record| record.epoch <= after)
+            .collect(),
+    };
+    std::fs::create_dir_all(&job.checkpoint_dir)
+        .and_then(|()| checkpoint::epoch_log::rewrite(&job.checkpoint_dir, &kept))
+        .map_err(|e| Halt::Failed(format!("cannot write the run's epoch log: {e}")))?;
     Ok(records)
 }
 
@@ -556,6 +559,7 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
     for epoch in job.resume_after_epoch + 1..=job.spec.epochs {
         check_stop(job)?;
         let record = trainer.epoch(epoch)?;
+        trainer.records.epochs.clear();
         record
             .encode_length_delimited(&mut trainer.records.epochs)
             .map_err(|e| Halt::Failed(format!("cannot encode epoch {epoch}: {e}")))?;
@@ -572,6 +576,8 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
             &trainer.records,
         )
         .map_err(Halt::Failed)?;
+        checkpoint::epoch_log::append(&job.checkpoint_dir, &record)
+            .map_err(|e| Halt::Failed(format!("cannot append to the run's epoch log: {e}")))?;
         job.store.put_epoch(job.run_id, &record)?;
         checkpoint::prune(&job.checkpoint_dir, job.keep_checkpoints);
         let val_loss = record.val_loss;

@@ -15,9 +15,11 @@
 //!
 //! Besides the model, optimizer and feature statistics, every checkpoint holds two byte tensors:
 //! [`RUN_TENSOR`], the run's record (its config, rate table, name, tags: protobuf `Run`), and
-//! [`EPOCHS_TENSOR`], the records of every epoch up to this one (length-delimited protobuf
-//! `EpochRecord`s), about 200 bytes per epoch. From its newest intact checkpoint alone a run can be
-//! rebuilt — record, epochs and all — when the store has lost it (`stratad check --repair`).
+//! [`EPOCHS_TENSOR`], the record of this checkpoint's own epoch (length-delimited protobuf
+//! `EpochRecord`; a checkpoint is written before its epoch's record is stored, so this is what a
+//! crash between the two leaves). The earlier records are in the run's epoch log
+//! ([`super::epoch_log`]); from its newest intact checkpoint and the log a run can be rebuilt —
+//! record, epochs and all — when the store has lost it (`stratad check --repair`).
 
 use std::{
     borrow::Cow,
@@ -42,7 +44,8 @@ pub const UNRECORDED_SUFFIX: &str = "unrecorded";
 
 /// The run's record, protobuf-encoded, as a U8 tensor.
 pub const RUN_TENSOR: &str = "strata.run";
-/// The records of epochs 1..=N, length-delimited protobuf, as a U8 tensor.
+/// The record of the checkpoint's epoch, length-delimited protobuf, as a U8 tensor (checkpoints
+/// written earlier in this format's life held epochs 1..=N; readers take whatever is there).
 pub const EPOCHS_TENSOR: &str = "strata.epochs";
 
 const FORMAT_KEY: &str = "strata.format";

@@ -4,9 +4,11 @@
 //! synced before the rename and its folder after it, so once [`write`] returns the checkpoint
 //! survives a power cut too (the epoch record that points at it is written only then).
 //!
-//! Each file carries a checksum, verified whenever it is read, and the run's record and epochs so
-//! far, so that a run folder alone is enough to rebuild the run ([`file`] says how and why).
+//! Each file carries a checksum, verified whenever it is read, the run's record and its own epoch's
+//! record; with the run's epoch log ([`epoch_log`]) a run folder alone is enough to rebuild the run
+//! ([`file`] says how and why).
 
+pub mod epoch_log;
 pub mod file;
 
 use std::{
@@ -29,8 +31,9 @@ const DATA_STD: &str = "data.std";
 /// Tensors whose names start with this are Strata's own records, not training state.
 const RECORDS_PREFIX: &str = "strata.";
 
-/// What a run folder needs to stand alone, already encoded: the run's record (protobuf `Run`)
-/// and the records of its epochs so far (length-delimited protobuf `EpochRecord`s).
+/// What a checkpoint carries besides training state, already encoded: the run's record (protobuf
+/// `Run`) and the record of the checkpoint's own epoch (length-delimited protobuf `EpochRecord`;
+/// the earlier ones are in the run's epoch log).
 #[derive(Default)]
 pub struct RunRecords {
     pub run: Vec<u8>,
