@@ -289,7 +289,7 @@ fn report_text(report: &Report) -> String {
     match &report.repairs {
         None if problems.is_empty() => out.push_str("healthy\n"),
         None => out.push_str(&format!(
-            "damaged: {} problem(s). `stratad check --data-dir {} --repair` rebuilds lost records from the runs' checkpoints and moves damaged files aside (nothing is deleted)\n",
+            "damaged: {} problem(s). `stratad check --data-dir {} --repair` rebuilds lost records from the runs' checkpoints and moves damaged files aside; it deletes only epoch records it cannot keep consistent (after a lost one), and says which\n",
             problems.len(),
             report.data_dir.display()
         )),

@@ -62,8 +62,9 @@ impl StoreFiles {
 
     /// Makes everything sled has written so far durable. Call after `sled::Db::flush`.
     pub fn sync(&self) -> io::Result<()> {
-        self.log.sync_data()?;
+        // Blobs first: a durable log entry must never point at a blob a power cut could lose.
         self.sync_new_blobs()?;
+        self.log.sync_data()?;
         self.dir.sync_all()
     }
 

@@ -112,9 +112,19 @@ impl RunState {
             .copied()
             .chain(self.epochs.unreadable.iter().map(|(e, _)| *e))
             .collect();
-        (1..=self.last_stored())
-            .filter(|e| !present.contains(e))
-            .collect()
+        // From the epochs present, not by counting up to the last: one stray huge epoch number
+        // must not make the check list billions of numbers. At most MAX_LISTED_GAPS are kept.
+        let mut gaps = Vec::new();
+        let mut expected = 1u32;
+        for &epoch in &present {
+            let mut missing = expected;
+            while missing < epoch && gaps.len() < MAX_LISTED_GAPS {
+                gaps.push(missing);
+                missing += 1;
+            }
+            expected = epoch.saturating_add(1);
+        }
+        gaps
     }
 }
 
@@ -264,6 +274,9 @@ fn checkpoint_name(epoch: u32) -> String {
 }
 
 /// `1, 2, 3, 5` → `1..3, 5`.
+/// The most missing epochs listed one by one (a damaged key can name any epoch).
+const MAX_LISTED_GAPS: usize = 10_000;
+
 fn ranges(epochs: &[u32]) -> String {
     let mut parts = Vec::new();
     let mut iter = epochs.iter().copied().peekable();
@@ -373,7 +386,7 @@ pub fn findings(inspection: &Inspection) -> Vec<Finding> {
                     format!(
                         "run {id}: the store's epoch records end at {last} but {} holds a checkpoint of epoch {newest}: the records of epoch(s) {} were lost",
                         folder_path.display(),
-                        ranges(&(last + 1..newest).collect::<Vec<_>>()),
+                        ranges(&(last + 1..newest).take(MAX_LISTED_GAPS).collect::<Vec<_>>()),
                     ),
                 );
             }
@@ -833,6 +846,7 @@ fn repair_run(
                 // A folder and nothing else: nothing to show as a run. Keep it, out of the way.
                 let lost = data_dir.join(LOST_AND_FOUND);
                 std::fs::create_dir_all(&lost).map_err(|e| io_failed("create lost+found", e))?;
+                durable::sync_dir(data_dir).map_err(|e| io_failed("sync the data dir", e))?;
                 let target = lost.join(id.to_string());
                 std::fs::rename(&dir, &target).map_err(|e| io_failed("move the folder", e))?;
                 durable::sync_dir(&lost).map_err(|e| io_failed("sync lost+found", e))?;

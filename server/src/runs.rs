@@ -1008,6 +1008,19 @@ fn choose_resume_point(
             "the checkpoint of epoch {done} is missing (none kept after epoch {after})"
         ));
     }
+    // Checkpoints after the one resumed from (above the stored epochs, or left by the fallback)
+    // belong to epochs about to be retrained: set them aside, or the next start would read them
+    // as epochs whose records were lost.
+    for &epoch in present.iter().filter(|&&e| e > after) {
+        let path = file::path_for(dir, epoch);
+        if path.exists() {
+            file::set_aside(&path, file::UNRECORDED_SUFFIX).map_err(|e| {
+                StrataError::Storage(format!(
+                    "cannot move the checkpoint of epoch {epoch} aside: {e}"
+                ))
+            })?;
+        }
+    }
     store.drop_epochs_after(id, after)?;
     Ok(ResumePoint {
         after_epoch: after,

@@ -15,7 +15,7 @@ use std::{
     path::Path,
     str::FromStr,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         RwLock, RwLockReadGuard,
     },
     time::{SystemTime, UNIX_EPOCH},
@@ -111,6 +111,10 @@ pub struct Store {
     /// shows an insert to readers at once, before any flush: without this, a watcher reading
     /// history (or any query) could stream an epoch that a power cut would still lose.
     visible: RwLock<()>,
+    /// Set when a write could not be synced: its insert may be in sled's memory (and on the disk
+    /// by a later flush) though its caller was told it failed, so from then on the store serves
+    /// nothing until stratad restarts and reads what is really on the disk.
+    sync_failed: AtomicBool,
 }
 
 /// What the store holds, read record by record: which records decode and which epochs each run
@@ -150,7 +154,7 @@ pub fn damaged_store_advice(data_dir: &Path) -> String {
     format!(
         "the store in {dir}/db is damaged. Run `stratad check --data-dir {dir}` to see what is wrong, \
          and `stratad check --data-dir {dir} --repair` to move it aside and rebuild it from the run \
-         folders in {dir}/runs (nothing is deleted)"
+         folders in {dir}/runs (it moves files aside rather than deleting them, and reports the epoch records it has to drop)"
     )
 }
 
@@ -218,6 +222,7 @@ impl Store {
             epochs,
             last_id: AtomicU64::new(last_id),
             visible: RwLock::new(()),
+            sync_failed: AtomicBool::new(false),
         })
     }
 
@@ -316,7 +321,7 @@ impl Store {
     }
 
     pub fn get_run(&self, id: RunId) -> Result<Option<Run>> {
-        let _visible = self.readable();
+        let _visible = self.readable()?;
         let Some(bytes) = self.runs.get(id.key())? else {
             return Ok(None);
         };
@@ -327,21 +332,37 @@ impl Store {
 
     /// Whether the store has a record under this run's key (readable or not).
     pub fn has_run(&self, id: RunId) -> Result<bool> {
-        let _visible = self.readable();
+        let _visible = self.readable()?;
         Ok(self.runs.contains_key(id.key())?)
     }
 
     /// Runs `write` (sled inserts and removes) and makes it durable before any reader can see it.
     fn write_durably<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
         let _exclusive = self.visible.write().unwrap_or_else(|p| p.into_inner());
+        self.check_usable()?;
         let written = write()?;
-        self.flush()?;
+        if let Err(err) = self.flush() {
+            self.sync_failed.store(true, Ordering::SeqCst);
+            tracing::error!(error = %err, "a write could not be made durable; the store serves nothing more until stratad restarts");
+            return Err(err);
+        }
         Ok(written)
     }
 
     /// Shares the store with other readers, never with a write that is not on the disk yet.
-    fn readable(&self) -> RwLockReadGuard<'_, ()> {
-        self.visible.read().unwrap_or_else(|p| p.into_inner())
+    fn readable(&self) -> Result<RwLockReadGuard<'_, ()>> {
+        let guard = self.visible.read().unwrap_or_else(|p| p.into_inner());
+        self.check_usable()?;
+        Ok(guard)
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.sync_failed.load(Ordering::SeqCst) {
+            return Err(StrataError::Storage(
+                "an earlier write could not be synced to the disk (is it full?); restart stratad once the disk is fixed — everything acknowledged before is on the disk".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Reads a run, changes it and writes it back, durably.
@@ -371,7 +392,7 @@ impl Store {
         }
         let low = u64::from_str_radix(&format!("{prefix:0<16}"), 16).unwrap_or(0);
         let high = u64::from_str_radix(&format!("{prefix:f<16}"), 16).unwrap_or(u64::MAX);
-        let _visible = self.readable();
+        let _visible = self.readable()?;
         let mut matches = self
             .runs
             .range(low.to_be_bytes()..=high.to_be_bytes())
@@ -394,7 +415,10 @@ impl Store {
     pub fn runs_newest_first(&self) -> impl Iterator<Item = Result<Run>> + '_ {
         let mut entries = self.runs.iter().rev();
         std::iter::from_fn(move || {
-            let _visible = self.readable();
+            let _visible = match self.readable() {
+                Ok(guard) => guard,
+                Err(err) => return Some(Err(err)),
+            };
             let entry = entries.next()?;
             Some(entry.map_err(StrataError::from).and_then(|(key, bytes)| {
                 let mut run = Run::decode(bytes.as_ref())?;
@@ -426,7 +450,7 @@ impl Store {
 
     /// A run's epochs from `from_epoch` on, in order.
     pub fn epochs(&self, run: RunId, from_epoch: u32) -> Result<Vec<EpochRecord>> {
-        let _visible = self.readable();
+        let _visible = self.readable()?;
         self.epochs
             .range(epoch_key(run, from_epoch)..=epoch_key(run, u32::MAX))
             .values()
@@ -436,7 +460,7 @@ impl Store {
 
     /// The number of the last stored epoch (epochs are stored in order from 1), 0 if none.
     pub fn epochs_done(&self, run: RunId) -> Result<u32> {
-        let _visible = self.readable();
+        let _visible = self.readable()?;
         self.last_epoch(run)
     }
 

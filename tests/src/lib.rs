@@ -150,7 +150,15 @@ impl Daemon {
         let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(line) => line,
             Err(_) => {
-                // Closed stdout: it exited. A timeout: it hangs, and is killed.
+                // Closed stdout: it exited. A timeout: it hangs, and is killed (with a wrapper,
+                // stratad itself too, or it would outlive the test holding the data dir).
+                if !wrapper.is_empty() {
+                    if let Some(server) = children_of(child.id()).first() {
+                        let _ = Command::new("kill")
+                            .args(["-KILL", &server.to_string()])
+                            .status();
+                    }
+                }
                 let _ = child.kill();
                 let status = child.wait().expect("stratad exits");
                 return Err(Refused {
@@ -216,6 +224,9 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.server_pid.to_string()])
+            .status();
         let _ = child.kill();
         let _ = child.wait();
         None
@@ -259,10 +270,12 @@ impl Drop for Daemon {
     }
 }
 
-/// The one child process of `pid` (a wrapper's stratad), read from /proc.
-fn only_child_of(pid: u32) -> u32 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the wrapper's threads");
-    let children: Vec<u32> = tasks
+/// The child processes of `pid`, read from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
         .filter_map(|task| {
             let path = task.ok()?.path().join("children");
             std::fs::read_to_string(path).ok()
@@ -272,7 +285,12 @@ fn only_child_of(pid: u32) -> u32 {
                 .filter_map(|p| p.parse().ok())
                 .collect::<Vec<u32>>()
         })
-        .collect();
+        .collect()
+}
+
+/// The one child process of `pid` (a wrapper's stratad), read from /proc.
+fn only_child_of(pid: u32) -> u32 {
+    let children = children_of(pid);
     match children[..] {
         [only] => only,
         _ => panic!("the wrapper {pid} should run stratad as its one child, has {children:?}"),

@@ -5,8 +5,10 @@
 //! rewritten every epoch, so carrying every record in it would write O(N²) bytes over a run of N
 //! epochs (at 10,000 epochs, 2 MB per checkpoint); the log writes each record once.
 //!
-//! Records are length-delimited protobuf `EpochRecord`s. A crash mid-append leaves a torn last
-//! record, which reading stops at. A resume from an older checkpoint drops the epochs after it:
+//! Each entry is a 4-byte little-endian length, a 4-byte CRC32 of the payload, then the payload (a
+//! protobuf `EpochRecord`). A crash mid-append leaves a torn last entry, and some file systems a
+//! zero-filled tail after a power cut; reading stops at the first entry that is short, fails its
+//! checksum, or is not the next epoch. A resume from an older checkpoint drops the epochs after it:
 //! the log is then rewritten (to a temporary file, renamed) with the epochs kept, so it never
 //! holds records of an abandoned timeline.
 
@@ -30,7 +32,7 @@ pub fn append(dir: &Path, record: &EpochRecord) -> io::Result<()> {
     let path = dir.join(EPOCH_LOG);
     let created = !path.exists();
     let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
-    file.write_all(&record.encode_length_delimited_to_vec())?;
+    file.write_all(&entry(record))?;
     file.sync_data()?;
     if created {
         durable::sync_dir(dir)?;
@@ -41,10 +43,7 @@ pub fn append(dir: &Path, record: &EpochRecord) -> io::Result<()> {
 /// Replaces the log with exactly these records (e.g. the epochs a resume keeps).
 pub fn rewrite(dir: &Path, records: &[EpochRecord]) -> io::Result<()> {
     let tmp = dir.join(TMP_LOG);
-    let mut bytes = Vec::new();
-    for record in records {
-        record.encode_length_delimited(&mut bytes)?;
-    }
+    let bytes: Vec<u8> = records.iter().flat_map(entry).collect();
     std::fs::write(&tmp, bytes)?;
     durable::sync_file(&tmp)?;
     std::fs::rename(&tmp, dir.join(EPOCH_LOG))?;
@@ -58,15 +57,39 @@ pub fn read(dir: &Path) -> BTreeMap<u32, EpochRecord> {
         return records;
     };
     let mut rest = bytes.as_slice();
-    while !rest.is_empty() {
-        match EpochRecord::decode_length_delimited(&mut rest) {
-            Ok(record) => {
-                records.insert(record.epoch, record);
-            }
-            Err(_) => break,
+    let mut previous = 0u32;
+    while let Some((record, after)) = next_entry(rest) {
+        // Appends come in order from 1: anything else is where the real records end.
+        if record.epoch != previous + 1 {
+            break;
         }
+        previous = record.epoch;
+        records.insert(record.epoch, record);
+        rest = after;
     }
     records
+}
+
+/// One entry: length, CRC32 of the payload, payload.
+fn entry(record: &EpochRecord) -> Vec<u8> {
+    let payload = record.encode_to_vec();
+    let mut bytes = Vec::with_capacity(payload.len() + 8);
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+/// The record at the start of `bytes` and what follows it, if a whole, intact entry is there.
+fn next_entry(bytes: &[u8]) -> Option<(EpochRecord, &[u8])> {
+    let length = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
+    let payload = bytes.get(8..8usize.checked_add(length)?)?;
+    if length == 0 || crc32fast::hash(payload) != crc {
+        return None;
+    }
+    let record = EpochRecord::decode(payload).ok()?;
+    Some((record, &bytes[8 + length..]))
 }
 
 #[cfg(test)]
@@ -102,8 +125,17 @@ mod tests {
         // A crash mid-append: half a record at the end is ignored.
         let path = dir.path().join(EPOCH_LOG);
         let mut bytes = std::fs::read(&path).unwrap();
-        let torn = record(4).encode_length_delimited_to_vec();
+        let torn = entry(&record(4));
         bytes.extend_from_slice(&torn[..torn.len() / 2]);
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(
+            read(dir.path()).keys().copied().collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+
+        // A zero-filled tail (what some file systems leave after a power cut) is not epoch 0.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0u8; 64]);
         std::fs::write(&path, bytes).unwrap();
         assert_eq!(
             read(dir.path()).keys().copied().collect::<Vec<_>>(),
