@@ -55,7 +55,7 @@ impl From<prost::DecodeError> for StrataError {
 const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
 
 /// `message` cut to at most `max` bytes, at a character boundary, saying that it was cut.
-fn truncated(mut message: String, max: usize) -> String {
+pub fn truncated(mut message: String, max: usize) -> String {
     if message.len() > max {
         let mut end = max;
         while !message.is_char_boundary(end) {

@@ -152,16 +152,7 @@ fn reason_for_clients(reason: &str) -> String {
         .find(|line| !line.is_empty())
         .unwrap_or("")
         .to_string();
-    let mut cut = first;
-    if cut.len() > MAX_REASON_BYTES {
-        let mut end = MAX_REASON_BYTES;
-        while !cut.is_char_boundary(end) {
-            end -= 1;
-        }
-        cut.truncate(end);
-        cut.push('…');
-    }
-    cut
+    crate::error::truncated(first, MAX_REASON_BYTES)
 }
 
 impl Runs {
@@ -1159,7 +1150,7 @@ mod tests {
             !reason.contains("frame") && !reason.contains("0x7fb1"),
             "{reason}"
         );
-        assert!(reason_for_clients(&"x".repeat(5000)).len() <= MAX_REASON_BYTES + 3);
+        assert!(reason_for_clients(&"x".repeat(5000)).len() <= MAX_REASON_BYTES + 16);
         assert_eq!(reason_for_clients("plain"), "plain");
     }
 }

@@ -497,9 +497,7 @@ fn a_torchscript_module_trains_under_its_own_names_with_per_group_rates() {
         format!("csv:{}", species.display()),
         format!("torchscript:{}", module.display()),
     );
-    // A module is code: refused unless the operator allows it.
-    let default = Daemon::start();
-    let out = default.strata(&[
+    let dry = [
         "start",
         "--dry-run",
         "--dataset",
@@ -508,7 +506,9 @@ fn a_torchscript_module_trains_under_its_own_names_with_per_group_rates() {
         "species",
         "--model",
         &model,
-    ]);
+    ];
+    // A module is code: refused unless the operator allows it.
+    let out = Daemon::start().strata(&dry);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--allow-torchscript"), "{out:?}");
     let daemon = Daemon::start_in(&tmp.path().join("data"), &["--allow-torchscript"]);
@@ -540,16 +540,7 @@ fn a_torchscript_module_trains_under_its_own_names_with_per_group_rates() {
         parameter(&table, "fc2.weight")["lr"].as_f64().unwrap(),
         1e-2
     ));
-    let human = daemon.strata(&[
-        "start",
-        "--dry-run",
-        "--dataset",
-        &dataset,
-        "--label",
-        "species",
-        "--model",
-        &model,
-    ]);
+    let human = daemon.strata(&dry);
     assert_eq!(human.code, 0, "{human:?}");
     assert!(
         human.stdout.contains("fc1.weight") && human.stdout.contains("fc2.bias"),
