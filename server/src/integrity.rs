@@ -427,7 +427,7 @@ pub fn findings(inspection: &Inspection) -> Vec<Finding> {
             None,
             "not-a-run-folder",
             format!(
-                "{} is not a run folder (run folders are named by 16 hex digits); ignored",
+                "{} is not a run folder (run folders are named by run ids); ignored",
                 runs_dir.join(name).display()
             ),
         );

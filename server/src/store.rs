@@ -29,15 +29,79 @@ use crate::{
     error::{Result, StrataError},
 };
 
-/// A run's id: unix milliseconds in the high 48 bits and a sequence number in the low 16, so ids
-/// sort by creation time and stay unique within one daemon. Shown as 16 lowercase hex digits.
+/// A run's id. Its key (8 bytes, big-endian, in the store) is the creation time in unix
+/// milliseconds, shifted left 16, plus a sequence number, with the top bit set: keys sort by
+/// creation time, and every id made since short ids (see below) sorts after every older one.
+///
+/// Shown to people as 13 characters of Crockford base32 (`0-9a-z` without `i l o u`) of the key
+/// *scrambled* by an invertible mix, so ids made a millisecond apart share no prefix and 4–5
+/// characters name one run among thousands (time-ordered ids shared their first 10–12 digits).
+/// Ids from before this change (top bit clear) are still shown, and found, as their 16 hex digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RunId(pub u64);
+
+/// The top bit of the key of every run with a short id.
+const SHORT_ID_FLAG: u64 = 1 << 63;
+const BASE32: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+const SHORT_ID_CHARS: usize = 13;
+
+/// splitmix64's finalizer: a bijection of u64 that spreads every input bit over all outputs.
+fn scramble(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The inverse of `x ^ (x >> shift)`.
+fn unshift_xor(y: u64, shift: u32) -> u64 {
+    let mut x = y;
+    let mut step = shift;
+    while step < 64 {
+        x = y ^ (x >> shift);
+        step += shift;
+    }
+    y ^ (x >> shift)
+}
+
+/// The inverse of an odd multiplier mod 2^64 (Newton's iteration doubles the correct bits).
+const fn inverse(a: u64) -> u64 {
+    let mut x = a;
+    let mut i = 0;
+    while i < 6 {
+        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+}
+
+fn unscramble(z: u64) -> u64 {
+    let z = unshift_xor(z, 31);
+    let z = unshift_xor(z.wrapping_mul(inverse(0x94d0_49bb_1331_11eb)), 27);
+    unshift_xor(z.wrapping_mul(inverse(0xbf58_476d_1ce4_e5b9)), 30)
+}
+
+/// `value` as 13 base32 characters (65 bits: the first character holds the top 4).
+fn to_base32(value: u64) -> String {
+    (0..SHORT_ID_CHARS)
+        .rev()
+        .map(|i| char::from(BASE32[((u128::from(value) >> (5 * i)) & 31) as usize]))
+        .collect()
+}
+
+/// A base32 string of at most 13 characters as a number (and whether it fits 64 bits).
+fn from_base32(text: &str) -> Option<u64> {
+    let mut value: u128 = 0;
+    for b in text.bytes() {
+        let digit = BASE32.iter().position(|&c| c == b)?;
+        value = (value << 5) | digit as u128;
+    }
+    u64::try_from(value).ok()
+}
 
 impl RunId {
     const HEX_DIGITS: usize = 16;
 
-    /// The run id a run folder is named by: exactly 16 lowercase hex digits, as ids are shown.
+    /// The run id a run folder is named by: exactly as ids are shown.
     pub fn from_folder_name(name: &str) -> Option<RunId> {
         let id: RunId = name.parse().ok()?;
         (id.to_string() == name).then_some(id)
@@ -45,7 +109,11 @@ impl RunId {
 
     /// When the run was created (ids carry their creation time).
     pub fn created_at_ms(self) -> i64 {
-        (self.0 >> 16) as i64
+        ((self.0 & !SHORT_ID_FLAG) >> 16) as i64
+    }
+
+    fn is_short(self) -> bool {
+        self.0 & SHORT_ID_FLAG != 0
     }
 
     fn key(self) -> [u8; 8] {
@@ -63,7 +131,11 @@ impl RunId {
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        if self.is_short() {
+            f.write_str(&to_base32(scramble(self.0)))
+        } else {
+            write!(f, "{:016x}", self.0)
+        }
     }
 }
 
@@ -71,11 +143,19 @@ impl FromStr for RunId {
     type Err = StrataError;
 
     fn from_str(s: &str) -> Result<Self> {
-        u64::from_str_radix(s, 16)
-            .ok()
-            .filter(|_| s.len() == Self::HEX_DIGITS)
-            .map(RunId)
-            .ok_or_else(|| StrataError::Storage(format!("corrupt run id '{s}'")))
+        let corrupt = || StrataError::Storage(format!("corrupt run id '{s}'"));
+        match s.len() {
+            Self::HEX_DIGITS => u64::from_str_radix(s, 16)
+                .ok()
+                .filter(|key| key & SHORT_ID_FLAG == 0)
+                .map(RunId)
+                .ok_or_else(corrupt),
+            SHORT_ID_CHARS => from_base32(s)
+                .map(|shown| RunId(unscramble(shown)))
+                .filter(|id| id.is_short())
+                .ok_or_else(corrupt),
+            _ => Err(corrupt()),
+        }
     }
 }
 
@@ -106,6 +186,8 @@ pub struct Store {
     files: StoreFiles,
     runs: sled::Tree,
     epochs: sled::Tree,
+    /// Short ids as shown (their scrambled value, big-endian) → run key: prefix lookups.
+    shown_ids: sled::Tree,
     last_id: AtomicU64,
     /// Writes hold it exclusively from their insert until it is on the disk; reads share it. sled
     /// shows an insert to readers at once, before any flush: without this, a watcher reading
@@ -204,6 +286,7 @@ impl Store {
         })?;
         let runs = db.open_tree("runs").map_err(|e| damaged(&e))?;
         let epochs = db.open_tree("epochs").map_err(|e| damaged(&e))?;
+        let shown_ids = db.open_tree("shown_ids").map_err(|e| damaged(&e))?;
         db.flush().map_err(|e| damaged(&e))?;
         let files = StoreFiles::open(db_dir, data_dir).map_err(|e| {
             OpenError::Io(format!(
@@ -220,6 +303,7 @@ impl Store {
             files,
             runs,
             epochs,
+            shown_ids,
             last_id: AtomicU64::new(last_id),
             visible: RwLock::new(()),
             sync_failed: AtomicBool::new(false),
@@ -297,10 +381,10 @@ impl Store {
 
     /// A fresh id, greater than every id handed out before (also across restarts).
     pub fn next_run_id(&self) -> RunId {
-        let from_clock = (now_ms() as u64) << 16;
+        let from_clock = ((now_ms() as u64) << 16) | SHORT_ID_FLAG;
         let mut last = self.last_id.load(Ordering::Relaxed);
         loop {
-            let next = from_clock.max(last + 1);
+            let next = from_clock.max(last + 1) | SHORT_ID_FLAG;
             match self
                 .last_id
                 .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -316,6 +400,10 @@ impl Store {
         let id: RunId = run.id.parse()?;
         self.write_durably(|| {
             self.runs.insert(id.key(), run.encode_to_vec())?;
+            if id.is_short() {
+                self.shown_ids
+                    .insert(scramble(id.0).to_be_bytes(), &id.key())?;
+            }
             Ok(())
         })
     }
@@ -375,7 +463,8 @@ impl Store {
         Ok(run)
     }
 
-    /// Finds the one run whose id starts with `prefix` (hex digits, case-insensitive).
+    /// Finds the one run whose id starts with `prefix` (case-insensitive): a short id's prefix,
+    /// or an older id's hex digits.
     pub fn resolve(&self, prefix: &str) -> Result<RunId> {
         let prefix = prefix.trim().to_ascii_lowercase();
         if prefix.is_empty() {
@@ -384,31 +473,65 @@ impl Store {
                 "a run id (or a unique prefix of one) is required",
             ));
         }
-        if prefix.len() > RunId::HEX_DIGITS || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let as_short = prefix.len() <= SHORT_ID_CHARS && from_base32(&prefix).is_some();
+        let as_hex =
+            prefix.len() <= RunId::HEX_DIGITS && prefix.bytes().all(|b| b.is_ascii_hexdigit());
+        if !as_short && !as_hex {
             return Err(StrataError::invalid(
                 "run",
-                format!("'{prefix}' is not a run id: ids are up to 16 hex digits"),
+                format!(
+                    "{} is not a run id: ids are 13 characters of 0-9 and a-z (no i, l, o, u), or 16 hex digits for older runs",
+                    crate::spec::shown(&prefix)
+                ),
             ));
         }
-        let low = u64::from_str_radix(&format!("{prefix:0<16}"), 16).unwrap_or(0);
-        let high = u64::from_str_radix(&format!("{prefix:f<16}"), 16).unwrap_or(u64::MAX);
         let _visible = self.readable()?;
-        let mut matches = self
-            .runs
-            .range(low.to_be_bytes()..=high.to_be_bytes())
-            .keys();
-        let first = match matches.next() {
-            Some(key) => RunId::from_key(&key?)?,
-            None => return Err(StrataError::RunNotFound(prefix)),
-        };
-        if let Some(second) = matches.next() {
-            let second = RunId::from_key(&second?)?;
-            return Err(StrataError::AmbiguousRun {
+        let mut found: Vec<RunId> = Vec::new();
+        if as_short {
+            let padded = |fill: char| {
+                let text: String = prefix
+                    .chars()
+                    .chain(std::iter::repeat(fill))
+                    .take(SHORT_ID_CHARS)
+                    .collect();
+                from_base32(&text)
+            };
+            if let Some(low) = padded('0') {
+                let high = padded('z').unwrap_or(u64::MAX);
+                for entry in self
+                    .shown_ids
+                    .range(low.to_be_bytes()..=high.to_be_bytes())
+                    .values()
+                    .take(2)
+                {
+                    found.push(RunId::from_key(&entry?)?);
+                }
+            }
+        }
+        if as_hex && found.len() < 2 {
+            let low = u64::from_str_radix(&format!("{prefix:0<16}"), 16).unwrap_or(0);
+            let high = u64::from_str_radix(&format!("{prefix:f<16}"), 16)
+                .unwrap_or(u64::MAX)
+                .min(SHORT_ID_FLAG - 1);
+            if low <= high {
+                for key in self
+                    .runs
+                    .range(low.to_be_bytes()..=high.to_be_bytes())
+                    .keys()
+                    .take(2)
+                {
+                    found.push(RunId::from_key(&key?)?);
+                }
+            }
+        }
+        match found[..] {
+            [] => Err(StrataError::RunNotFound(prefix)),
+            [only] => Ok(only),
+            [first, second, ..] => Err(StrataError::AmbiguousRun {
                 prefix,
                 examples: format!("{first}, {second}, ..."),
-            });
+            }),
         }
-        Ok(first)
     }
 
     /// Every run, newest first.
@@ -537,6 +660,7 @@ impl Store {
     pub fn delete_run(&self, run: RunId) -> Result<()> {
         self.write_durably(|| {
             self.runs.remove(run.key())?;
+            self.shown_ids.remove(scramble(run.0).to_be_bytes())?;
             let mut batch = sled::Batch::default();
             for key in self
                 .epochs
@@ -575,37 +699,85 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let a = run(&store);
         let b = run(&store);
-        assert!(a.id < b.id);
+        let (ka, kb): (RunId, RunId) = (a.id.parse().unwrap(), b.id.parse().unwrap());
+        assert!(ka < kb, "keys follow creation");
+        assert_eq!(a.id.len(), 13);
         store.put_run(&a).unwrap();
         store.put_run(&b).unwrap();
         assert_eq!(store.resolve(&a.id).unwrap().to_string(), a.id);
-        // What both ids start with (time-based ids made together share most of their digits).
+        assert_eq!(store.resolve(&b.id.to_uppercase()).unwrap(), kb);
+        // Ids made together share (almost) no prefix; the shortest unique one names each run.
         let shared =
             a.id.bytes()
                 .zip(b.id.bytes())
                 .take_while(|(x, y)| x == y)
                 .count();
-        assert!(shared > 0, "{} and {}", a.id, b.id);
+        assert_eq!(store.resolve(&a.id[..shared + 1]).unwrap(), ka);
+        if shared > 0 {
+            assert!(matches!(
+                store.resolve(&a.id[..shared]),
+                Err(StrataError::AmbiguousRun { .. })
+            ));
+        }
         assert!(matches!(
-            store.resolve(&a.id[..shared]),
-            Err(StrataError::AmbiguousRun { .. })
-        ));
-        assert!(matches!(
-            store.resolve("zz"),
+            store.resolve("il"),
             Err(StrataError::InvalidArgument { .. })
-        ));
-        // A first digit neither id has, whatever the clock says.
-        let absent = if a.id.starts_with('f') {
-            "0000"
-        } else {
-            "ffff"
-        };
-        assert!(matches!(
-            store.resolve(absent),
-            Err(StrataError::RunNotFound(_))
         ));
         let newest: Vec<String> = store.runs_newest_first().map(|r| r.unwrap().id).collect();
         assert_eq!(newest, vec![b.id.clone(), a.id.clone()]);
+        // Deleting a run forgets its short id.
+        store.delete_run(kb).unwrap();
+        assert!(matches!(
+            store.resolve(&b.id),
+            Err(StrataError::RunNotFound(_))
+        ));
+    }
+
+    /// Runs from before short ids keep their hex ids: shown, parsed and found by prefix as before,
+    /// and listed before every newer run.
+    #[test]
+    fn older_hex_ids_keep_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let old = RunId(0x01a2_2400_c834_0000);
+        assert_eq!(old.to_string(), "01a22400c8340000");
+        assert_eq!("01a22400c8340000".parse::<RunId>().unwrap(), old);
+        store
+            .put_run(&Run {
+                id: old.to_string(),
+                ..Default::default()
+            })
+            .unwrap();
+        let new = run(&store);
+        store.put_run(&new).unwrap();
+        assert_eq!(store.resolve("01a22400").unwrap(), old);
+        assert_eq!(store.resolve("01a22400c8340000").unwrap(), old);
+        assert_eq!(old.created_at_ms(), 0x01a2_2400_c834);
+        let newest: Vec<String> = store.runs_newest_first().map(|r| r.unwrap().id).collect();
+        assert_eq!(newest, vec![new.id.clone(), old.to_string()]);
+        // A hex string with the short-id bit set is no id of either kind.
+        assert!("81a22400c8340000".parse::<RunId>().is_err());
+    }
+
+    /// Ids are a bijection of their keys, and among 5,000 runs made in one millisecond (the
+    /// worst case: keys differing only in their sequence number) 6 characters name each one.
+    #[test]
+    fn short_ids_round_trip_and_differ_early() {
+        let mut z = 0x1234_5678_9abc_def0_u64;
+        for _ in 0..10_000 {
+            z = scramble(z.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            assert_eq!(unscramble(scramble(z)), z);
+            let id = RunId(z | SHORT_ID_FLAG);
+            assert_eq!(id.to_string().parse::<RunId>().unwrap(), id);
+        }
+        let base = SHORT_ID_FLAG | (1_795_900_000_000u64 << 16);
+        let shown: Vec<String> = (0..5000).map(|seq| RunId(base + seq).to_string()).collect();
+        let prefixes: std::collections::HashSet<&str> = shown.iter().map(|s| &s[..6]).collect();
+        assert_eq!(
+            prefixes.len(),
+            shown.len(),
+            "6-character prefixes are unique"
+        );
     }
 
     #[test]
@@ -646,6 +818,6 @@ mod tests {
         assert_eq!(epochs, vec![2, 3]);
         assert_eq!(store.epochs_done(ida).unwrap(), 3);
         assert_eq!(store.epochs_done(b.id.parse().unwrap()).unwrap(), 1);
-        assert!(store.next_run_id().to_string() > b.id);
+        assert!(store.next_run_id() > b.id.parse::<RunId>().unwrap());
     }
 }

@@ -113,7 +113,7 @@ impl InitSource {
             }
             None => (text, None),
         };
-        if run.is_empty() || run.len() > 16 || !run.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if run.is_empty() || run.len() > 16 || !run.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(StrataError::invalid(
                 "init_from",
                 format!(
