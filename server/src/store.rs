@@ -294,6 +294,23 @@ impl Store {
                 data_dir.display()
             ))
         })?;
+        // The index of shown ids is derived from the run keys: make sure it has every run (a
+        // store from before it, or one whose index lost an entry).
+        for key in runs.iter().keys() {
+            let key = key.map_err(|e| damaged(&e))?;
+            let Ok(id) = RunId::from_key(&key) else {
+                continue;
+            };
+            if id.is_short()
+                && !shown_ids
+                    .contains_key(scramble(id.0).to_be_bytes())
+                    .map_err(|e| damaged(&e))?
+            {
+                shown_ids
+                    .insert(scramble(id.0).to_be_bytes(), &id.key())
+                    .map_err(|e| damaged(&e))?;
+            }
+        }
         let last_id = match runs.last().map_err(|e| damaged(&e))? {
             Some((key, _)) => RunId::from_key(&key).map_err(|e| damaged(&e))?.0,
             None => 0,
@@ -486,6 +503,12 @@ impl Store {
             ));
         }
         let _visible = self.readable()?;
+        // A whole id names its run directly, index or not.
+        if let Ok(id) = prefix.parse::<RunId>() {
+            if self.runs.contains_key(id.key())? {
+                return Ok(id);
+            }
+        }
         let mut found: Vec<RunId> = Vec::new();
         if as_short {
             let padded = |fill: char| {
@@ -725,6 +748,17 @@ mod tests {
         ));
         let newest: Vec<String> = store.runs_newest_first().map(|r| r.unwrap().id).collect();
         assert_eq!(newest, vec![b.id.clone(), a.id.clone()]);
+        // The index is derived: without its entry a whole id still resolves, and reopening the
+        // store restores the entry, so prefixes work again.
+        store
+            .shown_ids
+            .remove(scramble(ka.0).to_be_bytes())
+            .unwrap();
+        assert_eq!(store.resolve(&a.id).unwrap(), ka);
+        assert!(store.resolve(&a.id[..shared + 1]).is_err());
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.resolve(&a.id[..shared + 1]).unwrap(), ka);
         // Deleting a run forgets its short id.
         store.delete_run(kb).unwrap();
         assert!(matches!(
