@@ -25,6 +25,26 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` and any missing folders above it, and makes their names durable: every folder
+/// whose entry was just added to its parent gets that parent synced (a synced file in a folder
+/// whose own entry was lost would be lost with it). Nothing to do when `dir` exists.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let existing = dir.ancestors().find(|a| a.is_dir()).map(Path::to_path_buf);
+    std::fs::create_dir_all(dir)?;
+    for created in dir
+        .ancestors()
+        .take_while(|a| Some(*a) != existing.as_deref())
+    {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// `fsync` of a file's data and metadata.
 pub fn sync_file(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
@@ -101,6 +121,18 @@ impl StoreFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn creates_nested_folders_and_leaves_existing_ones_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let nested = tmp.path().join("data/runs/abc");
+        create_dir_all(&nested).unwrap();
+        assert!(nested.is_dir());
+        create_dir_all(&nested).unwrap();
+        std::fs::write(nested.join("f"), b"x").unwrap();
+        create_dir_all(&nested).unwrap();
+        assert!(nested.join("f").exists());
+    }
 
     #[test]
     fn syncs_a_store_with_and_without_blobs() {

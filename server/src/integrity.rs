@@ -845,8 +845,7 @@ fn repair_run(
             if record.is_none() && !has_epochs {
                 // A folder and nothing else: nothing to show as a run. Keep it, out of the way.
                 let lost = data_dir.join(LOST_AND_FOUND);
-                std::fs::create_dir_all(&lost).map_err(|e| io_failed("create lost+found", e))?;
-                durable::sync_dir(data_dir).map_err(|e| io_failed("sync the data dir", e))?;
+                durable::create_dir_all(&lost).map_err(|e| io_failed("create lost+found", e))?;
                 let target = lost.join(id.to_string());
                 std::fs::rename(&dir, &target).map_err(|e| io_failed("move the folder", e))?;
                 durable::sync_dir(&lost).map_err(|e| io_failed("sync lost+found", e))?;

@@ -154,9 +154,7 @@ impl Daemon {
                 // stratad itself too, or it would outlive the test holding the data dir).
                 if !wrapper.is_empty() {
                     if let Some(server) = children_of(child.id()).first() {
-                        let _ = Command::new("kill")
-                            .args(["-KILL", &server.to_string()])
-                            .status();
+                        send_signal(*server, "KILL");
                     }
                 }
                 let _ = child.kill();
@@ -201,11 +199,10 @@ impl Daemon {
     /// Sends `signal` (`TERM`, `INT`, `KILL`) and waits for the process to exit.
     pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
         let mut child = self.child.take().expect("the daemon is running");
-        let sent = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.server_pid.to_string())
-            .status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} failed");
+        assert!(
+            send_signal(self.server_pid, signal),
+            "kill -{signal} failed"
+        );
         child.wait().expect("stratad exits")
     }
 
@@ -213,10 +210,7 @@ impl Daemon {
     /// then killed). The bound only turns a hang into a failure.
     pub fn stop_within(mut self, bound: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take().expect("the daemon is running");
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.server_pid.to_string()])
-            .status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+        assert!(send_signal(self.server_pid, "TERM"), "kill -TERM failed");
         let deadline = std::time::Instant::now() + bound;
         while std::time::Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -224,9 +218,7 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.server_pid.to_string()])
-            .status();
+        send_signal(self.server_pid, "KILL");
         let _ = child.kill();
         let _ = child.wait();
         None
@@ -260,14 +252,21 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if self.server_pid != child.id() {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &self.server_pid.to_string()])
-                    .status();
+                send_signal(self.server_pid, "KILL");
             }
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// Sends `signal` (`TERM`, `KILL`, ...) to `pid`; whether `kill` said it was sent.
+fn send_signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The child processes of `pid`, read from /proc.

@@ -548,7 +548,7 @@ fn run_records(job: &TrainJob<'_>) -> Result<RunRecords, Halt> {
             .filter(|record| record.epoch <= after)
             .collect(),
     };
-    std::fs::create_dir_all(&job.checkpoint_dir)
+    crate::durable::create_dir_all(&job.checkpoint_dir)
         .and_then(|()| checkpoint::epoch_log::rewrite(&job.checkpoint_dir, &kept))
         .map_err(|e| Halt::Failed(format!("cannot write the run's epoch log: {e}")))?;
     Ok(records)

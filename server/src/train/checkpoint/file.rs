@@ -88,11 +88,7 @@ pub const RUN_RECORD_FILE: &str = "run.pb";
 /// folder implies a run record (what the start-up check relies on), and a run that never trained
 /// can still be rebuilt from its folder if the store loses it.
 pub fn create_run_folder(dir: &Path, run_record: &[u8]) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    // `runs/ID`: `runs/` may be new too, so sync both the data dir and `runs/`.
-    for ancestor in dir.ancestors().skip(1).take(2) {
-        durable::sync_dir(ancestor)?;
-    }
+    durable::create_dir_all(dir)?;
     let tmp = dir.join(format!("{RUN_RECORD_FILE}.tmp"));
     std::fs::write(&tmp, run_record)?;
     durable::sync_file(&tmp)?;

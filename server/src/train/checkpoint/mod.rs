@@ -76,7 +76,7 @@ pub fn write(
     standardization: &Standardization,
     records: &RunRecords,
 ) -> Result<(), String> {
-    create_run_dir(dir)?;
+    durable::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut named: Vec<TensorData<'_>> = Vec::new();
     let mut add = |name: String, tensor: &Tensor| -> Result<(), TchError> {
         named.push(tensor_data(name, tensor)?);
@@ -102,21 +102,6 @@ pub fn write(
     durable::sync_file(&tmp).map_err(failed)?;
     std::fs::rename(&tmp, path_for(dir, epoch)).map_err(failed)?;
     durable::sync_dir(dir).map_err(failed)
-}
-
-/// Creates a run's checkpoint folder if it is missing, and makes its name durable (a synced file
-/// in a folder whose own entry was lost would be lost with it).
-fn create_run_dir(dir: &Path) -> Result<(), String> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let failed = |e: std::io::Error| format!("cannot create {}: {e}", dir.display());
-    std::fs::create_dir_all(dir).map_err(failed)?;
-    // `runs/ID`: `runs/` may be new too, so sync both the data dir and `runs/`.
-    for ancestor in dir.ancestors().skip(1).take(2) {
-        durable::sync_dir(ancestor).map_err(failed)?;
-    }
-    Ok(())
 }
 
 /// Deletes all but the newest `keep` checkpoints.
