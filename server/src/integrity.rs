@@ -165,7 +165,8 @@ pub enum Checkpoints {
     Verify,
 }
 
-fn runs_dir(data_dir: &Path) -> PathBuf {
+/// Where the run folders are: `DATA_DIR/runs` (the one place that names it).
+pub fn runs_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("runs")
 }
 

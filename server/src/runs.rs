@@ -481,7 +481,7 @@ impl Runs {
     }
 
     fn checkpoint_dir(&self, id: RunId) -> PathBuf {
-        self.data_dir.join("runs").join(id.to_string())
+        crate::integrity::runs_dir(&self.data_dir).join(id.to_string())
     }
 
     fn enqueue(
@@ -716,7 +716,7 @@ impl Runs {
             )));
         }
         let dir = self.checkpoint_dir(id);
-        let runs_dir = self.data_dir.join("runs");
+        let runs_dir = crate::integrity::runs_dir(&self.data_dir);
         let deleting = runs_dir.join(format!("{id}{}", crate::integrity::DELETING_SUFFIX));
         let has_folder = dir.exists();
         if has_folder {
