@@ -45,6 +45,17 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Replaces `dir/name` with `bytes` so that a crash leaves the old file or the new one, never
+/// half of one, and the new one survives a power cut once this returns: written to
+/// `dir/name.tmp`, synced, renamed over `name`, and `dir` synced.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    sync_file(&tmp)?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
 /// `fsync` of a file's data and metadata.
 pub fn sync_file(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()

@@ -25,7 +25,6 @@ use strata_proto::EpochRecord;
 use crate::durable;
 
 pub const EPOCH_LOG: &str = "epochs.pb";
-const TMP_LOG: &str = "epochs.pb.tmp";
 
 /// Appends one record and makes it durable (the file's folder too, when the file is new).
 pub fn append(dir: &Path, record: &EpochRecord) -> io::Result<()> {
@@ -42,12 +41,8 @@ pub fn append(dir: &Path, record: &EpochRecord) -> io::Result<()> {
 
 /// Replaces the log with exactly these records (e.g. the epochs a resume keeps).
 pub fn rewrite(dir: &Path, records: &[EpochRecord]) -> io::Result<()> {
-    let tmp = dir.join(TMP_LOG);
     let bytes: Vec<u8> = records.iter().flat_map(entry).collect();
-    std::fs::write(&tmp, bytes)?;
-    durable::sync_file(&tmp)?;
-    std::fs::rename(&tmp, dir.join(EPOCH_LOG))?;
-    durable::sync_dir(dir)
+    durable::replace_file(dir, EPOCH_LOG, &bytes)
 }
 
 /// The records in the log by epoch, up to the first torn or damaged one; empty without a log.

@@ -89,11 +89,7 @@ pub const RUN_RECORD_FILE: &str = "run.pb";
 /// can still be rebuilt from its folder if the store loses it.
 pub fn create_run_folder(dir: &Path, run_record: &[u8]) -> io::Result<()> {
     durable::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{RUN_RECORD_FILE}.tmp"));
-    std::fs::write(&tmp, run_record)?;
-    durable::sync_file(&tmp)?;
-    std::fs::rename(&tmp, dir.join(RUN_RECORD_FILE))?;
-    durable::sync_dir(dir)
+    durable::replace_file(dir, RUN_RECORD_FILE, run_record)
 }
 
 /// The run record its folder was created with, if it has one (folders made before run records
