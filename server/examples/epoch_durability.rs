@@ -12,10 +12,10 @@ mod common;
 
 use std::time::Instant;
 
-use strata_proto::Run;
+use strata_server::domain::{DataFacts, RunConfig, RunRecord, TaskFacts};
 use strata_server::store::Store;
 
-fn record(epoch: u32) -> strata_proto::EpochRecord {
+fn record(epoch: u32) -> strata_server::domain::EpochMetrics {
     common::epoch_record(epoch, 1.0 / f64::from(epoch), 1.1 / f64::from(epoch))
 }
 
@@ -44,7 +44,7 @@ fn main() {
         let started = Instant::now();
         tree.insert(
             epoch.to_be_bytes(),
-            prost::Message::encode_to_vec(&record(epoch)),
+            strata_server::store::record::encode_epoch(&record(epoch)),
         )
         .expect("insert");
         db.flush().expect("flush");
@@ -55,10 +55,17 @@ fn main() {
     let store = Store::open(dir.path()).expect("a store");
     let id = store.next_run_id();
     store
-        .put_run(&Run {
-            id: id.to_string(),
-            ..Default::default()
-        })
+        .put_run(&RunRecord::queued(
+            id,
+            RunConfig::default(),
+            Vec::new(),
+            DataFacts {
+                task: TaskFacts::Classification { classes: 3 },
+                train_rows: 0,
+                val_rows: 0,
+                steps_per_epoch: 0,
+            },
+        ))
         .expect("a run");
     let mut durable = Vec::new();
     for epoch in 1..=epochs {

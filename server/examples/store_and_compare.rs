@@ -10,14 +10,18 @@ mod common;
 
 use std::{sync::Arc, time::Instant};
 
-use strata_proto::{EpochRecord, Run, RunConfig};
-use strata_server::{analysis::Thresholds, runs::Runs, store::Store};
+use strata_server::{
+    analysis::Thresholds,
+    domain::{DataFacts, EpochMetrics, RunConfig, RunRecord, TaskFacts},
+    runs::Runs,
+    store::Store,
+};
 
 const RUNS: usize = 100;
 const EPOCHS: u32 = 1000;
 
 /// A plausible curve: both losses fall, validation flattens and the gap opens.
-fn record(run: usize, epoch: u32) -> EpochRecord {
+fn record(run: usize, epoch: u32) -> EpochMetrics {
     let t = f64::from(epoch);
     let train = 1.0 / (1.0 + 0.01 * t * (1.0 + run as f64 / 50.0));
     common::epoch_record(epoch, train, train + 0.05 * (t / f64::from(EPOCHS)))
@@ -38,16 +42,23 @@ fn main() {
     let started = Instant::now();
     for run in 0..RUNS {
         let id = store.next_run_id();
-        let record_of_run = Run {
-            id: id.to_string(),
+        let record_of_run = RunRecord {
             name: format!("run-{run}"),
-            config: Some(config.clone()),
-            val_metric: "accuracy".into(),
-            ..Default::default()
+            ..RunRecord::queued(
+                id,
+                config.clone(),
+                Vec::new(),
+                DataFacts {
+                    task: TaskFacts::Classification { classes: 2 },
+                    train_rows: 800,
+                    val_rows: 200,
+                    steps_per_epoch: 25,
+                },
+            )
         };
         store.put_run(&record_of_run).expect("a run");
         // In batches of 100 epochs, one sync each (`epoch_durability` measures one sync per epoch).
-        let records: Vec<EpochRecord> = (1..=EPOCHS).map(|epoch| record(run, epoch)).collect();
+        let records: Vec<EpochMetrics> = (1..=EPOCHS).map(|epoch| record(run, epoch)).collect();
         for batch in records.chunks(100) {
             store.put_epochs(id, batch).expect("epochs");
         }
@@ -70,6 +81,10 @@ fn main() {
         started.elapsed().as_secs_f64() * 1e3
     );
 
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     let runs = Runs::new(
         store,
         dir.path().to_path_buf(),
@@ -80,8 +95,8 @@ fn main() {
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let started = Instant::now();
-        let compared = runs
-            .compare(&ids, &Thresholds::default())
+        let compared = runtime
+            .block_on(runs.compare(ids.clone(), Thresholds::default()))
             .expect("a comparison");
         best = best.min(started.elapsed().as_secs_f64());
         assert_eq!(compared.runs.len(), RUNS);

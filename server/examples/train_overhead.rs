@@ -12,14 +12,15 @@
 
 use std::{sync::atomic::AtomicU8, time::Instant};
 
-use strata_proto::RunConfig;
 use strata_server::{
+    domain::{BatchProgress, DataFacts, EpochMetrics, RunConfig, RunEvent, RunId, RunRecord},
+    error::Result,
     spec::RunSpec,
     store::Store,
     train::{
         self,
         data::{build_dataset, SeededRng},
-        worker::{Outcome, TrainJob},
+        worker::{Outcome, RunSink, TrainJob},
     },
 };
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
@@ -37,6 +38,30 @@ fn config() -> RunConfig {
         batch_size: Some(64),
         seed: Some(1),
         ..Default::default()
+    }
+}
+
+/// What the run manager does with what a run reports: store each epoch durably, then broadcast.
+struct StoreThenBroadcast<'a> {
+    id: RunId,
+    store: &'a Store,
+    events: tokio::sync::broadcast::Sender<RunEvent>,
+}
+
+impl RunSink for StoreThenBroadcast<'_> {
+    fn data_loaded(&self, facts: &DataFacts) -> Result<()> {
+        self.store.update_run(self.id, |run| run.facts = *facts)?;
+        Ok(())
+    }
+
+    fn epoch_finished(&self, epoch: &EpochMetrics) -> Result<()> {
+        self.store.put_epoch(self.id, epoch)?;
+        let _ = self.events.send(RunEvent::Epoch(epoch.clone()));
+        Ok(())
+    }
+
+    fn progress(&self, progress: BatchProgress) {
+        let _ = self.events.send(RunEvent::Progress(progress));
     }
 }
 
@@ -59,13 +84,27 @@ fn through_strata_watched(spec: &RunSpec, watchers: usize) -> f64 {
         });
     }
     let stop = AtomicU8::new(0);
+    let id = store.next_run_id();
+    let record = RunRecord::queued(
+        id,
+        prepared.spec.config.clone(),
+        Vec::new(),
+        facts_unknown(),
+    );
+    store.put_run(&record).expect("a run");
+    let sink = StoreThenBroadcast {
+        id,
+        store: &store,
+        events,
+    };
     let job = TrainJob {
-        run_id: store.next_run_id(),
+        run_id: id,
         spec: &prepared.spec,
         resolved: &prepared.resolved,
         device: Device::Cpu,
-        store: &store,
-        events: &events,
+        record,
+        kept_epochs: Vec::new(),
+        sink: &sink,
         stop: &stop,
         checkpoint_dir: dir.path().join("checkpoints"),
         keep_checkpoints: 2,
@@ -77,6 +116,15 @@ fn through_strata_watched(spec: &RunSpec, watchers: usize) -> f64 {
     let seconds = started.elapsed().as_secs_f64();
     assert!(matches!(outcome, Outcome::Completed), "{outcome:?}");
     seconds
+}
+
+fn facts_unknown() -> DataFacts {
+    DataFacts {
+        task: strata_server::domain::TaskFacts::Classification { classes: 2 },
+        train_rows: 0,
+        val_rows: 0,
+        steps_per_epoch: 0,
+    }
 }
 
 fn hand_written(spec: &RunSpec) -> f64 {

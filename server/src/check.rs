@@ -137,6 +137,7 @@ fn inspect_opened(data_dir: &Path, opened: Result<Store, OpenError>) -> Result<R
         },
         Err(OpenError::Locked) => return Err(lock_error(data_dir)),
         Err(OpenError::Io(message)) => return Err(message),
+        Err(newer @ OpenError::NewerFormat(_)) => return Err(newer.describe(data_dir).to_string()),
         Err(OpenError::Damaged(problem)) => format!(
             "the store in {}/db cannot be opened: {problem}",
             data_dir.display()
@@ -165,6 +166,7 @@ fn open_for_repair(data_dir: &Path, repairs: &mut Vec<Repair>) -> Result<Store, 
         },
         Err(OpenError::Locked) => return Err(lock_error(data_dir)),
         Err(OpenError::Io(message)) => return Err(message),
+        Err(newer @ OpenError::NewerFormat(_)) => return Err(newer.describe(data_dir).to_string()),
         Err(OpenError::Damaged(problem)) => format!("it cannot be opened: {problem}"),
     };
     let aside = data_dir.join(format!("db.damaged-{}", now_ms() / 1000));

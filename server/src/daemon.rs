@@ -8,15 +8,17 @@ use tokio::net::TcpListener;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::{
-    auth::TokenCheck,
-    connections::{bounded_incoming, connection_limit},
     error::StrataError,
     integrity,
-    malformed::MalformedIsInvalid,
     runs::Runs,
-    service::StrataService,
     spec::paths::DataRoots,
     store::Store,
+    transport::{
+        auth::TokenCheck,
+        connections::{bounded_incoming, connection_limit},
+        malformed::MalformedIsInvalid,
+        service::StrataService,
+    },
 };
 
 /// Whether the process runs with root's rights (`/proc/self` belongs to the effective user).

@@ -1,6 +1,5 @@
-//! The daemon's errors, and the one place that decides their gRPC codes.
-
-use tonic::Status;
+//! The daemon's errors. Their gRPC codes are decided in one place, in the transport
+//! ([`crate::transport::status`]).
 
 /// Everything a request to the daemon can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +49,6 @@ impl From<prost::DecodeError> for StrataError {
     }
 }
 
-/// Longest error message sent to a client: inputs are quoted short where they are built, and
-/// this bounds whatever else (an OS error, a path) makes it through.
-const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
-
 /// `message` cut to at most `max` bytes, at a character boundary, saying that it was cut.
 pub fn truncated(mut message: String, max: usize) -> String {
     if message.len() > max {
@@ -65,22 +60,6 @@ pub fn truncated(mut message: String, max: usize) -> String {
         message.push_str("… (cut)");
     }
     message
-}
-
-impl From<StrataError> for Status {
-    fn from(err: StrataError) -> Self {
-        let message = truncated(err.to_string(), MAX_STATUS_MESSAGE_BYTES);
-        match err {
-            StrataError::InvalidArgument { .. } => Status::invalid_argument(message),
-            StrataError::RunNotFound(_) => Status::not_found(message),
-            StrataError::AmbiguousRun { .. } => Status::invalid_argument(message),
-            StrataError::FailedPrecondition(_) => Status::failed_precondition(message),
-            StrataError::ShuttingDown => Status::unavailable(message),
-            StrataError::Storage(_) => Status::internal(message),
-            StrataError::DataDamaged(_) => Status::data_loss(message),
-            StrataError::Internal(_) => Status::internal(message),
-        }
-    }
 }
 
 pub type Result<T, E = StrataError> = std::result::Result<T, E>;

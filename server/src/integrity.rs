@@ -25,13 +25,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use prost::Message;
-use strata_proto::{EpochRecord, Run, RunStatus};
-
 use crate::{
+    domain::{DataFacts, EpochMetrics, RunConfig, RunId, RunRecord, RunStatus, TaskFacts},
     durable,
     error::{Result, StrataError},
-    store::{now_ms, EpochScan, RunId, Store, StoreScan},
+    store::{now_ms, EpochScan, Store, StoreScan},
+    store::{record, upgrade},
     train::checkpoint::file::{
         self as checkpoint_file, CheckpointFile, Checksum, DAMAGED_SUFFIX, EPOCHS_TENSOR,
         RUN_RECORD_FILE, RUN_TENSOR, UNRECORDED_SUFFIX,
@@ -591,13 +590,13 @@ fn restore_records_of_newest_checkpoints(
 }
 
 /// The epoch records a checkpoint holds (none if it predates that).
-fn archived_epochs(file: &CheckpointFile) -> BTreeMap<u32, EpochRecord> {
+fn archived_epochs(file: &CheckpointFile) -> BTreeMap<u32, EpochMetrics> {
     let mut epochs = BTreeMap::new();
     let Some(mut bytes) = file.tensor_bytes(EPOCHS_TENSOR) else {
         return epochs;
     };
     while !bytes.is_empty() {
-        match EpochRecord::decode_length_delimited(&mut bytes) {
+        match record::decode_epoch_delimited(&mut bytes) {
             Ok(record) => {
                 epochs.insert(record.epoch, record);
             }
@@ -650,8 +649,8 @@ pub fn finish_interrupted_deletes(store: &Store, data_dir: &Path) -> Result<Vec<
 /// What a run's newest intact checkpoint says about it.
 struct Archive {
     epoch: u32,
-    run: Option<Run>,
-    epochs: BTreeMap<u32, EpochRecord>,
+    run: Option<RunRecord>,
+    epochs: BTreeMap<u32, EpochMetrics>,
 }
 
 /// Reads the run's record and epochs from its newest checkpoint that verifies and holds them.
@@ -669,28 +668,29 @@ fn read_archive(dir: &Path, id: RunId, folder: &Folder) -> Option<Archive> {
         let Some(run_bytes) = file.tensor_bytes(RUN_TENSOR) else {
             continue;
         };
-        let Ok(run) = Run::decode(run_bytes) else {
+        let Ok(run) = record::decode_stored_run(run_bytes) else {
             continue;
         };
         // The epoch log, up to this checkpoint's epoch (the run goes on from here), and the
         // checkpoint's own record(s) over it.
-        let mut epochs = crate::train::checkpoint::epoch_log::read(dir);
+        let mut epochs = crate::store::epoch_log::read(dir);
         epochs.retain(|&e, _| e <= epoch);
         epochs.extend(archived_epochs(&file));
-        return Some(Archive {
-            epoch,
-            run: (run.id == id.to_string()).then_some(run),
-            epochs,
-        });
+        let listed: Vec<EpochMetrics> = epochs.values().cloned().collect();
+        let run = run
+            .to_domain(|run| upgrade::legacy_facts(run, &listed))
+            .ok()
+            .filter(|run| run.id == id);
+        return Some(Archive { epoch, run, epochs });
     }
     None
 }
 
 /// A run record rebuilt from its checkpoint: what it was configured with, and how far it got.
-fn recovered_run(archive_run: Run, source: &str, epochs: &[EpochRecord]) -> Run {
+fn recovered_run(archive_run: RunRecord, source: &str, epochs: &[EpochMetrics]) -> RunRecord {
     let mut run = archive_run;
     let last = epochs.last();
-    let planned = run.config.as_ref().and_then(|c| c.epochs).unwrap_or(0);
+    let planned = run.planned_epochs();
     let recovered = format!(
         "recovered by `stratad check --repair` from {source}, after the store lost its record"
     );
@@ -708,28 +708,39 @@ fn recovered_run(archive_run: Run, source: &str, epochs: &[EpochRecord]) -> Run 
             format!("{recovered}; resume it to continue"),
         ),
     };
-    run.set_status(status);
+    run.status = status;
     run.reason = reason;
-    run.queue_position = 0;
-    run.epochs_done = 0;
     run.finished_at_ms = now_ms();
     run
 }
 
 /// A placeholder for a run whose record is lost with nothing to rebuild it from, so that the
 /// epochs the store still has stay visible.
-fn placeholder_run(id: RunId, why: &str) -> Run {
-    let mut run = Run {
-        id: id.to_string(),
-        created_at_ms: id.created_at_ms(),
-        finished_at_ms: now_ms(),
+fn placeholder_run(id: RunId, why: &str) -> RunRecord {
+    RunRecord {
+        id,
+        name: String::new(),
+        tags: Vec::new(),
+        status: RunStatus::Failed,
         reason: format!(
             "recovered by `stratad check --repair`: {why}, and no checkpoint holds a copy, so its config is unknown and it cannot resume; its epochs are kept (delete the run if they are of no use)"
         ),
-        ..Default::default()
-    };
-    run.set_status(RunStatus::Failed);
-    run
+        config: RunConfig::default(),
+        parameters: Vec::new(),
+        created_at_ms: id.created_at_ms(),
+        started_at_ms: 0,
+        finished_at_ms: now_ms(),
+        // Unknown: a class count of 0 gives the analysis no baseline to judge against.
+        facts: DataFacts {
+            task: TaskFacts::Classification { classes: 0 },
+            train_rows: 0,
+            val_rows: 0,
+            steps_per_epoch: 0,
+        },
+        parameter_count: 0,
+        device: String::new(),
+        resumes: 0,
+    }
 }
 
 /// Repairs what the inspection (made with [`Checkpoints::Verify`]) found wrong, as far as it can
@@ -830,8 +841,11 @@ fn repair_run(
     let from_folder = || {
         run.folder.as_ref()?;
         let bytes = checkpoint_file::read_run_record(&dir)?;
-        let record = Run::decode(bytes.as_slice()).ok()?;
-        (record.id == id.to_string()).then(|| {
+        let record = record::decode_stored_run(bytes.as_slice())
+            .ok()?
+            .to_domain(|run| upgrade::legacy_facts(run, &[]))
+            .ok()?;
+        (record.id == id).then(|| {
             (
                 record,
                 format!("the copy in {}", dir.join(RUN_RECORD_FILE).display()),
@@ -939,7 +953,7 @@ fn repair_run(
     if let Some((archived, source)) = recovering {
         let epochs = store.epochs(id, 1)?;
         let record = recovered_run(archived, &source, &epochs);
-        let status = record.status().label();
+        let status = record.status.label();
         store.put_run(&record)?;
         did(
             format!(

@@ -322,6 +322,46 @@ impl CliOutput {
     }
 }
 
+/// Runs `stratad ARGS --data-dir DATA_DIR` as a command (e.g. `check`), not as the daemon.
+pub fn stratad_command(args: &[&str], data_dir: &Path) -> CliOutput {
+    let mut command = Command::new(bin("stratad"));
+    clear_strata_env(&mut command);
+    let output = command
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("stratad runs");
+    CliOutput {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Copies the folder `from` into `to` (created if missing), every copied file writable by its
+/// owner: a fixture checked out read-only still gives a data dir that sled can open for writing.
+pub fn copy_dir(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&source, &target);
+            continue;
+        }
+        std::fs::copy(&source, &target)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", source.display(), target.display()));
+        let mut permissions = std::fs::metadata(&target).expect("the copy").permissions();
+        permissions.set_mode(permissions.mode() | 0o200);
+        std::fs::set_permissions(&target, permissions).expect("the copy made writable");
+    }
+}
+
 /// The tests configure daemon and CLI explicitly: settings from the caller's environment
 /// (`STRATA_TOKEN`, `STRATA_ADDR`, ...) must not leak in.
 pub fn clear_strata_env(command: &mut Command) {

@@ -8,13 +8,10 @@
 //! measures what actually stuck, and the thresholds sit a decade either side of 1e-3 to absorb
 //! the difference.
 
-use strata_proto::{Diagnosis, EpochRecord, GroupDiagnosis, Run};
-
 use super::text::{rate, ratio, rounded_rate};
 use super::thresholds::{Thresholds, BLOWUP_EPOCH_RATIO, UPDATE_RATIO_TARGET};
-
-/// Default batch size, for a config stored without one (the daemon fills it in, so rarely).
-const DEFAULT_BATCH_SIZE: u32 = 32;
+use super::GroupDiagnosis;
+use crate::domain::{groups_in_order, Diagnosis, EpochMetrics, RunRecord};
 
 /// One group's judgement, with what it was judged on.
 #[derive(Clone, Debug)]
@@ -32,52 +29,14 @@ pub struct GroupJudgement {
 }
 
 impl GroupJudgement {
-    pub fn to_proto(&self) -> GroupDiagnosis {
+    pub fn diagnosis(&self) -> GroupDiagnosis {
         GroupDiagnosis {
             name: self.name.clone(),
-            diagnosis: self.diagnosis.label().to_string(),
+            diagnosis: self.diagnosis,
             update_ratio: self.typical,
             advice: self.advice.clone(),
         }
     }
-}
-
-/// Training rows of one epoch: from the record's throughput (exact for every dataset kind), or
-/// from the config's sample count and validation split.
-fn train_rows(run: &Run, record: &EpochRecord) -> Option<f64> {
-    let from_record = record.samples_per_sec * record.duration_ms / 1000.0;
-    if from_record.is_finite() && from_record >= 1.0 {
-        return Some(from_record.round());
-    }
-    let config = run.config.as_ref()?;
-    let samples = f64::from(config.samples?);
-    let val = (samples * config.val_fraction?)
-        .round()
-        .clamp(1.0, (samples - 1.0).max(1.0));
-    Some(samples - val).filter(|rows| *rows >= 1.0)
-}
-
-/// Optimizer steps in one epoch (1 when the run's size is unknown).
-pub fn steps_per_epoch(run: &Run, record: &EpochRecord) -> f64 {
-    let Some(rows) = train_rows(run, record) else {
-        return 1.0;
-    };
-    let batch = run
-        .config
-        .as_ref()
-        .and_then(|c| c.batch_size)
-        .unwrap_or(DEFAULT_BATCH_SIZE)
-        .max(1);
-    (rows / f64::from(batch).min(rows)).ceil().max(1.0)
-}
-
-/// The group's base rate as the rate table shows it: its largest parameter's.
-fn base_rate(run: &Run, group: &str) -> f64 {
-    run.parameters
-        .iter()
-        .filter(|p| p.group == group)
-        .max_by_key(|p| p.shape.iter().product::<i64>())
-        .map_or(0.0, |p| p.lr)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -133,21 +92,15 @@ fn advice(j: &GroupJudgement, thresholds: &Thresholds) -> String {
 
 /// Judges every group the epochs mention, in the model's order. No epochs, no judgement.
 pub fn judge_groups(
-    run: &Run,
-    epochs: &[EpochRecord],
+    run: &RunRecord,
+    epochs: &[EpochMetrics],
     thresholds: &Thresholds,
 ) -> Vec<GroupJudgement> {
-    let mut names: Vec<&str> = Vec::new();
-    for record in epochs {
-        for group in &record.groups {
-            if !names.contains(&group.name.as_str()) {
-                names.push(&group.name);
-            }
-        }
-    }
+    let names = groups_in_order(epochs.iter().flat_map(|e| &e.groups), |g| &g.name);
     names
         .into_iter()
-        .map(|name| {
+        .map(|(name, _)| {
+            let name = name.as_str();
             // Per-step ratios of the epochs this group trained in; a non-finite one is a blow-up.
             let mut per_step = Vec::new();
             let (mut peak, mut peak_epoch) = (0.0f64, 0);
@@ -164,7 +117,7 @@ pub fn judge_groups(
                 } else {
                     stats.update_ratio
                 };
-                let value = epoch_ratio / steps_per_epoch(run, record);
+                let value = epoch_ratio / run.facts.steps();
                 if value > peak || peak_epoch == 0 {
                     (peak, peak_epoch) = (value, record.epoch);
                 }
@@ -187,7 +140,7 @@ pub fn judge_groups(
                 typical,
                 peak,
                 peak_epoch,
-                lr: base_rate(run, name),
+                lr: run.group_rate(name),
                 advice: String::new(),
             };
             judgement.advice = advice(&judgement, thresholds);
@@ -199,43 +152,42 @@ pub fn judge_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_proto::{GroupEpochStats, ParameterRate, RunConfig};
+    use crate::domain::{
+        DataFacts, FrozenUntil, GroupStats, ParamInit, ParameterRate, RunId, TaskFacts,
+    };
 
-    fn run() -> Run {
-        Run {
-            config: Some(RunConfig {
-                samples: Some(400),
-                val_fraction: Some(0.2),
-                batch_size: Some(32),
-                ..Default::default()
-            }),
+    /// 320 training rows in 10 steps of 32 per epoch.
+    fn run() -> RunRecord {
+        let param = |name: &str, shape: Vec<i64>, lr: f64| ParameterRate {
+            name: name.into(),
+            group: "layer0".into(),
+            shape,
+            lr,
+            frozen: FrozenUntil::Never,
+            init: ParamInit::Fresh,
+        };
+        RunRecord {
             parameters: vec![
-                ParameterRate {
-                    name: "layer0.weight".into(),
-                    group: "layer0".into(),
-                    shape: vec![32, 2],
-                    lr: 1e-3,
-                    ..Default::default()
-                },
-                ParameterRate {
-                    name: "layer0.bias".into(),
-                    group: "layer0".into(),
-                    shape: vec![32],
-                    lr: 5e-3,
-                    ..Default::default()
-                },
+                param("layer0.weight", vec![32, 2], 1e-3),
+                param("layer0.bias", vec![32], 5e-3),
             ],
-            ..Default::default()
+            facts: DataFacts {
+                task: TaskFacts::Classification { classes: 2 },
+                train_rows: 320,
+                val_rows: 80,
+                steps_per_epoch: 10,
+            },
+            ..RunRecord::example(RunId(1))
         }
     }
 
     /// An epoch of 320 training rows (10 steps of 32) with one group.
-    fn epoch(epoch: u32, update_ratio: f64, frozen: bool) -> EpochRecord {
-        EpochRecord {
+    fn epoch(epoch: u32, update_ratio: f64, frozen: bool) -> EpochMetrics {
+        EpochMetrics {
             epoch,
             samples_per_sec: 3200.0,
             duration_ms: 100.0,
-            groups: vec![GroupEpochStats {
+            groups: vec![GroupStats {
                 name: "layer0".into(),
                 update_ratio,
                 frozen,
@@ -245,23 +197,20 @@ mod tests {
         }
     }
 
-    fn judge(epochs: &[EpochRecord]) -> GroupJudgement {
+    fn judge(epochs: &[EpochMetrics]) -> GroupJudgement {
         judge_groups(&run(), epochs, &Thresholds::default()).remove(0)
     }
 
     #[test]
-    fn steps_come_from_the_record_or_the_config() {
-        assert_eq!(steps_per_epoch(&run(), &epoch(1, 0.0, false)), 10.0);
-        let unknown_speed = EpochRecord::default();
-        // 400 samples, 80 held out: 320 rows, 10 batches of 32.
-        assert_eq!(steps_per_epoch(&run(), &unknown_speed), 10.0);
-        let odd = EpochRecord {
-            samples_per_sec: 330.000_000_1,
-            duration_ms: 1000.0,
-            ..Default::default()
-        };
-        assert_eq!(steps_per_epoch(&run(), &odd), 11.0, "330 rows: 11 batches");
-        assert_eq!(steps_per_epoch(&Run::default(), &unknown_speed), 1.0);
+    fn ratios_are_per_step_by_the_recorded_steps_per_epoch() {
+        let mut twice = run();
+        twice.facts.steps_per_epoch = 20;
+        let j = judge_groups(&twice, &[epoch(1, 1e-2, false)], &Thresholds::default()).remove(0);
+        assert!((j.typical - 5e-4).abs() < 1e-15, "{}", j.typical);
+        // Unknown steps count as one.
+        twice.facts.steps_per_epoch = 0;
+        let j = judge_groups(&twice, &[epoch(1, 1e-2, false)], &Thresholds::default()).remove(0);
+        assert!((j.typical - 1e-2).abs() < 1e-15, "{}", j.typical);
     }
 
     #[test]

@@ -1,67 +1,82 @@
 //! The analysis on hand-made curves whose verdicts are known.
 
-use strata_proto::{GroupEpochStats, ParameterRate, RunConfig};
-
 use super::*;
+use crate::domain::{
+    DataFacts, FrozenUntil, GroupStats, ParamInit, ParameterRate, RunConfig, TaskFacts,
+};
 
 /// A finished 3-class run: 400 samples, 320 training rows in 10 batches of 32 per epoch.
-fn run(status: RunStatus) -> Run {
+fn run(status: RunStatus) -> RunRecord {
     let param = |name: &str, group: &str, shape: Vec<i64>| ParameterRate {
         name: name.into(),
         group: group.into(),
         shape,
         lr: 1e-2,
-        ..Default::default()
+        frozen: FrozenUntil::Never,
+        init: ParamInit::Fresh,
     };
-    Run {
-        id: "0000000000000001".into(),
-        status: status as i32,
-        val_metric: "accuracy".into(),
-        config: Some(RunConfig {
+    RunRecord {
+        status,
+        config: RunConfig {
             samples: Some(400),
             val_fraction: Some(0.2),
             batch_size: Some(32),
             epochs: Some(10),
             ..Default::default()
-        }),
+        },
         parameters: vec![
             param("layer0.weight", "layer0", vec![16, 2]),
             param("layer0.bias", "layer0", vec![16]),
             param("head.weight", "head", vec![3, 16]),
             param("head.bias", "head", vec![3]),
         ],
-        ..Default::default()
+        facts: DataFacts {
+            task: TaskFacts::Classification { classes: 3 },
+            train_rows: 320,
+            val_rows: 80,
+            steps_per_epoch: 10,
+        },
+        ..RunRecord::example(RunId(1))
     }
 }
 
-fn finished() -> Run {
+/// As a comparison takes it.
+fn state(record: RunRecord) -> RunState {
+    RunState {
+        record,
+        epochs_done: 0,
+        queue_position: 0,
+    }
+}
+
+fn finished() -> RunRecord {
     run(RunStatus::Completed)
 }
 
 /// Epochs from (train, val) pairs; both groups move 1e-2 of their norm per epoch (1e-3 a step).
-fn curve(losses: &[(f64, f64)]) -> Vec<EpochRecord> {
+fn curve(losses: &[(f64, f64)]) -> Vec<EpochMetrics> {
     curve_with_ratios(losses, 1e-2, 1e-2)
 }
 
-fn curve_with_ratios(losses: &[(f64, f64)], layer0: f64, head: f64) -> Vec<EpochRecord> {
+fn curve_with_ratios(losses: &[(f64, f64)], layer0: f64, head: f64) -> Vec<EpochMetrics> {
     losses
         .iter()
         .enumerate()
-        .map(|(i, &(train_loss, val_loss))| EpochRecord {
+        .map(|(i, &(train_loss, val_loss))| EpochMetrics {
             epoch: i as u32 + 1,
             train_loss,
             val_loss,
-            val_accuracy: 0.5,
+            val_metric: 0.5,
             duration_ms: 100.0,
             samples_per_sec: 3200.0,
             groups: vec![
-                GroupEpochStats {
+                GroupStats {
                     name: "layer0".into(),
                     lr: 1e-2,
                     update_ratio: layer0,
                     ..Default::default()
                 },
-                GroupEpochStats {
+                GroupStats {
                     name: "head".into(),
                     lr: 1e-2,
                     update_ratio: head,
@@ -72,7 +87,7 @@ fn curve_with_ratios(losses: &[(f64, f64)], layer0: f64, head: f64) -> Vec<Epoch
         .collect()
 }
 
-fn analyse_default(run: &Run, epochs: &[EpochRecord]) -> RunAnalysis {
+fn analyse_default(run: &RunRecord, epochs: &[EpochMetrics]) -> RunAnalysis {
     analyse(run, epochs, &Thresholds::default())
 }
 
@@ -86,20 +101,21 @@ fn steady(n: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn diagnosis_of<'a>(analysis: &'a RunAnalysis, group: &str) -> &'a str {
-    &analysis
+fn diagnosis_of(analysis: &RunAnalysis, group: &str) -> &'static str {
+    analysis
         .groups
         .iter()
         .find(|g| g.name == group)
         .unwrap_or_else(|| panic!("no group {group}"))
         .diagnosis
+        .label()
 }
 
 #[test]
 fn steady_curves_are_good_with_exact_numbers() {
     let epochs = curve(&steady(10));
     let a = analyse_default(&finished(), &epochs);
-    assert_eq!(a.verdict, "good", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "good", "{}", a.reason);
     assert_eq!(a.best_epoch, 10);
     assert_eq!(a.epochs, 10);
     let last = &epochs[9];
@@ -170,7 +186,7 @@ fn validation_rising_while_training_falls_is_overfitting() {
         (0.06, 0.5),
     ];
     let a = analyse_default(&finished(), &curve(&losses));
-    assert_eq!(a.verdict, "overfitting", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "overfitting", "{}", a.reason);
     assert_eq!(a.best_epoch, 6);
     assert!(
         a.reason.starts_with(
@@ -192,7 +208,7 @@ fn a_large_widening_gap_is_overfitting_even_before_validation_rises() {
         })
         .collect();
     let a = analyse_default(&finished(), &curve(&losses));
-    assert_eq!(a.verdict, "overfitting", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "overfitting", "{}", a.reason);
     assert!(
         a.reason.contains("far below validation loss"),
         "{}",
@@ -203,7 +219,7 @@ fn a_large_widening_gap_is_overfitting_even_before_validation_rises() {
         ..Thresholds::default()
     };
     let a = analyse(&finished(), &curve(&losses), &lenient);
-    assert_ne!(a.verdict, "overfitting", "{}", a.reason);
+    assert_ne!(a.verdict.label(), "overfitting", "{}", a.reason);
 }
 
 #[test]
@@ -228,7 +244,7 @@ fn a_noisy_training_plateau_with_validation_rising_is_still_overfitting() {
         (0.053, 0.147),
     ];
     let a = analyse_default(&finished(), &curve(&losses));
-    assert_eq!(a.verdict, "overfitting", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "overfitting", "{}", a.reason);
     assert!(
         a.reason
             .starts_with("training loss fell 30% while validation loss rose 41% after epoch 9"),
@@ -244,7 +260,7 @@ fn one_bad_epoch_after_the_best_is_not_overfitting() {
     losses.push((train * 0.9, val * 1.5));
     let a = analyse_default(&finished(), &curve(&losses));
     assert_eq!(a.best_epoch, 9);
-    assert_eq!(a.verdict, "good", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "good", "{}", a.reason);
 }
 
 #[test]
@@ -262,7 +278,7 @@ fn bouncing_losses_are_unstable_and_name_the_group_to_slow_down() {
     // The head moves 0.5 of its norm per epoch: 5e-2 a step, far over the rule of thumb.
     let epochs = curve_with_ratios(&losses, 1e-2, 0.5);
     let a = analyse_default(&finished(), &epochs);
-    assert_eq!(a.verdict, "unstable", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "unstable", "{}", a.reason);
     assert!(
         a.reason
             .contains("jumped up in 3 of 7 epoch-to-epoch steps"),
@@ -277,7 +293,10 @@ fn bouncing_losses_are_unstable_and_name_the_group_to_slow_down() {
         unstable_fraction: 0.5,
         ..Thresholds::default()
     };
-    assert_ne!(analyse(&finished(), &epochs, &strict).verdict, "unstable");
+    assert_ne!(
+        analyse(&finished(), &epochs, &strict).verdict.label(),
+        "unstable"
+    );
 }
 
 #[test]
@@ -297,7 +316,7 @@ fn wiggles_of_a_loss_near_zero_are_not_jumps() {
         (0.034, 0.035),
     ];
     let a = analyse_default(&finished(), &curve(&losses));
-    assert_eq!(a.verdict, "good", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "good", "{}", a.reason);
     assert!(
         a.reason.contains("with a small gap (+0.001000)"),
         "{}",
@@ -310,7 +329,7 @@ fn non_finite_or_exploding_losses_are_diverged() {
     let mut losses = steady(4);
     losses.push((f64::NAN, f64::NAN));
     let a = analyse_default(&finished(), &curve(&losses));
-    assert_eq!(a.verdict, "diverged");
+    assert_eq!(a.verdict.label(), "diverged");
     assert!(
         a.reason
             .starts_with("the training loss became NaN at epoch 5: diverged"),
@@ -321,7 +340,7 @@ fn non_finite_or_exploding_losses_are_diverged() {
     // Training ends far above ln 3 ≈ 1.1, where an untrained 3-class classifier starts.
     let exploded = [(4e17, 29.0), (26.5, 38.8), (31.1, 29.2), (45.8, 28.9)];
     let a = analyse_default(&finished(), &curve(&exploded));
-    assert_eq!(a.verdict, "diverged", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "diverged", "{}", a.reason);
     assert!(
         a.reason.contains("training loss ended at 45.80"),
         "{}",
@@ -333,7 +352,7 @@ fn non_finite_or_exploding_losses_are_diverged() {
     let mut run = run(RunStatus::Diverged);
     run.reason = "the training loss became NaN at epoch 1, batch 3".into();
     let a = analyse_default(&run, &[]);
-    assert_eq!(a.verdict, "diverged");
+    assert_eq!(a.verdict.label(), "diverged");
     assert!(
         a.reason
             .starts_with("the training loss became NaN at epoch 1, batch 3: diverged; lower"),
@@ -351,7 +370,7 @@ fn a_flat_curve_with_tiny_updates_is_slow_and_names_the_groups() {
         .collect();
     let epochs = curve_with_ratios(&losses, 1e-6, 3e-6);
     let a = analyse_default(&finished(), &epochs);
-    assert_eq!(a.verdict, "slow", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "slow", "{}", a.reason);
     assert!(
         a.reason
             .starts_with("validation loss improved only 0.04% in 10 epochs"),
@@ -381,13 +400,13 @@ fn a_quickly_converged_run_is_not_slow() {
         (0.087, 0.097),
     ];
     let a = analyse_default(&finished(), &curve(&losses));
-    assert_eq!(a.verdict, "good", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "good", "{}", a.reason);
 }
 
 #[test]
 fn too_few_epochs_are_too_short_and_running_runs_say_so_far() {
     let a = analyse_default(&finished(), &curve(&steady(2)));
-    assert_eq!(a.verdict, "too-short");
+    assert_eq!(a.verdict.label(), "too-short");
     assert_eq!(
         a.reason,
         "only 2 epochs were trained; the analysis needs at least 3: too-short"
@@ -399,14 +418,14 @@ fn too_few_epochs_are_too_short_and_running_runs_say_so_far() {
         "only 1 epoch trained yet; the analysis needs at least 3: too-short so far (epoch 1 of 10)"
     );
     let a = analyse_default(&running, &curve(&steady(4)));
-    assert_eq!(a.verdict, "good");
+    assert_eq!(a.verdict.label(), "good");
     assert!(
         a.reason.contains("good so far (epoch 4 of 10)"),
         "{}",
         a.reason
     );
     let a = analyse_default(&run(RunStatus::Queued), &[]);
-    assert_eq!((a.verdict.as_str(), a.best_epoch), ("too-short", 0));
+    assert_eq!((a.verdict.label(), a.best_epoch), ("too-short", 0));
     assert!(a.best_val_loss.is_nan());
 }
 
@@ -418,7 +437,7 @@ fn frozen_groups_are_frozen_and_good_runs_still_name_a_wrong_rate() {
         e.groups[0].update_ratio = 0.0;
     }
     let a = analyse_default(&finished(), &epochs);
-    assert_eq!(a.verdict, "good", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "good", "{}", a.reason);
     assert_eq!(diagnosis_of(&a, "layer0"), "too-low");
     assert!(
         a.reason.contains("raise the rate of layer0 (too low)"),
@@ -433,12 +452,12 @@ fn frozen_groups_are_frozen_and_good_runs_still_name_a_wrong_rate() {
     assert!(!a.reason.contains("layer0"), "{}", a.reason);
 }
 
-fn named(id: &str, name: &str) -> Run {
-    Run {
-        id: id.into(),
+fn named(id: &str, name: &str) -> RunState {
+    state(RunRecord {
+        id: id.parse().unwrap(),
         name: name.into(),
         ..finished()
-    }
+    })
 }
 
 #[test]
@@ -460,10 +479,10 @@ fn compare_ranks_by_best_validation_loss_and_names_the_best() {
     let order: Vec<(&str, u32)> = response
         .runs
         .iter()
-        .map(|c| (c.run.as_ref().unwrap().name.as_str(), c.rank))
+        .map(|c| (c.run.record.name.as_str(), c.rank))
         .collect();
     assert_eq!(order, [("better", 1), ("worse", 2), ("empty", 3)]);
-    assert_eq!(response.best_run, "000000000000000c");
+    assert_eq!(best(&response), "000000000000000c");
     assert!(
         response
             .summary
@@ -483,7 +502,6 @@ fn compare_ranks_by_best_validation_loss_and_names_the_best() {
         6,
         "epochs travel along for plots"
     );
-    assert!(response.runs.iter().all(|c| c.analysis.is_some()));
 }
 
 #[test]
@@ -496,7 +514,7 @@ fn compare_points_to_the_best_good_run_when_the_best_is_not_good() {
         ],
         &Thresholds::default(),
     );
-    assert_eq!(response.best_run, "000000000000000a");
+    assert_eq!(best(&response), "000000000000000a");
     assert!(
         response
             .summary
@@ -508,19 +526,20 @@ fn compare_points_to_the_best_good_run_when_the_best_is_not_good() {
         vec![(named("000000000000000a", ""), vec![])],
         &Thresholds::default(),
     );
-    assert_eq!(none.best_run, "");
+    assert_eq!(best(&none), "");
     assert!(none.summary.starts_with("No run"), "{}", none.summary);
 }
 
 #[test]
 fn compare_warns_when_the_runs_trained_on_different_data() {
-    let on = |id: &str, dataset: &str, samples: u32| Run {
-        config: Some(strata_proto::RunConfig {
+    let on = |id: &str, dataset: &str, samples: u32| {
+        let mut run = named(id, "");
+        run.record.config = RunConfig {
             dataset: dataset.into(),
             samples: Some(samples),
             ..Default::default()
-        }),
-        ..named(id, "")
+        };
+        run
     };
     let same = compare(
         vec![
@@ -544,4 +563,10 @@ fn compare_warns_when_the_runs_trained_on_different_data() {
         "{}",
         different.summary
     );
+}
+
+fn best(comparison: &Comparison) -> String {
+    comparison
+        .best_run
+        .map_or(String::new(), |id| id.to_string())
 }

@@ -2,8 +2,6 @@
 //! default. The proto (`AnalysisThresholds`) and the README document the same defaults; a test
 //! below keeps the proto's comments in step with these constants.
 
-use strata_proto::AnalysisThresholds;
-
 use crate::error::{Result, StrataError};
 
 /// Fewer epochs than this: `too-short`.
@@ -87,12 +85,27 @@ fn checked(name: &str, value: Option<f64>, default: f64, low: f64, high: f64) ->
     Ok(value)
 }
 
-impl TryFrom<Option<AnalysisThresholds>> for Thresholds {
+/// Thresholds a request asks for; `None` takes the default.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ThresholdOverrides {
+    pub min_epochs: Option<u32>,
+    pub near_best_fraction: Option<f64>,
+    pub diverged_ratio: Option<f64>,
+    pub unstable_fraction: Option<f64>,
+    pub unstable_jump: Option<f64>,
+    pub overfit_val_rise: Option<f64>,
+    pub overfit_gap: Option<f64>,
+    pub slow_improvement: Option<f64>,
+    pub update_ratio_high: Option<f64>,
+    pub update_ratio_low: Option<f64>,
+}
+
+impl TryFrom<ThresholdOverrides> for Thresholds {
     type Error = StrataError;
 
-    /// Unset fields (or no thresholds at all) take the defaults.
-    fn try_from(overrides: Option<AnalysisThresholds>) -> Result<Self> {
-        let AnalysisThresholds {
+    /// Unset fields take the defaults; set ones are checked against their ranges.
+    fn try_from(overrides: ThresholdOverrides) -> Result<Self> {
+        let ThresholdOverrides {
             min_epochs,
             near_best_fraction,
             diverged_ratio,
@@ -103,7 +116,7 @@ impl TryFrom<Option<AnalysisThresholds>> for Thresholds {
             slow_improvement,
             update_ratio_high,
             update_ratio_low,
-        } = overrides.unwrap_or_default();
+        } = overrides;
         let min_epochs = match min_epochs {
             None => DEFAULT_MIN_EPOCHS,
             // The analysis compares epochs with each other: it needs two at least.
@@ -194,12 +207,15 @@ mod tests {
 
     #[test]
     fn unset_fields_take_the_defaults_and_set_ones_win() {
-        assert_eq!(Thresholds::try_from(None).unwrap(), Thresholds::default());
-        let t = Thresholds::try_from(Some(AnalysisThresholds {
+        assert_eq!(
+            Thresholds::try_from(ThresholdOverrides::default()).unwrap(),
+            Thresholds::default()
+        );
+        let t = Thresholds::try_from(ThresholdOverrides {
             min_epochs: Some(5),
             overfit_gap: Some(0.25),
             ..Default::default()
-        }))
+        })
         .unwrap();
         assert_eq!(t.min_epochs, 5);
         assert_eq!(t.overfit_gap, 0.25);
@@ -209,19 +225,19 @@ mod tests {
     #[test]
     fn bad_overrides_name_the_field() {
         let cases = [
-            AnalysisThresholds {
+            ThresholdOverrides {
                 min_epochs: Some(1),
                 ..Default::default()
             },
-            AnalysisThresholds {
+            ThresholdOverrides {
                 unstable_fraction: Some(f64::NAN),
                 ..Default::default()
             },
-            AnalysisThresholds {
+            ThresholdOverrides {
                 diverged_ratio: Some(0.5),
                 ..Default::default()
             },
-            AnalysisThresholds {
+            ThresholdOverrides {
                 update_ratio_low: Some(0.5),
                 ..Default::default()
             },
@@ -233,7 +249,7 @@ mod tests {
             "thresholds.update_ratio_low",
         ];
         for (case, field) in cases.into_iter().zip(fields) {
-            let err = Thresholds::try_from(Some(case)).unwrap_err();
+            let err = Thresholds::try_from(case).unwrap_err();
             assert!(err.to_string().starts_with(field), "{err}");
         }
     }

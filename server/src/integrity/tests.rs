@@ -1,13 +1,12 @@
 use std::borrow::Cow;
 
 use safetensors::tensor::Dtype;
-use strata_proto::RunConfig;
 
 use super::*;
 use crate::train::checkpoint::file::{self as cf, TensorData};
 
-fn record(epoch: u32) -> EpochRecord {
-    EpochRecord {
+fn record(epoch: u32) -> EpochMetrics {
+    EpochMetrics {
         epoch,
         train_loss: 1.0 / f64::from(epoch),
         val_loss: 1.5 / f64::from(epoch),
@@ -15,40 +14,39 @@ fn record(epoch: u32) -> EpochRecord {
     }
 }
 
-fn new_run(store: &Store, epochs: u32) -> Run {
-    let mut run = Run {
-        id: store.next_run_id().to_string(),
+fn new_run(store: &Store, epochs: u32) -> RunRecord {
+    let run = RunRecord {
         name: "lr-test".into(),
-        config: Some(RunConfig {
+        status: RunStatus::Running,
+        config: RunConfig {
             dataset: "spirals".into(),
             epochs: Some(epochs),
             ..Default::default()
-        }),
-        ..Default::default()
+        },
+        ..RunRecord::example(store.next_run_id())
     };
-    run.set_status(RunStatus::Running);
     store.put_run(&run).unwrap();
     run
 }
 
-fn id_of(run: &Run) -> RunId {
-    run.id.parse().unwrap()
+fn id_of(run: &RunRecord) -> RunId {
+    run.id
 }
 
-fn store_epochs(store: &Store, run: &Run, epochs: impl IntoIterator<Item = u32>) {
-    let records: Vec<EpochRecord> = epochs.into_iter().map(record).collect();
+fn store_epochs(store: &Store, run: &RunRecord, epochs: impl IntoIterator<Item = u32>) {
+    let records: Vec<EpochMetrics> = epochs.into_iter().map(record).collect();
     store.put_epochs(id_of(run), &records).unwrap();
 }
 
 /// A checkpoint as the worker writes it: the run's record and epochs 1..=epoch inside.
-fn checkpoint(data: &Path, run: &Run, epoch: u32) {
-    let dir = data.join("runs").join(&run.id);
+fn checkpoint(data: &Path, run: &RunRecord, epoch: u32) {
+    let dir = data.join("runs").join(run.id.to_string());
     std::fs::create_dir_all(&dir).unwrap();
     let mut history = Vec::new();
     for e in 1..=epoch {
-        record(e).encode_length_delimited(&mut history).unwrap();
+        record::encode_epoch_delimited(&record(e), &mut history);
     }
-    let run_bytes = run.encode_to_vec();
+    let run_bytes = record::encode_run(run);
     let tensors = [
         TensorData {
             name: "model.head.weight".into(),
@@ -69,7 +67,13 @@ fn checkpoint(data: &Path, run: &Run, epoch: u32) {
             data: Cow::Borrowed(&history),
         },
     ];
-    cf::write(&cf::path_for(&dir, epoch), &run.id, epoch, &tensors).unwrap();
+    cf::write(
+        &cf::path_for(&dir, epoch),
+        &run.id.to_string(),
+        epoch,
+        &tensors,
+    )
+    .unwrap();
 }
 
 fn damage(store: &Store, data: &Path) -> Vec<Finding> {
@@ -89,7 +93,7 @@ fn repair_all(store: &Store, data: &Path) -> Vec<Repair> {
     repair(store, &inspection).unwrap()
 }
 
-fn stored_epochs(store: &Store, run: &Run) -> Vec<u32> {
+fn stored_epochs(store: &Store, run: &RunRecord) -> Vec<u32> {
     store
         .epochs(id_of(run), 1)
         .unwrap()
@@ -140,14 +144,17 @@ fn a_store_that_lost_everything_is_refused_then_rebuilt_from_the_run_folders() {
         "{err}"
     );
     assert!(err.contains("stratad check --data-dir"), "{err}");
-    assert!(err.contains(&done.id) && err.contains(&cut.id), "{err}");
+    assert!(
+        err.contains(&done.id.to_string()) && err.contains(&cut.id.to_string()),
+        "{err}"
+    );
 
     let repairs = repair_all(&store, data);
     assert!(repairs.iter().all(|r| r.done), "{repairs:?}");
     assert!(damage(&store, data).is_empty());
     check_at_startup(&store, data).unwrap();
     let rebuilt = store.get_run(id_of(&done)).unwrap().unwrap();
-    assert_eq!(rebuilt.status(), RunStatus::Completed);
+    assert_eq!(rebuilt.status, RunStatus::Completed);
     assert_eq!(rebuilt.name, "lr-test");
     assert_eq!(rebuilt.config, done.config);
     assert!(rebuilt.reason.contains("recovered"), "{}", rebuilt.reason);
@@ -156,7 +163,7 @@ fn a_store_that_lost_everything_is_refused_then_rebuilt_from_the_run_folders() {
         (1..=3).map(record).collect::<Vec<_>>()
     );
     let rebuilt = store.get_run(id_of(&cut)).unwrap().unwrap();
-    assert_eq!(rebuilt.status(), RunStatus::Interrupted);
+    assert_eq!(rebuilt.status, RunStatus::Interrupted);
     assert_eq!(stored_epochs(&store, &cut), vec![1, 2, 3, 4]);
 }
 
@@ -167,10 +174,13 @@ fn a_run_that_never_trained_is_witnessed_by_its_folder_and_rebuilt_from_it() {
     let queued = {
         let store = Store::open(data).unwrap();
         let mut queued = new_run(&store, 10);
-        queued.set_status(RunStatus::Queued);
+        queued.status = RunStatus::Queued;
         store.put_run(&queued).unwrap();
-        cf::create_run_folder(&data.join("runs").join(&queued.id), &queued.encode_to_vec())
-            .unwrap();
+        cf::create_run_folder(
+            &data.join("runs").join(queued.id.to_string()),
+            &record::encode_run(&queued),
+        )
+        .unwrap();
         queued
     };
     std::fs::remove_dir_all(data.join("db")).unwrap();
@@ -180,7 +190,7 @@ fn a_run_that_never_trained_is_witnessed_by_its_folder_and_rebuilt_from_it() {
     let repairs = repair_all(&store, data);
     assert!(repairs.iter().all(|r| r.done), "{repairs:?}");
     let rebuilt = store.get_run(id_of(&queued)).unwrap().unwrap();
-    assert_eq!(rebuilt.status(), RunStatus::Interrupted);
+    assert_eq!(rebuilt.status, RunStatus::Interrupted);
     assert_eq!(rebuilt.config, queued.config);
     assert!(
         rebuilt.reason.contains(RUN_RECORD_FILE),
@@ -238,13 +248,13 @@ fn epochs_whose_run_record_is_lost_keep_a_placeholder_run() {
     let data = tmp.path();
     let store = Store::open(data).unwrap();
     let id = store.next_run_id();
-    let records: Vec<EpochRecord> = (1..=2).map(record).collect();
+    let records: Vec<EpochMetrics> = (1..=2).map(record).collect();
     store.put_epochs(id, &records).unwrap();
     assert_eq!(kinds(&damage(&store, data)), vec!["epochs-without-run"]);
     repair_all(&store, data);
     let run = store.get_run(id).unwrap().unwrap();
-    assert_eq!(run.status(), RunStatus::Failed);
-    assert_eq!(run.epochs_done, 2);
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(store.epochs_done(id).unwrap(), 2);
     assert!(run.reason.contains("config is unknown"), "{}", run.reason);
     assert!(damage(&store, data).is_empty());
 }
@@ -279,7 +289,7 @@ fn a_damaged_checkpoint_is_found_by_check_and_moved_aside_by_repair() {
     store_epochs(&store, &run, 1..=3);
     checkpoint(data, &run, 2);
     checkpoint(data, &run, 3);
-    let path = cf::path_for(&data.join("runs").join(&run.id), 3);
+    let path = cf::path_for(&data.join("runs").join(run.id.to_string()), 3);
     let mut bytes = std::fs::read(&path).unwrap();
     let at = bytes.len() - 3;
     bytes[at] ^= 1;
@@ -308,7 +318,7 @@ fn interrupted_deletes_are_finished_or_undone_at_start_up() {
     let runs = data.join("runs");
     for run in [&kept, &gone] {
         std::fs::rename(
-            runs.join(&run.id),
+            runs.join(run.id.to_string()),
             runs.join(format!("{}{DELETING_SUFFIX}", run.id)),
         )
         .unwrap();
@@ -316,9 +326,9 @@ fn interrupted_deletes_are_finished_or_undone_at_start_up() {
     store.delete_run(id_of(&gone)).unwrap();
     check_at_startup(&store, data).unwrap();
     assert!(runs
-        .join(&kept.id)
+        .join(kept.id.to_string())
         .join("epoch-000001.safetensors")
         .exists());
     assert!(!runs.join(format!("{}{DELETING_SUFFIX}", gone.id)).exists());
-    assert!(!runs.join(&gone.id).exists());
+    assert!(!runs.join(gone.id.to_string()).exists());
 }

@@ -8,7 +8,7 @@ pub mod paths;
 pub mod rates;
 pub mod schedule;
 
-use strata_proto::RunConfig;
+use crate::domain::RunConfig;
 
 use crate::error::{Result, StrataError};
 pub use dataset::{

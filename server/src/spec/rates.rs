@@ -8,6 +8,7 @@
 //! 3. `freeze` rules: frozen parameters get no gradient and no update, for good or until an epoch.
 
 use super::glob::Glob;
+pub use crate::domain::FrozenUntil;
 use crate::error::{Result, StrataError};
 
 /// A parameter as the model names it.
@@ -46,33 +47,6 @@ pub struct LayerRateRule {
 }
 
 /// How long a parameter stays frozen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FrozenUntil {
-    Never,
-    /// Frozen for epochs before this one (1-based), trained from it on.
-    Epoch(u32),
-    Forever,
-}
-
-impl FrozenUntil {
-    /// As the protocol carries it: 0 never frozen, N frozen until epoch N, -1 for good.
-    pub fn to_proto(self) -> i32 {
-        match self {
-            FrozenUntil::Never => 0,
-            FrozenUntil::Epoch(e) => e.min(i32::MAX as u32) as i32,
-            FrozenUntil::Forever => -1,
-        }
-    }
-
-    pub fn is_frozen_in(self, epoch: u32) -> bool {
-        match self {
-            FrozenUntil::Never => false,
-            FrozenUntil::Epoch(until) => epoch < until,
-            FrozenUntil::Forever => true,
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct FreezeRule {
     pub pattern: Glob,

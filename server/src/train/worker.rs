@@ -13,10 +13,7 @@ use std::{
     time::Instant,
 };
 
-use prost::Message;
-use strata_proto::{watch_event::Event, BatchProgress, EpochRecord, GroupEpochStats, WatchEvent};
 use tch::{Device, Kind, Reduction, TchError, Tensor};
-use tokio::sync::broadcast;
 
 use super::{
     checkpoint::{self, Checkpoint, RunRecords},
@@ -25,10 +22,26 @@ use super::{
     optim::{squared_norm, Optimizer},
 };
 use crate::{
+    domain::{
+        groups_in_order, largest_member, BatchProgress, DataFacts, EpochMetrics, GroupStats, RunId,
+        RunRecord, TaskFacts,
+    },
     error::StrataError,
     spec::{rates::ResolvedParam, RunSpec, Task},
-    store::{RunId, Store},
+    store::{epoch_log, record},
 };
+
+/// Where a run reports to while it trains. The run manager implements it: it stores what must
+/// last (durably, before anyone is told) and passes it on to the run's watchers. The loop itself
+/// knows neither the store nor the async runtime.
+pub trait RunSink: Sync {
+    /// The data is loaded: what it is. Called once per start, before the first epoch.
+    fn data_loaded(&self, facts: &DataFacts) -> crate::error::Result<()>;
+    /// An epoch finished and its checkpoint is on the disk: store it durably, then stream it.
+    fn epoch_finished(&self, epoch: &EpochMetrics) -> crate::error::Result<()>;
+    /// A sampled batch loss, for watchers only.
+    fn progress(&self, progress: BatchProgress);
+}
 
 /// Validation runs in chunks of this many rows, so a large validation set never needs one huge
 /// activation tensor.
@@ -91,8 +104,11 @@ pub struct TrainJob<'a> {
     pub spec: &'a RunSpec,
     pub resolved: &'a [ResolvedParam],
     pub device: Device,
-    pub store: &'a Store,
-    pub events: &'a broadcast::Sender<WatchEvent>,
+    /// The run's record as stored when it started (checkpoints carry it).
+    pub record: RunRecord,
+    /// The stored epochs the run goes on from (none for a new run).
+    pub kept_epochs: Vec<EpochMetrics>,
+    pub sink: &'a dyn RunSink,
     pub stop: &'a AtomicU8,
     pub checkpoint_dir: PathBuf,
     /// Checkpoints kept per run (the newest).
@@ -135,17 +151,10 @@ struct Group {
 }
 
 fn groups_of(resolved: &[ResolvedParam]) -> Vec<Group> {
-    let mut groups: Vec<Group> = Vec::new();
-    for (i, p) in resolved.iter().enumerate() {
-        match groups.iter_mut().find(|g| g.name == p.info.group) {
-            Some(group) => group.members.push(i),
-            None => groups.push(Group {
-                name: p.info.group.clone(),
-                members: vec![i],
-            }),
-        }
-    }
-    groups
+    groups_in_order(resolved, |p| &p.info.group)
+        .into_iter()
+        .map(|(name, members)| Group { name, members })
+        .collect()
 }
 
 fn loss_of(task: Task, output: &Tensor, target: &Tensor) -> Result<Tensor, TchError> {
@@ -210,11 +219,6 @@ fn validate(model: &Model, data: &Dataset) -> Result<(f64, f64), TchError> {
         };
         Ok((loss_sum / rows as f64, metric))
     })
-}
-
-fn send(events: &broadcast::Sender<WatchEvent>, event: Event) {
-    // No watcher is not an error: events are a live view, the store is the record.
-    let _ = events.send(WatchEvent { event: Some(event) });
 }
 
 fn check_stop(job: &TrainJob<'_>) -> Result<(), Halt> {
@@ -323,7 +327,9 @@ impl<'a> Trainer<'a> {
         .map_err(Halt::Failed)?;
         let plan = StepPlan::new(spec, data.train_len());
         let step = u64::from(job.resume_after_epoch) * plan.steps_per_epoch;
-        let records = run_records(job)?;
+        let facts = data_facts(&data, &plan)?;
+        job.sink.data_loaded(&facts)?;
+        let records = run_records(job, facts)?;
         Ok(Trainer {
             records,
             job,
@@ -345,7 +351,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Trains one epoch and measures it. The record is not stored yet.
-    fn epoch(&mut self, epoch: u32) -> Result<EpochRecord, Halt> {
+    fn epoch(&mut self, epoch: u32) -> Result<EpochMetrics, Halt> {
         let job = self.job;
         let spec = job.spec;
         let params = self.model.parameters();
@@ -411,15 +417,12 @@ impl<'a> Trainer<'a> {
                         batch + 1
                     )));
                 }
-                send(
-                    job.events,
-                    Event::Progress(BatchProgress {
-                        epoch,
-                        batch: batch as u32 + 1,
-                        batches: plan.steps_per_epoch as u32,
-                        loss: value,
-                    }),
-                );
+                job.sink.progress(BatchProgress {
+                    epoch,
+                    batch: batch as u32 + 1,
+                    batches: plan.steps_per_epoch as u32,
+                    loss: value,
+                });
             }
             self.step += 1;
         }
@@ -439,11 +442,11 @@ impl<'a> Trainer<'a> {
         let (val_loss, val_metric) = validate(&self.model, &self.data)?;
         let groups = self.group_stats(&frozen, &at_start, &grad_norm_sums, grad_norm_samples)?;
         let elapsed = started.elapsed().as_secs_f64();
-        Ok(EpochRecord {
+        Ok(EpochMetrics {
             epoch,
             train_loss,
             val_loss,
-            val_accuracy: val_metric,
+            val_metric,
             duration_ms: elapsed * 1e3,
             samples_per_sec: if elapsed > 0.0 {
                 plan.train_rows as f64 / elapsed
@@ -471,7 +474,7 @@ impl<'a> Trainer<'a> {
         at_start: &[Tensor],
         grad_norm_sums: &[f64],
         grad_norm_samples: u32,
-    ) -> Result<Vec<GroupEpochStats>, TchError> {
+    ) -> Result<Vec<GroupStats>, TchError> {
         let params = self.model.parameters();
         let resolved = self.job.resolved;
         // The rate of the epoch's last step.
@@ -496,13 +499,8 @@ impl<'a> Trainer<'a> {
             );
             let all_frozen = group.members.iter().all(|&i| frozen[i]);
             // A group's rate is that of its largest parameter (its weight), as the table shows it.
-            let main = group
-                .members
-                .iter()
-                .copied()
-                .max_by_key(|&i| resolved[i].info.shape.iter().product::<i64>())
-                .unwrap_or(0);
-            stats.push(GroupEpochStats {
+            let main = largest_member(resolved, &group.members, |p| p.info.shape.iter().product());
+            stats.push(GroupStats {
                 name: group.name.clone(),
                 lr: if all_frozen {
                     0.0
@@ -527,29 +525,50 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// The run's record and the epochs it resumes after, encoded once; each epoch appends its own.
-fn run_records(job: &TrainJob<'_>) -> Result<RunRecords, Halt> {
-    let run = job
-        .store
-        .get_run(job.run_id)?
-        .ok_or_else(|| Halt::Failed(format!("run {} has no record", job.run_id)))?;
+/// What the run's data is, measured on the loaded data.
+fn data_facts(data: &Dataset, plan: &StepPlan) -> Result<DataFacts, TchError> {
+    let task = match data.task {
+        Task::Classification { classes } => TaskFacts::Classification {
+            classes: u32::try_from(classes).unwrap_or(u32::MAX),
+        },
+        Task::Regression => TaskFacts::Regression {
+            target_variance: Some(target_variance(&data.val_y)?),
+        },
+    };
+    Ok(DataFacts {
+        task,
+        train_rows: plan.train_rows as u64,
+        val_rows: data.val_y.size()[0] as u64,
+        steps_per_epoch: plan.steps_per_epoch,
+    })
+}
+
+/// The population variance of the targets: the loss of always predicting their mean.
+fn target_variance(targets: &Tensor) -> Result<f64, TchError> {
+    let rows = targets.size()[0].max(1) as f64;
+    let mean = targets.f_mean(Kind::Double)?;
+    Ok(targets
+        .f_to_kind(Kind::Double)?
+        .f_sub(&mean)?
+        .f_square()?
+        .f_sum(Kind::Double)?
+        .f_double_value(&[])?
+        / rows)
+}
+
+/// The run's record (with the facts of its data) and the epochs it resumes after, encoded once;
+/// each epoch appends its own.
+fn run_records(job: &TrainJob<'_>, facts: DataFacts) -> Result<RunRecords, Halt> {
+    let mut run = job.record.clone();
+    run.facts = facts;
     let records = RunRecords {
-        run: run.encode_to_vec(),
+        run: record::encode_run(&run),
         epochs: Vec::new(),
     };
     // The epoch log starts from exactly the epochs the run goes on from (none for a new run; a
     // resume from an older checkpoint drops the later ones), so it never mixes timelines.
-    let kept: Vec<EpochRecord> = match job.resume_after_epoch {
-        0 => Vec::new(),
-        after => job
-            .store
-            .epochs(job.run_id, 1)?
-            .into_iter()
-            .filter(|record| record.epoch <= after)
-            .collect(),
-    };
     crate::durable::create_dir_all(&job.checkpoint_dir)
-        .and_then(|()| checkpoint::epoch_log::rewrite(&job.checkpoint_dir, &kept))
+        .and_then(|()| epoch_log::rewrite(&job.checkpoint_dir, &job.kept_epochs))
         .map_err(|e| Halt::Failed(format!("cannot write the run's epoch log: {e}")))?;
     Ok(records)
 }
@@ -558,11 +577,9 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
     let mut trainer = Trainer::new(job)?;
     for epoch in job.resume_after_epoch + 1..=job.spec.epochs {
         check_stop(job)?;
-        let record = trainer.epoch(epoch)?;
+        let metrics = trainer.epoch(epoch)?;
         trainer.records.epochs.clear();
-        record
-            .encode_length_delimited(&mut trainer.records.epochs)
-            .map_err(|e| Halt::Failed(format!("cannot encode epoch {epoch}: {e}")))?;
+        record::encode_epoch_delimited(&metrics, &mut trainer.records.epochs);
         // The checkpoint first, then the record: every stored epoch has a checkpoint to resume
         // from, and the newest checkpoint is at most one epoch ahead of the stored records (the
         // start-up check relies on it). Durable before streamed.
@@ -576,12 +593,11 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
             &trainer.records,
         )
         .map_err(Halt::Failed)?;
-        checkpoint::epoch_log::append(&job.checkpoint_dir, &record)
+        epoch_log::append(&job.checkpoint_dir, &metrics)
             .map_err(|e| Halt::Failed(format!("cannot append to the run's epoch log: {e}")))?;
-        job.store.put_epoch(job.run_id, &record)?;
+        job.sink.epoch_finished(&metrics)?;
         checkpoint::prune(&job.checkpoint_dir, job.keep_checkpoints);
-        let val_loss = record.val_loss;
-        send(job.events, Event::Epoch(record));
+        let val_loss = metrics.val_loss;
         if !val_loss.is_finite() {
             return Err(Halt::Diverged(format!(
                 "the validation loss became {val_loss} at epoch {epoch}"

@@ -14,11 +14,11 @@
 //! written before checksums existed have none: they still load, as *unverified*.
 //!
 //! Besides the model, optimizer and feature statistics, every checkpoint holds two byte tensors:
-//! [`RUN_TENSOR`], the run's record (its config, rate table, name, tags: protobuf `Run`), and
-//! [`EPOCHS_TENSOR`], the record of this checkpoint's own epoch (length-delimited protobuf
-//! `EpochRecord`; a checkpoint is written before its epoch's record is stored, so this is what a
+//! [`RUN_TENSOR`], the run's record (its config, rate table, name, tags: `StoredRun`, [`crate::store::record`]), and
+//! [`EPOCHS_TENSOR`], the record of this checkpoint's own epoch (a length-delimited
+//! `StoredEpoch`; a checkpoint is written before its epoch's record is stored, so this is what a
 //! crash between the two leaves). The earlier records are in the run's epoch log
-//! ([`super::epoch_log`]); from its newest intact checkpoint and the log a run can be rebuilt —
+//! ([`crate::store::epoch_log`]); from its newest intact checkpoint and the log a run can be rebuilt —
 //! record, epochs and all — when the store has lost it (`stratad check --repair`).
 
 use std::{
@@ -80,7 +80,7 @@ fn epoch_of(file_name: &str) -> Option<u32> {
         .flatten()
 }
 
-/// The run's record as it was stored when the run was created (protobuf `Run`), in its folder.
+/// The run's record as it was stored when the run was created (`StoredRun`, [`crate::store::record`]), in its folder.
 pub const RUN_RECORD_FILE: &str = "run.pb";
 
 /// Creates a run's folder holding its record, durably: the folder's name and `run.pb` survive a

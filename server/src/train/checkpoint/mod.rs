@@ -5,10 +5,9 @@
 //! survives a power cut too (the epoch record that points at it is written only then).
 //!
 //! Each file carries a checksum, verified whenever it is read, the run's record and its own epoch's
-//! record; with the run's epoch log ([`epoch_log`]) a run folder alone is enough to rebuild the run
+//! record; with the run's epoch log ([`crate::store::epoch_log`]) a run folder alone is enough to rebuild the run
 //! ([`file`] says how and why).
 
-pub mod epoch_log;
 pub mod file;
 
 use std::{
@@ -31,8 +30,8 @@ const DATA_STD: &str = "data.std";
 /// Tensors whose names start with this are Strata's own records, not training state.
 const RECORDS_PREFIX: &str = "strata.";
 
-/// What a checkpoint carries besides training state, already encoded: the run's record (protobuf
-/// `Run`) and the record of the checkpoint's own epoch (length-delimited protobuf `EpochRecord`;
+/// What a checkpoint carries besides training state, already encoded: the run's record ([`crate::store::record`]
+/// `StoredRun`) and the record of the checkpoint's own epoch (a length-delimited `StoredEpoch`;
 /// the earlier ones are in the run's epoch log).
 #[derive(Default)]
 pub struct RunRecords {

@@ -1,4 +1,4 @@
-//! The gRPC layer: each handler converts the request, calls the run manager, converts back.
+//! The gRPC service: each handler converts the request, calls the run manager, converts back.
 
 use std::{pin::Pin, sync::Arc};
 
@@ -8,12 +8,12 @@ use strata_proto::{
     GetServerInfoRequest, ListRunsRequest, ListRunsResponse, ResumeRunRequest, ResumeRunResponse,
     ServerInfo, StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
 };
-use tokio_stream::{wrappers::ReceiverStream, Stream};
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use super::convert;
 use crate::{
-    analysis::Thresholds,
-    runs::{blocking, Runs},
+    runs::{ListFilter, Runs, StartRequest},
     train,
 };
 
@@ -36,7 +36,9 @@ impl Strata for StrataService {
         &self,
         request: Request<StartRunRequest>,
     ) -> Result<Response<StartRunResponse>, Status> {
-        Ok(Response::new(self.runs.start(request.into_inner()).await?))
+        let request = StartRequest::try_from(request.into_inner())?;
+        let started = self.runs.start(request).await?;
+        Ok(Response::new(started.into()))
     }
 
     async fn get_run(
@@ -44,21 +46,20 @@ impl Strata for StrataService {
         request: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
         let GetRunRequest { run, thresholds } = request.into_inner();
-        let thresholds = Thresholds::try_from(thresholds)?;
-        let runs = self.runs.clone();
-        Ok(Response::new(
-            blocking(move || runs.get(&run, &thresholds)).await?,
-        ))
+        let thresholds = convert::thresholds(thresholds)?;
+        let detail = self.runs.get(&run, thresholds).await?;
+        Ok(Response::new(detail.into()))
     }
 
     async fn list_runs(
         &self,
         request: Request<ListRunsRequest>,
     ) -> Result<Response<ListRunsResponse>, Status> {
-        let request = request.into_inner();
-        let runs = self.runs.clone();
-        let runs = blocking(move || runs.list(&request)).await?;
-        Ok(Response::new(ListRunsResponse { runs }))
+        let filter = ListFilter::try_from(request.into_inner())?;
+        let runs = self.runs.list(filter).await?;
+        Ok(Response::new(ListRunsResponse {
+            runs: runs.into_iter().map(Into::into).collect(),
+        }))
     }
 
     type WatchRunStream = WatchStream;
@@ -68,8 +69,10 @@ impl Strata for StrataService {
         request: Request<WatchRunRequest>,
     ) -> Result<Response<Self::WatchRunStream>, Status> {
         let WatchRunRequest { run, from_epoch } = request.into_inner();
-        let events = self.runs.watch(&run, from_epoch)?;
-        Ok(Response::new(Box::pin(ReceiverStream::new(events))))
+        let events = self.runs.watch(&run, from_epoch).await?;
+        let events = tokio_stream::wrappers::ReceiverStream::new(events)
+            .map(|event| event.map(WatchEvent::from).map_err(Status::from));
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn cancel_run(
@@ -78,7 +81,9 @@ impl Strata for StrataService {
     ) -> Result<Response<CancelRunResponse>, Status> {
         let CancelRunRequest { run } = request.into_inner();
         let run = self.runs.cancel(&run).await?;
-        Ok(Response::new(CancelRunResponse { run: Some(run) }))
+        Ok(Response::new(CancelRunResponse {
+            run: Some(run.into()),
+        }))
     }
 
     async fn get_server_info(
@@ -101,11 +106,9 @@ impl Strata for StrataService {
             runs: names,
             thresholds,
         } = request.into_inner();
-        let thresholds = Thresholds::try_from(thresholds)?;
-        let runs = self.runs.clone();
-        Ok(Response::new(
-            blocking(move || runs.compare(&names, &thresholds)).await?,
-        ))
+        let thresholds = convert::thresholds(thresholds)?;
+        let comparison = self.runs.compare(names, thresholds).await?;
+        Ok(Response::new(comparison.into()))
     }
 
     async fn resume_run(
@@ -114,7 +117,9 @@ impl Strata for StrataService {
     ) -> Result<Response<ResumeRunResponse>, Status> {
         let ResumeRunRequest { run, epochs } = request.into_inner();
         let run = self.runs.resume(&run, epochs).await?;
-        Ok(Response::new(ResumeRunResponse { run: Some(run) }))
+        Ok(Response::new(ResumeRunResponse {
+            run: Some(run.into()),
+        }))
     }
 
     async fn delete_run(
@@ -122,8 +127,7 @@ impl Strata for StrataService {
         request: Request<DeleteRunRequest>,
     ) -> Result<Response<DeleteRunResponse>, Status> {
         let DeleteRunRequest { run } = request.into_inner();
-        let runs = self.runs.clone();
-        let id = blocking(move || runs.delete(&run)).await?;
+        let id = self.runs.delete(&run).await?;
         Ok(Response::new(DeleteRunResponse {
             run_id: id.to_string(),
         }))

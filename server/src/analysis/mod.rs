@@ -24,14 +24,76 @@ mod groups;
 mod text;
 mod thresholds;
 
-use strata_proto::{
-    CompareRunsResponse, Diagnosis, EpochRecord, Run, RunAnalysis, RunComparison, RunStatus,
-    Verdict,
+use crate::domain::{
+    Diagnosis, EpochMetrics, RunId, RunRecord, RunState, RunStatus, TaskFacts, Verdict,
 };
 
 use groups::{judge_groups, GroupJudgement};
 use text::{gap, loss, percent, ratio};
 pub use thresholds::*;
+
+/// One layer group's diagnosis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupDiagnosis {
+    pub name: String,
+    pub diagnosis: Diagnosis,
+    /// The per-step update-to-weight ratio it was judged on (see [`Thresholds::update_ratio_high`]);
+    /// 0 when frozen throughout.
+    pub update_ratio: f64,
+    /// One plain sentence: what to change.
+    pub advice: String,
+}
+
+/// The analysis of one run's curves. Losses are NaN where there is nothing to measure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunAnalysis {
+    /// Epoch with the lowest validation loss (0 when there are no epochs).
+    pub best_epoch: u32,
+    pub best_val_loss: f64,
+    /// Validation minus training loss at the best epoch and at the last.
+    pub gap_at_best: f64,
+    pub gap_final: f64,
+    /// Slope of the gap per epoch over the last third of the epochs.
+    pub gap_trend: f64,
+    /// The epoch in which validation loss first came within `near_best_fraction` of its best.
+    pub epochs_to_converge: u32,
+    pub final_train_loss: f64,
+    pub final_val_loss: f64,
+    pub verdict: Verdict,
+    /// One plain sentence saying why, and what to change.
+    pub reason: String,
+    /// Per layer group, in the model's order.
+    pub groups: Vec<GroupDiagnosis>,
+    /// Epochs analysed.
+    pub epochs: u32,
+}
+
+impl RunAnalysis {
+    /// Whether the run has a finite best validation loss to rank by.
+    pub fn has_best(&self) -> bool {
+        self.best_epoch > 0 && self.best_val_loss.is_finite()
+    }
+}
+
+/// One run of a comparison.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComparedRun {
+    pub run: RunState,
+    pub analysis: RunAnalysis,
+    pub epochs: Vec<EpochMetrics>,
+    /// 1 for the lowest best validation loss.
+    pub rank: u32,
+}
+
+/// Several runs analysed and ranked by best validation loss, best first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub runs: Vec<ComparedRun>,
+    /// The first run, when it has a finite validation loss.
+    pub best_run: Option<RunId>,
+    /// One or two plain sentences: which run is best and why.
+    pub summary: String,
+}
 
 /// The numbers of a curve that the verdict and the answer use.
 #[derive(Clone, Debug)]
@@ -47,8 +109,8 @@ struct Curves {
     final_val: f64,
 }
 
-fn epoch_gap(record: &EpochRecord) -> f64 {
-    record.val_loss - record.train_loss
+fn epoch_gap(record: &EpochMetrics) -> f64 {
+    record.gap()
 }
 
 /// Epochs in the last third (at least two, when there are two).
@@ -77,7 +139,7 @@ fn slope(points: &[(f64, f64)]) -> f64 {
 }
 
 impl Curves {
-    fn of(epochs: &[EpochRecord], thresholds: &Thresholds) -> Curves {
+    fn of(epochs: &[EpochMetrics], thresholds: &Thresholds) -> Curves {
         let n = epochs.len();
         let best = epochs
             .iter()
@@ -126,10 +188,10 @@ impl Finding {
     }
 
     /// `facts: verdict[ so far (epoch 4 of 10)][; advice]`.
-    fn sentence(&self, run: &Run, epochs: usize) -> String {
+    fn sentence(&self, run: &RunRecord, epochs: usize) -> String {
         let mut sentence = format!("{}: {}", self.facts, self.verdict.label());
-        if matches!(run.status(), RunStatus::Queued | RunStatus::Running) {
-            let total = run.config.as_ref().and_then(|c| c.epochs);
+        if run.status.is_live() {
+            let total = run.config.epochs;
             sentence.push_str(&match total {
                 Some(total) => format!(" so far (epoch {epochs} of {total})"),
                 None => " so far".to_string(),
@@ -209,32 +271,17 @@ fn with_notes(advice: String, groups: &[GroupJudgement]) -> String {
 }
 
 /// Where an untrained model's loss starts, and how to say so: the loss of guessing uniformly for
-/// a classifier (ln of the class count, read from the head's bias), the loss of predicting the
-/// mean for a regression (val MSE / (1 − R²)), else the first epoch's validation loss.
-fn starting_loss(run: &Run, epochs: &[EpochRecord]) -> Option<(f64, String)> {
-    if run.val_metric == "accuracy" {
-        let classes = run
-            .parameters
-            .iter()
-            .rev()
-            .find(|p| p.shape.len() == 1)
-            .map_or(0, |p| p.shape[0]);
-        if classes >= 2 {
-            let start = (classes as f64).ln();
-            return Some((
-                start,
-                format!("an untrained {classes}-class classifier starts from"),
-            ));
-        }
-    }
-    if run.val_metric == "r2" {
-        let variance = epochs.iter().find_map(|e| {
-            let v = e.val_loss / (1.0 - e.val_accuracy);
-            (v.is_finite() && v > 0.0 && e.val_accuracy < 1.0).then_some(v)
-        });
-        if let Some(variance) = variance {
-            return Some((variance, "predicting the mean scores".to_string()));
-        }
+/// a classifier (ln of the class count), the loss of predicting the mean for a regression (the
+/// targets' variance), as recorded in the run's facts; else the first epoch's validation loss.
+fn starting_loss(run: &RunRecord, epochs: &[EpochMetrics]) -> Option<(f64, String)> {
+    if let Some(start) = run.facts.task.baseline_loss() {
+        let what = match run.facts.task {
+            TaskFacts::Classification { classes } => {
+                format!("an untrained {classes}-class classifier starts from")
+            }
+            TaskFacts::Regression { .. } => "predicting the mean scores".to_string(),
+        };
+        return Some((start, what));
     }
     let first = epochs.first()?.val_loss;
     (first.is_finite() && first > 0.0)
@@ -242,8 +289,8 @@ fn starting_loss(run: &Run, epochs: &[EpochRecord]) -> Option<(f64, String)> {
 }
 
 fn diverged(
-    run: &Run,
-    epochs: &[EpochRecord],
+    run: &RunRecord,
+    epochs: &[EpochMetrics],
     c: &Curves,
     groups: &[GroupJudgement],
     t: &Thresholds,
@@ -255,7 +302,7 @@ fn diverged(
             Some(lower_rates_advice(groups)),
         ))
     };
-    if run.status() == RunStatus::Diverged {
+    if run.status == RunStatus::Diverged {
         return finding(if run.reason.is_empty() {
             "the run diverged".to_string()
         } else {
@@ -296,7 +343,7 @@ fn diverged(
     None
 }
 
-fn unstable(epochs: &[EpochRecord], groups: &[GroupJudgement], t: &Thresholds) -> Option<Finding> {
+fn unstable(epochs: &[EpochMetrics], groups: &[GroupJudgement], t: &Thresholds) -> Option<Finding> {
     let steps = epochs.len().checked_sub(1).filter(|s| *s > 0)?;
     // A rise counts on the scale of the whole curve: small wiggles of a loss near zero are large
     // relative to it, and are not what anyone calls a jump.
@@ -343,7 +390,7 @@ fn unstable(epochs: &[EpochRecord], groups: &[GroupJudgement], t: &Thresholds) -
 }
 
 fn overfitting(
-    epochs: &[EpochRecord],
+    epochs: &[EpochMetrics],
     c: &Curves,
     groups: &[GroupJudgement],
     t: &Thresholds,
@@ -412,7 +459,7 @@ fn overfitting(
 }
 
 fn slow(
-    epochs: &[EpochRecord],
+    epochs: &[EpochMetrics],
     c: &Curves,
     groups: &[GroupJudgement],
     t: &Thresholds,
@@ -450,7 +497,7 @@ fn slow(
     ))
 }
 
-fn good(epochs: &[EpochRecord], c: &Curves, groups: &[GroupJudgement], t: &Thresholds) -> Finding {
+fn good(epochs: &[EpochMetrics], c: &Curves, groups: &[GroupJudgement], t: &Thresholds) -> Finding {
     let (first, last) = (&epochs[0], &epochs[epochs.len() - 1]);
     let Some(best) = c.best else {
         return Finding::new(Verdict::Good, "no finite validation loss".into(), None);
@@ -487,8 +534,8 @@ fn good(epochs: &[EpochRecord], c: &Curves, groups: &[GroupJudgement], t: &Thres
 }
 
 fn judge(
-    run: &Run,
-    epochs: &[EpochRecord],
+    run: &RunRecord,
+    epochs: &[EpochMetrics],
     c: &Curves,
     groups: &[GroupJudgement],
     t: &Thresholds,
@@ -498,7 +545,7 @@ fn judge(
     }
     let n = epochs.len();
     if n < t.min_epochs as usize {
-        let (plural, trained) = match (n, run.status().is_terminal()) {
+        let (plural, trained) = match (n, run.status.is_terminal()) {
             (1, true) => ("", "was trained"),
             (_, true) => ("s", "were trained"),
             (1, false) => ("", "trained yet"),
@@ -520,7 +567,7 @@ fn judge(
 }
 
 /// Analyses one run on the epochs it has (a run still training is analysed so far).
-pub fn analyse(run: &Run, epochs: &[EpochRecord], thresholds: &Thresholds) -> RunAnalysis {
+pub fn analyse(run: &RunRecord, epochs: &[EpochMetrics], thresholds: &Thresholds) -> RunAnalysis {
     let curves = Curves::of(epochs, thresholds);
     let groups = judge_groups(run, epochs, thresholds);
     let finding = judge(run, epochs, &curves, &groups, thresholds);
@@ -533,44 +580,34 @@ pub fn analyse(run: &Run, epochs: &[EpochRecord], thresholds: &Thresholds) -> Ru
         epochs_to_converge: curves.epochs_to_converge,
         final_train_loss: curves.final_train,
         final_val_loss: curves.final_val,
-        verdict: finding.verdict.label().to_string(),
+        verdict: finding.verdict,
         reason: finding.sentence(run, epochs.len()),
-        groups: groups.iter().map(GroupJudgement::to_proto).collect(),
+        groups: groups.iter().map(GroupJudgement::diagnosis).collect(),
         epochs: epochs.len() as u32,
     }
 }
 
 /// `id (name)`, or the id alone.
-fn run_label(run: &Run) -> String {
+fn run_label(run: &RunRecord) -> String {
     if run.name.is_empty() {
-        run.id.clone()
+        run.id.to_string()
     } else {
         format!("{} ({})", run.id, run.name)
     }
 }
 
-fn has_best(comparison: &RunComparison) -> bool {
-    comparison
-        .analysis
-        .as_ref()
-        .is_some_and(|a| a.best_epoch > 0 && a.best_val_loss.is_finite())
-}
-
-fn best_val(comparison: &RunComparison) -> f64 {
-    match &comparison.analysis {
-        Some(a) if has_best(comparison) => a.best_val_loss,
-        _ => f64::INFINITY,
+fn best_val(comparison: &ComparedRun) -> f64 {
+    if comparison.analysis.has_best() {
+        comparison.analysis.best_val_loss
+    } else {
+        f64::INFINITY
     }
 }
 
 /// One or two sentences: which run is best and why.
-fn summary(ranked: &[RunComparison]) -> String {
-    let with_best: Vec<&RunComparison> = ranked.iter().filter(|c| has_best(c)).collect();
-    let describe = |c: &RunComparison| {
-        let run = c.run.as_ref().cloned().unwrap_or_default();
-        let a = c.analysis.as_ref().cloned().unwrap_or_default();
-        (run_label(&run), a)
-    };
+fn summary(ranked: &[ComparedRun]) -> String {
+    let with_best: Vec<&ComparedRun> = ranked.iter().filter(|c| c.analysis.has_best()).collect();
+    let describe = |c: &ComparedRun| (run_label(&c.run.record), c.analysis.clone());
     let Some(first) = with_best.first() else {
         return "No run has a finite validation loss yet: nothing to rank.".to_string();
     };
@@ -580,7 +617,7 @@ fn summary(ranked: &[RunComparison]) -> String {
             "{label} is the only run with a validation loss: {} at epoch {}; its verdict: {}.",
             loss(a.best_val_loss),
             a.best_epoch,
-            a.verdict
+            a.verdict.label()
         ),
         Some(second) => {
             let (label2, a2) = describe(second);
@@ -591,15 +628,14 @@ fn summary(ranked: &[RunComparison]) -> String {
                 a.best_epoch,
                 percent(lower),
                 loss(a2.best_val_loss),
-                a.verdict
+                a.verdict.label()
             )
         }
     };
-    let good = Verdict::Good.label();
-    if a.verdict != good {
+    if a.verdict != Verdict::Good {
         if let Some(best_good) = with_best
             .iter()
-            .find(|c| c.analysis.as_ref().is_some_and(|a| a.verdict == good))
+            .find(|c| c.analysis.verdict == Verdict::Good)
         {
             let (label, a) = describe(best_good);
             text.push_str(&format!(
@@ -610,8 +646,8 @@ fn summary(ranked: &[RunComparison]) -> String {
         }
     }
     let mut datasets: Vec<String> = Vec::new();
-    for run in ranked.iter().filter_map(|c| c.run.as_ref()) {
-        let data = data_description(run);
+    for compared in ranked {
+        let data = data_description(&compared.run.record);
         if !datasets.contains(&data) {
             datasets.push(data);
         }
@@ -629,10 +665,11 @@ fn summary(ranked: &[RunComparison]) -> String {
 
 /// What data a run trained and was validated on, as far as it decides the validation loss: the
 /// dataset and its size and noise, the validation file or split, and the label.
-fn data_description(run: &Run) -> String {
-    let Some(config) = &run.config else {
+fn data_description(run: &RunRecord) -> String {
+    let config = &run.config;
+    if config.dataset.is_empty() {
         return "unknown data".into();
-    };
+    }
     let mut parts = vec![config.dataset.clone()];
     if let Some(samples) = config.samples {
         parts.push(format!("{samples} samples"));
@@ -656,12 +693,12 @@ fn data_description(run: &Run) -> String {
 
 /// Analyses several runs and ranks them by best validation loss, best first; runs without a
 /// finite validation loss go last, in the order given.
-pub fn compare(runs: Vec<(Run, Vec<EpochRecord>)>, thresholds: &Thresholds) -> CompareRunsResponse {
-    let mut ranked: Vec<RunComparison> = runs
+pub fn compare(runs: Vec<(RunState, Vec<EpochMetrics>)>, thresholds: &Thresholds) -> Comparison {
+    let mut ranked: Vec<ComparedRun> = runs
         .into_iter()
-        .map(|(run, epochs)| RunComparison {
-            analysis: Some(analyse(&run, &epochs, thresholds)),
-            run: Some(run),
+        .map(|(run, epochs)| ComparedRun {
+            analysis: analyse(&run.record, &epochs, thresholds),
+            run,
             epochs,
             rank: 0,
         })
@@ -673,10 +710,9 @@ pub fn compare(runs: Vec<(Run, Vec<EpochRecord>)>, thresholds: &Thresholds) -> C
     }
     let best_run = ranked
         .first()
-        .filter(|c| has_best(c))
-        .and_then(|c| c.run.as_ref())
-        .map_or(String::new(), |run| run.id.clone());
-    CompareRunsResponse {
+        .filter(|c| c.analysis.has_best())
+        .map(|c| c.run.record.id);
+    Comparison {
         summary: summary(&ranked),
         runs: ranked,
         best_run,

@@ -6,7 +6,7 @@
 //! epochs (at 10,000 epochs, 2 MB per checkpoint); the log writes each record once.
 //!
 //! Each entry is a 4-byte little-endian length, a 4-byte CRC32 of the payload, then the payload (a
-//! protobuf `EpochRecord`). A crash mid-append leaves a torn last entry, and some file systems a
+//! an epoch in the store's record format, [`record::StoredEpoch`]). A crash mid-append leaves a torn last entry, and some file systems a
 //! zero-filled tail after a power cut; reading stops at the first entry that is short, fails its
 //! checksum, or is not the next epoch. A resume from an older checkpoint drops the epochs after it:
 //! the log is then rewritten (to a temporary file, renamed) with the epochs kept, so it never
@@ -19,15 +19,13 @@ use std::{
     path::Path,
 };
 
-use prost::Message;
-use strata_proto::EpochRecord;
-
-use crate::durable;
+use super::record;
+use crate::{domain::EpochMetrics, durable};
 
 pub const EPOCH_LOG: &str = "epochs.pb";
 
 /// Appends one record and makes it durable (the file's folder too, when the file is new).
-pub fn append(dir: &Path, record: &EpochRecord) -> io::Result<()> {
+pub fn append(dir: &Path, record: &EpochMetrics) -> io::Result<()> {
     let path = dir.join(EPOCH_LOG);
     let created = !path.exists();
     let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
@@ -40,13 +38,13 @@ pub fn append(dir: &Path, record: &EpochRecord) -> io::Result<()> {
 }
 
 /// Replaces the log with exactly these records (e.g. the epochs a resume keeps).
-pub fn rewrite(dir: &Path, records: &[EpochRecord]) -> io::Result<()> {
+pub fn rewrite(dir: &Path, records: &[EpochMetrics]) -> io::Result<()> {
     let bytes: Vec<u8> = records.iter().flat_map(entry).collect();
     durable::replace_file(dir, EPOCH_LOG, &bytes)
 }
 
 /// The records in the log by epoch, up to the first torn or damaged one; empty without a log.
-pub fn read(dir: &Path) -> BTreeMap<u32, EpochRecord> {
+pub fn read(dir: &Path) -> BTreeMap<u32, EpochMetrics> {
     let mut records = BTreeMap::new();
     let Ok(bytes) = std::fs::read(dir.join(EPOCH_LOG)) else {
         return records;
@@ -66,8 +64,8 @@ pub fn read(dir: &Path) -> BTreeMap<u32, EpochRecord> {
 }
 
 /// One entry: length, CRC32 of the payload, payload.
-fn entry(record: &EpochRecord) -> Vec<u8> {
-    let payload = record.encode_to_vec();
+fn entry(record: &EpochMetrics) -> Vec<u8> {
+    let payload = record::encode_epoch(record);
     let mut bytes = Vec::with_capacity(payload.len() + 8);
     bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -76,14 +74,14 @@ fn entry(record: &EpochRecord) -> Vec<u8> {
 }
 
 /// The record at the start of `bytes` and what follows it, if a whole, intact entry is there.
-fn next_entry(bytes: &[u8]) -> Option<(EpochRecord, &[u8])> {
+fn next_entry(bytes: &[u8]) -> Option<(EpochMetrics, &[u8])> {
     let length = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
     let payload = bytes.get(8..8usize.checked_add(length)?)?;
     if length == 0 || crc32fast::hash(payload) != crc {
         return None;
     }
-    let record = EpochRecord::decode(payload).ok()?;
+    let record = record::decode_epoch(payload).ok()?;
     Some((record, &bytes[8 + length..]))
 }
 
@@ -91,8 +89,8 @@ fn next_entry(bytes: &[u8]) -> Option<(EpochRecord, &[u8])> {
 mod tests {
     use super::*;
 
-    fn record(epoch: u32) -> EpochRecord {
-        EpochRecord {
+    fn record(epoch: u32) -> EpochMetrics {
+        EpochMetrics {
             epoch,
             train_loss: f64::from(epoch),
             ..Default::default()

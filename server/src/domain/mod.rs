@@ -1,0 +1,26 @@
+//! Strata's domain model: runs, their configuration and resolved rates, epochs, the facts the
+//! analysis judges them by, and the analysis's conclusions. Training, the store, the analysis and
+//! the run manager speak only these types; the wire format (`strata_proto`) is converted at the
+//! edge, in [`crate::transport`], and the store keeps its own record format ([`crate::store`]).
+
+mod config;
+mod epoch;
+mod event;
+mod facts;
+mod id;
+mod run;
+mod status;
+mod verdict;
+
+pub use config::RunConfig;
+pub use epoch::{EpochMetrics, GroupStats};
+pub use event::{BatchProgress, RunEvent};
+pub use facts::{DataFacts, TaskFacts, ValMetric};
+pub use id::RunId;
+pub(crate) use id::{from_base32, scramble, SHORT_ID_CHARS, SHORT_ID_FLAG};
+pub use run::{
+    groups_in_order, largest_member, FrozenUntil, GroupRate, ParamInit, ParameterRate, RunRecord,
+    RunState,
+};
+pub use status::RunStatus;
+pub use verdict::{Diagnosis, Verdict};

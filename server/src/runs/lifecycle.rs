@@ -1,0 +1,292 @@
+//! Starting, resuming, cancelling, watching and deleting runs, and stopping them all at shutdown.
+
+use std::{sync::atomic::Ordering, sync::Arc, time::Duration};
+
+use tokio::sync::{broadcast, mpsc};
+
+use super::{
+    blocking, live, resume_point::choose_resume_point, RunStatus, Runs, StartRequest, Started,
+};
+use crate::{
+    domain::{RunEvent, RunId, RunRecord, RunState},
+    error::{Result, StrataError},
+    spec::validate_labels,
+    store::now_ms,
+    train::{self, worker::StopRequest},
+};
+
+/// How long shutdown waits for running runs to stop at a batch boundary and record it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long `cancel` waits for a running run to reach a batch boundary before answering.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+
+impl Runs {
+    fn check_accepting(&self) -> Result<()> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(StrataError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// Validates the request, resolves the rate table and, unless it is a dry run, stores the
+    /// run as queued (durably) and queues it.
+    pub async fn start(self: &Arc<Self>, request: StartRequest) -> Result<Started> {
+        self.check_accepting()?;
+        let StartRequest {
+            config,
+            name,
+            tags,
+            dry_run,
+        } = request;
+        validate_labels(&name, &tags)?;
+        let prepared = self.prepare(config, true).await?;
+        let parameters = prepared.rate_table();
+        let config = prepared.spec.config.clone();
+        if dry_run {
+            return Ok(Started {
+                id: None,
+                parameters,
+                config,
+            });
+        }
+
+        let id = self.store.next_run_id();
+        let run = RunRecord {
+            name,
+            tags,
+            created_at_ms: now_ms(),
+            device: train::device_label(prepared.device),
+            ..RunRecord::queued(id, config.clone(), parameters.clone(), prepared.facts())
+        };
+        let live = self.live.claim(id)?;
+        let store = self.store.clone();
+        let folder = self.checkpoint_dir(id);
+        let stored = blocking(move || {
+            store.put_run(&run)?;
+            // The folder after the record: a run folder always implies a run record, which is
+            // how start-up tells a store that lost runs from one that never had them.
+            let record = crate::store::record::encode_run(&run);
+            if let Err(err) = train::checkpoint::file::create_run_folder(&folder, &record) {
+                let reason = format!("cannot create the run's folder {}: {err}", folder.display());
+                store.update_run(id, |run| {
+                    run.status = RunStatus::Failed;
+                    run.reason = reason.clone();
+                    run.finished_at_ms = now_ms();
+                })?;
+                return Err(StrataError::Storage(reason));
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(err) = stored {
+            self.live.release(id);
+            return Err(err);
+        }
+        self.enqueue(id, prepared, 0, live);
+        tracing::info!(run = %id, dataset = %config.dataset, model = %config.model, "run queued");
+        Ok(Started {
+            id: Some(id),
+            parameters,
+            config,
+        })
+    }
+
+    /// Continues an interrupted or cancelled run (or a completed one, to more epochs) from the
+    /// checkpoint of its last stored epoch — or, when that one is damaged or missing, from its
+    /// newest intact checkpoint (see [`choose_resume_point`]).
+    pub async fn resume(self: &Arc<Self>, run: &str, epochs: u32) -> Result<RunState> {
+        self.check_accepting()?;
+        let id = self.resolve(run).await?;
+        let state = {
+            let (this, named) = (self.clone(), run.to_string());
+            blocking(move || this.state_of(id, &named)).await?
+        };
+        let (status, done) = (state.record.status, state.epochs_done);
+        let resumable = matches!(status, RunStatus::Interrupted | RunStatus::Cancelled)
+            || (status == RunStatus::Completed && epochs > done);
+        if !resumable {
+            return Err(StrataError::FailedPrecondition(format!(
+                "run {id} is {}; only interrupted or cancelled runs resume (a completed one with a larger --epochs)",
+                status.label()
+            )));
+        }
+        let mut config = state.record.config.clone();
+        if epochs > 0 {
+            config.epochs = Some(epochs);
+        }
+        // Past its first epoch a run resumes from its own checkpoint, not its source's.
+        let prepared = self.prepare(config, done == 0).await?;
+        if done >= prepared.spec.epochs {
+            return Err(StrataError::FailedPrecondition(format!(
+                "run {id} already has {done} epoch(s); resume with --epochs N (N > {done}) to train further"
+            )));
+        }
+        let checkpoint_dir = self.checkpoint_dir(id);
+        let live = self.live.claim(id)?;
+        let config = prepared.spec.config.clone();
+        let this = self.clone();
+        let updated = blocking(move || {
+            // Preparing took a while and the run was not claimed meanwhile: another resume may
+            // have trained it since. Act only on the state this request was checked against.
+            let current = this.state_of(id, &id.to_string())?;
+            if current.record.status != status || current.epochs_done != done {
+                return Err(StrataError::FailedPrecondition(format!(
+                    "run {id} changed while this resume was being prepared (it is now {} with {} epoch(s)); look at it again before resuming",
+                    current.record.status.label(),
+                    current.epochs_done
+                )));
+            }
+            let start =
+                choose_resume_point(&this.store, id, &checkpoint_dir, &this.data_dir, done)?;
+            this.store.update_run(id, |run| {
+                run.status = RunStatus::Queued;
+                run.reason = start.reason.clone();
+                run.config = config;
+                run.finished_at_ms = 0;
+                run.resumes += 1;
+            })?;
+            Ok(start)
+        })
+        .await;
+        let start = match updated {
+            Ok(start) => start,
+            Err(err) => {
+                self.live.release(id);
+                return Err(err);
+            }
+        };
+        let after_epoch = start.after_epoch;
+        self.enqueue(id, prepared, after_epoch, live);
+        if after_epoch < done {
+            tracing::warn!(run = %id, after_epoch, stored_epochs = done, reason = %start.reason, "run resumed from an older checkpoint");
+        } else {
+            tracing::info!(run = %id, after_epoch, "run resumed");
+        }
+        let this = self.clone();
+        blocking(move || this.state_of(id, &id.to_string())).await
+    }
+
+    /// Deletes a run that is not queued or running: its record, epochs and checkpoints.
+    ///
+    /// The folder is renamed to `ID.deleted` first, then the records go, then the folder: a crash
+    /// at any point leaves a state the start-up check recognises (never a run folder without a
+    /// record, which would read as a damaged store).
+    pub async fn delete(self: &Arc<Self>, run: &str) -> Result<RunId> {
+        let id = self.resolve(run).await?;
+        let this = self.clone();
+        blocking(move || this.delete_idle(id)).await
+    }
+
+    fn delete_idle(&self, id: RunId) -> Result<RunId> {
+        let dir = self.checkpoint_dir(id);
+        let runs_dir = crate::integrity::runs_dir(&self.data_dir);
+        let deleting = runs_dir.join(format!("{id}{}", crate::integrity::DELETING_SUFFIX));
+        // Holding the live registry keeps a concurrent resume from claiming the run meanwhile.
+        let has_folder = self.live.while_idle(id, || {
+            let has_folder = dir.exists();
+            if has_folder {
+                std::fs::rename(&dir, &deleting)
+                    .and_then(|()| crate::durable::sync_dir(&runs_dir))
+                    .map_err(|e| {
+                        StrataError::Storage(format!("cannot delete {}: {e}", dir.display()))
+                    })?;
+            }
+            if let Err(err) = self.store.delete_run(id) {
+                if has_folder {
+                    // Put the folder back: the run was not deleted.
+                    let _ = std::fs::rename(&deleting, &dir)
+                        .and_then(|()| crate::durable::sync_dir(&runs_dir));
+                }
+                return Err(err);
+            }
+            Ok(has_folder)
+        })?;
+        if has_folder {
+            let removed = std::fs::remove_dir_all(&deleting)
+                .and_then(|()| crate::durable::sync_dir(&runs_dir));
+            if let Err(err) = removed {
+                tracing::warn!(run = %id, error = %err, "could not remove the run's checkpoints; the next start removes them");
+            }
+        }
+        tracing::info!(run = %id, "run deleted");
+        Ok(id)
+    }
+
+    /// Stops a queued or running run and waits (briefly) until its end is recorded.
+    pub async fn cancel(self: &Arc<Self>, run: &str) -> Result<RunState> {
+        let id = self.resolve(run).await?;
+        let named = run.to_string();
+        let Some(live) = self.live.get(id) else {
+            let this = self.clone();
+            let state = blocking(move || this.state_of(id, &named)).await?;
+            return Err(StrataError::FailedPrecondition(format!(
+                "run {id} is {}; only queued or running runs can be cancelled",
+                state.record.status.label()
+            )));
+        };
+        let mut events = live.subscribe();
+        live.request_stop(StopRequest::Cancel);
+        drop(live);
+        let ended = async {
+            loop {
+                match events.recv().await {
+                    Ok(RunEvent::Status { status, .. }) if status.is_terminal() => break,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                    _ => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CANCEL_WAIT, ended).await;
+        let this = self.clone();
+        blocking(move || this.state_of(id, &named)).await
+    }
+
+    /// Streams the run's stored epochs from `from_epoch`, then its live events, with no gap and
+    /// no duplicate: the watcher subscribes before reading the store, and drops live epochs it
+    /// already sent from history.
+    pub async fn watch(
+        self: &Arc<Self>,
+        run: &str,
+        from_epoch: u32,
+    ) -> Result<mpsc::Receiver<Result<RunEvent>>> {
+        let id = self.resolve(run).await?;
+        let subscription = self.live.get(id).map(|live| live.subscribe());
+        let (store, named) = (self.store.clone(), run.to_string());
+        blocking(move || match store.has_run(id)? {
+            true => Ok(()),
+            false => Err(StrataError::RunNotFound(named)),
+        })
+        .await?;
+        Ok(live::spawn_watcher(
+            self.store.clone(),
+            id,
+            from_epoch,
+            subscription,
+        ))
+    }
+
+    /// Stops taking work, interrupts queued and running runs at a batch boundary, waits for them
+    /// to record it, and flushes the store.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        for run in self.live.all() {
+            run.request_stop(StopRequest::Interrupt);
+        }
+        self.workers.close();
+        // One grace period however often this is called (the server's shutdown and the
+        // daemon's exit both call it): a run that does not stop delays exit once, not twice.
+        let deadline = *self
+            .shutdown_deadline
+            .get_or_init(|| tokio::time::Instant::now() + SHUTDOWN_GRACE);
+        if tokio::time::timeout_at(deadline, self.workers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("runs did not stop within {SHUTDOWN_GRACE:?}; they will be marked interrupted on the next start");
+        }
+        let store = self.store.clone();
+        if let Err(err) = blocking(move || store.flush()).await {
+            tracing::error!(error = %err, "could not flush the store");
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The run manager: validates and stores new runs, queues them FIFO behind
+//! `--max-concurrent-runs` slots, trains each on a blocking thread, streams their events, records
+//! how each ended, and answers queries about them.
+//!
+//! - [`prepare`]: a config checked against its data and model, and its rate table;
+//! - [`lifecycle`]: start, resume, cancel, delete, shutdown;
+//! - [`queue`]: the FIFO queue and the training slots;
+//! - [`training`]: a run on a slot, and what it reports while it trains (the [`RunSink`] that
+//!   stores each epoch durably, then streams it);
+//! - [`live`]: the runs in flight, their stop flags, and the watch fan-out;
+//! - [`queries`]: get, list, compare.
+//!
+//! The blocking/async boundary is decided here, once: every public method is async, and whatever
+//! blocks (sled reads and writes with their fsyncs, file reads, dataset loads) runs on the
+//! blocking pool through [`blocking`], never on the async runtime's threads. Callers (the
+//! transport) never block and never decide.
+//!
+//! [`RunSink`]: crate::train::worker::RunSink
+
+mod lifecycle;
+mod live;
+mod prepare;
+mod queries;
+mod queue;
+mod resume_point;
+mod training;
+
+use std::{
+    path::PathBuf,
+    sync::{atomic::AtomicBool, Arc},
+};
+
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+pub use self::live::WATCH_BUFFER_EVENTS;
+use crate::{
+    analysis::RunAnalysis,
+    domain::{EpochMetrics, ParameterRate, RunConfig, RunId, RunState, RunStatus, Verdict},
+    error::{Result, StrataError},
+    spec::paths::DataRoots,
+    store::Store,
+};
+
+/// Datasets read at once to validate a start or a dry run; more requests wait their turn.
+const MAX_CONCURRENT_DATASET_LOADS: usize = 2;
+
+/// A run to start.
+#[derive(Clone, Debug, Default)]
+pub struct StartRequest {
+    pub config: RunConfig,
+    pub name: String,
+    pub tags: Vec<String>,
+    /// Resolve and validate only: nothing is stored or trained.
+    pub dry_run: bool,
+}
+
+/// A started (or dry-run) run: its id, resolved rate table and config with defaults filled in.
+#[derive(Clone, Debug)]
+pub struct Started {
+    /// `None` for a dry run.
+    pub id: Option<RunId>,
+    pub parameters: Vec<ParameterRate>,
+    pub config: RunConfig,
+}
+
+/// One run with its epochs and their analysis.
+#[derive(Clone, Debug)]
+pub struct RunDetail {
+    pub state: RunState,
+    pub epochs: Vec<EpochMetrics>,
+    pub analysis: RunAnalysis,
+}
+
+/// Which runs `list` returns.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub status: Option<RunStatus>,
+    pub tag: Option<String>,
+    /// Judged with the default thresholds.
+    pub verdict: Option<Verdict>,
+    pub limit: Option<usize>,
+}
+
+pub struct Runs {
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    /// Where client-named files may be read from.
+    data_roots: DataRoots,
+    /// Datasets being read for a start or a dry run (each held in memory meanwhile).
+    dataset_loads: Arc<Semaphore>,
+    keep_checkpoints: usize,
+    queue: queue::Queue,
+    live: live::LiveRuns,
+    shutting_down: AtomicBool,
+    /// When the runs must have stopped by, once shutdown began.
+    shutdown_deadline: std::sync::OnceLock<tokio::time::Instant>,
+    workers: TaskTracker,
+}
+
+/// Runs blocking work (store reads and flushes, file reads) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StrataError::Internal(format!("a blocking task failed: {e}")))?
+}
+
+impl Runs {
+    /// Opens the manager over a store whose unfinished runs were already marked interrupted.
+    pub fn new(
+        store: Arc<Store>,
+        data_dir: PathBuf,
+        max_concurrent_runs: usize,
+        keep_checkpoints: usize,
+        data_roots: DataRoots,
+    ) -> Arc<Self> {
+        Arc::new(Runs {
+            store,
+            data_dir,
+            data_roots,
+            dataset_loads: Arc::new(Semaphore::new(MAX_CONCURRENT_DATASET_LOADS)),
+            keep_checkpoints: keep_checkpoints.max(1),
+            queue: queue::Queue::new(max_concurrent_runs),
+            live: live::LiveRuns::default(),
+            shutting_down: AtomicBool::new(false),
+            shutdown_deadline: std::sync::OnceLock::new(),
+            workers: TaskTracker::new(),
+        })
+    }
+
+    pub fn max_concurrent_runs(&self) -> usize {
+        self.queue.slots()
+    }
+
+    /// The one run `run` (an id or a unique prefix) names.
+    async fn resolve(&self, run: &str) -> Result<RunId> {
+        let (store, run) = (self.store.clone(), run.to_string());
+        blocking(move || store.resolve(&run)).await
+    }
+
+    fn checkpoint_dir(&self, id: RunId) -> PathBuf {
+        crate::integrity::runs_dir(&self.data_dir).join(id.to_string())
+    }
+
+    /// The run's state as queries answer it (blocking).
+    fn state_of(&self, id: RunId, named: &str) -> Result<RunState> {
+        let (record, epochs_done) = self
+            .store
+            .get_run_with_epochs_done(id)?
+            .ok_or_else(|| StrataError::RunNotFound(named.to_string()))?;
+        Ok(RunState {
+            record,
+            epochs_done,
+            queue_position: self.queue.position(id),
+        })
+    }
+}

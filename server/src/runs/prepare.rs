@@ -1,0 +1,179 @@
+//! A run's config checked against its real data and model: the spec, the resolved rate table,
+//! the device, and for a fine-tune the checkpoint it starts from.
+
+use std::{
+    path::PathBuf,
+    sync::{atomic::AtomicBool, Arc},
+};
+
+use super::{blocking, Runs};
+use crate::{
+    domain::{DataFacts, ParamInit, ParameterRate, RunConfig, RunId, TaskFacts},
+    error::{Result, StrataError},
+    spec::{
+        paths::{abandon_reads_when, RaiseOnDrop},
+        rates::ResolvedParam,
+        InitSource, RunSpec, Task,
+    },
+    train::{self, worker::InitFrom},
+};
+
+/// A validated run, ready to train.
+pub(super) struct Prepared {
+    pub spec: RunSpec,
+    pub resolved: Vec<ResolvedParam>,
+    pub task: Task,
+    /// Where a fine-tuning run's initial parameters come from.
+    pub init: Option<InitFrom>,
+    pub device: tch::Device,
+}
+
+impl Prepared {
+    /// The resolved rate table, as recorded and reported.
+    pub fn rate_table(&self) -> Vec<ParameterRate> {
+        let loaded = |name: &str| {
+            self.init
+                .as_ref()
+                .is_some_and(|init| init.loaded.contains(name))
+        };
+        self.resolved
+            .iter()
+            .map(|p| ParameterRate {
+                name: p.info.name.clone(),
+                group: p.info.group.clone(),
+                shape: p.info.shape.clone(),
+                lr: p.lr,
+                frozen: p.frozen_until,
+                init: if loaded(&p.info.name) {
+                    ParamInit::Loaded
+                } else {
+                    ParamInit::Fresh
+                },
+            })
+            .collect()
+    }
+
+    /// What is known of the data before it is loaded for training (the rest is measured then).
+    pub fn facts(&self) -> DataFacts {
+        DataFacts {
+            task: match self.task {
+                Task::Classification { classes } => TaskFacts::Classification {
+                    classes: u32::try_from(classes).unwrap_or(u32::MAX),
+                },
+                Task::Regression => TaskFacts::Regression {
+                    target_variance: None,
+                },
+            },
+            train_rows: 0,
+            val_rows: 0,
+            steps_per_epoch: 0,
+        }
+    }
+}
+
+impl Runs {
+    /// Validates a config and resolves its rate table against the model it builds. With
+    /// `init_from` in the config (and `locate_init`), finds the checkpoint to start from and which
+    /// parameters it provides.
+    pub(super) async fn prepare(&self, config: RunConfig, locate_init: bool) -> Result<Prepared> {
+        let mut spec = RunSpec::try_from(config)?;
+        self.data_roots.confine(&mut spec)?;
+        let device = train::resolve_device(spec.device)?;
+        let source = match spec.init_from.clone() {
+            Some(source) if locate_init => {
+                let this = self.store.clone();
+                let runs_dir = crate::integrity::runs_dir(&self.data_dir);
+                Some(blocking(move || locate_init_source(&this, &runs_dir, &source)).await?)
+            }
+            _ => None,
+        };
+        // Reading a dataset holds it in memory: a few at a time, whatever the number of requests.
+        let _loading = self
+            .dataset_loads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StrataError::ShuttingDown)?;
+        // If the client goes away, this future is dropped and the reading below stops.
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let _raise_when_dropped = RaiseOnDrop(abandoned.clone());
+        blocking(move || {
+            let _reads = abandon_reads_when(abandoned);
+            let train::PreparedRun { mut spec, resolved, task } = train::prepare_run(spec)?;
+            let init = match source {
+                Some((run, epoch, path)) => {
+                    let loaded = train::checkpoint::Checkpoint::read(&path)
+                        .map_err(|e| StrataError::invalid("init_from", e))?
+                        .matching_parameters(&resolved);
+                    if loaded.is_empty() {
+                        return Err(StrataError::invalid(
+                            "init_from",
+                            format!("no parameter of run {run} (epoch {epoch}) matches this model by name and shape"),
+                        ));
+                    }
+                    spec.config.init_from = format!("{run}@{epoch}");
+                    Some(InitFrom { path, loaded })
+                }
+                None => None,
+            };
+            Ok(Prepared { spec, resolved, task, device, init })
+        })
+        .await
+    }
+}
+
+/// The run, epoch and checkpoint file named by `--init-from` (blocking).
+fn locate_init_source(
+    store: &crate::store::Store,
+    runs_dir: &std::path::Path,
+    source: &InitSource,
+) -> Result<(RunId, u32, PathBuf)> {
+    let run = store.resolve(&source.run).map_err(|err| match err {
+        StrataError::RunNotFound(_) | StrataError::AmbiguousRun { .. } => {
+            StrataError::invalid("init_from", err.to_string())
+        }
+        other => other,
+    })?;
+    let dir = runs_dir.join(run.to_string());
+    let available = train::checkpoint::epochs_in(&dir);
+    let epoch = match (source.epoch, available.last()) {
+        (Some(epoch), _) if available.contains(&epoch) => epoch,
+        (None, Some(&last)) => last,
+        (None, None) => {
+            let state = match store.get_run(run)?.map(|r| r.status) {
+                Some(status) if status.is_live() => format!(
+                    "it is {} and has not finished an epoch yet; wait for it (`strata watch {run}` returns when it ends)",
+                    status.label()
+                ),
+                Some(status) => format!(
+                    "it ended {} before finishing an epoch, so there is nothing to start from",
+                    status.label()
+                ),
+                None => "it has no record".to_string(),
+            };
+            return Err(StrataError::invalid(
+                "init_from",
+                format!("run {run} has no checkpoint: {state}"),
+            ));
+        }
+        (wanted, _) => {
+            let have = if available.is_empty() {
+                "none".to_string()
+            } else {
+                available
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let what = wanted.map_or("a checkpoint".to_string(), |e| {
+                format!("a checkpoint of epoch {e}")
+            });
+            return Err(StrataError::invalid(
+                "init_from",
+                format!("run {run} has no {what}; it keeps epochs: {have} (stratad --keep-checkpoints sets how many)"),
+            ));
+        }
+    };
+    Ok((run, epoch, train::checkpoint::path_for(&dir, epoch)))
+}

@@ -1,0 +1,129 @@
+//! Reading runs: one with its analysis, a filtered list, a comparison.
+
+use std::sync::Arc;
+
+use super::{blocking, ListFilter, RunDetail, Runs};
+use crate::{
+    analysis::{self, Comparison, Thresholds},
+    domain::{EpochMetrics, RunState},
+    error::{Result, StrataError},
+};
+
+/// Runs one comparison may name.
+const MAX_COMPARED_RUNS: usize = 1000;
+
+impl Runs {
+    /// One run, its epochs, and their analysis.
+    pub async fn get(self: &Arc<Self>, run: &str, thresholds: Thresholds) -> Result<RunDetail> {
+        let id = self.resolve(run).await?;
+        let (this, named) = (self.clone(), run.to_string());
+        blocking(move || {
+            let state = this.state_of(id, &named)?;
+            let epochs = this.store.epochs(id, 1)?;
+            let analysis = analysis::analyse(&state.record, &epochs, &thresholds);
+            Ok(RunDetail {
+                state,
+                epochs,
+                analysis,
+            })
+        })
+        .await
+    }
+
+    /// Runs newest first, as the filter says.
+    pub async fn list(self: &Arc<Self>, filter: ListFilter) -> Result<Vec<RunState>> {
+        let this = self.clone();
+        blocking(move || this.list_blocking(&filter)).await
+    }
+
+    fn list_blocking(&self, filter: &ListFilter) -> Result<Vec<RunState>> {
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut runs = Vec::new();
+        for run in self.store.runs_newest_first() {
+            let (record, epochs_done) = run?;
+            let status_ok = filter.status.is_none_or(|s| record.status == s);
+            let tag_ok = filter.tag.as_ref().is_none_or(|t| record.tags.contains(t));
+            if !(status_ok && tag_ok) {
+                continue;
+            }
+            if let Some(verdict) = filter.verdict {
+                let epochs = self.store.epochs(record.id, 1)?;
+                if analysis::analyse(&record, &epochs, &Thresholds::default()).verdict != verdict {
+                    continue;
+                }
+            }
+            runs.push(RunState {
+                queue_position: self.queue.position(record.id),
+                record,
+                epochs_done,
+            });
+            if runs.len() >= limit {
+                break;
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Analyses the named runs (ids or unique prefixes; a run named twice counts once) and ranks
+    /// them by best validation loss.
+    pub async fn compare(
+        self: &Arc<Self>,
+        runs: Vec<String>,
+        thresholds: Thresholds,
+    ) -> Result<Comparison> {
+        if runs.is_empty() {
+            return Err(StrataError::invalid(
+                "runs",
+                "name at least one run (an id or a unique prefix)",
+            ));
+        }
+        if runs.len() > MAX_COMPARED_RUNS {
+            return Err(StrataError::invalid(
+                "runs",
+                format!(
+                    "{} runs named; at most {MAX_COMPARED_RUNS} are compared at once",
+                    runs.len()
+                ),
+            ));
+        }
+        let this = self.clone();
+        blocking(move || this.compare_blocking(&runs, &thresholds)).await
+    }
+
+    fn compare_blocking(&self, runs: &[String], thresholds: &Thresholds) -> Result<Comparison> {
+        let mut states: Vec<RunState> = Vec::new();
+        for run in runs {
+            let id = self.store.resolve(run)?;
+            if states.iter().any(|seen| seen.record.id == id) {
+                continue;
+            }
+            states.push(self.state_of(id, run)?);
+        }
+        // Reading and decoding the epochs is most of the work: spread it over the cores.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = states.len().div_ceil(threads).max(1);
+        let store = &self.store;
+        let analysed: Vec<(RunState, Vec<EpochMetrics>)> = std::thread::scope(|scope| {
+            let readers: Vec<_> = states
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|state| Ok((state.clone(), store.epochs(state.record.id, 1)?)))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .map(|reader| {
+                    reader
+                        .join()
+                        .map_err(|_| StrataError::Internal("an epoch reader failed".into()))?
+                })
+                .collect::<Result<Vec<Vec<_>>>>()
+                .map(|parts| parts.into_iter().flatten().collect())
+        })?;
+        Ok(analysis::compare(analysed, thresholds))
+    }
+}
