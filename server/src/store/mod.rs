@@ -3,7 +3,8 @@
 //! Keys are ordered so the common reads are range scans: a run's key is its id as 8 big-endian
 //! bytes (ids sort by creation time, so newest-first is a reverse scan), an epoch's key is the run
 //! key followed by the epoch as 4 big-endian bytes (one run's epochs are one contiguous range).
-//! Values are the store's own records ([`record`]); a `meta` tree says which format they are in.
+//! Values are the store's own records ([`record`]); a file beside sled's says which format they
+//! are in.
 //!
 //! Durability is explicit: every write here is flushed by sled and then synced to the disk
 //! ([`crate::durable::StoreFiles`]: `fdatasync`/`fsync` of sled's files) before it returns, so
@@ -71,8 +72,8 @@ pub struct Store {
     epochs: sled::Tree,
     /// Short ids as shown (their scrambled value, big-endian) → run key: prefix lookups.
     shown_ids: sled::Tree,
-    /// The record format ([`record::FORMAT_KEY`]).
-    meta: sled::Tree,
+    /// sled's folder, where the format file is.
+    db_dir: std::path::PathBuf,
     last_id: AtomicU64,
     /// Writes hold it exclusively from their insert until it is on the disk; reads share it. sled
     /// shows an insert to readers at once, before any flush: without this, a watcher reading
@@ -168,6 +169,25 @@ impl Store {
     /// [`Store::open_at`], saying whether a failure is damage.
     pub fn try_open_at(db_dir: &Path, data_dir: &Path) -> std::result::Result<Self, OpenError> {
         let damaged = |e: &dyn fmt::Display| OpenError::Damaged(e.to_string());
+        // Before sled touches anything: a newer format is refused with the store as it was.
+        let format = match std::fs::read_to_string(db_dir.join(record::FORMAT_FILE)) {
+            Ok(text) => Some(text.trim().parse::<u32>().map_err(|_| {
+                OpenError::Damaged(format!(
+                    "its format file {} does not hold a format number",
+                    record::FORMAT_FILE
+                ))
+            })?),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => {
+                return Err(OpenError::Io(format!(
+                    "cannot read {}: {err}",
+                    db_dir.join(record::FORMAT_FILE).display()
+                )))
+            }
+        };
+        if let Some(format) = format.filter(|&f| f > record::FORMAT) {
+            return Err(OpenError::NewerFormat(format));
+        }
         // sled 0.34 may panic on some damage instead of returning an error: a damaged store must
         // be reported, not abort the process.
         let opened = std::panic::catch_unwind(|| sled::Config::new().path(db_dir).open())
@@ -184,21 +204,8 @@ impl Store {
             e => damaged(&e),
         })?;
         let runs = db.open_tree("runs").map_err(|e| damaged(&e))?;
-        let meta = db.open_tree("meta").map_err(|e| damaged(&e))?;
-        let format = match meta.get(record::FORMAT_KEY).map_err(|e| damaged(&e))? {
-            Some(bytes) => {
-                let bytes: [u8; 4] = bytes.as_ref().try_into().map_err(|_| {
-                    OpenError::Damaged("its record format number is not 4 bytes".into())
-                })?;
-                u32::from_be_bytes(bytes)
-            }
-            // A store from before format numbers: format 1, unless it is new and empty.
-            None if runs.is_empty() => record::FORMAT,
-            None => 1,
-        };
-        if format > record::FORMAT {
-            return Err(OpenError::NewerFormat(format));
-        }
+        // A store from before format numbers is format 1.
+        let format = format.unwrap_or(1);
         let epochs = db.open_tree("epochs").map_err(|e| damaged(&e))?;
         let shown_ids = db.open_tree("shown_ids").map_err(|e| damaged(&e))?;
         db.flush().map_err(|e| damaged(&e))?;
@@ -235,7 +242,7 @@ impl Store {
             runs,
             epochs,
             shown_ids,
-            meta,
+            db_dir: db_dir.to_path_buf(),
             last_id: AtomicU64::new(last_id),
             visible: RwLock::new(()),
             sync_failed: AtomicBool::new(false),
@@ -252,7 +259,7 @@ impl Store {
     /// Rewrites the run records of a store in an older record format in this one's, then records
     /// the format (see [`upgrade`]). Epoch records need no change.
     fn upgrade_from(&self, format: u32) -> Result<()> {
-        if format == record::FORMAT && self.meta.contains_key(record::FORMAT_KEY)? {
+        if format == record::FORMAT {
             return Ok(());
         }
         let mut upgraded = 0;
@@ -275,11 +282,14 @@ impl Store {
                 .insert(key, prost::Message::encode_to_vec(&stored))?;
             upgraded += 1;
         }
-        self.write_durably(|| {
-            self.meta
-                .insert(record::FORMAT_KEY, &record::FORMAT.to_be_bytes())?;
-            Ok(())
-        })?;
+        // The records first, durably; the format number last (a stop in between upgrades again).
+        self.flush()?;
+        crate::durable::replace_file(
+            &self.db_dir,
+            record::FORMAT_FILE,
+            format!("{}\n", record::FORMAT).as_bytes(),
+        )
+        .map_err(|e| StrataError::Storage(format!("cannot write the store's format: {e}")))?;
         if upgraded > 0 {
             tracing::info!(
                 runs = upgraded,
@@ -799,5 +809,60 @@ mod tests {
         assert_eq!(store.epochs_done(ida).unwrap(), 3);
         assert_eq!(store.epochs_done(b.id).unwrap(), 1);
         assert!(store.next_run_id() > b.id);
+    }
+
+    /// A store written by a newer stratad is refused, naming the formats, and left as it was.
+    #[test]
+    fn a_newer_format_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = Store::open(dir.path()).unwrap();
+            let run = run(&store);
+            store.put_run(&run).unwrap();
+            run.id
+        };
+        let files = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+            let mut all: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join("db"))
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read(e.path()).unwrap(),
+                    )
+                })
+                .collect();
+            all.sort();
+            all
+        };
+        std::fs::write(
+            dir.path().join("db").join(record::FORMAT_FILE),
+            format!("{}\n", record::FORMAT + 1),
+        )
+        .unwrap();
+        let before = files(dir.path());
+        let err = match Store::open(dir.path()) {
+            Err(err) => err.to_string(),
+            Ok(_) => panic!("a newer store opened"),
+        };
+        assert!(
+            err.contains(&format!("record format {}", record::FORMAT + 1))
+                && err.contains(&format!("reads formats up to {}", record::FORMAT))
+                && err.contains("Nothing was changed"),
+            "{err}"
+        );
+        assert!(before == files(dir.path()), "the store's files changed");
+        // Back at this format it opens, with its run.
+        std::fs::write(
+            dir.path().join("db").join(record::FORMAT_FILE),
+            format!("{}\n", record::FORMAT),
+        )
+        .unwrap();
+        assert!(Store::open(dir.path())
+            .unwrap()
+            .get_run(id)
+            .unwrap()
+            .is_some());
     }
 }

@@ -5,8 +5,9 @@
 //! Format 1 was the wire protocol's `Run` and `EpochRecord`; format 2 keeps their field numbers
 //! and types (so every format-1 record decodes as format 2) and adds the run's data facts. Fields
 //! that format 1 derived on every read (`epochs_done`, `queue_position`) are reserved and never
-//! written. A store says which format it was written in ([`FORMAT_KEY`] in its `meta` tree); see
-//! [`super::upgrade`] for how an older one is brought up to date.
+//! written. A store says which format it was written in: the file [`FORMAT_FILE`] in its folder,
+//! read before sled opens it, so a store from a newer `stratad` is refused without a byte of it
+//! changed; see [`super::upgrade`] for how an older one is brought up to date.
 
 use prost::Message;
 
@@ -17,8 +18,8 @@ use crate::domain::{
 
 /// The record format this build writes, and the newest it reads.
 pub const FORMAT: u32 = 2;
-/// Key of the format number (4 bytes, big-endian) in the store's `meta` tree.
-pub const FORMAT_KEY: &[u8] = b"format";
+/// The file in the store's folder (`DATA_DIR/db`) holding the format number, in decimal.
+pub const FORMAT_FILE: &str = "strata-format";
 
 #[derive(Clone, PartialEq, Message)]
 pub struct StoredRun {
