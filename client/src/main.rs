@@ -5,7 +5,7 @@
 //! `error: ...` line on stderr.
 
 mod cli;
-mod error;
+mod exit;
 mod output;
 mod watch;
 
@@ -19,7 +19,7 @@ use strata_proto::{ListRunsRequest, Run, StartRunRequest};
 use crate::cli::{
     Cli, Command, CompareArgs, ExportArgs, ExportFormat, ListArgs, ShowArgs, StartArgs,
 };
-use crate::error::{CliError, Exit};
+use crate::exit::{CliError, Exit};
 use crate::output::{note, Out};
 
 // One thread is plenty for a client making one call at a time, and starts faster.

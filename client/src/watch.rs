@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use strata_client::{json, render, status_label, Client};
 use strata_proto::{watch_event::Event, BatchProgress, RunStatus};
 
-use crate::error::{CliError, Exit};
+use crate::exit::{CliError, Exit};
 use crate::output::{note, Out};
 
 /// Streams run `run` (id or unique prefix) from `from_epoch` until its final status.
