@@ -3,11 +3,11 @@
 //!
 //! The daemon decides every verdict and writes every sentence; this module only arranges them.
 
+use strata_client::status_label;
 use strata_proto::{CompareRunsResponse, GroupDiagnosis, Run, RunAnalysis, RunComparison};
 
 use crate::chart::{line_chart, Series};
 use crate::render::{metric, rate, signed_metric, Align, Table};
-use crate::status_label;
 
 /// Plot area of the terminal chart, in characters.
 const CHART_WIDTH: usize = 60;

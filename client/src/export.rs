@@ -9,9 +9,10 @@
 //! JSON is `strata show --json`: the run, its config and rate table, every epoch with its groups,
 //! and the daemon's analysis (`pd.json_normalize(doc["epochs"])` flattens the epochs).
 
+use strata_client::epoch_gap;
 use strata_proto::{EpochRecord, GetRunResponse};
 
-use crate::{epoch_gap, json};
+use crate::json;
 
 /// The epoch columns of the CSV, before the groups'.
 pub const EPOCH_COLUMNS: [&str; 7] = [

@@ -5,13 +5,14 @@
 //! (a diverged run's NaN loss) become `null`, since JSON has no NaN.
 
 use serde_json::{json, Map, Value};
+use strata_client::{epoch_gap, status_label};
 use strata_proto::{
     watch_event, BatchProgress, CancelRunResponse, CompareRunsResponse, EpochRecord,
     GetRunResponse, GroupDiagnosis, GroupEpochStats, ListRunsResponse, ParameterRate, Run,
     RunAnalysis, RunComparison, RunConfig, ServerInfo, StartRunResponse, StatusChange, WatchEvent,
 };
 
-use crate::{analysis::rate_setup, epoch_gap, status_label};
+use crate::analysis::rate_setup;
 
 /// A float as JSON: a number when finite, `null` otherwise.
 pub fn number(value: f64) -> Value {

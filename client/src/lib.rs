@@ -3,8 +3,11 @@
 //! [`Client`] wraps the generated gRPC client with address handling, an optional bearer token and
 //! TLS, and one error type ([`ClientError`]) that keeps the server's [`tonic::Status`] so callers
 //! can map codes. [`model`] reads the daemon's values (a run's status, an epoch's gap) the one way
-//! every output shows them. [`json`] turns protocol values into the CLI's stable `--json` shapes
-//! and [`render`] into the CLI's human-readable tables.
+//! every output shows them.
+//!
+//! Nothing here renders: tables, charts, plots, `--json` shapes and exports belong to the `strata`
+//! binary (`main.rs` and its modules). The library's files are `lib.rs`, `client.rs`, `auth.rs`,
+//! `error.rs` and `model.rs`.
 
 mod auth;
 mod client;
@@ -15,10 +18,3 @@ pub use auth::BearerAuth;
 pub use client::{endpoint_uri, Client, StrataGrpc};
 pub use error::ClientError;
 pub use model::{epoch_gap, status_label};
-
-pub mod analysis;
-pub mod chart;
-pub mod export;
-pub mod json;
-pub mod plot;
-pub mod render;

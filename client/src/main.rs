@@ -4,16 +4,21 @@
 //! 3 a watched run ended failed, diverged or cancelled; 1 anything else, with one
 //! `error: ...` line on stderr.
 
+mod analysis;
+mod chart;
 mod cli;
 mod exit;
+mod export;
+mod json;
 mod output;
+mod plot;
+mod render;
 mod watch;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use strata_client::plot::{plot_file, RunCurves};
-use strata_client::{analysis, export, json, render, Client};
+use strata_client::Client;
 use strata_proto::{ListRunsRequest, Run, StartRunRequest};
 
 use crate::cli::{
@@ -21,6 +26,7 @@ use crate::cli::{
 };
 use crate::exit::{CliError, Exit};
 use crate::output::{note, Out};
+use crate::plot::{plot_file, RunCurves};
 
 // One thread is plenty for a client making one call at a time, and starts faster.
 #[tokio::main(flavor = "current_thread")]

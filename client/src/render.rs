@@ -3,9 +3,8 @@
 //! Every function returns text without a trailing newline; the caller decides where it goes.
 //! Analysis (verdicts, diagnoses) is the daemon's job; this module only lays out numbers.
 
+use strata_client::{epoch_gap, status_label};
 use strata_proto::{EpochRecord, GetRunResponse, ParameterRate, Run, RunConfig, ServerInfo};
-
-use crate::{epoch_gap, status_label};
 
 /// How a column's cells line up. Numbers are right-aligned so their digits line up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,10 +36,6 @@ impl Table {
     pub fn row(&mut self, mut cells: Vec<String>) {
         cells.resize(self.columns.len(), String::new());
         self.rows.push(cells);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     fn widths(&self) -> Vec<usize> {

@@ -3,11 +3,12 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use strata_client::{json, render, status_label, Client};
+use strata_client::{status_label, Client};
 use strata_proto::{watch_event::Event, BatchProgress, RunStatus};
 
 use crate::exit::{CliError, Exit};
 use crate::output::{note, Out};
+use crate::{json, render};
 
 /// Streams run `run` (id or unique prefix) from `from_epoch` until its final status.
 ///
