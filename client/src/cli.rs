@@ -200,7 +200,7 @@ pub struct CompareArgs {
 /// A `--plot` file: its extension must name a format the CLI draws.
 fn parse_plot_path(text: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(text);
-    crate::plot::PlotFormat::of(&path).map(|_| path)
+    crate::render::plot::PlotFormat::of(&path).map(|_| path)
 }
 
 /// What `strata export` writes.

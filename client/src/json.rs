@@ -12,7 +12,7 @@ use strata_proto::{
     RunAnalysis, RunComparison, RunConfig, ServerInfo, StartRunResponse, StatusChange, WatchEvent,
 };
 
-use crate::analysis::rate_setup;
+use crate::render::rates::rate_setup;
 
 /// A float as JSON: a number when finite, `null` otherwise.
 pub fn number(value: f64) -> Value {

@@ -4,14 +4,13 @@
 //! 3 a watched run ended failed, diverged or cancelled; 1 anything else, with one
 //! `error: ...` line on stderr.
 
-mod analysis;
-mod chart;
 mod cli;
 mod exit;
 mod export;
+#[cfg(test)]
+mod fixtures;
 mod json;
 mod output;
-mod plot;
 mod render;
 mod watch;
 
@@ -26,7 +25,7 @@ use crate::cli::{
 };
 use crate::exit::{CliError, Exit};
 use crate::output::{note, Out};
-use crate::plot::{plot_file, RunCurves};
+use crate::render::plot::{plot_file, RunCurves};
 
 // One thread is plenty for a client making one call at a time, and starts faster.
 #[tokio::main(flavor = "current_thread")]
@@ -117,7 +116,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
             if as_json {
                 out.json(&json::server_info(&info))?;
             } else {
-                out.line(&render::server_info(&info))?;
+                out.line(&render::info::server_info(&info))?;
             }
             Ok(Exit::Success)
         }
@@ -143,7 +142,7 @@ async fn start(
         if as_json {
             out.json(&json::dry_run(&response))?;
         } else {
-            out.line(&render::parameter_table(&response.parameters))?;
+            out.line(&render::rates::parameter_table(&response.parameters))?;
         }
         return Ok(Exit::Success);
     }
@@ -185,7 +184,7 @@ async fn list(
         // On stderr, so that scripts counting lines of stdout count runs.
         note("no runs");
     } else {
-        out.line(&render::list_table(&response.runs))?;
+        out.line(&render::list::list_table(&response.runs))?;
     }
     Ok(Exit::Success)
 }
@@ -219,7 +218,7 @@ async fn show(
     if as_json {
         out.json(&json::show(&response))?;
     } else {
-        out.line(&render::show(&response))?;
+        out.line(&render::run::show(&response))?;
     }
     if let Some(path) = &args.plot {
         let run = response.run.clone().unwrap_or_default();
@@ -249,7 +248,7 @@ async fn compare(
     if as_json {
         out.json(&json::compare(&response))?;
     } else {
-        out.line(&analysis::compare(&response))?;
+        out.line(&render::analysis::compare(&response))?;
     }
     if let Some(path) = &args.plot {
         let curves: Vec<RunCurves> = response

@@ -103,7 +103,11 @@ fn show_event(
     match event {
         Some(Event::Epoch(record)) => {
             progress.clear();
-            out.line(&render::epoch_line(&record, total_epochs, val_metric))?;
+            out.line(&render::epochs::epoch_line(
+                &record,
+                total_epochs,
+                val_metric,
+            ))?;
         }
         Some(Event::Progress(batch)) => progress.update(&batch),
         Some(Event::Notice(message)) => progress.suspend(|| note(&format!("notice: {message}"))),
@@ -111,7 +115,11 @@ fn show_event(
             let terminal = RunStatus::try_from(change.status).is_ok_and(RunStatus::is_terminal);
             if terminal {
                 progress.clear();
-                out.line(&render::run_finished(run_id, change.status, &change.reason))?;
+                out.line(&render::epochs::run_finished(
+                    run_id,
+                    change.status,
+                    &change.reason,
+                ))?;
             } else {
                 let label = status_label(change.status);
                 progress.suspend(|| note(&format!("run {run_id} is {label}")));
@@ -166,7 +174,7 @@ impl EpochProgress {
         };
         bar.set_length(u64::from(batch.batches));
         bar.set_position(u64::from(batch.batch));
-        bar.set_message(format!("loss {}", render::metric(batch.loss)));
+        bar.set_message(format!("loss {}", render::format::metric(batch.loss)));
     }
 
     fn new_bar(&self, batch: &BatchProgress) -> ProgressBar {
@@ -179,7 +187,7 @@ impl EpochProgress {
             .map(|style| style.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
-        bar.set_prefix(render::epoch_label(batch.epoch, self.total_epochs));
+        bar.set_prefix(render::epochs::epoch_label(batch.epoch, self.total_epochs));
         bar
     }
 

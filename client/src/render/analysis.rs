@@ -6,53 +6,14 @@
 use strata_client::status_label;
 use strata_proto::{CompareRunsResponse, GroupDiagnosis, Run, RunAnalysis, RunComparison};
 
-use crate::chart::{line_chart, Series};
-use crate::render::{metric, rate, signed_metric, Align, Table};
+use crate::render::chart::{line_chart, Series};
+use crate::render::format::{metric, signed_metric};
+use crate::render::rates::rate_setup;
+use crate::render::table::{Align, Table};
 
 /// Plot area of the terminal chart, in characters.
 const CHART_WIDTH: usize = 60;
 const CHART_HEIGHT: usize = 12;
-
-/// A run's layer-rate setup in short form, from its resolved rate table: `all=1e-2`, or
-/// `layer0=1e-3@3 layer1=1e-2 head=1e-2` (`@N`: frozen until epoch N; `=frozen`: for good), and
-/// the schedule when it is not constant.
-pub fn rate_setup(run: &Run) -> String {
-    // Per group, the rate of its largest parameter, as the daemon reports a group's rate.
-    let mut groups: Vec<(&str, f64, i32, i64)> = Vec::new();
-    for p in &run.parameters {
-        let size: i64 = p.shape.iter().product();
-        match groups.iter_mut().find(|g| g.0 == p.group) {
-            Some(g) if size > g.3 => *g = (&p.group, p.lr, p.frozen_until, size),
-            Some(_) => {}
-            None => groups.push((&p.group, p.lr, p.frozen_until, size)),
-        }
-    }
-    let mut text = match groups.first() {
-        None => "-".to_string(),
-        Some(first)
-            if groups.len() > 1
-                && groups
-                    .iter()
-                    .all(|g| g.1.to_bits() == first.1.to_bits() && g.2 == 0) =>
-        {
-            format!("all={}", rate(first.1))
-        }
-        Some(_) => groups
-            .iter()
-            .map(|(name, lr, frozen_until, _)| match frozen_until {
-                0 => format!("{name}={}", rate(*lr)),
-                n if *n < 0 => format!("{name}=frozen"),
-                n => format!("{name}={}@{n}", rate(*lr)),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-    };
-    let schedule = run.config.as_ref().map_or("", |c| c.schedule.as_str());
-    if !schedule.is_empty() && schedule != "constant" {
-        text.push_str(&format!(" schedule={schedule}"));
-    }
-    text
-}
 
 /// `ok (1.2e-3/step)`.
 fn diagnosis_cell(group: &GroupDiagnosis) -> String {
@@ -239,66 +200,8 @@ pub fn compare(response: &CompareRunsResponse) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_proto::{EpochRecord, ParameterRate, RunConfig, RunStatus};
-
-    fn param(
-        name: &str,
-        group: &str,
-        shape: Vec<i64>,
-        lr: f64,
-        frozen_until: i32,
-    ) -> ParameterRate {
-        ParameterRate {
-            name: name.into(),
-            group: group.into(),
-            shape,
-            lr,
-            frozen_until,
-            init: "fresh".into(),
-        }
-    }
-
-    fn mlp(layer0_lr: f64, frozen_until: i32) -> Vec<ParameterRate> {
-        vec![
-            param(
-                "layer0.weight",
-                "layer0",
-                vec![16, 2],
-                layer0_lr,
-                frozen_until,
-            ),
-            // A bias at another rate does not change the group's (the weight's) rate.
-            param("layer0.bias", "layer0", vec![16], 5.0, 0),
-            param("head.weight", "head", vec![3, 16], 1e-2, 0),
-            param("head.bias", "head", vec![3], 1e-2, 0),
-        ]
-    }
-
-    #[test]
-    fn rate_setup_is_short() {
-        let run = |parameters, schedule: &str| Run {
-            parameters,
-            config: Some(RunConfig {
-                schedule: schedule.into(),
-                ..RunConfig::default()
-            }),
-            ..Run::default()
-        };
-        assert_eq!(rate_setup(&run(mlp(1e-2, 0), "constant")), "all=1e-2");
-        assert_eq!(
-            rate_setup(&run(mlp(1e-3, 0), "cosine")),
-            "layer0=1e-3 head=1e-2 schedule=cosine"
-        );
-        assert_eq!(
-            rate_setup(&run(mlp(1e-3, 3), "")),
-            "layer0=1e-3@3 head=1e-2"
-        );
-        assert_eq!(
-            rate_setup(&run(mlp(1e-3, -1), "")),
-            "layer0=frozen head=1e-2"
-        );
-        assert_eq!(rate_setup(&Run::default()), "-");
-    }
+    use crate::fixtures::mlp;
+    use strata_proto::{EpochRecord, RunConfig, RunStatus};
 
     fn comparison(id: &str, name: &str, rank: u32, verdict: &str, vals: &[f64]) -> RunComparison {
         RunComparison {
