@@ -5,6 +5,7 @@
 //! (a diverged run's NaN loss) become `null`, since JSON has no NaN.
 
 use serde_json::{json, Map, Value};
+use strata_client::model::FrozenUntil;
 use strata_client::{epoch_gap, status_label};
 use strata_proto::{
     watch_event, BatchProgress, CancelRunResponse, CompareRunsResponse, EpochRecord,
@@ -44,7 +45,7 @@ pub fn parameter(parameter: &ParameterRate) -> Value {
         "group": parameter.group,
         "shape": parameter.shape,
         "lr": number(parameter.lr),
-        "frozen_until": parameter.frozen_until,
+        "frozen_until": FrozenUntil::of(parameter).as_number(),
         "init": parameter.init,
     })
 }

@@ -2,8 +2,8 @@
 //!
 //! [`Client`] wraps the generated gRPC client with address handling, an optional bearer token and
 //! TLS, and one error type ([`ClientError`]) that keeps the server's [`tonic::Status`] so callers
-//! can map codes. [`model`] reads the daemon's values (a run's status, an epoch's gap) the one way
-//! every output shows them.
+//! can map codes. [`model`] reads the daemon's values (a run's status, an epoch's gap, a
+//! parameter's freeze state, its layer groups) the one way every output shows them.
 //!
 //! Nothing here renders: tables, charts, plots, `--json` shapes and exports belong to the `strata`
 //! binary (`main.rs` and its modules). The library's files are `lib.rs`, `client.rs`, `auth.rs`,

@@ -2,30 +2,19 @@
 //! `strata start --dry-run`, the rate spec as the user gave it, and the short rate setup of
 //! `strata compare`.
 
+use strata_client::model::{parameter_groups, FrozenUntil, ParameterGroup};
 use strata_proto::{ParameterRate, Run, RunConfig};
 
 use crate::render::format::{plain_number, rate, shape};
 use crate::render::table::{Align, Table};
 
-/// A parameter's freeze state from `ParameterRate.frozen_until`.
-pub fn frozen(frozen_until: i32) -> String {
-    match frozen_until {
-        0 => "no".into(),
-        n if n < 0 => "yes".into(),
-        n => format!("until epoch {n}"),
+/// A freeze state in the FROZEN column: `no`, `until epoch N` or `yes`.
+fn frozen(parameter: &ParameterRate) -> String {
+    match FrozenUntil::of(parameter) {
+        FrozenUntil::Never => "no".into(),
+        FrozenUntil::Epoch(epoch) => format!("until epoch {epoch}"),
+        FrozenUntil::Forever => "yes".into(),
     }
-}
-
-/// Parameters by group, in the order the daemon lists them (the model's order).
-fn by_group(parameters: &[ParameterRate]) -> Vec<(&str, Vec<&ParameterRate>)> {
-    let mut groups: Vec<(&str, Vec<&ParameterRate>)> = Vec::new();
-    for parameter in parameters {
-        match groups.iter_mut().find(|(name, _)| *name == parameter.group) {
-            Some((_, members)) => members.push(parameter),
-            None => groups.push((&parameter.group, vec![parameter])),
-        }
-    }
-    groups
 }
 
 /// A parameter's name without its group prefix (`layer0.weight` in `layer0` → `weight`).
@@ -54,11 +43,16 @@ pub fn rate_table(parameters: &[ParameterRate]) -> String {
         ("LR", Align::Right),
         ("FROZEN", Align::Left),
     ]);
-    for (group, members) in by_group(parameters) {
+    for ParameterGroup {
+        name: group,
+        parameters: members,
+        ..
+    } in parameter_groups(parameters)
+    {
         let first = members[0];
-        let uniform = members
-            .iter()
-            .all(|p| p.lr.to_bits() == first.lr.to_bits() && p.frozen_until == first.frozen_until);
+        let uniform = members.iter().all(|p| {
+            p.lr.to_bits() == first.lr.to_bits() && FrozenUntil::of(p) == FrozenUntil::of(first)
+        });
         if uniform {
             let names = if members.len() > MAX_LISTED {
                 format!("{} parameters", members.len())
@@ -73,7 +67,7 @@ pub fn rate_table(parameters: &[ParameterRate]) -> String {
                 group.to_string(),
                 names,
                 rate(first.lr),
-                frozen(first.frozen_until),
+                frozen(first),
             ]);
         } else {
             for (i, parameter) in members.iter().enumerate() {
@@ -86,7 +80,7 @@ pub fn rate_table(parameters: &[ParameterRate]) -> String {
                     group_cell,
                     short_name(parameter).to_string(),
                     rate(parameter.lr),
-                    frozen(parameter.frozen_until),
+                    frozen(parameter),
                 ]);
             }
         }
@@ -110,7 +104,7 @@ pub fn parameter_table(parameters: &[ParameterRate]) -> String {
             parameter.group.clone(),
             shape(&parameter.shape),
             rate(parameter.lr),
-            frozen(parameter.frozen_until),
+            frozen(parameter),
             parameter.init.clone(),
         ]);
     }
@@ -149,32 +143,27 @@ pub fn rate_spec(config: &RunConfig) -> String {
 /// `layer0=1e-3@3 layer1=1e-2 head=1e-2` (`@N`: frozen until epoch N; `=frozen`: for good), and
 /// the schedule when it is not constant.
 pub fn rate_setup(run: &Run) -> String {
-    // Per group, the rate of its largest parameter, as the daemon reports a group's rate.
-    let mut groups: Vec<(&str, f64, i32, i64)> = Vec::new();
-    for p in &run.parameters {
-        let size: i64 = p.shape.iter().product();
-        match groups.iter_mut().find(|g| g.0 == p.group) {
-            Some(g) if size > g.3 => *g = (&p.group, p.lr, p.frozen_until, size),
-            Some(_) => {}
-            None => groups.push((&p.group, p.lr, p.frozen_until, size)),
-        }
-    }
+    let groups = parameter_groups(&run.parameters);
     let mut text = match groups.first() {
         None => "-".to_string(),
         Some(first)
             if groups.len() > 1
-                && groups
-                    .iter()
-                    .all(|g| g.1.to_bits() == first.1.to_bits() && g.2 == 0) =>
+                && groups.iter().all(|g| {
+                    g.leading.lr.to_bits() == first.leading.lr.to_bits()
+                        && FrozenUntil::of(g.leading) == FrozenUntil::Never
+                }) =>
         {
-            format!("all={}", rate(first.1))
+            format!("all={}", rate(first.leading.lr))
         }
         Some(_) => groups
             .iter()
-            .map(|(name, lr, frozen_until, _)| match frozen_until {
-                0 => format!("{name}={}", rate(*lr)),
-                n if *n < 0 => format!("{name}=frozen"),
-                n => format!("{name}={}@{n}", rate(*lr)),
+            .map(|ParameterGroup { name, leading, .. }| {
+                let lr = rate(leading.lr);
+                match FrozenUntil::of(leading) {
+                    FrozenUntil::Never => format!("{name}={lr}"),
+                    FrozenUntil::Epoch(epoch) => format!("{name}={lr}@{epoch}"),
+                    FrozenUntil::Forever => format!("{name}=frozen"),
+                }
             })
             .collect::<Vec<_>>()
             .join(" "),
