@@ -2,6 +2,8 @@
 //! y axis labelled at the top, middle and bottom, the x axis with its first and last value.
 //! Losses spanning more than two decades (a run that blew up) are drawn on a log scale.
 
+use crate::render::scale::YScale;
+
 /// One curve: `(x, y)` points in x order; non-finite points are skipped.
 #[derive(Clone, Debug)]
 pub struct Series {
@@ -11,9 +13,6 @@ pub struct Series {
 
 /// Marker of the n-th series (they repeat after eight).
 pub const MARKERS: [char; 8] = ['*', 'o', '+', 'x', '#', '@', '%', '&'];
-
-/// A y range wider than this ratio (max / min, both positive) is drawn on a log scale.
-const LOG_SCALE_RATIO: f64 = 100.0;
 
 /// A value with four significant digits, for axis labels.
 fn axis_value(value: f64) -> String {
@@ -51,16 +50,15 @@ pub fn line_chart(title: &str, series: &[Series], width: usize, height: usize) -
         fold(f64::min, f64::INFINITY, |p| p.1),
         fold(f64::max, f64::NEG_INFINITY, |p| p.1),
     );
-    let log = y_min > 0.0 && y_max / y_min > LOG_SCALE_RATIO;
-    let scale = |y: f64| if log { y.log10() } else { y };
-    let (mut low, mut high) = (scale(y_min), scale(y_max));
+    let scale = YScale::for_range(y_min, y_max);
+    let (mut low, mut high) = (scale.axis_at(y_min), scale.axis_at(y_max));
     if high - low <= f64::EPSILON * high.abs().max(1.0) {
         let pad = (high.abs() * 0.1).max(1e-9);
         (low, high) = (low - pad, high + pad);
     }
     let x_span = if x_max > x_min { x_max - x_min } else { 1.0 };
     let row_of = |y: f64| {
-        let fraction = (high - scale(y)) / (high - low);
+        let fraction = (high - scale.axis_at(y)) / (high - low);
         ((fraction * (height - 1) as f64).round() as usize).min(height - 1)
     };
 
@@ -72,7 +70,7 @@ pub fn line_chart(title: &str, series: &[Series], width: usize, height: usize) -
             .points
             .iter()
             .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log || *y > 0.0))
+            .filter(|(x, y)| x.is_finite() && scale.shows(*y))
             .collect();
         let mut previous_row: Option<usize> = None;
         for (column, cells) in (0..width).map(|c| (c, c as f64 / (width - 1) as f64)) {
@@ -85,12 +83,8 @@ pub fn line_chart(title: &str, series: &[Series], width: usize, height: usize) -
                     (x >= x0 && x <= x1 && x1 > x0).then(|| {
                         // Interpolate in the drawn scale, so log-scale lines stay straight.
                         let t = (x - x0) / (x1 - x0);
-                        let y = scale(y0) + t * (scale(y1) - scale(y0));
-                        if log {
-                            10f64.powf(y)
-                        } else {
-                            y
-                        }
+                        let y = scale.axis_at(y0) + t * (scale.axis_at(y1) - scale.axis_at(y0));
+                        scale.value_at(y)
                     })
                 }),
             };
@@ -113,14 +107,16 @@ pub fn line_chart(title: &str, series: &[Series], width: usize, height: usize) -
         }
     }
 
-    let unscale = |v: f64| if log { 10f64.powf(v) } else { v };
     let labels: Vec<(usize, String)> = vec![
-        (0, axis_value(unscale(high))),
-        ((height - 1) / 2, axis_value(unscale((high + low) / 2.0))),
-        (height - 1, axis_value(unscale(low))),
+        (0, axis_value(scale.value_at(high))),
+        (
+            (height - 1) / 2,
+            axis_value(scale.value_at((high + low) / 2.0)),
+        ),
+        (height - 1, axis_value(scale.value_at(low))),
     ];
     let label_width = labels.iter().map(|(_, l)| l.len()).max().unwrap_or(0);
-    let mut lines = vec![if log {
+    let mut lines = vec![if scale.log {
         format!("{title} (log scale)")
     } else {
         title.to_string()

@@ -13,4 +13,5 @@ pub mod list;
 pub mod plot;
 pub mod rates;
 pub mod run;
+pub mod scale;
 pub mod table;
