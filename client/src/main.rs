@@ -18,13 +18,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use strata_client::Client;
-use strata_proto::{ListRunsRequest, Run, StartRunRequest};
+use strata_proto::{ListRunsRequest, StartRunRequest};
 
 use crate::cli::{
     Cli, Command, CompareArgs, ExportArgs, ExportFormat, ListArgs, ShowArgs, StartArgs,
 };
 use crate::exit::{CliError, Exit};
 use crate::output::{note, Out};
+use crate::render::format::run_label;
 use crate::render::plot::{plot_file, RunCurves};
 
 // One thread is plenty for a client making one call at a time, and starts faster.
@@ -189,15 +190,6 @@ async fn list(
     Ok(Exit::Success)
 }
 
-/// How a run is named in a plot's legend: its name, or the first 8 digits of its id.
-fn plot_label(run: &Run) -> String {
-    if run.name.is_empty() {
-        run.id.chars().take(8).collect()
-    } else {
-        run.name.clone()
-    }
-}
-
 /// Draws `curves` to `path`, and says so on stderr (stdout stays the command's output).
 fn write_plot(path: &std::path::Path, title: &str, curves: &[RunCurves]) -> Result<(), CliError> {
     plot_file(path, title, curves).map_err(CliError::Failed)?;
@@ -224,12 +216,12 @@ async fn show(
         let run = response.run.clone().unwrap_or_default();
         let title = format!(
             "Run {}: training (dashed) and validation (solid) loss",
-            plot_label(&run)
+            run_label(&run)
         );
         write_plot(
             path,
             &title,
-            &[RunCurves::of(plot_label(&run), &response.epochs)],
+            &[RunCurves::of(run_label(&run), &response.epochs)],
         )?;
     }
     Ok(Exit::Success)
@@ -256,7 +248,7 @@ async fn compare(
             .iter()
             .map(|c| {
                 let run = c.run.clone().unwrap_or_default();
-                RunCurves::of(plot_label(&run), &c.epochs)
+                RunCurves::of(run_label(&run), &c.epochs)
             })
             .collect();
         let title = format!(

@@ -3,11 +3,16 @@
 //!
 //! The daemon decides every verdict and writes every sentence; this module only arranges them.
 
+use strata_client::model::in_first_appearance_order;
 use strata_client::status_label;
-use strata_proto::{CompareRunsResponse, GroupDiagnosis, Run, RunAnalysis, RunComparison};
+use strata_proto::{
+    CompareRunsResponse, Diagnosis, GroupDiagnosis, Run, RunAnalysis, RunComparison,
+};
 
 use crate::render::chart::{line_chart, Series};
-use crate::render::format::{metric, signed_metric};
+use crate::render::format::{
+    epochs_done_of_total, metric, or_dash, run_label, signed_metric, update_ratio,
+};
 use crate::render::rates::rate_setup;
 use crate::render::table::{Align, Table};
 
@@ -15,12 +20,16 @@ use crate::render::table::{Align, Table};
 const CHART_WIDTH: usize = 60;
 const CHART_HEIGHT: usize = 12;
 
-/// `ok (1.2e-3/step)`.
+/// `ok (1.2e-3/step)`, or `frozen`.
 fn diagnosis_cell(group: &GroupDiagnosis) -> String {
-    if group.diagnosis == "frozen" {
+    if Diagnosis::from_label(&group.diagnosis) == Some(Diagnosis::Frozen) {
         return group.diagnosis.clone();
     }
-    format!("{} ({:.1e}/step)", group.diagnosis, group.update_ratio)
+    format!(
+        "{} ({}/step)",
+        group.diagnosis,
+        update_ratio(group.update_ratio)
+    )
 }
 
 /// An epoch number, or `-` for none.
@@ -70,7 +79,7 @@ pub fn show_section(analysis: &RunAnalysis) -> String {
             table.row(vec![
                 group.name.clone(),
                 group.diagnosis.clone(),
-                format!("{:.1e}", group.update_ratio),
+                update_ratio(group.update_ratio),
                 group.advice.clone(),
             ]);
         }
@@ -80,20 +89,11 @@ pub fn show_section(analysis: &RunAnalysis) -> String {
     text
 }
 
-/// How a run is named in the compare table: its name, or the first 8 digits of its id.
-fn short_label(run: &Run) -> String {
-    if run.name.is_empty() {
-        run.id.chars().take(8).collect()
-    } else {
-        run.name.clone()
-    }
-}
-
 /// The validation curves of the compared runs, as chart series.
-pub fn validation_series(runs: &[RunComparison]) -> Vec<Series> {
+fn validation_series(runs: &[RunComparison]) -> Vec<Series> {
     runs.iter()
         .map(|c| Series {
-            label: c.run.as_ref().map_or_else(String::new, short_label),
+            label: c.run.as_ref().map_or_else(String::new, run_label),
             points: c
                 .epochs
                 .iter()
@@ -103,86 +103,31 @@ pub fn validation_series(runs: &[RunComparison]) -> Vec<Series> {
         .collect()
 }
 
+/// One run of `strata compare`, with defaults for whatever the daemon left out.
+struct Compared<'a> {
+    rank: u32,
+    run: &'a Run,
+    analysis: &'a RunAnalysis,
+}
+
 /// `strata compare`: the runs side by side (best first), each run's reason, the daemon's
 /// summary, and a chart of the validation curves.
 pub fn compare(response: &CompareRunsResponse) -> String {
     let default_run = Run::default();
     let default_analysis = RunAnalysis::default();
-    let runs: Vec<(&Run, &RunAnalysis)> = response
+    let runs: Vec<Compared> = response
         .runs
         .iter()
-        .map(|c| {
-            (
-                c.run.as_ref().unwrap_or(&default_run),
-                c.analysis.as_ref().unwrap_or(&default_analysis),
-            )
+        .map(|c| Compared {
+            rank: c.rank,
+            run: c.run.as_ref().unwrap_or(&default_run),
+            analysis: c.analysis.as_ref().unwrap_or(&default_analysis),
         })
         .collect();
-    let headers: Vec<String> = response
-        .runs
+    let mut sections = vec![side_by_side(&runs)];
+    let reasons: Vec<String> = runs
         .iter()
-        .map(|c| format!("#{}", c.rank))
-        .collect();
-    let mut columns: Vec<(&str, Align)> = vec![("", Align::Left)];
-    columns.extend(headers.iter().map(|h| (h.as_str(), Align::Left)));
-    let mut table = Table::new(&columns);
-    let mut row = |label: &str, cell: &dyn Fn(&Run, &RunAnalysis) -> String| {
-        let mut cells = vec![label.to_string()];
-        cells.extend(runs.iter().map(|(run, analysis)| cell(run, analysis)));
-        table.row(cells);
-    };
-    row("run", &|run, _| run.id.clone());
-    row("name", &|run, _| {
-        if run.name.is_empty() {
-            "-".into()
-        } else {
-            run.name.clone()
-        }
-    });
-    row("status", &|run, _| status_label(run.status).into_owned());
-    row("rates", &|run, _| rate_setup(run));
-    row("epochs", &|run, _| {
-        let total = run
-            .config
-            .as_ref()
-            .and_then(|c| c.epochs)
-            .map_or("?".to_string(), |e| e.to_string());
-        format!("{}/{total}", run.epochs_done)
-    });
-    row("best epoch", &|_, a| epoch_cell(a.best_epoch));
-    row("best val loss", &|_, a| metric(a.best_val_loss));
-    row("final train", &|_, a| metric(a.final_train_loss));
-    row("final val", &|_, a| metric(a.final_val_loss));
-    row("gap at best", &|_, a| signed_metric(a.gap_at_best));
-    row("gap at end", &|_, a| signed_metric(a.gap_final));
-    row("converged at", &|_, a| epoch_cell(a.epochs_to_converge));
-    row("verdict", &|_, a| a.verdict.clone());
-    // One row per layer group, across every run's groups in order of first appearance.
-    let mut group_names: Vec<&str> = Vec::new();
-    for (_, analysis) in &runs {
-        for group in &analysis.groups {
-            if !group_names.contains(&group.name.as_str()) {
-                group_names.push(&group.name);
-            }
-        }
-    }
-    for name in group_names {
-        row(name, &|_, a| {
-            a.groups
-                .iter()
-                .find(|g| g.name == name)
-                .map_or("-".to_string(), diagnosis_cell)
-        });
-    }
-
-    let mut sections = vec![table.render_plain()];
-    let reasons: Vec<String> = response
-        .runs
-        .iter()
-        .zip(&runs)
-        .map(|(c, (run, analysis))| {
-            format!("#{} {}: {}", c.rank, short_label(run), analysis.reason)
-        })
+        .map(|c| format!("#{} {}: {}", c.rank, run_label(c.run), c.analysis.reason))
         .collect();
     sections.push(reasons.join("\n"));
     if !response.summary.is_empty() {
@@ -195,6 +140,46 @@ pub fn compare(response: &CompareRunsResponse) -> String {
         CHART_HEIGHT,
     ));
     sections.join("\n\n")
+}
+
+/// The table of `strata compare`: a column per run headed by its rank, a row per fact, then a
+/// row per layer group with each run's diagnosis of it.
+fn side_by_side(runs: &[Compared]) -> String {
+    let headers: Vec<String> = runs.iter().map(|c| format!("#{}", c.rank)).collect();
+    let mut columns: Vec<(&str, Align)> = vec![("", Align::Left)];
+    columns.extend(headers.iter().map(|h| (h.as_str(), Align::Left)));
+    let mut table = Table::new(&columns);
+    let mut row = |label: &str, cell: &dyn Fn(&Run, &RunAnalysis) -> String| {
+        let mut cells = vec![label.to_string()];
+        cells.extend(runs.iter().map(|c| cell(c.run, c.analysis)));
+        table.row(cells);
+    };
+    row("run", &|run, _| run.id.clone());
+    row("name", &|run, _| or_dash(&run.name));
+    row("status", &|run, _| status_label(run.status).into_owned());
+    row("rates", &|run, _| rate_setup(run));
+    row("epochs", &|run, _| epochs_done_of_total(run));
+    row("best epoch", &|_, a| epoch_cell(a.best_epoch));
+    row("best val loss", &|_, a| metric(a.best_val_loss));
+    row("final train", &|_, a| metric(a.final_train_loss));
+    row("final val", &|_, a| metric(a.final_val_loss));
+    row("gap at best", &|_, a| signed_metric(a.gap_at_best));
+    row("gap at end", &|_, a| signed_metric(a.gap_final));
+    row("converged at", &|_, a| epoch_cell(a.epochs_to_converge));
+    row("verdict", &|_, a| a.verdict.clone());
+    let groups = in_first_appearance_order(
+        runs.iter()
+            .flat_map(|c| c.analysis.groups.iter().map(|g| g.name.as_str())),
+    );
+    for name in groups {
+        row(name, &|_, a| {
+            a.groups
+                .iter()
+                .find(|g| g.name == name)
+                .map_or("-".to_string(), diagnosis_cell)
+        });
+    }
+    table.render_plain()
 }
 
 #[cfg(test)]

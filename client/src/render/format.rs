@@ -2,6 +2,7 @@
 //! shapes, times, durations and a status with its reason.
 
 use strata_client::status_label;
+use strata_proto::Run;
 
 /// A loss or similar metric: 6 decimals, or scientific notation when that would hide the value
 /// (tiny or huge losses); `NaN`/`inf` spelled out, since a diverged run has them.
@@ -71,7 +72,9 @@ pub fn rate(value: f64) -> String {
     }
 }
 
-/// A plain config number (`0.2`, `0.65`): Rust's shortest round-trip form.
+/// A number in Rust's shortest round-trip form (`0.2`, `0.65`), `NaN`, `inf` and `-inf` spelled
+/// out: config values in `strata show`, and every float of the CSV export (pandas reads all of
+/// them back exactly).
 pub fn plain_number(value: f64) -> String {
     if value.is_finite() {
         format!("{value}")
@@ -148,6 +151,40 @@ pub fn status_with_reason(status: i32, reason: &str) -> String {
         status_label(status).into_owned()
     } else {
         format!("{}: {reason}", status_label(status))
+    }
+}
+
+/// A per-step update ratio (a group's update norm over its weight norm): `1.2e-3`.
+pub fn update_ratio(value: f64) -> String {
+    format!("{value:.1e}")
+}
+
+/// How a run is named where room is short (compare's reasons, chart and plot legends, plot
+/// titles): its name, or the first 8 characters of its id.
+pub fn run_label(run: &Run) -> String {
+    if run.name.is_empty() {
+        run.id.chars().take(8).collect()
+    } else {
+        run.name.clone()
+    }
+}
+
+/// `3/10`: the epochs a run has done of its configured total (`?` when its config has none).
+pub fn epochs_done_of_total(run: &Run) -> String {
+    let total = run
+        .config
+        .as_ref()
+        .and_then(|c| c.epochs)
+        .map_or("?".to_string(), |e| e.to_string());
+    format!("{}/{total}", run.epochs_done)
+}
+
+/// `text`, or `-` when it is empty, so that a blank cell still reads as "none".
+pub fn or_dash(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_string()
+    } else {
+        text.to_string()
     }
 }
 

@@ -3,7 +3,7 @@
 use strata_client::status_label;
 use strata_proto::Run;
 
-use crate::render::format::utc_time;
+use crate::render::format::{epochs_done_of_total, or_dash, utc_time};
 use crate::render::table::{Align, Table};
 
 /// `strata list`: one line per run, in the order given (the daemon's: newest first).
@@ -19,26 +19,16 @@ pub fn list_table(runs: &[Run]) -> String {
     ]);
     for run in runs {
         let config = run.config.as_ref();
-        let total = config
-            .and_then(|c| c.epochs)
-            .map_or("?".to_string(), |e| e.to_string());
-        let dash_if_empty = |s: &str| {
-            if s.is_empty() {
-                "-".to_string()
-            } else {
-                s.to_string()
-            }
-        };
         table.row(vec![
             run.id.clone(),
-            dash_if_empty(&run.name),
+            or_dash(&run.name),
             match run.queue_position {
                 0 => status_label(run.status).into_owned(),
                 position => format!("{} #{position}", status_label(run.status)),
             },
-            format!("{}/{total}", run.epochs_done),
-            dash_if_empty(config.map_or("", |c| c.model.as_str())),
-            dash_if_empty(config.map_or("", |c| c.dataset.as_str())),
+            epochs_done_of_total(run),
+            or_dash(config.map_or("", |c| c.model.as_str())),
+            or_dash(config.map_or("", |c| c.dataset.as_str())),
             utc_time(run.created_at_ms),
         ]);
     }

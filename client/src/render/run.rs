@@ -4,15 +4,17 @@ use strata_proto::{GetRunResponse, Run, RunConfig};
 
 use crate::render::analysis::show_section;
 use crate::render::epochs::epoch_table;
-use crate::render::format::{duration, plain_number, status_with_reason, utc_time};
+use crate::render::format::{
+    duration, epochs_done_of_total, or_dash, plain_number, status_with_reason, utc_time,
+};
 use crate::render::rates::{rate_spec, rate_table};
 use crate::render::table::key_values;
 
 /// `main  (a, b, c)` with only the details that are set; `main` alone when none are.
 fn with_details(main: &str, details: Vec<String>) -> String {
-    let main = if main.is_empty() { "-" } else { main };
+    let main = or_dash(main);
     if details.is_empty() {
-        main.to_string()
+        main
     } else {
         format!("{main}  ({})", details.join(", "))
     }
@@ -36,82 +38,89 @@ pub fn run_header(run: &Run) -> String {
         pairs.push(("Tags", run.tags.join(", ")));
     }
     pairs.push(("Status", status_with_reason(run.status, &run.reason)));
-
-    let mut dataset = Vec::new();
-    if let Some(samples) = config.samples {
-        dataset.push(format!("{samples} samples"));
-    }
-    if let Some(noise) = config.noise {
-        dataset.push(format!("noise {}", plain_number(noise)));
-    }
-    if let Some(classes) = config.classes {
-        dataset.push(format!("{classes} classes"));
-    }
-    if !config.label.is_empty() {
-        dataset.push(format!("label {}", config.label));
-    }
-    if !config.task.is_empty() {
-        dataset.push(config.task.clone());
-    }
-    if let Some(fraction) = config.val_fraction {
-        dataset.push(format!("val fraction {}", plain_number(fraction)));
-    }
-    if !config.val_dataset.is_empty() {
-        dataset.push(format!("validation {}", config.val_dataset));
-    }
-    pairs.push(("Dataset", with_details(&config.dataset, dataset)));
-
+    pairs.push((
+        "Dataset",
+        with_details(&config.dataset, dataset_details(config)),
+    ));
     let model = if run.parameter_count > 0 {
         vec![format!("{} parameters", run.parameter_count)]
     } else {
         vec![]
     };
     pairs.push(("Model", with_details(&config.model, model)));
-
-    let mut optimizer = Vec::new();
-    if let Some(momentum) = config.momentum {
-        optimizer.push(format!("momentum {}", plain_number(momentum)));
-    }
-    if let Some(decay) = config.weight_decay {
-        optimizer.push(format!("weight decay {}", plain_number(decay)));
-    }
-    if let Some(norm) = config.clip_grad_norm {
-        optimizer.push(format!("gradient norm clipped to {}", plain_number(norm)));
-    }
-    pairs.push(("Optimizer", with_details(&config.optimizer, optimizer)));
+    pairs.push((
+        "Optimizer",
+        with_details(&config.optimizer, optimizer_details(config)),
+    ));
     pairs.push(("Rates", rate_spec(config)));
     if !config.init_from.is_empty() {
         pairs.push(("Init from", config.init_from.clone()));
     }
-
-    let total = config.epochs.map_or("?".to_string(), |e| e.to_string());
     let batch = config
         .batch_size
         .map(|b| format!("batch size {b}"))
         .into_iter()
         .collect();
-    pairs.push((
-        "Epochs",
-        with_details(&format!("{}/{total}", run.epochs_done), batch),
-    ));
+    pairs.push(("Epochs", with_details(&epochs_done_of_total(run), batch)));
     pairs.push((
         "Seed",
         config.seed.map_or("-".to_string(), |s| s.to_string()),
     ));
+    // The device the run trained on, once it has; until then the one it asked for.
     let device = if run.device.is_empty() {
         &config.device
     } else {
         &run.device
     };
-    pairs.push((
-        "Device",
-        if device.is_empty() {
-            "-".to_string()
-        } else {
-            device.clone()
-        },
-    ));
+    pairs.push(("Device", or_dash(device)));
+    pairs.push(("Created", created(run)));
+    key_values(&pairs)
+}
 
+/// The dataset's details that are set: samples, noise, classes, label, task, validation.
+fn dataset_details(config: &RunConfig) -> Vec<String> {
+    let mut details = Vec::new();
+    if let Some(samples) = config.samples {
+        details.push(format!("{samples} samples"));
+    }
+    if let Some(noise) = config.noise {
+        details.push(format!("noise {}", plain_number(noise)));
+    }
+    if let Some(classes) = config.classes {
+        details.push(format!("{classes} classes"));
+    }
+    if !config.label.is_empty() {
+        details.push(format!("label {}", config.label));
+    }
+    if !config.task.is_empty() {
+        details.push(config.task.clone());
+    }
+    if let Some(fraction) = config.val_fraction {
+        details.push(format!("val fraction {}", plain_number(fraction)));
+    }
+    if !config.val_dataset.is_empty() {
+        details.push(format!("validation {}", config.val_dataset));
+    }
+    details
+}
+
+/// The optimizer's details that are set: momentum, weight decay, gradient clipping.
+fn optimizer_details(config: &RunConfig) -> Vec<String> {
+    let mut details = Vec::new();
+    if let Some(momentum) = config.momentum {
+        details.push(format!("momentum {}", plain_number(momentum)));
+    }
+    if let Some(decay) = config.weight_decay {
+        details.push(format!("weight decay {}", plain_number(decay)));
+    }
+    if let Some(norm) = config.clip_grad_norm {
+        details.push(format!("gradient norm clipped to {}", plain_number(norm)));
+    }
+    details
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC`, and how long the run trained once it has finished.
+fn created(run: &Run) -> String {
     let mut created = format!("{} UTC", utc_time(run.created_at_ms));
     if run.started_at_ms > 0 && run.finished_at_ms >= run.started_at_ms {
         created.push_str(&format!(
@@ -119,8 +128,7 @@ pub fn run_header(run: &Run) -> String {
             duration((run.finished_at_ms - run.started_at_ms) as f64)
         ));
     }
-    pairs.push(("Created", created));
-    key_values(&pairs)
+    created
 }
 
 /// `strata show`: the summary, the per-group rate table, the epoch table and the daemon's
