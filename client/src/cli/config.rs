@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use strata_proto::RunConfig;
 
+/// The model of a run started without `--model`. The daemon has the same default (for clients
+/// that send none); the CLI sends it so that `--help` can show it.
+pub const DEFAULT_MODEL: &str = "mlp:64,64";
+
 /// The run configuration flags, one per `RunConfig` field.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -40,7 +44,7 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
     /// Model: `mlp:H1,H2,...[:act=A][:dropout=P]`, `cnn[:C1,C2,...][:act=A][:dropout=P]`, `torchscript:PATH`.
-    #[arg(long, value_name = "SPEC", default_value = "mlp:64,64")]
+    #[arg(long, value_name = "SPEC", default_value = DEFAULT_MODEL)]
     pub model: String,
     /// Optimizer: sgd, adam, adamw.
     #[arg(long, value_name = "NAME")]
