@@ -8,9 +8,10 @@ use serde_json::{json, Map, Value};
 use strata_client::model::FrozenUntil;
 use strata_client::{epoch_gap, status_label};
 use strata_proto::{
-    watch_event, BatchProgress, CancelRunResponse, CompareRunsResponse, EpochRecord,
-    GetRunResponse, GroupDiagnosis, GroupEpochStats, ListRunsResponse, ParameterRate, Run,
-    RunAnalysis, RunComparison, RunConfig, ServerInfo, StartRunResponse, StatusChange, WatchEvent,
+    watch_event, BatchProgress, CancelRunResponse, CompareRunsResponse, DeleteRunResponse,
+    EpochRecord, GetRunResponse, GroupDiagnosis, GroupEpochStats, ListRunsResponse, ParameterRate,
+    Run, RunAnalysis, RunComparison, RunConfig, ServerInfo, StartRunResponse, StatusChange,
+    WatchEvent,
 };
 
 use crate::render::rates::rate_setup;
@@ -247,6 +248,16 @@ pub fn cancel(response: &CancelRunResponse, requested: &str) -> Value {
         Some(run) => json!({ "id": run.id, "status": status_label(run.status) }),
         None => json!({ "id": requested, "status": Value::Null }),
     }
+}
+
+/// `strata resume` → `{"run_id","status":"queued","reason"}`.
+pub fn resume(run_id: &str, reason: &str) -> Value {
+    json!({ "run_id": run_id, "status": "queued", "reason": reason })
+}
+
+/// `strata delete` → `{"run_id","deleted":true}`.
+pub fn delete(response: &DeleteRunResponse) -> Value {
+    json!({ "run_id": response.run_id, "deleted": true })
 }
 
 /// `strata info` → `{"version","devices","max_concurrent_runs","data_dir"}`.
