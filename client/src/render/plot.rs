@@ -156,40 +156,67 @@ fn drawing<E: std::fmt::Display>(err: E) -> String {
     format!("cannot draw the plot: {err}")
 }
 
+/// The points that can be drawn at all: both coordinates finite.
+fn finite(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect()
+}
+
+/// The ranges of the axes: epochs from 1 to `x_max`, and losses from `low` to `high` in the
+/// drawn scale, padded so that no curve runs along the frame.
+struct Axes {
+    x_max: f64,
+    scale: YScale,
+    low: f64,
+    high: f64,
+}
+
+impl Axes {
+    fn around(runs: &[RunCurves]) -> Axes {
+        let all: Vec<(f64, f64)> = runs
+            .iter()
+            .flat_map(|r| finite(&r.train).into_iter().chain(finite(&r.val)))
+            .collect();
+        let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max).max(2.0);
+        let y_min = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let y_max = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        let scale = YScale::for_range(y_min, y_max);
+        let (mut low, mut high) = if all.is_empty() {
+            (0.0, 1.0)
+        } else {
+            (scale.axis_at(y_min), scale.axis_at(y_max))
+        };
+        let pad = ((high - low) * 0.05).max(1e-6);
+        if !scale.log {
+            low = (low - pad).max(if y_min >= 0.0 { 0.0 } else { f64::MIN });
+        } else {
+            low -= pad;
+        }
+        high += pad;
+        Axes {
+            x_max,
+            scale,
+            low,
+            high,
+        }
+    }
+}
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
     runs: &[RunCurves],
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(drawing)?;
-    let finite = |points: &Vec<(f64, f64)>| -> Vec<(f64, f64)> {
-        points
-            .iter()
-            .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .collect()
-    };
-    let all: Vec<(f64, f64)> = runs
-        .iter()
-        .flat_map(|r| finite(&r.train).into_iter().chain(finite(&r.val)))
-        .collect();
-    let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max).max(2.0);
-    let y_min = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let y_max = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    let scale = YScale::for_range(y_min, y_max);
-    let (mut low, mut high) = if all.is_empty() {
-        (0.0, 1.0)
-    } else {
-        (scale.axis_at(y_min), scale.axis_at(y_max))
-    };
-    let pad = ((high - low) * 0.05).max(1e-6);
-    if !scale.log {
-        low = (low - pad).max(if y_min >= 0.0 { 0.0 } else { f64::MIN });
-    } else {
-        low -= pad;
-    }
-    high += pad;
-
+    let Axes {
+        x_max,
+        scale,
+        low,
+        high,
+    } = Axes::around(runs);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT_FAMILY, 24))
         .margin(20)
@@ -218,7 +245,7 @@ fn draw<DB: DrawingBackend>(
     for (index, run) in runs.iter().enumerate() {
         let colour = PALETTE[index % PALETTE.len()];
         let style = colour.stroke_width(2);
-        let on_axis = |points: &Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+        let on_axis = |points: &[(f64, f64)]| -> Vec<(f64, f64)> {
             finite(points)
                 .into_iter()
                 .filter(|(_, y)| scale.shows(*y))
