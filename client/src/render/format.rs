@@ -1,5 +1,6 @@
-//! How single values are printed: losses and other metrics, learning rates, plain numbers,
-//! shapes, times, durations and a status with its reason.
+//! How single values are printed, one function per kind, for every table, chart and export:
+//! losses and other metrics, learning rates, plain numbers, update ratios, shapes, times,
+//! durations, a status with its reason, a run's short label, its epochs done, `-` for none.
 
 use strata_client::status_label;
 use strata_proto::Run;
