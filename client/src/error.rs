@@ -1,105 +1,110 @@
-//! How a command ends: its exit code and the one line it prints on stderr.
+//! [`ClientError`]: everything that can go wrong talking to `stratad`, and the one-line messages
+//! made from transport errors.
 
-use std::io;
-
-use strata_client::ClientError;
-use tonic::Code;
-
-/// How a command that did its job ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// Exit 0.
-    Success,
-    /// Exit 3: the watched run ended failed, diverged or cancelled (already reported on stdout).
-    RunEndedBadly,
+/// Everything that can go wrong talking to `stratad`.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address could not be turned into a URI.
+    #[error("invalid address {addr:?}: {reason}")]
+    InvalidAddress { addr: String, reason: String },
+    /// The token cannot be sent as gRPC metadata (it must be visible ASCII).
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// No connection could be made to the daemon.
+    #[error("cannot reach stratad at {addr}: {reason} (is it running?)")]
+    Connect { addr: String, reason: String },
+    /// The call reached the daemon (or the transport under it) and failed with this status.
+    /// Boxed because `Status` is large and would bloat every `Result` (clippy::result_large_err).
+    #[error("{}", status_message(.0))]
+    Status(Box<tonic::Status>),
 }
 
-impl Exit {
-    pub fn code(self) -> u8 {
+impl ClientError {
+    /// The gRPC code this error corresponds to, so callers can map every error the same way:
+    /// a bad address or token is the caller's input (`InvalidArgument`), a failed connect is
+    /// `Unavailable`, and a call's status is its own code.
+    pub fn code(&self) -> tonic::Code {
         match self {
-            Exit::Success => 0,
-            Exit::RunEndedBadly => 3,
-        }
-    }
-}
-
-/// Why a command could not do its job.
-#[derive(Debug)]
-pub enum CliError {
-    /// Anything else: exit 1.
-    Failed(String),
-    /// A call to the daemon failed; mapped by its gRPC code in [`CliError::report`] (a config
-    /// the daemon rejects is a usage error, exit 2, like clap's own).
-    Client(ClientError),
-    /// Stdout was closed (`strata list | head`): stop quietly, as other Unix tools do.
-    BrokenPipe,
-    /// The user pressed Ctrl-C while watching: exit 130, the shell convention for SIGINT.
-    CtrlC,
-}
-
-impl From<ClientError> for CliError {
-    fn from(err: ClientError) -> Self {
-        CliError::Client(err)
-    }
-}
-
-impl From<io::Error> for CliError {
-    fn from(err: io::Error) -> Self {
-        if err.kind() == io::ErrorKind::BrokenPipe {
-            CliError::BrokenPipe
-        } else {
-            CliError::Failed(format!("cannot write output: {err}"))
-        }
-    }
-}
-
-impl CliError {
-    /// The exit code, and the message for `error: ...` on stderr (none for a quiet exit).
-    /// `addr` is the daemon address the user gave, for the "cannot reach" message.
-    pub fn report(self, addr: &str) -> (u8, Option<String>) {
-        match self {
-            CliError::BrokenPipe => (0, None),
-            CliError::CtrlC => (130, None),
-            CliError::Failed(message) => (1, Some(one_line(&message))),
-            CliError::Client(err) => {
-                let message = one_line(&err.to_string());
-                match err.code() {
-                    // A failed connect already says where and why.
-                    _ if matches!(err, ClientError::Connect { .. }) => (1, Some(message)),
-                    // A call whose transport broke before or during it: the daemon is gone.
-                    Code::Unavailable if err.status().is_some() => (
-                        1,
-                        Some(format!("cannot reach stratad at {addr} (is it running?)")),
-                    ),
-                    _ if err.is_connection_error() => (
-                        1,
-                        Some(format!(
-                            "lost the connection to stratad at {addr}: {message}"
-                        )),
-                    ),
-                    // The daemon validates specs; its rejection is the user's usage error.
-                    Code::InvalidArgument => (2, Some(message)),
-                    Code::Unauthenticated => {
-                        (1, Some(format!("{message} (set --token or STRATA_TOKEN)")))
-                    }
-                    _ => (1, Some(message)),
-                }
+            ClientError::InvalidAddress { .. } | ClientError::InvalidToken(_) => {
+                tonic::Code::InvalidArgument
             }
+            ClientError::Connect { .. } => tonic::Code::Unavailable,
+            ClientError::Status(status) => status.code(),
+        }
+    }
+
+    /// Whether the connection to the daemon failed (it is not running, or went away mid-call),
+    /// as opposed to the daemon answering with an error. Statuses the daemon sends arrive
+    /// without a source error; those tonic raises locally from a broken transport carry one.
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } => true,
+            ClientError::Status(status) => {
+                status.code() == tonic::Code::Unavailable
+                    || std::error::Error::source(status.as_ref()).is_some()
+            }
+            ClientError::InvalidAddress { .. } | ClientError::InvalidToken(_) => false,
+        }
+    }
+
+    /// The server's status, when the error came from a call.
+    pub fn status(&self) -> Option<&tonic::Status> {
+        match self {
+            ClientError::Status(status) => Some(status),
+            _ => None,
         }
     }
 }
 
-/// A message on one line: the CLI's contract is exactly one line of error on stderr.
-fn one_line(message: &str) -> String {
-    let parts: Vec<&str> = message
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect();
-    if parts.is_empty() {
-        "unknown error".to_string()
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Status(Box::new(status))
+    }
+}
+
+/// A status's message, or its code's description when the server sent none.
+fn status_message(status: &tonic::Status) -> String {
+    if status.message().is_empty() {
+        status.code().description().to_string()
     } else {
-        parts.join("; ")
+        status.message().to_string()
+    }
+}
+
+/// An error and its sources on one line. Transport errors say little at the top ("transport
+/// error"); the useful part ("Connection refused") is further down the chain.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(err) = current {
+        let text = err.to_string();
+        // Skip tonic's generic top line and pieces a layer repeats from its source.
+        let generic = text == "transport error" && err.source().is_some();
+        if !generic && !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    let mut chain = parts.join(": ");
+    if let Some(hint) = tls_hint(&chain) {
+        chain.push_str("; ");
+        chain.push_str(hint);
+    }
+    chain
+}
+
+/// What to do about the certificate errors people meet with a self-made certificate.
+fn tls_hint(chain: &str) -> Option<&'static str> {
+    if chain.contains("CaUsedAsEndEntity") {
+        Some("the daemon's certificate is a CA certificate (what `openssl req -x509` makes unless told otherwise); make the daemon one with -addext basicConstraints=critical,CA:FALSE (see the README, Access)")
+    } else if chain.contains("Expired") {
+        Some("the daemon's certificate has expired; give stratad a new one")
+    } else if chain.contains("NotValidForName") {
+        Some("the daemon's certificate does not name the host in --addr; add it with -addext subjectAltName=DNS:HOST,IP:ADDR")
+    } else if chain.contains("UnknownIssuer") {
+        Some("the daemon's certificate is not trusted; pass it (or its CA) with --tls-ca FILE")
+    } else {
+        None
     }
 }
 
@@ -107,39 +112,14 @@ fn one_line(message: &str) -> String {
 mod tests {
     use super::*;
 
-    fn status(code: Code, message: &str) -> CliError {
-        CliError::Client(ClientError::from(tonic::Status::new(code, message)))
-    }
-
     #[test]
-    fn server_codes_map_to_exit_codes() {
-        let (code, message) = status(
-            Code::InvalidArgument,
-            "layer_lr: rule 'x=1' matches no parameter",
-        )
-        .report("a");
-        assert_eq!(
-            (code, message.as_deref()),
-            (2, Some("layer_lr: rule 'x=1' matches no parameter"))
-        );
-        let (code, message) = status(Code::NotFound, "no run matches 'ff'").report("a");
-        assert_eq!((code, message.as_deref()), (1, Some("no run matches 'ff'")));
-        let (code, message) = status(Code::Unavailable, "transport error").report("h:1");
-        assert_eq!(
-            (code, message.as_deref()),
-            (1, Some("cannot reach stratad at h:1 (is it running?)"))
-        );
-    }
-
-    #[test]
-    fn messages_are_one_line() {
-        let (_, message) = CliError::Failed("first\n\n  second\n".into()).report("a");
-        assert_eq!(message.as_deref(), Some("first; second"));
-    }
-
-    #[test]
-    fn broken_pipe_is_quiet() {
-        let err = CliError::from(io::Error::from(io::ErrorKind::BrokenPipe));
-        assert_eq!(err.report("a"), (0, None));
+    fn status_errors_keep_code_and_message() {
+        let err = ClientError::from(tonic::Status::not_found("no run matches 'abc'"));
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        assert_eq!(err.to_string(), "no run matches 'abc'");
+        assert!(err.status().is_some());
+        assert!(!err.is_connection_error(), "a status sent by the daemon");
+        let empty = ClientError::from(tonic::Status::new(tonic::Code::Internal, ""));
+        assert!(!empty.to_string().is_empty());
     }
 }

@@ -9,9 +9,12 @@
 //! JSON is `strata show --json`: the run, its config and rate table, every epoch with its groups,
 //! and the daemon's analysis (`pd.json_normalize(doc["epochs"])` flattens the epochs).
 
+use strata_client::epoch_gap;
+use strata_client::model::in_first_appearance_order;
 use strata_proto::{EpochRecord, GetRunResponse};
 
-use crate::{epoch_gap, json};
+use crate::json;
+use crate::render::format::plain_number;
 
 /// The epoch columns of the CSV, before the groups'.
 pub const EPOCH_COLUMNS: [&str; 7] = [
@@ -27,17 +30,6 @@ pub const EPOCH_COLUMNS: [&str; 7] = [
 /// Per-group column suffixes of the CSV.
 pub const GROUP_COLUMNS: [&str; 5] = ["lr", "grad_norm", "weight_norm", "update_ratio", "frozen"];
 
-/// A float the way pandas reads it back exactly.
-fn float(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".into()
-    } else if value.is_infinite() {
-        if value > 0.0 { "inf" } else { "-inf" }.into()
-    } else {
-        format!("{value}")
-    }
-}
-
 /// A CSV cell, quoted when it holds a comma, a quote or a line break (RFC 4180).
 fn cell(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
@@ -47,22 +39,13 @@ fn cell(text: &str) -> String {
     }
 }
 
-/// Group names in the order the epochs first mention them.
-fn group_names(epochs: &[EpochRecord]) -> Vec<&str> {
-    let mut names: Vec<&str> = Vec::new();
-    for epoch in epochs {
-        for group in &epoch.groups {
-            if !names.contains(&group.name.as_str()) {
-                names.push(&group.name);
-            }
-        }
-    }
-    names
-}
-
 /// The epochs as CSV, header included, one line per epoch, each line ending in `\n`.
 pub fn csv(epochs: &[EpochRecord]) -> String {
-    let groups = group_names(epochs);
+    let groups = in_first_appearance_order(
+        epochs
+            .iter()
+            .flat_map(|e| e.groups.iter().map(|g| g.name.as_str())),
+    );
     let mut header: Vec<String> = EPOCH_COLUMNS.iter().map(|c| c.to_string()).collect();
     for group in &groups {
         header.extend(GROUP_COLUMNS.iter().map(|c| cell(&format!("{group}_{c}"))));
@@ -72,20 +55,20 @@ pub fn csv(epochs: &[EpochRecord]) -> String {
     for epoch in epochs {
         let mut row = vec![
             epoch.epoch.to_string(),
-            float(epoch.train_loss),
-            float(epoch.val_loss),
-            float(epoch_gap(epoch)),
-            float(epoch.val_accuracy),
-            float(epoch.duration_ms),
-            float(epoch.samples_per_sec),
+            plain_number(epoch.train_loss),
+            plain_number(epoch.val_loss),
+            plain_number(epoch_gap(epoch)),
+            plain_number(epoch.val_accuracy),
+            plain_number(epoch.duration_ms),
+            plain_number(epoch.samples_per_sec),
         ];
         for name in &groups {
             match epoch.groups.iter().find(|g| g.name == *name) {
                 Some(g) => row.extend([
-                    float(g.lr),
-                    float(g.grad_norm),
-                    float(g.weight_norm),
-                    float(g.update_ratio),
+                    plain_number(g.lr),
+                    plain_number(g.grad_norm),
+                    plain_number(g.weight_norm),
+                    plain_number(g.update_ratio),
                     g.frozen.to_string(),
                 ]),
                 // A group this epoch does not report: empty cells (NaN in pandas).

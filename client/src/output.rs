@@ -1,7 +1,7 @@
 //! Writing to stdout without panicking.
 //!
 //! `println!` panics when stdout is a closed pipe (`strata list | head`); these helpers return
-//! the error instead, and [`crate::error::CliError`] turns a broken pipe into a quiet exit.
+//! the error instead, and [`crate::exit::CliError`] turns a broken pipe into a quiet exit.
 
 use std::io::{self, Write};
 

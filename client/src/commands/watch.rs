@@ -1,21 +1,35 @@
-//! `strata watch` (and `strata start --follow`): a run's history, then its live events.
+//! `strata watch` (and `start` or `resume` with `--follow`): a run's history, then its live
+//! events.
 
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use strata_client::{json, render, status_label, Client};
-use strata_proto::{watch_event::Event, BatchProgress, RunStatus};
+use strata_client::{status_label, Client};
+use strata_proto::{watch_event::Event, BatchProgress, RunStatus, StatusChange};
 
-use crate::error::{CliError, Exit};
+use crate::cli::WatchArgs;
+use crate::exit::{CliError, Exit};
 use crate::output::{note, Out};
+use crate::{json, render};
 
-/// Streams run `run` (id or unique prefix) from `from_epoch` until its final status.
+/// `strata watch RUN [--from-epoch E]`.
+pub async fn run(
+    client: &Client,
+    args: WatchArgs,
+    as_json: bool,
+    out: &mut Out,
+) -> Result<Exit, CliError> {
+    follow(client, &args.run, args.from_epoch, as_json, out).await
+}
+
+/// Streams run `run` (id or unique prefix) from `from_epoch` until its final status; `start`
+/// and `resume` do this too, with `--follow`.
 ///
 /// Human mode prints one line per epoch on stdout, a progress bar per epoch on stderr when it is
 /// a terminal, and the final status; `--json` prints every event as an NDJSON line. Ends with
 /// [`Exit::Success`] when the run completed, [`Exit::RunEndedBadly`] when it failed, diverged or
 /// was cancelled, and an error when it was interrupted (it can be resumed, so it is not done).
-pub async fn watch(
+pub async fn follow(
     client: &Client,
     run: &str,
     from_epoch: u32,
@@ -64,9 +78,7 @@ pub async fn watch(
 
         // The run's final status ends the watch; every event before it is shown.
         let finished = match &event.event {
-            Some(Event::Status(change)) => RunStatus::try_from(change.status)
-                .ok()
-                .filter(|s| s.is_terminal()),
+            Some(Event::Status(change)) => terminal_status(change),
             _ => None,
         };
         if as_json {
@@ -102,15 +114,22 @@ fn show_event(
     match event {
         Some(Event::Epoch(record)) => {
             progress.clear();
-            out.line(&render::epoch_line(&record, total_epochs, val_metric))?;
+            out.line(&render::epochs::epoch_line(
+                &record,
+                total_epochs,
+                val_metric,
+            ))?;
         }
         Some(Event::Progress(batch)) => progress.update(&batch),
         Some(Event::Notice(message)) => progress.suspend(|| note(&format!("notice: {message}"))),
         Some(Event::Status(change)) => {
-            let terminal = RunStatus::try_from(change.status).is_ok_and(RunStatus::is_terminal);
-            if terminal {
+            if terminal_status(&change).is_some() {
                 progress.clear();
-                out.line(&render::run_finished(run_id, change.status, &change.reason))?;
+                out.line(&render::epochs::run_finished(
+                    run_id,
+                    change.status,
+                    &change.reason,
+                ))?;
             } else {
                 let label = status_label(change.status);
                 progress.suspend(|| note(&format!("run {run_id} is {label}")));
@@ -120,6 +139,13 @@ fn show_event(
         None => {}
     }
     Ok(())
+}
+
+/// The status a change brings the run to, when that is a final one.
+fn terminal_status(change: &StatusChange) -> Option<RunStatus> {
+    RunStatus::try_from(change.status)
+        .ok()
+        .filter(|status| status.is_terminal())
 }
 
 /// The exit for a run's terminal status.
@@ -165,7 +191,7 @@ impl EpochProgress {
         };
         bar.set_length(u64::from(batch.batches));
         bar.set_position(u64::from(batch.batch));
-        bar.set_message(format!("loss {}", render::metric(batch.loss)));
+        bar.set_message(format!("loss {}", render::format::metric(batch.loss)));
     }
 
     fn new_bar(&self, batch: &BatchProgress) -> ProgressBar {
@@ -178,7 +204,7 @@ impl EpochProgress {
             .map(|style| style.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
-        bar.set_prefix(render::epoch_label(batch.epoch, self.total_epochs));
+        bar.set_prefix(render::epochs::epoch_label(batch.epoch, self.total_epochs));
         bar
     }
 

@@ -12,13 +12,11 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 use strata_proto::EpochRecord;
 
+use crate::render::scale::YScale;
+
 /// Size of the picture, in pixels (SVG user units).
 pub const PLOT_WIDTH_PX: u32 = 1000;
 pub const PLOT_HEIGHT_PX: u32 = 600;
-
-/// A y range wider than this ratio (max / min, both positive) is drawn on a log scale, so that a
-/// run that blew up does not flatten every other curve.
-const LOG_SCALE_RATIO: f64 = 100.0;
 
 /// The font family every text element asks for; the embedded font is registered under it.
 const FONT_FAMILY: &str = "sans-serif";
@@ -139,30 +137,6 @@ fn encode_png(rgb: &[u8], (width, height): (u32, u32)) -> Result<Vec<u8>, String
     Ok(out)
 }
 
-/// The y axis: linear, or log10 when the losses span more than [`LOG_SCALE_RATIO`].
-#[derive(Clone, Copy)]
-struct Scale {
-    log: bool,
-}
-
-impl Scale {
-    fn axis_at(self, y: f64) -> f64 {
-        if self.log {
-            y.log10()
-        } else {
-            y
-        }
-    }
-
-    fn value_at(self, v: f64) -> f64 {
-        if self.log {
-            10f64.powf(v)
-        } else {
-            v
-        }
-    }
-}
-
 /// A tick label with up to four significant digits.
 fn tick(value: f64) -> String {
     let magnitude = value.abs();
@@ -182,42 +156,67 @@ fn drawing<E: std::fmt::Display>(err: E) -> String {
     format!("cannot draw the plot: {err}")
 }
 
+/// The points that can be drawn at all: both coordinates finite.
+fn finite(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect()
+}
+
+/// The ranges of the axes: epochs from 1 to `x_max`, and losses from `low` to `high` in the
+/// drawn scale, padded so that no curve runs along the frame.
+struct Axes {
+    x_max: f64,
+    scale: YScale,
+    low: f64,
+    high: f64,
+}
+
+impl Axes {
+    fn around(runs: &[RunCurves]) -> Axes {
+        let all: Vec<(f64, f64)> = runs
+            .iter()
+            .flat_map(|r| finite(&r.train).into_iter().chain(finite(&r.val)))
+            .collect();
+        let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max).max(2.0);
+        let y_min = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let y_max = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        let scale = YScale::for_range(y_min, y_max);
+        let (mut low, mut high) = if all.is_empty() {
+            (0.0, 1.0)
+        } else {
+            (scale.axis_at(y_min), scale.axis_at(y_max))
+        };
+        let pad = ((high - low) * 0.05).max(1e-6);
+        if !scale.log {
+            low = (low - pad).max(if y_min >= 0.0 { 0.0 } else { f64::MIN });
+        } else {
+            low -= pad;
+        }
+        high += pad;
+        Axes {
+            x_max,
+            scale,
+            low,
+            high,
+        }
+    }
+}
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
     runs: &[RunCurves],
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(drawing)?;
-    let finite = |points: &Vec<(f64, f64)>| -> Vec<(f64, f64)> {
-        points
-            .iter()
-            .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .collect()
-    };
-    let all: Vec<(f64, f64)> = runs
-        .iter()
-        .flat_map(|r| finite(&r.train).into_iter().chain(finite(&r.val)))
-        .collect();
-    let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max).max(2.0);
-    let y_min = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let y_max = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    let scale = Scale {
-        log: y_min > 0.0 && y_max / y_min > LOG_SCALE_RATIO,
-    };
-    let (mut low, mut high) = if all.is_empty() {
-        (0.0, 1.0)
-    } else {
-        (scale.axis_at(y_min), scale.axis_at(y_max))
-    };
-    let pad = ((high - low) * 0.05).max(1e-6);
-    if !scale.log {
-        low = (low - pad).max(if y_min >= 0.0 { 0.0 } else { f64::MIN });
-    } else {
-        low -= pad;
-    }
-    high += pad;
-
+    let Axes {
+        x_max,
+        scale,
+        low,
+        high,
+    } = Axes::around(runs);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT_FAMILY, 24))
         .margin(20)
@@ -246,10 +245,10 @@ fn draw<DB: DrawingBackend>(
     for (index, run) in runs.iter().enumerate() {
         let colour = PALETTE[index % PALETTE.len()];
         let style = colour.stroke_width(2);
-        let on_axis = |points: &Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+        let on_axis = |points: &[(f64, f64)]| -> Vec<(f64, f64)> {
             finite(points)
                 .into_iter()
-                .filter(|(_, y)| !scale.log || *y > 0.0)
+                .filter(|(_, y)| scale.shows(*y))
                 .map(|(x, y)| (x, scale.axis_at(y)))
                 .collect()
         };

@@ -3,63 +3,33 @@
 //!
 //! The daemon decides every verdict and writes every sentence; this module only arranges them.
 
-use strata_proto::{CompareRunsResponse, GroupDiagnosis, Run, RunAnalysis, RunComparison};
+use strata_client::model::in_first_appearance_order;
+use strata_client::status_label;
+use strata_proto::{
+    CompareRunsResponse, Diagnosis, GroupDiagnosis, Run, RunAnalysis, RunComparison,
+};
 
-use crate::chart::{line_chart, Series};
-use crate::render::{metric, rate, signed_metric, Align, Table};
-use crate::status_label;
+use crate::render::chart::{line_chart, Series};
+use crate::render::format::{
+    epochs_done_of_total, metric, or_dash, run_label, signed_metric, update_ratio,
+};
+use crate::render::rates::rate_setup;
+use crate::render::table::{Align, Table};
 
 /// Plot area of the terminal chart, in characters.
 const CHART_WIDTH: usize = 60;
 const CHART_HEIGHT: usize = 12;
 
-/// A run's layer-rate setup in short form, from its resolved rate table: `all=1e-2`, or
-/// `layer0=1e-3@3 layer1=1e-2 head=1e-2` (`@N`: frozen until epoch N; `=frozen`: for good), and
-/// the schedule when it is not constant.
-pub fn rate_setup(run: &Run) -> String {
-    // Per group, the rate of its largest parameter, as the daemon reports a group's rate.
-    let mut groups: Vec<(&str, f64, i32, i64)> = Vec::new();
-    for p in &run.parameters {
-        let size: i64 = p.shape.iter().product();
-        match groups.iter_mut().find(|g| g.0 == p.group) {
-            Some(g) if size > g.3 => *g = (&p.group, p.lr, p.frozen_until, size),
-            Some(_) => {}
-            None => groups.push((&p.group, p.lr, p.frozen_until, size)),
-        }
-    }
-    let mut text = match groups.first() {
-        None => "-".to_string(),
-        Some(first)
-            if groups.len() > 1
-                && groups
-                    .iter()
-                    .all(|g| g.1.to_bits() == first.1.to_bits() && g.2 == 0) =>
-        {
-            format!("all={}", rate(first.1))
-        }
-        Some(_) => groups
-            .iter()
-            .map(|(name, lr, frozen_until, _)| match frozen_until {
-                0 => format!("{name}={}", rate(*lr)),
-                n if *n < 0 => format!("{name}=frozen"),
-                n => format!("{name}={}@{n}", rate(*lr)),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-    };
-    let schedule = run.config.as_ref().map_or("", |c| c.schedule.as_str());
-    if !schedule.is_empty() && schedule != "constant" {
-        text.push_str(&format!(" schedule={schedule}"));
-    }
-    text
-}
-
-/// `ok (1.2e-3/step)`.
+/// `ok (1.2e-3/step)`, or `frozen`.
 fn diagnosis_cell(group: &GroupDiagnosis) -> String {
-    if group.diagnosis == "frozen" {
+    if Diagnosis::from_label(&group.diagnosis) == Some(Diagnosis::Frozen) {
         return group.diagnosis.clone();
     }
-    format!("{} ({:.1e}/step)", group.diagnosis, group.update_ratio)
+    format!(
+        "{} ({}/step)",
+        group.diagnosis,
+        update_ratio(group.update_ratio)
+    )
 }
 
 /// An epoch number, or `-` for none.
@@ -109,7 +79,7 @@ pub fn show_section(analysis: &RunAnalysis) -> String {
             table.row(vec![
                 group.name.clone(),
                 group.diagnosis.clone(),
-                format!("{:.1e}", group.update_ratio),
+                update_ratio(group.update_ratio),
                 group.advice.clone(),
             ]);
         }
@@ -119,20 +89,11 @@ pub fn show_section(analysis: &RunAnalysis) -> String {
     text
 }
 
-/// How a run is named in the compare table: its name, or the first 8 digits of its id.
-fn short_label(run: &Run) -> String {
-    if run.name.is_empty() {
-        run.id.chars().take(8).collect()
-    } else {
-        run.name.clone()
-    }
-}
-
 /// The validation curves of the compared runs, as chart series.
-pub fn validation_series(runs: &[RunComparison]) -> Vec<Series> {
+fn validation_series(runs: &[RunComparison]) -> Vec<Series> {
     runs.iter()
         .map(|c| Series {
-            label: c.run.as_ref().map_or_else(String::new, short_label),
+            label: c.run.as_ref().map_or_else(String::new, run_label),
             points: c
                 .epochs
                 .iter()
@@ -142,86 +103,31 @@ pub fn validation_series(runs: &[RunComparison]) -> Vec<Series> {
         .collect()
 }
 
+/// One run of `strata compare`, with defaults for whatever the daemon left out.
+struct Compared<'a> {
+    rank: u32,
+    run: &'a Run,
+    analysis: &'a RunAnalysis,
+}
+
 /// `strata compare`: the runs side by side (best first), each run's reason, the daemon's
 /// summary, and a chart of the validation curves.
 pub fn compare(response: &CompareRunsResponse) -> String {
     let default_run = Run::default();
     let default_analysis = RunAnalysis::default();
-    let runs: Vec<(&Run, &RunAnalysis)> = response
+    let runs: Vec<Compared> = response
         .runs
         .iter()
-        .map(|c| {
-            (
-                c.run.as_ref().unwrap_or(&default_run),
-                c.analysis.as_ref().unwrap_or(&default_analysis),
-            )
+        .map(|c| Compared {
+            rank: c.rank,
+            run: c.run.as_ref().unwrap_or(&default_run),
+            analysis: c.analysis.as_ref().unwrap_or(&default_analysis),
         })
         .collect();
-    let headers: Vec<String> = response
-        .runs
+    let mut sections = vec![side_by_side(&runs)];
+    let reasons: Vec<String> = runs
         .iter()
-        .map(|c| format!("#{}", c.rank))
-        .collect();
-    let mut columns: Vec<(&str, Align)> = vec![("", Align::Left)];
-    columns.extend(headers.iter().map(|h| (h.as_str(), Align::Left)));
-    let mut table = Table::new(&columns);
-    let mut row = |label: &str, cell: &dyn Fn(&Run, &RunAnalysis) -> String| {
-        let mut cells = vec![label.to_string()];
-        cells.extend(runs.iter().map(|(run, analysis)| cell(run, analysis)));
-        table.row(cells);
-    };
-    row("run", &|run, _| run.id.clone());
-    row("name", &|run, _| {
-        if run.name.is_empty() {
-            "-".into()
-        } else {
-            run.name.clone()
-        }
-    });
-    row("status", &|run, _| status_label(run.status).into_owned());
-    row("rates", &|run, _| rate_setup(run));
-    row("epochs", &|run, _| {
-        let total = run
-            .config
-            .as_ref()
-            .and_then(|c| c.epochs)
-            .map_or("?".to_string(), |e| e.to_string());
-        format!("{}/{total}", run.epochs_done)
-    });
-    row("best epoch", &|_, a| epoch_cell(a.best_epoch));
-    row("best val loss", &|_, a| metric(a.best_val_loss));
-    row("final train", &|_, a| metric(a.final_train_loss));
-    row("final val", &|_, a| metric(a.final_val_loss));
-    row("gap at best", &|_, a| signed_metric(a.gap_at_best));
-    row("gap at end", &|_, a| signed_metric(a.gap_final));
-    row("converged at", &|_, a| epoch_cell(a.epochs_to_converge));
-    row("verdict", &|_, a| a.verdict.clone());
-    // One row per layer group, across every run's groups in order of first appearance.
-    let mut group_names: Vec<&str> = Vec::new();
-    for (_, analysis) in &runs {
-        for group in &analysis.groups {
-            if !group_names.contains(&group.name.as_str()) {
-                group_names.push(&group.name);
-            }
-        }
-    }
-    for name in group_names {
-        row(name, &|_, a| {
-            a.groups
-                .iter()
-                .find(|g| g.name == name)
-                .map_or("-".to_string(), diagnosis_cell)
-        });
-    }
-
-    let mut sections = vec![table.render_plain()];
-    let reasons: Vec<String> = response
-        .runs
-        .iter()
-        .zip(&runs)
-        .map(|(c, (run, analysis))| {
-            format!("#{} {}: {}", c.rank, short_label(run), analysis.reason)
-        })
+        .map(|c| format!("#{} {}: {}", c.rank, run_label(c.run), c.analysis.reason))
         .collect();
     sections.push(reasons.join("\n"));
     if !response.summary.is_empty() {
@@ -236,69 +142,51 @@ pub fn compare(response: &CompareRunsResponse) -> String {
     sections.join("\n\n")
 }
 
+/// The table of `strata compare`: a column per run headed by its rank, a row per fact, then a
+/// row per layer group with each run's diagnosis of it.
+fn side_by_side(runs: &[Compared]) -> String {
+    let headers: Vec<String> = runs.iter().map(|c| format!("#{}", c.rank)).collect();
+    let mut columns: Vec<(&str, Align)> = vec![("", Align::Left)];
+    columns.extend(headers.iter().map(|h| (h.as_str(), Align::Left)));
+    let mut table = Table::new(&columns);
+    let mut row = |label: &str, cell: &dyn Fn(&Run, &RunAnalysis) -> String| {
+        let mut cells = vec![label.to_string()];
+        cells.extend(runs.iter().map(|c| cell(c.run, c.analysis)));
+        table.row(cells);
+    };
+    row("run", &|run, _| run.id.clone());
+    row("name", &|run, _| or_dash(&run.name));
+    row("status", &|run, _| status_label(run.status).into_owned());
+    row("rates", &|run, _| rate_setup(run));
+    row("epochs", &|run, _| epochs_done_of_total(run));
+    row("best epoch", &|_, a| epoch_cell(a.best_epoch));
+    row("best val loss", &|_, a| metric(a.best_val_loss));
+    row("final train", &|_, a| metric(a.final_train_loss));
+    row("final val", &|_, a| metric(a.final_val_loss));
+    row("gap at best", &|_, a| signed_metric(a.gap_at_best));
+    row("gap at end", &|_, a| signed_metric(a.gap_final));
+    row("converged at", &|_, a| epoch_cell(a.epochs_to_converge));
+    row("verdict", &|_, a| a.verdict.clone());
+    let groups = in_first_appearance_order(
+        runs.iter()
+            .flat_map(|c| c.analysis.groups.iter().map(|g| g.name.as_str())),
+    );
+    for name in groups {
+        row(name, &|_, a| {
+            a.groups
+                .iter()
+                .find(|g| g.name == name)
+                .map_or("-".to_string(), diagnosis_cell)
+        });
+    }
+    table.render_plain()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_proto::{EpochRecord, ParameterRate, RunConfig, RunStatus};
-
-    fn param(
-        name: &str,
-        group: &str,
-        shape: Vec<i64>,
-        lr: f64,
-        frozen_until: i32,
-    ) -> ParameterRate {
-        ParameterRate {
-            name: name.into(),
-            group: group.into(),
-            shape,
-            lr,
-            frozen_until,
-            init: "fresh".into(),
-        }
-    }
-
-    fn mlp(layer0_lr: f64, frozen_until: i32) -> Vec<ParameterRate> {
-        vec![
-            param(
-                "layer0.weight",
-                "layer0",
-                vec![16, 2],
-                layer0_lr,
-                frozen_until,
-            ),
-            // A bias at another rate does not change the group's (the weight's) rate.
-            param("layer0.bias", "layer0", vec![16], 5.0, 0),
-            param("head.weight", "head", vec![3, 16], 1e-2, 0),
-            param("head.bias", "head", vec![3], 1e-2, 0),
-        ]
-    }
-
-    #[test]
-    fn rate_setup_is_short() {
-        let run = |parameters, schedule: &str| Run {
-            parameters,
-            config: Some(RunConfig {
-                schedule: schedule.into(),
-                ..RunConfig::default()
-            }),
-            ..Run::default()
-        };
-        assert_eq!(rate_setup(&run(mlp(1e-2, 0), "constant")), "all=1e-2");
-        assert_eq!(
-            rate_setup(&run(mlp(1e-3, 0), "cosine")),
-            "layer0=1e-3 head=1e-2 schedule=cosine"
-        );
-        assert_eq!(
-            rate_setup(&run(mlp(1e-3, 3), "")),
-            "layer0=1e-3@3 head=1e-2"
-        );
-        assert_eq!(
-            rate_setup(&run(mlp(1e-3, -1), "")),
-            "layer0=frozen head=1e-2"
-        );
-        assert_eq!(rate_setup(&Run::default()), "-");
-    }
+    use crate::fixtures::mlp;
+    use strata_proto::{EpochRecord, RunConfig, RunStatus};
 
     fn comparison(id: &str, name: &str, rank: u32, verdict: &str, vals: &[f64]) -> RunComparison {
         RunComparison {

@@ -2,6 +2,8 @@
 //! y axis labelled at the top, middle and bottom, the x axis with its first and last value.
 //! Losses spanning more than two decades (a run that blew up) are drawn on a log scale.
 
+use crate::render::scale::YScale;
+
 /// One curve: `(x, y)` points in x order; non-finite points are skipped.
 #[derive(Clone, Debug)]
 pub struct Series {
@@ -11,9 +13,6 @@ pub struct Series {
 
 /// Marker of the n-th series (they repeat after eight).
 pub const MARKERS: [char; 8] = ['*', 'o', '+', 'x', '#', '@', '%', '&'];
-
-/// A y range wider than this ratio (max / min, both positive) is drawn on a log scale.
-const LOG_SCALE_RATIO: f64 = 100.0;
 
 /// A value with four significant digits, for axis labels.
 fn axis_value(value: f64) -> String {
@@ -32,39 +31,100 @@ fn axis_value(value: f64) -> String {
 /// The chart, `width` columns by `height` rows of plot area, titled, with a legend.
 pub fn line_chart(title: &str, series: &[Series], width: usize, height: usize) -> String {
     let (width, height) = (width.max(10), height.max(3));
-    let finite: Vec<&(f64, f64)> = series
-        .iter()
-        .flat_map(|s| &s.points)
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
-        .collect();
-    if finite.is_empty() {
+    let Some(frame) = Frame::around(series, width, height) else {
         return format!("{title}: nothing to draw yet");
-    }
-    let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| {
-        finite.iter().map(|p| pick(p)).fold(init, f)
     };
-    let (x_min, x_max) = (
-        fold(f64::min, f64::INFINITY, |p| p.0),
-        fold(f64::max, f64::NEG_INFINITY, |p| p.0),
-    );
-    let (y_min, y_max) = (
-        fold(f64::min, f64::INFINITY, |p| p.1),
-        fold(f64::max, f64::NEG_INFINITY, |p| p.1),
-    );
-    let log = y_min > 0.0 && y_max / y_min > LOG_SCALE_RATIO;
-    let scale = |y: f64| if log { y.log10() } else { y };
-    let (mut low, mut high) = (scale(y_min), scale(y_max));
-    if high - low <= f64::EPSILON * high.abs().max(1.0) {
-        let pad = (high.abs() * 0.1).max(1e-9);
-        (low, high) = (low - pad, high + pad);
-    }
-    let x_span = if x_max > x_min { x_max - x_min } else { 1.0 };
-    let row_of = |y: f64| {
-        let fraction = (high - scale(y)) / (high - low);
-        ((fraction * (height - 1) as f64).round() as usize).min(height - 1)
-    };
+    let grid = draw(series, &frame);
+    lay_out(title, series, &frame, &grid)
+}
 
-    let mut grid = vec![vec![' '; width]; height];
+/// Where the plot area puts values: x from `x_min` (first column) to `x_max` (last column), y
+/// from `low` (bottom row) to `high` (top row), both in the drawn scale.
+struct Frame {
+    width: usize,
+    height: usize,
+    x_min: f64,
+    x_max: f64,
+    x_span: f64,
+    scale: YScale,
+    low: f64,
+    high: f64,
+}
+
+impl Frame {
+    /// The frame around every finite point of `series`; `None` when there is none.
+    fn around(series: &[Series], width: usize, height: usize) -> Option<Frame> {
+        let finite: Vec<&(f64, f64)> = series
+            .iter()
+            .flat_map(|s| &s.points)
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        if finite.is_empty() {
+            return None;
+        }
+        let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| {
+            finite.iter().map(|p| pick(p)).fold(init, f)
+        };
+        let (x_min, x_max) = (
+            fold(f64::min, f64::INFINITY, |p| p.0),
+            fold(f64::max, f64::NEG_INFINITY, |p| p.0),
+        );
+        let (y_min, y_max) = (
+            fold(f64::min, f64::INFINITY, |p| p.1),
+            fold(f64::max, f64::NEG_INFINITY, |p| p.1),
+        );
+        let scale = YScale::for_range(y_min, y_max);
+        let (mut low, mut high) = (scale.axis_at(y_min), scale.axis_at(y_max));
+        if high - low <= f64::EPSILON * high.abs().max(1.0) {
+            let pad = (high.abs() * 0.1).max(1e-9);
+            (low, high) = (low - pad, high + pad);
+        }
+        Some(Frame {
+            width,
+            height,
+            x_min,
+            x_max,
+            x_span: if x_max > x_min { x_max - x_min } else { 1.0 },
+            scale,
+            low,
+            high,
+        })
+    }
+
+    /// The x value of a column.
+    fn x_at(&self, column: usize) -> f64 {
+        self.x_min + column as f64 / (self.width - 1) as f64 * self.x_span
+    }
+
+    /// The row a value falls in.
+    fn row_of(&self, y: f64) -> usize {
+        let fraction = (self.high - self.scale.axis_at(y)) / (self.high - self.low);
+        ((fraction * (self.height - 1) as f64).round() as usize).min(self.height - 1)
+    }
+
+    /// A series' value at `x`: interpolated between its points (in the drawn scale, so
+    /// log-scale lines stay straight), or its only point within half a column of `x`.
+    fn value_at(&self, points: &[(f64, f64)], x: f64) -> Option<f64> {
+        match points {
+            [] => None,
+            [only] => {
+                ((only.0 - x).abs() <= self.x_span / (2.0 * self.width as f64)).then_some(only.1)
+            }
+            _ => points.windows(2).find_map(|pair| {
+                let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+                (x >= x0 && x <= x1 && x1 > x0).then(|| {
+                    let t = (x - x0) / (x1 - x0);
+                    let (from, to) = (self.scale.axis_at(y0), self.scale.axis_at(y1));
+                    self.scale.value_at(from + t * (to - from))
+                })
+            }),
+        }
+    }
+}
+
+/// The plot area: each series drawn with its marker, line by line.
+fn draw(series: &[Series], frame: &Frame) -> Vec<Vec<char>> {
+    let mut grid = vec![vec![' '; frame.width]; frame.height];
     // The first series is drawn last, so it stays on top where curves cross.
     for (index, s) in series.iter().enumerate().rev() {
         let marker = MARKERS[index % MARKERS.len()];
@@ -72,33 +132,15 @@ pub fn line_chart(title: &str, series: &[Series], width: usize, height: usize) -
             .points
             .iter()
             .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log || *y > 0.0))
+            .filter(|(x, y)| x.is_finite() && frame.scale.shows(*y))
             .collect();
         let mut previous_row: Option<usize> = None;
-        for (column, cells) in (0..width).map(|c| (c, c as f64 / (width - 1) as f64)) {
-            let x = x_min + cells * x_span;
-            let value = match points.as_slice() {
-                [] => None,
-                [only] => ((only.0 - x).abs() <= x_span / (2.0 * width as f64)).then_some(only.1),
-                _ => points.windows(2).find_map(|pair| {
-                    let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
-                    (x >= x0 && x <= x1 && x1 > x0).then(|| {
-                        // Interpolate in the drawn scale, so log-scale lines stay straight.
-                        let t = (x - x0) / (x1 - x0);
-                        let y = scale(y0) + t * (scale(y1) - scale(y0));
-                        if log {
-                            10f64.powf(y)
-                        } else {
-                            y
-                        }
-                    })
-                }),
-            };
-            let Some(value) = value else {
+        for column in 0..frame.width {
+            let Some(value) = frame.value_at(&points, frame.x_at(column)) else {
                 previous_row = None;
                 continue;
             };
-            let row = row_of(value);
+            let row = frame.row_of(value);
             // Fill the rows between this column and the last one, so steep lines stay joined.
             let (from, to) = match previous_row {
                 Some(prev) if prev < row => (prev + 1, row),
@@ -112,15 +154,30 @@ pub fn line_chart(title: &str, series: &[Series], width: usize, height: usize) -
             previous_row = Some(row);
         }
     }
+    grid
+}
 
-    let unscale = |v: f64| if log { 10f64.powf(v) } else { v };
+/// The title, the plot area's rows with the y axis labelled at the top, middle and bottom, the
+/// x axis with its first and last value, and the legend.
+fn lay_out(title: &str, series: &[Series], frame: &Frame, grid: &[Vec<char>]) -> String {
+    let Frame {
+        width,
+        height,
+        scale,
+        low,
+        high,
+        ..
+    } = *frame;
     let labels: Vec<(usize, String)> = vec![
-        (0, axis_value(unscale(high))),
-        ((height - 1) / 2, axis_value(unscale((high + low) / 2.0))),
-        (height - 1, axis_value(unscale(low))),
+        (0, axis_value(scale.value_at(high))),
+        (
+            (height - 1) / 2,
+            axis_value(scale.value_at((high + low) / 2.0)),
+        ),
+        (height - 1, axis_value(scale.value_at(low))),
     ];
     let label_width = labels.iter().map(|(_, l)| l.len()).max().unwrap_or(0);
-    let mut lines = vec![if log {
+    let mut lines = vec![if scale.log {
         format!("{title} (log scale)")
     } else {
         title.to_string()
@@ -141,7 +198,7 @@ pub fn line_chart(title: &str, series: &[Series], width: usize, height: usize) -
             axis_value(x)
         }
     };
-    let (first, last) = (x_label(x_min), x_label(x_max));
+    let (first, last) = (x_label(frame.x_min), x_label(frame.x_max));
     let gap = width.saturating_sub(first.len() + last.len()).max(1);
     lines.push(format!(
         "{:label_width$}  {first}{}{last}  epoch",

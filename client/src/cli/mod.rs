@@ -1,0 +1,313 @@
+//! Command-line arguments of `strata`.
+//!
+//! Spec strings (dataset, model, layer rates, freeze rules, schedule) are forwarded verbatim: the
+//! daemon parses and validates them, so every client gets the same rules and messages. The one
+//! exception: a relative file path in a dataset or model spec (`csv:data.csv`) is made absolute
+//! against the directory `strata` runs in, since the daemon reads the file and does not share that
+//! directory. Flags that are not given travel as unset, so the daemon's defaults apply.
+//!
+//! `config.rs` holds the run configuration flags of `strata start`, `threshold.rs` the analysis
+//! thresholds of `show` and `compare`.
+
+mod config;
+mod threshold;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use strata_proto::{RunStatus, Verdict};
+
+pub use config::ConfigArgs;
+use threshold::parse_threshold;
+pub use threshold::{thresholds, ThresholdOverride};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Start, watch and inspect learning-rate-differential training runs on stratad."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand takes, before or after the subcommand's name.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Address of stratad: `http://host:port` or `host:port`.
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_ADDR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub addr: String,
+    /// Auth token, sent as `authorization: Bearer TOKEN`.
+    #[arg(long, global = true, env = "STRATA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM CA certificate to trust for an `https://` address (default: the system's roots).
+    #[arg(long, global = true, env = "STRATA_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Machine-readable output: one JSON object (NDJSON lines for `watch`).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a run and print its id.
+    Start(Box<StartArgs>),
+    /// Stream a run: its history, then live progress until it ends.
+    Watch(WatchArgs),
+    /// Show a run: config, learning rates per group, the epoch table and the daemon's verdict.
+    Show(ShowArgs),
+    /// Compare runs side by side, best validation loss first, with verdicts and a chart.
+    Compare(CompareArgs),
+    /// Export a run's epochs and per-group records as CSV or JSON.
+    Export(ExportArgs),
+    /// List runs, newest first.
+    List(ListArgs),
+    /// Cancel a queued or running run (its epochs so far are kept).
+    Cancel(RunArg),
+    /// Continue an interrupted or cancelled run from its last checkpoint (or a completed one to
+    /// more epochs with --epochs).
+    Resume(ResumeArgs),
+    /// Delete a finished run, its epochs and its checkpoints.
+    Delete(RunArg),
+    /// Show what the daemon runs on: version, devices, limits.
+    Info,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Run id or unique prefix.
+    pub run: String,
+    /// Train until this many epochs in total (default: the run's configured epochs).
+    #[arg(long)]
+    pub epochs: Option<u32>,
+    /// Stream the run after resuming it, like `strata watch`.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// A run named by its id or a unique prefix of it.
+#[derive(Debug, Args)]
+pub struct RunArg {
+    /// Run id, or a unique prefix of it.
+    pub run: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Run id, or a unique prefix of it.
+    pub run: String,
+    /// First epoch to show (epochs are numbered from 1).
+    #[arg(long, value_name = "E", default_value_t = 0)]
+    pub from_epoch: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Run id, or a unique prefix of it.
+    pub run: String,
+    /// Also draw training (dashed) and validation (solid) loss to FILE (.png or .svg).
+    #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
+    pub plot: Option<PathBuf>,
+    /// Override an analysis threshold, e.g. `overfit_gap=0.3` (repeatable; see the README).
+    #[arg(long = "threshold", value_name = "NAME=VALUE", value_parser = parse_threshold)]
+    pub thresholds: Vec<ThresholdOverride>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run ids, or unique prefixes of them.
+    #[arg(required = true, num_args = 1..)]
+    pub runs: Vec<String>,
+    /// Also draw every run's training (dashed) and validation (solid) loss to FILE (.png or .svg).
+    #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
+    pub plot: Option<PathBuf>,
+    /// Override an analysis threshold, e.g. `overfit_gap=0.3` (repeatable; see the README).
+    #[arg(long = "threshold", value_name = "NAME=VALUE", value_parser = parse_threshold)]
+    pub thresholds: Vec<ThresholdOverride>,
+}
+
+/// A `--plot` file: its extension must name a format the CLI draws.
+fn parse_plot_path(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    crate::render::plot::PlotFormat::of(&path).map(|_| path)
+}
+
+/// What `strata export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One row per epoch, with GROUP_lr, GROUP_update_ratio, ... columns per layer group.
+    Csv,
+    /// The run, its config, every epoch with its groups, and the analysis (as `show --json`).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Run id, or a unique prefix of it.
+    pub run: String,
+    /// Output format (default: csv, or json with --json).
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
+    /// Write to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only runs with this status.
+    #[arg(long, value_name = "STATUS", value_parser = parse_status)]
+    pub status: Option<RunStatus>,
+    /// Only runs carrying this tag.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// At most this many runs.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    /// Only runs whose analysis has this verdict.
+    #[arg(long, value_name = "VERDICT", value_parser = parse_verdict)]
+    pub verdict: Option<Verdict>,
+}
+
+/// A verdict label as users type it; the error lists every allowed label.
+fn parse_verdict(label: &str) -> Result<Verdict, String> {
+    Verdict::from_label(label)
+        .ok_or_else(|| format!("unknown verdict; allowed: {}", Verdict::labels()))
+}
+
+/// A status label as users type it; the error lists every allowed label.
+fn parse_status(label: &str) -> Result<RunStatus, String> {
+    RunStatus::from_label(label).ok_or_else(|| {
+        let allowed: Vec<&str> = RunStatus::ALL.iter().map(|s| s.label()).collect();
+        format!("unknown status; allowed: {}", allowed.join(", "))
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// A name for the run.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A tag for the run (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// After starting, watch the run as `strata watch` does.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub follow: bool,
+    /// Resolve and print the per-parameter learning rates; start nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        let before = Cli::try_parse_from(["strata", "--json", "--addr", "h:1", "list"]).unwrap();
+        let after = Cli::try_parse_from(["strata", "list", "--json", "--addr", "h:1"]).unwrap();
+        for cli in [before, after] {
+            assert!(cli.global.json);
+            assert_eq!(cli.global.addr, "h:1");
+        }
+    }
+
+    #[test]
+    fn unknown_status_is_a_usage_error_listing_labels() {
+        let err = Cli::try_parse_from(["strata", "list", "--status", "done"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("queued, running, completed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn analysis_commands_parse_thresholds_plots_and_formats() {
+        let cli = Cli::try_parse_from([
+            "strata",
+            "compare",
+            "ab",
+            "cd",
+            "--plot",
+            "out.svg",
+            "--threshold",
+            "overfit_gap=0.3",
+            "--threshold",
+            "min_epochs=5",
+        ])
+        .unwrap();
+        let Command::Compare(args) = cli.command else {
+            panic!("not compare")
+        };
+        assert_eq!(args.runs, ["ab", "cd"]);
+        assert_eq!(args.plot.as_deref(), Some(std::path::Path::new("out.svg")));
+        let t = thresholds(&args.thresholds).unwrap();
+        assert_eq!((t.overfit_gap, t.min_epochs), (Some(0.3), Some(5)));
+        assert_eq!(t.diverged_ratio, None);
+        assert_eq!(thresholds(&[]), None);
+
+        for bad in ["nope=1", "overfit_gap", "overfit_gap=x", "min_epochs=2.5"] {
+            let err =
+                Cli::try_parse_from(["strata", "show", "ab", "--threshold", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
+        assert!(
+            Cli::try_parse_from(["strata", "compare"]).is_err(),
+            "a run is required"
+        );
+        let err = Cli::try_parse_from(["strata", "compare", "ab", "--plot", "x.pdf"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains(".png or .svg"), "{err}");
+
+        let cli = Cli::try_parse_from(["strata", "export", "ab", "--format", "csv", "-o", "x.csv"])
+            .unwrap();
+        let Command::Export(args) = cli.command else {
+            panic!("not export")
+        };
+        assert_eq!(args.format, Some(ExportFormat::Csv));
+        assert!(Cli::try_parse_from(["strata", "export", "ab", "--format", "xml"]).is_err());
+
+        let cli = Cli::try_parse_from(["strata", "list", "--verdict", "too-short"]).unwrap();
+        let Command::List(args) = cli.command else {
+            panic!("not list")
+        };
+        assert_eq!(args.verdict, Some(Verdict::TooShort));
+        let err = Cli::try_parse_from(["strata", "list", "--verdict", "bad"]).unwrap_err();
+        assert!(
+            err.to_string().contains("good, overfitting, unstable"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dataset_is_required_and_follow_conflicts_with_dry_run() {
+        assert!(Cli::try_parse_from(["strata", "start"]).is_err());
+        assert!(Cli::try_parse_from([
+            "strata",
+            "start",
+            "--dataset",
+            "xor",
+            "--follow",
+            "--dry-run"
+        ])
+        .is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! `strata cancel`: stops a queued or running run.
+
+use strata_client::Client;
+
+use crate::cli::RunArg;
+use crate::exit::{CliError, Exit};
+use crate::json;
+use crate::output::Out;
+
+pub async fn run(
+    client: &Client,
+    args: RunArg,
+    as_json: bool,
+    out: &mut Out,
+) -> Result<Exit, CliError> {
+    let response = client.cancel_run(&args.run).await?;
+    if as_json {
+        out.json(&json::cancel(&response, &args.run))?;
+    } else {
+        let id = response
+            .run
+            .as_ref()
+            .map_or(args.run.as_str(), |run| run.id.as_str());
+        out.line(&format!("cancelled {id}"))?;
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,23 @@
+//! `strata delete`: deletes a finished run with its epochs and checkpoints.
+
+use strata_client::Client;
+
+use crate::cli::RunArg;
+use crate::exit::{CliError, Exit};
+use crate::json;
+use crate::output::Out;
+
+pub async fn run(
+    client: &Client,
+    args: RunArg,
+    as_json: bool,
+    out: &mut Out,
+) -> Result<Exit, CliError> {
+    let response = client.delete_run(&args.run).await?;
+    if as_json {
+        out.json(&json::delete(&response))?;
+    } else {
+        out.line(&format!("deleted {}", response.run_id))?;
+    }
+    Ok(Exit::Success)
+}

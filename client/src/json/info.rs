@@ -1,0 +1,14 @@
+//! `strata info --json`.
+
+use serde_json::{json, Value};
+use strata_proto::ServerInfo;
+
+/// `strata info` → `{"version","devices","max_concurrent_runs","data_dir"}`.
+pub fn server_info(info: &ServerInfo) -> Value {
+    json!({
+        "version": info.version,
+        "devices": info.devices,
+        "max_concurrent_runs": info.max_concurrent_runs,
+        "data_dir": info.data_dir,
+    })
+}

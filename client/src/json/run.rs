@@ -1,0 +1,235 @@
+//! A run and the commands' answers about runs: `start`, `start --dry-run`, `show`, `list`,
+//! `cancel`, `resume`, `delete`.
+
+use serde_json::{json, Value};
+use strata_client::model::FrozenUntil;
+use strata_client::status_label;
+use strata_proto::{
+    CancelRunResponse, DeleteRunResponse, GetRunResponse, ListRunsResponse, ParameterRate, Run,
+    RunConfig, StartRunResponse,
+};
+
+use crate::json::analysis::analysis;
+use crate::json::epoch::epoch;
+use crate::json::number::{number, optional_number};
+
+/// `strata start` → `{"run_id"}`.
+pub fn start(response: &StartRunResponse) -> Value {
+    json!({ "run_id": response.run_id })
+}
+
+/// `strata start --dry-run` → `{"parameters":[...], "config":{...}}`.
+pub fn dry_run(response: &StartRunResponse) -> Value {
+    json!({
+        "parameters": parameters(&response.parameters),
+        "config": response.config.as_ref().map_or(Value::Null, config),
+    })
+}
+
+/// One resolved parameter: `{"name","group","shape","lr","frozen_until","init"}`.
+pub fn parameter(parameter: &ParameterRate) -> Value {
+    json!({
+        "name": parameter.name,
+        "group": parameter.group,
+        "shape": parameter.shape,
+        "lr": number(parameter.lr),
+        "frozen_until": FrozenUntil::of(parameter).as_number(),
+        "init": parameter.init,
+    })
+}
+
+fn parameters(parameters: &[ParameterRate]) -> Value {
+    Value::Array(parameters.iter().map(parameter).collect())
+}
+
+/// Every `RunConfig` field under its proto (snake_case) name; unset optionals are `null`.
+pub fn config(config: &RunConfig) -> Value {
+    json!({
+        "dataset": config.dataset,
+        "samples": config.samples,
+        "noise": optional_number(config.noise),
+        "classes": config.classes,
+        "val_fraction": optional_number(config.val_fraction),
+        "model": config.model,
+        "optimizer": config.optimizer,
+        "lr": optional_number(config.lr),
+        "momentum": optional_number(config.momentum),
+        "weight_decay": optional_number(config.weight_decay),
+        "layer_lr": config.layer_lr,
+        "freeze": config.freeze,
+        "lr_decay": optional_number(config.lr_decay),
+        "lr_slice": config.lr_slice,
+        "schedule": config.schedule,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "device": config.device,
+        "progress_events_per_epoch": config.progress_events_per_epoch,
+        "label": config.label,
+        "val_dataset": config.val_dataset,
+        "task": config.task,
+        "init_from": config.init_from,
+        "clip_grad_norm": config.clip_grad_norm,
+    })
+}
+
+/// `strata show` → the run with its config, rate table, every epoch and the analysis.
+pub fn show(response: &GetRunResponse) -> Value {
+    let default_run = Run::default();
+    let run = response.run.as_ref().unwrap_or(&default_run);
+    json!({
+        "id": run.id,
+        "name": run.name,
+        "tags": run.tags,
+        "status": status_label(run.status),
+        "reason": run.reason,
+        "config": config(run.config.as_ref().unwrap_or(&RunConfig::default())),
+        "parameters": parameters(&run.parameters),
+        "parameter_count": run.parameter_count,
+        "created_at_ms": run.created_at_ms,
+        "started_at_ms": run.started_at_ms,
+        "finished_at_ms": run.finished_at_ms,
+        "epochs_done": run.epochs_done,
+        "val_metric": run.val_metric,
+        "device": run.device,
+        "queue_position": run.queue_position,
+        "resumes": run.resumes,
+        "epochs": response.epochs.iter().map(epoch).collect::<Vec<_>>(),
+        "analysis": response.analysis.as_ref().map_or(Value::Null, analysis),
+    })
+}
+
+/// One line of `strata list`.
+pub fn run_summary(run: &Run) -> Value {
+    let config = run.config.as_ref();
+    json!({
+        "id": run.id,
+        "name": run.name,
+        "status": status_label(run.status),
+        "reason": run.reason,
+        "tags": run.tags,
+        "epochs_done": run.epochs_done,
+        "epochs": config.and_then(|c| c.epochs),
+        "model": config.map_or("", |c| c.model.as_str()),
+        "dataset": config.map_or("", |c| c.dataset.as_str()),
+        "created_at_ms": run.created_at_ms,
+        "started_at_ms": run.started_at_ms,
+        "finished_at_ms": run.finished_at_ms,
+        "queue_position": run.queue_position,
+        "resumes": run.resumes,
+    })
+}
+
+/// `strata list` → `{"runs":[...]}`, in the server's order (newest first).
+pub fn list(response: &ListRunsResponse) -> Value {
+    json!({ "runs": response.runs.iter().map(run_summary).collect::<Vec<_>>() })
+}
+
+/// `strata cancel` → `{"id","status"}`; `requested` stands in for the id if the server sent no run.
+pub fn cancel(response: &CancelRunResponse, requested: &str) -> Value {
+    match &response.run {
+        Some(run) => json!({ "id": run.id, "status": status_label(run.status) }),
+        None => json!({ "id": requested, "status": Value::Null }),
+    }
+}
+
+/// `strata resume` → `{"run_id","status":"queued","reason"}`.
+pub fn resume(run_id: &str, reason: &str) -> Value {
+    json!({ "run_id": run_id, "status": "queued", "reason": reason })
+}
+
+/// `strata delete` → `{"run_id","deleted":true}`.
+pub fn delete(response: &DeleteRunResponse) -> Value {
+    json!({ "run_id": response.run_id, "deleted": true })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{epoch_record, parameter};
+    use serde_json::json;
+    use strata_proto::{GroupDiagnosis, RunAnalysis, RunStatus};
+
+    #[test]
+    fn config_unset_optionals_are_null() {
+        let value = config(&RunConfig {
+            dataset: "spirals".into(),
+            model: "mlp:64,64".into(),
+            lr: Some(1e-3),
+            layer_lr: vec!["layer0=1e-4".into()],
+            ..RunConfig::default()
+        });
+        assert_eq!(value["dataset"], "spirals");
+        assert_eq!(value["lr"], json!(1e-3));
+        assert_eq!(value["samples"], Value::Null);
+        assert_eq!(value["epochs"], Value::Null);
+        assert_eq!(value["layer_lr"], json!(["layer0=1e-4"]));
+        assert_eq!(
+            value.as_object().unwrap().len(),
+            25,
+            "every RunConfig field"
+        );
+    }
+
+    #[test]
+    fn show_reports_status_label_and_epochs() {
+        let response = GetRunResponse {
+            run: Some(Run {
+                id: "0123456789abcdef".into(),
+                status: RunStatus::Completed as i32,
+                parameters: vec![parameter("head.weight", "head", vec![3, 64], 1e-3, 0)],
+                ..Run::default()
+            }),
+            epochs: vec![epoch_record(1, 1.0, 1.5)],
+            analysis: Some(RunAnalysis {
+                best_epoch: 1,
+                gap_final: 0.5,
+                verdict: "too-short".into(),
+                reason: "only 1 epoch was trained".into(),
+                groups: vec![GroupDiagnosis {
+                    name: "head".into(),
+                    diagnosis: "ok".into(),
+                    update_ratio: 1e-3,
+                    advice: "keep its rate".into(),
+                }],
+                ..RunAnalysis::default()
+            }),
+        };
+        let value = show(&response);
+        assert_eq!(value["analysis"]["verdict"], "too-short");
+        assert_eq!(value["analysis"]["best_epoch"], 1);
+        assert_eq!(value["analysis"]["gap_final"], json!(0.5));
+        assert_eq!(value["analysis"]["reason"], "only 1 epoch was trained");
+        assert_eq!(
+            value["analysis"]["groups"][0],
+            json!({"name": "head", "diagnosis": "ok", "update_ratio": 1e-3, "advice": "keep its rate"})
+        );
+        assert_eq!(value["id"], "0123456789abcdef");
+        assert_eq!(value["status"], "completed");
+        assert_eq!(value["config"]["dataset"], "");
+        assert_eq!(value["parameters"][0]["shape"], json!([3, 64]));
+        assert_eq!(value["epochs"][0]["gap"], json!(0.5));
+    }
+
+    #[test]
+    fn list_entries_carry_config_epochs() {
+        let response = ListRunsResponse {
+            runs: vec![Run {
+                id: "a".into(),
+                status: RunStatus::Running as i32,
+                epochs_done: 2,
+                config: Some(RunConfig {
+                    epochs: Some(10),
+                    model: "mlp:8".into(),
+                    ..RunConfig::default()
+                }),
+                ..Run::default()
+            }],
+        };
+        let value = list(&response);
+        assert_eq!(value["runs"][0]["status"], "running");
+        assert_eq!(value["runs"][0]["epochs"], 10);
+        assert_eq!(value["runs"][0]["epochs_done"], 2);
+        assert_eq!(value["runs"][0]["model"], "mlp:8");
+    }
+}

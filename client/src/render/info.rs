@@ -1,0 +1,22 @@
+//! `strata info`: what the daemon runs on.
+
+use strata_proto::ServerInfo;
+
+use crate::render::table::key_values;
+
+/// `strata info`.
+pub fn server_info(info: &ServerInfo) -> String {
+    key_values(&[
+        ("version", info.version.clone()),
+        (
+            "devices",
+            if info.devices.is_empty() {
+                "-".into()
+            } else {
+                info.devices.join(", ")
+            },
+        ),
+        ("max concurrent runs", info.max_concurrent_runs.to_string()),
+        ("data dir", info.data_dir.clone()),
+    ])
+}

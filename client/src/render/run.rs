@@ -1,0 +1,224 @@
+//! `strata show`: the run summary, its rates, its epochs and the daemon's analysis.
+
+use strata_proto::{GetRunResponse, Run, RunConfig};
+
+use crate::render::analysis::show_section;
+use crate::render::epochs::epoch_table;
+use crate::render::format::{
+    duration, epochs_done_of_total, or_dash, plain_number, status_with_reason, utc_time,
+};
+use crate::render::rates::{rate_spec, rate_table};
+use crate::render::table::key_values;
+
+/// `main  (a, b, c)` with only the details that are set; `main` alone when none are.
+fn with_details(main: &str, details: Vec<String>) -> String {
+    let main = or_dash(main);
+    if details.is_empty() {
+        main
+    } else {
+        format!("{main}  ({})", details.join(", "))
+    }
+}
+
+/// The run summary at the top of `strata show`.
+pub fn run_header(run: &Run) -> String {
+    let default_config = RunConfig::default();
+    let config = run.config.as_ref().unwrap_or(&default_config);
+
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    pairs.push((
+        "Run",
+        if run.name.is_empty() {
+            run.id.clone()
+        } else {
+            format!("{}  {}", run.id, run.name)
+        },
+    ));
+    if !run.tags.is_empty() {
+        pairs.push(("Tags", run.tags.join(", ")));
+    }
+    pairs.push(("Status", status_with_reason(run.status, &run.reason)));
+    pairs.push((
+        "Dataset",
+        with_details(&config.dataset, dataset_details(config)),
+    ));
+    let model = if run.parameter_count > 0 {
+        vec![format!("{} parameters", run.parameter_count)]
+    } else {
+        vec![]
+    };
+    pairs.push(("Model", with_details(&config.model, model)));
+    pairs.push((
+        "Optimizer",
+        with_details(&config.optimizer, optimizer_details(config)),
+    ));
+    pairs.push(("Rates", rate_spec(config)));
+    if !config.init_from.is_empty() {
+        pairs.push(("Init from", config.init_from.clone()));
+    }
+    let batch = config
+        .batch_size
+        .map(|b| format!("batch size {b}"))
+        .into_iter()
+        .collect();
+    pairs.push(("Epochs", with_details(&epochs_done_of_total(run), batch)));
+    pairs.push((
+        "Seed",
+        config.seed.map_or("-".to_string(), |s| s.to_string()),
+    ));
+    // The device the run trained on, once it has; until then the one it asked for.
+    let device = if run.device.is_empty() {
+        &config.device
+    } else {
+        &run.device
+    };
+    pairs.push(("Device", or_dash(device)));
+    pairs.push(("Created", created(run)));
+    key_values(&pairs)
+}
+
+/// The dataset's details that are set: samples, noise, classes, label, task, validation.
+fn dataset_details(config: &RunConfig) -> Vec<String> {
+    let mut details = Vec::new();
+    if let Some(samples) = config.samples {
+        details.push(format!("{samples} samples"));
+    }
+    if let Some(noise) = config.noise {
+        details.push(format!("noise {}", plain_number(noise)));
+    }
+    if let Some(classes) = config.classes {
+        details.push(format!("{classes} classes"));
+    }
+    if !config.label.is_empty() {
+        details.push(format!("label {}", config.label));
+    }
+    if !config.task.is_empty() {
+        details.push(config.task.clone());
+    }
+    if let Some(fraction) = config.val_fraction {
+        details.push(format!("val fraction {}", plain_number(fraction)));
+    }
+    if !config.val_dataset.is_empty() {
+        details.push(format!("validation {}", config.val_dataset));
+    }
+    details
+}
+
+/// The optimizer's details that are set: momentum, weight decay, gradient clipping.
+fn optimizer_details(config: &RunConfig) -> Vec<String> {
+    let mut details = Vec::new();
+    if let Some(momentum) = config.momentum {
+        details.push(format!("momentum {}", plain_number(momentum)));
+    }
+    if let Some(decay) = config.weight_decay {
+        details.push(format!("weight decay {}", plain_number(decay)));
+    }
+    if let Some(norm) = config.clip_grad_norm {
+        details.push(format!("gradient norm clipped to {}", plain_number(norm)));
+    }
+    details
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC`, and how long the run trained once it has finished.
+fn created(run: &Run) -> String {
+    let mut created = format!("{} UTC", utc_time(run.created_at_ms));
+    if run.started_at_ms > 0 && run.finished_at_ms >= run.started_at_ms {
+        created.push_str(&format!(
+            "  (trained in {})",
+            duration((run.finished_at_ms - run.started_at_ms) as f64)
+        ));
+    }
+    created
+}
+
+/// `strata show`: the summary, the per-group rate table, the epoch table and the daemon's
+/// analysis (verdict, reason, per-group diagnoses).
+pub fn show(response: &GetRunResponse) -> String {
+    let default_run = Run::default();
+    let run = response.run.as_ref().unwrap_or(&default_run);
+    let mut sections = vec![
+        run_header(run),
+        rate_table(&run.parameters),
+        epoch_table(&response.epochs, &run.val_metric),
+    ];
+    if let Some(analysis) = &response.analysis {
+        sections.push(show_section(analysis));
+    }
+    sections.join("\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_proto::RunStatus;
+
+    #[test]
+    fn header_names_status_reason_and_rate_spec() {
+        let run = Run {
+            id: "0123456789abcdef".into(),
+            name: "baseline".into(),
+            status: RunStatus::Diverged as i32,
+            reason: "loss became NaN at epoch 2".into(),
+            config: Some(RunConfig {
+                dataset: "moons".into(),
+                samples: Some(500),
+                optimizer: "sgd".into(),
+                momentum: Some(0.9),
+                lr: Some(1e-2),
+                layer_lr: vec!["layer0=1e-4".into()],
+                schedule: "constant".into(),
+                epochs: Some(5),
+                seed: Some(7),
+                ..RunConfig::default()
+            }),
+            epochs_done: 2,
+            device: "cpu".into(),
+            ..Run::default()
+        };
+        let header = run_header(&run);
+        assert!(
+            header.contains("Run        0123456789abcdef  baseline"),
+            "{header}"
+        );
+        assert!(
+            header.contains("Status     diverged: loss became NaN at epoch 2"),
+            "{header}"
+        );
+        assert!(
+            header.contains("Dataset    moons  (500 samples)"),
+            "{header}"
+        );
+        assert!(
+            header.contains("Optimizer  sgd  (momentum 0.9)"),
+            "{header}"
+        );
+        assert!(
+            header.contains("Rates      lr 1e-2; layer-lr layer0=1e-4; schedule constant"),
+            "{header}"
+        );
+        assert!(header.contains("Epochs     2/5"), "{header}");
+        assert!(header.contains("Seed       7"), "{header}");
+        assert!(header.contains("Device     cpu"), "{header}");
+    }
+
+    #[test]
+    fn header_shows_a_file_dataset_with_its_label_task_and_validation_file() {
+        let run = Run {
+            config: Some(RunConfig {
+                dataset: "csv:/data/train.csv".into(),
+                label: "species".into(),
+                task: "classification".into(),
+                val_dataset: "csv:/data/val.csv".into(),
+                ..RunConfig::default()
+            }),
+            ..Run::default()
+        };
+        let header = run_header(&run);
+        assert!(
+            header.contains(
+                "Dataset    csv:/data/train.csv  (label species, classification, validation csv:/data/val.csv)"
+            ),
+            "{header}"
+        );
+    }
+}
