@@ -10,7 +10,7 @@
 //! and the daemon's analysis (`pd.json_normalize(doc["epochs"])` flattens the epochs).
 
 use strata_client::epoch_gap;
-use strata_client::model::in_first_appearance_order;
+use strata_client::model::{in_first_appearance_order, val_metric};
 use strata_proto::{EpochRecord, GetRunResponse};
 
 use crate::json;
@@ -47,6 +47,10 @@ pub fn csv(epochs: &[EpochRecord]) -> String {
             .flat_map(|e| e.groups.iter().map(|g| g.name.as_str())),
     );
     let mut header: Vec<String> = EPOCH_COLUMNS.iter().map(|c| c.to_string()).collect();
+    // The metric's column is named for what it is: val_accuracy or val_r2.
+    if let Some(first) = epochs.first() {
+        header[4] = val_metric(first).0.to_string();
+    }
     for group in &groups {
         header.extend(GROUP_COLUMNS.iter().map(|c| cell(&format!("{group}_{c}"))));
     }
@@ -58,7 +62,7 @@ pub fn csv(epochs: &[EpochRecord]) -> String {
             plain_number(epoch.train_loss),
             plain_number(epoch.val_loss),
             plain_number(epoch_gap(epoch)),
-            plain_number(epoch.val_accuracy),
+            plain_number(val_metric(epoch).1),
             plain_number(epoch.duration_ms),
             plain_number(epoch.samples_per_sec),
         ];
@@ -96,7 +100,7 @@ mod tests {
             epoch: n,
             train_loss: train,
             val_loss: val,
-            val_accuracy: 0.5,
+            val_metric: Some(strata_proto::epoch_record::ValMetric::ValAccuracy(0.5)),
             duration_ms: 10.0,
             samples_per_sec: 100.0,
             groups: groups

@@ -1,6 +1,9 @@
 //! Values the unit tests build again and again.
 
-use strata_proto::{EpochRecord, GroupEpochStats, ParameterRate};
+use strata_proto::{
+    epoch_record, frozen, EpochRecord, Frozen, GroupEpochStats, GroupRate, ParameterInit,
+    ParameterRate,
+};
 
 pub fn parameter(
     name: &str,
@@ -14,9 +17,39 @@ pub fn parameter(
         group: group.into(),
         shape,
         lr,
-        frozen_until,
-        init: "fresh".into(),
+        frozen: frozen(frozen_until),
+        init: ParameterInit::Fresh as i32,
     }
+}
+
+/// The wire's freeze message from the old sentinel: 0 none, N until epoch N, -1 for good.
+pub fn frozen(until: i32) -> Option<Frozen> {
+    let until = match until {
+        0 => return None,
+        n if n > 0 => frozen::Until::Epoch(n as u32),
+        _ => frozen::Until::Forever(true),
+    };
+    Some(Frozen { until: Some(until) })
+}
+
+/// The groups as the daemon reports them: in order of first appearance, each at its largest
+/// parameter's rate and freezing.
+pub fn groups(parameters: &[ParameterRate]) -> Vec<GroupRate> {
+    let mut groups: Vec<(GroupRate, i64)> = Vec::new();
+    for p in parameters {
+        let size = p.shape.iter().product::<i64>();
+        let rate = GroupRate {
+            name: p.group.clone(),
+            lr: p.lr,
+            frozen: p.frozen,
+        };
+        match groups.iter_mut().find(|(g, _)| g.name == p.group) {
+            Some((group, largest)) if size > *largest => (*group, *largest) = (rate, size),
+            Some(_) => {}
+            None => groups.push((rate, size)),
+        }
+    }
+    groups.into_iter().map(|(g, _)| g).collect()
 }
 
 pub fn mlp(layer0_lr: f64, frozen_until: i32) -> Vec<ParameterRate> {
@@ -41,7 +74,7 @@ pub fn epoch_record(epoch: u32, train: f64, val: f64) -> EpochRecord {
         epoch,
         train_loss: train,
         val_loss: val,
-        val_accuracy: 0.75,
+        val_metric: Some(epoch_record::ValMetric::ValAccuracy(0.75)),
         duration_ms: 12.5,
         samples_per_sec: 6400.0,
         groups: vec![GroupEpochStats {

@@ -17,4 +17,4 @@ pub mod model;
 pub use auth::BearerAuth;
 pub use client::{endpoint_uri, Client, StrataGrpc};
 pub use error::ClientError;
-pub use model::{epoch_gap, status_label};
+pub use model::{diagnosis_label, epoch_gap, metric_label, status_label, verdict_label};

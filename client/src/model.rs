@@ -1,12 +1,16 @@
 //! What the client reads out of the daemon's values, named once: a run's status as users see it,
-//! an epoch's gap, a parameter's freeze state, its layer groups (their order and their rate).
+//! an epoch's gap and validation metric, a parameter's freeze state and init, its layer groups
+//! (in the daemon's order, at the rate the daemon gives each).
 //!
 //! Every output (tables, `--json`, export, the charts) takes these readings from here, so a
 //! change to how the wire carries them is made in this file.
 
 use std::borrow::Cow;
 
-use strata_proto::{EpochRecord, ParameterRate, RunStatus};
+use strata_proto::{
+    epoch_record, frozen, Diagnosis, EpochRecord, Frozen, GroupRate, ParameterInit, ParameterRate,
+    RunStatus, ValMetric, Verdict,
+};
 
 /// A run status as users see it (`completed`), or `unknown(N)` for a value this client does not
 /// know (a newer daemon).
@@ -17,13 +21,52 @@ pub fn status_label(raw: i32) -> Cow<'static, str> {
     }
 }
 
+/// A verdict as users see it (`good`, `not-learning`), or `unknown(N)` from a newer daemon.
+pub fn verdict_label(raw: i32) -> Cow<'static, str> {
+    match Verdict::try_from(raw) {
+        Ok(verdict) => Cow::Borrowed(verdict.label()),
+        Err(_) => Cow::Owned(format!("unknown({raw})")),
+    }
+}
+
+/// A diagnosis as users see it (`ok`, `too-high`, `too-low`, `frozen`).
+pub fn diagnosis_label(raw: i32) -> Cow<'static, str> {
+    match Diagnosis::try_from(raw) {
+        Ok(diagnosis) => Cow::Borrowed(diagnosis.label()),
+        Err(_) => Cow::Owned(format!("unknown({raw})")),
+    }
+}
+
+/// A run's validation metric as users see it: `accuracy` or `r2`.
+pub fn metric_label(raw: i32) -> &'static str {
+    ValMetric::try_from(raw).map_or("unspecified", ValMetric::label)
+}
+
 /// The generalization gap of one epoch: validation loss minus training loss.
 pub fn epoch_gap(epoch: &EpochRecord) -> f64 {
     epoch.val_loss - epoch.train_loss
 }
 
-/// A parameter's freeze state. The wire carries it as `ParameterRate.frozen_until`: 0 trained
-/// from the start, N > 0 frozen until epoch N, -1 frozen for good.
+/// Which validation metric an epoch carries, and its value: `("val_accuracy", 0.93)` or
+/// `("val_r2", 0.81)`, named for what it is.
+pub fn val_metric(epoch: &EpochRecord) -> (&'static str, f64) {
+    match epoch.val_metric {
+        Some(epoch_record::ValMetric::ValR2(value)) => ("val_r2", value),
+        Some(epoch_record::ValMetric::ValAccuracy(value)) => ("val_accuracy", value),
+        None => ("val_accuracy", f64::NAN),
+    }
+}
+
+/// `fresh` or `loaded`, as tables and `--json` print a parameter's init.
+pub fn init_label(parameter: &ParameterRate) -> &'static str {
+    match ParameterInit::try_from(parameter.init) {
+        Ok(ParameterInit::Loaded) => "loaded",
+        _ => "fresh",
+    }
+}
+
+/// A parameter's (or a group's) freeze state, read from the wire's `Frozen` message (unset:
+/// trained from the start).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrozenUntil {
     /// Trained from the first epoch.
@@ -35,16 +78,20 @@ pub enum FrozenUntil {
 }
 
 impl FrozenUntil {
-    /// The freeze state of `parameter`. Any negative number reads as "for good".
+    /// The freeze state of `parameter`.
     pub fn of(parameter: &ParameterRate) -> FrozenUntil {
-        match u32::try_from(parameter.frozen_until) {
-            Ok(0) => FrozenUntil::Never,
-            Ok(epoch) => FrozenUntil::Epoch(epoch),
-            Err(_) => FrozenUntil::Forever,
+        FrozenUntil::from_wire(parameter.frozen.as_ref())
+    }
+
+    pub fn from_wire(frozen: Option<&Frozen>) -> FrozenUntil {
+        match frozen.and_then(|f| f.until.as_ref()) {
+            None => FrozenUntil::Never,
+            Some(frozen::Until::Epoch(epoch)) => FrozenUntil::Epoch(*epoch),
+            Some(frozen::Until::Forever(_)) => FrozenUntil::Forever,
         }
     }
 
-    /// The number `--json` prints for it, the wire's own (0, N or -1), which scripts rely on.
+    /// The number `--json` prints for it (0, N or -1), which scripts rely on.
     pub fn as_number(self) -> i64 {
         match self {
             FrozenUntil::Never => 0,
@@ -69,34 +116,25 @@ pub fn in_first_appearance_order<'a>(names: impl IntoIterator<Item = &'a str>) -
 /// One layer group of a run's resolved rate table.
 #[derive(Clone, Debug)]
 pub struct ParameterGroup<'a> {
-    pub name: &'a str,
+    /// The group as the daemon reports it: its name, rate and freeze state.
+    pub group: &'a GroupRate,
     /// The group's parameters in the daemon's order.
     pub parameters: Vec<&'a ParameterRate>,
-    /// The parameter whose rate and freeze state are the group's, as the daemon reports a
-    /// group's rate: its largest (the weight, not the bias), the first of those of equal size.
-    pub leading: &'a ParameterRate,
 }
 
-/// The parameters by layer group, groups in [`in_first_appearance_order`].
-pub fn parameter_groups(parameters: &[ParameterRate]) -> Vec<ParameterGroup<'_>> {
-    let size = |p: &ParameterRate| p.shape.iter().product::<i64>();
-    in_first_appearance_order(parameters.iter().map(|p| p.group.as_str()))
-        .into_iter()
-        .filter_map(|name| {
-            let members: Vec<&ParameterRate> =
-                parameters.iter().filter(|p| p.group == name).collect();
-            let leading = members.iter().copied().reduce(|leading, p| {
-                if size(p) > size(leading) {
-                    p
-                } else {
-                    leading
-                }
-            })?;
-            Some(ParameterGroup {
-                name,
-                parameters: members,
-                leading,
-            })
+/// The parameters by layer group, in the daemon's order of groups.
+pub fn parameter_groups<'a>(
+    groups: &'a [GroupRate],
+    parameters: &'a [ParameterRate],
+) -> Vec<ParameterGroup<'a>> {
+    groups
+        .iter()
+        .map(|group| ParameterGroup {
+            group,
+            parameters: parameters
+                .iter()
+                .filter(|p| p.group == group.name)
+                .collect(),
         })
         .collect()
 }
@@ -111,41 +149,48 @@ mod tests {
         assert_eq!(status_label(99), "unknown(99)");
     }
 
-    fn parameter(name: &str, group: &str, shape: Vec<i64>, frozen_until: i32) -> ParameterRate {
+    fn parameter(name: &str, group: &str) -> ParameterRate {
         ParameterRate {
             name: name.into(),
             group: group.into(),
-            shape,
+            shape: vec![1],
             lr: 1e-3,
-            frozen_until,
-            init: "fresh".into(),
+            frozen: None,
+            init: ParameterInit::Fresh as i32,
         }
     }
 
     #[test]
-    fn frozen_until_reads_the_wire_sentinels() {
-        let frozen = |n| FrozenUntil::of(&parameter("a.weight", "a", vec![1], n));
-        assert_eq!(frozen(0), FrozenUntil::Never);
-        assert_eq!(frozen(3), FrozenUntil::Epoch(3));
-        assert_eq!(frozen(-1), FrozenUntil::Forever);
-        for n in [0, 3, -1] {
-            assert_eq!(frozen(n).as_number(), i64::from(n));
-        }
+    fn frozen_reads_the_wire_message() {
+        let frozen = |until| FrozenUntil::from_wire(Some(&Frozen { until }));
+        assert_eq!(FrozenUntil::from_wire(None), FrozenUntil::Never);
+        assert_eq!(frozen(None), FrozenUntil::Never);
+        assert_eq!(frozen(Some(frozen::Until::Epoch(3))), FrozenUntil::Epoch(3));
+        assert_eq!(
+            frozen(Some(frozen::Until::Forever(true))),
+            FrozenUntil::Forever
+        );
+        assert_eq!(FrozenUntil::Epoch(3).as_number(), 3);
+        assert_eq!(FrozenUntil::Forever.as_number(), -1);
     }
 
     #[test]
-    fn groups_keep_the_model_order_and_take_their_largest_parameters_rate() {
+    fn groups_follow_the_daemons_order_and_collect_their_parameters() {
         let parameters = [
-            parameter("layer0.bias", "layer0", vec![16], 0),
-            parameter("head.weight", "head", vec![3, 16], 0),
-            parameter("layer0.weight", "layer0", vec![16, 2], 2),
-            parameter("layer0.scale", "layer0", vec![2, 16], -1),
+            parameter("layer0.bias", "layer0"),
+            parameter("head.weight", "head"),
+            parameter("layer0.weight", "layer0"),
         ];
-        let groups = parameter_groups(&parameters);
-        let names: Vec<&str> = groups.iter().map(|g| g.name).collect();
+        let group = |name: &str| GroupRate {
+            name: name.into(),
+            lr: 1e-3,
+            frozen: None,
+        };
+        let groups = [group("layer0"), group("head")];
+        let grouped = parameter_groups(&groups, &parameters);
+        let names: Vec<&str> = grouped.iter().map(|g| g.group.name.as_str()).collect();
         assert_eq!(names, ["layer0", "head"]);
-        assert_eq!(groups[0].parameters.len(), 3);
-        assert_eq!(groups[0].leading.name, "layer0.weight");
-        assert_eq!(groups[1].leading.name, "head.weight");
+        assert_eq!(grouped[0].parameters.len(), 2);
+        assert_eq!(grouped[1].parameters[0].name, "head.weight");
     }
 }

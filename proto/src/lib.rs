@@ -53,36 +53,29 @@ impl RunStatus {
     }
 }
 
-/// A run's verdict, as `RunAnalysis.verdict` spells it. The daemon decides it; clients parse it
-/// to filter (`strata list --verdict`) and to check what users type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Verdict {
-    Good,
-    Overfitting,
-    Unstable,
-    Slow,
-    Diverged,
-    TooShort,
-}
-
 impl Verdict {
     /// Every verdict, best first.
-    pub const ALL: [Verdict; 6] = [
+    pub const ALL: [Verdict; 8] = [
         Verdict::Good,
+        Verdict::Plateaued,
         Verdict::Overfitting,
         Verdict::Unstable,
         Verdict::Slow,
+        Verdict::NotLearning,
         Verdict::Diverged,
         Verdict::TooShort,
     ];
 
-    /// The label on the wire and on the command line: `good`, `too-short`, ...
+    /// The name people read and type: `good`, `not-learning`, `too-short`, ...
     pub fn label(self) -> &'static str {
         match self {
+            Verdict::Unspecified => "unspecified",
             Verdict::Good => "good",
+            Verdict::Plateaued => "plateaued",
             Verdict::Overfitting => "overfitting",
             Verdict::Unstable => "unstable",
             Verdict::Slow => "slow",
+            Verdict::NotLearning => "not-learning",
             Verdict::Diverged => "diverged",
             Verdict::TooShort => "too-short",
         }
@@ -98,33 +91,36 @@ impl Verdict {
     }
 }
 
-/// A layer group's diagnosis, as `GroupDiagnosis.diagnosis` spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Diagnosis {
-    TooHigh,
-    TooLow,
-    Ok,
-    Frozen,
-}
-
 impl Diagnosis {
-    pub const ALL: [Diagnosis; 4] = [
-        Diagnosis::TooHigh,
-        Diagnosis::TooLow,
-        Diagnosis::Ok,
-        Diagnosis::Frozen,
-    ];
-
+    /// The name people read: `ok`, `too-high`, `too-low`, `frozen`.
     pub fn label(self) -> &'static str {
         match self {
+            Diagnosis::Unspecified => "unspecified",
+            Diagnosis::Ok => "ok",
             Diagnosis::TooHigh => "too-high",
             Diagnosis::TooLow => "too-low",
-            Diagnosis::Ok => "ok",
             Diagnosis::Frozen => "frozen",
         }
     }
+}
 
-    pub fn from_label(label: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.label() == label)
+impl ValMetric {
+    /// `accuracy` or `r2`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ValMetric::Unspecified => "unspecified",
+            ValMetric::Accuracy => "accuracy",
+            ValMetric::R2 => "r2",
+        }
+    }
+}
+
+impl EpochRecord {
+    /// The validation metric's value, whichever it is (NaN when unset).
+    pub fn val_metric_value(&self) -> f64 {
+        match self.val_metric {
+            Some(epoch_record::ValMetric::ValAccuracy(v) | epoch_record::ValMetric::ValR2(v)) => v,
+            None => f64::NAN,
+        }
     }
 }

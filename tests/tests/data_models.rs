@@ -88,8 +88,13 @@ fn completed(daemon: &Daemon, id: &str, epochs: usize) -> Value {
     assert_eq!(show["status"], "completed", "{show}");
     let stored = show["epochs"].as_array().expect("epochs");
     assert_eq!(stored.len(), epochs, "{show}");
+    // The validation metric is named for what it is: accuracy, or R² for a regression.
+    let metric = match show["val_metric"].as_str() {
+        Some("r2") => "val_r2",
+        _ => "val_accuracy",
+    };
     for epoch in stored {
-        for field in ["train_loss", "val_loss", "val_accuracy"] {
+        for field in ["train_loss", "val_loss", metric] {
             let value = epoch[field]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{field} is not a finite number: {epoch}"));

@@ -74,7 +74,7 @@ const SHOW_FIELDS: &[Field] = &[
     STATUS,
     REASON,
     same("device"),
-    same("val_metric"),
+    SHOW_VAL_METRIC,
     same("parameter_count"),
     EPOCHS_DONE,
     RESUMES,
@@ -136,7 +136,6 @@ const EPOCH_FIELDS: &[Field] = &[
     EPOCH_NUMBER,
     TRAIN_LOSS,
     same("val_loss"),
-    same("val_accuracy"),
     same("gap"),
     same("duration_ms"),
     same("samples_per_sec"),
@@ -152,6 +151,19 @@ const GROUP_FIELDS: &[Field] = &[
     same("update_ratio"),
     same("frozen"),
 ];
+/// ...the epoch's validation metric, named today for what it is: accuracy for a classifier,
+/// R² (which format 1 kept under `val_accuracy` too) for a regression, as the run's `val_metric`
+/// says...
+const SHOW_VAL_METRIC: Field = same("val_metric");
+fn epoch_metric_field(val_metric: &Value) -> Field {
+    match val_metric.as_str() {
+        Some("r2") => Field {
+            fixture: "val_accuracy",
+            today: "val_r2",
+        },
+        _ => same("val_accuracy"),
+    }
+}
 /// ...and its analysis, of which only the verdict's presence is checked.
 const SHOW_ANALYSIS: Field = same("analysis");
 const ANALYSIS_VERDICT: Field = same("verdict");
@@ -259,7 +271,8 @@ impl Fixture {
                 assert_covered("parameter", parameter, PARAMETER_FIELDS, &[]);
             }
             for epoch in fixture_items(run, &SHOW_EPOCHS, "show") {
-                assert_covered("epoch", epoch, EPOCH_FIELDS, &[&EPOCH_GROUPS]);
+                let metric = epoch_metric_field(fixture_get(run, &SHOW_VAL_METRIC));
+                assert_covered("epoch", epoch, EPOCH_FIELDS, &[&EPOCH_GROUPS, &metric]);
                 for group in fixture_items(epoch, &EPOCH_GROUPS, "epoch") {
                     assert_covered("group", group, GROUP_FIELDS, &[]);
                 }
@@ -401,7 +414,7 @@ fn same_number(a: &Number, b: &Number) -> bool {
 
 /// The fixture's epochs against today's first ones, every number bit for bit, every group by
 /// name in order.
-fn compare_epochs(d: &mut Differences, fixture: &[Value], today: &[Value]) {
+fn compare_epochs(d: &mut Differences, fixture: &[Value], today: &[Value], metric: &Field) {
     if today.len() < fixture.len() {
         d.note(format!(
             "{} epochs today, the fixture has {}",
@@ -411,7 +424,7 @@ fn compare_epochs(d: &mut Differences, fixture: &[Value], today: &[Value]) {
     }
     for (want, got) in fixture.iter().zip(today) {
         let at = format!("epochs[epoch {}]", fixture_get(want, &EPOCH_NUMBER));
-        d.fields(&at, want, got, EPOCH_FIELDS);
+        d.fields(&at, want, got, EPOCH_FIELDS.iter().chain([metric]));
         let (want_groups, got_groups) = (
             fixture_items(want, &EPOCH_GROUPS, &at),
             items(got, &EPOCH_GROUPS, &at),
@@ -560,7 +573,8 @@ fn check_every_show(daemon: &Daemon, fixture: &Fixture, restart_ms: u64) {
                 want_epochs.len()
             ));
         }
-        compare_epochs(&mut d, want_epochs, got_epochs);
+        let metric = epoch_metric_field(fixture_get(want, &SHOW_VAL_METRIC));
+        compare_epochs(&mut d, want_epochs, got_epochs, &metric);
         let verdict = get(get(&got, &SHOW_ANALYSIS), &ANALYSIS_VERDICT);
         if verdict.as_str().is_none_or(str::is_empty) {
             d.note(format!(
@@ -637,7 +651,8 @@ fn check_resumed(daemon: &Daemon, fixture: &Fixture, name: &str, to_epochs: u64)
         fixture_items(want, &SHOW_EPOCHS, &at),
         items(&got, &SHOW_EPOCHS, &at),
     );
-    compare_epochs(&mut d, stored, epochs);
+    let metric = epoch_metric_field(fixture_get(want, &SHOW_VAL_METRIC));
+    compare_epochs(&mut d, stored, epochs, &metric);
     d.assert_none(&at);
 
     let numbers: Vec<u64> = epochs.iter().map(|e| count(e, &EPOCH_NUMBER)).collect();

@@ -292,7 +292,8 @@ mod tests {
         assert_eq!(args.verdict, Some(Verdict::TooShort));
         let err = Cli::try_parse_from(["strata", "list", "--verdict", "bad"]).unwrap_err();
         assert!(
-            err.to_string().contains("good, overfitting, unstable"),
+            err.to_string()
+                .contains("good, plateaued, overfitting, unstable, slow, not-learning"),
             "{err}"
         );
     }

@@ -19,9 +19,7 @@ pub async fn run(
         status: args.status.map_or(0, |status| status as i32),
         tag: args.tag.unwrap_or_default(),
         limit: args.limit.unwrap_or(0),
-        verdict: args
-            .verdict
-            .map_or(String::new(), |verdict| verdict.label().to_string()),
+        verdict: args.verdict.map_or(0, |verdict| verdict as i32),
     };
     let response = client.list_runs(request).await?;
     if as_json {

@@ -90,7 +90,7 @@ pub async fn follow(
                 event.event,
                 &info.id,
                 total_epochs,
-                &info.val_metric,
+                strata_client::metric_label(info.val_metric),
                 &mut progress,
                 out,
             )?;

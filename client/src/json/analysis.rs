@@ -1,7 +1,7 @@
 //! The daemon's analysis of a run, and `strata compare --json`.
 
 use serde_json::{json, Map, Value};
-use strata_client::status_label;
+use strata_client::{diagnosis_label, status_label, verdict_label};
 use strata_proto::{CompareRunsResponse, GroupDiagnosis, Run, RunAnalysis, RunComparison};
 
 use crate::json::number::number;
@@ -11,7 +11,7 @@ use crate::render::rates::rate_setup;
 pub fn group_diagnosis(group: &GroupDiagnosis) -> Value {
     json!({
         "name": group.name,
-        "diagnosis": group.diagnosis,
+        "diagnosis": diagnosis_label(group.diagnosis),
         "update_ratio": number(group.update_ratio),
         "advice": group.advice,
     })
@@ -20,7 +20,7 @@ pub fn group_diagnosis(group: &GroupDiagnosis) -> Value {
 /// The fields of the daemon's analysis, as a map so that `compare` can put them beside the run's.
 fn analysis_fields(analysis: &RunAnalysis) -> Map<String, Value> {
     let value = json!({
-        "verdict": analysis.verdict,
+        "verdict": verdict_label(analysis.verdict),
         "reason": analysis.reason,
         "best_epoch": analysis.best_epoch,
         "best_val_loss": number(analysis.best_val_loss),
@@ -91,10 +91,17 @@ mod tests {
                     name: "layered".into(),
                     status: RunStatus::Completed as i32,
                     parameters: vec![parameter("head.weight", "head", vec![3, 8], 1e-2, 0)],
+                    groups: crate::fixtures::groups(&[parameter(
+                        "head.weight",
+                        "head",
+                        vec![3, 8],
+                        1e-2,
+                        0,
+                    )]),
                     ..Run::default()
                 }),
                 analysis: Some(RunAnalysis {
-                    verdict: "good".into(),
+                    verdict: strata_proto::Verdict::Good as i32,
                     best_epoch: 7,
                     best_val_loss: 0.25,
                     gap_final: f64::NAN,

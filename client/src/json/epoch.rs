@@ -1,6 +1,7 @@
 //! Epochs and the events of `strata watch --json` (one NDJSON line each).
 
 use serde_json::{json, Map, Value};
+use strata_client::model::val_metric;
 use strata_client::{epoch_gap, status_label};
 use strata_proto::{
     watch_event, BatchProgress, EpochRecord, GroupEpochStats, StatusChange, WatchEvent,
@@ -27,7 +28,8 @@ fn epoch_fields(epoch: &EpochRecord) -> Map<String, Value> {
     fields.insert("train_loss".into(), number(epoch.train_loss));
     fields.insert("val_loss".into(), number(epoch.val_loss));
     fields.insert("gap".into(), number(epoch_gap(epoch)));
-    fields.insert("val_accuracy".into(), number(epoch.val_accuracy));
+    let (metric, value) = val_metric(epoch);
+    fields.insert(metric.into(), number(value));
     fields.insert("duration_ms".into(), number(epoch.duration_ms));
     fields.insert("samples_per_sec".into(), number(epoch.samples_per_sec));
     fields.insert(

@@ -2,11 +2,11 @@
 //! `cancel`, `resume`, `delete`.
 
 use serde_json::{json, Value};
-use strata_client::model::FrozenUntil;
-use strata_client::status_label;
+use strata_client::model::{init_label, FrozenUntil};
+use strata_client::{metric_label, status_label};
 use strata_proto::{
-    CancelRunResponse, DeleteRunResponse, GetRunResponse, ListRunsResponse, ParameterRate, Run,
-    RunConfig, StartRunResponse,
+    CancelRunResponse, DeleteRunResponse, GetRunResponse, GroupRate, ListRunsResponse,
+    ParameterRate, Run, RunConfig, RunFacts, StartRunResponse, Task,
 };
 
 use crate::json::analysis::analysis;
@@ -15,14 +15,18 @@ use crate::json::number::{number, optional_number};
 
 /// `strata start` → `{"run_id"}`.
 pub fn start(response: &StartRunResponse) -> Value {
-    json!({ "run_id": response.run_id })
+    json!({ "run_id": response.run_id, "warnings": response.warnings })
 }
 
-/// `strata start --dry-run` → `{"parameters":[...], "config":{...}}`.
+/// `strata start --dry-run` → `{"parameters":[...], "groups":[...], "config":{...},
+/// "facts":{...}, "warnings":[...]}`.
 pub fn dry_run(response: &StartRunResponse) -> Value {
     json!({
         "parameters": parameters(&response.parameters),
+        "groups": response.groups.iter().map(group_rate).collect::<Vec<_>>(),
         "config": response.config.as_ref().map_or(Value::Null, config),
+        "facts": response.facts.as_ref().map_or(Value::Null, facts),
+        "warnings": response.warnings,
     })
 }
 
@@ -34,7 +38,36 @@ pub fn parameter(parameter: &ParameterRate) -> Value {
         "shape": parameter.shape,
         "lr": number(parameter.lr),
         "frozen_until": FrozenUntil::of(parameter).as_number(),
-        "init": parameter.init,
+        "init": init_label(parameter),
+    })
+}
+
+/// A layer group at its rate: `{"name","lr","frozen_until"}` (as the daemon reports it).
+pub fn group_rate(group: &GroupRate) -> Value {
+    json!({
+        "name": group.name,
+        "lr": number(group.lr),
+        "frozen_until": FrozenUntil::from_wire(group.frozen.as_ref()).as_number(),
+    })
+}
+
+/// What the data is: `{"task","classes","target_variance","baseline_loss","chance_accuracy",
+/// "train_rows","val_rows","steps_per_epoch"}`.
+pub fn facts(facts: &RunFacts) -> Value {
+    let task = match Task::try_from(facts.task) {
+        Ok(Task::Classification) => "classification",
+        Ok(Task::Regression) => "regression",
+        _ => "unknown",
+    };
+    json!({
+        "task": task,
+        "classes": facts.classes,
+        "target_variance": optional_number(facts.target_variance),
+        "baseline_loss": optional_number(facts.baseline_loss),
+        "chance_accuracy": optional_number(facts.chance_accuracy),
+        "train_rows": facts.train_rows,
+        "val_rows": facts.val_rows,
+        "steps_per_epoch": facts.steps_per_epoch,
     })
 }
 
@@ -90,7 +123,9 @@ pub fn show(response: &GetRunResponse) -> Value {
         "started_at_ms": run.started_at_ms,
         "finished_at_ms": run.finished_at_ms,
         "epochs_done": run.epochs_done,
-        "val_metric": run.val_metric,
+        "val_metric": metric_label(run.val_metric),
+        "groups": run.groups.iter().map(group_rate).collect::<Vec<_>>(),
+        "facts": run.facts.as_ref().map_or(Value::Null, facts),
         "device": run.device,
         "queue_position": run.queue_position,
         "resumes": run.resumes,
@@ -184,11 +219,11 @@ mod tests {
             analysis: Some(RunAnalysis {
                 best_epoch: 1,
                 gap_final: 0.5,
-                verdict: "too-short".into(),
+                verdict: strata_proto::Verdict::TooShort as i32,
                 reason: "only 1 epoch was trained".into(),
                 groups: vec![GroupDiagnosis {
                     name: "head".into(),
-                    diagnosis: "ok".into(),
+                    diagnosis: strata_proto::Diagnosis::Ok as i32,
                     update_ratio: 1e-3,
                     advice: "keep its rate".into(),
                 }],

@@ -4,7 +4,7 @@
 //! The daemon decides every verdict and writes every sentence; this module only arranges them.
 
 use strata_client::model::in_first_appearance_order;
-use strata_client::status_label;
+use strata_client::{diagnosis_label, status_label, verdict_label};
 use strata_proto::{
     CompareRunsResponse, Diagnosis, GroupDiagnosis, Run, RunAnalysis, RunComparison,
 };
@@ -22,14 +22,11 @@ const CHART_HEIGHT: usize = 12;
 
 /// `ok (1.2e-3/step)`, or `frozen`.
 fn diagnosis_cell(group: &GroupDiagnosis) -> String {
-    if Diagnosis::from_label(&group.diagnosis) == Some(Diagnosis::Frozen) {
-        return group.diagnosis.clone();
+    let label = diagnosis_label(group.diagnosis);
+    if group.diagnosis == Diagnosis::Frozen as i32 {
+        return label.into_owned();
     }
-    format!(
-        "{} ({}/step)",
-        group.diagnosis,
-        update_ratio(group.update_ratio)
-    )
+    format!("{label} ({}/step)", update_ratio(group.update_ratio))
 }
 
 /// An epoch number, or `-` for none.
@@ -45,7 +42,7 @@ fn epoch_cell(epoch: u32) -> String {
 /// per-group diagnoses with their advice.
 pub fn show_section(analysis: &RunAnalysis) -> String {
     let mut lines = vec![
-        format!("Verdict    {}", analysis.verdict),
+        format!("Verdict    {}", verdict_label(analysis.verdict)),
         format!("Why        {}", analysis.reason),
     ];
     if analysis.best_epoch > 0 {
@@ -78,7 +75,7 @@ pub fn show_section(analysis: &RunAnalysis) -> String {
         for group in &analysis.groups {
             table.row(vec![
                 group.name.clone(),
-                group.diagnosis.clone(),
+                diagnosis_label(group.diagnosis).into_owned(),
                 update_ratio(group.update_ratio),
                 group.advice.clone(),
             ]);
@@ -166,7 +163,7 @@ fn side_by_side(runs: &[Compared]) -> String {
     row("gap at best", &|_, a| signed_metric(a.gap_at_best));
     row("gap at end", &|_, a| signed_metric(a.gap_final));
     row("converged at", &|_, a| epoch_cell(a.epochs_to_converge));
-    row("verdict", &|_, a| a.verdict.clone());
+    row("verdict", &|_, a| verdict_label(a.verdict).into_owned());
     let groups = in_first_appearance_order(
         runs.iter()
             .flat_map(|c| c.analysis.groups.iter().map(|g| g.name.as_str())),
@@ -195,6 +192,7 @@ mod tests {
                 name: name.into(),
                 status: RunStatus::Completed as i32,
                 parameters: mlp(1e-3, 0),
+                groups: crate::fixtures::groups(&mlp(1e-3, 0)),
                 epochs_done: vals.len() as u32,
                 config: Some(RunConfig {
                     epochs: Some(vals.len() as u32),
@@ -203,13 +201,13 @@ mod tests {
                 ..Run::default()
             }),
             analysis: Some(RunAnalysis {
-                verdict: verdict.into(),
+                verdict: strata_proto::Verdict::from_label(verdict).expect("a verdict") as i32,
                 reason: format!("because: {verdict}"),
                 best_epoch: 2,
                 best_val_loss: 0.25,
                 groups: vec![GroupDiagnosis {
                     name: "layer0".into(),
-                    diagnosis: "too-low".into(),
+                    diagnosis: strata_proto::Diagnosis::TooLow as i32,
                     update_ratio: 3e-6,
                     advice: "raise it".into(),
                 }],
@@ -264,7 +262,7 @@ mod tests {
     #[test]
     fn show_section_has_verdict_numbers_and_groups() {
         let analysis = RunAnalysis {
-            verdict: "overfitting".into(),
+            verdict: strata_proto::Verdict::Overfitting as i32,
             reason:
                 "training loss fell 80% while validation loss rose 25% after epoch 6: overfitting"
                     .into(),
@@ -277,7 +275,7 @@ mod tests {
             epochs_to_converge: 5,
             groups: vec![GroupDiagnosis {
                 name: "head".into(),
-                diagnosis: "ok".into(),
+                diagnosis: strata_proto::Diagnosis::Ok as i32,
                 update_ratio: 1.2e-3,
                 advice: "keep its rate".into(),
             }],

@@ -1,6 +1,11 @@
 //! Epochs: the epoch table of `strata show` and the lines `strata watch` prints.
 
 use strata_client::epoch_gap;
+use strata_client::model::val_metric;
+
+fn val_metric_value(epoch: &EpochRecord) -> f64 {
+    val_metric(epoch).1
+}
 use strata_proto::EpochRecord;
 
 use crate::render::format::{metric, signed_metric, status_with_reason, validation_metric};
@@ -25,7 +30,7 @@ pub fn epoch_table(epochs: &[EpochRecord], val_metric: &str) -> String {
             metric(epoch.train_loss),
             metric(epoch.val_loss),
             signed_metric(epoch_gap(epoch)),
-            validation_metric(epoch.val_accuracy),
+            validation_metric(val_metric_value(epoch)),
         ]);
     }
     table.render_ruled()
@@ -61,7 +66,7 @@ fn metric_label(val_metric: &str) -> &str {
 /// One line per finished epoch in `strata watch`:
 /// `epoch   3/10  train 0.512345  val 0.534567  gap +0.022222  acc 0.8123  (1234 samples/s)`.
 pub fn epoch_line(epoch: &EpochRecord, total_epochs: Option<u32>, val_metric: &str) -> String {
-    let accuracy = validation_metric(epoch.val_accuracy);
+    let accuracy = validation_metric(val_metric_value(epoch));
     let throughput = if epoch.samples_per_sec.is_finite() {
         format!("{:.0}", epoch.samples_per_sec)
     } else {
@@ -92,7 +97,7 @@ mod tests {
             epoch,
             train_loss: train,
             val_loss: val,
-            val_accuracy: 0.8123,
+            val_metric: Some(strata_proto::epoch_record::ValMetric::ValAccuracy(0.8123)),
             duration_ms: 10.0,
             samples_per_sec: 1234.4,
             groups: vec![],

@@ -2,15 +2,19 @@
 //! `strata start --dry-run`, the rate spec as the user gave it, and the short rate setup of
 //! `strata compare`.
 
-use strata_client::model::{parameter_groups, FrozenUntil, ParameterGroup};
-use strata_proto::{ParameterRate, Run, RunConfig};
+use strata_client::model::{init_label, parameter_groups, FrozenUntil, ParameterGroup};
+use strata_proto::{GroupRate, ParameterRate, Run, RunConfig};
 
 use crate::render::format::{plain_number, rate, shape};
 use crate::render::table::{Align, Table};
 
 /// A freeze state in the FROZEN column: `no`, `until epoch N` or `yes`.
 fn frozen(parameter: &ParameterRate) -> String {
-    match FrozenUntil::of(parameter) {
+    frozen_cell(FrozenUntil::of(parameter))
+}
+
+fn frozen_cell(frozen: FrozenUntil) -> String {
+    match frozen {
         FrozenUntil::Never => "no".into(),
         FrozenUntil::Epoch(epoch) => format!("until epoch {epoch}"),
         FrozenUntil::Forever => "yes".into(),
@@ -30,7 +34,7 @@ fn short_name(parameter: &ParameterRate) -> &str {
 /// The per-group learning-rate table: one line per group when all its parameters share a rate
 /// and freeze state (the usual case), else one line per parameter, so a rule that split a group
 /// is visible.
-pub fn rate_table(parameters: &[ParameterRate]) -> String {
+pub fn rate_table(groups: &[GroupRate], parameters: &[ParameterRate]) -> String {
     /// Beyond this many parameters, a uniform group names a count instead of every parameter.
     const MAX_LISTED: usize = 4;
 
@@ -44,12 +48,14 @@ pub fn rate_table(parameters: &[ParameterRate]) -> String {
         ("FROZEN", Align::Left),
     ]);
     for ParameterGroup {
-        name: group,
+        group,
         parameters: members,
-        ..
-    } in parameter_groups(parameters)
+    } in parameter_groups(groups, parameters)
     {
-        let first = members[0];
+        let group = group.name.as_str();
+        let Some(&first) = members.first() else {
+            continue;
+        };
         let uniform = members.iter().all(|p| {
             p.lr.to_bits() == first.lr.to_bits() && FrozenUntil::of(p) == FrozenUntil::of(first)
         });
@@ -105,7 +111,7 @@ pub fn parameter_table(parameters: &[ParameterRate]) -> String {
             shape(&parameter.shape),
             rate(parameter.lr),
             frozen(parameter),
-            parameter.init.clone(),
+            init_label(parameter).to_string(),
         ]);
     }
     table.render_plain()
@@ -143,23 +149,23 @@ pub fn rate_spec(config: &RunConfig) -> String {
 /// `layer0=1e-3@3 layer1=1e-2 head=1e-2` (`@N`: frozen until epoch N; `=frozen`: for good), and
 /// the schedule when it is not constant.
 pub fn rate_setup(run: &Run) -> String {
-    let groups = parameter_groups(&run.parameters);
+    let groups = &run.groups;
+    let frozen = |g: &GroupRate| FrozenUntil::from_wire(g.frozen.as_ref());
     let mut text = match groups.first() {
         None => "-".to_string(),
         Some(first)
             if groups.len() > 1
                 && groups.iter().all(|g| {
-                    g.leading.lr.to_bits() == first.leading.lr.to_bits()
-                        && FrozenUntil::of(g.leading) == FrozenUntil::Never
+                    g.lr.to_bits() == first.lr.to_bits() && frozen(g) == FrozenUntil::Never
                 }) =>
         {
-            format!("all={}", rate(first.leading.lr))
+            format!("all={}", rate(first.lr))
         }
         Some(_) => groups
             .iter()
-            .map(|ParameterGroup { name, leading, .. }| {
-                let lr = rate(leading.lr);
-                match FrozenUntil::of(leading) {
+            .map(|g| {
+                let (name, lr) = (&g.name, rate(g.lr));
+                match frozen(g) {
                     FrozenUntil::Never => format!("{name}={lr}"),
                     FrozenUntil::Epoch(epoch) => format!("{name}={lr}@{epoch}"),
                     FrozenUntil::Forever => format!("{name}=frozen"),
@@ -178,7 +184,7 @@ pub fn rate_setup(run: &Run) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{mlp, parameter};
+    use crate::fixtures::{groups, mlp, parameter};
 
     #[test]
     fn uniform_groups_collapse_to_one_line() {
@@ -189,7 +195,7 @@ mod tests {
             parameter("layer1.bias", "layer1", vec![64, 2], 2e-3, 0),
             parameter("head.weight", "head", vec![64, 2], 1e-2, -1),
         ];
-        let table = rate_table(&parameters);
+        let table = rate_table(&groups(&parameters), &parameters);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 5, "{table}");
         assert_eq!(lines[0], "GROUP   PARAMETERS      LR  FROZEN");
@@ -204,7 +210,7 @@ mod tests {
         let parameters: Vec<_> = (0..6)
             .map(|i| parameter(&format!("block.p{i}"), "block", vec![64, 2], 1e-3, 0))
             .collect();
-        assert!(rate_table(&parameters).contains("6 parameters"));
+        assert!(rate_table(&groups(&parameters), &parameters).contains("6 parameters"));
     }
 
     #[test]
@@ -218,7 +224,8 @@ mod tests {
 
     #[test]
     fn rate_setup_is_short() {
-        let run = |parameters, schedule: &str| Run {
+        let run = |parameters: Vec<ParameterRate>, schedule: &str| Run {
+            groups: groups(&parameters),
             parameters,
             config: Some(RunConfig {
                 schedule: schedule.into(),

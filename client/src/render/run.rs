@@ -138,8 +138,11 @@ pub fn show(response: &GetRunResponse) -> String {
     let run = response.run.as_ref().unwrap_or(&default_run);
     let mut sections = vec![
         run_header(run),
-        rate_table(&run.parameters),
-        epoch_table(&response.epochs, &run.val_metric),
+        rate_table(&run.groups, &run.parameters),
+        epoch_table(
+            &response.epochs,
+            strata_client::metric_label(run.val_metric),
+        ),
     ];
     if let Some(analysis) = &response.analysis {
         sections.push(show_section(analysis));

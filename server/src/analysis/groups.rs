@@ -7,9 +7,17 @@
 //! cancel, the per-step figure comes out lower than each step's own move (by up to √steps). It
 //! measures what actually stuck, and the thresholds sit a decade either side of 1e-3 to absorb
 //! the difference.
+//!
+//! A group is judged on the first [`DIAGNOSIS_WINDOW_EPOCHS`] epochs it trained: early training
+//! is where the rate matters most, and a converged model's steps shrink whatever the rate, so the
+//! median over a whole run would tell every long run to raise its rates. The same run stopped
+//! at 8 or at 20 epochs gets the same diagnosis. A blow-up counts in any epoch.
 
 use super::text::{rate, ratio, rounded_rate};
 use super::thresholds::{Thresholds, BLOWUP_EPOCH_RATIO, UPDATE_RATIO_TARGET};
+
+/// A group's typical update ratio is the median over this many of the first epochs it trained.
+pub const DIAGNOSIS_WINDOW_EPOCHS: usize = 5;
 use super::GroupDiagnosis;
 use crate::domain::{groups_in_order, Diagnosis, EpochMetrics, RunRecord};
 
@@ -122,10 +130,13 @@ pub fn judge_groups(
                     (peak, peak_epoch) = (value, record.epoch);
                 }
                 blew_up |= epoch_ratio > BLOWUP_EPOCH_RATIO && value > thresholds.update_ratio_high;
-                per_step.push(value);
+                if per_step.len() < DIAGNOSIS_WINDOW_EPOCHS {
+                    per_step.push(value);
+                }
             }
+            let judged = per_step.len();
             let typical = median(&mut per_step);
-            let diagnosis = if per_step.is_empty() {
+            let diagnosis = if judged == 0 {
                 Diagnosis::Frozen
             } else if typical > thresholds.update_ratio_high || blew_up {
                 Diagnosis::TooHigh

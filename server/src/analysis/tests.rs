@@ -1,8 +1,9 @@
 //! The analysis on hand-made curves whose verdicts are known.
 
 use super::*;
+use crate::domain::Verdict;
 use crate::domain::{
-    DataFacts, FrozenUntil, GroupStats, ParamInit, ParameterRate, RunConfig, TaskFacts,
+    DataFacts, FrozenUntil, GroupStats, ParamInit, ParameterRate, RunConfig, RunStatus, TaskFacts,
 };
 
 /// A finished 3-class run: 400 samples, 320 training rows in 10 batches of 32 per epoch.
@@ -199,8 +200,9 @@ fn validation_rising_while_training_falls_is_overfitting() {
 }
 
 #[test]
-fn a_large_widening_gap_is_overfitting_even_before_validation_rises() {
-    // Validation still (barely) improving, but training races ahead of it.
+fn a_wide_gap_is_overfitting_only_once_validation_stops_improving() {
+    // Validation still falling every epoch while training races ahead: not overfitting (a run
+    // whose best epoch is its last has nothing to stop early for).
     let losses: Vec<(f64, f64)> = (0..9)
         .map(|i| {
             let i = i as f64;
@@ -208,9 +210,28 @@ fn a_large_widening_gap_is_overfitting_even_before_validation_rises() {
         })
         .collect();
     let a = analyse_default(&finished(), &curve(&losses));
-    assert_eq!(a.verdict.label(), "overfitting", "{}", a.reason);
+    assert_ne!(a.verdict, Verdict::Overfitting, "{}", a.reason);
+    assert_eq!(a.best_epoch, 9);
+    // Validation stalled since epoch 5 (not rising 10%) while training keeps falling, the gap
+    // wide and widening: overfitting.
+    let stalled = [
+        (1.0, 1.0),
+        (0.7, 0.8),
+        (0.5, 0.6),
+        (0.35, 0.5),
+        (0.25, 0.45),
+        (0.18, 0.455),
+        (0.13, 0.46),
+        (0.1, 0.455),
+        (0.08, 0.46),
+        (0.06, 0.46),
+    ];
+    let a = analyse_default(&finished(), &curve(&stalled));
+    assert_eq!(a.verdict, Verdict::Overfitting, "{}", a.reason);
     assert!(
-        a.reason.contains("far below validation loss"),
+        a.reason.starts_with(
+            "validation loss has not improved since epoch 5 while training loss fell to 0.06000"
+        ),
         "{}",
         a.reason
     );
@@ -218,8 +239,8 @@ fn a_large_widening_gap_is_overfitting_even_before_validation_rises() {
         overfit_gap: 2.0,
         ..Thresholds::default()
     };
-    let a = analyse(&finished(), &curve(&losses), &lenient);
-    assert_ne!(a.verdict.label(), "overfitting", "{}", a.reason);
+    let a = analyse(&finished(), &curve(&stalled), &lenient);
+    assert_ne!(a.verdict, Verdict::Overfitting, "{}", a.reason);
 }
 
 #[test]
@@ -346,7 +367,12 @@ fn non_finite_or_exploding_losses_are_diverged() {
         "{}",
         a.reason
     );
-    assert!(a.reason.contains("3-class classifier"), "{}", a.reason);
+    assert!(
+        a.reason
+            .contains("times the 1.099 of a uniform guess over 3 classes"),
+        "{}",
+        a.reason
+    );
 
     // A diverged run with no stored epoch gives the daemon's reason.
     let mut run = run(RunStatus::Diverged);
@@ -364,16 +390,18 @@ fn non_finite_or_exploding_losses_are_diverged() {
 }
 
 #[test]
-fn a_flat_curve_with_tiny_updates_is_slow_and_names_the_groups() {
+fn a_flat_curve_at_the_baseline_is_not_learning_and_names_the_groups() {
+    // A 3-class run whose validation loss never leaves ln 3 ≈ 1.099, its weights hardly moving.
     let losses: Vec<(f64, f64)> = (0..10)
-        .map(|i| (1.846 - 1e-4 * i as f64, 2.104 - 1e-4 * i as f64))
+        .map(|i| (1.098 - 1e-4 * i as f64, 1.104 - 1e-4 * i as f64))
         .collect();
     let epochs = curve_with_ratios(&losses, 1e-6, 3e-6);
     let a = analyse_default(&finished(), &epochs);
-    assert_eq!(a.verdict.label(), "slow", "{}", a.reason);
+    assert_eq!(a.verdict, Verdict::NotLearning, "{}", a.reason);
     assert!(
-        a.reason
-            .starts_with("validation loss improved only 0.04% in 10 epochs"),
+        a.reason.starts_with(
+            "the best validation loss, 1.103 (best accuracy 50%, chance 33%), is within 10% of the 1.099 of a uniform guess over 3 classes: not-learning"
+        ),
         "{}",
         a.reason
     );
@@ -389,8 +417,24 @@ fn a_flat_curve_with_tiny_updates_is_slow_and_names_the_groups() {
 }
 
 #[test]
-fn a_quickly_converged_run_is_not_slow() {
-    // Flat after the first epoch, but the rates are fine and the best is not at the end.
+fn learning_far_from_done_and_still_falling_is_slow() {
+    // Down from ln 3 to 0.8 and still falling steadily at the end: slow, not good.
+    let losses: Vec<(f64, f64)> = (0..10)
+        .map(|i| (1.05 - 0.03 * i as f64, 1.06 - 0.03 * i as f64))
+        .collect();
+    let a = analyse_default(&finished(), &curve_with_ratios(&losses, 1e-3, 1e-3));
+    assert_eq!(a.verdict, Verdict::Slow, "{}", a.reason);
+    assert!(
+        a.reason
+            .starts_with("validation loss is still falling (1.060 → 0.7900 (best accuracy 50%, chance 33%)) but is still 72% of the 1.099"),
+        "{}",
+        a.reason
+    );
+}
+
+#[test]
+fn a_quickly_converged_run_is_plateaued_not_slow() {
+    // Flat after the first epoch, far below the baseline: done early, with nothing wrong.
     let losses = [
         (0.30, 0.10),
         (0.09, 0.095),
@@ -400,7 +444,33 @@ fn a_quickly_converged_run_is_not_slow() {
         (0.087, 0.097),
     ];
     let a = analyse_default(&finished(), &curve(&losses));
-    assert_eq!(a.verdict.label(), "good", "{}", a.reason);
+    assert_eq!(a.verdict, Verdict::Plateaued, "{}", a.reason);
+    assert!(
+        a.reason.starts_with(
+            "validation loss settled near its best (0.09400) by epoch 1 and stayed there for 5 epochs (ended at 0.09700): plateaued; the last 5 epochs added little: stop around epoch 1"
+        ),
+        "{}",
+        a.reason
+    );
+}
+
+#[test]
+fn a_converged_curve_wobbling_around_its_best_is_plateaued_not_unstable() {
+    // The mild plateau: converged by epoch 2, then validation wobbles ±10% around 0.16.
+    let losses = [
+        (0.9, 0.5),
+        (0.2, 0.165),
+        (0.15, 0.18),
+        (0.14, 0.15),
+        (0.13, 0.175),
+        (0.13, 0.145),
+        (0.12, 0.17),
+        (0.12, 0.15),
+        (0.115, 0.172),
+        (0.11, 0.16),
+    ];
+    let a = analyse_default(&finished(), &curve(&losses));
+    assert_eq!(a.verdict, Verdict::Plateaued, "{}", a.reason);
 }
 
 #[test]

@@ -19,8 +19,8 @@ pub use facts::{DataFacts, TaskFacts, ValMetric};
 pub use id::RunId;
 pub(crate) use id::{from_base32, scramble, SHORT_ID_CHARS, SHORT_ID_FLAG};
 pub use run::{
-    groups_in_order, largest_member, FrozenUntil, GroupRate, ParamInit, ParameterRate, RunRecord,
-    RunState,
+    group_rates, groups_in_order, largest_member, FrozenUntil, GroupRate, ParamInit, ParameterRate,
+    RunRecord, RunState,
 };
 pub use status::RunStatus;
 pub use verdict::{Diagnosis, Verdict};

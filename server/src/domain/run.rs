@@ -92,6 +92,22 @@ pub fn largest_member<T>(items: &[T], members: &[usize], numel: impl Fn(&T) -> i
         .unwrap_or(0)
 }
 
+/// The layer groups of a rate table in the model's order, each at its largest parameter's rate
+/// and freezing (the weight's, for a layer).
+pub fn group_rates(parameters: &[ParameterRate]) -> Vec<GroupRate> {
+    groups_in_order(parameters, |p| &p.group)
+        .into_iter()
+        .map(|(name, members)| {
+            let main = &parameters[largest_member(parameters, &members, ParameterRate::numel)];
+            GroupRate {
+                name,
+                lr: main.lr,
+                frozen: main.frozen,
+            }
+        })
+        .collect()
+}
+
 /// Everything stored about a run except its epochs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunRecord {

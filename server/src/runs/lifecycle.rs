@@ -2,10 +2,11 @@
 
 use std::{sync::atomic::Ordering, sync::Arc, time::Duration};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use super::{
     blocking, live, resume_point::choose_resume_point, RunStatus, Runs, StartRequest, Started,
+    Watch,
 };
 use crate::{
     domain::{RunEvent, RunId, RunRecord, RunState},
@@ -42,11 +43,14 @@ impl Runs {
         let prepared = self.prepare(config, true).await?;
         let parameters = prepared.rate_table();
         let config = prepared.spec.config.clone();
+        let (facts, warnings) = (prepared.facts(), prepared.warnings());
         if dry_run {
             return Ok(Started {
                 id: None,
                 parameters,
                 config,
+                facts,
+                warnings,
             });
         }
 
@@ -88,6 +92,8 @@ impl Runs {
             id: Some(id),
             parameters,
             config,
+            facts,
+            warnings,
         })
     }
 
@@ -244,25 +250,16 @@ impl Runs {
     /// Streams the run's stored epochs from `from_epoch`, then its live events, with no gap and
     /// no duplicate: the watcher subscribes before reading the store, and drops live epochs it
     /// already sent from history.
-    pub async fn watch(
-        self: &Arc<Self>,
-        run: &str,
-        from_epoch: u32,
-    ) -> Result<mpsc::Receiver<Result<RunEvent>>> {
+    pub async fn watch(self: &Arc<Self>, run: &str, from_epoch: u32) -> Result<Watch> {
         let id = self.resolve(run).await?;
         let subscription = self.live.get(id).map(|live| live.subscribe());
         let (store, named) = (self.store.clone(), run.to_string());
-        blocking(move || match store.has_run(id)? {
-            true => Ok(()),
-            false => Err(StrataError::RunNotFound(named)),
+        let record =
+            blocking(move || store.get_run(id)?.ok_or(StrataError::RunNotFound(named))).await?;
+        Ok(Watch {
+            metric: record.facts.task.metric(),
+            events: live::spawn_watcher(self.store.clone(), id, from_epoch, subscription),
         })
-        .await?;
-        Ok(live::spawn_watcher(
-            self.store.clone(),
-            id,
-            from_epoch,
-            subscription,
-        ))
     }
 
     /// Stops taking work, interrupts queued and running runs at a batch boundary, waits for them

@@ -36,7 +36,10 @@ use tokio_util::task::TaskTracker;
 pub use self::live::WATCH_BUFFER_EVENTS;
 use crate::{
     analysis::RunAnalysis,
-    domain::{EpochMetrics, ParameterRate, RunConfig, RunId, RunState, RunStatus, Verdict},
+    domain::{
+        DataFacts, EpochMetrics, ParameterRate, RunConfig, RunEvent, RunId, RunState, RunStatus,
+        ValMetric, Verdict,
+    },
     error::{Result, StrataError},
     spec::paths::DataRoots,
     store::Store,
@@ -62,6 +65,16 @@ pub struct Started {
     pub id: Option<RunId>,
     pub parameters: Vec<ParameterRate>,
     pub config: RunConfig,
+    /// What is known of the data so far (the task, the class count).
+    pub facts: DataFacts,
+    /// What the user should know before trusting the run, one sentence each.
+    pub warnings: Vec<String>,
+}
+
+/// A watch's stream of events, and the run's validation metric (its epochs' `val_metric`).
+pub struct Watch {
+    pub metric: ValMetric,
+    pub events: tokio::sync::mpsc::Receiver<Result<RunEvent>>,
 }
 
 /// One run with its epochs and their analysis.

@@ -53,6 +53,11 @@ impl Prepared {
             .collect()
     }
 
+    /// What the user should know before trusting the run.
+    pub fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// What is known of the data before it is loaded for training (the rest is measured then).
     pub fn facts(&self) -> DataFacts {
         DataFacts {

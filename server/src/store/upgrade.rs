@@ -17,9 +17,6 @@
 use super::record::StoredRun;
 use crate::domain::{DataFacts, EpochMetrics, TaskFacts};
 
-/// The batch size `stratad` filled in when a config named none.
-const FORMAT_1_DEFAULT_BATCH_SIZE: u32 = 32;
-
 /// The facts of a format-1 run, estimated from its record and its stored epochs.
 pub fn legacy_facts(run: &StoredRun, epochs: &[EpochMetrics]) -> DataFacts {
     let config = run.config.clone().unwrap_or_default();
@@ -60,7 +57,7 @@ pub fn legacy_facts(run: &StoredRun, epochs: &[EpochMetrics]) -> DataFacts {
     let batch = u64::from(
         config
             .batch_size
-            .unwrap_or(FORMAT_1_DEFAULT_BATCH_SIZE)
+            .unwrap_or(crate::spec::DEFAULT_BATCH_SIZE)
             .max(1),
     );
     DataFacts {

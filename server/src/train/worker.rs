@@ -20,6 +20,7 @@ use super::{
     data::{build_dataset, Dataset, SeededRng},
     model::Model,
     optim::{squared_norm, Optimizer},
+    targets::TargetScaling,
 };
 use crate::{
     domain::{
@@ -282,6 +283,8 @@ struct Trainer<'a> {
     step: u64,
     /// The run's record and its epochs so far, written into every checkpoint.
     records: RunRecords,
+    /// A regression's targets are trained standardized; this brings losses back to their units.
+    targets: TargetScaling,
 }
 
 impl<'a> Trainer<'a> {
@@ -298,7 +301,22 @@ impl<'a> Trainer<'a> {
             ),
         };
         let reuse = source.as_ref().and_then(Checkpoint::standardization);
-        let data = build_dataset(&spec.dataset, spec.seed, job.device, reuse)?;
+        let mut data = build_dataset(&spec.dataset, spec.seed, job.device, reuse)?;
+        // Facts in the targets' own units, before they are standardized.
+        let plan = StepPlan::new(spec, data.train_len());
+        let facts = data_facts(&data, &plan)?;
+        let targets = match data.task {
+            Task::Regression => {
+                let scaling = match source.as_ref().and_then(Checkpoint::target_scaling) {
+                    Some(kept) => kept,
+                    None => TargetScaling::of(&data.train_y)?,
+                };
+                data.train_y = scaling.standardize(&data.train_y)?;
+                data.val_y = scaling.standardize(&data.val_y)?;
+                scaling
+            }
+            Task::Classification { .. } => TargetScaling::IDENTITY,
+        };
         let model = {
             let _guard = MODEL_INIT_LOCK
                 .lock()
@@ -325,12 +343,11 @@ impl<'a> Trainer<'a> {
             (None, _) => Ok(()),
         }
         .map_err(Halt::Failed)?;
-        let plan = StepPlan::new(spec, data.train_len());
         let step = u64::from(job.resume_after_epoch) * plan.steps_per_epoch;
-        let facts = data_facts(&data, &plan)?;
         job.sink.data_loaded(&facts)?;
         let records = run_records(job, facts)?;
         Ok(Trainer {
+            targets,
             records,
             job,
             groups: groups_of(job.resolved),
@@ -410,7 +427,7 @@ impl<'a> Trainer<'a> {
                 .f_narrow(0, batch as i64, 1)?
                 .f_copy_(&detached.f_reshape([1])?)?;
             if plan.is_progress_step(batch) {
-                let value = detached.f_double_value(&[])?;
+                let value = detached.f_double_value(&[])? * self.targets.loss_factor();
                 if !value.is_finite() {
                     return Err(Halt::Diverged(format!(
                         "the training loss became {value} at epoch {epoch}, batch {}",
@@ -427,7 +444,7 @@ impl<'a> Trainer<'a> {
             self.step += 1;
         }
 
-        let train_loss = self.mean_train_loss(&batch_losses)?;
+        let train_loss = self.mean_train_loss(&batch_losses)? * self.targets.loss_factor();
         if !train_loss.is_finite() {
             let bad = batch_losses.f_isfinite()?.f_logical_not()?.f_nonzero()?;
             let batch = if bad.size()[0] > 0 {
@@ -440,6 +457,7 @@ impl<'a> Trainer<'a> {
             )));
         }
         let (val_loss, val_metric) = validate(&self.model, &self.data)?;
+        let val_loss = val_loss * self.targets.loss_factor();
         let groups = self.group_stats(&frozen, &at_start, &grad_norm_sums, grad_norm_samples)?;
         let elapsed = started.elapsed().as_secs_f64();
         Ok(EpochMetrics {
@@ -589,7 +607,10 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
             epoch,
             trainer.model.parameters(),
             &trainer.optimizer,
-            &trainer.data.standardization,
+            checkpoint::DataScaling {
+                features: &trainer.data.standardization,
+                targets: trainer.targets,
+            },
             &trainer.records,
         )
         .map_err(Halt::Failed)?;

@@ -8,8 +8,9 @@ use tonic::Status;
 use crate::{
     analysis::{ComparedRun, Comparison, GroupDiagnosis, RunAnalysis, ThresholdOverrides},
     domain::{
-        EpochMetrics, FrozenUntil, GroupStats, ParamInit, ParameterRate, RunConfig, RunEvent,
-        RunState, RunStatus, Verdict,
+        group_rates, DataFacts, Diagnosis, EpochMetrics, FrozenUntil, GroupRate, GroupStats,
+        ParamInit, ParameterRate, RunConfig, RunEvent, RunState, RunStatus, TaskFacts, ValMetric,
+        Verdict,
     },
     error::StrataError,
     runs::{ListFilter, RunDetail, StartRequest, Started},
@@ -43,24 +44,109 @@ fn status_filter(code: i32) -> Result<Option<RunStatus>, StrataError> {
     })
 }
 
-fn verdict_filter(label: &str) -> Result<Option<Verdict>, StrataError> {
-    if label.is_empty() {
-        return Ok(None);
+fn verdict_to_proto(verdict: Verdict) -> proto::Verdict {
+    match verdict {
+        Verdict::Good => proto::Verdict::Good,
+        Verdict::Plateaued => proto::Verdict::Plateaued,
+        Verdict::Overfitting => proto::Verdict::Overfitting,
+        Verdict::Unstable => proto::Verdict::Unstable,
+        Verdict::Slow => proto::Verdict::Slow,
+        Verdict::NotLearning => proto::Verdict::NotLearning,
+        Verdict::Diverged => proto::Verdict::Diverged,
+        Verdict::TooShort => proto::Verdict::TooShort,
     }
-    Verdict::ALL
-        .into_iter()
-        .find(|v| v.label() == label)
-        .map(Some)
-        .ok_or_else(|| {
-            StrataError::invalid(
-                "verdict",
-                format!(
-                    "{} is not a verdict; allowed: {}",
-                    crate::spec::shown(label),
-                    Verdict::ALL.map(Verdict::label).join(", ")
-                ),
-            )
-        })
+}
+
+/// A verdict filter: unspecified is none.
+fn verdict_filter(code: i32) -> Result<Option<Verdict>, StrataError> {
+    let verdict = proto::Verdict::try_from(code).map_err(|_| {
+        StrataError::invalid(
+            "verdict",
+            format!(
+                "{code} is not a verdict; allowed: {}",
+                Verdict::ALL.map(Verdict::label).join(", ")
+            ),
+        )
+    })?;
+    Ok(match verdict {
+        proto::Verdict::Unspecified => None,
+        proto::Verdict::Good => Some(Verdict::Good),
+        proto::Verdict::Plateaued => Some(Verdict::Plateaued),
+        proto::Verdict::Overfitting => Some(Verdict::Overfitting),
+        proto::Verdict::Unstable => Some(Verdict::Unstable),
+        proto::Verdict::Slow => Some(Verdict::Slow),
+        proto::Verdict::NotLearning => Some(Verdict::NotLearning),
+        proto::Verdict::Diverged => Some(Verdict::Diverged),
+        proto::Verdict::TooShort => Some(Verdict::TooShort),
+    })
+}
+
+fn diagnosis_to_proto(diagnosis: Diagnosis) -> proto::Diagnosis {
+    match diagnosis {
+        Diagnosis::Ok => proto::Diagnosis::Ok,
+        Diagnosis::TooHigh => proto::Diagnosis::TooHigh,
+        Diagnosis::TooLow => proto::Diagnosis::TooLow,
+        Diagnosis::Frozen => proto::Diagnosis::Frozen,
+    }
+}
+
+fn frozen_to_proto(frozen: FrozenUntil) -> Option<proto::Frozen> {
+    let until = match frozen {
+        FrozenUntil::Never => return None,
+        FrozenUntil::Epoch(epoch) => proto::frozen::Until::Epoch(epoch),
+        FrozenUntil::Forever => proto::frozen::Until::Forever(true),
+    };
+    Some(proto::Frozen { until: Some(until) })
+}
+
+fn metric_to_proto(metric: ValMetric) -> proto::ValMetric {
+    match metric {
+        ValMetric::Accuracy => proto::ValMetric::Accuracy,
+        ValMetric::R2 => proto::ValMetric::R2,
+    }
+}
+
+impl From<GroupRate> for proto::GroupRate {
+    fn from(group: GroupRate) -> Self {
+        let GroupRate { name, lr, frozen } = group;
+        proto::GroupRate {
+            name,
+            lr,
+            frozen: frozen_to_proto(frozen),
+        }
+    }
+}
+
+impl From<DataFacts> for proto::RunFacts {
+    fn from(facts: DataFacts) -> Self {
+        let DataFacts {
+            task,
+            train_rows,
+            val_rows,
+            steps_per_epoch,
+        } = facts;
+        let (kind, classes, target_variance, chance_accuracy) = match task {
+            TaskFacts::Classification { classes } => (
+                proto::Task::Classification,
+                classes,
+                None,
+                (classes > 0).then(|| 1.0 / f64::from(classes)),
+            ),
+            TaskFacts::Regression { target_variance } => {
+                (proto::Task::Regression, 0, target_variance, None)
+            }
+        };
+        proto::RunFacts {
+            task: kind as i32,
+            classes,
+            target_variance,
+            baseline_loss: task.baseline_loss(),
+            chance_accuracy,
+            train_rows,
+            val_rows,
+            steps_per_epoch,
+        }
+    }
 }
 
 impl From<proto::RunConfig> for RunConfig {
@@ -207,11 +293,19 @@ impl From<Started> for proto::StartRunResponse {
             id,
             parameters,
             config,
+            facts,
+            warnings,
         } = started;
         proto::StartRunResponse {
             run_id: id.map_or(String::new(), |id| id.to_string()),
+            groups: group_rates(&parameters)
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             parameters: parameters.into_iter().map(Into::into).collect(),
             config: Some(config.into()),
+            facts: Some(facts.into()),
+            warnings,
         }
     }
 }
@@ -231,16 +325,11 @@ impl From<ParameterRate> for proto::ParameterRate {
             group,
             shape,
             lr,
-            frozen_until: match frozen {
-                FrozenUntil::Never => 0,
-                FrozenUntil::Epoch(e) => e.min(i32::MAX as u32) as i32,
-                FrozenUntil::Forever => -1,
-            },
+            frozen: frozen_to_proto(frozen),
             init: match init {
-                ParamInit::Fresh => "fresh",
-                ParamInit::Loaded => "loaded",
-            }
-            .into(),
+                ParamInit::Fresh => proto::ParameterInit::Fresh,
+                ParamInit::Loaded => proto::ParameterInit::Loaded,
+            } as i32,
         }
     }
 }
@@ -252,8 +341,11 @@ impl From<RunState> for proto::Run {
             epochs_done,
             queue_position,
         } = state;
-        let val_metric = record.facts.task.metric().label().to_string();
+        let val_metric = metric_to_proto(record.facts.task.metric()) as i32;
+        let groups = record.groups().into_iter().map(Into::into).collect();
         proto::Run {
+            groups,
+            facts: Some(record.facts.into()),
             id: record.id.to_string(),
             name: record.name,
             tags: record.tags,
@@ -295,27 +387,36 @@ impl From<GroupStats> for proto::GroupEpochStats {
     }
 }
 
-impl From<EpochMetrics> for proto::EpochRecord {
-    fn from(e: EpochMetrics) -> Self {
-        let EpochMetrics {
-            epoch,
-            train_loss,
-            val_loss,
-            val_metric,
-            duration_ms,
-            samples_per_sec,
-            groups,
-        } = e;
-        proto::EpochRecord {
-            epoch,
-            train_loss,
-            val_loss,
-            val_accuracy: val_metric,
-            duration_ms,
-            samples_per_sec,
-            groups: groups.into_iter().map(Into::into).collect(),
-        }
+/// An epoch on the wire, its validation metric named as the run's task says.
+pub fn epoch_to_proto(e: EpochMetrics, metric: ValMetric) -> proto::EpochRecord {
+    let EpochMetrics {
+        epoch,
+        train_loss,
+        val_loss,
+        val_metric,
+        duration_ms,
+        samples_per_sec,
+        groups,
+    } = e;
+    proto::EpochRecord {
+        epoch,
+        train_loss,
+        val_loss,
+        val_metric: Some(match metric {
+            ValMetric::Accuracy => proto::epoch_record::ValMetric::ValAccuracy(val_metric),
+            ValMetric::R2 => proto::epoch_record::ValMetric::ValR2(val_metric),
+        }),
+        duration_ms,
+        samples_per_sec,
+        groups: groups.into_iter().map(Into::into).collect(),
     }
+}
+
+fn epochs_to_proto(epochs: Vec<EpochMetrics>, metric: ValMetric) -> Vec<proto::EpochRecord> {
+    epochs
+        .into_iter()
+        .map(|e| epoch_to_proto(e, metric))
+        .collect()
 }
 
 impl From<GroupDiagnosis> for proto::GroupDiagnosis {
@@ -328,7 +429,7 @@ impl From<GroupDiagnosis> for proto::GroupDiagnosis {
         } = g;
         proto::GroupDiagnosis {
             name,
-            diagnosis: diagnosis.label().to_string(),
+            diagnosis: diagnosis_to_proto(diagnosis) as i32,
             update_ratio,
             advice,
         }
@@ -360,7 +461,7 @@ impl From<RunAnalysis> for proto::RunAnalysis {
             epochs_to_converge,
             final_train_loss,
             final_val_loss,
-            verdict: verdict.label().to_string(),
+            verdict: verdict_to_proto(verdict) as i32,
             reason,
             groups: groups.into_iter().map(Into::into).collect(),
             epochs,
@@ -375,9 +476,10 @@ impl From<RunDetail> for proto::GetRunResponse {
             epochs,
             analysis,
         } = detail;
+        let metric = state.record.facts.task.metric();
         proto::GetRunResponse {
             run: Some(state.into()),
-            epochs: epochs.into_iter().map(Into::into).collect(),
+            epochs: epochs_to_proto(epochs, metric),
             analysis: Some(analysis.into()),
         }
     }
@@ -400,10 +502,11 @@ impl From<Comparison> for proto::CompareRunsResponse {
                         epochs,
                         rank,
                     } = compared;
+                    let metric = run.record.facts.task.metric();
                     proto::RunComparison {
                         run: Some(run.into()),
                         analysis: Some(analysis.into()),
-                        epochs: epochs.into_iter().map(Into::into).collect(),
+                        epochs: epochs_to_proto(epochs, metric),
                         rank,
                     }
                 })
@@ -414,11 +517,12 @@ impl From<Comparison> for proto::CompareRunsResponse {
     }
 }
 
-impl From<RunEvent> for proto::WatchEvent {
-    fn from(event: RunEvent) -> Self {
-        use proto::watch_event::Event;
+/// An event of a run's stream; epochs carry the run's validation metric.
+pub fn event_to_proto(event: RunEvent, metric: ValMetric) -> proto::WatchEvent {
+    use proto::watch_event::Event;
+    {
         let event = match event {
-            RunEvent::Epoch(epoch) => Event::Epoch(epoch.into()),
+            RunEvent::Epoch(epoch) => Event::Epoch(epoch_to_proto(epoch, metric)),
             RunEvent::Progress(p) => Event::Progress(proto::BatchProgress {
                 epoch: p.epoch,
                 batch: p.batch,
@@ -485,7 +589,7 @@ impl TryFrom<proto::ListRunsRequest> for ListFilter {
         Ok(ListFilter {
             status: status_filter(status)?,
             tag: (!tag.is_empty()).then_some(tag),
-            verdict: verdict_filter(&verdict)?,
+            verdict: verdict_filter(verdict)?,
             limit: (limit > 0).then_some(limit as usize),
         })
     }

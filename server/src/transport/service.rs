@@ -69,9 +69,13 @@ impl Strata for StrataService {
         request: Request<WatchRunRequest>,
     ) -> Result<Response<Self::WatchRunStream>, Status> {
         let WatchRunRequest { run, from_epoch } = request.into_inner();
-        let events = self.runs.watch(&run, from_epoch).await?;
-        let events = tokio_stream::wrappers::ReceiverStream::new(events)
-            .map(|event| event.map(WatchEvent::from).map_err(Status::from));
+        let watch = self.runs.watch(&run, from_epoch).await?;
+        let metric = watch.metric;
+        let events = tokio_stream::wrappers::ReceiverStream::new(watch.events).map(move |event| {
+            event
+                .map(|event| convert::event_to_proto(event, metric))
+                .map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(events)))
     }
 

@@ -21,12 +21,15 @@ use tch::{Device, Kind, TchError, Tensor};
 
 pub use self::file::{epochs_in, path_for, Checksum};
 use self::file::{TensorData, EPOCHS_TENSOR, RUN_TENSOR, TMP_FILE};
-use super::{data::Standardization, optim::Optimizer};
+use super::{data::Standardization, optim::Optimizer, targets::TargetScaling};
 use crate::{durable, spec::rates::ResolvedParam};
 
 const MODEL_PREFIX: &str = "model.";
 const DATA_MEAN: &str = "data.mean";
 const DATA_STD: &str = "data.std";
+/// A regression's target statistics (see [`super::targets`]), one double each.
+const TARGET_MEAN: &str = "data.target_mean";
+const TARGET_STD: &str = "data.target_std";
 /// Tensors whose names start with this are Strata's own records, not training state.
 const RECORDS_PREFIX: &str = "strata.";
 
@@ -65,6 +68,12 @@ fn bytes_tensor<'a>(name: &str, bytes: &'a [u8]) -> TensorData<'a> {
     }
 }
 
+/// How the data was rescaled for training: what a resumed run must rescale it with again.
+pub struct DataScaling<'a> {
+    pub features: &'a Standardization,
+    pub targets: TargetScaling,
+}
+
 /// Writes the checkpoint of `epoch`.
 pub fn write(
     dir: &Path,
@@ -72,9 +81,13 @@ pub fn write(
     epoch: u32,
     parameters: &[(String, Tensor)],
     optimizer: &Optimizer,
-    standardization: &Standardization,
+    scaling: DataScaling<'_>,
     records: &RunRecords,
 ) -> Result<(), String> {
+    let DataScaling {
+        features: standardization,
+        targets,
+    } = scaling;
     durable::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut named: Vec<TensorData<'_>> = Vec::new();
     let mut add = |name: String, tensor: &Tensor| -> Result<(), TchError> {
@@ -87,6 +100,10 @@ pub fn write(
         }
         add(DATA_MEAN.into(), &standardization.mean)?;
         add(DATA_STD.into(), &standardization.std)?;
+        if targets != TargetScaling::IDENTITY {
+            add(TARGET_MEAN.into(), &Tensor::f_from_slice(&[targets.mean])?)?;
+            add(TARGET_STD.into(), &Tensor::f_from_slice(&[targets.std])?)?;
+        }
         for (name, tensor) in optimizer.state_tensors()? {
             add(name, &tensor)?;
         }
@@ -156,6 +173,15 @@ impl Checkpoint {
             }),
             _ => None,
         }
+    }
+
+    /// The target statistics a regression run was trained with, if it recorded them.
+    pub fn target_scaling(&self) -> Option<TargetScaling> {
+        let value = |name: &str| self.named.get(name)?.f_double_value(&[0]).ok();
+        Some(TargetScaling {
+            mean: value(TARGET_MEAN)?,
+            std: value(TARGET_STD)?,
+        })
     }
 
     /// Restores a run exactly: every parameter (all must be present with their shapes) and the
