@@ -494,3 +494,59 @@ fn a_run_in_progress_is_analysed_on_what_it_has() {
     );
     assert_numbers_match_the_epochs(&shown);
 }
+
+/// The same run stopped at 8 or at 20 epochs gets the same diagnosis of each group: its first
+/// epochs are the same, and they are what a group is judged on (a converged model's steps shrink
+/// whatever the rate).
+#[test]
+fn group_diagnoses_do_not_depend_on_the_run_length() {
+    let daemon = Daemon::start();
+    let run = |epochs: &str| {
+        let id = train(
+            &daemon,
+            &[
+                "--dataset",
+                "spirals",
+                "--samples",
+                "400",
+                "--model",
+                "mlp:32,32",
+                "--lr",
+                "1.5e-3",
+                "--seed",
+                "3",
+                "--epochs",
+                epochs,
+            ],
+        );
+        show(&daemon, &id)
+    };
+    let (short, long) = (run("8"), run("20"));
+    let groups = |shown: &Value| -> Vec<(String, String, f64)> {
+        shown["analysis"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["name"].as_str().unwrap().to_string(),
+                    g["diagnosis"].as_str().unwrap().to_string(),
+                    f64_of(&g["update_ratio"]),
+                )
+            })
+            .collect()
+    };
+    let (short_groups, long_groups) = (groups(&short), groups(&long));
+    assert_eq!(short_groups.len(), 3, "{short}");
+    for (a, b) in short_groups.iter().zip(&long_groups) {
+        assert_eq!(
+            (&a.0, &a.1),
+            (&b.0, &b.1),
+            "8 epochs: {a:?}, 20 epochs: {b:?}"
+        );
+        assert!(
+            (a.2 - b.2).abs() <= 1e-9 * a.2.abs().max(b.2.abs()),
+            "the ratio judged: {a:?} vs {b:?}"
+        );
+    }
+}

@@ -150,6 +150,7 @@ torch.jit.script(Net()).save(sys.argv[1])
 
 struct Entry {
     name: String,
+    why: String,
     flags: Vec<String>,
     expect: Vec<String>,
     groups: BTreeMap<String, Vec<String>>,
@@ -182,6 +183,7 @@ fn entries() -> Vec<Entry> {
             }
             Entry {
                 name: run["name"].as_str().unwrap().to_string(),
+                why: run["why"].as_str().unwrap().to_string(),
                 flags: strings(&run["flags"]),
                 expect,
                 groups: run["groups"]
@@ -273,6 +275,33 @@ fn outcome(daemon: &Daemon, name: &str, seed: u64, id: &str) -> Outcome {
         ),
         curve,
     }
+}
+
+/// The corpus as a Markdown table (for the README): each run, what it was expected to get, what it
+/// got at each seed, and why.
+fn markdown(entries: &[Entry], outcomes: &[Outcome], seeds: &[u64]) -> String {
+    let seeds_named = seeds
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut text =
+        format!("| run | expected | got (seeds {seeds_named}) | why |\n|---|---|---|---|\n");
+    for entry in entries {
+        let got: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| o.name == entry.name)
+            .map(|o| o.verdict.as_str())
+            .collect();
+        text.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            entry.name,
+            entry.expect.join(" or "),
+            got.join(", "),
+            entry.why.replace('|', "\\|")
+        ));
+    }
+    text
 }
 
 #[test]
@@ -405,6 +434,9 @@ fn every_corpus_run_gets_an_accepted_verdict() {
         }
     }
     let _ = std::io::stdout().write_all(table.as_bytes());
+    if let Ok(path) = std::env::var("STRATA_CORPUS_MARKDOWN") {
+        std::fs::write(path, markdown(&entries, &outcomes, &seeds)).unwrap();
+    }
     assert!(
         wrong.is_empty(),
         "{} of {} corpus runs got a verdict or diagnosis their entry does not accept:\n{}\n\n{table}",

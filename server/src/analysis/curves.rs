@@ -101,6 +101,9 @@ pub(super) struct Curves {
     /// the validation loss (what matters for a loss nearing zero, where 0.17 → 0.07 is a big
     /// step that the progress, counted from the baseline, hardly sees).
     pub recent_relative_gain: f64,
+    /// Whether validation loss fell at least as fast per epoch over the last third as over the
+    /// whole run: a curve that has only just got going, rather than one slowing down.
+    pub accelerating: bool,
     /// The lowest training loss, and the first epoch's.
     pub lowest_train: f64,
     pub first_train: f64,
@@ -170,6 +173,12 @@ impl Curves {
             .map(|e| e.train_loss)
             .filter(|t| t.is_finite())
             .fold(f64::INFINITY, f64::min);
+        let recent_pace = -slope(&val_points);
+        let average_pace = match (epochs.first(), epochs.last()) {
+            (Some(first), Some(last)) if n > 1 => (first.val_loss - last.val_loss) / (n - 1) as f64,
+            _ => 0.0,
+        };
+        let accelerating = recent_pace > 0.0 && recent_pace >= average_pace;
         let recent_gain = if progress > 0.0 {
             -slope(&val_points) * n as f64 / 3.0 / progress
         } else {
@@ -207,6 +216,7 @@ impl Curves {
             settled_epoch,
             recent_gain,
             recent_relative_gain,
+            accelerating,
             lowest_train,
             first_train: epochs.first().map_or(f64::NAN, |e| e.train_loss),
         }

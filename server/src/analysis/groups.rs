@@ -284,4 +284,22 @@ mod tests {
         assert_eq!(j.diagnosis, Diagnosis::Ok);
         assert!(judge_groups(&run(), &[], &Thresholds::default()).is_empty());
     }
+
+    /// Issue 10's case: as a model converges its steps shrink, so a median over the whole run
+    /// told every long run to raise its rates. The first epochs decide: the same run stopped at
+    /// 8 or at 20 epochs gets the same diagnosis.
+    #[test]
+    fn a_diagnosis_does_not_depend_on_how_long_the_run_went_on() {
+        // 5e-3 per step at first, shrinking tenfold every 5 epochs as the run converges.
+        let epochs: Vec<EpochMetrics> = (1..=20)
+            .map(|e| epoch(e, 5e-2 * 10f64.powf(-f64::from(e - 1) / 5.0), false))
+            .collect();
+        let short = judge(&epochs[..8]);
+        let long = judge(&epochs);
+        assert_eq!(short.diagnosis, Diagnosis::Ok);
+        assert_eq!(long.diagnosis, short.diagnosis);
+        assert_eq!(long.typical, short.typical);
+        // The whole run's median would have said too-low.
+        assert!(long.typical > 1e-3, "{}", long.typical);
+    }
 }

@@ -24,7 +24,7 @@ pub const DEFAULT_OVERFIT_GAP: f64 = 0.5;
 /// `slow` when validation loss improved less than this fraction from the first epoch to its best.
 pub const DEFAULT_SLOW_IMPROVEMENT: f64 = 0.1;
 /// Per group: a typical per-step update-to-weight ratio above this is `too-high`.
-pub const DEFAULT_UPDATE_RATIO_HIGH: f64 = 1e-2;
+pub const DEFAULT_UPDATE_RATIO_HIGH: f64 = 3e-2;
 /// Per group: a typical per-step update-to-weight ratio below this is `too-low`.
 pub const DEFAULT_UPDATE_RATIO_LOW: f64 = 1e-4;
 

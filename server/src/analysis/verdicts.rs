@@ -18,7 +18,8 @@
 //!    then falling right after (a converged curve's wobbles are small against its progress; a
 //!    bounce that undoes a fifth of it is not);
 //! 5. `overfitting` — validation loss has stopped improving (its best is at least
-//!    `OVERFIT_MIN_EPOCHS_AFTER_BEST` epochs before the end) while training loss kept falling, and
+//!    `OVERFIT_MIN_EPOCHS_AFTER_BEST` epochs before the end) while training loss kept falling
+//!    (averaging [`TRAIN_FALL_AFTER_BEST`] below its loss at the best epoch), and
 //!    either it rose `overfit_val_rise` above its best — the last epoch above the best epoch, and
 //!    the mean of the last three above the best 3-epoch average (a noisy curve's luckiest epoch is
 //!    not its level), by [`OVERFIT_RISE_OF_PROGRESS`] of the progress at least (a loss near zero
@@ -28,8 +29,9 @@
 //! 6. `slow` — still improving at the end (another third of the run at the last third's pace
 //!    would add [`STILL_IMPROVING_GAIN`] of the progress, or lower the loss by
 //!    [`STILL_IMPROVING_RELATIVE_GAIN`] of itself) but far from done: the best validation loss is
-//!    still above [`SLOW_LEARNED`] of the baseline, or that pace would add [`SLOW_RECENT_GAIN`] of
-//!    the progress (it has only just got going); without a baseline, improved less than
+//!    still above [`SLOW_LEARNED`] of the baseline, or it is falling at least as fast per epoch
+//!    at the end as on average and that pace would add [`SLOW_RECENT_GAIN`] of the progress (it
+//!    has only just got going); without a baseline, improved less than
 //!    `slow_improvement` from the first epoch with a group too low or the loss still creeping;
 //! 7. `plateaued` — settled (within [`super::curves::SETTLED_FRACTION_OF_PROGRESS`] of the progress of its best)
 //!    at least [`PLATEAU_MIN_EPOCHS`] epochs (and a quarter of the run) before the end, and no
@@ -50,9 +52,13 @@ pub const NOT_LEARNING_GAIN: f64 = 0.1;
 /// the baseline.
 pub const SLOW_LEARNED: f64 = 0.5;
 pub use super::curves::{STILL_IMPROVING_GAIN, STILL_IMPROVING_RELATIVE_GAIN};
-/// `slow` also when the pace at the end would, in another third of the run, add this fraction of
-/// the progress made so far: it has only just got going.
-pub const SLOW_RECENT_GAIN: f64 = 0.5;
+/// `slow` also when validation is falling at least as fast per epoch at the end as on average
+/// (it has only just got going) and the pace at the end would, in another third of the run, add
+/// this fraction of the progress made so far.
+pub const SLOW_RECENT_GAIN: f64 = 0.25;
+/// Training "kept falling" after the best epoch when it averaged this fraction below its loss
+/// there.
+pub const TRAIN_FALL_AFTER_BEST: f64 = 0.1;
 /// A run with two jumps or more is `unstable` whatever their share of the steps when one of them
 /// undid this fraction of the progress made.
 pub const BIG_JUMP_OF_PROGRESS: f64 = 0.5;
@@ -386,7 +392,7 @@ fn overfitting(
         .collect();
     let mean_after = after.iter().sum::<f64>() / after.len().max(1) as f64;
     if after.is_empty()
-        || mean_after >= at_best.train_loss
+        || mean_after >= (1.0 - TRAIN_FALL_AFTER_BEST) * at_best.train_loss
         || c.gap_final <= c.gap_at_best
         || c.gap_final <= 0.0
     {
@@ -452,7 +458,7 @@ fn slow(
     let still_improving = c.still_improving();
     if let Some(baseline) = &c.baseline {
         let far = c.best_val > SLOW_LEARNED * baseline.loss;
-        let just_started = c.recent_gain > SLOW_RECENT_GAIN;
+        let just_started = c.accelerating && c.recent_gain > SLOW_RECENT_GAIN;
         if !(still_improving && (far || just_started)) {
             return None;
         }
