@@ -8,8 +8,9 @@ use crate::cli::StartArgs;
 use crate::commands::watch::follow;
 use crate::exit::{CliError, Exit};
 use crate::json;
-use crate::output::Out;
+use crate::output::{note, Out};
 use crate::render::rates::parameter_table;
+use crate::render::run::task_line;
 
 pub async fn run(
     client: &Client,
@@ -24,10 +25,19 @@ pub async fn run(
         dry_run: args.dry_run,
     };
     let response = client.start_run(request).await?;
+    // On stderr, so that `id=$(strata start ...)` still captures the id alone.
+    if !as_json {
+        for warning in &response.warnings {
+            note(&format!("warning: {warning}"));
+        }
+    }
     if args.dry_run {
         if as_json {
             out.json(&json::dry_run(&response))?;
         } else {
+            if let Some(task) = response.facts.as_ref().and_then(task_line) {
+                out.line(&format!("Task  {task}\n"))?;
+            }
             out.line(&parameter_table(&response.parameters))?;
         }
         return Ok(Exit::Success);

@@ -52,7 +52,7 @@ pub fn group_rate(group: &GroupRate) -> Value {
 }
 
 /// What the data is: `{"task","classes","target_variance","baseline_loss","chance_accuracy",
-/// "train_rows","val_rows","steps_per_epoch"}`.
+/// "train_rows","val_rows","steps_per_epoch","label","task_reason"}`.
 pub fn facts(facts: &RunFacts) -> Value {
     let task = match Task::try_from(facts.task) {
         Ok(Task::Classification) => "classification",
@@ -68,6 +68,8 @@ pub fn facts(facts: &RunFacts) -> Value {
         "train_rows": facts.train_rows,
         "val_rows": facts.val_rows,
         "steps_per_epoch": facts.steps_per_epoch,
+        "label": facts.label,
+        "task_reason": facts.task_reason,
     })
 }
 

@@ -1,11 +1,11 @@
 //! `strata show`: the run summary, its rates, its epochs and the daemon's analysis.
 
-use strata_proto::{GetRunResponse, Run, RunConfig};
+use strata_proto::{GetRunResponse, Run, RunConfig, RunFacts, Task};
 
 use crate::render::analysis::show_section;
 use crate::render::epochs::epoch_table;
 use crate::render::format::{
-    duration, epochs_done_of_total, or_dash, plain_number, status_with_reason, utc_time,
+    duration, epochs_done_of_total, metric, or_dash, plain_number, status_with_reason, utc_time,
 };
 use crate::render::rates::{rate_spec, rate_table};
 use crate::render::table::key_values;
@@ -42,6 +42,12 @@ pub fn run_header(run: &Run) -> String {
         "Dataset",
         with_details(&config.dataset, dataset_details(config)),
     ));
+    if let Some(task) = run.facts.as_ref().and_then(task_line) {
+        pairs.push(("Task", task));
+    }
+    if let Some(rows) = run.facts.as_ref().and_then(rows_line) {
+        pairs.push(("Data", rows));
+    }
     let model = if run.parameter_count > 0 {
         vec![format!("{} parameters", run.parameter_count)]
     } else {
@@ -75,6 +81,48 @@ pub fn run_header(run: &Run) -> String {
     pairs.push(("Device", or_dash(device)));
     pairs.push(("Created", created(run)));
     key_values(&pairs)
+}
+
+/// What the run learns and what a model that learned nothing scores: `classification, 10 classes
+/// (12 distinct integer labels), label column 9 of 9; a uniform guess scores 2.303 (chance
+/// 10%)`.
+pub fn task_line(facts: &RunFacts) -> Option<String> {
+    let mut text = match Task::try_from(facts.task).ok()? {
+        Task::Classification => format!("classification, {} classes", facts.classes),
+        Task::Regression => "regression".to_string(),
+        Task::Unspecified => return None,
+    };
+    if !facts.task_reason.is_empty() {
+        text.push_str(&format!(" ({})", facts.task_reason));
+    }
+    if !facts.label.is_empty() {
+        text.push_str(&format!(", label {}", facts.label));
+    }
+    match (Task::try_from(facts.task), facts.baseline_loss) {
+        (Ok(Task::Classification), Some(baseline)) => text.push_str(&format!(
+            "; a uniform guess scores {}{}",
+            metric(baseline),
+            facts
+                .chance_accuracy
+                .map_or(String::new(), |c| format!(" (chance {:.0}%)", c * 100.0))
+        )),
+        (Ok(Task::Regression), Some(baseline)) => text.push_str(&format!(
+            "; predicting the mean scores {} (the targets' variance)",
+            metric(baseline)
+        )),
+        _ => {}
+    }
+    Some(text)
+}
+
+/// `3200 training rows, 800 validation rows, 100 steps per epoch`, once the data was loaded.
+fn rows_line(facts: &RunFacts) -> Option<String> {
+    (facts.train_rows > 0).then(|| {
+        format!(
+            "{} training rows, {} validation rows, {} steps per epoch",
+            facts.train_rows, facts.val_rows, facts.steps_per_epoch
+        )
+    })
 }
 
 /// The dataset's details that are set: samples, noise, classes, label, task, validation.

@@ -145,6 +145,9 @@ impl From<DataFacts> for proto::RunFacts {
             train_rows,
             val_rows,
             steps_per_epoch,
+            // Filled in when the daemon records how it chose the label and the task.
+            label: String::new(),
+            task_reason: String::new(),
         }
     }
 }
