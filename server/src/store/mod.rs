@@ -35,7 +35,7 @@ use crate::{
 };
 use record::{decode_epoch, decode_stored_run};
 
-fn epoch_key(run: RunId, epoch: u32) -> [u8; 12] {
+pub(crate) fn epoch_key(run: RunId, epoch: u32) -> [u8; 12] {
     let mut key = [0u8; 12];
     key[..8].copy_from_slice(&run.key());
     key[8..].copy_from_slice(&epoch.to_be_bytes());
