@@ -354,16 +354,16 @@ mod tests {
     fn certificate(days_from_now: (i64, i64), ca: bool) -> (String, i64) {
         let now = rcgen::date_time_ymd(2030, 6, 1);
         let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        params.not_before = if days_from_now.0 < 0 {
-            now - std::time::Duration::from_secs(days_from_now.0.unsigned_abs() * 86_400)
-        } else {
-            now + std::time::Duration::from_secs(days_from_now.0 as u64 * 86_400)
+        let days_away = |days: i64| {
+            let span = std::time::Duration::from_secs(days.unsigned_abs() * 86_400);
+            if days < 0 {
+                now - span
+            } else {
+                now + span
+            }
         };
-        params.not_after = if days_from_now.1 < 0 {
-            now - std::time::Duration::from_secs(days_from_now.1.unsigned_abs() * 86_400)
-        } else {
-            now + std::time::Duration::from_secs(days_from_now.1 as u64 * 86_400)
-        };
+        params.not_before = days_away(days_from_now.0);
+        params.not_after = days_away(days_from_now.1);
         if ca {
             params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         }

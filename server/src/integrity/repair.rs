@@ -139,12 +139,17 @@ impl RunRepair<'_> {
         StrataError::Storage(format!("cannot {what} in {}: {e}", self.dir.display()))
     }
 
+    /// Moves the checkpoint of `epoch` aside with `suffix`; returns where it went. `what` names
+    /// the move in the error.
+    fn set_aside(&self, epoch: u32, suffix: &str, what: &str) -> Result<PathBuf> {
+        checkpoint_file::set_aside(&checkpoint_file::path_for(&self.dir, epoch), suffix)
+            .map_err(|e| self.io_failed(what, e))
+    }
+
     /// Moves the checkpoints that failed verification aside; returns the epochs of the others.
     fn set_aside_damaged(&mut self, folder: &Folder) -> Result<Vec<u32>> {
         for (epoch, why) in folder.damaged() {
-            let path = checkpoint_file::path_for(&self.dir, epoch);
-            let moved = checkpoint_file::set_aside(&path, DAMAGED_SUFFIX)
-                .map_err(|e| self.io_failed("move a damaged checkpoint aside", e))?;
+            let moved = self.set_aside(epoch, DAMAGED_SUFFIX, "move a damaged checkpoint aside")?;
             self.did(
                 format!(
                     "moved the damaged checkpoint {} aside to {} ({why})",
@@ -259,9 +264,7 @@ impl RunRepair<'_> {
     /// Checkpoints the records no longer reach would leave a gap when resumed from: aside.
     fn set_aside_unrecorded(&mut self, checkpoints: &[u32], kept: u32) -> Result<()> {
         for &epoch in checkpoints.iter().filter(|&&e| e > kept + 1) {
-            let path = checkpoint_file::path_for(&self.dir, epoch);
-            let moved = checkpoint_file::set_aside(&path, UNRECORDED_SUFFIX)
-                .map_err(|e| self.io_failed("move a checkpoint aside", e))?;
+            let moved = self.set_aside(epoch, UNRECORDED_SUFFIX, "move a checkpoint aside")?;
             self.did(
                 format!(
                     "moved the checkpoint {} aside to {}: the records of the epochs before it are lost, so the run cannot resume from it",
