@@ -89,14 +89,30 @@ fn lock_error(data_dir: &Path) -> String {
     )
 }
 
-/// Checks without changing anything: the store is read from a copy.
-fn check_copy(data_dir: &Path) -> Result<Report, String> {
+/// Why a store did not open: the damage a check reports (and a repair moves aside), or (`Err`)
+/// why the check cannot go on at all.
+fn damage_or_refusal(err: OpenError, data_dir: &Path) -> Result<String, String> {
+    match err {
+        OpenError::Damaged(problem) => Ok(problem),
+        OpenError::Locked => Err(lock_error(data_dir)),
+        OpenError::Io(message) => Err(message),
+        newer @ OpenError::NewerFormat(_) => Err(newer.describe(data_dir).to_string()),
+    }
+}
+
+fn require_data_dir(data_dir: &Path) -> Result<(), String> {
     if !data_dir.is_dir() {
         return Err(format!(
             "{} is not a data dir (no such folder)",
             data_dir.display()
         ));
     }
+    Ok(())
+}
+
+/// Checks without changing anything: the store is read from a copy.
+fn check_copy(data_dir: &Path) -> Result<Report, String> {
+    require_data_dir(data_dir)?;
     let db_dir = data_dir.join("db");
     // sled holds an exclusive lock on its log while open; holding it too keeps a daemon from
     // starting (and writing) while the copy is taken and checked.
@@ -135,12 +151,10 @@ fn inspect_opened(data_dir: &Path, opened: Result<Store, OpenError>) -> Result<R
                 data_dir.display()
             ),
         },
-        Err(OpenError::Locked) => return Err(lock_error(data_dir)),
-        Err(OpenError::Io(message)) => return Err(message),
-        Err(newer @ OpenError::NewerFormat(_)) => return Err(newer.describe(data_dir).to_string()),
-        Err(OpenError::Damaged(problem)) => format!(
-            "the store in {}/db cannot be opened: {problem}",
-            data_dir.display()
+        Err(err) => format!(
+            "the store in {}/db cannot be opened: {}",
+            data_dir.display(),
+            damage_or_refusal(err, data_dir)?
         ),
     };
     let mut report = Report::new(data_dir, None, Vec::new());
@@ -164,10 +178,7 @@ fn open_for_repair(data_dir: &Path, repairs: &mut Vec<Repair>) -> Result<Store, 
             Ok(_) => return Ok(store),
             Err(err) => format!("it cannot be read: {err}"),
         },
-        Err(OpenError::Locked) => return Err(lock_error(data_dir)),
-        Err(OpenError::Io(message)) => return Err(message),
-        Err(newer @ OpenError::NewerFormat(_)) => return Err(newer.describe(data_dir).to_string()),
-        Err(OpenError::Damaged(problem)) => format!("it cannot be opened: {problem}"),
+        Err(err) => format!("it cannot be opened: {}", damage_or_refusal(err, data_dir)?),
     };
     let aside = data_dir.join(format!("db.damaged-{}", now_ms() / 1000));
     std::fs::rename(&db_dir, &aside)
@@ -190,12 +201,7 @@ fn open_for_repair(data_dir: &Path, repairs: &mut Vec<Repair>) -> Result<Store, 
 }
 
 fn check_and_repair(data_dir: &Path) -> Result<Report, String> {
-    if !data_dir.is_dir() {
-        return Err(format!(
-            "{} is not a data dir (no such folder)",
-            data_dir.display()
-        ));
-    }
+    require_data_dir(data_dir)?;
     let mut repairs = Vec::new();
     let before = check_copy(data_dir)?;
     let store = open_for_repair(data_dir, &mut repairs)?;

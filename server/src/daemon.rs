@@ -1,11 +1,20 @@
 //! Starting and stopping the daemon: store recovery and its check against the run folders, the gRPC server with health and reflection,
 //! and a clean shutdown on SIGINT/SIGTERM.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use strata_proto::strata_server::StrataServer;
 use tokio::net::TcpListener;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{server::Router, Identity, Server, ServerTlsConfig},
+};
+use tonic_health::server::HealthReporter;
 
 use crate::{
     error::StrataError,
@@ -135,9 +144,93 @@ pub async fn run(
     if config.threads > 0 {
         tch::set_num_threads(config.threads as i32);
     }
-    let store = Arc::new(Store::open(&config.data_dir)?);
-    // Before anything is changed: a store that lost runs or epochs must not start as if empty.
-    integrity::check_at_startup(&store, &config.data_dir)?;
+    let store = open_store(&config.data_dir)?;
+    let data_roots = data_roots(&config)?;
+    let runs = Runs::new(
+        store,
+        config.data_dir.clone(),
+        config.max_concurrent_runs,
+        config.keep_checkpoints,
+        data_roots.clone(),
+    );
+    let (listener, addr) = bind(&config).await?;
+    let max_connections = connection_limit(config.max_connections);
+    let (router, health_reporter) = router(&config, &runs).await?;
+    tracing::info!(
+        %addr,
+        data_dir = %config.data_dir.display(),
+        data_roots = ?data_roots.roots(),
+        max_connections,
+        devices = ?crate::train::available_devices(),
+        tls = config.tls.is_some(),
+        auth = config.token.is_some(),
+        "stratad listening"
+    );
+    on_listening(addr);
+    serve(
+        router,
+        listener,
+        max_connections,
+        shutdown,
+        health_reporter,
+        runs,
+    )
+    .await
+}
+
+/// Serves until `shutdown` resolves; then stops the runs (recording them), gives clients
+/// [`CONNECTION_DRAIN`] to close their connections, and returns.
+async fn serve(
+    router: Router,
+    listener: TcpListener,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    health_reporter: HealthReporter,
+    runs: Arc<Runs>,
+) -> Result<(), StrataError> {
+    let stop_runs = runs.clone();
+    let (runs_stopped, runs_stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = router.serve_with_incoming_shutdown(
+        bounded_incoming(listener, max_connections, CONNECTION_START_TIMEOUT),
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: interrupting runs at the next batch");
+            health_reporter
+                .set_not_serving::<StrataServer<StrataService>>()
+                .await;
+            // Runs stop first, so their watchers receive the final event before connections close.
+            stop_runs.shutdown().await;
+            let _ = runs_stopped.send(());
+        },
+    );
+    // Graceful shutdown waits for clients to close their connections; one that keeps an idle
+    // connection open must not keep the daemon alive once everything is recorded.
+    let drain_deadline = async {
+        if runs_stopped_rx.await.is_ok() {
+            tokio::time::sleep(CONNECTION_DRAIN).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let served = tokio::select! {
+        served = served => served,
+        _ = drain_deadline => {
+            tracing::info!("closing connections still open after {CONNECTION_DRAIN:?}");
+            Ok(())
+        }
+    };
+    runs.shutdown().await;
+    served.map_err(|e| StrataError::Internal(format!("server: {e}")))?;
+    tracing::info!("stratad stopped");
+    Ok(())
+}
+
+/// Opens the store and checks it against the run folders before anything is changed (a store
+/// that lost runs or epochs must not start as if empty); then marks the runs an earlier stop left
+/// unfinished.
+fn open_store(data_dir: &Path) -> Result<Arc<Store>, StrataError> {
+    let store = Arc::new(Store::open(data_dir)?);
+    integrity::check_at_startup(&store, data_dir)?;
     let interrupted = store.mark_unfinished_interrupted()?;
     if interrupted > 0 {
         tracing::warn!(
@@ -145,6 +238,11 @@ pub async fn run(
             "marked runs left unfinished by an earlier stop as interrupted"
         );
     }
+    Ok(store)
+}
+
+/// The folders clients may name files in, with a warning for each way they open up the host.
+fn data_roots(config: &DaemonConfig) -> Result<DataRoots, StrataError> {
     let data_roots = DataRoots::new(&config.data_roots)
         .map_err(|e| StrataError::invalid("data_root", e.to_string()))?
         .with_torchscript(config.allow_torchscript);
@@ -156,21 +254,18 @@ pub async fn run(
             "--allow-torchscript: a client's TorchScript module runs with stratad's rights"
         );
     }
-    let runs = Runs::new(
-        store,
-        config.data_dir.clone(),
-        config.max_concurrent_runs,
-        config.keep_checkpoints,
-        data_roots.clone(),
-    );
+    Ok(data_roots)
+}
 
+/// Binds the listener; refuses an address reachable beyond this machine without a token (unless
+/// told it is trusted), and warns about running as root.
+async fn bind(config: &DaemonConfig) -> Result<(TcpListener, SocketAddr), StrataError> {
     let listener = TcpListener::bind(&config.listen).await.map_err(|e| {
         StrataError::invalid("listen", format!("cannot listen on {}: {e}", config.listen))
     })?;
     let addr = listener
         .local_addr()
         .map_err(|e| StrataError::Internal(e.to_string()))?;
-
     if !addr.ip().is_loopback() && config.token.is_none() {
         if !config.insecure_no_auth {
             return Err(StrataError::invalid(
@@ -183,8 +278,15 @@ pub async fn run(
     if running_as_root() {
         tracing::warn!("stratad runs as root: a client can make it read any file under its data roots that root can; run it as an unprivileged user");
     }
-    let max_connections = connection_limit(config.max_connections);
+    Ok((listener, addr))
+}
 
+/// The gRPC server with its services: health (serving from now on, which the returned reporter
+/// changes at shutdown), reflection and Strata's own, each behind the token check.
+async fn router(
+    config: &DaemonConfig,
+    runs: &Arc<Runs>,
+) -> Result<(Router, HealthReporter), StrataError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<StrataServer<StrataService>>()
@@ -207,14 +309,9 @@ pub async fn run(
         config.data_dir.display().to_string(),
     ))
     .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let service = MalformedIsInvalid(tonic::service::interceptor::InterceptedService::new(
-        service,
-        token_check.clone(),
-    ));
-    let reflection =
-        tonic::service::interceptor::InterceptedService::new(reflection, token_check.clone());
-    let reflection_alpha =
-        tonic::service::interceptor::InterceptedService::new(reflection_alpha, token_check);
+    let service = MalformedIsInvalid(InterceptedService::new(service, token_check.clone()));
+    let reflection = InterceptedService::new(reflection, token_check.clone());
+    let reflection_alpha = InterceptedService::new(reflection_alpha, token_check);
     // Keepalive pings close connections whose peer went silent after its first request.
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -226,58 +323,12 @@ pub async fn run(
             StrataError::invalid("tls_cert", format!("unusable certificate or key: {e}"))
         })?;
     }
-
-    tracing::info!(
-        %addr,
-        data_dir = %config.data_dir.display(),
-        data_roots = ?data_roots.roots(),
-        max_connections,
-        devices = ?crate::train::available_devices(),
-        tls = config.tls.is_some(),
-        auth = config.token.is_some(),
-        "stratad listening"
-    );
-    on_listening(addr);
-    let stop_runs = runs.clone();
-    let (runs_stopped, runs_stopped_rx) = tokio::sync::oneshot::channel::<()>();
-    let served = builder
+    let router = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            bounded_incoming(listener, max_connections, CONNECTION_START_TIMEOUT),
-            async move {
-                shutdown.await;
-                tracing::info!("shutting down: interrupting runs at the next batch");
-                health_reporter
-                    .set_not_serving::<StrataServer<StrataService>>()
-                    .await;
-                // Runs stop first, so their watchers receive the final event before connections close.
-                stop_runs.shutdown().await;
-                let _ = runs_stopped.send(());
-            },
-        );
-    // Graceful shutdown waits for clients to close their connections; one that keeps an idle
-    // connection open must not keep the daemon alive once everything is recorded.
-    let drain_deadline = async {
-        if runs_stopped_rx.await.is_ok() {
-            tokio::time::sleep(CONNECTION_DRAIN).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    let served = tokio::select! {
-        served = served => served,
-        _ = drain_deadline => {
-            tracing::info!("closing connections still open after {CONNECTION_DRAIN:?}");
-            Ok(())
-        }
-    };
-    runs.shutdown().await;
-    served.map_err(|e| StrataError::Internal(format!("server: {e}")))?;
-    tracing::info!("stratad stopped");
-    Ok(())
+        .add_service(service);
+    Ok((router, health_reporter))
 }
 
 /// Installs the SIGINT and SIGTERM handlers now, and returns a future that resolves on either.
@@ -303,16 +354,16 @@ mod tests {
     fn certificate(days_from_now: (i64, i64), ca: bool) -> (String, i64) {
         let now = rcgen::date_time_ymd(2030, 6, 1);
         let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        params.not_before = if days_from_now.0 < 0 {
-            now - std::time::Duration::from_secs(days_from_now.0.unsigned_abs() * 86_400)
-        } else {
-            now + std::time::Duration::from_secs(days_from_now.0 as u64 * 86_400)
+        let days_away = |days: i64| {
+            let span = std::time::Duration::from_secs(days.unsigned_abs() * 86_400);
+            if days < 0 {
+                now - span
+            } else {
+                now + span
+            }
         };
-        params.not_after = if days_from_now.1 < 0 {
-            now - std::time::Duration::from_secs(days_from_now.1.unsigned_abs() * 86_400)
-        } else {
-            now + std::time::Duration::from_secs(days_from_now.1 as u64 * 86_400)
-        };
+        params.not_before = days_away(days_from_now.0);
+        params.not_after = days_away(days_from_now.1);
         if ca {
             params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         }

@@ -8,10 +8,10 @@ use strata_server::{
     daemon::{self, DaemonConfig, TlsFiles},
     error::StrataError,
 };
+use tracing_subscriber::EnvFilter;
 
 /// How long exit waits for blocking work left over after the runs are recorded.
 const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-use tracing_subscriber::EnvFilter;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
@@ -138,15 +138,7 @@ fn main() -> ExitCode {
             json: *json,
         }));
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match args.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    init_logging(args.log_format);
     let token = match read_token(args.token_file.as_deref()) {
         Ok(token) => token,
         Err(message) => {
@@ -154,7 +146,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = DaemonConfig {
+    serve(daemon_config(args, token))
+}
+
+/// Logs go to stderr, filtered by RUST_LOG (default info), in colour on a terminal.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+/// The daemon's settings from the flags (the data roots default to the working directory).
+fn daemon_config(args: Args, token: Option<String>) -> DaemonConfig {
+    DaemonConfig {
         listen: args.listen,
         data_dir: args.data_dir,
         max_concurrent_runs: args.max_concurrent_runs as usize,
@@ -173,7 +183,12 @@ fn main() -> ExitCode {
         insecure_no_auth: args.insecure_no_auth,
         allow_torchscript: args.allow_torchscript,
         max_connections: args.max_connections as usize,
-    };
+    }
+}
+
+/// Runs the daemon until a signal stops it; its exit code: 2 for a bad flag or setting, 1 for any
+/// other failure.
+fn serve(config: DaemonConfig) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -71,18 +71,72 @@ impl Default for Thresholds {
     }
 }
 
-/// An override, checked: finite and within `low..=high`, else InvalidArgument naming the field.
-fn checked(name: &str, value: Option<f64>, default: f64, low: f64, high: f64) -> Result<f64> {
-    let Some(value) = value else {
-        return Ok(default);
-    };
-    if !value.is_finite() || value < low || value > high {
-        return Err(StrataError::invalid(
-            format!("thresholds.{name}"),
-            format!("{value} is not allowed; allowed: {low} to {high}"),
-        ));
+/// What an override of a real-valued threshold may be: finite, within `low..=high`.
+struct Bounds {
+    field: &'static str,
+    default: f64,
+    low: f64,
+    high: f64,
+}
+
+impl Bounds {
+    const fn new(field: &'static str, default: f64, low: f64, high: f64) -> Self {
+        Bounds {
+            field,
+            default,
+            low,
+            high,
+        }
     }
-    Ok(value)
+
+    /// The override, checked, else InvalidArgument naming the field; the default when unset.
+    fn check(&self, value: Option<f64>) -> Result<f64> {
+        let Bounds {
+            field,
+            default,
+            low,
+            high,
+        } = *self;
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        if !value.is_finite() || value < low || value > high {
+            return Err(StrataError::invalid(
+                format!("thresholds.{field}"),
+                format!("{value} is not allowed; allowed: {low} to {high}"),
+            ));
+        }
+        Ok(value)
+    }
+}
+
+// The range an override of each real-valued threshold must lie in.
+const NEAR_BEST_FRACTION: Bounds =
+    Bounds::new("near_best_fraction", DEFAULT_NEAR_BEST_FRACTION, 0.0, 1.0);
+const DIVERGED_RATIO: Bounds = Bounds::new("diverged_ratio", DEFAULT_DIVERGED_RATIO, 1.0, 1e12);
+const UNSTABLE_FRACTION: Bounds =
+    Bounds::new("unstable_fraction", DEFAULT_UNSTABLE_FRACTION, 0.0, 1.0);
+const UNSTABLE_JUMP: Bounds = Bounds::new("unstable_jump", DEFAULT_UNSTABLE_JUMP, 0.0, 1e6);
+const OVERFIT_VAL_RISE: Bounds =
+    Bounds::new("overfit_val_rise", DEFAULT_OVERFIT_VAL_RISE, 0.0, 1e6);
+const OVERFIT_GAP: Bounds = Bounds::new("overfit_gap", DEFAULT_OVERFIT_GAP, 0.0, 1e6);
+const SLOW_IMPROVEMENT: Bounds =
+    Bounds::new("slow_improvement", DEFAULT_SLOW_IMPROVEMENT, 0.0, 1.0);
+const UPDATE_RATIO_HIGH: Bounds =
+    Bounds::new("update_ratio_high", DEFAULT_UPDATE_RATIO_HIGH, 0.0, 1e6);
+const UPDATE_RATIO_LOW: Bounds =
+    Bounds::new("update_ratio_low", DEFAULT_UPDATE_RATIO_LOW, 0.0, 1e6);
+
+/// `min_epochs`, checked: the analysis compares epochs with each other, so it needs two at least.
+fn check_min_epochs(min_epochs: Option<u32>) -> Result<u32> {
+    match min_epochs {
+        None => Ok(DEFAULT_MIN_EPOCHS),
+        Some(n) if (2..=1_000_000).contains(&n) => Ok(n),
+        Some(n) => Err(StrataError::invalid(
+            "thresholds.min_epochs",
+            format!("{n} is not allowed; allowed: 2 to 1000000"),
+        )),
+    }
 }
 
 /// Thresholds a request asks for; `None` takes the default.
@@ -117,76 +171,17 @@ impl TryFrom<ThresholdOverrides> for Thresholds {
             update_ratio_high,
             update_ratio_low,
         } = overrides;
-        let min_epochs = match min_epochs {
-            None => DEFAULT_MIN_EPOCHS,
-            // The analysis compares epochs with each other: it needs two at least.
-            Some(n) if (2..=1_000_000).contains(&n) => n,
-            Some(n) => {
-                return Err(StrataError::invalid(
-                    "thresholds.min_epochs",
-                    format!("{n} is not allowed; allowed: 2 to 1000000"),
-                ))
-            }
-        };
         let thresholds = Thresholds {
-            min_epochs,
-            near_best_fraction: checked(
-                "near_best_fraction",
-                near_best_fraction,
-                DEFAULT_NEAR_BEST_FRACTION,
-                0.0,
-                1.0,
-            )?,
-            diverged_ratio: checked(
-                "diverged_ratio",
-                diverged_ratio,
-                DEFAULT_DIVERGED_RATIO,
-                1.0,
-                1e12,
-            )?,
-            unstable_fraction: checked(
-                "unstable_fraction",
-                unstable_fraction,
-                DEFAULT_UNSTABLE_FRACTION,
-                0.0,
-                1.0,
-            )?,
-            unstable_jump: checked(
-                "unstable_jump",
-                unstable_jump,
-                DEFAULT_UNSTABLE_JUMP,
-                0.0,
-                1e6,
-            )?,
-            overfit_val_rise: checked(
-                "overfit_val_rise",
-                overfit_val_rise,
-                DEFAULT_OVERFIT_VAL_RISE,
-                0.0,
-                1e6,
-            )?,
-            overfit_gap: checked("overfit_gap", overfit_gap, DEFAULT_OVERFIT_GAP, 0.0, 1e6)?,
-            slow_improvement: checked(
-                "slow_improvement",
-                slow_improvement,
-                DEFAULT_SLOW_IMPROVEMENT,
-                0.0,
-                1.0,
-            )?,
-            update_ratio_high: checked(
-                "update_ratio_high",
-                update_ratio_high,
-                DEFAULT_UPDATE_RATIO_HIGH,
-                0.0,
-                1e6,
-            )?,
-            update_ratio_low: checked(
-                "update_ratio_low",
-                update_ratio_low,
-                DEFAULT_UPDATE_RATIO_LOW,
-                0.0,
-                1e6,
-            )?,
+            min_epochs: check_min_epochs(min_epochs)?,
+            near_best_fraction: NEAR_BEST_FRACTION.check(near_best_fraction)?,
+            diverged_ratio: DIVERGED_RATIO.check(diverged_ratio)?,
+            unstable_fraction: UNSTABLE_FRACTION.check(unstable_fraction)?,
+            unstable_jump: UNSTABLE_JUMP.check(unstable_jump)?,
+            overfit_val_rise: OVERFIT_VAL_RISE.check(overfit_val_rise)?,
+            overfit_gap: OVERFIT_GAP.check(overfit_gap)?,
+            slow_improvement: SLOW_IMPROVEMENT.check(slow_improvement)?,
+            update_ratio_high: UPDATE_RATIO_HIGH.check(update_ratio_high)?,
+            update_ratio_low: UPDATE_RATIO_LOW.check(update_ratio_low)?,
         };
         if thresholds.update_ratio_low >= thresholds.update_ratio_high {
             return Err(StrataError::invalid(

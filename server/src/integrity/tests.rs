@@ -3,7 +3,11 @@ use std::borrow::Cow;
 use safetensors::tensor::Dtype;
 
 use super::*;
-use crate::train::checkpoint::file::{self as cf, TensorData};
+use crate::{
+    domain::{EpochMetrics, RunConfig, RunRecord, RunStatus},
+    store::record,
+    train::checkpoint::file::{self as cf, TensorData, EPOCHS_TENSOR, RUN_RECORD_FILE, RUN_TENSOR},
+};
 
 fn record(epoch: u32) -> EpochMetrics {
     EpochMetrics {

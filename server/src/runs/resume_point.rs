@@ -1,10 +1,13 @@
 //! Where a resumed run continues from: the newest intact checkpoint at or below its last stored
 //! epoch.
 
+use std::path::Path;
+
 use crate::{
     domain::RunId,
     error::{Result, StrataError},
     store::Store,
+    train::checkpoint::file::{self, CheckpointFile},
 };
 
 /// Where a resumed run starts, and what its reason says about it.
@@ -22,11 +25,10 @@ pub(super) struct ResumePoint {
 pub(super) fn choose_resume_point(
     store: &Store,
     id: RunId,
-    dir: &std::path::Path,
-    data_dir: &std::path::Path,
+    dir: &Path,
+    data_dir: &Path,
     done: u32,
 ) -> Result<ResumePoint> {
-    use crate::train::checkpoint::file::{self, CheckpointFile};
     if done == 0 {
         return Ok(ResumePoint {
             after_epoch: 0,
@@ -34,25 +36,7 @@ pub(super) fn choose_resume_point(
         });
     }
     let present = file::epochs_in(dir);
-    let mut unusable: Vec<(u32, String)> = Vec::new();
-    let mut chosen = None;
-    for &epoch in present.iter().rev().filter(|&&e| e <= done) {
-        let verified = CheckpointFile::read(&file::path_for(dir, epoch))
-            .and_then(|f| f.check_identity(&id.to_string(), epoch));
-        match verified {
-            Ok(()) => {
-                chosen = Some(epoch);
-                break;
-            }
-            Err(why) => unusable.push((epoch, why)),
-        }
-    }
-    let described = |list: &[(u32, String)]| {
-        list.iter()
-            .map(|(e, why)| format!("epoch {e}: {why}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
+    let (chosen, unusable) = newest_intact(dir, id, &present, done);
     let Some(after) = chosen else {
         let found = if unusable.is_empty() {
             "there is none".to_string()
@@ -71,8 +55,57 @@ pub(super) fn choose_resume_point(
             reason: format!("resumed after epoch {done}"),
         });
     }
-    let mut why: Vec<String> = Vec::new();
-    for (epoch, problem) in &unusable {
+    let mut why = set_aside_damaged(dir, &unusable)?;
+    let missing = (after + 1..=done).any(|e| !present.contains(&e));
+    if missing && unusable.is_empty() {
+        why.push(format!(
+            "the checkpoint of epoch {done} is missing (none kept after epoch {after})"
+        ));
+    }
+    set_aside_after(dir, &present, after)?;
+    store.drop_epochs_after(id, after)?;
+    Ok(ResumePoint {
+        after_epoch: after,
+        reason: format!(
+            "resumed after epoch {after}, from its newest intact checkpoint: {}; epochs {}..{done} are retrained and their earlier records were dropped",
+            why.join("; "),
+            after + 1
+        ),
+    })
+}
+
+/// The newest of the `present` checkpoints at or below epoch `done` that reads and belongs to
+/// the run, and why each one above it is unusable (newest first).
+fn newest_intact(
+    dir: &Path,
+    id: RunId,
+    present: &[u32],
+    done: u32,
+) -> (Option<u32>, Vec<(u32, String)>) {
+    let mut unusable = Vec::new();
+    for &epoch in present.iter().rev().filter(|&&e| e <= done) {
+        let verified = CheckpointFile::read(&file::path_for(dir, epoch))
+            .and_then(|f| f.check_identity(&id.to_string(), epoch));
+        match verified {
+            Ok(()) => return (Some(epoch), unusable),
+            Err(why) => unusable.push((epoch, why)),
+        }
+    }
+    (None, unusable)
+}
+
+fn described(unusable: &[(u32, String)]) -> String {
+    unusable
+        .iter()
+        .map(|(e, why)| format!("epoch {e}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Moves the unusable checkpoints aside (`*.damaged`); says what was moved where, and why.
+fn set_aside_damaged(dir: &Path, unusable: &[(u32, String)]) -> Result<Vec<String>> {
+    let mut why = Vec::new();
+    for (epoch, problem) in unusable {
         let moved =
             file::set_aside(&file::path_for(dir, *epoch), file::DAMAGED_SUFFIX).map_err(|e| {
                 StrataError::Storage(format!(
@@ -84,18 +117,13 @@ pub(super) fn choose_resume_point(
             moved.display()
         ));
     }
-    let missing: Vec<String> = (after + 1..=done)
-        .filter(|e| !present.contains(e))
-        .map(|e| e.to_string())
-        .collect();
-    if !missing.is_empty() && unusable.is_empty() {
-        why.push(format!(
-            "the checkpoint of epoch {done} is missing (none kept after epoch {after})"
-        ));
-    }
-    // Checkpoints after the one resumed from (above the stored epochs, or left by the fallback)
-    // belong to epochs about to be retrained: set them aside, or the next start would read them
-    // as epochs whose records were lost.
+    Ok(why)
+}
+
+/// Checkpoints after the one resumed from (above the stored epochs, or left by the fallback)
+/// belong to epochs about to be retrained: they are set aside (`*.unrecorded`), or the next start
+/// would read them as epochs whose records were lost.
+fn set_aside_after(dir: &Path, present: &[u32], after: u32) -> Result<()> {
     for &epoch in present.iter().filter(|&&e| e > after) {
         let path = file::path_for(dir, epoch);
         if path.exists() {
@@ -106,13 +134,5 @@ pub(super) fn choose_resume_point(
             })?;
         }
     }
-    store.drop_epochs_after(id, after)?;
-    Ok(ResumePoint {
-        after_epoch: after,
-        reason: format!(
-            "resumed after epoch {after}, from its newest intact checkpoint: {}; epochs {}..{done} are retrained and their earlier records were dropped",
-            why.join("; "),
-            after + 1
-        ),
-    })
+    Ok(())
 }

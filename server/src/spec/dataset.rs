@@ -253,7 +253,134 @@ fn parse_path(field: &str, kind: &str, text: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
+fn not_a_dataset(text: &str) -> StrataError {
+    StrataError::invalid(
+        "dataset",
+        format!("'{text}' is not a dataset; allowed: {DATASETS}"),
+    )
+}
+
+/// A synthetic set's name, in any case.
+fn parse_synthetic_kind(text: &str) -> Result<SyntheticKind> {
+    SyntheticKind::parse(&text.to_ascii_lowercase()).ok_or_else(|| not_a_dataset(text))
+}
+
+/// `csv:PATH` or `idx:DIR` (`text` split at its first colon into `kind` and `rest`), which take
+/// none of the synthetic sets' fields.
+fn parse_file_source(
+    text: &str,
+    kind: &str,
+    rest: &str,
+    label: &str,
+    request: &DatasetRequest<'_>,
+) -> Result<DataSource> {
+    let kind = kind.trim().to_ascii_lowercase();
+    let source = match kind.as_str() {
+        "csv" => DataSource::Csv {
+            path: parse_path("dataset", "csv", rest)?,
+            label: (!label.is_empty()).then(|| label.to_string()),
+        },
+        "idx" => DataSource::Idx {
+            dir: parse_path("dataset", "idx", rest)?,
+        },
+        _ => return Err(not_a_dataset(text)),
+    };
+    for (field, given) in [
+        ("samples", request.samples.is_some()),
+        ("noise", request.noise.is_some()),
+        ("classes", request.classes.is_some()),
+    ] {
+        if given {
+            return Err(StrataError::invalid(
+                field,
+                format!("applies to the synthetic datasets ({SYNTHETIC_DATASETS}); {kind}: datasets use every sample of their files"),
+            ));
+        }
+    }
+    Ok(source)
+}
+
+/// A label column is named only for a CSV file, and briefly.
+fn check_label(source: &DataSource, label: &str) -> Result<()> {
+    if label.is_empty() {
+        return Ok(());
+    }
+    if !matches!(source, DataSource::Csv { .. }) {
+        return Err(StrataError::invalid(
+            "label",
+            "applies to csv:PATH datasets (the column holding the label)",
+        ));
+    }
+    if label.chars().count() > MAX_LABEL_CHARS || label.chars().any(char::is_control) {
+        return Err(StrataError::invalid(
+            "label",
+            format!("a column name of at most {MAX_LABEL_CHARS} printable characters, or a column index"),
+        ));
+    }
+    Ok(())
+}
+
+/// A synthetic set fixes its task: a `task` given must be that one.
+fn check_task(source: &DataSource, task: Option<TaskKind>) -> Result<()> {
+    if let (DataSource::Synthetic(s), Some(task)) = (source, task) {
+        if task != s.kind.task_kind() {
+            return Err(StrataError::invalid(
+                "task",
+                format!(
+                    "{} is a {} dataset; leave task out or pick a {} dataset",
+                    s.kind.name(),
+                    s.kind.task_kind().label(),
+                    task.label()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A split of the training data (an IDX folder's t10k files when it has them and no fraction is
+/// given), or a CSV file of its own for a CSV dataset.
+fn parse_validation(
+    source: &DataSource,
+    request: &DatasetRequest<'_>,
+    limits: &DatasetLimits,
+) -> Result<Validation> {
+    let val_dataset = request.val_dataset.trim();
+    if val_dataset.is_empty() {
+        let fraction =
+            parse_val_fraction(request.val_fraction.unwrap_or(limits.default_val_fraction))?;
+        return Ok(match source {
+            DataSource::Idx { .. } if request.val_fraction.is_none() => {
+                Validation::IdxTestFilesOrSplit(fraction)
+            }
+            _ => Validation::Split(fraction),
+        });
+    }
+    if !matches!(source, DataSource::Csv { .. }) {
+        return Err(StrataError::invalid(
+            "val_dataset",
+            "applies to csv:PATH datasets (an idx:DIR dataset validates on DIR's t10k-* files when it has them)",
+        ));
+    }
+    if request.val_fraction.is_some() {
+        return Err(StrataError::invalid(
+            "val_fraction",
+            "validation comes from val_dataset, so there is nothing to split; give one of the two",
+        ));
+    }
+    match val_dataset.split_once(':') {
+        Some((kind, rest)) if kind.trim().eq_ignore_ascii_case("csv") => Ok(
+            Validation::CsvFile(parse_path("val_dataset", "csv", rest)?),
+        ),
+        _ => Err(StrataError::invalid(
+            "val_dataset",
+            format!("'{val_dataset}' is not a validation file; allowed: csv:PATH (with the dataset's columns)"),
+        )),
+    }
+}
+
 impl DatasetSpec {
+    /// Parses the dataset fields, checking them in this order (the first bad one is the error).
     pub fn parse(request: &DatasetRequest<'_>, limits: &DatasetLimits) -> Result<DatasetSpec> {
         let text = request.dataset.trim();
         if text.is_empty() {
@@ -264,116 +391,17 @@ impl DatasetSpec {
         }
         let task = TaskKind::parse(request.task)?;
         let label = request.label.trim();
-        let val_dataset = request.val_dataset.trim();
-
         let source = match text.split_once(':') {
-            None => {
-                let name = text.to_ascii_lowercase();
-                let kind = SyntheticKind::parse(&name).ok_or_else(|| {
-                    StrataError::invalid(
-                        "dataset",
-                        format!("'{text}' is not a dataset; allowed: {DATASETS}"),
-                    )
-                })?;
-                DataSource::Synthetic(Self::synthetic(kind, request, limits)?)
-            }
-            Some((kind, rest)) => {
-                let kind = kind.trim().to_ascii_lowercase();
-                let source = match kind.as_str() {
-                    "csv" => DataSource::Csv {
-                        path: parse_path("dataset", "csv", rest)?,
-                        label: (!label.is_empty()).then(|| label.to_string()),
-                    },
-                    "idx" => DataSource::Idx {
-                        dir: parse_path("dataset", "idx", rest)?,
-                    },
-                    _ => {
-                        return Err(StrataError::invalid(
-                            "dataset",
-                            format!("'{text}' is not a dataset; allowed: {DATASETS}"),
-                        ))
-                    }
-                };
-                for (field, given) in [
-                    ("samples", request.samples.is_some()),
-                    ("noise", request.noise.is_some()),
-                    ("classes", request.classes.is_some()),
-                ] {
-                    if given {
-                        return Err(StrataError::invalid(
-                            field,
-                            format!("applies to the synthetic datasets ({SYNTHETIC_DATASETS}); {kind}: datasets use every sample of their files"),
-                        ));
-                    }
-                }
-                source
-            }
+            None => DataSource::Synthetic(Self::synthetic(
+                parse_synthetic_kind(text)?,
+                request,
+                limits,
+            )?),
+            Some((kind, rest)) => parse_file_source(text, kind, rest, label, request)?,
         };
-
-        if !label.is_empty() {
-            if !matches!(source, DataSource::Csv { .. }) {
-                return Err(StrataError::invalid(
-                    "label",
-                    "applies to csv:PATH datasets (the column holding the label)",
-                ));
-            }
-            if label.chars().count() > MAX_LABEL_CHARS || label.chars().any(char::is_control) {
-                return Err(StrataError::invalid(
-                    "label",
-                    format!("a column name of at most {MAX_LABEL_CHARS} printable characters, or a column index"),
-                ));
-            }
-        }
-        if let (DataSource::Synthetic(s), Some(task)) = (&source, task) {
-            if task != s.kind.task_kind() {
-                return Err(StrataError::invalid(
-                    "task",
-                    format!(
-                        "{} is a {} dataset; leave task out or pick a {} dataset",
-                        s.kind.name(),
-                        s.kind.task_kind().label(),
-                        task.label()
-                    ),
-                ));
-            }
-        }
-
-        let validation = if val_dataset.is_empty() {
-            let fraction =
-                parse_val_fraction(request.val_fraction.unwrap_or(limits.default_val_fraction))?;
-            match &source {
-                DataSource::Idx { .. } if request.val_fraction.is_none() => {
-                    Validation::IdxTestFilesOrSplit(fraction)
-                }
-                _ => Validation::Split(fraction),
-            }
-        } else {
-            if !matches!(source, DataSource::Csv { .. }) {
-                return Err(StrataError::invalid(
-                    "val_dataset",
-                    "applies to csv:PATH datasets (an idx:DIR dataset validates on DIR's t10k-* files when it has them)",
-                ));
-            }
-            if request.val_fraction.is_some() {
-                return Err(StrataError::invalid(
-                    "val_fraction",
-                    "validation comes from val_dataset, so there is nothing to split; give one of the two",
-                ));
-            }
-            let path = match val_dataset.split_once(':') {
-                Some((kind, rest)) if kind.trim().eq_ignore_ascii_case("csv") => {
-                    parse_path("val_dataset", "csv", rest)?
-                }
-                _ => {
-                    return Err(StrataError::invalid(
-                        "val_dataset",
-                        format!("'{val_dataset}' is not a validation file; allowed: csv:PATH (with the dataset's columns)"),
-                    ))
-                }
-            };
-            Validation::CsvFile(path)
-        };
-
+        check_label(&source, label)?;
+        check_task(&source, task)?;
+        let validation = parse_validation(&source, request, limits)?;
         if let (DataSource::Synthetic(s), Validation::Split(fraction)) = (&source, &validation) {
             if f64::from(s.samples) * fraction < 1.0 {
                 return Err(StrataError::invalid(

@@ -7,7 +7,7 @@
 //!    rate, `=xFACTOR` multiplies the rate the parameter would otherwise get; later rules win;
 //! 3. `freeze` rules: frozen parameters get no gradient and no update, for good or until an epoch.
 
-use super::glob::Glob;
+use super::{glob::Glob, limits::MAX_RULES, shown_number, DEFAULT_LR};
 pub use crate::domain::FrozenUntil;
 use crate::error::{Result, StrataError};
 
@@ -75,6 +75,112 @@ pub struct RateSpec {
     pub freeze: Vec<FreezeRule>,
 }
 
+/// The rate fields of a run's config, as sent.
+pub struct RateRequest<'a> {
+    /// `None`: [`DEFAULT_LR`].
+    pub lr: Option<f64>,
+    pub lr_decay: Option<f64>,
+    pub lr_slice: &'a str,
+    pub layer_lr: &'a [String],
+    pub freeze: &'a [String],
+}
+
+impl RateSpec {
+    /// Parses the base rates (`lr`, with `lr_decay` or `lr_slice`), then the `layer_lr` and
+    /// `freeze` rules.
+    pub fn parse(request: &RateRequest<'_>) -> Result<Self> {
+        let base = parse_base_rates(request)?;
+        for (field, rules) in [("layer_lr", request.layer_lr), ("freeze", request.freeze)] {
+            if rules.len() > MAX_RULES {
+                return Err(StrataError::invalid(
+                    field,
+                    format!("{} rules; at most {MAX_RULES} are allowed", rules.len()),
+                ));
+            }
+        }
+        Ok(RateSpec {
+            base,
+            layer_lr: parse_rules("layer_lr", request.layer_lr, LayerRateRule::parse)?,
+            freeze: parse_rules("freeze", request.freeze, FreezeRule::parse)?,
+        })
+    }
+}
+
+fn parse_base_rates(request: &RateRequest<'_>) -> Result<BaseRates> {
+    let lr = request.lr.unwrap_or(DEFAULT_LR);
+    if !lr.is_finite() || lr <= 0.0 {
+        return Err(StrataError::invalid(
+            "lr",
+            format!(
+                "{} must be a positive finite number, e.g. 1e-3",
+                shown_number(lr)
+            ),
+        ));
+    }
+    match (request.lr_decay, request.lr_slice.trim()) {
+        (Some(_), slice) if !slice.is_empty() => Err(StrataError::invalid(
+            "lr_decay",
+            "lr_decay and lr_slice both set the base rates; choose one",
+        )),
+        (Some(decay), _) => parse_decay(lr, decay),
+        (None, "") => Ok(BaseRates::Uniform(lr)),
+        (None, slice) => parse_slice(slice, request.lr.is_some()),
+    }
+}
+
+fn parse_decay(lr: f64, decay: f64) -> Result<BaseRates> {
+    if !decay.is_finite() || decay <= 0.0 || decay > 1.0 {
+        return Err(StrataError::invalid(
+            "lr_decay",
+            format!(
+                "{} is not allowed; allowed: a factor in (0, 1], e.g. 0.65",
+                shown_number(decay)
+            ),
+        ));
+    }
+    Ok(BaseRates::Decay { lr, decay })
+}
+
+/// `LO:HI`, which sets every group's base rate (so `lr` may not be given too).
+fn parse_slice(slice: &str, lr_given: bool) -> Result<BaseRates> {
+    if lr_given {
+        return Err(StrataError::invalid(
+            "lr_slice",
+            "lr_slice sets every group's base rate, so it cannot be combined with lr; drop one",
+        ));
+    }
+    let Some((lo, hi)) = slice.split_once(':') else {
+        return Err(StrataError::invalid(
+            "lr_slice",
+            format!("'{slice}' must be LO:HI, e.g. 1e-5:1e-3"),
+        ));
+    };
+    let (first, last) = (
+        parse_positive_rate("lr_slice", lo)?,
+        parse_positive_rate("lr_slice", hi)?,
+    );
+    if first > last {
+        return Err(StrataError::invalid(
+            "lr_slice",
+            format!("'{slice}': LO must not be above HI (rates rise towards the head)"),
+        ));
+    }
+    Ok(BaseRates::Slice { first, last })
+}
+
+/// Each of `rules` parsed, its errors naming it as `field[i]`.
+fn parse_rules<T>(
+    field: &str,
+    rules: &[String],
+    parse: impl Fn(&str, &str) -> Result<T>,
+) -> Result<Vec<T>> {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| parse(&format!("{field}[{i}]"), rule))
+        .collect()
+}
+
 /// One parameter's resolved rate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResolvedParam {
@@ -83,7 +189,7 @@ pub struct ResolvedParam {
     pub frozen_until: FrozenUntil,
 }
 
-pub fn parse_positive_rate(field: &str, text: &str) -> Result<f64> {
+fn parse_positive_rate(field: &str, text: &str) -> Result<f64> {
     let quoted = super::shown(text);
     match text.trim().parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
@@ -165,9 +271,50 @@ pub fn group_names(params: &[ParamInfo]) -> Vec<String> {
 /// Gives every parameter exactly one rate and frozen state, or says which rule is wrong.
 pub fn resolve_layer_rates(params: &[ParamInfo], spec: &RateSpec) -> Result<Vec<ResolvedParam>> {
     let groups = group_names(params);
+    let mut resolved = at_base_rates(params, &groups, &spec.base);
+    for (i, rule) in spec.layer_lr.iter().enumerate() {
+        let field = format!("layer_lr[{i}]");
+        for p in matched(&mut resolved, &rule.pattern, field, &groups)? {
+            p.lr = match rule.change {
+                RateChange::Set(rate) => rate,
+                RateChange::Scale(factor) => p.lr * factor,
+            };
+        }
+    }
+    for (i, rule) in spec.freeze.iter().enumerate() {
+        for p in matched(
+            &mut resolved,
+            &rule.pattern,
+            format!("freeze[{i}]"),
+            &groups,
+        )? {
+            p.frozen_until = rule.until;
+        }
+    }
+    check_resolved(&resolved)?;
+    Ok(resolved)
+}
+
+/// Every parameter at its group's base rate, not frozen.
+fn at_base_rates(params: &[ParamInfo], groups: &[String], base: &BaseRates) -> Vec<ResolvedParam> {
     let last = groups.len().saturating_sub(1);
-    let base_for_group = |index: usize| -> f64 {
-        match spec.base {
+    params
+        .iter()
+        .map(|info| {
+            let index = groups.iter().position(|g| *g == info.group).unwrap_or(last);
+            ResolvedParam {
+                info: info.clone(),
+                lr: base.group_rate(index, last),
+                frozen_until: FrozenUntil::Never,
+            }
+        })
+        .collect()
+}
+
+impl BaseRates {
+    /// The base rate of group `index`, of groups `0..=last`.
+    fn group_rate(&self, index: usize, last: usize) -> f64 {
+        match *self {
             BaseRates::Uniform(lr) => lr,
             BaseRates::Decay { lr, decay } => lr * decay.powi((last - index) as i32),
             BaseRates::Slice { first, last: hi } if last > 0 => {
@@ -175,63 +322,37 @@ pub fn resolve_layer_rates(params: &[ParamInfo], spec: &RateSpec) -> Result<Vec<
             }
             BaseRates::Slice { last: hi, .. } => hi,
         }
-    };
-    let mut resolved: Vec<ResolvedParam> = params
-        .iter()
-        .map(|info| {
-            let index = groups.iter().position(|g| *g == info.group).unwrap_or(last);
-            ResolvedParam {
-                info: info.clone(),
-                lr: base_for_group(index),
-                frozen_until: FrozenUntil::Never,
-            }
-        })
-        .collect();
+    }
+}
 
-    let known = || format!("this model has groups {}", groups.join(", "));
-    for (i, rule) in spec.layer_lr.iter().enumerate() {
-        let mut hit = false;
-        for p in resolved
-            .iter_mut()
-            .filter(|p| matches(&rule.pattern, &p.info))
-        {
-            hit = true;
-            p.lr = match rule.change {
-                RateChange::Set(rate) => rate,
-                RateChange::Scale(factor) => p.lr * factor,
-            };
-        }
-        if !hit {
-            return Err(StrataError::invalid(
-                format!("layer_lr[{i}]"),
-                format!(
-                    "no parameter or group matches '{}'; {}",
-                    rule.pattern.as_str(),
-                    known()
-                ),
-            ));
-        }
+/// The parameters a rule's `pattern` matches (by name or by group), or an error naming the rule
+/// (`field`) and the model's groups when it matches none.
+fn matched<'a>(
+    resolved: &'a mut [ResolvedParam],
+    pattern: &Glob,
+    field: String,
+    groups: &[String],
+) -> Result<Vec<&'a mut ResolvedParam>> {
+    let hits: Vec<&mut ResolvedParam> = resolved
+        .iter_mut()
+        .filter(|p| matches(pattern, &p.info))
+        .collect();
+    if hits.is_empty() {
+        return Err(StrataError::invalid(
+            field,
+            format!(
+                "no parameter or group matches '{}'; this model has groups {}",
+                pattern.as_str(),
+                groups.join(", ")
+            ),
+        ));
     }
-    for (i, rule) in spec.freeze.iter().enumerate() {
-        let mut hit = false;
-        for p in resolved
-            .iter_mut()
-            .filter(|p| matches(&rule.pattern, &p.info))
-        {
-            hit = true;
-            p.frozen_until = rule.until;
-        }
-        if !hit {
-            return Err(StrataError::invalid(
-                format!("freeze[{i}]"),
-                format!(
-                    "no parameter or group matches '{}'; {}",
-                    rule.pattern.as_str(),
-                    known()
-                ),
-            ));
-        }
-    }
+    Ok(hits)
+}
+
+/// Refuses a table the rules made unusable: a rate that is not a positive finite number, or
+/// every parameter frozen for good.
+fn check_resolved(resolved: &[ResolvedParam]) -> Result<()> {
     if let Some(p) = resolved.iter().find(|p| !p.lr.is_finite() || p.lr <= 0.0) {
         return Err(StrataError::invalid(
             "layer_lr",
@@ -251,123 +372,8 @@ pub fn resolve_layer_rates(params: &[ParamInfo], spec: &RateSpec) -> Result<Vec<
             "every parameter would be frozen for good, so nothing would train; unfreeze at least one group (or use GLOB@EPOCH)",
         ));
     }
-    Ok(resolved)
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mlp_params() -> Vec<ParamInfo> {
-        [
-            "layer0.weight",
-            "layer0.bias",
-            "layer1.weight",
-            "layer1.bias",
-            "head.weight",
-            "head.bias",
-        ]
-        .iter()
-        .map(|n| ParamInfo::new(n, vec![2]))
-        .collect()
-    }
-
-    fn spec(base: BaseRates, layer_lr: &[&str], freeze: &[&str]) -> RateSpec {
-        RateSpec {
-            base,
-            layer_lr: layer_lr
-                .iter()
-                .map(|r| LayerRateRule::parse("layer_lr", r).unwrap())
-                .collect(),
-            freeze: freeze
-                .iter()
-                .map(|r| FreezeRule::parse("freeze", r).unwrap())
-                .collect(),
-        }
-    }
-
-    fn rates(resolved: &[ResolvedParam]) -> Vec<f64> {
-        resolved.iter().map(|p| p.lr).collect()
-    }
-
-    #[test]
-    fn uniform_with_rules_later_wins() {
-        let s = spec(
-            BaseRates::Uniform(1e-2),
-            &["layer0=1e-3", "*.bias=x0.5", "layer0.bias=7e-3"],
-            &[],
-        );
-        let r = resolve_layer_rates(&mlp_params(), &s).unwrap();
-        assert_eq!(rates(&r), vec![1e-3, 7e-3, 1e-2, 5e-3, 1e-2, 5e-3]);
-    }
-
-    #[test]
-    fn decay_and_slice() {
-        let r = resolve_layer_rates(
-            &mlp_params(),
-            &spec(
-                BaseRates::Decay {
-                    lr: 1.0,
-                    decay: 0.5,
-                },
-                &[],
-                &[],
-            ),
-        )
-        .unwrap();
-        assert_eq!(rates(&r), vec![0.25, 0.25, 0.5, 0.5, 1.0, 1.0]);
-        let r = resolve_layer_rates(
-            &mlp_params(),
-            &spec(
-                BaseRates::Slice {
-                    first: 1e-4,
-                    last: 1e-2,
-                },
-                &[],
-                &[],
-            ),
-        )
-        .unwrap();
-        assert!(
-            (r[0].lr - 1e-4).abs() < 1e-12
-                && (r[2].lr - 1e-3).abs() < 1e-12
-                && (r[4].lr - 1e-2).abs() < 1e-12
-        );
-    }
-
-    #[test]
-    fn freeze_rules() {
-        let r = resolve_layer_rates(
-            &mlp_params(),
-            &spec(BaseRates::Uniform(1e-3), &[], &["layer0", "layer1@3"]),
-        )
-        .unwrap();
-        assert_eq!(r[0].frozen_until, FrozenUntil::Forever);
-        assert_eq!(r[2].frozen_until, FrozenUntil::Epoch(3));
-        assert!(r[2].frozen_until.is_frozen_in(2) && !r[2].frozen_until.is_frozen_in(3));
-        assert_eq!(r[4].frozen_until, FrozenUntil::Never);
-    }
-
-    #[test]
-    fn rejections_name_the_rule() {
-        let err = resolve_layer_rates(
-            &mlp_params(),
-            &spec(BaseRates::Uniform(1e-3), &["nope=1e-3"], &[]),
-        )
-        .unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("layer_lr[0]")
-                && msg.contains("nope")
-                && msg.contains("layer0, layer1, head"),
-            "{msg}"
-        );
-        let err = resolve_layer_rates(&mlp_params(), &spec(BaseRates::Uniform(1e-3), &[], &["*"]))
-            .unwrap_err();
-        assert!(err.to_string().starts_with("freeze:"));
-        assert!(LayerRateRule::parse("layer_lr[0]", "layer0=-1").is_err());
-        assert!(LayerRateRule::parse("layer_lr[0]", "layer0=xNaN").is_err());
-        assert!(LayerRateRule::parse("layer_lr[0]", "layer0").is_err());
-        assert!(FreezeRule::parse("freeze[0]", "layer0@0").is_err());
-    }
-}
+mod tests;

@@ -180,26 +180,49 @@ fn read_values(path: &Path, reader: &mut dyn Read, count: usize) -> Result<Vec<u
     Ok(values)
 }
 
+/// Reads one set: its labels, its images' header, and the pixels when `read_pixels` (else only
+/// checks there are as many as the header promises).
 fn read_part(pair: &Pair, read_pixels: bool) -> Result<Part> {
-    let mut labels_reader = open(&pair.labels)?;
-    let label_dims = read_header(&pair.labels, &mut *labels_reader)?;
-    let &[count] = label_dims.as_slice() else {
+    let labels = read_labels(&pair.labels)?;
+    let mut images_reader = open(&pair.images)?;
+    let dims = read_header(&pair.images, &mut *images_reader)?;
+    let (sample_shape, values) = image_shape(pair, &dims, labels.len())?;
+    let pixels = if read_pixels {
+        Some(read_values(&pair.images, &mut *images_reader, values)?)
+    } else {
+        check_pixel_count(&pair.images, &mut *images_reader, &dims, values)?;
+        None
+    };
+    Ok(Part {
+        sample_shape,
+        labels,
+        pixels,
+    })
+}
+
+/// A labels file: one dimension, N unsigned bytes.
+fn read_labels(path: &Path) -> Result<Vec<u8>> {
+    let mut reader = open(path)?;
+    let dims = read_header(path, &mut *reader)?;
+    let &[count] = dims.as_slice() else {
         return Err(invalid(format!(
-            "{} has dimensions {label_dims:?}; labels are one-dimensional [N]",
-            pair.labels.display()
+            "{} has dimensions {dims:?}; labels are one-dimensional [N]",
+            path.display()
         )));
     };
     if count > MAX_DATASET_ROWS {
         return Err(invalid(format!(
             "{} claims {count} labels; at most {MAX_DATASET_ROWS} rows are read (datasets are held in memory)",
-            pair.labels.display()
+            path.display()
         )));
     }
-    let labels = read_values(&pair.labels, &mut *labels_reader, count)?;
+    read_values(path, &mut *reader, count)
+}
 
-    let mut images_reader = open(&pair.images)?;
-    let dims = read_header(&pair.images, &mut *images_reader)?;
-    let sample_shape: Vec<i64> = match dims.as_slice() {
+/// One image's shape as the model sees it, and the number of pixel values, from the images'
+/// dimensions; they must hold one image per label (`count`), none empty, within the limits.
+fn image_shape(pair: &Pair, dims: &[usize], count: usize) -> Result<(Vec<i64>, usize)> {
+    let sample_shape: Vec<i64> = match dims {
         [_, d] => vec![*d as i64],
         [_, h, w] => vec![1, *h as i64, *w as i64],
         [_, c, h, w] => vec![*c as i64, *h as i64, *w as i64],
@@ -225,56 +248,53 @@ fn read_part(pair: &Pair, read_pixels: bool) -> Result<Part> {
         )));
     }
     let values = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-    let values = match values {
-        Some(values) if values <= MAX_DATASET_VALUES => values,
-        _ => {
+    match values {
+        Some(values) if values <= MAX_DATASET_VALUES => Ok((sample_shape, values)),
+        _ => Err(invalid(format!(
+            "{} has dimensions {dims:?}: more than {MAX_DATASET_VALUES} values; datasets are held in memory and at most that many are read",
+            pair.images.display()
+        ))),
+    }
+}
+
+/// Without keeping the pixels, a compressed file is still read through (bounded by the header's
+/// promise plus one byte), so one with too little or too much data is refused now rather than by
+/// the worker; a plain file's length tells the same.
+fn check_pixel_count(
+    path: &Path,
+    reader: &mut dyn Read,
+    dims: &[usize],
+    values: usize,
+) -> Result<()> {
+    if is_gzip(path) {
+        let mut counted = std::io::Read::take(reader, values as u64 + 1);
+        let read =
+            std::io::copy(&mut counted, &mut std::io::sink()).map_err(|e| read_failed(path, e))?;
+        if read != values as u64 {
             return Err(invalid(format!(
-                "{} has dimensions {dims:?}: more than {MAX_DATASET_VALUES} values; datasets are held in memory and at most that many are read",
-                pair.images.display()
-            )))
+                "{} holds {} pixels, but its header promises {values}",
+                path.display(),
+                if read > values as u64 {
+                    format!("more than {values}")
+                } else {
+                    read.to_string()
+                }
+            )));
         }
-    };
+        return Ok(());
+    }
     let header_bytes = 4 + 4 * dims.len();
-    let pixels = if read_pixels {
-        Some(read_values(&pair.images, &mut *images_reader, values)?)
-    } else {
-        // Without keeping the pixels, a compressed file is still read through (bounded by the
-        // header's promise plus one byte), so one with too little or too much data is refused
-        // now rather than by the worker; a plain file's length tells the same.
-        if is_gzip(&pair.images) {
-            let mut counted = std::io::Read::take(&mut *images_reader, values as u64 + 1);
-            let read = std::io::copy(&mut counted, &mut std::io::sink())
-                .map_err(|e| read_failed(&pair.images, e))?;
-            if read != values as u64 {
-                return Err(invalid(format!(
-                    "{} holds {} pixels, but its header promises {values}",
-                    pair.images.display(),
-                    if read > values as u64 {
-                        format!("more than {values}")
-                    } else {
-                        read.to_string()
-                    }
-                )));
-            }
-        } else {
-            let len = std::fs::metadata(&pair.images)
-                .map_err(|e| invalid(format!("cannot read {}: {e}", pair.images.display())))?
-                .len();
-            if len != (header_bytes + values) as u64 {
-                return Err(invalid(format!(
-                    "{} is {len} bytes, but its header promises {} ({header_bytes} of header and {values} pixels)",
-                    pair.images.display(),
-                    header_bytes + values
-                )));
-            }
-        }
-        None
-    };
-    Ok(Part {
-        sample_shape,
-        labels,
-        pixels,
-    })
+    let len = std::fs::metadata(path)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?
+        .len();
+    if len != (header_bytes + values) as u64 {
+        return Err(invalid(format!(
+            "{} is {len} bytes, but its header promises {} ({header_bytes} of header and {values} pixels)",
+            path.display(),
+            header_bytes + values
+        )));
+    }
+    Ok(())
 }
 
 /// An IDX folder, read.

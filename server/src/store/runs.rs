@@ -1,0 +1,160 @@
+//! Run records: ids handed out, records written durably and read back, runs left unfinished by a
+//! stop, runs deleted.
+
+use std::sync::atomic::Ordering;
+
+use super::{
+    now_ms,
+    record::{self, decode_stored_run},
+    upgrade, Store,
+};
+use crate::{
+    domain::{scramble, RunId, RunRecord, RunStatus, SHORT_ID_FLAG},
+    error::{Result, StrataError},
+};
+
+/// A stored run record, read back. Records of a store not yet upgraded (see [`upgrade`]) have no
+/// facts: they are estimated from the record alone.
+fn decode_run(bytes: &[u8]) -> Result<RunRecord> {
+    decode_stored_run(bytes)
+        .and_then(|stored| stored.to_domain(|run| upgrade::legacy_facts(run, &[])))
+        .map_err(|e| StrataError::Storage(format!("a run record: {e}")))
+}
+
+impl Store {
+    /// A fresh id, greater than every id handed out before (also across restarts).
+    pub fn next_run_id(&self) -> RunId {
+        let from_clock = ((now_ms() as u64) << 16) | SHORT_ID_FLAG;
+        let mut last = self.last_id.load(Ordering::Relaxed);
+        loop {
+            let next = from_clock.max(last + 1) | SHORT_ID_FLAG;
+            match self
+                .last_id
+                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return RunId(next),
+                Err(actual) => last = actual,
+            }
+        }
+    }
+
+    /// Writes a run record, durably.
+    pub fn put_run(&self, run: &RunRecord) -> Result<()> {
+        let id = run.id;
+        self.write_durably(|| {
+            self.runs.insert(id.key(), record::encode_run(run))?;
+            if id.is_short() {
+                self.shown_ids
+                    .insert(scramble(id.0).to_be_bytes(), &id.key())?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn get_run(&self, id: RunId) -> Result<Option<RunRecord>> {
+        let _visible = self.readable()?;
+        let Some(bytes) = self.runs.get(id.key())? else {
+            return Ok(None);
+        };
+        decode_run(&bytes).map(Some)
+    }
+
+    /// A run's record and the number of its last stored epoch, read together.
+    pub fn get_run_with_epochs_done(&self, id: RunId) -> Result<Option<(RunRecord, u32)>> {
+        let _visible = self.readable()?;
+        let Some(bytes) = self.runs.get(id.key())? else {
+            return Ok(None);
+        };
+        Ok(Some((decode_run(&bytes)?, self.last_epoch(id)?)))
+    }
+
+    /// Whether the store has a record under this run's key (readable or not).
+    pub fn has_run(&self, id: RunId) -> Result<bool> {
+        let _visible = self.readable()?;
+        Ok(self.runs.contains_key(id.key())?)
+    }
+
+    /// Reads a run, changes it and writes it back, durably.
+    pub fn update_run(&self, id: RunId, change: impl FnOnce(&mut RunRecord)) -> Result<RunRecord> {
+        let mut run = self
+            .get_run(id)?
+            .ok_or_else(|| StrataError::RunNotFound(id.to_string()))?;
+        change(&mut run);
+        self.put_run(&run)?;
+        Ok(run)
+    }
+
+    /// Every run with its number of stored epochs, newest first.
+    pub fn runs_newest_first(&self) -> impl Iterator<Item = Result<(RunRecord, u32)>> + '_ {
+        let mut entries = self.runs.iter().rev();
+        std::iter::from_fn(move || {
+            let _visible = match self.readable() {
+                Ok(guard) => guard,
+                Err(err) => return Some(Err(err)),
+            };
+            let entry = entries.next()?;
+            Some(entry.map_err(StrataError::from).and_then(|(key, bytes)| {
+                Ok((
+                    decode_run(&bytes)?,
+                    self.last_epoch(RunId::from_key(&key)?)?,
+                ))
+            }))
+        })
+    }
+
+    /// Marks runs that a crash or a kill left `queued` or `running` as `interrupted` — or, when
+    /// every planned epoch was stored, as they ended: after its last epoch's record a run only
+    /// records its end (`completed`, or `diverged` if that epoch's validation loss was not
+    /// finite), so a stop in between (or a store that lost that update) changes nothing else.
+    /// Returns how many were marked.
+    pub fn mark_unfinished_interrupted(&self) -> Result<usize> {
+        let unfinished: Vec<(RunRecord, u32)> = self
+            .runs_newest_first()
+            .filter(|run| run.as_ref().map_or(true, |(run, _)| run.status.is_live()))
+            .collect::<Result<_>>()?;
+        for (mut run, done) in unfinished.iter().cloned() {
+            let was = run.status.label();
+            let planned = run.planned_epochs();
+            let last = match done {
+                done if planned > 0 && done >= planned => {
+                    self.epochs(run.id, done)?.into_iter().next()
+                }
+                _ => None,
+            };
+            match last {
+                Some(last) if last.val_loss.is_finite() => {
+                    run.status = RunStatus::Completed;
+                    run.reason = format!(
+                        "stratad stopped after the run's last epoch ({}) was stored, before its end was recorded",
+                        last.epoch
+                    );
+                }
+                Some(last) => {
+                    run.status = RunStatus::Diverged;
+                    run.reason = format!(
+                        "the validation loss became {} at epoch {} (recorded when stratad restarted)",
+                        last.val_loss, last.epoch
+                    );
+                }
+                None => {
+                    run.status = RunStatus::Interrupted;
+                    run.reason =
+                        format!("stratad stopped while the run was {was}; resume it to continue");
+                }
+            }
+            run.finished_at_ms = now_ms();
+            self.put_run(&run)?;
+        }
+        Ok(unfinished.len())
+    }
+
+    /// Removes a run and all its epochs, durably. The run goes first: a crash in between leaves
+    /// unreachable epochs, never a run with some of its epochs missing.
+    pub fn delete_run(&self, run: RunId) -> Result<()> {
+        self.write_durably(|| {
+            self.runs.remove(run.key())?;
+            self.shown_ids.remove(scramble(run.0).to_be_bytes())?;
+            self.remove_epochs(run, 0)
+        })
+    }
+}

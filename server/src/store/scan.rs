@@ -1,0 +1,84 @@
+//! The store read record by record for the integrity check, and the removal of what it finds
+//! unreadable.
+
+use std::collections::BTreeMap;
+
+use super::{
+    keys::EPOCH_KEY_BYTES,
+    record::{decode_epoch, decode_stored_run},
+    Store,
+};
+use crate::{domain::RunId, error::Result};
+
+/// What the store holds, read record by record: which records decode and which epochs each run
+/// has. For the integrity check; it keeps numbers, not records.
+#[derive(Debug, Default)]
+pub struct StoreScan {
+    /// Every run key: `Ok` if its record decodes and names the same run.
+    pub runs: BTreeMap<RunId, Result<(), String>>,
+    /// Every run that has epoch records (with or without a run record).
+    pub epochs: BTreeMap<RunId, EpochScan>,
+    /// Keys of the wrong length: (tree, key bytes).
+    pub bad_keys: Vec<(&'static str, Vec<u8>)>,
+}
+
+#[derive(Debug, Default)]
+pub struct EpochScan {
+    /// Epochs whose records decode, ascending.
+    pub readable: Vec<u32>,
+    /// Epochs whose records do not decode, or name another epoch, and why.
+    pub unreadable: Vec<(u32, String)>,
+}
+
+impl Store {
+    /// Reads every record once and says which decode; fails only if the store cannot be read.
+    pub fn scan(&self) -> Result<StoreScan> {
+        let mut scan = StoreScan::default();
+        for entry in self.runs.iter() {
+            let (key, bytes) = entry?;
+            let Ok(bytes8) = <[u8; 8]>::try_from(key.as_ref()) else {
+                scan.bad_keys.push(("runs", key.to_vec()));
+                continue;
+            };
+            let id = RunId(u64::from_be_bytes(bytes8));
+            let checked = match decode_stored_run(bytes.as_ref()) {
+                Ok(run) if run.id == id.to_string() => Ok(()),
+                Ok(run) => Err(format!("it holds run '{}'", crate::spec::shown(&run.id))),
+                Err(err) => Err(err),
+            };
+            scan.runs.insert(id, checked);
+        }
+        for entry in self.epochs.iter() {
+            let (key, bytes) = entry?;
+            if key.len() != EPOCH_KEY_BYTES {
+                scan.bad_keys.push(("epochs", key.to_vec()));
+                continue;
+            }
+            let id = RunId::from_key(&key)?;
+            let epoch = u32::from_be_bytes([key[8], key[9], key[10], key[11]]);
+            let run = scan.epochs.entry(id).or_default();
+            match decode_epoch(bytes.as_ref()) {
+                Ok(record) if record.epoch == epoch => run.readable.push(epoch),
+                Ok(record) => run
+                    .unreadable
+                    .push((epoch, format!("it holds epoch {}", record.epoch))),
+                Err(err) => run.unreadable.push((epoch, err)),
+            }
+        }
+        Ok(scan)
+    }
+
+    /// Removes records by key, durably: records that do not decode, keys of the wrong length.
+    pub fn remove_raw(&self, tree: &str, keys: &[Vec<u8>]) -> Result<()> {
+        let tree = match tree {
+            "runs" => &self.runs,
+            _ => &self.epochs,
+        };
+        self.write_durably(|| {
+            for key in keys {
+                tree.remove(key.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+}

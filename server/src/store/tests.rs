@@ -1,0 +1,177 @@
+use std::path::Path;
+
+use super::*;
+use crate::domain::{scramble, EpochMetrics, RunId, RunRecord};
+
+fn run(store: &Store) -> RunRecord {
+    RunRecord::example(store.next_run_id())
+}
+
+#[test]
+fn ids_increase_and_resolve_by_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a = run(&store);
+    let b = run(&store);
+    let (ka, kb) = (a.id, b.id);
+    assert!(ka < kb, "keys follow creation");
+    let (a_id, b_id) = (a.id.to_string(), b.id.to_string());
+    assert_eq!(a_id.len(), 13);
+    store.put_run(&a).unwrap();
+    store.put_run(&b).unwrap();
+    assert_eq!(store.resolve(&a_id).unwrap(), ka);
+    assert_eq!(store.resolve(&b_id.to_uppercase()).unwrap(), kb);
+    // Ids made together share (almost) no prefix; the shortest unique one names each run.
+    let shared = a_id
+        .bytes()
+        .zip(b_id.bytes())
+        .take_while(|(x, y)| x == y)
+        .count();
+    assert_eq!(store.resolve(&a_id[..shared + 1]).unwrap(), ka);
+    if shared > 0 {
+        assert!(matches!(
+            store.resolve(&a_id[..shared]),
+            Err(StrataError::AmbiguousRun { .. })
+        ));
+    }
+    assert!(matches!(
+        store.resolve("il"),
+        Err(StrataError::InvalidArgument { .. })
+    ));
+    let newest: Vec<RunId> = store.runs_newest_first().map(|r| r.unwrap().0.id).collect();
+    assert_eq!(newest, vec![kb, ka]);
+    // The index is derived: without its entry a whole id still resolves, and reopening the
+    // store restores the entry, so prefixes work again.
+    store
+        .shown_ids
+        .remove(scramble(ka.0).to_be_bytes())
+        .unwrap();
+    assert_eq!(store.resolve(&a_id).unwrap(), ka);
+    assert!(store.resolve(&a_id[..shared + 1]).is_err());
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.resolve(&a_id[..shared + 1]).unwrap(), ka);
+    // Deleting a run forgets its short id.
+    store.delete_run(kb).unwrap();
+    assert!(matches!(
+        store.resolve(&b_id),
+        Err(StrataError::RunNotFound(_))
+    ));
+}
+
+/// Runs from before short ids keep their hex ids: shown, parsed and found by prefix as before,
+/// and listed before every newer run.
+#[test]
+fn older_hex_ids_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let old = RunId(0x01a2_2400_c834_0000);
+    assert_eq!(old.to_string(), "01a22400c8340000");
+    assert_eq!("01a22400c8340000".parse::<RunId>().unwrap(), old);
+    store.put_run(&RunRecord::example(old)).unwrap();
+    let new = run(&store);
+    store.put_run(&new).unwrap();
+    assert_eq!(store.resolve("01a22400").unwrap(), old);
+    assert_eq!(store.resolve("01a22400c8340000").unwrap(), old);
+    assert_eq!(old.created_at_ms(), 0x01a2_2400_c834);
+    let newest: Vec<RunId> = store.runs_newest_first().map(|r| r.unwrap().0.id).collect();
+    assert_eq!(newest, vec![new.id, old]);
+    // A hex string with the short-id bit set is no id of either kind.
+    assert!("81a22400c8340000".parse::<RunId>().is_err());
+}
+
+#[test]
+fn epochs_are_a_range_per_run_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = {
+        let store = Store::open(dir.path()).unwrap();
+        let (a, b) = (run(&store), run(&store));
+        store.put_run(&a).unwrap();
+        store.put_run(&b).unwrap();
+        for epoch in 1..=3 {
+            let record = EpochMetrics {
+                epoch,
+                train_loss: epoch as f64,
+                ..Default::default()
+            };
+            store.put_epoch(a.id, &record).unwrap();
+        }
+        store
+            .put_epoch(
+                b.id,
+                &EpochMetrics {
+                    epoch: 1,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        (a, b)
+    };
+    let store = Store::open(dir.path()).unwrap();
+    let ida = a.id;
+    let epochs: Vec<u32> = store
+        .epochs(ida, 2)
+        .unwrap()
+        .iter()
+        .map(|e| e.epoch)
+        .collect();
+    assert_eq!(epochs, vec![2, 3]);
+    assert_eq!(store.epochs_done(ida).unwrap(), 3);
+    assert_eq!(store.epochs_done(b.id).unwrap(), 1);
+    assert!(store.next_run_id() > b.id);
+}
+
+/// A store written by a newer stratad is refused, naming the formats, and left as it was.
+#[test]
+fn a_newer_format_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let store = Store::open(dir.path()).unwrap();
+        let run = run(&store);
+        store.put_run(&run).unwrap();
+        run.id
+    };
+    let files = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut all: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join("db"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    std::fs::write(
+        dir.path().join("db").join(record::FORMAT_FILE),
+        format!("{}\n", record::FORMAT + 1),
+    )
+    .unwrap();
+    let before = files(dir.path());
+    let err = match Store::open(dir.path()) {
+        Err(err) => err.to_string(),
+        Ok(_) => panic!("a newer store opened"),
+    };
+    assert!(
+        err.contains(&format!("record format {}", record::FORMAT + 1))
+            && err.contains(&format!("reads formats up to {}", record::FORMAT))
+            && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert!(before == files(dir.path()), "the store's files changed");
+    // Back at this format it opens, with its run.
+    std::fs::write(
+        dir.path().join("db").join(record::FORMAT_FILE),
+        format!("{}\n", record::FORMAT),
+    )
+    .unwrap();
+    assert!(Store::open(dir.path())
+        .unwrap()
+        .get_run(id)
+        .unwrap()
+        .is_some());
+}
