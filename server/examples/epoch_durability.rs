@@ -59,12 +59,7 @@ fn main() {
             id,
             RunConfig::default(),
             Vec::new(),
-            DataFacts {
-                task: TaskFacts::Classification { classes: 3 },
-                train_rows: 0,
-                val_rows: 0,
-                steps_per_epoch: 0,
-            },
+            DataFacts::of_task(TaskFacts::Classification { classes: 3 }),
         ))
         .expect("a run");
     let mut durable = Vec::new();

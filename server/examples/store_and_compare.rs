@@ -49,10 +49,10 @@ fn main() {
                 config.clone(),
                 Vec::new(),
                 DataFacts {
-                    task: TaskFacts::Classification { classes: 2 },
                     train_rows: 800,
                     val_rows: 200,
                     steps_per_epoch: 25,
+                    ..DataFacts::of_task(TaskFacts::Classification { classes: 2 })
                 },
             )
         };

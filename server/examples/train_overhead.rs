@@ -50,7 +50,8 @@ struct StoreThenBroadcast<'a> {
 
 impl RunSink for StoreThenBroadcast<'_> {
     fn data_loaded(&self, facts: &DataFacts) -> Result<()> {
-        self.store.update_run(self.id, |run| run.facts = *facts)?;
+        self.store
+            .update_run(self.id, |run| run.facts = facts.clone())?;
         Ok(())
     }
 
@@ -119,12 +120,7 @@ fn through_strata_watched(spec: &RunSpec, watchers: usize) -> f64 {
 }
 
 fn facts_unknown() -> DataFacts {
-    DataFacts {
-        task: strata_server::domain::TaskFacts::Classification { classes: 2 },
-        train_rows: 0,
-        val_rows: 0,
-        steps_per_epoch: 0,
-    }
+    DataFacts::of_task(strata_server::domain::TaskFacts::Classification { classes: 2 })
 }
 
 fn hand_written(spec: &RunSpec) -> f64 {

@@ -581,3 +581,94 @@ fn a_torchscript_module_trains_under_its_own_names_with_per_group_rates() {
         "{out:?}"
     );
 }
+
+/// A CSV whose last column is continuous, started without `--label` (what a forgotten label
+/// looks like): the run says it chose regression on that column and why, as a warning at start
+/// and in its facts; naming the label column silences the warning, and a run says how its task
+/// was chosen in every case. Columns are named by position, never by their header.
+#[test]
+fn a_continuous_last_column_taken_without_a_label_is_named_in_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("readings.csv");
+    let mut text = String::from("pressure,humidity,secret_column_name\n");
+    for i in 0..60 {
+        let x = f64::from(i) / 60.0;
+        text.push_str(&format!(
+            "{x:.3},{:.3},{:.5}\n",
+            1.0 - x,
+            0.001 * x + 0.0005
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    let daemon = Daemon::start();
+    let dataset = format!("csv:{}", path.display());
+    let base = [
+        "--dataset",
+        dataset.as_str(),
+        "--model",
+        "mlp:4",
+        "--epochs",
+        "1",
+    ];
+
+    let mut args = vec!["start"];
+    args.extend(base);
+    let out = daemon.strata(&args);
+    assert_eq!(out.code, 0, "{out:?}");
+    let id = out.stdout.trim().to_string();
+    assert_eq!(id.len(), 13, "stdout holds the id alone: {out:?}");
+    assert!(
+        out.stderr
+            .contains("warning: no label was named, so the label is the last column (3 of 3)")
+            && out
+                .stderr
+                .contains("continuous (the labels include fractions)")
+            && out.stderr.contains("--label"),
+        "{out:?}"
+    );
+    assert!(
+        !out.stderr.contains("secret_column_name"),
+        "a header is file content: {out:?}"
+    );
+    let shown = completed(&daemon, &id, 1);
+    let facts = &shown["facts"];
+    assert_eq!(facts["task"], "regression", "{facts}");
+    assert_eq!(
+        facts["label"],
+        "column 3 of 3 (the last: no label was named)"
+    );
+    assert_eq!(
+        facts["task_reason"],
+        "detected: the labels include fractions"
+    );
+    assert!(facts["target_variance"].as_f64().unwrap() > 0.0, "{facts}");
+    assert_eq!(facts["baseline_loss"], facts["target_variance"]);
+    let human = daemon.strata(&["show", &id]);
+    assert!(
+        human.stdout.contains(
+            "Task       regression (detected: the labels include fractions), label column 3 of 3 (the last: no label was named); predicting the mean scores"
+        ),
+        "{}",
+        human.stdout
+    );
+
+    // Named (here by index): no warning; the facts say it was named and the task detected.
+    let mut args = vec!["start", "--json", "--label", "3"];
+    args.extend(base);
+    let out = daemon.strata(&args);
+    assert_eq!(out.code, 0, "{out:?}");
+    let started = out.json();
+    assert_eq!(started["warnings"], serde_json::json!([]), "{started}");
+    let shown = completed(&daemon, started["run_id"].as_str().unwrap(), 1);
+    assert_eq!(shown["facts"]["label"], "column 3 of 3");
+    // A dry run says the same, and a synthetic set says what it is.
+    let dry = daemon
+        .strata(&["start", "--dry-run", "--json", "--dataset", "moons"])
+        .json();
+    assert_eq!(
+        dry["facts"]["task_reason"],
+        "a synthetic classification set"
+    );
+    assert_eq!(dry["facts"]["label"], "");
+    assert_eq!(dry["groups"][0]["name"], "layer0", "{dry}");
+}

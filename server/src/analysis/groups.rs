@@ -187,6 +187,8 @@ mod tests {
                 train_rows: 320,
                 val_rows: 80,
                 steps_per_epoch: 10,
+                label: String::new(),
+                task_reason: String::new(),
             },
             ..RunRecord::example(RunId(1))
         }

@@ -36,6 +36,8 @@ fn run(status: RunStatus) -> RunRecord {
             train_rows: 320,
             val_rows: 80,
             steps_per_epoch: 10,
+            label: String::new(),
+            task_reason: String::new(),
         },
         ..RunRecord::example(RunId(1))
     }

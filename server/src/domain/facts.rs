@@ -50,7 +50,7 @@ impl TaskFacts {
 }
 
 /// A run's data, measured.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DataFacts {
     pub task: TaskFacts,
     /// Rows trained on per epoch and rows validated on; 0 when not known yet.
@@ -58,9 +58,27 @@ pub struct DataFacts {
     pub val_rows: u64,
     /// Optimizer steps per epoch (training rows / batch size, rounded up); 0 when not known yet.
     pub steps_per_epoch: u64,
+    /// A CSV's label column, by position: `column 9 of 9 (the last: no label was named)`; empty
+    /// for other datasets.
+    pub label: String,
+    /// Why the task is what it is: `task regression as asked`, `detected: the labels include
+    /// fractions`, `a synthetic classification set`.
+    pub task_reason: String,
 }
 
 impl DataFacts {
+    /// Only the task known: nothing measured yet.
+    pub fn of_task(task: TaskFacts) -> DataFacts {
+        DataFacts {
+            task,
+            train_rows: 0,
+            val_rows: 0,
+            steps_per_epoch: 0,
+            label: String::new(),
+            task_reason: String::new(),
+        }
+    }
+
     /// Steps per epoch, at least 1 (for dividing by).
     pub fn steps(&self) -> f64 {
         self.steps_per_epoch.max(1) as f64

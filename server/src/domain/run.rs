@@ -213,6 +213,8 @@ impl RunRecord {
                 train_rows: 0,
                 val_rows: 0,
                 steps_per_epoch: 0,
+                label: String::new(),
+                task_reason: String::new(),
             },
         )
     }

@@ -420,6 +420,8 @@ fn placeholder_run(id: RunId, why: &str) -> RunRecord {
             train_rows: 0,
             val_rows: 0,
             steps_per_epoch: 0,
+            label: String::new(),
+            task_reason: String::new(),
         },
         parameter_count: 0,
         device: String::new(),

@@ -15,6 +15,7 @@ use crate::{
         rates::ResolvedParam,
         InitSource, RunSpec, Task,
     },
+    train::data::csv::LabelChoice,
     train::{self, worker::InitFrom},
 };
 
@@ -23,6 +24,9 @@ pub(super) struct Prepared {
     pub spec: RunSpec,
     pub resolved: Vec<ResolvedParam>,
     pub task: Task,
+    /// A CSV's label column and why the task is what it is.
+    pub label: Option<LabelChoice>,
+    pub task_reason: String,
     /// Where a fine-tuning run's initial parameters come from.
     pub init: Option<InitFrom>,
     pub device: tch::Device,
@@ -53,9 +57,21 @@ impl Prepared {
             .collect()
     }
 
-    /// What the user should know before trusting the run.
+    /// What the user should know before trusting the run: a continuous last column taken as a
+    /// regression target because no label was named (what a forgotten `--label` looks like).
     pub fn warnings(&self) -> Vec<String> {
-        Vec::new()
+        let mut warnings = Vec::new();
+        if let Some(choice) = &self.label {
+            if !choice.named && choice.detected && self.task == Task::Regression {
+                warnings.push(format!(
+                    "no label was named, so the label is the last column ({} of {}), and its values are continuous ({}), so this run is a regression on it; if that column is not what the model should predict, name the label column with --label (and add --task classification if it holds classes)",
+                    choice.column,
+                    choice.columns,
+                    choice.reason.trim_start_matches("detected: ")
+                ));
+            }
+        }
+        warnings
     }
 
     /// What is known of the data before it is loaded for training (the rest is measured then).
@@ -72,6 +88,11 @@ impl Prepared {
             train_rows: 0,
             val_rows: 0,
             steps_per_epoch: 0,
+            label: self
+                .label
+                .as_ref()
+                .map_or(String::new(), LabelChoice::described),
+            task_reason: self.task_reason.clone(),
         }
     }
 }
@@ -104,7 +125,13 @@ impl Runs {
         let _raise_when_dropped = RaiseOnDrop(abandoned.clone());
         blocking(move || {
             let _reads = abandon_reads_when(abandoned);
-            let train::PreparedRun { mut spec, resolved, task } = train::prepare_run(spec)?;
+            let train::PreparedRun {
+                mut spec,
+                resolved,
+                task,
+                label,
+                task_reason,
+            } = train::prepare_run(spec)?;
             let init = match source {
                 Some((run, epoch, path)) => {
                     let loaded = train::checkpoint::Checkpoint::read(&path)
@@ -121,7 +148,15 @@ impl Runs {
                 }
                 None => None,
             };
-            Ok(Prepared { spec, resolved, task, device, init })
+            Ok(Prepared {
+                spec,
+                resolved,
+                task,
+                label,
+                task_reason,
+                device,
+                init,
+            })
         })
         .await
     }

@@ -42,7 +42,8 @@ struct ManagedRun<'a> {
 
 impl RunSink for ManagedRun<'_> {
     fn data_loaded(&self, facts: &DataFacts) -> Result<()> {
-        self.store.update_run(self.id, |run| run.facts = *facts)?;
+        self.store
+            .update_run(self.id, |run| run.facts = facts.clone())?;
         Ok(())
     }
 

@@ -145,6 +145,10 @@ pub struct StoredFacts {
     pub val_rows: u64,
     #[prost(uint64, tag = "6")]
     pub steps_per_epoch: u64,
+    #[prost(string, tag = "7")]
+    pub label: String,
+    #[prost(string, tag = "8")]
+    pub task_reason: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -377,6 +381,8 @@ impl From<&DataFacts> for StoredFacts {
             train_rows: facts.train_rows,
             val_rows: facts.val_rows,
             steps_per_epoch: facts.steps_per_epoch,
+            label: facts.label.clone(),
+            task_reason: facts.task_reason.clone(),
         }
     }
 }
@@ -397,6 +403,8 @@ impl StoredFacts {
             train_rows: self.train_rows,
             val_rows: self.val_rows,
             steps_per_epoch: self.steps_per_epoch,
+            label: self.label.clone(),
+            task_reason: self.task_reason.clone(),
         })
     }
 }

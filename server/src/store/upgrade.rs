@@ -65,6 +65,8 @@ pub fn legacy_facts(run: &StoredRun, epochs: &[EpochMetrics]) -> DataFacts {
         train_rows,
         val_rows: val_rows as u64,
         steps_per_epoch: train_rows.div_ceil(batch.min(train_rows.max(1))),
+        label: String::new(),
+        task_reason: "recorded before stratad kept it".to_string(),
     }
 }
 

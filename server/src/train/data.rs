@@ -63,6 +63,8 @@ pub struct DataShape {
     pub task: Task,
     /// The fraction split off for validation, or `None` when validation comes from a file.
     pub val_fraction: Option<f64>,
+    /// A CSV's label column and why the task is what it is.
+    pub label: Option<csv::LabelChoice>,
 }
 
 /// Samples as read, before splitting: features row after row, and a target per row (a class
@@ -105,6 +107,8 @@ struct Loaded {
     train: Samples,
     val: HeldOut,
     task: Task,
+    /// A CSV's label column and task, as chosen.
+    label: Option<csv::LabelChoice>,
 }
 
 impl Loaded {
@@ -128,6 +132,7 @@ fn load(spec: &DatasetSpec, rng: &mut SeededRng) -> Result<Loaded> {
                 train: generate(synthetic, rng),
                 val: HeldOut::Split(fraction),
                 task: synthetic.task(),
+                label: None,
             })
         }
         DataSource::Csv { path, label } => {
@@ -155,6 +160,7 @@ fn load(spec: &DatasetSpec, rng: &mut SeededRng) -> Result<Loaded> {
                 train: labelled.train,
                 val,
                 task: labelled.task,
+                label: Some(labelled.choice),
             })
         }
         DataSource::Idx { dir } => {
@@ -170,6 +176,7 @@ fn load(spec: &DatasetSpec, rng: &mut SeededRng) -> Result<Loaded> {
                 train: set.train,
                 val,
                 task: set.task,
+                label: None,
             })
         }
     }
@@ -196,6 +203,7 @@ pub fn probe_dataset(spec: &DatasetSpec) -> Result<DataShape> {
                 sample: vec![synthetic.features()],
                 task: synthetic.task(),
                 val_fraction: spec.reported_val_fraction(),
+                label: None,
             })
         }
         DataSource::Csv { .. } => load(spec, &mut SeededRng::new(0))?,
@@ -214,6 +222,7 @@ pub fn probe_dataset(spec: &DatasetSpec) -> Result<DataShape> {
                 sample: set.train.sample_shape,
                 task: set.task,
                 val_fraction,
+                label: None,
             });
         }
     };
@@ -225,6 +234,7 @@ pub fn probe_dataset(spec: &DatasetSpec) -> Result<DataShape> {
         sample: loaded.train.sample_shape,
         task: loaded.task,
         val_fraction,
+        label: loaded.label,
     })
 }
 

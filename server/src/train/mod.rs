@@ -56,6 +56,10 @@ pub struct PreparedRun {
     pub spec: RunSpec,
     pub resolved: Vec<ResolvedParam>,
     pub task: Task,
+    /// A CSV's label column and why the task is what it is.
+    pub label: Option<data::csv::LabelChoice>,
+    /// Why the task is what it is.
+    pub task_reason: String,
 }
 
 /// Reads what the dataset looks like (rejecting a bad file before anything is stored), then
@@ -89,10 +93,20 @@ pub fn prepare_run(mut spec: RunSpec) -> Result<PreparedRun> {
     }
     let params = model::describe_parameters(&spec.model, &shape.sample, shape.task.outputs())?;
     let resolved = resolve_layer_rates(&params, &spec.rates)?;
+    let task_reason = match (&shape.label, spec.dataset.task, &spec.dataset.source) {
+        (Some(choice), ..) => choice.reason.clone(),
+        (None, Some(kind), _) => format!("task {} as asked", kind.label()),
+        (None, None, crate::spec::DataSource::Synthetic(_)) => {
+            format!("a synthetic {} set", shape.task.kind().label())
+        }
+        (None, None, _) => "detected: IDX labels are classes".to_string(),
+    };
     spec.record_data(shape.task, shape.val_fraction);
     Ok(PreparedRun {
         spec,
         resolved,
         task: shape.task,
+        label: shape.label,
+        task_reason,
     })
 }

@@ -304,7 +304,7 @@ impl<'a> Trainer<'a> {
         let mut data = build_dataset(&spec.dataset, spec.seed, job.device, reuse)?;
         // Facts in the targets' own units, before they are standardized.
         let plan = StepPlan::new(spec, data.train_len());
-        let facts = data_facts(&data, &plan)?;
+        let facts = data_facts(&data, &plan, &job.record.facts)?;
         let targets = match data.task {
             Task::Regression => {
                 let scaling = match source.as_ref().and_then(Checkpoint::target_scaling) {
@@ -543,8 +543,9 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// What the run's data is, measured on the loaded data.
-fn data_facts(data: &Dataset, plan: &StepPlan) -> Result<DataFacts, TchError> {
+/// What the run's data is, measured on the loaded data; how the label and the task were chosen
+/// comes from `known` (recorded when the run was prepared).
+fn data_facts(data: &Dataset, plan: &StepPlan, known: &DataFacts) -> Result<DataFacts, TchError> {
     let task = match data.task {
         Task::Classification { classes } => TaskFacts::Classification {
             classes: u32::try_from(classes).unwrap_or(u32::MAX),
@@ -558,6 +559,8 @@ fn data_facts(data: &Dataset, plan: &StepPlan) -> Result<DataFacts, TchError> {
         train_rows: plan.train_rows as u64,
         val_rows: data.val_y.size()[0] as u64,
         steps_per_epoch: plan.steps_per_epoch,
+        label: known.label.clone(),
+        task_reason: known.task_reason.clone(),
     })
 }
 

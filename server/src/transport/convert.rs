@@ -124,6 +124,8 @@ impl From<DataFacts> for proto::RunFacts {
             train_rows,
             val_rows,
             steps_per_epoch,
+            label,
+            task_reason,
         } = facts;
         let (kind, classes, target_variance, chance_accuracy) = match task {
             TaskFacts::Classification { classes } => (
@@ -145,9 +147,8 @@ impl From<DataFacts> for proto::RunFacts {
             train_rows,
             val_rows,
             steps_per_epoch,
-            // Filled in when the daemon records how it chose the label and the task.
-            label: String::new(),
-            task_reason: String::new(),
+            label,
+            task_reason,
         }
     }
 }

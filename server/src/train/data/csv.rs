@@ -38,7 +38,7 @@ use crate::{
 };
 use fields::split_fields;
 use header::resolve_label;
-pub use labels::{labelled, Labelled};
+pub use labels::{labelled, LabelChoice, Labelled};
 
 /// Bigger files are refused before they are read: datasets are held in memory.
 pub const MAX_CSV_BYTES: u64 = 1 << 30;
@@ -66,6 +66,8 @@ pub struct CsvTable {
     header: Option<Vec<String>>,
     /// The label's name as the client gave it, when it named a header column.
     label_named: Option<String>,
+    /// Whether the client named the label column at all (by header or by index).
+    label_given: bool,
     columns: usize,
     label_column: usize,
     features: Vec<f32>,
@@ -248,6 +250,7 @@ impl CsvTable {
             label_named: label
                 .filter(|l| is_header && fields.get(label_column).is_some_and(|f| f == l))
                 .map(str::to_string),
+            label_given: label.is_some(),
             columns: fields.len(),
             label_column,
             features: Vec::new(),

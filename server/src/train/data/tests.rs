@@ -66,7 +66,14 @@ fn csv_with_a_validation_file_and_a_constant_column() {
         DataShape {
             sample: vec![2],
             task: Task::Classification { classes: 2 },
-            val_fraction: None
+            val_fraction: None,
+            label: Some(crate::train::data::csv::LabelChoice {
+                column: 3,
+                columns: 3,
+                named: false,
+                detected: true,
+                reason: "detected: 2 distinct whole-number labels".into(),
+            }),
         }
     );
     let d = build_dataset(&spec, 0, Device::Cpu, None).unwrap();

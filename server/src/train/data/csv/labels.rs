@@ -13,6 +13,37 @@ pub struct Labelled {
     pub train: Samples,
     pub val: Option<Samples>,
     pub task: Task,
+    /// How the label column and the task were chosen.
+    pub choice: LabelChoice,
+}
+
+/// How a CSV's label column and task were chosen, for the run's facts and its warnings. Columns
+/// are named by position only: the daemon never repeats a file's contents, a header included.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelChoice {
+    /// 1-based, of `columns`.
+    pub column: usize,
+    pub columns: usize,
+    /// Whether the client named the label (by header or index); else it is the last column.
+    pub named: bool,
+    /// Whether the task was detected from the labels (not given).
+    pub detected: bool,
+    /// Why the task is what it is.
+    pub reason: String,
+}
+
+impl LabelChoice {
+    /// `column 9 of 9 (the last: no label was named)`.
+    pub fn described(&self) -> String {
+        if self.named {
+            format!("column {} of {}", self.column, self.columns)
+        } else {
+            format!(
+                "column {} of {} (the last: no label was named)",
+                self.column, self.columns
+            )
+        }
+    }
 }
 
 /// Decides the task and the classes over both files, and turns labels into targets.
@@ -25,8 +56,19 @@ pub fn labelled(
         check_same_columns(&train, val)?;
     }
     let tables: Vec<&CsvTable> = std::iter::once(&train).chain(val.as_ref()).collect();
-    if task.unwrap_or_else(|| detect_task(&tables)) == TaskKind::Regression {
-        return Ok(regression_targets(train, val));
+    let (kind, reason) = match task {
+        Some(kind) => (kind, format!("task {} as asked", kind.label())),
+        None => detect_task(&tables),
+    };
+    let choice = LabelChoice {
+        column: train.label_column + 1,
+        columns: train.columns,
+        named: train.label_given,
+        detected: task.is_none(),
+        reason,
+    };
+    if kind == TaskKind::Regression {
+        return Ok(regression_targets(train, val, choice));
     }
     let classes = Classes::of(&tables);
     let count = classes.count();
@@ -54,6 +96,7 @@ pub fn labelled(
         task: Task::Classification {
             classes: count as i64,
         },
+        choice,
     })
 }
 
@@ -69,28 +112,42 @@ fn number_labels<'a>(tables: &'a [&'a CsvTable]) -> impl Iterator<Item = f64> + 
 }
 
 /// Classification when any label is text, or when every label is a whole number and there are
-/// few distinct ones; regression otherwise.
-fn detect_task(tables: &[&CsvTable]) -> TaskKind {
+/// few distinct ones; regression otherwise. With why, in a few words.
+fn detect_task(tables: &[&CsvTable]) -> (TaskKind, String) {
     if tables.iter().any(|t| !t.texts.is_empty()) {
-        return TaskKind::Classification;
+        return (
+            TaskKind::Classification,
+            "detected: the labels are text".into(),
+        );
     }
     let mut distinct: Vec<f64> = Vec::new();
     for n in number_labels(tables) {
         if n.fract() != 0.0 {
-            return TaskKind::Regression;
+            return (
+                TaskKind::Regression,
+                "detected: the labels include fractions".into(),
+            );
         }
         if !distinct.contains(&n) {
             if distinct.len() == AUTO_CLASSIFICATION_MAX_CLASSES {
-                return TaskKind::Regression;
+                return (
+                    TaskKind::Regression,
+                    format!(
+                        "detected: more than {AUTO_CLASSIFICATION_MAX_CLASSES} distinct whole-number labels"
+                    ),
+                );
             }
             distinct.push(n);
         }
     }
-    TaskKind::Classification
+    (
+        TaskKind::Classification,
+        format!("detected: {} distinct whole-number labels", distinct.len()),
+    )
 }
 
 /// Every label as a regression target.
-fn regression_targets(train: CsvTable, val: Option<CsvTable>) -> Labelled {
+fn regression_targets(train: CsvTable, val: Option<CsvTable>, choice: LabelChoice) -> Labelled {
     let targets = |t: &CsvTable| -> Vec<f32> {
         t.labels
             .iter()
@@ -111,6 +168,7 @@ fn regression_targets(train: CsvTable, val: Option<CsvTable>) -> Labelled {
         train: into_samples(train, targets),
         val,
         task: Task::Regression,
+        choice,
     }
 }
 
