@@ -5,10 +5,6 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use strata_proto::RunConfig;
 
-/// The model of a run started without `--model`. The daemon has the same default (for clients
-/// that send none); the CLI sends it so that `--help` can show it.
-pub const DEFAULT_MODEL: &str = "mlp:64,64";
-
 /// The run configuration flags, one per `RunConfig` field.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -43,9 +39,9 @@ pub struct ConfigArgs {
     /// Fraction of samples held out for validation.
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
-    /// Model: `mlp:H1,H2,...[:act=A][:dropout=P]`, `cnn[:C1,C2,...][:act=A][:dropout=P]`, `torchscript:PATH`.
-    #[arg(long, value_name = "SPEC", default_value = DEFAULT_MODEL)]
-    pub model: String,
+    /// Model: `mlp:H1,H2,...[:act=A][:dropout=P]`, `cnn[:C1,C2,...][:act=A][:dropout=P]`, `torchscript:PATH` (default: the daemon's, mlp:64,64).
+    #[arg(long, value_name = "SPEC")]
+    pub model: Option<String>,
     /// Optimizer: sgd, adam, adamw.
     #[arg(long, value_name = "NAME")]
     pub optimizer: Option<String>,
@@ -99,7 +95,12 @@ impl ConfigArgs {
             noise: self.noise,
             classes: self.classes,
             val_fraction: self.val_fraction,
-            model: with_absolute_path(&self.model),
+            // Unset: the daemon fills in its default, and reports it back.
+            model: self
+                .model
+                .as_deref()
+                .map(with_absolute_path)
+                .unwrap_or_default(),
             optimizer: self.optimizer.clone().unwrap_or_default(),
             lr: self.lr,
             momentum: self.momentum,
@@ -189,7 +190,7 @@ mod tests {
         };
         let config = start.config.to_proto();
         assert_eq!(config.dataset, "spirals");
-        assert_eq!(config.model, "mlp:64,64");
+        assert_eq!(config.model, "", "the daemon's default");
         assert_eq!(config.lr, Some(1e-3));
         assert_eq!(config.layer_lr, ["layer0=1e-4", "head=x2"]);
         assert_eq!(config.freeze, ["layer0@3"]);
