@@ -132,93 +132,138 @@ impl Curves {
 
     pub fn of(run: &RunRecord, epochs: &[EpochMetrics], thresholds: &Thresholds) -> Curves {
         let n = epochs.len();
-        let best = epochs
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.val_loss.is_finite())
-            .min_by(|(_, a), (_, b)| a.val_loss.total_cmp(&b.val_loss))
-            .map(|(i, _)| i);
+        let best = best_epoch(epochs);
         let best_val = best.map_or(f64::NAN, |i| epochs[i].val_loss);
         let first_val = epochs.first().map_or(f64::NAN, |e| e.val_loss);
         let tail = &epochs[n - last_third(n)..];
-        let gap_points: Vec<(f64, f64)> = tail
-            .iter()
-            .map(|e| (f64::from(e.epoch), e.gap()))
-            .filter(|(_, g)| g.is_finite())
-            .collect();
-        let val_points: Vec<(f64, f64)> = tail
-            .iter()
-            .map(|e| (f64::from(e.epoch), e.val_loss))
-            .filter(|(_, v)| v.is_finite())
-            .collect();
-        let near_best = best_val + thresholds.near_best_fraction * best_val.abs();
+        let val_points = finite_points(tail, |e| e.val_loss);
         let baseline = Baseline::of(run);
         let start = baseline
             .as_ref()
             .map_or(first_val, |b| b.loss.max(first_val));
         let progress = (start - best_val).max(0.0);
-        let settled_below = best_val + SETTLED_FRACTION_OF_PROGRESS * progress;
-        let settled_epoch = epochs
-            .iter()
-            .position(|e| e.val_loss <= settled_below)
-            .map(|i| epochs[i].epoch);
-        let log_points: Vec<(f64, f64)> = val_points
-            .iter()
-            .filter(|(_, v)| *v > 0.0)
-            .map(|&(x, v)| (x, v.ln()))
-            .collect();
-        let recent_relative_gain = 1.0 - (slope(&log_points) * n as f64 / 3.0).exp();
-        let lowest_train = epochs
-            .iter()
-            .map(|e| e.train_loss)
-            .filter(|t| t.is_finite())
-            .fold(f64::INFINITY, f64::min);
-        let recent_pace = -slope(&val_points);
-        let average_pace = match (epochs.first(), epochs.last()) {
-            (Some(first), Some(last)) if n > 1 => (first.val_loss - last.val_loss) / (n - 1) as f64,
-            _ => 0.0,
-        };
-        let accelerating = recent_pace > 0.0 && recent_pace >= average_pace;
-        let recent_gain = if progress > 0.0 {
-            -slope(&val_points) * n as f64 / 3.0 / progress
-        } else {
-            0.0
-        };
         let vals: Vec<f64> = epochs.iter().map(|e| e.val_loss).collect();
-        let smoothed_best = (0..n)
-            .map(|i| {
-                let window = &vals[i.saturating_sub(1)..(i + 2).min(n)];
-                window.iter().sum::<f64>() / window.len() as f64
-            })
-            .filter(|m| m.is_finite())
-            .fold(f64::INFINITY, f64::min);
-        let tail3 = &vals[n.saturating_sub(3)..];
-        let end_level = tail3.iter().sum::<f64>() / tail3.len().max(1) as f64;
         let last = epochs.last();
         Curves {
-            smoothed_best,
-            end_level,
+            smoothed_best: smoothed_best(&vals),
+            end_level: end_level(&vals),
             n,
             best,
             best_val,
             first_val,
             gap_at_best: best.map_or(f64::NAN, |i| epochs[i].gap()),
             gap_final: last.map_or(f64::NAN, EpochMetrics::gap),
-            gap_trend: slope(&gap_points),
-            epochs_to_converge: epochs
-                .iter()
-                .find(|e| e.val_loss <= near_best)
-                .map_or(0, |e| e.epoch),
+            gap_trend: slope(&finite_points(tail, EpochMetrics::gap)),
+            epochs_to_converge: epochs_to_converge(epochs, best_val, thresholds.near_best_fraction),
             final_train: last.map_or(f64::NAN, |e| e.train_loss),
             final_val: last.map_or(f64::NAN, |e| e.val_loss),
             baseline,
             progress,
-            settled_epoch,
-            recent_gain,
-            recent_relative_gain,
-            accelerating,
-            lowest_train,
+            settled_epoch: settled_epoch(epochs, best_val, progress),
+            recent_gain: recent_gain(&val_points, n, progress),
+            recent_relative_gain: recent_relative_gain(&val_points, n),
+            accelerating: accelerating(epochs, &val_points),
+            lowest_train: lowest_train(epochs),
             first_train: epochs.first().map_or(f64::NAN, |e| e.train_loss),
         }
     }
+}
+
+/// Index of the epoch with the lowest finite validation loss.
+fn best_epoch(epochs: &[EpochMetrics]) -> Option<usize> {
+    epochs
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.val_loss.is_finite())
+        .min_by(|(_, a), (_, b)| a.val_loss.total_cmp(&b.val_loss))
+        .map(|(i, _)| i)
+}
+
+/// `(epoch, value)` for the epochs whose value is finite: what a slope is fitted to.
+fn finite_points(epochs: &[EpochMetrics], value: impl Fn(&EpochMetrics) -> f64) -> Vec<(f64, f64)> {
+    epochs
+        .iter()
+        .map(|e| (f64::from(e.epoch), value(e)))
+        .filter(|(_, v)| v.is_finite())
+        .collect()
+}
+
+/// The first epoch whose validation loss came within `near_best_fraction` of the best (0 when
+/// none did).
+fn epochs_to_converge(epochs: &[EpochMetrics], best_val: f64, near_best_fraction: f64) -> u32 {
+    let near_best = best_val + near_best_fraction * best_val.abs();
+    epochs
+        .iter()
+        .find(|e| e.val_loss <= near_best)
+        .map_or(0, |e| e.epoch)
+}
+
+/// The first epoch whose validation loss came within [`SETTLED_FRACTION_OF_PROGRESS`] of the
+/// progress of the best.
+fn settled_epoch(epochs: &[EpochMetrics], best_val: f64, progress: f64) -> Option<u32> {
+    let settled_below = best_val + SETTLED_FRACTION_OF_PROGRESS * progress;
+    epochs
+        .iter()
+        .position(|e| e.val_loss <= settled_below)
+        .map(|i| epochs[i].epoch)
+}
+
+/// The fraction of `progress` that another third of the `n` epochs would add at the pace of
+/// `val_points` (the last third's validation losses).
+fn recent_gain(val_points: &[(f64, f64)], n: usize, progress: f64) -> f64 {
+    if progress > 0.0 {
+        -slope(val_points) * n as f64 / 3.0 / progress
+    } else {
+        0.0
+    }
+}
+
+/// The fraction by which another third of the `n` epochs would lower the validation loss, at the
+/// pace of `val_points` on a log scale.
+fn recent_relative_gain(val_points: &[(f64, f64)], n: usize) -> f64 {
+    let log_points: Vec<(f64, f64)> = val_points
+        .iter()
+        .filter(|(_, v)| *v > 0.0)
+        .map(|&(x, v)| (x, v.ln()))
+        .collect();
+    1.0 - (slope(&log_points) * n as f64 / 3.0).exp()
+}
+
+/// Whether validation loss fell over the last third (`val_points`) at least as fast per epoch as
+/// over the whole run.
+fn accelerating(epochs: &[EpochMetrics], val_points: &[(f64, f64)]) -> bool {
+    let n = epochs.len();
+    let recent_pace = -slope(val_points);
+    let average_pace = match (epochs.first(), epochs.last()) {
+        (Some(first), Some(last)) if n > 1 => (first.val_loss - last.val_loss) / (n - 1) as f64,
+        _ => 0.0,
+    };
+    recent_pace > 0.0 && recent_pace >= average_pace
+}
+
+/// The lowest finite training loss (infinite when there is none).
+fn lowest_train(epochs: &[EpochMetrics]) -> f64 {
+    epochs
+        .iter()
+        .map(|e| e.train_loss)
+        .filter(|t| t.is_finite())
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The lowest finite 3-epoch average of the validation losses `vals`, each with its neighbours.
+fn smoothed_best(vals: &[f64]) -> f64 {
+    let n = vals.len();
+    (0..n)
+        .map(|i| {
+            let window = &vals[i.saturating_sub(1)..(i + 2).min(n)];
+            window.iter().sum::<f64>() / window.len() as f64
+        })
+        .filter(|m| m.is_finite())
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The mean of the last three validation losses `vals`.
+fn end_level(vals: &[f64]) -> f64 {
+    let tail3 = &vals[vals.len().saturating_sub(3)..];
+    tail3.iter().sum::<f64>() / tail3.len().max(1) as f64
 }
