@@ -6,6 +6,7 @@
 //! answer for every client, testable on hand-made curves. [`verdicts`] says which verdict holds
 //! when; [`groups`] how each group's rate is judged; [`compare`] ranks several runs.
 
+mod advice;
 mod compare;
 mod curves;
 mod groups;
