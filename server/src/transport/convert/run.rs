@@ -1,0 +1,205 @@
+//! A run and its epochs to the wire: its state, the facts of its data, its epochs with their
+//! groups, the detail `get` answers; and the filter a list request carries.
+
+use strata_proto as proto;
+
+use super::analysis::verdict_filter;
+use crate::{
+    domain::{DataFacts, EpochMetrics, GroupStats, RunState, RunStatus, TaskFacts, ValMetric},
+    error::StrataError,
+    runs::{ListFilter, RunDetail},
+};
+
+pub fn status_to_proto(status: RunStatus) -> proto::RunStatus {
+    match status {
+        RunStatus::Queued => proto::RunStatus::Queued,
+        RunStatus::Running => proto::RunStatus::Running,
+        RunStatus::Completed => proto::RunStatus::Completed,
+        RunStatus::Failed => proto::RunStatus::Failed,
+        RunStatus::Cancelled => proto::RunStatus::Cancelled,
+        RunStatus::Diverged => proto::RunStatus::Diverged,
+        RunStatus::Interrupted => proto::RunStatus::Interrupted,
+    }
+}
+
+/// A status filter: unspecified is none.
+fn status_filter(code: i32) -> Result<Option<RunStatus>, StrataError> {
+    let status = proto::RunStatus::try_from(code)
+        .map_err(|_| StrataError::invalid("status", format!("{code} is not a run status")))?;
+    Ok(match status {
+        proto::RunStatus::Unspecified => None,
+        proto::RunStatus::Queued => Some(RunStatus::Queued),
+        proto::RunStatus::Running => Some(RunStatus::Running),
+        proto::RunStatus::Completed => Some(RunStatus::Completed),
+        proto::RunStatus::Failed => Some(RunStatus::Failed),
+        proto::RunStatus::Cancelled => Some(RunStatus::Cancelled),
+        proto::RunStatus::Diverged => Some(RunStatus::Diverged),
+        proto::RunStatus::Interrupted => Some(RunStatus::Interrupted),
+    })
+}
+
+fn metric_to_proto(metric: ValMetric) -> proto::ValMetric {
+    match metric {
+        ValMetric::Accuracy => proto::ValMetric::Accuracy,
+        ValMetric::R2 => proto::ValMetric::R2,
+    }
+}
+
+impl From<DataFacts> for proto::RunFacts {
+    fn from(facts: DataFacts) -> Self {
+        let DataFacts {
+            task,
+            train_rows,
+            val_rows,
+            steps_per_epoch,
+            label,
+            task_reason,
+        } = facts;
+        let (kind, classes, target_variance, chance_accuracy) = match task {
+            TaskFacts::Classification { classes } => (
+                proto::Task::Classification,
+                classes,
+                None,
+                (classes > 0).then(|| 1.0 / f64::from(classes)),
+            ),
+            TaskFacts::Regression { target_variance } => {
+                (proto::Task::Regression, 0, target_variance, None)
+            }
+        };
+        proto::RunFacts {
+            task: kind as i32,
+            classes,
+            target_variance,
+            baseline_loss: task.baseline_loss(),
+            chance_accuracy,
+            train_rows,
+            val_rows,
+            steps_per_epoch,
+            label,
+            task_reason,
+        }
+    }
+}
+
+impl From<RunState> for proto::Run {
+    fn from(state: RunState) -> Self {
+        let RunState {
+            record,
+            epochs_done,
+            queue_position,
+        } = state;
+        let val_metric = metric_to_proto(record.facts.task.metric()) as i32;
+        let groups = record.groups().into_iter().map(Into::into).collect();
+        proto::Run {
+            groups,
+            facts: Some(record.facts.into()),
+            id: record.id.to_string(),
+            name: record.name,
+            tags: record.tags,
+            status: status_to_proto(record.status) as i32,
+            reason: record.reason,
+            config: Some(record.config.into()),
+            parameters: record.parameters.into_iter().map(Into::into).collect(),
+            created_at_ms: record.created_at_ms,
+            started_at_ms: record.started_at_ms,
+            finished_at_ms: record.finished_at_ms,
+            epochs_done,
+            val_metric,
+            parameter_count: record.parameter_count,
+            device: record.device,
+            queue_position,
+            resumes: record.resumes,
+        }
+    }
+}
+
+impl From<GroupStats> for proto::GroupEpochStats {
+    fn from(g: GroupStats) -> Self {
+        let GroupStats {
+            name,
+            lr,
+            grad_norm,
+            weight_norm,
+            update_ratio,
+            frozen,
+        } = g;
+        proto::GroupEpochStats {
+            name,
+            lr,
+            grad_norm,
+            weight_norm,
+            update_ratio,
+            frozen,
+        }
+    }
+}
+
+/// An epoch on the wire, its validation metric named as the run's task says.
+pub fn epoch_to_proto(e: EpochMetrics, metric: ValMetric) -> proto::EpochRecord {
+    let EpochMetrics {
+        epoch,
+        train_loss,
+        val_loss,
+        val_metric,
+        duration_ms,
+        samples_per_sec,
+        groups,
+    } = e;
+    proto::EpochRecord {
+        epoch,
+        train_loss,
+        val_loss,
+        val_metric: Some(match metric {
+            ValMetric::Accuracy => proto::epoch_record::ValMetric::ValAccuracy(val_metric),
+            ValMetric::R2 => proto::epoch_record::ValMetric::ValR2(val_metric),
+        }),
+        duration_ms,
+        samples_per_sec,
+        groups: groups.into_iter().map(Into::into).collect(),
+    }
+}
+
+pub(super) fn epochs_to_proto(
+    epochs: Vec<EpochMetrics>,
+    metric: ValMetric,
+) -> Vec<proto::EpochRecord> {
+    epochs
+        .into_iter()
+        .map(|e| epoch_to_proto(e, metric))
+        .collect()
+}
+
+impl From<RunDetail> for proto::GetRunResponse {
+    fn from(detail: RunDetail) -> Self {
+        let RunDetail {
+            state,
+            epochs,
+            analysis,
+        } = detail;
+        let metric = state.record.facts.task.metric();
+        proto::GetRunResponse {
+            run: Some(state.into()),
+            epochs: epochs_to_proto(epochs, metric),
+            analysis: Some(analysis.into()),
+        }
+    }
+}
+
+impl TryFrom<proto::ListRunsRequest> for ListFilter {
+    type Error = StrataError;
+
+    fn try_from(request: proto::ListRunsRequest) -> Result<Self, StrataError> {
+        let proto::ListRunsRequest {
+            status,
+            tag,
+            limit,
+            verdict,
+        } = request;
+        Ok(ListFilter {
+            status: status_filter(status)?,
+            tag: (!tag.is_empty()).then_some(tag),
+            verdict: verdict_filter(verdict)?,
+            limit: (limit > 0).then_some(limit as usize),
+        })
+    }
+}
