@@ -1,0 +1,169 @@
+//! The protobuf messages of the record format. Their field tags are what is on the disk: a tag
+//! is never renumbered or reused.
+
+use prost::Message;
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredRun {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(string, repeated, tag = "3")]
+    pub tags: Vec<String>,
+    #[prost(int32, tag = "4")]
+    pub status: i32,
+    #[prost(string, tag = "5")]
+    pub reason: String,
+    #[prost(message, optional, tag = "6")]
+    pub config: Option<StoredConfig>,
+    #[prost(message, repeated, tag = "7")]
+    pub parameters: Vec<StoredParameter>,
+    #[prost(int64, tag = "8")]
+    pub created_at_ms: i64,
+    #[prost(int64, tag = "9")]
+    pub started_at_ms: i64,
+    #[prost(int64, tag = "10")]
+    pub finished_at_ms: i64,
+    // 11 (epochs_done) and 15 (queue_position): format 1 only, derived, ignored.
+    /// `accuracy` or `r2`: format 1's only record of the task; format 2 keeps writing it.
+    #[prost(string, tag = "12")]
+    pub val_metric: String,
+    #[prost(uint64, tag = "13")]
+    pub parameter_count: u64,
+    #[prost(string, tag = "14")]
+    pub device: String,
+    #[prost(uint32, tag = "16")]
+    pub resumes: u32,
+    /// Absent in format 1.
+    #[prost(message, optional, tag = "20")]
+    pub facts: Option<StoredFacts>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredConfig {
+    #[prost(string, tag = "1")]
+    pub dataset: String,
+    #[prost(uint32, optional, tag = "2")]
+    pub samples: Option<u32>,
+    #[prost(double, optional, tag = "3")]
+    pub noise: Option<f64>,
+    #[prost(uint32, optional, tag = "4")]
+    pub classes: Option<u32>,
+    #[prost(double, optional, tag = "5")]
+    pub val_fraction: Option<f64>,
+    #[prost(string, tag = "6")]
+    pub model: String,
+    #[prost(string, tag = "7")]
+    pub optimizer: String,
+    #[prost(double, optional, tag = "8")]
+    pub lr: Option<f64>,
+    #[prost(double, optional, tag = "9")]
+    pub momentum: Option<f64>,
+    #[prost(double, optional, tag = "10")]
+    pub weight_decay: Option<f64>,
+    #[prost(string, repeated, tag = "11")]
+    pub layer_lr: Vec<String>,
+    #[prost(string, repeated, tag = "12")]
+    pub freeze: Vec<String>,
+    #[prost(double, optional, tag = "13")]
+    pub lr_decay: Option<f64>,
+    #[prost(string, tag = "14")]
+    pub lr_slice: String,
+    #[prost(string, tag = "15")]
+    pub schedule: String,
+    #[prost(uint32, optional, tag = "16")]
+    pub epochs: Option<u32>,
+    #[prost(uint32, optional, tag = "17")]
+    pub batch_size: Option<u32>,
+    #[prost(uint64, optional, tag = "18")]
+    pub seed: Option<u64>,
+    #[prost(string, tag = "19")]
+    pub device: String,
+    #[prost(uint32, optional, tag = "20")]
+    pub progress_events_per_epoch: Option<u32>,
+    #[prost(string, tag = "21")]
+    pub label: String,
+    #[prost(string, tag = "22")]
+    pub val_dataset: String,
+    #[prost(string, tag = "23")]
+    pub task: String,
+    #[prost(double, optional, tag = "24")]
+    pub clip_grad_norm: Option<f64>,
+    #[prost(string, tag = "30")]
+    pub init_from: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredParameter {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub group: String,
+    #[prost(int64, repeated, tag = "3")]
+    pub shape: Vec<i64>,
+    #[prost(double, tag = "4")]
+    pub lr: f64,
+    /// 0: trained from the start; N > 0: frozen until epoch N; -1: frozen for good.
+    #[prost(int32, tag = "5")]
+    pub frozen_until: i32,
+    /// `fresh` or `loaded`.
+    #[prost(string, tag = "6")]
+    pub init: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredFacts {
+    /// 1 classification, 2 regression.
+    #[prost(uint32, tag = "1")]
+    pub task: u32,
+    #[prost(uint32, tag = "2")]
+    pub classes: u32,
+    #[prost(double, optional, tag = "3")]
+    pub target_variance: Option<f64>,
+    #[prost(uint64, tag = "4")]
+    pub train_rows: u64,
+    #[prost(uint64, tag = "5")]
+    pub val_rows: u64,
+    #[prost(uint64, tag = "6")]
+    pub steps_per_epoch: u64,
+    #[prost(string, tag = "7")]
+    pub label: String,
+    #[prost(string, tag = "8")]
+    pub task_reason: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredEpoch {
+    #[prost(uint32, tag = "1")]
+    pub epoch: u32,
+    #[prost(double, tag = "2")]
+    pub train_loss: f64,
+    #[prost(double, tag = "3")]
+    pub val_loss: f64,
+    /// Accuracy or R², as the run's task says.
+    #[prost(double, tag = "4")]
+    pub val_metric: f64,
+    #[prost(double, tag = "5")]
+    pub duration_ms: f64,
+    #[prost(double, tag = "6")]
+    pub samples_per_sec: f64,
+    #[prost(message, repeated, tag = "7")]
+    pub groups: Vec<StoredGroupStats>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredGroupStats {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(double, tag = "2")]
+    pub lr: f64,
+    #[prost(double, tag = "3")]
+    pub grad_norm: f64,
+    #[prost(double, tag = "4")]
+    pub weight_norm: f64,
+    #[prost(double, tag = "5")]
+    pub update_ratio: f64,
+    #[prost(bool, tag = "6")]
+    pub frozen: bool,
+}
