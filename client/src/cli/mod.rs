@@ -15,7 +15,7 @@ mod threshold;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use strata_proto::{RunStatus, Verdict};
+use strata_proto::{Baseline, RunStatus, Verdict};
 
 pub use config::ConfigArgs;
 use threshold::parse_threshold;
@@ -207,6 +207,26 @@ pub struct StartArgs {
     /// Resolve and print the per-parameter learning rates; start nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also start a single-rate twin: the same run with every group at one rate (`lr=RATE`, or
+    /// the run's base --lr) and nothing frozen; `show` and `compare` then say whether the layer
+    /// rates helped.
+    #[arg(long, value_name = "lr=RATE", num_args = 0..=1, default_missing_value = "", value_parser = parse_baseline)]
+    pub baseline: Option<Baseline>,
+}
+
+/// `--baseline` alone, or `--baseline lr=RATE`.
+fn parse_baseline(text: &str) -> Result<Baseline, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Baseline { lr: None });
+    }
+    let rate = text.strip_prefix("lr=").ok_or_else(|| {
+        format!("'{text}': write lr=RATE, e.g. --baseline lr=1e-2, or --baseline alone")
+    })?;
+    let lr: f64 = rate
+        .parse()
+        .map_err(|_| format!("'{rate}' is not a number; write lr=RATE, e.g. lr=1e-2"))?;
+    Ok(Baseline { lr: Some(lr) })
 }
 
 #[cfg(test)]
@@ -290,6 +310,24 @@ mod tests {
             panic!("not list")
         };
         assert_eq!(args.verdict, Some(Verdict::TooShort));
+        let start = |extra: &[&str]| {
+            let mut argv = vec!["strata", "start", "--dataset", "moons"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).map(|cli| cli.command) {
+                Ok(Command::Start(args)) => Ok(args.baseline),
+                Ok(_) => panic!("not start"),
+                Err(err) => Err(err.to_string()),
+            }
+        };
+        assert_eq!(start(&[]).unwrap(), None);
+        assert_eq!(start(&["--baseline"]).unwrap(), Some(Baseline { lr: None }));
+        assert_eq!(
+            start(&["--baseline", "lr=1e-2"]).unwrap(),
+            Some(Baseline { lr: Some(1e-2) })
+        );
+        assert!(start(&["--baseline", "1e-2"])
+            .unwrap_err()
+            .contains("write lr=RATE"));
         let err = Cli::try_parse_from(["strata", "list", "--verdict", "bad"]).unwrap_err();
         assert!(
             err.to_string()

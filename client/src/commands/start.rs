@@ -23,6 +23,7 @@ pub async fn run(
         name: args.name.unwrap_or_default(),
         tags: args.tags,
         dry_run: args.dry_run,
+        baseline: args.baseline,
     };
     let response = client.start_run(request).await?;
     // On stderr, so that `id=$(strata start ...)` still captures the id alone.
@@ -51,6 +52,12 @@ pub async fn run(
         out.json(&json::start(&response))?;
     } else {
         out.line(&response.run_id)?;
+        if !response.twin_run_id.is_empty() {
+            note(&format!(
+                "single-rate twin: {} (queued behind it; `strata show {}` compares them once both have epochs)",
+                response.twin_run_id, response.run_id
+            ));
+        }
     }
     if args.follow {
         return follow(client, &response.run_id, 0, as_json, out).await;

@@ -2,7 +2,9 @@
 
 use serde_json::{json, Map, Value};
 use strata_client::{diagnosis_label, status_label, verdict_label};
-use strata_proto::{CompareRunsResponse, GroupDiagnosis, Run, RunAnalysis, RunComparison};
+use strata_proto::{
+    CompareRunsResponse, GroupDiagnosis, Run, RunAnalysis, RunComparison, TwinComparison,
+};
 
 use crate::json::number::number;
 use crate::render::rates::rate_setup;
@@ -63,7 +65,32 @@ fn comparison(comparison: &RunComparison) -> Value {
     if let Some(analysis) = &comparison.analysis {
         fields.extend(analysis_fields(analysis));
     }
+    fields.insert(
+        "twin".into(),
+        comparison.twin.as_ref().map_or(Value::Null, twin),
+    );
     Value::Object(fields)
+}
+
+/// A run against its single-rate twin: `{"twin_run_id","twin_lr","run_best_val_loss",
+/// "twin_best_val_loss","twin_best_epoch","run_reached_twin_best_at","best_ratio",
+/// "run_gap_at_best","twin_gap_at_best","run_verdict","twin_verdict","outcome","summary"}`.
+pub fn twin(c: &TwinComparison) -> Value {
+    json!({
+        "twin_run_id": c.twin_run_id,
+        "twin_lr": number(c.twin_lr),
+        "run_best_val_loss": number(c.run_best_val_loss),
+        "twin_best_val_loss": number(c.twin_best_val_loss),
+        "twin_best_epoch": c.twin_best_epoch,
+        "run_reached_twin_best_at": c.run_reached_twin_best_at,
+        "best_ratio": number(c.best_ratio),
+        "run_gap_at_best": number(c.run_gap_at_best),
+        "twin_gap_at_best": number(c.twin_gap_at_best),
+        "run_verdict": verdict_label(c.run_verdict),
+        "twin_verdict": verdict_label(c.twin_verdict),
+        "outcome": c.outcome,
+        "summary": c.summary,
+    })
 }
 
 /// `strata compare` → `{"runs":[{"id","name","rank","status","rates","epochs_done","verdict",
@@ -109,6 +136,7 @@ mod tests {
                 }),
                 epochs: vec![],
                 rank: 1,
+                twin: None,
             }],
             best_run: "b".into(),
             summary: "b is best".into(),

@@ -15,7 +15,11 @@ use crate::json::number::{number, optional_number};
 
 /// `strata start` → `{"run_id"}`.
 pub fn start(response: &StartRunResponse) -> Value {
-    json!({ "run_id": response.run_id, "warnings": response.warnings })
+    json!({
+        "run_id": response.run_id,
+        "twin_run_id": response.twin_run_id,
+        "warnings": response.warnings,
+    })
 }
 
 /// `strata start --dry-run` → `{"parameters":[...], "groups":[...], "config":{...},
@@ -131,8 +135,11 @@ pub fn show(response: &GetRunResponse) -> Value {
         "device": run.device,
         "queue_position": run.queue_position,
         "resumes": run.resumes,
+        "twin_run_id": run.twin,
+        "twin_of": run.twin_of,
         "epochs": response.epochs.iter().map(epoch).collect::<Vec<_>>(),
         "analysis": response.analysis.as_ref().map_or(Value::Null, analysis),
+        "twin": response.twin.as_ref().map_or(Value::Null, crate::json::analysis::twin),
     })
 }
 
@@ -231,6 +238,7 @@ mod tests {
                 }],
                 ..RunAnalysis::default()
             }),
+            twin: None,
         };
         let value = show(&response);
         assert_eq!(value["analysis"]["verdict"], "too-short");

@@ -130,6 +130,17 @@ pub fn compare(response: &CompareRunsResponse) -> String {
     if !response.summary.is_empty() {
         sections.push(response.summary.clone());
     }
+    let twins: Vec<String> = response
+        .runs
+        .iter()
+        .filter_map(|c| {
+            let run = c.run.as_ref()?;
+            Some(format!("{}: {}", run_label(run), c.twin.as_ref()?.summary))
+        })
+        .collect();
+    if !twins.is_empty() {
+        sections.push(twins.join("\n"));
+    }
     sections.push(line_chart(
         "Validation loss",
         &validation_series(&response.runs),
@@ -223,6 +234,7 @@ mod tests {
                 })
                 .collect(),
             rank,
+            twin: None,
         }
     }
 

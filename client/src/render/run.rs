@@ -37,6 +37,15 @@ pub fn run_header(run: &Run) -> String {
     if !run.tags.is_empty() {
         pairs.push(("Tags", run.tags.join(", ")));
     }
+    if !run.twin.is_empty() {
+        pairs.push(("Twin", format!("{} (every group at one rate)", run.twin)));
+    }
+    if !run.twin_of.is_empty() {
+        pairs.push((
+            "Twin of",
+            format!("{} (this run is its single-rate twin)", run.twin_of),
+        ));
+    }
     pairs.push(("Status", status_with_reason(run.status, &run.reason)));
     pairs.push((
         "Dataset",
@@ -194,6 +203,9 @@ pub fn show(response: &GetRunResponse) -> String {
     ];
     if let Some(analysis) = &response.analysis {
         sections.push(show_section(analysis));
+    }
+    if let Some(twin) = &response.twin {
+        sections.push(format!("Twin       {}", twin.summary));
     }
     sections.join("\n\n")
 }

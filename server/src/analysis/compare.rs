@@ -118,6 +118,7 @@ pub fn compare(runs: Vec<(RunState, Vec<EpochMetrics>)>, thresholds: &Thresholds
             run,
             epochs,
             rank: 0,
+            twin: None,
         })
         .collect();
     // A stable sort: ties keep the order the user gave.

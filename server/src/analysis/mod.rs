@@ -12,6 +12,7 @@ mod curves;
 mod groups;
 mod text;
 mod thresholds;
+mod twin;
 mod verdicts;
 
 pub use compare::compare;
@@ -19,6 +20,7 @@ use curves::Curves;
 pub use groups::DIAGNOSIS_WINDOW_EPOCHS;
 use groups::{judge_groups, GroupJudgement};
 pub use thresholds::*;
+pub use twin::{compare_with_twin, Side, TwinComparison, TwinOutcome, TWIN_SAME_WITHIN};
 pub use verdicts::{
     BIG_JUMP_OF_PROGRESS, BOUNCE_OF_PROGRESS, NOT_LEARNING_GAIN, OVERFIT_RISE_OF_PROGRESS,
     PLATEAU_MIN_EPOCHS, SLOW_LEARNED, SLOW_RECENT_GAIN, STILL_IMPROVING_GAIN,
@@ -78,6 +80,9 @@ pub struct ComparedRun {
     pub epochs: Vec<EpochMetrics>,
     /// 1 for the lowest best validation loss.
     pub rank: u32,
+    /// Against its single-rate twin, when it has one (filled in by the run manager, which
+    /// reads the twin).
+    pub twin: Option<TwinComparison>,
 }
 
 /// Several runs analysed and ranked by best validation loss, best first.

@@ -132,6 +132,10 @@ pub struct RunRecord {
     pub device: String,
     /// How many times the run was resumed.
     pub resumes: u32,
+    /// The run's single-rate twin, when it was started with one.
+    pub twin: Option<RunId>,
+    /// For a single-rate twin: the run it is the twin of.
+    pub twin_of: Option<RunId>,
 }
 
 impl RunRecord {
@@ -157,6 +161,8 @@ impl RunRecord {
             facts,
             device: "cpu".into(),
             resumes: 0,
+            twin: None,
+            twin_of: None,
         }
     }
 

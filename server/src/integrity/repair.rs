@@ -426,5 +426,7 @@ fn placeholder_run(id: RunId, why: &str) -> RunRecord {
         parameter_count: 0,
         device: String::new(),
         resumes: 0,
+        twin: None,
+        twin_of: None,
     }
 }

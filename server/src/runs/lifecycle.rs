@@ -5,11 +5,11 @@ use std::{sync::atomic::Ordering, sync::Arc, time::Duration};
 use tokio::sync::broadcast;
 
 use super::{
-    blocking, live, resume_point::choose_resume_point, RunStatus, Runs, StartRequest, Started,
-    Watch,
+    blocking, live, prepare::Prepared, resume_point::choose_resume_point, Baseline, RunStatus,
+    Runs, StartRequest, Started, Watch,
 };
 use crate::{
-    domain::{RunEvent, RunId, RunRecord, RunState},
+    domain::{RunConfig, RunEvent, RunId, RunRecord, RunState},
     error::{Result, StrataError},
     spec::validate_labels,
     store::now_ms,
@@ -30,7 +30,8 @@ impl Runs {
     }
 
     /// Validates the request, resolves the rate table and, unless it is a dry run, stores the
-    /// run as queued (durably) and queues it.
+    /// run as queued (durably) and queues it — with its single-rate twin right behind it, when
+    /// one is asked for.
     pub async fn start(self: &Arc<Self>, request: StartRequest) -> Result<Started> {
         self.check_accepting()?;
         let StartRequest {
@@ -38,12 +39,19 @@ impl Runs {
             name,
             tags,
             dry_run,
+            baseline,
         } = request;
         validate_labels(&name, &tags)?;
         let prepared = self.prepare(config, true).await?;
         let parameters = prepared.rate_table();
         let config = prepared.spec.config.clone();
         let (facts, warnings) = (prepared.facts(), prepared.warnings());
+        // The twin is prepared before anything is stored: a run is never stored without the
+        // twin it asked for.
+        let twin = match baseline {
+            Some(baseline) => Some(self.prepare(twin_config(&config, baseline), true).await?),
+            None => None,
+        };
         if dry_run {
             return Ok(Started {
                 id: None,
@@ -51,17 +59,56 @@ impl Runs {
                 config,
                 facts,
                 warnings,
+                twin: None,
             });
         }
 
         let id = self.store.next_run_id();
+        let twin_id = twin.as_ref().map(|_| self.store.next_run_id());
         let run = RunRecord {
-            name,
-            tags,
+            name: name.clone(),
+            tags: tags.clone(),
             created_at_ms: now_ms(),
             device: train::device_label(prepared.device),
+            twin: twin_id,
             ..RunRecord::queued(id, config.clone(), parameters.clone(), prepared.facts())
         };
+        self.store_and_enqueue(run, prepared).await?;
+        tracing::info!(run = %id, dataset = %config.dataset, model = %config.model, "run queued");
+        if let (Some(twin_id), Some(twin)) = (twin_id, twin) {
+            let record = RunRecord {
+                name: if name.is_empty() {
+                    format!("single-rate twin of {id}")
+                } else {
+                    format!("{name} (single-rate twin)")
+                },
+                tags,
+                created_at_ms: now_ms(),
+                device: train::device_label(twin.device),
+                twin_of: Some(id),
+                ..RunRecord::queued(
+                    twin_id,
+                    twin.spec.config.clone(),
+                    twin.rate_table(),
+                    twin.facts(),
+                )
+            };
+            self.store_and_enqueue(record, twin).await?;
+            tracing::info!(run = %twin_id, twin_of = %id, "single-rate twin queued");
+        }
+        Ok(Started {
+            id: Some(id),
+            parameters,
+            config,
+            facts,
+            warnings,
+            twin: twin_id,
+        })
+    }
+
+    /// Stores a new run as queued (durably) with its folder, and queues it.
+    async fn store_and_enqueue(self: &Arc<Self>, run: RunRecord, prepared: Prepared) -> Result<()> {
+        let id = run.id;
         let live = self.live.claim(id)?;
         let store = self.store.clone();
         let folder = self.checkpoint_dir(id);
@@ -87,14 +134,7 @@ impl Runs {
             return Err(err);
         }
         self.enqueue(id, prepared, 0, live);
-        tracing::info!(run = %id, dataset = %config.dataset, model = %config.model, "run queued");
-        Ok(Started {
-            id: Some(id),
-            parameters,
-            config,
-            facts,
-            warnings,
-        })
+        Ok(())
     }
 
     /// Continues an interrupted or cancelled run (or a completed one, to more epochs) from the
@@ -285,5 +325,19 @@ impl Runs {
         if let Err(err) = blocking(move || store.flush()).await {
             tracing::error!(error = %err, "could not flush the store");
         }
+    }
+}
+
+/// The single-rate twin's config: the run's, with every group at one rate (the baseline's, else
+/// the run's base rate) and nothing frozen — same data, split, seed, initialization (including a
+/// fine-tune's source checkpoint), model, optimizer, schedule and epochs.
+fn twin_config(config: &RunConfig, baseline: Baseline) -> RunConfig {
+    RunConfig {
+        lr: baseline.lr.or(config.lr),
+        layer_lr: Vec::new(),
+        freeze: Vec::new(),
+        lr_decay: None,
+        lr_slice: String::new(),
+        ..config.clone()
     }
 }

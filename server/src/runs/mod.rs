@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 
 pub use self::live::WATCH_BUFFER_EVENTS;
 use crate::{
-    analysis::RunAnalysis,
+    analysis::{RunAnalysis, TwinComparison},
     domain::{
         DataFacts, EpochMetrics, ParameterRate, RunConfig, RunEvent, RunId, RunState, RunStatus,
         ValMetric, Verdict,
@@ -56,6 +56,15 @@ pub struct StartRequest {
     pub tags: Vec<String>,
     /// Resolve and validate only: nothing is stored or trained.
     pub dry_run: bool,
+    /// Also start the run's single-rate twin.
+    pub baseline: Option<Baseline>,
+}
+
+/// A single-rate twin's rate.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Baseline {
+    /// Every group's one rate (None: the run's base rate).
+    pub lr: Option<f64>,
 }
 
 /// A started (or dry-run) run: its id, resolved rate table and config with defaults filled in.
@@ -69,6 +78,8 @@ pub struct Started {
     pub facts: DataFacts,
     /// What the user should know before trusting the run, one sentence each.
     pub warnings: Vec<String>,
+    /// The single-rate twin started beside it.
+    pub twin: Option<RunId>,
 }
 
 /// A watch's stream of events, and the run's validation metric (its epochs' `val_metric`).
@@ -83,6 +94,8 @@ pub struct RunDetail {
     pub state: RunState,
     pub epochs: Vec<EpochMetrics>,
     pub analysis: RunAnalysis,
+    /// Against its single-rate twin, when it has one with a best validation loss.
+    pub twin: Option<TwinComparison>,
 }
 
 /// Which runs `list` returns.

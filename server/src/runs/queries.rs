@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::{blocking, ListFilter, RunDetail, Runs};
 use crate::{
-    analysis::{self, Comparison, Thresholds},
-    domain::{EpochMetrics, RunState},
+    analysis::{self, Comparison, RunAnalysis, Side, Thresholds, TwinComparison},
+    domain::{EpochMetrics, RunRecord, RunState},
     error::{Result, StrataError},
 };
 
@@ -21,13 +21,46 @@ impl Runs {
             let state = this.state_of(id, &named)?;
             let epochs = this.store.epochs(id, 1)?;
             let analysis = analysis::analyse(&state.record, &epochs, &thresholds);
+            let twin = this.twin_comparison(&state.record, &epochs, &analysis, &thresholds)?;
             Ok(RunDetail {
                 state,
                 epochs,
                 analysis,
+                twin,
             })
         })
         .await
+    }
+
+    /// The run against its single-rate twin, when it has one (blocking). A twin deleted since is
+    /// no comparison, not an error.
+    fn twin_comparison(
+        &self,
+        record: &RunRecord,
+        epochs: &[EpochMetrics],
+        analysis: &RunAnalysis,
+        thresholds: &Thresholds,
+    ) -> Result<Option<TwinComparison>> {
+        let Some(twin_id) = record.twin else {
+            return Ok(None);
+        };
+        let Some(twin) = self.store.get_run(twin_id)? else {
+            return Ok(None);
+        };
+        let twin_epochs = self.store.epochs(twin_id, 1)?;
+        let twin_analysis = analysis::analyse(&twin, &twin_epochs, thresholds);
+        Ok(analysis::compare_with_twin(
+            Side {
+                record,
+                epochs,
+                analysis,
+            },
+            Side {
+                record: &twin,
+                epochs: &twin_epochs,
+                analysis: &twin_analysis,
+            },
+        ))
     }
 
     /// Runs newest first, as the filter says.
@@ -124,6 +157,15 @@ impl Runs {
                 .collect::<Result<Vec<Vec<_>>>>()
                 .map(|parts| parts.into_iter().flatten().collect())
         })?;
-        Ok(analysis::compare(analysed, thresholds))
+        let mut comparison = analysis::compare(analysed, thresholds);
+        for compared in &mut comparison.runs {
+            compared.twin = self.twin_comparison(
+                &compared.run.record,
+                &compared.epochs,
+                &compared.analysis,
+                thresholds,
+            )?;
+        }
+        Ok(comparison)
     }
 }

@@ -247,6 +247,8 @@ impl From<&RunRecord> for StoredRun {
             device: run.device.clone(),
             resumes: run.resumes,
             facts: Some(StoredFacts::from(&run.facts)),
+            twin: run.twin.map_or(String::new(), |id| id.to_string()),
+            twin_of: run.twin_of.map_or(String::new(), |id| id.to_string()),
         }
     }
 }
@@ -282,7 +284,18 @@ impl StoredRun {
             device,
             resumes,
             facts: _,
+            twin,
+            twin_of,
         } = self;
+        let linked = |text: String| -> DecodeResult<Option<RunId>> {
+            match text.as_str() {
+                "" => Ok(None),
+                id => id
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("its twin '{}' is not a run id", crate::spec::shown(id))),
+            }
+        };
         Ok(RunRecord {
             id,
             name,
@@ -298,6 +311,8 @@ impl StoredRun {
             parameter_count,
             device,
             resumes,
+            twin: linked(twin)?,
+            twin_of: linked(twin_of)?,
         })
     }
 }

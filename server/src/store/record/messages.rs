@@ -35,6 +35,11 @@ pub struct StoredRun {
     pub device: String,
     #[prost(uint32, tag = "16")]
     pub resumes: u32,
+    /// The id of the run's single-rate twin, and of the run a twin is the twin of (empty: none).
+    #[prost(string, tag = "21")]
+    pub twin: String,
+    #[prost(string, tag = "22")]
+    pub twin_of: String,
     /// Absent in format 1.
     #[prost(message, optional, tag = "20")]
     pub facts: Option<StoredFacts>,

@@ -6,7 +6,9 @@ use tonic::Status;
 
 use super::run::epochs_to_proto;
 use crate::{
-    analysis::{ComparedRun, Comparison, GroupDiagnosis, RunAnalysis, ThresholdOverrides},
+    analysis::{
+        ComparedRun, Comparison, GroupDiagnosis, RunAnalysis, ThresholdOverrides, TwinComparison,
+    },
     domain::{Diagnosis, Verdict},
     error::StrataError,
 };
@@ -107,6 +109,41 @@ impl From<RunAnalysis> for proto::RunAnalysis {
     }
 }
 
+impl From<TwinComparison> for proto::TwinComparison {
+    fn from(c: TwinComparison) -> Self {
+        let TwinComparison {
+            twin,
+            twin_lr,
+            run_best_val_loss,
+            twin_best_val_loss,
+            twin_best_epoch,
+            run_reached_twin_best_at,
+            best_ratio,
+            run_gap_at_best,
+            twin_gap_at_best,
+            run_verdict,
+            twin_verdict,
+            outcome,
+            summary,
+        } = c;
+        proto::TwinComparison {
+            twin_run_id: twin.to_string(),
+            twin_lr,
+            run_best_val_loss,
+            twin_best_val_loss,
+            twin_best_epoch,
+            run_reached_twin_best_at: run_reached_twin_best_at.unwrap_or(0),
+            best_ratio,
+            run_gap_at_best,
+            twin_gap_at_best,
+            run_verdict: verdict_to_proto(run_verdict) as i32,
+            twin_verdict: verdict_to_proto(twin_verdict) as i32,
+            outcome: outcome.label().to_string(),
+            summary,
+        }
+    }
+}
+
 impl From<Comparison> for proto::CompareRunsResponse {
     fn from(comparison: Comparison) -> Self {
         let Comparison {
@@ -123,6 +160,7 @@ impl From<Comparison> for proto::CompareRunsResponse {
                         analysis,
                         epochs,
                         rank,
+                        twin,
                     } = compared;
                     let metric = run.record.facts.task.metric();
                     proto::RunComparison {
@@ -130,6 +168,7 @@ impl From<Comparison> for proto::CompareRunsResponse {
                         analysis: Some(analysis.into()),
                         epochs: epochs_to_proto(epochs, metric),
                         rank,
+                        twin: twin.map(Into::into),
                     }
                 })
                 .collect(),

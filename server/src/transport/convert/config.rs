@@ -6,7 +6,7 @@ use strata_proto as proto;
 use crate::{
     domain::{group_rates, FrozenUntil, GroupRate, ParamInit, ParameterRate, RunConfig},
     error::StrataError,
-    runs::{StartRequest, Started},
+    runs::{Baseline, StartRequest, Started},
 };
 
 impl From<proto::RunConfig> for RunConfig {
@@ -136,13 +136,27 @@ impl TryFrom<proto::StartRunRequest> for StartRequest {
             name,
             tags,
             dry_run,
+            baseline,
         } = request;
         let config = config.ok_or_else(|| StrataError::invalid("config", "required"))?;
+        let baseline = baseline
+            .map(|proto::Baseline { lr }| match lr {
+                Some(lr) if !(lr.is_finite() && lr > 0.0) => Err(StrataError::invalid(
+                    "baseline.lr",
+                    format!(
+                        "{} is not a learning rate; a positive number is",
+                        crate::spec::shown_number(lr)
+                    ),
+                )),
+                lr => Ok(Baseline { lr }),
+            })
+            .transpose()?;
         Ok(StartRequest {
             config: config.into(),
             name,
             tags,
             dry_run,
+            baseline,
         })
     }
 }
@@ -155,6 +169,7 @@ impl From<Started> for proto::StartRunResponse {
             config,
             facts,
             warnings,
+            twin,
         } = started;
         proto::StartRunResponse {
             run_id: id.map_or(String::new(), |id| id.to_string()),
@@ -166,6 +181,7 @@ impl From<Started> for proto::StartRunResponse {
             config: Some(config.into()),
             facts: Some(facts.into()),
             warnings,
+            twin_run_id: twin.map_or(String::new(), |id| id.to_string()),
         }
     }
 }

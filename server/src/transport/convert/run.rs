@@ -93,6 +93,8 @@ impl From<RunState> for proto::Run {
         proto::Run {
             groups,
             facts: Some(record.facts.into()),
+            twin: record.twin.map_or(String::new(), |id| id.to_string()),
+            twin_of: record.twin_of.map_or(String::new(), |id| id.to_string()),
             id: record.id.to_string(),
             name: record.name,
             tags: record.tags,
@@ -175,12 +177,14 @@ impl From<RunDetail> for proto::GetRunResponse {
             state,
             epochs,
             analysis,
+            twin,
         } = detail;
         let metric = state.record.facts.task.metric();
         proto::GetRunResponse {
             run: Some(state.into()),
             epochs: epochs_to_proto(epochs, metric),
             analysis: Some(analysis.into()),
+            twin: twin.map(Into::into),
         }
     }
 }
