@@ -1,0 +1,240 @@
+//! The `stratad` processes the benchmarks talk to: started on 127.0.0.1:0 (the port read from
+//! the daemon's first line), optionally under a tracer, measured through `/proc`, stopped with
+//! SIGTERM.
+
+use std::{
+    ffi::OsString,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use strata_client::Client;
+
+/// How long a daemon may take to open its port (loading libtorch included).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the binaries under test are.
+#[derive(Clone, Debug)]
+pub struct Binaries {
+    pub stratad: PathBuf,
+    pub strata: PathBuf,
+}
+
+impl Binaries {
+    pub fn in_dir(dir: &Path) -> Result<Binaries> {
+        let found = |name: &str| {
+            let path = dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(anyhow!(
+                    "{} is missing: build it first (scripts/bench.sh builds everything in release)",
+                    path.display()
+                ))
+            }
+        };
+        Ok(Binaries {
+            stratad: found("stratad")?,
+            strata: found("strata")?,
+        })
+    }
+}
+
+/// How to start a daemon.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// libtorch threads (`--threads`, and OMP/MKL's), or `None` for libtorch's default.
+    pub threads: Option<usize>,
+    pub max_concurrent_runs: Option<usize>,
+    /// The folder client-named files may be read from.
+    pub data_root: Option<PathBuf>,
+    /// A program (and its arguments) that runs stratad as its direct child, e.g. `strace -f`.
+    pub wrapper: Vec<OsString>,
+}
+
+/// A running `stratad`. Stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    /// stratad's own pid (the wrapper's child when it runs under one).
+    pub pid: u32,
+    /// `http://127.0.0.1:PORT`
+    pub addr: String,
+    pub data_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Starts a daemon on `data_dir` (created if missing) and waits until it listens.
+    pub fn start(binaries: &Binaries, data_dir: &Path, options: &Options) -> Result<Daemon> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let data_dir = data_dir.canonicalize()?;
+        let log = data_dir.with_extension("stratad.log");
+        let log_file = std::fs::File::create(&log)?;
+        let mut command = match options.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&binaries.stratad);
+                command
+            }
+            None => Command::new(&binaries.stratad),
+        };
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("STRATA_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            // The comparison is on the CPU whatever the machine has.
+            .env("CUDA_VISIBLE_DEVICES", "")
+            .env("RUST_LOG", "warn");
+        if let Some(threads) = options.threads {
+            command
+                .args(["--threads", &threads.to_string()])
+                .env("OMP_NUM_THREADS", threads.to_string())
+                .env("MKL_NUM_THREADS", threads.to_string());
+        }
+        if let Some(runs) = options.max_concurrent_runs {
+            command.args(["--max-concurrent-runs", &runs.to_string()]);
+        }
+        if let Some(root) = &options.data_root {
+            command.arg("--data-root").arg(root);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("cannot run {}", binaries.stratad.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the daemon never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let Ok(line) = rx.recv_timeout(STARTUP_TIMEOUT) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "stratad did not start; its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        let addr = line
+            .strip_prefix("stratad listening on ")
+            .ok_or_else(|| anyhow!("unexpected first line from stratad: {line}"))?;
+        let pid = if options.wrapper.is_empty() {
+            child.id()
+        } else {
+            only_child_of(child.id())?
+        };
+        Ok(Daemon {
+            child: Some(child),
+            pid,
+            addr: format!("http://{addr}"),
+            data_dir,
+        })
+    }
+
+    pub async fn client(&self) -> Result<Client> {
+        Client::connect(&self.addr, None)
+            .await
+            .map_err(|e| anyhow!("cannot connect to {}: {e}", self.addr))
+    }
+
+    /// Resident memory now, in bytes.
+    pub fn rss_bytes(&self) -> Result<u64> {
+        status_kib(self.pid, "VmRSS:").map(|kib| kib * 1024)
+    }
+
+    /// The most resident memory the process has had, in bytes.
+    pub fn peak_rss_bytes(&self) -> Result<u64> {
+        status_kib(self.pid, "VmHWM:").map(|kib| kib * 1024)
+    }
+
+    /// CPU time (user + system, all threads) used so far, in seconds.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // The command name may hold spaces: fields are counted from after its closing ')'.
+        let after = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| anyhow!("unexpected /proc/PID/stat"))?;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat(5); `after` starts at field 3.
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Ok(ticks as f64 / per_second)
+    }
+
+    /// SIGTERM, then waits for the process (and its wrapper) to exit.
+    pub fn stop(mut self) -> Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        signal(self.pid, libc::SIGTERM);
+        for _ in 0..600 {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        signal(self.pid, libc::SIGKILL);
+        let _ = child.kill();
+        child.wait()?;
+        bail!("stratad did not stop within 30 s of SIGTERM; killed")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+fn signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is a child of ours.
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .ok_or_else(|| anyhow!("no {field} in /proc/{pid}/status"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow!("unexpected {line}"))?
+        .parse()?)
+}
+
+/// The only child of a wrapper process (stratad under strace), once it exists.
+fn only_child_of(pid: u32) -> Result<u32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    for _ in 0..200 {
+        let children = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(child) = children.split_whitespace().next() {
+            return Ok(child.parse()?);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("the wrapper (pid {pid}) started no process")
+}
