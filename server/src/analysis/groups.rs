@@ -92,8 +92,10 @@ fn advice(j: &GroupJudgement, thresholds: &Thresholds) -> String {
             from_to("raise")
         ),
         Diagnosis::Ok => format!(
-            "moves {} of its weight norm per step, in range of the ~{target} rule of thumb: keep its rate",
-            ratio(j.typical)
+            "moves {} of its weight norm per step early in training, within the {}–{} band around the ~{target} rule of thumb: keep its rate",
+            ratio(j.typical),
+            ratio(thresholds.update_ratio_low),
+            ratio(thresholds.update_ratio_high)
         ),
     }
 }

@@ -203,8 +203,10 @@ pub(super) fn good(
         epochs[best].epoch,
         gap(c.gap_final)
     );
-    let advice = c
-        .still_improving()
+    // "More epochs may help" only while the best is at the end: a curve that turned up after its
+    // best is not asking for more of the same.
+    let best_at_end = best + 2 >= epochs.len();
+    let advice = (c.still_improving() && best_at_end)
         .then(|| "still improving: more epochs may help".to_string());
     let advice = match (advice, rate_notes(groups)) {
         (Some(a), Some(notes)) => Some(format!("{a}; {notes}")),
