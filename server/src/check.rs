@@ -96,7 +96,9 @@ fn damage_or_refusal(err: OpenError, data_dir: &Path) -> Result<String, String> 
         OpenError::Damaged(problem) => Ok(problem),
         OpenError::Locked => Err(lock_error(data_dir)),
         OpenError::Io(message) => Err(message),
-        newer @ OpenError::NewerFormat(_) => Err(newer.describe(data_dir).to_string()),
+        refused @ (OpenError::NewerFormat(_) | OpenError::BadFormatFile(_)) => {
+            Err(refused.describe(data_dir).to_string())
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 //! ‖w_end − w_start‖ / ‖w_start‖, so it is turned into a per-step figure by dividing by the
 //! epoch's steps. That assumes the steps of an epoch add up in one direction; where they partly
 //! cancel, the per-step figure comes out lower than each step's own move (by up to √steps). It
-//! measures what actually stuck, and the thresholds sit a decade either side of 1e-3 to absorb
-//! the difference.
+//! measures what actually stuck, and the thresholds (1e-4 and 3e-2 by default) sit around 1e-3 to
+//! absorb the difference — wider on the high side, where early steps read near their full size.
 //!
 //! A group is judged on the first [`DIAGNOSIS_WINDOW_EPOCHS`] epochs it trained: early training
 //! is where the rate matters most, and a converged model's steps shrink whatever the rate, so the

@@ -65,35 +65,48 @@ impl Runs {
 
         let id = self.store.next_run_id();
         let twin_id = twin.as_ref().map(|_| self.store.next_run_id());
-        let run = RunRecord {
-            name: name.clone(),
-            tags: tags.clone(),
-            created_at_ms: now_ms(),
-            device: train::device_label(prepared.device),
-            twin: twin_id,
-            ..RunRecord::queued(id, config.clone(), parameters.clone(), prepared.facts())
-        };
-        self.store_and_enqueue(run, prepared).await?;
-        tracing::info!(run = %id, dataset = %config.dataset, model = %config.model, "run queued");
-        if let (Some(twin_id), Some(twin)) = (twin_id, twin) {
-            let record = RunRecord {
-                name: if name.is_empty() {
-                    format!("single-rate twin of {id}")
-                } else {
-                    format!("{name} (single-rate twin)")
-                },
-                tags,
+        let mut runs = vec![(
+            RunRecord {
+                name: name.clone(),
+                tags: tags.clone(),
                 created_at_ms: now_ms(),
-                device: train::device_label(twin.device),
-                twin_of: Some(id),
-                ..RunRecord::queued(
-                    twin_id,
-                    twin.spec.config.clone(),
-                    twin.rate_table(),
-                    twin.facts(),
-                )
+                device: train::device_label(prepared.device),
+                twin: twin_id,
+                ..RunRecord::queued(id, config.clone(), parameters.clone(), prepared.facts())
+            },
+            prepared,
+        )];
+        if let (Some(twin_id), Some(twin)) = (twin_id, twin) {
+            let named = if name.is_empty() {
+                format!("single-rate twin of {id}")
+            } else {
+                format!("{name} (single-rate twin)")
             };
-            self.store_and_enqueue(record, twin).await?;
+            runs.push((
+                RunRecord {
+                    name: truncated_name(named),
+                    tags,
+                    created_at_ms: now_ms(),
+                    device: train::device_label(twin.device),
+                    twin_of: Some(id),
+                    ..RunRecord::queued(
+                        twin_id,
+                        twin.spec.config.clone(),
+                        twin.rate_table(),
+                        twin.facts(),
+                    )
+                },
+                twin,
+            ));
+        }
+        // On a task of its own: a client that goes away cannot cut storing and queueing in half
+        // (a run stored but never queued would stay "queued" until a restart).
+        let this = self.clone();
+        tokio::spawn(async move { this.store_and_enqueue(runs).await })
+            .await
+            .map_err(|e| StrataError::Internal(format!("storing the run failed: {e}")))??;
+        tracing::info!(run = %id, dataset = %config.dataset, model = %config.model, "run queued");
+        if let Some(twin_id) = twin_id {
             tracing::info!(run = %twin_id, twin_of = %id, "single-rate twin queued");
         }
         Ok(Started {
@@ -106,34 +119,64 @@ impl Runs {
         })
     }
 
-    /// Stores a new run as queued (durably) with its folder, and queues it.
-    async fn store_and_enqueue(self: &Arc<Self>, run: RunRecord, prepared: Prepared) -> Result<()> {
-        let id = run.id;
-        let live = self.live.claim(id)?;
+    /// Stores new runs as queued — their records in one durable write, then their folders — and
+    /// queues them in order: a run and its twin are stored together, and queued only once both
+    /// are.
+    async fn store_and_enqueue(self: Arc<Self>, runs: Vec<(RunRecord, Prepared)>) -> Result<()> {
+        let mut claimed = Vec::new();
+        for (run, _) in &runs {
+            match self.live.claim(run.id) {
+                Ok(live) => claimed.push(live),
+                Err(err) => {
+                    for (run, _) in runs.iter().take(claimed.len()) {
+                        self.live.release(run.id);
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        let release = |this: &Self| {
+            for (run, _) in &runs {
+                this.live.release(run.id);
+            }
+        };
+        // A start racing shutdown: the workers may be closed already.
+        if let Err(err) = self.check_accepting() {
+            release(&self);
+            return Err(err);
+        }
+        let records: Vec<RunRecord> = runs.iter().map(|(run, _)| run.clone()).collect();
+        let folders: Vec<_> = records.iter().map(|r| self.checkpoint_dir(r.id)).collect();
         let store = self.store.clone();
-        let folder = self.checkpoint_dir(id);
         let stored = blocking(move || {
-            store.put_run(&run)?;
-            // The folder after the record: a run folder always implies a run record, which is
+            store.put_runs(&records)?;
+            // The folders after the records: a run folder always implies a run record, which is
             // how start-up tells a store that lost runs from one that never had them.
-            let record = crate::store::record::encode_run(&run);
-            if let Err(err) = train::checkpoint::file::create_run_folder(&folder, &record) {
-                let reason = format!("cannot create the run's folder {}: {err}", folder.display());
-                store.update_run(id, |run| {
-                    run.status = RunStatus::Failed;
-                    run.reason = reason.clone();
-                    run.finished_at_ms = now_ms();
-                })?;
-                return Err(StrataError::Storage(reason));
+            for (run, folder) in records.iter().zip(&folders) {
+                let record = crate::store::record::encode_run(run);
+                if let Err(err) = train::checkpoint::file::create_run_folder(folder, &record) {
+                    let reason =
+                        format!("cannot create the run's folder {}: {err}", folder.display());
+                    for run in &records {
+                        store.update_run(run.id, |run| {
+                            run.status = RunStatus::Failed;
+                            run.reason = reason.clone();
+                            run.finished_at_ms = now_ms();
+                        })?;
+                    }
+                    return Err(StrataError::Storage(reason));
+                }
             }
             Ok(())
         })
         .await;
         if let Err(err) = stored {
-            self.live.release(id);
+            release(&self);
             return Err(err);
         }
-        self.enqueue(id, prepared, 0, live);
+        for ((run, prepared), live) in runs.into_iter().zip(claimed) {
+            self.enqueue(run.id, prepared, 0, live);
+        }
         Ok(())
     }
 
@@ -329,15 +372,63 @@ impl Runs {
 }
 
 /// The single-rate twin's config: the run's, with every group at one rate (the baseline's, else
-/// the run's base rate) and nothing frozen — same data, split, seed, initialization (including a
+/// the run's base rate — a slice's top rate, its head's) and nothing frozen — same data, split, seed, initialization (including a
 /// fine-tune's source checkpoint), model, optimizer, schedule and epochs.
 fn twin_config(config: &RunConfig, baseline: Baseline) -> RunConfig {
+    // A `--lr-slice LO:HI` run has no base rate: its last group (the head) trains at HI.
+    let slice_top = config
+        .lr_slice
+        .split_once(':')
+        .and_then(|(_, hi)| hi.trim().parse::<f64>().ok());
     RunConfig {
-        lr: baseline.lr.or(config.lr),
+        lr: baseline.lr.or(config.lr).or(slice_top),
         layer_lr: Vec::new(),
         freeze: Vec::new(),
         lr_decay: None,
         lr_slice: String::new(),
         ..config.clone()
+    }
+}
+
+/// A run's name within the length names are allowed (a twin's is its run's plus a suffix).
+fn truncated_name(name: String) -> String {
+    name.chars().take(crate::spec::MAX_NAME_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_twin_trains_every_group_at_one_rate_with_nothing_frozen() {
+        let config = RunConfig {
+            dataset: "spirals".into(),
+            lr: Some(1e-2),
+            layer_lr: vec!["layer0=1e-3".into()],
+            freeze: vec!["layer1@3".into()],
+            lr_decay: Some(0.5),
+            seed: Some(7),
+            epochs: Some(9),
+            ..RunConfig::default()
+        };
+        let twin = twin_config(&config, Baseline::default());
+        assert_eq!(twin.lr, Some(1e-2));
+        assert!(twin.layer_lr.is_empty() && twin.freeze.is_empty());
+        assert_eq!(twin.lr_decay, None);
+        assert_eq!((twin.seed, twin.epochs), (Some(7), Some(9)));
+        assert_eq!(
+            twin_config(&config, Baseline { lr: Some(3e-3) }).lr,
+            Some(3e-3)
+        );
+        // A slice has no base rate: the twin takes its top (the head's) rate, not a default.
+        let sliced = RunConfig {
+            lr: None,
+            lr_slice: "1e-5:1e-4".into(),
+            ..RunConfig::default()
+        };
+        let twin = twin_config(&sliced, Baseline::default());
+        assert_eq!(twin.lr, Some(1e-4));
+        assert_eq!(twin.lr_slice, "");
+        assert_eq!(truncated_name("x".repeat(300)).chars().count(), 200);
     }
 }

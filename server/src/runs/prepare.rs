@@ -102,8 +102,15 @@ impl Runs {
     /// `init_from` in the config (and `locate_init`), finds the checkpoint to start from and which
     /// parameters it provides.
     pub(super) async fn prepare(&self, config: RunConfig, locate_init: bool) -> Result<Prepared> {
-        let mut spec = RunSpec::try_from(config)?;
-        self.data_roots.confine(&mut spec)?;
+        let spec = RunSpec::try_from(config)?;
+        // Confining resolves paths on the disk: off the async runtime.
+        let roots = self.data_roots.clone();
+        let spec = blocking(move || {
+            let mut spec = spec;
+            roots.confine(&mut spec)?;
+            Ok(spec)
+        })
+        .await?;
         let device = train::resolve_device(spec.device)?;
         let source = match spec.init_from.clone() {
             Some(source) if locate_init => {

@@ -2,7 +2,7 @@
 
 use crate::error::{Result, StrataError};
 
-const MAX_NAME_CHARS: usize = 200;
+pub const MAX_NAME_CHARS: usize = 200;
 const MAX_TAGS: usize = 32;
 
 /// Validates a run's name and tags.

@@ -30,6 +30,9 @@ pub enum OpenError {
     Damaged(String),
     /// A newer `stratad` wrote it, in a record format this one does not know.
     NewerFormat(u32),
+    /// The format file beside sled's does not hold a format number: not damage to the records,
+    /// and nothing to move aside for.
+    BadFormatFile(String),
 }
 
 impl OpenError {
@@ -45,6 +48,10 @@ impl OpenError {
                 "cannot open the store in {}: {problem}; {}",
                 data_dir.display(),
                 damaged_store_advice(data_dir)
+            )),
+            OpenError::BadFormatFile(file) => StrataError::Storage(format!(
+                "the store's format file {file} does not hold a format number. Nothing was changed: write the record format the store was written in into it ({} for this stratad), or remove the file if the store predates format numbers",
+                record::FORMAT
             )),
             OpenError::NewerFormat(format) => StrataError::Storage(format!(
                 "the store in {} was written by a newer stratad (record format {format}; this one reads formats up to {}). Nothing was changed: run a stratad at least as new as the one that wrote it",
@@ -128,24 +135,24 @@ impl Store {
             sync_failed: AtomicBool::new(false),
         };
         // A store from before format numbers is format 1.
-        store.upgrade_from(format.unwrap_or(1)).map_err(|e| {
-            OpenError::Io(format!(
-                "cannot upgrade the store in {}: {e}",
-                data_dir.display()
-            ))
-        })?;
+        store.upgrade_from(format.unwrap_or(1), data_dir)?;
         Ok(store)
     }
 
     /// Rewrites the run records of a store in an older record format in this one's, then records
-    /// the format (see [`upgrade`]). Epoch records need no change.
-    fn upgrade_from(&self, format: u32) -> Result<()> {
-        if format == record::FORMAT {
-            return Ok(());
-        }
+    /// the format (see [`upgrade`]). Epoch records need no change. Every start also brings up to
+    /// date any run record without facts (one an older stratad wrote into this store since).
+    fn upgrade_from(&self, format: u32, data_dir: &Path) -> std::result::Result<(), OpenError> {
+        let failed = |e: StrataError| {
+            OpenError::Io(format!(
+                "cannot upgrade the store in {}: {e}",
+                data_dir.display()
+            ))
+        };
         let mut upgraded = 0;
         for entry in self.runs.iter() {
-            let (key, bytes) = entry?;
+            // sled meeting damage while reading is damage, which `check --repair` can act on.
+            let (key, bytes) = entry.map_err(|e| damaged(&e))?;
             // A record that does not decode is left for the integrity check to report.
             let Ok(mut stored) = decode_stored_run(&bytes) else {
                 continue;
@@ -160,17 +167,25 @@ impl Store {
             let facts = upgrade::legacy_facts(&stored, &epochs);
             stored.facts = Some(record::StoredFacts::from(&facts));
             self.runs
-                .insert(key, prost::Message::encode_to_vec(&stored))?;
+                .insert(key, prost::Message::encode_to_vec(&stored))
+                .map_err(|e| damaged(&e))?;
             upgraded += 1;
         }
+        if upgraded == 0 && format == record::FORMAT {
+            return Ok(());
+        }
         // The records first, durably; the format number last (a stop in between upgrades again).
-        self.flush()?;
+        self.flush().map_err(failed)?;
         crate::durable::replace_file(
             &self.db_dir,
             record::FORMAT_FILE,
             format!("{}\n", record::FORMAT).as_bytes(),
         )
-        .map_err(|e| StrataError::Storage(format!("cannot write the store's format: {e}")))?;
+        .map_err(|e| {
+            failed(StrataError::Storage(format!(
+                "cannot write the store's format: {e}"
+            )))
+        })?;
         if upgraded > 0 {
             tracing::info!(
                 runs = upgraded,
@@ -187,10 +202,7 @@ impl Store {
 fn read_format(db_dir: &Path) -> std::result::Result<Option<u32>, OpenError> {
     match std::fs::read_to_string(db_dir.join(record::FORMAT_FILE)) {
         Ok(text) => Ok(Some(text.trim().parse::<u32>().map_err(|_| {
-            OpenError::Damaged(format!(
-                "its format file {} does not hold a format number",
-                record::FORMAT_FILE
-            ))
+            OpenError::BadFormatFile(db_dir.join(record::FORMAT_FILE).display().to_string())
         })?)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(OpenError::Io(format!(

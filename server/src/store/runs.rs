@@ -40,13 +40,24 @@ impl Store {
 
     /// Writes a run record, durably.
     pub fn put_run(&self, run: &RunRecord) -> Result<()> {
-        let id = run.id;
+        self.put_runs(std::slice::from_ref(run))
+    }
+
+    /// Writes several run records with one sync: once it returns all are on the disk (a run and
+    /// its single-rate twin are stored together or not at all, as far as a crash can tell: a
+    /// torn write leaves neither visible to readers, who wait for the sync).
+    pub fn put_runs(&self, runs: &[RunRecord]) -> Result<()> {
         self.write_durably(|| {
-            self.runs.insert(id.key(), record::encode_run(run))?;
-            if id.is_short() {
-                self.shown_ids
-                    .insert(scramble(id.0).to_be_bytes(), &id.key())?;
+            let mut records = sled::Batch::default();
+            let mut shown = sled::Batch::default();
+            for run in runs {
+                records.insert(&run.id.key(), record::encode_run(run));
+                if run.id.is_short() {
+                    shown.insert(&scramble(run.id.0).to_be_bytes(), &run.id.key());
+                }
             }
+            self.runs.apply_batch(records)?;
+            self.shown_ids.apply_batch(shown)?;
             Ok(())
         })
     }

@@ -41,8 +41,12 @@ impl Store {
                 continue;
             };
             let id = RunId(u64::from_be_bytes(bytes8));
+            // Read as the daemon reads it (status, facts, twin links), so that a record the
+            // daemon would refuse is found here, where a repair can act on it.
             let checked = match decode_stored_run(bytes.as_ref()) {
-                Ok(run) if run.id == id.to_string() => Ok(()),
+                Ok(run) if run.id == id.to_string() => run
+                    .to_domain(|run| super::upgrade::legacy_facts(run, &[]))
+                    .map(|_| ()),
                 Ok(run) => Err(format!("it holds run '{}'", crate::spec::shown(&run.id))),
                 Err(err) => Err(err),
             };

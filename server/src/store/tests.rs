@@ -175,3 +175,47 @@ fn a_newer_format_is_refused_and_left_untouched() {
         .unwrap()
         .is_some());
 }
+
+/// A format file that does not hold a number is not damage to the records: the store is refused
+/// with what to do, and nothing is moved aside or changed.
+#[test]
+fn a_garbled_format_file_is_refused_as_such_not_as_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.put_run(&run(&store)).unwrap();
+    }
+    let file = dir.path().join("db").join(record::FORMAT_FILE);
+    std::fs::write(&file, "").unwrap();
+    match Store::open(dir.path()) {
+        Err(StrataError::Storage(message)) => assert!(
+            message.contains("does not hold a format number")
+                && message.contains("Nothing was changed"),
+            "{message}"
+        ),
+        Err(other) => panic!("not the format file's error: {other}"),
+        Ok(_) => panic!("opened"),
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "");
+}
+
+/// A record that decodes but that the daemon would refuse to read (an unknown task in its facts)
+/// is found by the integrity scan, where a repair can act on it — not called healthy.
+#[test]
+fn the_scan_reads_records_as_the_daemon_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let good = run(&store);
+    store.put_run(&good).unwrap();
+    let bad = run(&store);
+    let mut stored = record::StoredRun::from(&bad);
+    stored.facts.as_mut().unwrap().task = 3;
+    store
+        .runs
+        .insert(bad.id.key(), prost::Message::encode_to_vec(&stored))
+        .unwrap();
+    let scan = store.scan().unwrap();
+    assert_eq!(scan.runs[&good.id], Ok(()));
+    let err = scan.runs[&bad.id].as_ref().unwrap_err();
+    assert!(err.contains("unknown task 3"), "{err}");
+}

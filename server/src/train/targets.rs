@@ -43,6 +43,21 @@ impl TargetScaling {
         })
     }
 
+    /// The scaling a run trains with: the one its checkpoint kept; for a run resumed from a
+    /// checkpoint that kept none (written before targets were scaled, so its weights learned the
+    /// raw targets), none at all; else the training targets' own.
+    pub fn choose(
+        kept: Option<TargetScaling>,
+        resuming: bool,
+        fresh: impl FnOnce() -> Result<TargetScaling, TchError>,
+    ) -> Result<TargetScaling, TchError> {
+        match (kept, resuming) {
+            (Some(kept), _) => Ok(kept),
+            (None, true) => Ok(TargetScaling::IDENTITY),
+            (None, false) => fresh(),
+        }
+    }
+
     pub fn standardize(&self, targets: &Tensor) -> Result<Tensor, TchError> {
         targets
             .f_sub_scalar(self.mean)?
@@ -78,5 +93,34 @@ mod tests {
         let constant = TargetScaling::of(&Tensor::from_slice(&[3.0f32; 4])).unwrap();
         assert_eq!(constant.std, 1.0);
         assert_eq!(TargetScaling::IDENTITY.loss_factor(), 1.0);
+    }
+
+    /// A run resumed from a checkpoint written before targets were scaled trained on the raw
+    /// targets: rescaling them under its weights made its loss jump a thousandfold.
+    #[test]
+    fn an_old_checkpoint_resumes_on_raw_targets() {
+        let kept = TargetScaling {
+            mean: 3.0,
+            std: 2.0,
+        };
+        let fresh = || {
+            Ok(TargetScaling {
+                mean: 9.0,
+                std: 9.0,
+            })
+        };
+        assert_eq!(
+            TargetScaling::choose(Some(kept), true, fresh).unwrap(),
+            kept
+        );
+        assert_eq!(
+            TargetScaling::choose(Some(kept), false, fresh).unwrap(),
+            kept
+        );
+        assert_eq!(
+            TargetScaling::choose(None, true, fresh).unwrap(),
+            TargetScaling::IDENTITY
+        );
+        assert_eq!(TargetScaling::choose(None, false, fresh).unwrap().mean, 9.0);
     }
 }

@@ -71,7 +71,8 @@ fn bytes_tensor<'a>(name: &str, bytes: &'a [u8]) -> TensorData<'a> {
 /// How the data was rescaled for training: what a resumed run must rescale it with again.
 pub struct DataScaling<'a> {
     pub features: &'a Standardization,
-    pub targets: TargetScaling,
+    /// A regression's target scaling; `None` for a classifier.
+    pub targets: Option<TargetScaling>,
 }
 
 /// Writes the checkpoint of `epoch`.
@@ -100,7 +101,9 @@ pub fn write(
         }
         add(DATA_MEAN.into(), &standardization.mean)?;
         add(DATA_STD.into(), &standardization.std)?;
-        if targets != TargetScaling::IDENTITY {
+        // Always for a regression (identity included), so that its absence means "written
+        // before targets were scaled" (see TargetScaling::choose).
+        if let Some(targets) = targets {
             add(TARGET_MEAN.into(), &Tensor::f_from_slice(&[targets.mean])?)?;
             add(TARGET_STD.into(), &Tensor::f_from_slice(&[targets.std])?)?;
         }

@@ -154,7 +154,8 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
             &trainer.optimizer,
             checkpoint::DataScaling {
                 features: &trainer.data.standardization,
-                targets: trainer.targets,
+                targets: matches!(trainer.data.task, crate::spec::Task::Regression)
+                    .then_some(trainer.targets),
             },
             &trainer.records,
         )

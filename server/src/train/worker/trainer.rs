@@ -76,10 +76,10 @@ impl<'a> Trainer<'a> {
         let facts = data_facts(&data, &plan, &job.record.facts)?;
         let targets = match data.task {
             Task::Regression => {
-                let scaling = match source.as_ref().and_then(Checkpoint::target_scaling) {
-                    Some(kept) => kept,
-                    None => TargetScaling::of(&data.train_y)?,
-                };
+                let kept = source.as_ref().and_then(Checkpoint::target_scaling);
+                let resuming = job.resume_after_epoch > 0;
+                let scaling =
+                    TargetScaling::choose(kept, resuming, || TargetScaling::of(&data.train_y))?;
                 data.train_y = scaling.standardize(&data.train_y)?;
                 data.val_y = scaling.standardize(&data.val_y)?;
                 scaling
