@@ -10,7 +10,7 @@ mod advice;
 mod compare;
 mod curves;
 mod groups;
-mod text;
+pub(crate) mod text;
 mod thresholds;
 mod verdicts;
 
