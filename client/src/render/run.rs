@@ -1,6 +1,6 @@
 //! `strata show`: the run summary, its rates, its epochs and the daemon's analysis.
 
-use strata_proto::{GetRunResponse, Run, RunConfig, RunFacts, Task};
+use strata_proto::{GetRunResponse, Leakage, Run, RunConfig, RunFacts, Task};
 
 use crate::render::analysis::show_section;
 use crate::render::epochs::epoch_table;
@@ -47,6 +47,9 @@ pub fn run_header(run: &Run) -> String {
     }
     if let Some(rows) = run.facts.as_ref().and_then(rows_line) {
         pairs.push(("Data", rows));
+    }
+    if let Some(leakage) = run.facts.as_ref().and_then(|f| f.leakage.as_ref()) {
+        pairs.push(("Leakage", leakage_line(leakage)));
     }
     let model = if run.parameter_count > 0 {
         vec![format!("{} parameters", run.parameter_count)]
@@ -125,6 +128,34 @@ fn rows_line(facts: &RunFacts) -> Option<String> {
     })
 }
 
+/// What the leakage check found, each finding in full (`none found` when clean), and what
+/// `--dedupe` dropped.
+fn leakage_line(leakage: &Leakage) -> String {
+    let mut parts = if leakage.findings.is_empty() {
+        vec![format!(
+            "none found ({} validation rows checked against {} training rows)",
+            leakage.val_rows, leakage.train_rows
+        )]
+    } else {
+        leakage.findings.clone()
+    };
+    let dropped: Vec<String> = [
+        (leakage.dropped_repeats, "repeated rows before the split"),
+        (
+            leakage.dropped_val_copies,
+            "validation rows that repeat a training row",
+        ),
+    ]
+    .into_iter()
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, what)| format!("{count} {what}"))
+    .collect();
+    if !dropped.is_empty() {
+        parts.push(format!("--dedupe dropped {}", dropped.join(" and ")));
+    }
+    parts.join("; ")
+}
+
 /// The dataset's details that are set: samples, noise, classes, label, task, validation.
 fn dataset_details(config: &RunConfig) -> Vec<String> {
     let mut details = Vec::new();
@@ -148,6 +179,9 @@ fn dataset_details(config: &RunConfig) -> Vec<String> {
     }
     if !config.val_dataset.is_empty() {
         details.push(format!("validation {}", config.val_dataset));
+    }
+    if config.dedupe {
+        details.push("dedupe".to_string());
     }
     details
 }
