@@ -176,11 +176,9 @@ impl Loaded {
         Ok(match &self.val {
             HeldOut::Samples(val) => check(Rows::all(train), Rows::all(val)),
             HeldOut::Split(fraction) => {
-                let split = SplitOrder::new(train.rows(), *fraction, rng)?;
-                check(
-                    Rows::listed(train, split.train()),
-                    Rows::listed(train, split.val()),
-                )
+                let in_val = SplitOrder::new(train.rows(), *fraction, rng)?.val_mask();
+                let (train_rows, val_rows) = Rows::split(train, &in_val);
+                check(train_rows, val_rows)
             }
         })
     }
@@ -215,6 +213,15 @@ impl SplitOrder {
 
     fn train(&self) -> &[i64] {
         &self.order[self.n_val..]
+    }
+
+    /// Per sample: whether it validates.
+    fn val_mask(&self) -> Vec<bool> {
+        let mut in_val = vec![false; self.order.len()];
+        for &row in self.val() {
+            in_val[row as usize] = true;
+        }
+        in_val
     }
 }
 

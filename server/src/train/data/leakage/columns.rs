@@ -79,11 +79,13 @@ fn target_leaks(train: Rows<'_>, stats: &TrainingStats) -> Vec<(usize, ColumnLea
         let y = train.target(row);
         let dy = f64::from(y) - stats.target_mean;
         target_squares += dy * dy;
-        for (feature, &x) in train.features(row).iter().enumerate() {
-            let dx = f64::from(x) - stats.feature_mean[feature];
-            products[feature] += dx * dy;
-            squares[feature] += dx * dx;
-            equals[feature] &= x == y;
+        let sums = products.iter_mut().zip(squares.iter_mut()).zip(&mut equals);
+        let values = train.features(row).iter().zip(&stats.feature_mean);
+        for (((product, square), equal), (&x, mean)) in sums.zip(values) {
+            let dx = f64::from(x) - mean;
+            *product += dx * dy;
+            *square += dx * dx;
+            *equal &= x == y;
         }
     }
     if target_squares == 0.0 {
