@@ -70,7 +70,8 @@ pub struct DataFacts {
 }
 
 /// What the leakage check found in a CSV or IDX dataset, on the split the run trains on (see
-/// `train::data::leakage` for how each number is measured and the thresholds of its findings).
+/// [`crate::train::data::leakage`] for how each number is measured and the thresholds of its
+/// findings).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Leakage {
     /// Validation rows checked, and the training rows they were checked against.
@@ -132,7 +133,8 @@ pub enum ColumnLeak {
     EqualsLabel,
     /// Classification: each of its few distinct values goes with a single class.
     DeterminesClass { values: u32 },
-    /// Regression: correlated with the target at least `TARGET_CORRELATION_LEAK` in magnitude.
+    /// Regression: correlated with the target at least
+    /// [`crate::train::data::leakage::TARGET_CORRELATION_LEAK`] in magnitude.
     Correlated { correlation: f64 },
 }
 
