@@ -240,11 +240,47 @@ mod tests {
         assert_eq!(value["samples"], Value::Null);
         assert_eq!(value["epochs"], Value::Null);
         assert_eq!(value["layer_lr"], json!(["layer0=1e-4"]));
+        assert_eq!(value["dedupe"], false);
         assert_eq!(
             value.as_object().unwrap().len(),
-            25,
+            26,
             "every RunConfig field"
         );
+    }
+
+    #[test]
+    fn leakage_names_how_each_column_leaks() {
+        let value = leakage(&Leakage {
+            val_rows: 200,
+            exact_rows: 28,
+            exact_fraction: 0.14,
+            label_columns: vec![
+                LeakyColumn {
+                    position: 3,
+                    name: "column 3".into(),
+                    how: Some(leaky_column::How::EqualsLabel(true)),
+                },
+                LeakyColumn {
+                    position: 5,
+                    name: "column 5".into(),
+                    how: Some(leaky_column::How::DeterminesClassValues(4)),
+                },
+            ],
+            class_balance_distance: None,
+            findings: vec!["column 3 equals the label on every training row".into()],
+            ..Leakage::default()
+        });
+        assert_eq!(value["exact_rows"], 28);
+        assert_eq!(value["exact_fraction"], json!(0.14));
+        assert_eq!(value["class_balance_distance"], Value::Null);
+        assert_eq!(
+            value["label_columns"],
+            json!([
+                {"position": 3, "name": "column 3", "how": "equals_label"},
+                {"position": 5, "name": "column 5", "how": "determines_class", "values": 4},
+            ])
+        );
+        assert_eq!(value.as_object().unwrap().len(), 12, "every Leakage field");
     }
 
     #[test]

@@ -238,6 +238,28 @@ mod tests {
     use strata_proto::RunStatus;
 
     #[test]
+    fn the_leakage_line_lists_findings_or_says_none_were_found() {
+        let clean = Leakage {
+            val_rows: 200,
+            train_rows: 800,
+            ..Leakage::default()
+        };
+        assert_eq!(
+            leakage_line(&clean),
+            "none found (200 validation rows checked against 800 training rows)"
+        );
+        let deduped = Leakage {
+            findings: vec!["column 3 equals the label on every training row".into()],
+            dropped_repeats: 50,
+            ..clean
+        };
+        assert_eq!(
+            leakage_line(&deduped),
+            "column 3 equals the label on every training row; --dedupe dropped 50 repeated rows before the split"
+        );
+    }
+
+    #[test]
     fn header_names_status_reason_and_rate_spec() {
         let run = Run {
             id: "0123456789abcdef".into(),
