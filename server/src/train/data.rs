@@ -1,6 +1,8 @@
 //! Datasets: synthetic sets generated deterministically from the seed, CSV files and MNIST-style
 //! IDX folders on the daemon's host; split into training and validation by a seeded shuffle (or
-//! validated on a separate file), and standardized with the training statistics only.
+//! validated on a separate file), and standardized with the training statistics only. A file
+//! dataset is rid of repeated rows before the split when the run asks ([`dedupe`]), and checked
+//! for leakage between its training and validation rows when the run is started ([`leakage`]).
 
 pub mod csv;
 mod dedupe;
