@@ -20,6 +20,10 @@ pub struct ConfigArgs {
     /// classification or regression (default: detected from the labels).
     #[arg(long, value_name = "TASK")]
     pub task: Option<String>,
+    /// csv: and idx: datasets: drop exact repeats of a row (features and label) before the
+    /// split, and validation-file rows that repeat a training row.
+    #[arg(long)]
+    pub dedupe: bool,
     /// Clip each step's gradients to this total L2 norm.
     #[arg(long, value_name = "NORM", allow_negative_numbers = true)]
     pub clip_grad_norm: Option<f64>,
@@ -124,6 +128,7 @@ impl ConfigArgs {
             task: self.task.clone().unwrap_or_default(),
             init_from: self.init_from.clone().unwrap_or_default(),
             clip_grad_norm: self.clip_grad_norm,
+            dedupe: self.dedupe,
         }
     }
 }
@@ -198,6 +203,7 @@ mod tests {
         assert_eq!(config.progress_events_per_epoch, Some(0));
         assert_eq!(config.samples, None);
         assert_eq!(config.optimizer, "");
+        assert!(!config.dedupe);
         assert_eq!(start.tags, ["a", "b"]);
     }
 
@@ -216,6 +222,7 @@ mod tests {
             "regression",
             "--model",
             "torchscript:net.pt",
+            "--dedupe",
         ])
         .unwrap();
         let Command::Start(start) = cli.command else {
@@ -230,6 +237,7 @@ mod tests {
         assert_eq!(config.val_dataset, "csv:/abs/val.csv");
         assert_eq!(config.label, "-1");
         assert_eq!(config.task, "regression");
+        assert!(config.dedupe);
         assert_eq!(
             config.model,
             format!("torchscript:{}", cwd.join("net.pt").display())

@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 use strata_client::model::{init_label, FrozenUntil};
 use strata_client::{metric_label, status_label};
 use strata_proto::{
-    CancelRunResponse, DeleteRunResponse, GetRunResponse, GroupRate, ListRunsResponse,
-    ParameterRate, Run, RunConfig, RunFacts, StartRunResponse, Task,
+    leaky_column, CancelRunResponse, DeleteRunResponse, GetRunResponse, GroupRate, Leakage,
+    LeakyColumn, ListRunsResponse, ParameterRate, Run, RunConfig, RunFacts, StartRunResponse, Task,
 };
 
 use crate::json::analysis::analysis;
@@ -56,7 +56,8 @@ pub fn group_rate(group: &GroupRate) -> Value {
 }
 
 /// What the data is: `{"task","classes","target_variance","baseline_loss","chance_accuracy",
-/// "train_rows","val_rows","steps_per_epoch","label","task_reason"}`.
+/// "train_rows","val_rows","steps_per_epoch","label","task_reason","leakage"}` (`leakage` null
+/// when the data was not checked).
 pub fn facts(facts: &RunFacts) -> Value {
     let task = match Task::try_from(facts.task) {
         Ok(Task::Classification) => "classification",
@@ -74,7 +75,44 @@ pub fn facts(facts: &RunFacts) -> Value {
         "steps_per_epoch": facts.steps_per_epoch,
         "label": facts.label,
         "task_reason": facts.task_reason,
+        "leakage": facts.leakage.as_ref().map_or(Value::Null, leakage),
     })
+}
+
+/// What the leakage check found: every `Leakage` field under its proto name; each column as
+/// `{"position","name","how"}` with `how` one of `equals_label`, `determines_class` (with
+/// `"values"`), `correlated` (with `"correlation"`).
+pub fn leakage(leakage: &Leakage) -> Value {
+    json!({
+        "val_rows": leakage.val_rows,
+        "train_rows": leakage.train_rows,
+        "exact_rows": leakage.exact_rows,
+        "exact_fraction": number(leakage.exact_fraction),
+        "near_rows": leakage.near_rows,
+        "near_fraction": number(leakage.near_fraction),
+        "near_tolerance_std": number(leakage.near_tolerance_std),
+        "label_columns": leakage.label_columns.iter().map(leaky_column).collect::<Vec<_>>(),
+        "class_balance_distance": optional_number(leakage.class_balance_distance),
+        "dropped_repeats": leakage.dropped_repeats,
+        "dropped_val_copies": leakage.dropped_val_copies,
+        "findings": leakage.findings,
+    })
+}
+
+fn leaky_column(column: &LeakyColumn) -> Value {
+    let (position, name) = (column.position, &column.name);
+    match &column.how {
+        Some(leaky_column::How::EqualsLabel(_)) => {
+            json!({ "position": position, "name": name, "how": "equals_label" })
+        }
+        Some(leaky_column::How::DeterminesClassValues(values)) => json!({
+            "position": position, "name": name, "how": "determines_class", "values": values,
+        }),
+        Some(leaky_column::How::Correlation(r)) => json!({
+            "position": position, "name": name, "how": "correlated", "correlation": number(*r),
+        }),
+        None => json!({ "position": position, "name": name, "how": null }),
+    }
 }
 
 fn parameters(parameters: &[ParameterRate]) -> Value {
@@ -109,6 +147,7 @@ pub fn config(config: &RunConfig) -> Value {
         "task": config.task,
         "init_from": config.init_from,
         "clip_grad_norm": config.clip_grad_norm,
+        "dedupe": config.dedupe,
     })
 }
 
@@ -208,11 +247,47 @@ mod tests {
         assert_eq!(value["samples"], Value::Null);
         assert_eq!(value["epochs"], Value::Null);
         assert_eq!(value["layer_lr"], json!(["layer0=1e-4"]));
+        assert_eq!(value["dedupe"], false);
         assert_eq!(
             value.as_object().unwrap().len(),
-            25,
+            26,
             "every RunConfig field"
         );
+    }
+
+    #[test]
+    fn leakage_names_how_each_column_leaks() {
+        let value = leakage(&Leakage {
+            val_rows: 200,
+            exact_rows: 28,
+            exact_fraction: 0.14,
+            label_columns: vec![
+                LeakyColumn {
+                    position: 3,
+                    name: "column 3".into(),
+                    how: Some(leaky_column::How::EqualsLabel(true)),
+                },
+                LeakyColumn {
+                    position: 5,
+                    name: "column 5".into(),
+                    how: Some(leaky_column::How::DeterminesClassValues(4)),
+                },
+            ],
+            class_balance_distance: None,
+            findings: vec!["column 3 equals the label on every training row".into()],
+            ..Leakage::default()
+        });
+        assert_eq!(value["exact_rows"], 28);
+        assert_eq!(value["exact_fraction"], json!(0.14));
+        assert_eq!(value["class_balance_distance"], Value::Null);
+        assert_eq!(
+            value["label_columns"],
+            json!([
+                {"position": 3, "name": "column 3", "how": "equals_label"},
+                {"position": 5, "name": "column 5", "how": "determines_class", "values": 4},
+            ])
+        );
+        assert_eq!(value.as_object().unwrap().len(), 12, "every Leakage field");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `strata show`: the run summary, its rates, its epochs and the daemon's analysis.
 
-use strata_proto::{GetRunResponse, Run, RunConfig, RunFacts, Task};
+use strata_proto::{GetRunResponse, Leakage, Run, RunConfig, RunFacts, Task};
 
 use crate::render::analysis::show_section;
 use crate::render::epochs::epoch_table;
@@ -56,6 +56,9 @@ pub fn run_header(run: &Run) -> String {
     }
     if let Some(rows) = run.facts.as_ref().and_then(rows_line) {
         pairs.push(("Data", rows));
+    }
+    if let Some(leakage) = run.facts.as_ref().and_then(|f| f.leakage.as_ref()) {
+        pairs.push(("Leakage", leakage_line(leakage)));
     }
     let model = if run.parameter_count > 0 {
         vec![format!("{} parameters", run.parameter_count)]
@@ -134,6 +137,34 @@ fn rows_line(facts: &RunFacts) -> Option<String> {
     })
 }
 
+/// What the leakage check found, each finding in full (`none found` when clean), and what
+/// `--dedupe` dropped.
+fn leakage_line(leakage: &Leakage) -> String {
+    let mut parts = if leakage.findings.is_empty() {
+        vec![format!(
+            "none found ({} validation rows checked against {} training rows)",
+            leakage.val_rows, leakage.train_rows
+        )]
+    } else {
+        leakage.findings.clone()
+    };
+    let dropped: Vec<String> = [
+        (leakage.dropped_repeats, "repeated rows before the split"),
+        (
+            leakage.dropped_val_copies,
+            "validation rows that repeat a training row",
+        ),
+    ]
+    .into_iter()
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, what)| format!("{count} {what}"))
+    .collect();
+    if !dropped.is_empty() {
+        parts.push(format!("--dedupe dropped {}", dropped.join(" and ")));
+    }
+    parts.join("; ")
+}
+
 /// The dataset's details that are set: samples, noise, classes, label, task, validation.
 fn dataset_details(config: &RunConfig) -> Vec<String> {
     let mut details = Vec::new();
@@ -157,6 +188,9 @@ fn dataset_details(config: &RunConfig) -> Vec<String> {
     }
     if !config.val_dataset.is_empty() {
         details.push(format!("validation {}", config.val_dataset));
+    }
+    if config.dedupe {
+        details.push("dedupe".to_string());
     }
     details
 }
@@ -214,6 +248,28 @@ pub fn show(response: &GetRunResponse) -> String {
 mod tests {
     use super::*;
     use strata_proto::RunStatus;
+
+    #[test]
+    fn the_leakage_line_lists_findings_or_says_none_were_found() {
+        let clean = Leakage {
+            val_rows: 200,
+            train_rows: 800,
+            ..Leakage::default()
+        };
+        assert_eq!(
+            leakage_line(&clean),
+            "none found (200 validation rows checked against 800 training rows)"
+        );
+        let deduped = Leakage {
+            findings: vec!["column 3 equals the label on every training row".into()],
+            dropped_repeats: 50,
+            ..clean
+        };
+        assert_eq!(
+            leakage_line(&deduped),
+            "column 3 equals the label on every training row; --dedupe dropped 50 repeated rows before the split"
+        );
+    }
 
     #[test]
     fn header_names_status_reason_and_rate_spec() {

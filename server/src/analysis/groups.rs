@@ -191,6 +191,7 @@ mod tests {
                 steps_per_epoch: 10,
                 label: String::new(),
                 task_reason: String::new(),
+                leakage: None,
             },
             ..RunRecord::example(RunId(1))
         }

@@ -7,10 +7,11 @@
 //! when; [`groups`] how each group's rate is judged; [`compare`] ranks several runs.
 
 mod advice;
+mod caveat;
 mod compare;
 mod curves;
 mod groups;
-mod text;
+pub(crate) mod text;
 mod thresholds;
 mod twin;
 mod verdicts;
@@ -110,7 +111,7 @@ pub fn analyse(run: &RunRecord, epochs: &[EpochMetrics], thresholds: &Thresholds
         final_train_loss: curves.final_train,
         final_val_loss: curves.final_val,
         verdict: finding.verdict,
-        reason: finding.sentence(run, epochs.len()),
+        reason: caveat::with_caveat(finding.sentence(run, epochs.len()), &run.facts),
         groups: groups.iter().map(GroupJudgement::diagnosis).collect(),
         epochs: epochs.len() as u32,
     }

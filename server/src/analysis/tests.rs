@@ -38,6 +38,7 @@ fn run(status: RunStatus) -> RunRecord {
             steps_per_epoch: 10,
             label: String::new(),
             task_reason: String::new(),
+            leakage: None,
         },
         ..RunRecord::example(RunId(1))
     }

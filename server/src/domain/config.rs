@@ -31,4 +31,7 @@ pub struct RunConfig {
     pub task: String,
     pub init_from: String,
     pub clip_grad_norm: Option<f64>,
+    /// Drop exact repeats of a row (features and label) before the split, and validation-file
+    /// rows that repeat a training row.
+    pub dedupe: bool,
 }

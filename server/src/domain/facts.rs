@@ -64,6 +64,78 @@ pub struct DataFacts {
     /// Why the task is what it is: `task regression as asked`, `detected: the labels include
     /// fractions`, `a synthetic classification set`.
     pub task_reason: String,
+    /// What the leakage check found when the run was prepared; `None` when the data was not
+    /// checked (synthetic sets, runs recorded before the check).
+    pub leakage: Option<Leakage>,
+}
+
+/// What the leakage check found in a CSV or IDX dataset, on the split the run trains on (see
+/// [`crate::train::data::leakage`] for how each number is measured and the thresholds of its
+/// findings).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Leakage {
+    /// Validation rows checked, and the training rows they were checked against.
+    pub val_rows: u64,
+    pub train_rows: u64,
+    /// Validation rows equal to a training row, every feature and the label, as parsed.
+    pub exact_rows: u64,
+    /// Validation rows equal to a training row once both are standardized (with the training
+    /// statistics) and rounded to `near_tolerance_std` standard deviations; exact copies included.
+    pub near_rows: u64,
+    pub near_tolerance_std: f64,
+    /// Feature columns that give the label away, in the file's order.
+    pub label_columns: Vec<LeakyColumn>,
+    /// Classification: the total variation distance between the training and the validation
+    /// class proportions (0: the same balance, 1: no class in common).
+    pub class_balance_distance: Option<f64>,
+    /// What `dedupe` dropped before the split: rows repeating an earlier row of the dataset, and
+    /// rows of a validation file that repeat a training row.
+    pub dropped_repeats: u64,
+    pub dropped_val_copies: u64,
+    /// One sentence per finding that makes validation untrustworthy; empty when none.
+    pub findings: Vec<String>,
+}
+
+impl Leakage {
+    pub fn exact_fraction(&self) -> f64 {
+        fraction(self.exact_rows, self.val_rows)
+    }
+
+    pub fn near_fraction(&self) -> f64 {
+        fraction(self.near_rows, self.val_rows)
+    }
+}
+
+fn fraction(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// A feature column that gives the label away on its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeakyColumn {
+    /// 1-based: the CSV file's column (the label's own column counted), or an image's value in
+    /// channel, row, column order.
+    pub position: u32,
+    /// As the findings name it: `column 3`, `pixel 200`. Never a header: the daemon does not
+    /// repeat a file's contents.
+    pub name: String,
+    pub how: ColumnLeak,
+}
+
+/// How a column gives the label away, measured on the training rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ColumnLeak {
+    /// Equal to the label (a regression's target, a classifier's class number) on every row.
+    EqualsLabel,
+    /// Classification: each of its few distinct values goes with a single class.
+    DeterminesClass { values: u32 },
+    /// Regression: correlated with the target at least
+    /// [`crate::train::data::leakage::TARGET_CORRELATION_LEAK`] in magnitude.
+    Correlated { correlation: f64 },
 }
 
 impl DataFacts {
@@ -76,6 +148,7 @@ impl DataFacts {
             steps_per_epoch: 0,
             label: String::new(),
             task_reason: String::new(),
+            leakage: None,
         }
     }
 

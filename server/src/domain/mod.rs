@@ -15,7 +15,7 @@ mod verdict;
 pub use config::RunConfig;
 pub use epoch::{EpochMetrics, GroupStats};
 pub use event::{BatchProgress, RunEvent};
-pub use facts::{DataFacts, TaskFacts, ValMetric};
+pub use facts::{ColumnLeak, DataFacts, Leakage, LeakyColumn, TaskFacts, ValMetric};
 pub use id::RunId;
 pub(crate) use id::{from_base32, scramble, SHORT_ID_CHARS, SHORT_ID_FLAG};
 pub use run::{

@@ -221,6 +221,7 @@ impl RunRecord {
                 steps_per_epoch: 0,
                 label: String::new(),
                 task_reason: String::new(),
+                leakage: None,
             },
         )
     }

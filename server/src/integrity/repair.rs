@@ -422,6 +422,7 @@ fn placeholder_run(id: RunId, why: &str) -> RunRecord {
             steps_per_epoch: 0,
             label: String::new(),
             task_reason: String::new(),
+            leakage: None,
         },
         parameter_count: 0,
         device: String::new(),

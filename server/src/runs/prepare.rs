@@ -8,7 +8,7 @@ use std::{
 
 use super::{blocking, Runs};
 use crate::{
-    domain::{DataFacts, ParamInit, ParameterRate, RunConfig, RunId, TaskFacts},
+    domain::{DataFacts, Leakage, ParamInit, ParameterRate, RunConfig, RunId, TaskFacts},
     error::{Result, StrataError},
     spec::{
         paths::{abandon_reads_when, RaiseOnDrop},
@@ -27,6 +27,8 @@ pub(super) struct Prepared {
     /// A CSV's label column and why the task is what it is.
     pub label: Option<LabelChoice>,
     pub task_reason: String,
+    /// What the leakage check found on the run's split (file datasets only).
+    pub leakage: Option<Leakage>,
     /// Where a fine-tuning run's initial parameters come from.
     pub init: Option<InitFrom>,
     pub device: tch::Device,
@@ -58,7 +60,8 @@ impl Prepared {
     }
 
     /// What the user should know before trusting the run: a continuous last column taken as a
-    /// regression target because no label was named (what a forgotten `--label` looks like).
+    /// regression target because no label was named (what a forgotten `--label` looks like), and
+    /// every finding of the leakage check.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if let Some(choice) = &self.label {
@@ -70,6 +73,14 @@ impl Prepared {
                     choice.reason.trim_start_matches("detected: ")
                 ));
             }
+        }
+        if let Some(leakage) = &self.leakage {
+            warnings.extend(
+                leakage
+                    .findings
+                    .iter()
+                    .map(|finding| format!("leakage check: {finding}")),
+            );
         }
         warnings
     }
@@ -93,6 +104,7 @@ impl Prepared {
                 .as_ref()
                 .map_or(String::new(), LabelChoice::described),
             task_reason: self.task_reason.clone(),
+            leakage: self.leakage.clone(),
         }
     }
 }
@@ -138,6 +150,7 @@ impl Runs {
                 task,
                 label,
                 task_reason,
+                leakage,
             } = train::prepare_run(spec)?;
             let init = match source {
                 Some((run, epoch, path)) => {
@@ -161,6 +174,7 @@ impl Runs {
                 task,
                 label,
                 task_reason,
+                leakage,
                 device,
                 init,
             })

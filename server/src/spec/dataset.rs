@@ -195,6 +195,9 @@ pub struct DatasetSpec {
     pub validation: Validation,
     /// `--task` as given; `None` detects it from the labels.
     pub task: Option<TaskKind>,
+    /// Drop exact repeats of a row before the split (and validation-file rows that repeat a
+    /// training row); files only.
+    pub dedupe: bool,
 }
 
 /// The dataset fields of a `RunConfig`, as sent.
@@ -207,6 +210,7 @@ pub struct DatasetRequest<'a> {
     pub label: &'a str,
     pub val_dataset: &'a str,
     pub task: &'a str,
+    pub dedupe: bool,
 }
 
 /// Limits and defaults the parser applies, from the spec module.
@@ -401,6 +405,12 @@ impl DatasetSpec {
         };
         check_label(&source, label)?;
         check_task(&source, task)?;
+        if request.dedupe && matches!(source, DataSource::Synthetic(_)) {
+            return Err(StrataError::invalid(
+                "dedupe",
+                "applies to csv:PATH and idx:DIR datasets (a synthetic set has no repeated rows to drop)",
+            ));
+        }
         let validation = parse_validation(&source, request, limits)?;
         if let (DataSource::Synthetic(s), Validation::Split(fraction)) = (&source, &validation) {
             if f64::from(s.samples) * fraction < 1.0 {
@@ -414,6 +424,7 @@ impl DatasetSpec {
             source,
             validation,
             task,
+            dedupe: request.dedupe,
         })
     }
 

@@ -79,6 +79,7 @@ impl TryFrom<RunConfig> for RunSpec {
             task,
             init_from,
             clip_grad_norm,
+            dedupe,
         } = config;
         let request = RunRequest {
             dataset: DatasetRequest {
@@ -90,6 +91,7 @@ impl TryFrom<RunConfig> for RunSpec {
                 label: &label,
                 val_dataset: &val_dataset,
                 task: &task,
+                dedupe,
             },
             model: trimmed_or(&model, DEFAULT_MODEL),
             optimizer: trimmed_or(&optimizer, DEFAULT_OPTIMIZER).to_ascii_lowercase(),
@@ -228,6 +230,7 @@ impl RunRequest<'_> {
             progress_events_per_epoch: Some(spec.progress_events_per_epoch),
             init_from: self.init_from.to_string(),
             clip_grad_norm: self.clip_grad_norm,
+            dedupe: spec.dataset.dedupe,
         }
     }
 }

@@ -67,6 +67,7 @@ pub fn legacy_facts(run: &StoredRun, epochs: &[EpochMetrics]) -> DataFacts {
         steps_per_epoch: train_rows.div_ceil(batch.min(train_rows.max(1))),
         label: String::new(),
         task_reason: "recorded before stratad kept it".to_string(),
+        leakage: None,
     }
 }
 

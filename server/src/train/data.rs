@@ -1,19 +1,27 @@
 //! Datasets: synthetic sets generated deterministically from the seed, CSV files and MNIST-style
 //! IDX folders on the daemon's host; split into training and validation by a seeded shuffle (or
-//! validated on a separate file), and standardized with the training statistics only.
+//! validated on a separate file), and standardized with the training statistics only. A file
+//! dataset is rid of repeated rows before the split when the run asks ([`dedupe`]), and checked
+//! for leakage between its training and validation rows when the run is started ([`leakage`]).
 
 pub mod csv;
+mod dedupe;
 pub mod idx;
+pub mod leakage;
 mod rng;
+pub mod rows;
 mod synthetic;
 
 use tch::{Device, Kind, TchError, Tensor};
 
 use crate::{
+    domain::Leakage,
     error::{Result, StrataError},
     spec::{DataSource, DatasetSpec, Task, Validation},
 };
+use leakage::{check_leakage, Dropped, FeatureNames};
 pub use rng::SeededRng;
+use rows::Rows;
 use synthetic::generate;
 
 /// Datasets are held in memory: at most this many feature values (rows × features, or pixels),
@@ -65,6 +73,8 @@ pub struct DataShape {
     pub val_fraction: Option<f64>,
     /// A CSV's label column and why the task is what it is.
     pub label: Option<csv::LabelChoice>,
+    /// What the leakage check found on the run's split; `None` for a synthetic set.
+    pub leakage: Option<Leakage>,
 }
 
 /// Samples as read, before splitting: features row after row, and a target per row (a class
@@ -84,8 +94,13 @@ impl Samples {
         }
     }
 
-    fn rows(&self) -> usize {
+    pub fn rows(&self) -> usize {
         self.targets.len()
+    }
+
+    /// Values per sample.
+    pub fn width(&self) -> usize {
+        self.sample_shape.iter().product::<i64>().max(0) as usize
     }
 
     fn push(&mut self, row: &[f64], target: f64) {
@@ -109,6 +124,8 @@ struct Loaded {
     task: Task,
     /// A CSV's label column and task, as chosen.
     label: Option<csv::LabelChoice>,
+    /// What `dedupe` dropped.
+    dropped: Dropped,
 }
 
 impl Loaded {
@@ -118,10 +135,109 @@ impl Loaded {
             HeldOut::Samples(_) => None,
         }
     }
+
+    /// Drops exact repeats of a row before the split, and validation rows that repeat a
+    /// training row.
+    fn dedupe(&mut self) -> Result<()> {
+        self.dropped.repeats = dedupe::drop_repeats(&mut self.train);
+        if let HeldOut::Samples(val) = &mut self.val {
+            self.dropped.val_copies = dedupe::drop_copies_of(&self.train, val);
+            if val.rows() == 0 {
+                return Err(StrataError::invalid(
+                    "val_dataset",
+                    "every validation row repeats a training row, so dedupe leaves nothing to validate on",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How the leakage check's findings name the features.
+    fn feature_names(&self) -> FeatureNames {
+        match &self.label {
+            Some(choice) => FeatureNames::Csv {
+                label_column: choice.column,
+            },
+            None => FeatureNames::Pixels,
+        }
+    }
+
+    /// The leakage check, on the split `rng` makes (as [`build_dataset`] makes it).
+    fn check_leakage(&self, rng: &mut SeededRng) -> Result<Leakage> {
+        let train = &self.train;
+        let check = |t: Rows<'_>, v: Rows<'_>| {
+            check_leakage(
+                t,
+                v,
+                &train.sample_shape,
+                self.task,
+                self.feature_names(),
+                self.dropped,
+            )
+        };
+        Ok(match &self.val {
+            HeldOut::Samples(val) => check(Rows::all(train), Rows::all(val)),
+            HeldOut::Split(fraction) => {
+                let in_val = SplitOrder::new(train.rows(), *fraction, rng)?.val_mask();
+                let (train_rows, val_rows) = Rows::split(train, &in_val);
+                check(train_rows, val_rows)
+            }
+        })
+    }
 }
 
-/// Generates or reads the whole dataset. A synthetic set draws from `rng`.
+/// The validation samples once the split is drawn.
+enum ValidationRows {
+    File(Samples),
+    Split(SplitOrder),
+}
+
+/// The seeded split: the first `n_val` samples of a shuffle validate, the rest train.
+struct SplitOrder {
+    order: Vec<i64>,
+    n_val: usize,
+}
+
+impl SplitOrder {
+    /// Draws from `rng` after the data is loaded, so a probe at start and the load for training
+    /// (both from the run's seed) split alike.
+    fn new(rows: usize, fraction: f64, rng: &mut SeededRng) -> Result<SplitOrder> {
+        let n_val = validation_rows(rows, fraction)?;
+        Ok(SplitOrder {
+            order: rng.permutation(rows),
+            n_val,
+        })
+    }
+
+    fn val(&self) -> &[i64] {
+        &self.order[..self.n_val]
+    }
+
+    fn train(&self) -> &[i64] {
+        &self.order[self.n_val..]
+    }
+
+    /// Per sample: whether it validates.
+    fn val_mask(&self) -> Vec<bool> {
+        let mut in_val = vec![false; self.order.len()];
+        for &row in self.val() {
+            in_val[row as usize] = true;
+        }
+        in_val
+    }
+}
+
+/// Generates or reads the whole dataset (and drops repeated rows when `dedupe` asks). A synthetic
+/// set draws from `rng`.
 fn load(spec: &DatasetSpec, rng: &mut SeededRng) -> Result<Loaded> {
+    let mut loaded = read(spec, rng)?;
+    if spec.dedupe {
+        loaded.dedupe()?;
+    }
+    Ok(loaded)
+}
+
+fn read(spec: &DatasetSpec, rng: &mut SeededRng) -> Result<Loaded> {
     let not_a_file = || StrataError::invalid("val_dataset", "applies to csv:PATH datasets");
     match &spec.source {
         DataSource::Synthetic(synthetic) => {
@@ -133,6 +249,7 @@ fn load(spec: &DatasetSpec, rng: &mut SeededRng) -> Result<Loaded> {
                 val: HeldOut::Split(fraction),
                 task: synthetic.task(),
                 label: None,
+                dropped: Dropped::default(),
             })
         }
         DataSource::Csv { path, label } => {
@@ -161,10 +278,11 @@ fn load(spec: &DatasetSpec, rng: &mut SeededRng) -> Result<Loaded> {
                 val,
                 task: labelled.task,
                 label: Some(labelled.choice),
+                dropped: Dropped::default(),
             })
         }
         DataSource::Idx { dir } => {
-            let set = idx::read_idx(dir, spec.task, true)?;
+            let set = idx::read_idx(dir, spec.task)?;
             let val = match (set.test, &spec.validation) {
                 (Some(test), Validation::IdxTestFilesOrSplit(_)) => HeldOut::Samples(test),
                 (_, Validation::Split(f) | Validation::IdxTestFilesOrSplit(f)) => {
@@ -177,6 +295,7 @@ fn load(spec: &DatasetSpec, rng: &mut SeededRng) -> Result<Loaded> {
                 val,
                 task: set.task,
                 label: None,
+                dropped: Dropped::default(),
             })
         }
     }
@@ -194,47 +313,27 @@ fn validation_rows(rows: usize, fraction: f64) -> Result<usize> {
 }
 
 /// Reads what the dataset looks like, without keeping its values: at start time, so a bad file
-/// is rejected before the run is stored. A CSV file is parsed whole (every value is checked); an
-/// IDX folder's headers and labels are read, not its pixels.
-pub fn probe_dataset(spec: &DatasetSpec) -> Result<DataShape> {
-    let loaded = match &spec.source {
-        DataSource::Synthetic(synthetic) => {
-            return Ok(DataShape {
-                sample: vec![synthetic.features()],
-                task: synthetic.task(),
-                val_fraction: spec.reported_val_fraction(),
-                label: None,
-            })
-        }
-        DataSource::Csv { .. } => load(spec, &mut SeededRng::new(0))?,
-        DataSource::Idx { dir } => {
-            let set = idx::read_idx(dir, spec.task, false)?;
-            let use_test =
-                set.test.is_some() && matches!(spec.validation, Validation::IdxTestFilesOrSplit(_));
-            let val_fraction = match spec.validation {
-                Validation::Split(f) | Validation::IdxTestFilesOrSplit(f) if !use_test => Some(f),
-                _ => None,
-            };
-            if let Some(fraction) = val_fraction {
-                validation_rows(set.train.rows(), fraction)?;
-            }
-            return Ok(DataShape {
-                sample: set.train.sample_shape,
-                task: set.task,
-                val_fraction,
-                label: None,
-            });
-        }
-    };
-    let val_fraction = loaded.val_fraction();
-    if let Some(fraction) = val_fraction {
-        validation_rows(loaded.train.rows(), fraction)?;
+/// is rejected before the run is stored. A file dataset is read whole (every value is checked) and
+/// checked for leakage on the split the run's `seed` makes, the one it will train on.
+pub fn probe_dataset(spec: &DatasetSpec, seed: u64) -> Result<DataShape> {
+    if let DataSource::Synthetic(synthetic) = &spec.source {
+        return Ok(DataShape {
+            sample: vec![synthetic.features()],
+            task: synthetic.task(),
+            val_fraction: spec.reported_val_fraction(),
+            label: None,
+            leakage: None,
+        });
     }
+    let mut rng = SeededRng::new(seed);
+    let loaded = load(spec, &mut rng)?;
+    let leakage = loaded.check_leakage(&mut rng)?;
     Ok(DataShape {
+        val_fraction: loaded.val_fraction(),
         sample: loaded.train.sample_shape,
         task: loaded.task,
-        val_fraction,
         label: loaded.label,
+        leakage: Some(leakage),
     })
 }
 
@@ -269,19 +368,21 @@ pub fn build_dataset(
     let mut rng = SeededRng::new(seed);
     let loaded = load(spec, &mut rng)?;
     let task = loaded.task;
-    let n_val = match &loaded.val {
-        HeldOut::Split(fraction) => validation_rows(loaded.train.rows(), *fraction)?,
-        HeldOut::Samples(_) => 0,
-    };
     let (train, val) = (loaded.train, loaded.val);
+    let val = match val {
+        HeldOut::Samples(val) => ValidationRows::File(val),
+        HeldOut::Split(fraction) => {
+            ValidationRows::Split(SplitOrder::new(train.rows(), fraction, &mut rng)?)
+        }
+    };
     let build = || -> Result<Dataset, TchError> {
         let (train_x, train_y, val_x, val_y) = match val {
-            HeldOut::Samples(val) => {
+            ValidationRows::File(val) => {
                 let (train_x, train_y) = tensors(train, task)?;
                 let (val_x, val_y) = tensors(val, task)?;
                 (train_x, train_y, val_x, val_y)
             }
-            HeldOut::Split(_) => split_off_validation(train, task, n_val, &mut rng)?,
+            ValidationRows::Split(split) => split_off_validation(train, task, &split)?,
         };
         let Standardization { mean, std } = standardization(&train_x, reuse)?;
         let standardize = |x: &Tensor| -> Result<Tensor, TchError> { x.f_sub(&mean)?.f_div(&std) };
@@ -297,20 +398,15 @@ pub fn build_dataset(
     build().map_err(libtorch)
 }
 
-/// Training features and targets, then validation ones: `n_val` samples, in an order shuffled by
-/// `rng`, held out of `samples` for validation.
+/// Training features and targets, then validation ones, as `split` divides `samples`.
 fn split_off_validation(
     samples: Samples,
     task: Task,
-    n_val: usize,
-    rng: &mut SeededRng,
+    split: &SplitOrder,
 ) -> Result<(Tensor, Tensor, Tensor, Tensor), TchError> {
-    let n = samples.rows();
     let (features, targets) = tensors(samples, task)?;
-    let order = Tensor::f_from_slice(&rng.permutation(n))?;
-    let n_val = n_val as i64;
-    let val_idx = order.f_narrow(0, 0, n_val)?;
-    let train_idx = order.f_narrow(0, n_val, n as i64 - n_val)?;
+    let val_idx = Tensor::f_from_slice(split.val())?;
+    let train_idx = Tensor::f_from_slice(split.train())?;
     Ok((
         features.f_index_select(0, &train_idx)?,
         targets.f_index_select(0, &train_idx)?,

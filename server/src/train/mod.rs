@@ -10,6 +10,7 @@ pub mod worker;
 use tch::Device;
 
 use crate::{
+    domain::Leakage,
     error::{Result, StrataError},
     spec::{
         rates::{resolve_layer_rates, ResolvedParam},
@@ -60,6 +61,8 @@ pub struct PreparedRun {
     pub label: Option<data::csv::LabelChoice>,
     /// Why the task is what it is.
     pub task_reason: String,
+    /// What the leakage check found on the run's split (file datasets only).
+    pub leakage: Option<Leakage>,
 }
 
 /// Reads what the dataset looks like (rejecting a bad file before anything is stored), then
@@ -71,7 +74,7 @@ pub struct PreparedRun {
 const MAX_ACTIVATION_BYTES: i64 = 8 << 30;
 
 pub fn prepare_run(mut spec: RunSpec) -> Result<PreparedRun> {
-    let shape = data::probe_dataset(&spec.dataset)?;
+    let shape = data::probe_dataset(&spec.dataset, spec.seed)?;
     let per_sample = spec
         .model
         .activations_per_sample(&shape.sample, shape.task.outputs());
@@ -108,5 +111,6 @@ pub fn prepare_run(mut spec: RunSpec) -> Result<PreparedRun> {
         task: shape.task,
         label: shape.label,
         task_reason,
+        leakage: shape.leakage,
     })
 }

@@ -1,12 +1,12 @@
 //! The stored messages to and from the domain's runs and epochs.
 
 use super::{
-    DecodeResult, StoredConfig, StoredEpoch, StoredFacts, StoredGroupStats, StoredParameter,
-    StoredRun,
+    DecodeResult, StoredConfig, StoredEpoch, StoredFacts, StoredGroupStats, StoredLeakage,
+    StoredLeakyColumn, StoredParameter, StoredRun,
 };
 use crate::domain::{
-    DataFacts, EpochMetrics, FrozenUntil, GroupStats, ParamInit, ParameterRate, RunConfig, RunId,
-    RunRecord, RunStatus, TaskFacts,
+    ColumnLeak, DataFacts, EpochMetrics, FrozenUntil, GroupStats, Leakage, LeakyColumn, ParamInit,
+    ParameterRate, RunConfig, RunId, RunRecord, RunStatus, TaskFacts,
 };
 
 fn status_code(status: RunStatus) -> i32 {
@@ -56,6 +56,7 @@ impl From<&RunConfig> for StoredConfig {
             task,
             init_from,
             clip_grad_norm,
+            dedupe,
         } = config.clone();
         StoredConfig {
             dataset,
@@ -83,6 +84,7 @@ impl From<&RunConfig> for StoredConfig {
             task,
             clip_grad_norm,
             init_from,
+            dedupe,
         }
     }
 }
@@ -115,6 +117,7 @@ impl From<StoredConfig> for RunConfig {
             task,
             clip_grad_norm,
             init_from,
+            dedupe,
         } = stored;
         RunConfig {
             dataset,
@@ -142,6 +145,7 @@ impl From<StoredConfig> for RunConfig {
             task,
             init_from,
             clip_grad_norm,
+            dedupe,
         }
     }
 }
@@ -203,7 +207,96 @@ impl From<&DataFacts> for StoredFacts {
             steps_per_epoch: facts.steps_per_epoch,
             label: facts.label.clone(),
             task_reason: facts.task_reason.clone(),
+            leakage: facts.leakage.as_ref().map(StoredLeakage::from),
         }
+    }
+}
+
+impl From<&Leakage> for StoredLeakage {
+    fn from(leakage: &Leakage) -> Self {
+        let Leakage {
+            val_rows,
+            train_rows,
+            exact_rows,
+            near_rows,
+            near_tolerance_std,
+            label_columns,
+            class_balance_distance,
+            dropped_repeats,
+            dropped_val_copies,
+            findings,
+        } = leakage.clone();
+        StoredLeakage {
+            val_rows,
+            train_rows,
+            exact_rows,
+            near_rows,
+            near_tolerance_std,
+            label_columns: label_columns.iter().map(StoredLeakyColumn::from).collect(),
+            class_balance_distance,
+            dropped_repeats,
+            dropped_val_copies,
+            findings,
+        }
+    }
+}
+
+impl From<&LeakyColumn> for StoredLeakyColumn {
+    fn from(column: &LeakyColumn) -> Self {
+        let (how, values, correlation) = match column.how {
+            ColumnLeak::EqualsLabel => (1, 0, 0.0),
+            ColumnLeak::DeterminesClass { values } => (2, values, 0.0),
+            ColumnLeak::Correlated { correlation } => (3, 0, correlation),
+        };
+        StoredLeakyColumn {
+            position: column.position,
+            name: column.name.clone(),
+            how,
+            values,
+            correlation,
+        }
+    }
+}
+
+impl StoredLeakage {
+    fn to_domain(&self) -> DecodeResult<Leakage> {
+        let label_columns = self
+            .label_columns
+            .iter()
+            .map(StoredLeakyColumn::to_domain)
+            .collect::<DecodeResult<Vec<_>>>()?;
+        Ok(Leakage {
+            val_rows: self.val_rows,
+            train_rows: self.train_rows,
+            exact_rows: self.exact_rows,
+            near_rows: self.near_rows,
+            near_tolerance_std: self.near_tolerance_std,
+            label_columns,
+            class_balance_distance: self.class_balance_distance,
+            dropped_repeats: self.dropped_repeats,
+            dropped_val_copies: self.dropped_val_copies,
+            findings: self.findings.clone(),
+        })
+    }
+}
+
+impl StoredLeakyColumn {
+    fn to_domain(&self) -> DecodeResult<LeakyColumn> {
+        let how = match self.how {
+            1 => ColumnLeak::EqualsLabel,
+            2 => ColumnLeak::DeterminesClass {
+                values: self.values,
+            },
+            3 => ColumnLeak::Correlated {
+                correlation: self.correlation,
+            },
+            other => return Err(format!("unknown column leak {other}")),
+        };
+        Ok(LeakyColumn {
+            position: self.position,
+            name: self.name.clone(),
+            how,
+        })
     }
 }
 
@@ -225,6 +318,11 @@ impl StoredFacts {
             steps_per_epoch: self.steps_per_epoch,
             label: self.label.clone(),
             task_reason: self.task_reason.clone(),
+            leakage: self
+                .leakage
+                .as_ref()
+                .map(StoredLeakage::to_domain)
+                .transpose()?,
         })
     }
 }

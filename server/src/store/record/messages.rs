@@ -97,6 +97,8 @@ pub struct StoredConfig {
     pub clip_grad_norm: Option<f64>,
     #[prost(string, tag = "30")]
     pub init_from: String,
+    #[prost(bool, tag = "25")]
+    pub dedupe: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -136,6 +138,48 @@ pub struct StoredFacts {
     pub label: String,
     #[prost(string, tag = "8")]
     pub task_reason: String,
+    /// Absent when the data was not checked (synthetic sets, runs recorded before the check).
+    #[prost(message, optional, tag = "9")]
+    pub leakage: Option<StoredLeakage>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredLeakage {
+    #[prost(uint64, tag = "1")]
+    pub val_rows: u64,
+    #[prost(uint64, tag = "2")]
+    pub train_rows: u64,
+    #[prost(uint64, tag = "3")]
+    pub exact_rows: u64,
+    #[prost(uint64, tag = "4")]
+    pub near_rows: u64,
+    #[prost(double, tag = "5")]
+    pub near_tolerance_std: f64,
+    #[prost(message, repeated, tag = "6")]
+    pub label_columns: Vec<StoredLeakyColumn>,
+    #[prost(double, optional, tag = "7")]
+    pub class_balance_distance: Option<f64>,
+    #[prost(uint64, tag = "8")]
+    pub dropped_repeats: u64,
+    #[prost(uint64, tag = "9")]
+    pub dropped_val_copies: u64,
+    #[prost(string, repeated, tag = "10")]
+    pub findings: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredLeakyColumn {
+    #[prost(uint32, tag = "1")]
+    pub position: u32,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// 1 equals the label, 2 determines the class (`values`), 3 correlated (`correlation`).
+    #[prost(uint32, tag = "3")]
+    pub how: u32,
+    #[prost(uint32, tag = "4")]
+    pub values: u32,
+    #[prost(double, tag = "5")]
+    pub correlation: f64,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -156,12 +156,12 @@ fn read_header(path: &Path, reader: &mut dyn Read) -> Result<Vec<usize>> {
     Ok(dims)
 }
 
-/// One set's dimensions, labels and (when asked for) pixels.
+/// One set's dimensions, labels and pixels.
 struct Part {
     /// One image's shape, as the model sees it.
     sample_shape: Vec<i64>,
     labels: Vec<u8>,
-    pixels: Option<Vec<u8>>,
+    pixels: Vec<u8>,
 }
 
 /// Reads every value after the header, and checks nothing follows them.
@@ -180,19 +180,13 @@ fn read_values(path: &Path, reader: &mut dyn Read, count: usize) -> Result<Vec<u
     Ok(values)
 }
 
-/// Reads one set: its labels, its images' header, and the pixels when `read_pixels` (else only
-/// checks there are as many as the header promises).
-fn read_part(pair: &Pair, read_pixels: bool) -> Result<Part> {
+/// Reads one set: its labels, its images' header and pixels.
+fn read_part(pair: &Pair) -> Result<Part> {
     let labels = read_labels(&pair.labels)?;
     let mut images_reader = open(&pair.images)?;
     let dims = read_header(&pair.images, &mut *images_reader)?;
     let (sample_shape, values) = image_shape(pair, &dims, labels.len())?;
-    let pixels = if read_pixels {
-        Some(read_values(&pair.images, &mut *images_reader, values)?)
-    } else {
-        check_pixel_count(&pair.images, &mut *images_reader, &dims, values)?;
-        None
-    };
+    let pixels = read_values(&pair.images, &mut *images_reader, values)?;
     Ok(Part {
         sample_shape,
         labels,
@@ -257,46 +251,6 @@ fn image_shape(pair: &Pair, dims: &[usize], count: usize) -> Result<(Vec<i64>, u
     }
 }
 
-/// Without keeping the pixels, a compressed file is still read through (bounded by the header's
-/// promise plus one byte), so one with too little or too much data is refused now rather than by
-/// the worker; a plain file's length tells the same.
-fn check_pixel_count(
-    path: &Path,
-    reader: &mut dyn Read,
-    dims: &[usize],
-    values: usize,
-) -> Result<()> {
-    if is_gzip(path) {
-        let mut counted = std::io::Read::take(reader, values as u64 + 1);
-        let read =
-            std::io::copy(&mut counted, &mut std::io::sink()).map_err(|e| read_failed(path, e))?;
-        if read != values as u64 {
-            return Err(invalid(format!(
-                "{} holds {} pixels, but its header promises {values}",
-                path.display(),
-                if read > values as u64 {
-                    format!("more than {values}")
-                } else {
-                    read.to_string()
-                }
-            )));
-        }
-        return Ok(());
-    }
-    let header_bytes = 4 + 4 * dims.len();
-    let len = std::fs::metadata(path)
-        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?
-        .len();
-    if len != (header_bytes + values) as u64 {
-        return Err(invalid(format!(
-            "{} is {len} bytes, but its header promises {} ({header_bytes} of header and {values} pixels)",
-            path.display(),
-            header_bytes + values
-        )));
-    }
-    Ok(())
-}
-
 /// An IDX folder, read.
 pub struct IdxSet {
     pub train: Samples,
@@ -305,14 +259,11 @@ pub struct IdxSet {
     pub task: Task,
 }
 
-/// Reads the folder: the labels always, the pixels only when `read_pixels` (a probe at start
-/// time leaves them, and their samples' features, empty).
-pub fn read_idx(dir: &Path, task: Option<TaskKind>, read_pixels: bool) -> Result<IdxSet> {
+/// Reads the folder: labels and pixels, of the training set and of the t10k set when there is one.
+pub fn read_idx(dir: &Path, task: Option<TaskKind>) -> Result<IdxSet> {
     let (train_pair, test_pair) = locate(dir)?;
-    let train = read_part(&train_pair, read_pixels)?;
-    let test = test_pair
-        .map(|pair| read_part(&pair, read_pixels))
-        .transpose()?;
+    let train = read_part(&train_pair)?;
+    let test = test_pair.map(|pair| read_part(&pair)).transpose()?;
     if let Some(test) = &test {
         if test.sample_shape != train.sample_shape {
             return Err(invalid(format!(
@@ -343,10 +294,7 @@ pub fn read_idx(dir: &Path, task: Option<TaskKind>, read_pixels: bool) -> Result
         }
     };
     let samples = |part: Part| Samples {
-        features: part
-            .pixels
-            .map(|p| p.into_iter().map(f32::from).collect())
-            .unwrap_or_default(),
+        features: part.pixels.into_iter().map(f32::from).collect(),
         targets: part.labels.into_iter().map(f32::from).collect(),
         sample_shape: part.sample_shape,
     };
@@ -388,7 +336,7 @@ mod tests {
     }
 
     fn error(dir: &tempfile::TempDir) -> String {
-        match read_idx(dir.path(), None, true) {
+        match read_idx(dir.path(), None) {
             Ok(_) => panic!("accepted"),
             Err(err) => err.to_string(),
         }
@@ -406,7 +354,7 @@ mod tests {
             ),
             ("t10k-labels-idx1-ubyte.gz", gzip(&idx_bytes(&[1], &[3]))),
         ]);
-        let set = read_idx(dir.path(), None, true).unwrap();
+        let set = read_idx(dir.path(), None).unwrap();
         assert_eq!(set.task, Task::Classification { classes: 4 });
         assert_eq!(set.train.sample_shape, vec![1, 2, 2]);
         assert_eq!(set.train.features.len(), 12);
@@ -414,11 +362,7 @@ mod tests {
         assert_eq!(set.train.targets, vec![0.0, 2.0, 1.0]);
         let test = set.test.unwrap();
         assert_eq!(test.features, vec![9.0; 4]);
-        // A probe reads the labels but not the pixels.
-        let probe = read_idx(dir.path(), None, false).unwrap();
-        assert!(probe.train.features.is_empty());
-        assert_eq!(probe.train.targets.len(), 3);
-        let regression = read_idx(dir.path(), Some(TaskKind::Regression), true).unwrap();
+        let regression = read_idx(dir.path(), Some(TaskKind::Regression)).unwrap();
         assert_eq!(regression.task, Task::Regression);
     }
 
@@ -432,11 +376,6 @@ mod tests {
         ]);
         let err = error(&truncated);
         assert!(err.contains("is truncated"), "{err}");
-        let probe = read_idx(truncated.path(), None, false)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(probe.contains("header promises"), "{probe}");
         let mismatched = folder(&[
             (TRAIN_IMAGES, idx_bytes(&[2, 1, 1], &[1, 2])),
             (TRAIN_LABELS, idx_bytes(&[3], &[0, 1, 1])),

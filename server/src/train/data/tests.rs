@@ -11,6 +11,7 @@ fn spec(kind: SyntheticKind) -> DatasetSpec {
         }),
         validation: Validation::Split(0.25),
         task: None,
+        dedupe: false,
     }
 }
 
@@ -22,6 +23,7 @@ fn csv_spec(path: &std::path::Path, validation: Validation) -> DatasetSpec {
         },
         validation,
         task: None,
+        dedupe: false,
     }
 }
 
@@ -60,7 +62,13 @@ fn csv_with_a_validation_file_and_a_constant_column() {
     std::fs::write(&train, format!("a,constant,y\n{rows}")).unwrap();
     std::fs::write(&val, "a,constant,y\n3,6,1\n").unwrap();
     let spec = csv_spec(&train, Validation::CsvFile(val.clone()));
-    let shape = probe_dataset(&spec).unwrap();
+    let mut shape = probe_dataset(&spec, 0).unwrap();
+    let leakage = shape.leakage.take().expect("a file dataset is checked");
+    assert_eq!((leakage.val_rows, leakage.train_rows), (1, 20));
+    assert_eq!((leakage.exact_rows, leakage.near_rows), (0, 0));
+    // One validation row is all one class: far from the training balance, but by chance.
+    assert_eq!(leakage.class_balance_distance, Some(0.5));
+    assert!(leakage.findings.is_empty(), "{:?}", leakage.findings);
     assert_eq!(
         shape,
         DataShape {
@@ -74,6 +82,7 @@ fn csv_with_a_validation_file_and_a_constant_column() {
                 detected: true,
                 reason: "detected: 2 distinct whole-number labels".into(),
             }),
+            leakage: None,
         }
     );
     let d = build_dataset(&spec, 0, Device::Cpu, None).unwrap();
@@ -83,7 +92,7 @@ fn csv_with_a_validation_file_and_a_constant_column() {
     assert_eq!(d.val_x.double_value(&[0, 1]), 1.0);
 
     let split = csv_spec(&train, Validation::Split(0.25));
-    assert_eq!(probe_dataset(&split).unwrap().val_fraction, Some(0.25));
+    assert_eq!(probe_dataset(&split, 0).unwrap().val_fraction, Some(0.25));
     let d = build_dataset(&split, 0, Device::Cpu, None).unwrap();
     assert_eq!((d.train_len(), d.val_x.size()[0]), (15, 5));
 }
@@ -108,8 +117,9 @@ fn idx_images_are_standardized_per_channel_and_t10k_validates() {
         },
         validation: Validation::IdxTestFilesOrSplit(0.2),
         task: None,
+        dedupe: false,
     };
-    let shape = probe_dataset(&spec).unwrap();
+    let shape = probe_dataset(&spec, 0).unwrap();
     assert_eq!(shape.sample, vec![1, 4, 4]);
     assert_eq!(shape.task, Task::Classification { classes: 3 });
     assert_eq!(shape.val_fraction, Some(0.2), "no t10k files: a split");
@@ -119,7 +129,7 @@ fn idx_images_are_standardized_per_channel_and_t10k_validates() {
 
     write(idx::TEST_IMAGES, &[2, 4, 4], &pixels[..32]);
     write(idx::TEST_LABELS, &[2], &[1, 2]);
-    assert_eq!(probe_dataset(&spec).unwrap().val_fraction, None);
+    assert_eq!(probe_dataset(&spec, 0).unwrap().val_fraction, None);
     let d = build_dataset(&spec, 0, Device::Cpu, None).unwrap();
     assert_eq!(d.train_x.size(), vec![10, 1, 4, 4]);
     assert_eq!(d.val_x.size(), vec![2, 1, 4, 4]);

@@ -77,8 +77,9 @@ pub(super) fn validate(model: &Model, data: &Dataset) -> Result<(f64, f64), TchE
     })
 }
 
-/// What the run's data is, measured on the loaded data; how the label and the task were chosen
-/// comes from `known` (recorded when the run was prepared).
+/// What the run's data is, measured on the loaded data; how the label and the task were chosen,
+/// and what the leakage check found, come from `known` (recorded when the run was prepared, on
+/// the same split).
 pub(super) fn data_facts(
     data: &Dataset,
     plan: &StepPlan,
@@ -99,6 +100,7 @@ pub(super) fn data_facts(
         steps_per_epoch: plan.steps_per_epoch,
         label: known.label.clone(),
         task_reason: known.task_reason.clone(),
+        leakage: known.leakage.clone(),
     })
 }
 

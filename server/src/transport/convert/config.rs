@@ -37,6 +37,7 @@ impl From<proto::RunConfig> for RunConfig {
             task,
             init_from,
             clip_grad_norm,
+            dedupe,
         } = config;
         RunConfig {
             dataset,
@@ -64,6 +65,7 @@ impl From<proto::RunConfig> for RunConfig {
             task,
             init_from,
             clip_grad_norm,
+            dedupe,
         }
     }
 }
@@ -96,6 +98,7 @@ impl From<RunConfig> for proto::RunConfig {
             task,
             init_from,
             clip_grad_norm,
+            dedupe,
         } = config;
         proto::RunConfig {
             dataset,
@@ -123,6 +126,7 @@ impl From<RunConfig> for proto::RunConfig {
             task,
             init_from,
             clip_grad_norm,
+            dedupe,
         }
     }
 }

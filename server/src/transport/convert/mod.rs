@@ -5,6 +5,7 @@
 mod analysis;
 mod config;
 mod events;
+mod leakage;
 mod run;
 
 pub use analysis::thresholds;

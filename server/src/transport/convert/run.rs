@@ -54,6 +54,7 @@ impl From<DataFacts> for proto::RunFacts {
             steps_per_epoch,
             label,
             task_reason,
+            leakage,
         } = facts;
         let (kind, classes, target_variance, chance_accuracy) = match task {
             TaskFacts::Classification { classes } => (
@@ -77,6 +78,7 @@ impl From<DataFacts> for proto::RunFacts {
             steps_per_epoch,
             label,
             task_reason,
+            leakage: leakage.map(Into::into),
         }
     }
 }
