@@ -40,13 +40,26 @@ fn linear(path: &nn::Path, fan_in: i64, fan_out: i64) -> (Tensor, Tensor) {
     (weight, bias)
 }
 
-/// Trains `case` with `threads` libtorch threads; timed from reading the raw arrays to the last
-/// epoch's validation.
+/// CPU time (user + system, every thread) this process has used, in seconds.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid value.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Trains `case` with `threads` libtorch threads; timed (wall and CPU) from reading the raw arrays
+/// to the last epoch's validation.
 pub fn train(case: &Case, threads: usize) -> Result<Trained> {
     tch::set_num_threads(threads as i32);
     let data = &case.data;
     let features = data.features as i64;
     let started = Instant::now();
+    let cpu_started = process_cpu_seconds();
     let load = |part| -> Result<(Tensor, Tensor)> {
         let (x, y) = read_raw(part, data.features)?;
         let rows = (y.len() / 8) as i64;
@@ -115,6 +128,7 @@ pub fn train(case: &Case, threads: usize) -> Result<Trained> {
     }
     Ok(Trained {
         seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: process_cpu_seconds() - cpu_started,
         val_loss,
         val_accuracy,
     })

@@ -63,6 +63,9 @@ impl Case {
 #[derive(Clone, Copy, Debug)]
 pub struct Trained {
     pub seconds: f64,
+    /// CPU time the side's process used meanwhile (every thread): steadier than wall time on a
+    /// machine that other work shares.
+    pub cpu_seconds: f64,
     pub val_loss: f64,
     pub val_accuracy: f64,
 }
@@ -79,7 +82,7 @@ enum Side {
 /// (stored before it is streamed) at a watch client. Strata's side includes reading the CSV files
 /// (twice: once to check the start, once to train) and, every epoch, a synced checkpoint, the epoch
 /// log and the durable record.
-pub async fn through_strata(client: &Client, case: &Case) -> Result<Trained> {
+pub async fn through_strata(daemon: &Daemon, client: &Client, case: &Case) -> Result<Trained> {
     let csv = |path: &Path| format!("csv:{}", path.display());
     let config = RunConfig {
         dataset: csv(&case.data.train.csv),
@@ -94,6 +97,7 @@ pub async fn through_strata(client: &Client, case: &Case) -> Result<Trained> {
         seed: Some(case.seed),
         ..Default::default()
     };
+    let cpu_started = daemon.cpu_seconds()?;
     let started = Instant::now();
     let run = client
         .start_run(StartRunRequest {
@@ -109,8 +113,11 @@ pub async fn through_strata(client: &Client, case: &Case) -> Result<Trained> {
         .watch_run(&run, 0)
         .await
         .map_err(|e| anyhow!("WatchRun: {e}"))?;
-    let last = last_epoch(stream, case.epochs, started).await?;
-    Ok(last)
+    let seconds_and_figures = last_epoch(stream, case.epochs, started).await?;
+    Ok(Trained {
+        cpu_seconds: daemon.cpu_seconds()? - cpu_started,
+        ..seconds_and_figures
+    })
 }
 
 /// Reads a run's stream to its end: when its epoch `epochs` arrived (seconds after `started`),
@@ -131,6 +138,7 @@ async fn last_epoch(
                 };
                 last = Some(Trained {
                     seconds,
+                    cpu_seconds: f64::NAN,
                     val_loss: epoch.val_loss,
                     val_accuracy: accuracy,
                 });
@@ -225,6 +233,7 @@ impl PyTorchWorker {
         let number = |key: &str| answer[key].as_f64().unwrap_or(f64::NAN);
         Ok(Trained {
             seconds: number("seconds"),
+            cpu_seconds: number("cpu_seconds"),
             val_loss: number("val_loss"),
             val_accuracy: number("val_accuracy"),
         })
@@ -247,19 +256,30 @@ impl Runs {
         median(&self.0.iter().map(|t| t.seconds).collect::<Vec<_>>())
     }
 
+    fn cpu_seconds(&self) -> f64 {
+        median(&self.0.iter().map(|t| t.cpu_seconds).collect::<Vec<_>>())
+    }
+
     fn val_loss(&self) -> f64 {
         median(&self.0.iter().map(|t| t.val_loss).collect::<Vec<_>>())
     }
 
     fn text(&self) -> String {
-        format!("{:.3} s (val {:.4})", self.seconds(), self.val_loss())
+        format!(
+            "{:.3} s (cpu {:.3} s; val {:.4})",
+            self.seconds(),
+            self.cpu_seconds(),
+            self.val_loss()
+        )
     }
 
     fn json(&self) -> Value {
         json!({
             "median_seconds": self.seconds(),
+            "median_cpu_seconds": self.cpu_seconds(),
             "median_val_loss": self.val_loss(),
             "seconds": self.0.iter().map(|t| t.seconds).collect::<Vec<_>>(),
+            "cpu_seconds": self.0.iter().map(|t| t.cpu_seconds).collect::<Vec<_>>(),
             "val_loss": self.0.iter().map(|t| t.val_loss).collect::<Vec<_>>(),
             "val_accuracy": self.0.iter().map(|t| t.val_accuracy).collect::<Vec<_>>(),
         })
@@ -297,7 +317,7 @@ pub fn compare(
             epochs: 1,
             ..cases[0].clone()
         };
-        runtime.block_on(through_strata(&client, &warm_up))?;
+        runtime.block_on(through_strata(&daemon, &client, &warm_up))?;
         tch_loop::train(&warm_up, threads)?;
         if let Ok(worker) = pytorch.as_mut() {
             worker.train(&warm_up, threads)?;
@@ -311,7 +331,7 @@ pub fn compare(
                     match order[(repetition + k) % order.len()] {
                         Side::Strata => strata
                             .0
-                            .push(runtime.block_on(through_strata(&client, case))?),
+                            .push(runtime.block_on(through_strata(&daemon, &client, case))?),
                         Side::PyTorch => {
                             if let Ok(worker) = pytorch.as_mut() {
                                 torch.0.push(worker.train(case, threads)?);
@@ -342,6 +362,7 @@ pub fn compare(
                     "repetitions": case.repetitions,
                     "strata": strata.json(),
                     "alternative": alternative.json(),
+                    "cpu_ratio": strata.cpu_seconds() / alternative.cpu_seconds(),
                 })
             };
             match &pytorch {
