@@ -542,21 +542,21 @@ fn check_batch(
     let id = run.id;
     let metric = run.facts.task.metric();
     let groups: Vec<String> = run.groups().into_iter().map(|g| g.name).collect();
-    let mut expected = batch.first().map_or(0, |e| e.metrics.epoch);
-    if expected == 0 && !batch.is_empty() {
+    let first = batch.first().map_or(0, |e| e.metrics.epoch);
+    if first == 0 && !batch.is_empty() {
         return Err(StrataError::invalid(
             "epochs[0].epoch",
             "epochs are numbered from 1",
         ));
     }
-    if expected > done + 1 {
+    if first > done + 1 {
         return Err(StrataError::FailedPrecondition(format!(
-            "run {id} has {done} epoch(s); the batch starts at epoch {expected}: epochs continue from {} with no gap",
+            "run {id} has {done} epoch(s); the batch starts at epoch {first}: epochs continue from {} with no gap",
             done + 1
         )));
     }
     let mut new = Vec::new();
-    for (i, logged) in batch.iter().enumerate() {
+    for (expected, (i, logged)) in (first..).zip(batch.iter().enumerate()) {
         let epoch = &logged.metrics;
         if epoch.epoch != expected {
             return Err(StrataError::FailedPrecondition(format!(
@@ -591,7 +591,6 @@ fn check_batch(
             }
             new.push(epoch.clone());
         }
-        expected += 1;
     }
     Ok(new)
 }
