@@ -3,7 +3,18 @@
 # may install them (root with apt-get). Never fails the test run: a test whose tool is missing
 # skips and says why.
 #   strace — the durability test traces stratad's system calls (fsync before an epoch is streamed).
+# Also fills .python-wheels/ (from PyPI, with pip) with what the Python client needs to build and
+# run (grpcio-tools at build time, grpcio and protobuf at run time), so that its test installs it
+# offline into a fresh venv.
 set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+wheels=.python-wheels
+if command -v python3 >/dev/null && ! ls "$wheels"/grpcio_tools-*.whl >/dev/null 2>&1; then
+  echo "setup-test-tools: downloading the Python client's build and run requirements into $wheels" >&2
+  if ! python3 -m pip download -q -d "$wheels" "setuptools>=61" wheel "grpcio-tools>=1.60" "grpcio>=1.60" "protobuf>=4.21" >/dev/null 2>&1; then
+    echo "setup-test-tools: could not download them; the Python client's test will skip" >&2
+  fi
+fi
 missing=()
 command -v strace >/dev/null || missing+=(strace)
 if [[ ${#missing[@]} -eq 0 ]]; then

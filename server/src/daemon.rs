@@ -74,6 +74,8 @@ pub struct DaemonConfig {
     pub allow_torchscript: bool,
     /// Connections open at once (capped at half the open-file limit).
     pub max_connections: usize,
+    /// How long an external run may log nothing before it is marked interrupted.
+    pub external_timeout: std::time::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -152,6 +154,7 @@ pub async fn run(
         config.max_concurrent_runs,
         config.keep_checkpoints,
         data_roots.clone(),
+        config.external_timeout,
     );
     let (listener, addr) = bind(&config).await?;
     let max_connections = connection_limit(config.max_connections);

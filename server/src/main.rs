@@ -69,6 +69,10 @@ struct Args {
     /// limit).
     #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_connections: u32,
+    /// Seconds a run logged from outside (CreateRun/LogEpochs) may send nothing before it is
+    /// marked interrupted.
+    #[arg(long, env = "STRATA_EXTERNAL_TIMEOUT", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    external_timeout: u64,
     /// Log format on stderr (filter with RUST_LOG, default info).
     #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -183,6 +187,7 @@ fn daemon_config(args: Args, token: Option<String>) -> DaemonConfig {
         insecure_no_auth: args.insecure_no_auth,
         allow_torchscript: args.allow_torchscript,
         max_connections: args.max_connections as usize,
+        external_timeout: std::time::Duration::from_secs(args.external_timeout),
     }
 }
 

@@ -172,6 +172,10 @@ pub fn run_label(run: &Run) -> String {
 
 /// `3/10`: the epochs a run has done of its configured total (`?` when its config has none).
 pub fn epochs_done_of_total(run: &Run) -> String {
+    if run.external {
+        // Its client decides how many epochs it logs.
+        return format!("{} logged", run.epochs_done);
+    }
     let total = run
         .config
         .as_ref()

@@ -22,9 +22,10 @@ pub fn list_table(runs: &[Run]) -> String {
         table.row(vec![
             run.id.clone(),
             or_dash(&run.name),
-            match run.queue_position {
-                0 => status_label(run.status).into_owned(),
-                position => format!("{} #{position}", status_label(run.status)),
+            match (run.queue_position, run.external) {
+                (_, true) => format!("{} (external)", status_label(run.status)),
+                (0, false) => status_label(run.status).into_owned(),
+                (position, false) => format!("{} #{position}", status_label(run.status)),
             },
             epochs_done_of_total(run),
             or_dash(config.map_or("", |c| c.model.as_str())),

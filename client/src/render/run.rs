@@ -46,6 +46,12 @@ pub fn run_header(run: &Run) -> String {
             format!("{} (this run is its single-rate twin)", run.twin_of),
         ));
     }
+    if run.external {
+        pairs.push((
+            "Origin",
+            "external (logged from outside; stratad did not train it)".to_string(),
+        ));
+    }
     pairs.push(("Status", status_with_reason(run.status, &run.reason)));
     pairs.push((
         "Dataset",
@@ -66,6 +72,13 @@ pub fn run_header(run: &Run) -> String {
         vec![]
     };
     pairs.push(("Model", with_details(&config.model, model)));
+    if run.external {
+        // Its optimizer, rates and schedule are whatever its client said they are.
+        pairs.push(("Hyperparameters", hyperparameters_line(run)));
+        pairs.push(("Epochs", epochs_done_of_total(run)));
+        pairs.push(("Created", created(run)));
+        return key_values(&pairs);
+    }
     pairs.push((
         "Optimizer",
         with_details(&config.optimizer, optimizer_details(config)),
@@ -93,6 +106,17 @@ pub fn run_header(run: &Run) -> String {
     pairs.push(("Device", or_dash(device)));
     pairs.push(("Created", created(run)));
     key_values(&pairs)
+}
+
+/// An external run's hyperparameters, `key=value` sorted by key; `-` when none.
+fn hyperparameters_line(run: &Run) -> String {
+    let mut pairs: Vec<String> = run
+        .hyperparameters
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    pairs.sort();
+    or_dash(&pairs.join(", "))
 }
 
 /// What the run learns and what a model that learned nothing scores: `classification, 10 classes

@@ -136,6 +136,22 @@ pub struct RunRecord {
     pub twin: Option<RunId>,
     /// For a single-rate twin: the run it is the twin of.
     pub twin_of: Option<RunId>,
+    /// Trained by the daemon, or logged from outside.
+    pub origin: RunOrigin,
+}
+
+/// Who trains a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum RunOrigin {
+    /// The daemon: queued, trained on a slot, checkpointed, resumable.
+    #[default]
+    Trained,
+    /// A loop outside the daemon that logs its epochs (CreateRun, LogEpochs, FinishRun): no queue,
+    /// no checkpoints, never resumed or cancelled by the daemon.
+    External {
+        /// Free-form, as the client gave them, sorted by key.
+        hyperparameters: Vec<(String, String)>,
+    },
 }
 
 impl RunRecord {
@@ -163,7 +179,13 @@ impl RunRecord {
             resumes: 0,
             twin: None,
             twin_of: None,
+            origin: RunOrigin::Trained,
         }
+    }
+
+    /// Logged from outside rather than trained by the daemon.
+    pub fn is_external(&self) -> bool {
+        matches!(self.origin, RunOrigin::External { .. })
     }
 
     /// The layer groups in the model's order, each at its largest parameter's rate.

@@ -14,7 +14,9 @@ use super::{
     runs_dir, Inspection, Repair, LOST_AND_FOUND,
 };
 use crate::{
-    domain::{DataFacts, EpochMetrics, RunConfig, RunId, RunRecord, RunStatus, TaskFacts},
+    domain::{
+        DataFacts, EpochMetrics, RunConfig, RunId, RunOrigin, RunRecord, RunStatus, TaskFacts,
+    },
     durable,
     error::{Result, StrataError},
     store::{epoch_key, now_ms, record, upgrade, Store},
@@ -429,5 +431,6 @@ fn placeholder_run(id: RunId, why: &str) -> RunRecord {
         resumes: 0,
         twin: None,
         twin_of: None,
+        origin: RunOrigin::Trained,
     }
 }

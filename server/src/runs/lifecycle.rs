@@ -5,8 +5,8 @@ use std::{sync::atomic::Ordering, sync::Arc, time::Duration};
 use tokio::sync::broadcast;
 
 use super::{
-    blocking, live, prepare::Prepared, resume_point::choose_resume_point, Baseline, RunStatus,
-    Runs, StartRequest, Started, Watch,
+    blocking, external, live, prepare::Prepared, resume_point::choose_resume_point, Baseline,
+    RunStatus, Runs, StartRequest, Started, Watch,
 };
 use crate::{
     domain::{RunConfig, RunEvent, RunId, RunRecord, RunState},
@@ -22,7 +22,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
 impl Runs {
-    fn check_accepting(&self) -> Result<()> {
+    pub(super) fn check_accepting(&self) -> Result<()> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(StrataError::ShuttingDown);
         }
@@ -190,6 +190,9 @@ impl Runs {
             let (this, named) = (self.clone(), run.to_string());
             blocking(move || this.state_of(id, &named)).await?
         };
+        if state.record.is_external() {
+            return Err(external::not_controlled_here(id, "resume"));
+        }
         let (status, done) = (state.record.status, state.epochs_done);
         let resumable = matches!(status, RunStatus::Interrupted | RunStatus::Cancelled)
             || (status == RunStatus::Completed && epochs > done);
@@ -305,6 +308,15 @@ impl Runs {
     pub async fn cancel(self: &Arc<Self>, run: &str) -> Result<RunState> {
         let id = self.resolve(run).await?;
         let named = run.to_string();
+        let external = {
+            let (store, named) = (self.store.clone(), named.clone());
+            blocking(move || store.get_run(id)?.ok_or(StrataError::RunNotFound(named)))
+                .await?
+                .is_external()
+        };
+        if external {
+            return Err(external::not_controlled_here(id, "cancel"));
+        }
         let Some(live) = self.live.get(id) else {
             let this = self.clone();
             let state = blocking(move || this.state_of(id, &named)).await?;
@@ -347,8 +359,9 @@ impl Runs {
 
     /// Stops taking work, interrupts queued and running runs at a batch boundary, waits for them
     /// to record it, and flushes the store.
-    pub async fn shutdown(&self) {
+    pub async fn shutdown(self: &Arc<Self>) {
         self.shutting_down.store(true, Ordering::Release);
+        self.interrupt_external().await;
         for run in self.live.all() {
             run.request_stop(StopRequest::Interrupt);
         }

@@ -8,7 +8,8 @@
 //! - [`training`]: a run on a slot, and what it reports while it trains (the [`RunSink`] that
 //!   stores each epoch durably, then streams it);
 //! - [`live`]: the runs in flight, their stop flags, and the watch fan-out;
-//! - [`queries`]: get, list, compare.
+//! - [`queries`]: get, list, compare;
+//! - [`external`]: runs trained outside the daemon, which log their epochs to it.
 //!
 //! The blocking/async boundary is decided here, once: every public method is async, and whatever
 //! blocks (sled reads and writes with their fsyncs, file reads, dataset loads) runs on the
@@ -17,6 +18,7 @@
 //!
 //! [`RunSink`]: crate::train::worker::RunSink
 
+mod external;
 mod lifecycle;
 mod live;
 mod prepare;
@@ -33,6 +35,10 @@ use std::{
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+pub use self::external::{
+    CreateExternal, ExternalEnd, Logged, LoggedEpoch, DEFAULT_EXTERNAL_TIMEOUT,
+    MAX_LOG_BATCH_EPOCHS,
+};
 pub use self::live::WATCH_BUFFER_EVENTS;
 use crate::{
     analysis::{RunAnalysis, TwinComparison},
@@ -118,6 +124,9 @@ pub struct Runs {
     keep_checkpoints: usize,
     queue: queue::Queue,
     live: live::LiveRuns,
+    /// The live external runs, and how long each may stay silent.
+    external: external::ExternalRuns,
+    external_timeout: std::time::Duration,
     shutting_down: AtomicBool,
     /// When the runs must have stopped by, once shutdown began.
     shutdown_deadline: std::sync::OnceLock<tokio::time::Instant>,
@@ -141,6 +150,7 @@ impl Runs {
         max_concurrent_runs: usize,
         keep_checkpoints: usize,
         data_roots: DataRoots,
+        external_timeout: std::time::Duration,
     ) -> Arc<Self> {
         Arc::new(Runs {
             store,
@@ -150,6 +160,8 @@ impl Runs {
             keep_checkpoints: keep_checkpoints.max(1),
             queue: queue::Queue::new(max_concurrent_runs),
             live: live::LiveRuns::default(),
+            external: external::ExternalRuns::default(),
+            external_timeout,
             shutting_down: AtomicBool::new(false),
             shutdown_deadline: std::sync::OnceLock::new(),
             workers: TaskTracker::new(),

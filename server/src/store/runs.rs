@@ -147,6 +147,10 @@ impl Store {
                         last.val_loss, last.epoch
                     );
                 }
+                None if run.is_external() => {
+                    run.status = RunStatus::Interrupted;
+                    run.reason = "stratad stopped while the run was being logged from outside; its epochs so far are kept".into();
+                }
                 None => {
                     run.status = RunStatus::Interrupted;
                     run.reason =

@@ -4,16 +4,17 @@ use std::{pin::Pin, sync::Arc};
 
 use strata_proto::{
     strata_server::Strata, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
-    CompareRunsResponse, DeleteRunRequest, DeleteRunResponse, GetRunRequest, GetRunResponse,
-    GetServerInfoRequest, ListRunsRequest, ListRunsResponse, ResumeRunRequest, ResumeRunResponse,
-    ServerInfo, StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
+    CompareRunsResponse, CreateRunRequest, CreateRunResponse, DeleteRunRequest, DeleteRunResponse,
+    FinishRunRequest, FinishRunResponse, GetRunRequest, GetRunResponse, GetServerInfoRequest,
+    ListRunsRequest, ListRunsResponse, LogEpochsRequest, LogEpochsResponse, ResumeRunRequest,
+    ResumeRunResponse, ServerInfo, StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::{
-    runs::{ListFilter, Runs, StartRequest},
+    runs::{CreateExternal, ListFilter, LoggedEpoch, Runs, StartRequest},
     train,
 };
 
@@ -134,6 +135,46 @@ impl Strata for StrataService {
         let id = self.runs.delete(&run).await?;
         Ok(Response::new(DeleteRunResponse {
             run_id: id.to_string(),
+        }))
+    }
+
+    async fn create_run(
+        &self,
+        request: Request<CreateRunRequest>,
+    ) -> Result<Response<CreateRunResponse>, Status> {
+        let request = CreateExternal::try_from(request.into_inner())?;
+        let run = self.runs.create_external(request).await?;
+        Ok(Response::new(CreateRunResponse {
+            run: Some(run.into()),
+        }))
+    }
+
+    async fn log_epochs(
+        &self,
+        request: Request<LogEpochsRequest>,
+    ) -> Result<Response<LogEpochsResponse>, Status> {
+        let LogEpochsRequest { run, epochs } = request.into_inner();
+        let epochs = epochs
+            .into_iter()
+            .map(LoggedEpoch::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let logged = self.runs.log_epochs(&run, epochs).await?;
+        Ok(Response::new(logged.into()))
+    }
+
+    async fn finish_run(
+        &self,
+        request: Request<FinishRunRequest>,
+    ) -> Result<Response<FinishRunResponse>, Status> {
+        let FinishRunRequest {
+            run,
+            status,
+            reason,
+        } = request.into_inner();
+        let end = convert::external_end(status)?;
+        let run = self.runs.finish_external(&run, end, reason).await?;
+        Ok(Response::new(FinishRunResponse {
+            run: Some(run.into()),
         }))
     }
 }

@@ -1,12 +1,12 @@
 //! The stored messages to and from the domain's runs and epochs.
 
 use super::{
-    DecodeResult, StoredConfig, StoredEpoch, StoredFacts, StoredGroupStats, StoredLeakage,
-    StoredLeakyColumn, StoredParameter, StoredRun,
+    DecodeResult, StoredConfig, StoredEpoch, StoredExternal, StoredFacts, StoredGroupStats,
+    StoredHyperparameter, StoredLeakage, StoredLeakyColumn, StoredParameter, StoredRun,
 };
 use crate::domain::{
     ColumnLeak, DataFacts, EpochMetrics, FrozenUntil, GroupStats, Leakage, LeakyColumn, ParamInit,
-    ParameterRate, RunConfig, RunId, RunRecord, RunStatus, TaskFacts,
+    ParameterRate, RunConfig, RunId, RunOrigin, RunRecord, RunStatus, TaskFacts,
 };
 
 fn status_code(status: RunStatus) -> i32 {
@@ -347,6 +347,18 @@ impl From<&RunRecord> for StoredRun {
             facts: Some(StoredFacts::from(&run.facts)),
             twin: run.twin.map_or(String::new(), |id| id.to_string()),
             twin_of: run.twin_of.map_or(String::new(), |id| id.to_string()),
+            external: match &run.origin {
+                RunOrigin::Trained => None,
+                RunOrigin::External { hyperparameters } => Some(StoredExternal {
+                    hyperparameters: hyperparameters
+                        .iter()
+                        .map(|(key, value)| StoredHyperparameter {
+                            key: key.clone(),
+                            value: value.clone(),
+                        })
+                        .collect(),
+                }),
+            },
         }
     }
 }
@@ -384,6 +396,7 @@ impl StoredRun {
             facts: _,
             twin,
             twin_of,
+            external,
         } = self;
         let linked = |text: String| -> DecodeResult<Option<RunId>> {
             match text.as_str() {
@@ -411,6 +424,15 @@ impl StoredRun {
             resumes,
             twin: linked(twin)?,
             twin_of: linked(twin_of)?,
+            origin: match external {
+                None => RunOrigin::Trained,
+                Some(StoredExternal { hyperparameters }) => RunOrigin::External {
+                    hyperparameters: hyperparameters
+                        .into_iter()
+                        .map(|StoredHyperparameter { key, value }| (key, value))
+                        .collect(),
+                },
+            },
         })
     }
 }

@@ -43,6 +43,24 @@ pub struct StoredRun {
     /// Absent in format 1.
     #[prost(message, optional, tag = "20")]
     pub facts: Option<StoredFacts>,
+    /// Present for a run logged from outside (absent: trained by the daemon, as every run
+    /// recorded before external runs).
+    #[prost(message, optional, tag = "23")]
+    pub external: Option<StoredExternal>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredExternal {
+    #[prost(message, repeated, tag = "1")]
+    pub hyperparameters: Vec<StoredHyperparameter>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredHyperparameter {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -16,8 +16,8 @@ use prost::Message;
 
 use crate::domain::{EpochMetrics, RunRecord};
 pub use messages::{
-    StoredConfig, StoredEpoch, StoredFacts, StoredGroupStats, StoredLeakage, StoredLeakyColumn,
-    StoredParameter, StoredRun,
+    StoredConfig, StoredEpoch, StoredExternal, StoredFacts, StoredGroupStats, StoredHyperparameter,
+    StoredLeakage, StoredLeakyColumn, StoredParameter, StoredRun,
 };
 
 /// The record format this build writes, and the newest it reads.

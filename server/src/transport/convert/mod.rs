@@ -5,9 +5,11 @@
 mod analysis;
 mod config;
 mod events;
+mod external;
 mod leakage;
 mod run;
 
 pub use analysis::thresholds;
 pub use events::event_to_proto;
+pub use external::external_end;
 pub use run::{epoch_to_proto, status_to_proto};

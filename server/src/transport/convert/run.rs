@@ -5,7 +5,9 @@ use strata_proto as proto;
 
 use super::analysis::verdict_filter;
 use crate::{
-    domain::{DataFacts, EpochMetrics, GroupStats, RunState, RunStatus, TaskFacts, ValMetric},
+    domain::{
+        DataFacts, EpochMetrics, GroupStats, RunOrigin, RunState, RunStatus, TaskFacts, ValMetric,
+    },
     error::StrataError,
     runs::{ListFilter, RunDetail},
 };
@@ -92,7 +94,15 @@ impl From<RunState> for proto::Run {
         } = state;
         let val_metric = metric_to_proto(record.facts.task.metric()) as i32;
         let groups = record.groups().into_iter().map(Into::into).collect();
+        let (external, hyperparameters) = match record.origin {
+            RunOrigin::Trained => (false, Default::default()),
+            RunOrigin::External { hyperparameters } => {
+                (true, hyperparameters.into_iter().collect())
+            }
+        };
         proto::Run {
+            external,
+            hyperparameters,
             groups,
             facts: Some(record.facts.into()),
             twin: record.twin.map_or(String::new(), |id| id.to_string()),

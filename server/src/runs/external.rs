@@ -1,0 +1,751 @@
+//! Runs trained outside the daemon: created running, fed epochs in batches, ended by their client
+//! — or by silence, after the daemon's `--external-timeout`.
+//!
+//! Each external run has one [`ExternalLog`] behind an async mutex while it is live: a batch,
+//! a finish and the silence watch take it in turn, so a batch's checks (numbering, repeats)
+//! and its write see the same stored epochs. Its live events go through the same [`LiveRun`]
+//! channel as a trained run's, so watching is the same; its stop flag is never read (cancel and
+//! resume refuse external runs before they touch it).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex as SyncMutex},
+    time::Duration,
+};
+
+use tokio::{sync::Mutex, time::Instant};
+
+use super::{blocking, live::LiveRun, Runs};
+use crate::{
+    domain::{
+        DataFacts, EpochMetrics, FrozenUntil, GroupStats, ParamInit, ParameterRate, RunConfig,
+        RunEvent, RunId, RunOrigin, RunRecord, RunState, RunStatus, TaskFacts, ValMetric,
+    },
+    error::{truncated, Result, StrataError},
+    spec::{validate_labels, MAX_NAME_CHARS},
+    store::now_ms,
+};
+
+/// Epochs one LogEpochs call may carry: bounds the work (and the one sync) of a request.
+pub const MAX_LOG_BATCH_EPOCHS: usize = 1000;
+/// Parameter groups an external run may have.
+pub const MAX_EXTERNAL_GROUPS: usize = 256;
+/// Characters of a group's name and of a hyperparameter's key.
+const MAX_KEY_CHARS: usize = 64;
+/// Hyperparameters an external run may carry.
+const MAX_HYPERPARAMETERS: usize = 64;
+/// Longest reason a client may give for a run's end (longer is cut).
+const MAX_FINISH_REASON_BYTES: usize = 1024;
+/// How long an external run may log nothing before it is marked interrupted, by default.
+pub const DEFAULT_EXTERNAL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// An external run to create: what its client says it is.
+#[derive(Clone, Debug)]
+pub struct CreateExternal {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub hyperparameters: Vec<(String, String)>,
+    pub dataset: String,
+    pub model: String,
+    /// The parameter groups in the model's order, each with its base rate.
+    pub groups: Vec<(String, f64)>,
+    pub task: TaskFacts,
+    pub parameter_count: u64,
+    pub train_rows: u64,
+    pub val_rows: u64,
+    pub steps_per_epoch: u64,
+}
+
+/// An epoch as a client logs it: its metrics, and which metric it says `val_metric` is.
+#[derive(Clone, Debug)]
+pub struct LoggedEpoch {
+    pub metrics: EpochMetrics,
+    pub metric: ValMetric,
+}
+
+/// What a batch did.
+#[derive(Clone, Copy, Debug)]
+pub struct Logged {
+    /// New epochs stored (repeats of stored epochs are not counted).
+    pub stored: u32,
+    pub epochs_done: u32,
+    pub status: RunStatus,
+}
+
+/// How a client ends its run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExternalEnd {
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// A live external run's log: when it last heard from its client, and whether it has ended.
+pub(super) struct ExternalLog {
+    last_heard: Instant,
+    ended: bool,
+    live: Arc<LiveRun>,
+}
+
+/// The live external runs.
+#[derive(Default)]
+pub(super) struct ExternalRuns {
+    runs: SyncMutex<HashMap<RunId, Arc<Mutex<ExternalLog>>>>,
+}
+
+impl ExternalRuns {
+    fn get(&self, id: RunId) -> Option<Arc<Mutex<ExternalLog>>> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    fn insert(&self, id: RunId, log: Arc<Mutex<ExternalLog>>) {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, log);
+    }
+
+    fn remove(&self, id: RunId) {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    fn all(&self) -> Vec<(RunId, Arc<Mutex<ExternalLog>>)> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, log)| (*id, log.clone()))
+            .collect()
+    }
+}
+
+/// The refusal of cancel and resume for a run logged from outside.
+pub(super) fn not_controlled_here(id: RunId, what: &str) -> StrataError {
+    StrataError::FailedPrecondition(format!(
+        "run {id} was logged from outside; stratad does not train it, so it cannot {what} it — {}",
+        match what {
+            "resume" => "continue training in your own loop and log to a new run",
+            _ => "stop the loop that logs it (its client ends it with FinishRun)",
+        }
+    ))
+}
+
+impl Runs {
+    /// Stores a new external run, running, and starts its silence watch.
+    pub async fn create_external(self: &Arc<Self>, request: CreateExternal) -> Result<RunState> {
+        self.check_accepting()?;
+        let record = self.external_record(request)?;
+        let id = record.id;
+        let live = self.live.claim(id)?;
+        let store = self.store.clone();
+        let stored = {
+            let record = record.clone();
+            blocking(move || store.put_run(&record)).await
+        };
+        if let Err(err) = stored {
+            self.live.release(id);
+            return Err(err);
+        }
+        let log = Arc::new(Mutex::new(ExternalLog {
+            last_heard: Instant::now(),
+            ended: false,
+            live,
+        }));
+        self.external.insert(id, log.clone());
+        self.spawn_silence_watch(id, log);
+        tracing::info!(run = %id, "external run created");
+        Ok(RunState {
+            record,
+            epochs_done: 0,
+            queue_position: 0,
+        })
+    }
+
+    /// The run's record, once every field is checked.
+    fn external_record(&self, request: CreateExternal) -> Result<RunRecord> {
+        let CreateExternal {
+            name,
+            tags,
+            mut hyperparameters,
+            dataset,
+            model,
+            groups,
+            task,
+            parameter_count,
+            train_rows,
+            val_rows,
+            steps_per_epoch,
+        } = request;
+        validate_labels(&name, &tags)?;
+        for (field, text) in [("dataset", &dataset), ("model", &model)] {
+            check_text(field, text, MAX_NAME_CHARS)?;
+            if text.trim().is_empty() {
+                return Err(StrataError::invalid(
+                    field,
+                    "required: describe it in words (e.g. 'CIFAR-10', 'resnet18')",
+                ));
+            }
+        }
+        if hyperparameters.len() > MAX_HYPERPARAMETERS {
+            return Err(StrataError::invalid(
+                "hyperparameters",
+                format!("at most {MAX_HYPERPARAMETERS}"),
+            ));
+        }
+        for (key, value) in &hyperparameters {
+            check_text("hyperparameters", key, MAX_KEY_CHARS)?;
+            if key.is_empty() {
+                return Err(StrataError::invalid("hyperparameters", "a key is empty"));
+            }
+            check_text(&format!("hyperparameters[{key}]"), value, MAX_NAME_CHARS)?;
+        }
+        hyperparameters.sort();
+        check_groups(&groups)?;
+        let task_reason = match task {
+            TaskFacts::Classification { classes } if classes < 2 => {
+                return Err(StrataError::invalid(
+                    "classes",
+                    format!("{classes}: a classification has at least 2 classes"),
+                ))
+            }
+            TaskFacts::Classification { classes } => {
+                format!("logged from outside: classification of {classes} classes")
+            }
+            TaskFacts::Regression { target_variance } => match target_variance {
+                Some(v) if v.is_finite() && v > 0.0 => {
+                    "logged from outside: regression".to_string()
+                }
+                _ => {
+                    return Err(StrataError::invalid(
+                        "target_variance",
+                        "the variance of the validation targets must be finite and above 0",
+                    ))
+                }
+            },
+        };
+        let parameters = groups
+            .iter()
+            .map(|(group, lr)| ParameterRate {
+                name: group.clone(),
+                group: group.clone(),
+                shape: Vec::new(),
+                lr: *lr,
+                frozen: FrozenUntil::Never,
+                init: ParamInit::Fresh,
+            })
+            .collect();
+        let config = RunConfig {
+            dataset,
+            model,
+            task: match task {
+                TaskFacts::Classification { .. } => "classification".into(),
+                TaskFacts::Regression { .. } => "regression".into(),
+            },
+            ..RunConfig::default()
+        };
+        let facts = DataFacts {
+            train_rows,
+            val_rows,
+            steps_per_epoch,
+            task_reason,
+            ..DataFacts::of_task(task)
+        };
+        let id = self.store.next_run_id();
+        let now = now_ms();
+        Ok(RunRecord {
+            name,
+            tags,
+            status: RunStatus::Running,
+            created_at_ms: now,
+            started_at_ms: now,
+            parameter_count,
+            device: "external".into(),
+            origin: RunOrigin::External { hyperparameters },
+            ..RunRecord::queued(id, config, parameters, facts)
+        })
+    }
+
+    /// Stores a batch of an external run's epochs (its new ones, with one sync), then streams
+    /// them; see the proto's LogEpochs for the rules. A refused batch stores nothing.
+    pub async fn log_epochs(
+        self: &Arc<Self>,
+        run: &str,
+        epochs: Vec<LoggedEpoch>,
+    ) -> Result<Logged> {
+        if epochs.len() > MAX_LOG_BATCH_EPOCHS {
+            return Err(StrataError::invalid(
+                "epochs",
+                format!(
+                    "{} epochs in one batch; at most {MAX_LOG_BATCH_EPOCHS} (send the rest in another call)",
+                    epochs.len()
+                ),
+            ));
+        }
+        let id = self.resolve(run).await?;
+        let log = self.live_external(id, run, "log epochs to").await?;
+        let mut log = log.lock().await;
+        if log.ended {
+            return Err(self.not_running(id, run, "log epochs to").await);
+        }
+        let first = epochs.first().map_or(u32::MAX, |e| e.metrics.epoch);
+        let (store, named) = (self.store.clone(), run.to_string());
+        let (record, stored) = blocking(move || {
+            let (record, _) = store
+                .get_run_with_epochs_done(id)?
+                .ok_or(StrataError::RunNotFound(named))?;
+            let stored = store.epochs(id, first.max(1))?;
+            let done = store.epochs_done(id)?;
+            Ok((record, (stored, done)))
+        })
+        .await?;
+        let (stored, done) = stored;
+        let new = check_batch(&record, &epochs, &stored, done)?;
+        log.last_heard = Instant::now();
+        let diverged = new
+            .iter()
+            .find(|e| !e.train_loss.is_finite() || !e.val_loss.is_finite())
+            .map(|e| {
+                let (which, value) = if e.train_loss.is_finite() {
+                    ("validation", e.val_loss)
+                } else {
+                    ("training", e.train_loss)
+                };
+                format!("the {which} loss became {value} at epoch {}", e.epoch)
+            });
+        let count = new.len() as u32;
+        let epochs_done = done + count;
+        if !new.is_empty() {
+            let store = self.store.clone();
+            let to_store = new.clone();
+            blocking(move || store.put_epochs(id, &to_store)).await?;
+            // Streamed only once they are on the disk.
+            for epoch in new {
+                log.live.send(RunEvent::Epoch(epoch));
+            }
+        }
+        let status = match diverged {
+            Some(reason) => {
+                self.end_external(id, &mut log, RunStatus::Diverged, reason)
+                    .await?;
+                RunStatus::Diverged
+            }
+            None => RunStatus::Running,
+        };
+        Ok(Logged {
+            stored: count,
+            epochs_done,
+            status,
+        })
+    }
+
+    /// Ends an external run as its client says.
+    pub async fn finish_external(
+        self: &Arc<Self>,
+        run: &str,
+        end: ExternalEnd,
+        reason: String,
+    ) -> Result<RunState> {
+        let id = self.resolve(run).await?;
+        let log = self.live_external(id, run, "finish").await?;
+        let mut log = log.lock().await;
+        if log.ended {
+            return Err(self.not_running(id, run, "finish").await);
+        }
+        let reason = truncated(reason, MAX_FINISH_REASON_BYTES);
+        let (status, reason) = match end {
+            ExternalEnd::Completed => (RunStatus::Completed, reason),
+            ExternalEnd::Failed if reason.is_empty() => {
+                (RunStatus::Failed, "its client reported a failure".into())
+            }
+            ExternalEnd::Failed => (RunStatus::Failed, reason),
+            ExternalEnd::Cancelled if reason.is_empty() => {
+                (RunStatus::Cancelled, "cancelled by its client".into())
+            }
+            ExternalEnd::Cancelled => (RunStatus::Cancelled, reason),
+        };
+        self.end_external(id, &mut log, status, reason).await?;
+        let (this, named) = (self.clone(), run.to_string());
+        blocking(move || this.state_of(id, &named)).await
+    }
+
+    /// The live log of an external run, or why the run takes no more logging.
+    async fn live_external(
+        self: &Arc<Self>,
+        id: RunId,
+        named: &str,
+        what: &str,
+    ) -> Result<Arc<Mutex<ExternalLog>>> {
+        match self.external.get(id) {
+            Some(log) => Ok(log),
+            None => Err(self.not_running(id, named, what).await),
+        }
+    }
+
+    /// Why a run that is not a live external run takes no logging.
+    async fn not_running(self: &Arc<Self>, id: RunId, named: &str, what: &str) -> StrataError {
+        let (this, named) = (self.clone(), named.to_string());
+        match blocking(move || this.state_of(id, &named)).await {
+            Err(err) => err,
+            Ok(state) if !state.record.is_external() => StrataError::FailedPrecondition(format!(
+                "run {id} is trained by stratad; only runs created with CreateRun take logged epochs"
+            )),
+            Ok(state) => StrataError::FailedPrecondition(format!(
+                "run {id} is {}{}; cannot {what} it (create a new run to log more)",
+                state.record.status.label(),
+                match state.record.reason.as_str() {
+                    "" => String::new(),
+                    reason => format!(" ({reason})"),
+                }
+            )),
+        }
+    }
+
+    /// Records an external run's end durably, tells its watchers, forgets it: the order of
+    /// [`Runs::finish`] for trained runs.
+    async fn end_external(
+        self: &Arc<Self>,
+        id: RunId,
+        log: &mut ExternalLog,
+        status: RunStatus,
+        reason: String,
+    ) -> Result<()> {
+        let store = self.store.clone();
+        let recorded = reason.clone();
+        blocking(move || {
+            store.update_run(id, |run| {
+                run.status = status;
+                run.reason = recorded;
+                run.finished_at_ms = now_ms();
+            })
+        })
+        .await?;
+        log.ended = true;
+        tracing::info!(run = %id, status = status.label(), %reason, "external run ended");
+        log.live.send(RunEvent::Status { status, reason });
+        self.external.remove(id);
+        self.live.release(id);
+        Ok(())
+    }
+
+    /// Marks the run interrupted once its client has sent nothing for the timeout.
+    fn spawn_silence_watch(self: &Arc<Self>, id: RunId, log: Arc<Mutex<ExternalLog>>) {
+        let this = self.clone();
+        let timeout = self.external_timeout;
+        tokio::spawn(async move {
+            loop {
+                let deadline = log.lock().await.last_heard + timeout;
+                tokio::time::sleep_until(deadline).await;
+                let mut log = log.lock().await;
+                if log.ended {
+                    return;
+                }
+                if log.last_heard + timeout <= Instant::now() {
+                    let reason = format!(
+                        "its client logged nothing for {}s (stratad's --external-timeout); its epochs so far are kept",
+                        timeout.as_secs_f64()
+                    );
+                    if let Err(err) = this
+                        .end_external(id, &mut log, RunStatus::Interrupted, reason)
+                        .await
+                    {
+                        tracing::error!(run = %id, error = %err, "could not record a silent external run as interrupted");
+                    }
+                    return;
+                }
+            }
+        });
+    }
+
+    /// At shutdown: every live external run becomes interrupted (its client can no longer log).
+    pub(super) async fn interrupt_external(self: &Arc<Self>) {
+        for (id, log) in self.external.all() {
+            let mut log = log.lock().await;
+            if log.ended {
+                continue;
+            }
+            let reason =
+                "stratad shut down while the run was being logged; its epochs so far are kept"
+                    .to_string();
+            if let Err(err) = self
+                .end_external(id, &mut log, RunStatus::Interrupted, reason)
+                .await
+            {
+                tracing::error!(run = %id, error = %err, "could not record an external run as interrupted");
+            }
+        }
+    }
+}
+
+/// Printable text of at most `max` characters.
+fn check_text(field: &str, text: &str, max: usize) -> Result<()> {
+    if text.chars().count() > max || text.chars().any(char::is_control) {
+        return Err(StrataError::invalid(
+            field,
+            format!("at most {max} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_groups(groups: &[(String, f64)]) -> Result<()> {
+    if groups.is_empty() || groups.len() > MAX_EXTERNAL_GROUPS {
+        return Err(StrataError::invalid(
+            "groups",
+            format!(
+                "{} groups; a run has 1 to {MAX_EXTERNAL_GROUPS} parameter groups",
+                groups.len()
+            ),
+        ));
+    }
+    for (i, (name, lr)) in groups.iter().enumerate() {
+        let field = format!("groups[{i}]");
+        if name.is_empty()
+            || name.chars().count() > MAX_KEY_CHARS
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(StrataError::invalid(
+                field,
+                format!("a group's name is 1 to {MAX_KEY_CHARS} characters without spaces"),
+            ));
+        }
+        if groups[..i].iter().any(|(other, _)| other == name) {
+            return Err(StrataError::invalid(
+                field,
+                format!("'{name}' is named twice; group names are unique"),
+            ));
+        }
+        if !lr.is_finite() || *lr < 0.0 {
+            return Err(StrataError::invalid(
+                format!("{field}.lr"),
+                format!("{lr} for group '{name}'; a rate is finite and >= 0"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a batch against the run and its stored epochs (`stored`: those from the batch's first
+/// epoch on; `done`: the last stored), and returns its new epochs.
+fn check_batch(
+    run: &RunRecord,
+    batch: &[LoggedEpoch],
+    stored: &[EpochMetrics],
+    done: u32,
+) -> Result<Vec<EpochMetrics>> {
+    let id = run.id;
+    let metric = run.facts.task.metric();
+    let groups: Vec<String> = run.groups().into_iter().map(|g| g.name).collect();
+    let first = batch.first().map_or(0, |e| e.metrics.epoch);
+    if first == 0 && !batch.is_empty() {
+        return Err(StrataError::invalid(
+            "epochs[0].epoch",
+            "epochs are numbered from 1",
+        ));
+    }
+    if first > done + 1 {
+        return Err(StrataError::FailedPrecondition(format!(
+            "run {id} has {done} epoch(s); the batch starts at epoch {first}: epochs continue from {} with no gap",
+            done + 1
+        )));
+    }
+    let mut new = Vec::new();
+    for (expected, (i, logged)) in (first..).zip(batch.iter().enumerate()) {
+        let epoch = &logged.metrics;
+        if epoch.epoch != expected {
+            return Err(StrataError::FailedPrecondition(format!(
+                "epoch {} follows epoch {} in the batch; epochs are sent in order, one after another",
+                epoch.epoch,
+                expected - 1
+            )));
+        }
+        check_epoch(i, logged, metric, &groups)?;
+        if epoch.epoch <= done {
+            let was = stored
+                .iter()
+                .find(|e| e.epoch == epoch.epoch)
+                .ok_or_else(|| {
+                    StrataError::Internal(format!("epoch {} is not stored", epoch.epoch))
+                })?;
+            if let Some((field, was, now)) = first_difference(was, epoch) {
+                return Err(StrataError::FailedPrecondition(format!(
+                    "run {id}: epoch {} is already stored with {field} {was}; this batch sends {now} (a logged epoch cannot change)",
+                    epoch.epoch
+                )));
+            }
+        } else {
+            if let Some(last) = new.last().or(stored.last()) {
+                let last: &EpochMetrics = last;
+                if !(last.train_loss.is_finite() && last.val_loss.is_finite()) {
+                    return Err(StrataError::FailedPrecondition(format!(
+                        "epoch {} follows epoch {}, whose non-finite loss ended the run as diverged",
+                        epoch.epoch, last.epoch
+                    )));
+                }
+            }
+            new.push(epoch.clone());
+        }
+    }
+    Ok(new)
+}
+
+/// One epoch's values: the run's metric and groups, and every value but a loss finite.
+fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[String]) -> Result<()> {
+    let LoggedEpoch {
+        metrics: epoch,
+        metric: sent,
+    } = logged;
+    let at = |field: &str| format!("epochs[{i}].{field}");
+    let n = epoch.epoch;
+    if *sent != metric {
+        return Err(StrataError::invalid(
+            at("val_metric"),
+            format!(
+                "epoch {n} reports val_{} but the run's metric is {} (send val_{})",
+                if *sent == ValMetric::Accuracy {
+                    "accuracy"
+                } else {
+                    "r2"
+                },
+                metric.label(),
+                if metric == ValMetric::Accuracy {
+                    "accuracy"
+                } else {
+                    "r2"
+                },
+            ),
+        ));
+    }
+    let finite = |field: &str, value: f64, at_least_zero: bool| -> Result<()> {
+        if !value.is_finite() || (at_least_zero && value < 0.0) {
+            return Err(StrataError::invalid(
+                at(field),
+                format!(
+                    "epoch {n}: {field} is {value}; it must be finite{} (only a loss may be non-finite, to report divergence)",
+                    if at_least_zero { " and >= 0" } else { "" }
+                ),
+            ));
+        }
+        Ok(())
+    };
+    finite("val_metric", epoch.val_metric, false)?;
+    finite("duration_ms", epoch.duration_ms, true)?;
+    finite("samples_per_sec", epoch.samples_per_sec, true)?;
+    let names: Vec<&str> = epoch.groups.iter().map(|g| g.name.as_str()).collect();
+    if names != groups.iter().map(String::as_str).collect::<Vec<_>>() {
+        return Err(StrataError::invalid(
+            at("groups"),
+            format!(
+                "epoch {n} reports groups [{}]; the run's groups are [{}], in that order",
+                names.join(", "),
+                groups.join(", ")
+            ),
+        ));
+    }
+    for g in &epoch.groups {
+        let GroupStats {
+            name,
+            lr,
+            grad_norm,
+            weight_norm,
+            update_ratio,
+            frozen: _,
+        } = g;
+        finite(&format!("groups[{name}].lr"), *lr, true)?;
+        finite(&format!("groups[{name}].grad_norm"), *grad_norm, true)?;
+        finite(&format!("groups[{name}].weight_norm"), *weight_norm, true)?;
+        finite(&format!("groups[{name}].update_ratio"), *update_ratio, true)?;
+    }
+    Ok(())
+}
+
+/// The first field in which a resent epoch differs from the stored one, bit for bit: (field,
+/// stored, sent).
+fn first_difference(was: &EpochMetrics, now: &EpochMetrics) -> Option<(String, f64, f64)> {
+    let EpochMetrics {
+        epoch: _,
+        train_loss,
+        val_loss,
+        val_metric,
+        duration_ms,
+        samples_per_sec,
+        groups,
+    } = was;
+    let mut pairs = vec![
+        ("train_loss".to_string(), *train_loss, now.train_loss),
+        ("val_loss".to_string(), *val_loss, now.val_loss),
+        ("val_metric".to_string(), *val_metric, now.val_metric),
+        ("duration_ms".to_string(), *duration_ms, now.duration_ms),
+        (
+            "samples_per_sec".to_string(),
+            *samples_per_sec,
+            now.samples_per_sec,
+        ),
+    ];
+    for (a, b) in groups.iter().zip(&now.groups) {
+        let flag = |f: bool| if f { 1.0 } else { 0.0 };
+        pairs.extend([
+            (format!("groups[{}].lr", a.name), a.lr, b.lr),
+            (
+                format!("groups[{}].grad_norm", a.name),
+                a.grad_norm,
+                b.grad_norm,
+            ),
+            (
+                format!("groups[{}].weight_norm", a.name),
+                a.weight_norm,
+                b.weight_norm,
+            ),
+            (
+                format!("groups[{}].update_ratio", a.name),
+                a.update_ratio,
+                b.update_ratio,
+            ),
+            (
+                format!("groups[{}].frozen", a.name),
+                flag(a.frozen),
+                flag(b.frozen),
+            ),
+        ]);
+    }
+    pairs
+        .into_iter()
+        .find(|(_, a, b)| a.to_bits() != b.to_bits())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch(n: u32, train_loss: f64) -> EpochMetrics {
+        EpochMetrics {
+            epoch: n,
+            train_loss,
+            val_loss: 1.0,
+            val_metric: 0.5,
+            groups: vec![GroupStats {
+                name: "g".into(),
+                lr: 1e-3,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_resent_epoch_must_match_bit_for_bit() {
+        let a = epoch(1, f64::NAN);
+        assert_eq!(first_difference(&a, &a.clone()), None);
+        let mut b = a.clone();
+        b.groups[0].lr = 2e-3;
+        let (field, was, now) = first_difference(&a, &b).unwrap();
+        assert_eq!((field.as_str(), was, now), ("groups[g].lr", 1e-3, 2e-3));
+        assert!(first_difference(&epoch(1, 0.0), &epoch(1, -0.0)).is_some());
+    }
+}

@@ -1,0 +1,297 @@
+//! Runs logged from outside (CreateRun, LogEpochs, FinishRun), driven through the generated
+//! client: the logging rules, the silence timeout, and external runs in list, show, compare and
+//! export like trained ones.
+
+use strata_e2e::{show, Daemon};
+use strata_proto::{
+    create_run_request::Task, epoch_record::ValMetric, CreateRunRequest, EpochRecord,
+    FinishRunRequest, GroupEpochStats, GroupRate, LogEpochsRequest, RunStatus,
+};
+use tonic::Code;
+
+fn create_request(name: &str) -> CreateRunRequest {
+    CreateRunRequest {
+        name: name.into(),
+        tags: vec!["ext".into()],
+        hyperparameters: [("optimizer".to_string(), "sgd".to_string())].into(),
+        dataset: "mnist (torchvision)".into(),
+        model: "two-layer mlp".into(),
+        groups: ["body", "head"]
+            .into_iter()
+            .map(|name| GroupRate {
+                name: name.into(),
+                lr: 1e-2,
+                frozen: None,
+            })
+            .collect(),
+        task: Some(Task::Classes(10)),
+        parameter_count: 1234,
+        train_rows: 640,
+        val_rows: 160,
+        steps_per_epoch: 20,
+    }
+}
+
+/// Epoch `n` of a run that learns: losses falling from ln 10.
+fn epoch(n: u32) -> EpochRecord {
+    let loss = 2.3 / f64::from(n).sqrt();
+    EpochRecord {
+        epoch: n,
+        train_loss: loss,
+        val_loss: loss * 1.05,
+        val_metric: Some(ValMetric::ValAccuracy(0.1 + 0.08 * f64::from(n))),
+        duration_ms: 10.0,
+        samples_per_sec: 6400.0,
+        groups: ["body", "head"]
+            .into_iter()
+            .map(|name| GroupEpochStats {
+                name: name.into(),
+                lr: 1e-2,
+                grad_norm: 0.5,
+                weight_norm: 3.0,
+                update_ratio: 2e-2,
+                frozen: false,
+            })
+            .collect(),
+    }
+}
+
+fn log(run: &str, epochs: Vec<EpochRecord>) -> LogEpochsRequest {
+    LogEpochsRequest {
+        run: run.into(),
+        epochs,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_epochs_follow_the_rules_and_runs_show_like_trained_ones() {
+    let daemon = Daemon::start();
+    let mut grpc = daemon.client().await.grpc();
+    let created = grpc
+        .create_run(create_request("outside"))
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
+    let id = created.id.clone();
+    assert!(created.external);
+    assert_eq!(created.status, RunStatus::Running as i32);
+
+    // A batch of three, stored; the same batch again is accepted and stores nothing.
+    let batch: Vec<_> = (1..=3).map(epoch).collect();
+    let logged = grpc.log_epochs(log(&id, batch.clone())).await.unwrap();
+    assert_eq!(
+        (logged.get_ref().stored, logged.get_ref().epochs_done),
+        (3, 3)
+    );
+    let again = grpc.log_epochs(log(&id, batch)).await.unwrap();
+    assert_eq!(
+        (again.get_ref().stored, again.get_ref().epochs_done),
+        (0, 3)
+    );
+    // An overlap that repeats epoch 3 and adds 4.
+    let overlap = grpc
+        .log_epochs(log(&id, vec![epoch(3), epoch(4)]))
+        .await
+        .unwrap();
+    assert_eq!(overlap.get_ref().stored, 1);
+
+    // Refused, storing nothing: a changed epoch, a gap, going back, the wrong metric, a NaN
+    // rate, a wrong group list; an unknown run.
+    let mut changed = epoch(4);
+    changed.groups[1].grad_norm = 0.75;
+    let refusals: Vec<(Vec<EpochRecord>, Code, &str)> = vec![
+        (
+            vec![changed, epoch(5)],
+            Code::FailedPrecondition,
+            "epoch 4 is already stored with groups[head].grad_norm 0.5; this batch sends 0.75",
+        ),
+        (
+            vec![epoch(6)],
+            Code::FailedPrecondition,
+            "the batch starts at epoch 6",
+        ),
+        (
+            vec![epoch(5), epoch(7)],
+            Code::FailedPrecondition,
+            "epoch 7 follows epoch 5",
+        ),
+        (
+            vec![epoch(5), epoch(4)],
+            Code::FailedPrecondition,
+            "epoch 4 follows epoch 5",
+        ),
+        (
+            vec![EpochRecord {
+                val_metric: Some(ValMetric::ValR2(0.5)),
+                ..epoch(5)
+            }],
+            Code::InvalidArgument,
+            "the run's metric is accuracy",
+        ),
+        (
+            vec![{
+                let mut e = epoch(5);
+                e.groups[0].lr = f64::NAN;
+                e
+            }],
+            Code::InvalidArgument,
+            "groups[body].lr is NaN",
+        ),
+        (
+            vec![{
+                let mut e = epoch(5);
+                e.groups.pop();
+                e
+            }],
+            Code::InvalidArgument,
+            "the run's groups are [body, head]",
+        ),
+    ];
+    for (epochs, code, message) in refusals {
+        let err = grpc.log_epochs(log(&id, epochs)).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(message), "{}", err.message());
+    }
+    let err = grpc
+        .log_epochs(log("0000000000000", vec![epoch(1)]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let shown = show(&daemon, &id);
+    assert_eq!(shown["epochs"].as_array().unwrap().len(), 4, "{shown}");
+    assert_eq!(shown["external"], true);
+    assert_eq!(shown["hyperparameters"]["optimizer"], "sgd");
+
+    // Resume and cancel are refused, saying why.
+    for command in ["cancel", "resume"] {
+        let out = daemon.strata(&[command, &id]);
+        assert_ne!(out.code, 0, "{out:?}");
+        assert!(
+            out.stderr.contains("was logged from outside"),
+            "{command}: {out:?}"
+        );
+    }
+
+    // Finished: no more logging; the run shows with its verdict like a trained run.
+    for n in 5..=8 {
+        grpc.log_epochs(log(&id, vec![epoch(n)])).await.unwrap();
+    }
+    let finished = grpc
+        .finish_run(FinishRunRequest {
+            run: id.clone(),
+            status: RunStatus::Completed as i32,
+            reason: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
+    assert_eq!(finished.status, RunStatus::Completed as i32);
+    let err = grpc.log_epochs(log(&id, vec![epoch(9)])).await.unwrap_err();
+    assert!(err.message().contains("is completed"), "{err:?}");
+    let shown = show(&daemon, &id);
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["epochs"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        shown["analysis"]["verdict"], "good",
+        "{}",
+        shown["analysis"]
+    );
+    let text = daemon.strata(&["show", &id]);
+    assert!(
+        text.stdout.contains("external (logged from outside"),
+        "{text:?}"
+    );
+    assert!(text.stdout.contains("optimizer=sgd"), "{text:?}");
+
+    // A NaN training loss reports divergence and ends the run.
+    let other = grpc
+        .create_run(create_request("diverges"))
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap()
+        .id;
+    let mut bad = epoch(2);
+    bad.train_loss = f64::NAN;
+    let logged = grpc
+        .log_epochs(log(&other, vec![epoch(1), bad]))
+        .await
+        .unwrap();
+    assert_eq!(logged.get_ref().status, RunStatus::Diverged as i32);
+    assert_eq!(show(&daemon, &other)["status"], "diverged");
+
+    // List, compare and export take external runs like trained ones.
+    let list = daemon.strata(&["list", "--json"]);
+    assert_eq!(list.code, 0, "{list:?}");
+    assert!(list.stdout.contains(&id), "{list:?}");
+    let compare = daemon.strata(&["compare", &id, &other, "--json"]);
+    assert_eq!(compare.code, 0, "{compare:?}");
+    assert_eq!(
+        compare.json()["best_run"],
+        id.as_str(),
+        "{}",
+        compare.stdout
+    );
+    let export = daemon.strata(&["export", &id]);
+    assert_eq!(export.code, 0, "{export:?}");
+    assert!(export.stdout.lines().count() >= 9, "{}", export.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_external_run_becomes_interrupted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let daemon = Daemon::start_in(&data, &["--external-timeout", "2"]);
+    let mut grpc = daemon.client().await.grpc();
+    let id = grpc
+        .create_run(create_request("silent"))
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap()
+        .id;
+    grpc.log_epochs(log(&id, vec![epoch(1)])).await.unwrap();
+    // Watching it ends with the interruption, once the timeout passes.
+    let (_, events) = strata_e2e::watch_to_end(&daemon, &id);
+    assert!(!events.is_empty());
+    let shown = show(&daemon, &id);
+    assert_eq!(shown["status"], "interrupted", "{shown}");
+    assert!(
+        shown["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--external-timeout"),
+        "{shown}"
+    );
+    assert_eq!(shown["epochs"].as_array().unwrap().len(), 1);
+
+    // At a restart, a running external run becomes interrupted too.
+    let id = grpc
+        .create_run(create_request("cut off"))
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap()
+        .id;
+    drop(grpc);
+    let mut daemon = daemon;
+    daemon.signal_and_wait("KILL");
+    drop(daemon);
+    let daemon = Daemon::start_in(&data, &[]);
+    let shown = show(&daemon, &id);
+    assert_eq!(shown["status"], "interrupted", "{shown}");
+    assert!(
+        shown["reason"]
+            .as_str()
+            .unwrap()
+            .contains("logged from outside"),
+        "{shown}"
+    );
+}
