@@ -101,7 +101,7 @@ impl LiveRuns {
         let live = self.lock();
         if live.contains_key(&id) {
             return Err(StrataError::FailedPrecondition(format!(
-                "run {id} is queued or running; cancel it before deleting it"
+                "run {id} is queued or running; cancel it before deleting it (a run logged from outside: finish it, or let it go silent until it is interrupted)"
             )));
         }
         let done = work();
