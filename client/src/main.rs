@@ -47,8 +47,12 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<Exit, CliError> {
     let as_json = cli.global.json;
-    let client = commands::connect(cli.global).await?;
     let out = &mut Out::new();
+    // Completions need no daemon.
+    if let Command::Completions(args) = &cli.command {
+        return commands::completions::run(args.shell, out);
+    }
+    let client = commands::connect(cli.global).await?;
     match cli.command {
         Command::Start(args) => commands::start::run(&client, *args, as_json, out).await,
         Command::Watch(args) => commands::watch::run(&client, args, as_json, out).await,
@@ -60,5 +64,6 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Resume(args) => commands::resume::run(&client, args, as_json, out).await,
         Command::Delete(args) => commands::delete::run(&client, args, as_json, out).await,
         Command::Info => commands::info::run(&client, as_json, out).await,
+        Command::Completions(_) => unreachable!("answered before connecting"),
     }
 }

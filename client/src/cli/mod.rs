@@ -79,6 +79,15 @@ pub enum Command {
     Delete(RunArg),
     /// Show what the daemon runs on: version, devices, limits.
     Info,
+    /// Print a shell completion script: `strata completions bash > ~/.local/share/bash-completion/completions/strata`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 pub mod cancel;
 pub mod compare;
+pub mod completions;
 pub mod delete;
 pub mod export;
 pub mod info;
