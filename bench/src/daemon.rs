@@ -156,6 +156,12 @@ impl Daemon {
         status_kib(self.pid, "VmRSS:").map(|kib| kib * 1024)
     }
 
+    /// Resident memory now that no file backs (the heap, stacks), in bytes: what the daemon itself
+    /// holds, without the shared libraries it maps.
+    pub fn anonymous_rss_bytes(&self) -> Result<u64> {
+        status_kib(self.pid, "RssAnon:").map(|kib| kib * 1024)
+    }
+
     /// The most resident memory the process has had, in bytes.
     pub fn peak_rss_bytes(&self) -> Result<u64> {
         status_kib(self.pid, "VmHWM:").map(|kib| kib * 1024)

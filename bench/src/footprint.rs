@@ -26,15 +26,16 @@ pub fn idle(binaries: &Binaries, work: &Path, idle_seconds: u64) -> Result<Vec<R
     std::thread::sleep(Duration::from_secs(idle_seconds));
     let cpu = daemon.cpu_seconds()? - cpu_before;
     let rss = daemon.rss_bytes()? as f64 / MIB;
+    let anonymous = daemon.anonymous_rss_bytes()? as f64 / MIB;
     daemon.stop()?;
     Ok(vec![
         Row::alone(
             "idle daemon, resident memory",
-            format!("{rss:.1} MiB"),
+            format!("{rss:.1} MiB ({anonymous:.1} MiB not file-backed)"),
             rss,
             Goal::None,
             "",
-            json!({ "rss_mib": rss }),
+            json!({ "rss_mib": rss, "anonymous_rss_mib": anonymous }),
         ),
         Row::alone(
             format!("idle daemon, CPU time over {idle_seconds} s"),
