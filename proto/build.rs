@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // An epoch's extra scalars in name order, wherever they are read or printed.
+        .btree_map(".strata.v1.EpochRecord.extra")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -8,14 +8,17 @@
 //!   all cores, alternating, medians;
 //! - streaming (`streaming.rs`): epoch stored → `watch` client, p50 and p99 over 1,000 epochs;
 //!   training with 100 watchers vs none;
-//! - store (`store.rs`): durable ingestion, `compare` of 100 runs × 1,000 epochs, `list` over
-//!   10,000 runs, bytes per stored epoch;
+//! - ingest (`ingest.rs`): points durably stored per second through `LogEpochs` from one gRPC
+//!   client and from 8 at once, batches of 100 epochs; a batch's p50 and p99 latency;
+//! - store (`store.rs`): the store's own batched write path, `compare` of 100 runs × 1,000
+//!   epochs, `list` over 10,000 runs, bytes per stored epoch;
 //! - footprint (`footprint.rs`): idle daemon memory and CPU, memory with 4 runs and 100 watchers,
 //!   the CLI's `strata list`.
 
 mod daemon;
 mod data;
 mod footprint;
+mod ingest;
 mod report;
 mod stats;
 mod store;
@@ -52,7 +55,7 @@ struct Args {
     /// is the one whose syncs are measured.
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Only these sections (comma-separated: training, streaming, store, footprint).
+    /// Only these sections (comma-separated: training, streaming, ingest, store, footprint).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -64,6 +67,8 @@ struct Plan {
     large_train_rows: usize,
     watcher_repetitions: usize,
     query_repetitions: usize,
+    /// Timed LogEpochs batches per client.
+    ingest_batches: u32,
     idle_seconds: u64,
     cli_repetitions: usize,
 }
@@ -77,6 +82,7 @@ impl Plan {
                 large_train_rows: 20_000,
                 watcher_repetitions: 3,
                 query_repetitions: 5,
+                ingest_batches: 30,
                 idle_seconds: 2,
                 cli_repetitions: 5,
             }
@@ -87,6 +93,7 @@ impl Plan {
                 large_train_rows: 40_000,
                 watcher_repetitions: 5,
                 query_repetitions: 15,
+                ingest_batches: 100,
                 idle_seconds: 5,
                 cli_repetitions: 15,
             }
@@ -178,6 +185,13 @@ fn main() -> Result<()> {
         epoch_log_bytes = store::epoch_log_bytes_per_epoch(&work.join("watchers"));
         sections.push(("Streaming".into(), rows));
     }
+    if wanted("ingest") {
+        eprintln!("strata-bench: ingest (LogEpochs over gRPC)");
+        sections.push((
+            "Ingest (external clients, LogEpochs over gRPC, durable)".into(),
+            ingest::measure(&runtime, &binaries, &work, plan.ingest_batches)?,
+        ));
+    }
     if wanted("store") {
         eprintln!("strata-bench: store");
         sections.push((
@@ -260,7 +274,8 @@ fn notes(cores: usize) -> Vec<String> {
         "Training: Strata's time runs from sending StartRun to the last epoch's arrival at a watch client, so it includes reading the CSV files (twice: checked at start, read to train) and, every epoch, a synced checkpoint, the epoch log and the durable record. PyTorch and tch are timed from loading the same rows as raw arrays to the last epoch's validation: they parse nothing and write nothing.".into(),
         "Same data and split (the same train and validation files), standardization, initial weights (nn.Linear's after manual_seed), Adam with layer0 at 1e-4 and the rest at 1e-3, batch 32, a fresh permutation per epoch (different shuffles, so the losses differ a little), validation after every epoch; each figure is the median of its repetitions, the sides alternating in a rotating order.".into(),
         "Streaming latency: stratad runs under strace (only fsync/fdatasync traced); an epoch is stored when the store's closing fsync returns; arrival is stamped by a gRPC watch client in this process. The watchers are 100 gRPC connections from this process, on the same machine as the daemon.".into(),
-        "Store: there is no logging RPC for external clients yet, so ingestion is the daemon's own batched write path (Store::put_epochs, one sync per 100 epochs), called in-process; the same path fills the data dir that the daemon then serves for compare and list.".into(),
+        "Ingest: each client is its own gRPC connection logging batches of 100 epochs (3 groups, 2 extra scalars: 19 numbers, each a point) into its own external run, one batch at a time; throughput is every client's points over the wall time. LogEpochs answers only once the batch is synced to the disk, so every point counted was durably stored; a batch's checks (numbering, repeats against the stored epochs) are included.".into(),
+        "Store: its ingestion row is the daemon's own batched write path (Store::put_epochs, one sync per 100 epochs) called in-process, below the RPC; the same path fills the data dir that the daemon then serves for compare and list.".into(),
     ]
 }
 

@@ -1,11 +1,11 @@
 //! The store: durable ingestion, `compare` of 100 runs × 1,000 epochs, `list` over 10,000 runs,
 //! and the bytes each stored epoch takes on the disk.
 //!
-//! There is no RPC yet through which an external client logs epochs, so ingestion is measured on
-//! the daemon's own write path (`Store::put_epochs`, one sync per batch, and `Store::put_epoch`,
-//! one sync per epoch as training does), in this process, on the disk the data dir is on. That is
-//! also how the data dir for `compare` and `list` is filled (training 10,000 runs would take
-//! hours); the daemon then serves it and is timed from a gRPC client.
+//! Ingestion here is the daemon's own write path (`Store::put_epochs`, one sync per batch, and
+//! `Store::put_epoch`, one sync per epoch as training does), in this process, on the disk the data
+//! dir is on: the ceiling under `LogEpochs` (`ingest.rs` measures it through gRPC, with the
+//! goal). That is also how the data dir for `compare` and `list` is filled (training 10,000 runs
+//! would take hours); the daemon then serves it and is timed from a gRPC client.
 
 use std::{path::Path, time::Instant};
 
@@ -23,8 +23,7 @@ use crate::{
     stats::median,
 };
 
-/// Goals (design.md): `compare` of 100 runs × 1,000 epochs, `list` over 10,000 runs, and
-/// ingestion from external clients, batched.
+/// Goals (design.md): `compare` of 100 runs × 1,000 epochs and `list` over 10,000 runs.
 const COMPARED_RUNS: usize = 100;
 const COMPARED_EPOCHS: u32 = 1_000;
 const GOAL_COMPARE_MS: f64 = 50.0;
@@ -33,7 +32,6 @@ const LISTED_RUNS: usize = 10_000;
 const LISTED_RUN_EPOCHS: u32 = 10;
 const GOAL_LIST_MS: f64 = 100.0;
 const INGEST_BATCH_EPOCHS: usize = 100;
-const GOAL_INGEST_POINTS_PER_S: f64 = 300_000.0;
 /// Epochs stored one at a time, as training stores them.
 const SINGLE_EPOCHS: u32 = 500;
 const GROUPS: [&str; 3] = ["layer0", "layer1", "head"];
@@ -65,6 +63,7 @@ fn epoch(run: usize, epoch: u32, epochs: u32) -> EpochMetrics {
                 frozen: false,
             })
             .collect(),
+        extra: Default::default(),
     }
 }
 
@@ -228,15 +227,15 @@ pub fn measure(
 
     let mut rows = vec![
         Row::alone(
-            format!("durable ingest, batches of {INGEST_BATCH_EPOCHS} epochs (the daemon's own write path; no logging RPC yet)"),
+            format!("durable store write, batches of {INGEST_BATCH_EPOCHS} epochs (Store::put_epochs in-process, below LogEpochs)"),
             format!(
                 "{} points/s ({} epochs/s × {VALUES_PER_EPOCH} values)",
                 number(points_per_s),
                 number(epochs_per_s)
             ),
             points_per_s,
-            Goal::AtLeast(GOAL_INGEST_POINTS_PER_S),
-            "points/s",
+            Goal::None,
+            "",
             json!({ "epochs_per_s": epochs_per_s, "points_per_s": points_per_s, "values_per_epoch": VALUES_PER_EPOCH, "epochs": filled.ingested_epochs, "seconds": filled.ingest_seconds }),
         ),
         Row::alone(

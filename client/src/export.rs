@@ -3,7 +3,8 @@
 //! CSV is wide: one row per epoch, the epoch's own columns first, then five columns per layer
 //! group named `GROUP_lr`, `GROUP_grad_norm`, `GROUP_weight_norm`, `GROUP_update_ratio` and
 //! `GROUP_frozen`, groups in the model's order (`pd.read_csv(path)` gives one frame, columns
-//! like `df.layer0_update_ratio`). Floats are written in Rust's shortest round-trip form, NaN and
+//! like `df.layer0_update_ratio`); then one `extra_NAME` column per extra scalar an external run
+//! logged, in name order, empty where an epoch lacks it. Floats are written in Rust's shortest round-trip form, NaN and
 //! inf as `NaN` and `inf` (pandas reads both); booleans as `true`/`false`.
 //!
 //! JSON is `strata show --json`: the run, its config and rate table, every epoch with its groups,
@@ -54,6 +55,11 @@ pub fn csv(epochs: &[EpochRecord]) -> String {
     for group in &groups {
         header.extend(GROUP_COLUMNS.iter().map(|c| cell(&format!("{group}_{c}"))));
     }
+    let extras: std::collections::BTreeSet<&str> = epochs
+        .iter()
+        .flat_map(|e| e.extra.keys().map(String::as_str))
+        .collect();
+    header.extend(extras.iter().map(|name| cell(&format!("extra_{name}"))));
     let mut out = header.join(",");
     out.push('\n');
     for epoch in epochs {
@@ -79,6 +85,12 @@ pub fn csv(epochs: &[EpochRecord]) -> String {
                 None => row.extend(std::iter::repeat_n(String::new(), GROUP_COLUMNS.len())),
             }
         }
+        row.extend(extras.iter().map(|name| {
+            epoch
+                .extra
+                .get(*name)
+                .map_or(String::new(), |v| plain_number(*v))
+        }));
         out.push_str(&row.join(","));
         out.push('\n');
     }
@@ -114,6 +126,7 @@ mod tests {
                     frozen: *ratio == 0.0,
                 })
                 .collect(),
+            extra: Default::default(),
         }
     }
 
@@ -141,6 +154,22 @@ mod tests {
         assert!(text.ends_with('\n'));
         let columns = lines[0].split(',').count();
         assert!(lines.iter().all(|l| l.split(',').count() == columns));
+    }
+
+    #[test]
+    fn extra_scalars_are_columns_in_name_order() {
+        let mut first = epoch(1, 1.0, 1.0, &[]);
+        first.extra = [("val_f1".to_string(), 0.5), ("lr/warmup".to_string(), 0.1)].into();
+        let mut second = epoch(2, 1.0, 1.0, &[]);
+        second.extra = [("val_f1".to_string(), 0.75)].into();
+        let text = csv(&[first, second]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with(",extra_lr/warmup,extra_val_f1"),
+            "{text}"
+        );
+        assert!(lines[1].ends_with(",0.1,0.5"), "{text}");
+        assert!(lines[2].ends_with(",,0.75"), "{text}");
     }
 
     #[test]

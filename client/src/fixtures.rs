@@ -85,5 +85,6 @@ pub fn epoch_record(epoch: u32, train: f64, val: f64) -> EpochRecord {
             update_ratio: 1e-3,
             frozen: false,
         }],
+        extra: Default::default(),
     }
 }

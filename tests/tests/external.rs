@@ -53,6 +53,15 @@ fn epoch(n: u32) -> EpochRecord {
                 frozen: false,
             })
             .collect(),
+        extra: Default::default(),
+    }
+}
+
+/// `epoch(n)` carrying these extra scalars.
+fn with_extra(n: u32, extra: &[(&str, f64)]) -> EpochRecord {
+    EpochRecord {
+        extra: extra.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        ..epoch(n)
     }
 }
 
@@ -240,6 +249,105 @@ async fn logged_epochs_follow_the_rules_and_runs_show_like_trained_ones() {
     let export = daemon.strata(&["export", &id]);
     assert_eq!(export.code, 0, "{export:?}");
     assert!(export.stdout.lines().count() >= 9, "{}", export.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_scalars_are_stored_shown_exported_and_held_to_the_rules() {
+    let daemon = Daemon::start();
+    let mut grpc = daemon.client().await.grpc();
+    let id = grpc
+        .create_run(create_request("extras"))
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap()
+        .id;
+    let first = with_extra(1, &[("val_f1", 0.5), ("lr/warmup", 0.1)]);
+    let second = with_extra(2, &[("val_f1", 0.625)]);
+    let logged = grpc
+        .log_epochs(log(&id, vec![first.clone(), second.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(logged.get_ref().stored, 2);
+    // Re-sent as they were: accepted, nothing new.
+    let again = grpc
+        .log_epochs(log(&id, vec![first.clone(), second.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(again.get_ref().stored, 0);
+
+    // Refused, storing nothing (not even a batch's good epochs): a changed, a left-out and an
+    // added extra on a stored epoch; a bad name, a NaN value, too many.
+    let too_many: Vec<(String, f64)> = (0..65).map(|i| (format!("s{i}"), 1.0)).collect();
+    let refusals: Vec<(Vec<EpochRecord>, Code, &str)> = vec![
+        (
+            vec![with_extra(1, &[("val_f1", 0.75), ("lr/warmup", 0.1)])],
+            Code::FailedPrecondition,
+            "epoch 1 is already stored with extra[val_f1] 0.5; this batch sends 0.75",
+        ),
+        (
+            vec![epoch(2)],
+            Code::FailedPrecondition,
+            "epoch 2 is already stored with extra[val_f1] 0.625; this batch leaves it out",
+        ),
+        (
+            vec![with_extra(2, &[("val_f1", 0.625), ("extra", 1.0)])],
+            Code::FailedPrecondition,
+            "epoch 2 is already stored without extra[extra]; this batch sends 1",
+        ),
+        (
+            vec![epoch(3), with_extra(4, &[("val f1", 0.5)])],
+            Code::InvalidArgument,
+            "\"val f1\" holds ' '",
+        ),
+        (
+            vec![with_extra(3, &[("val_f1", f64::NAN)])],
+            Code::InvalidArgument,
+            "extra[val_f1] is NaN",
+        ),
+        (
+            vec![EpochRecord {
+                extra: too_many.into_iter().collect(),
+                ..epoch(3)
+            }],
+            Code::InvalidArgument,
+            "65 extra scalars; at most 64",
+        ),
+    ];
+    for (epochs, code, message) in refusals {
+        let err = grpc.log_epochs(log(&id, epochs)).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(message), "{}", err.message());
+    }
+
+    // Epoch 3 is new: the refused batches stored nothing.
+    let third = grpc.log_epochs(log(&id, vec![epoch(3)])).await.unwrap();
+    assert_eq!(third.get_ref().stored, 1);
+
+    // Shown in name order; an epoch without extras shows `{}`.
+    let shown = show(&daemon, &id);
+    let epochs = shown["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 3, "{shown}");
+    assert_eq!(
+        epochs[0]["extra"],
+        serde_json::json!({"lr/warmup": 0.1, "val_f1": 0.5})
+    );
+    assert_eq!(epochs[1]["extra"], serde_json::json!({"val_f1": 0.625}));
+    assert_eq!(epochs[2]["extra"], serde_json::json!({}));
+
+    // CSV: one column per name over all epochs, in name order, empty where an epoch lacks it.
+    let export = daemon.strata(&["export", &id]);
+    assert_eq!(export.code, 0, "{export:?}");
+    let lines: Vec<&str> = export.stdout.lines().collect();
+    assert!(
+        lines[0].ends_with(",extra_lr/warmup,extra_val_f1"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].ends_with(",0.1,0.5"), "{}", lines[1]);
+    assert!(lines[2].ends_with(",,0.625"), "{}", lines[2]);
+    assert!(lines[3].ends_with(",,"), "{}", lines[3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,6 +110,12 @@ fn a_pytorch_loop_logs_through_the_python_client() {
         }
     }
     assert_eq!(strata_e2e::group(&epochs[7], "head")["lr"], 0.2);
+    let train_accuracy = epochs[7]["extra"]["train_accuracy"].as_f64().unwrap();
+    assert!(
+        train_accuracy > 0.0 && train_accuracy <= 1.0,
+        "{}",
+        epochs[7]
+    );
     let verdict = shown["analysis"]["verdict"].as_str().unwrap();
     assert!(!verdict.is_empty(), "{shown}");
     let text = daemon.strata(&["show", &id]);

@@ -36,11 +36,22 @@ fn epoch_fields(epoch: &EpochRecord) -> Map<String, Value> {
         "groups".into(),
         Value::Array(epoch.groups.iter().map(group).collect()),
     );
+    fields.insert(
+        "extra".into(),
+        Value::Object(
+            epoch
+                .extra
+                .iter()
+                .map(|(name, value)| (name.clone(), number(*value)))
+                .collect(),
+        ),
+    );
     fields
 }
 
 /// One epoch: `{"epoch","train_loss","val_loss","gap","val_accuracy","duration_ms",
-/// "samples_per_sec","groups":[...]}`, gap = val_loss − train_loss.
+/// "samples_per_sec","groups":[...],"extra":{NAME: VALUE, ...}}`, gap = val_loss − train_loss;
+/// `extra` holds an external run's other named scalars, in name order (`{}`: none).
 pub fn epoch(epoch: &EpochRecord) -> Value {
     Value::Object(epoch_fields(epoch))
 }
@@ -120,9 +131,17 @@ mod tests {
             "duration_ms",
             "samples_per_sec",
             "groups",
+            "extra",
         ] {
             assert!(keys.contains(&key), "missing {key}");
         }
+        assert_eq!(value["extra"], json!({}));
+        let mut logged = epoch_record(1, 0.5, 0.75);
+        logged.extra = [("val_f1".to_string(), 0.5), ("lr/warmup".to_string(), 0.1)].into();
+        assert_eq!(
+            serde_json::to_string(&epoch(&logged)["extra"]).unwrap(),
+            r#"{"lr/warmup":0.1,"val_f1":0.5}"#
+        );
         let group = &value["groups"][0];
         for key in [
             "name",

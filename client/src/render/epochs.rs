@@ -101,6 +101,7 @@ mod tests {
             duration_ms: 10.0,
             samples_per_sec: 1234.4,
             groups: vec![],
+            extra: Default::default(),
         }
     }
 

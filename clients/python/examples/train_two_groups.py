@@ -40,18 +40,22 @@ with StrataLogger(addr, name="two groups from pytorch", optimizer=optimizer, mod
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(x_train))
-        total = 0.0
+        total, correct = 0.0, 0
         for i in range(0, len(x_train), batch):
             idx = order[i:i + batch]
             optimizer.zero_grad()
-            loss = loss_fn(model(x_train[idx]), y_train[idx])
+            out = model(x_train[idx])
+            loss = loss_fn(out, y_train[idx])
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
+            correct += (out.argmax(1) == y_train[idx]).sum().item()
         model.eval()
         with torch.no_grad():
             out = model(x_val)
             val_loss = loss_fn(out, y_val).item()
             accuracy = (out.argmax(1) == y_val).float().mean().item()
-        log.log_epoch(train_loss=total / len(x_train), val_loss=val_loss, val_accuracy=accuracy)
+        # Any other keyword is an extra named scalar of the epoch.
+        log.log_epoch(train_loss=total / len(x_train), val_loss=val_loss, val_accuracy=accuracy,
+                      train_accuracy=correct / len(x_train))
     print(log.run_id)

@@ -74,8 +74,9 @@ class StrataClient:
 
     def log_epochs(self, run, epochs):
         """Stores epochs (dicts: epoch, train_loss, val_loss, val_accuracy or val_r2,
-        duration_ms, groups=[{name, lr, grad_norm, weight_norm, update_ratio}]); returns the
-        daemon's LogEpochsResponse (stored, epochs_done, status)."""
+        duration_ms, groups=[{name, lr, grad_norm, weight_norm, update_ratio}], and optionally
+        extra={name: value} for any other named scalar); returns the daemon's LogEpochsResponse
+        (stored, epochs_done, status)."""
         records = []
         for e in epochs:
             record = strata_pb2.EpochRecord(
@@ -85,6 +86,7 @@ class StrataClient:
                 duration_ms=float(e.get("duration_ms", 0.0)),
                 samples_per_sec=float(e.get("samples_per_sec", 0.0)),
                 groups=[strata_pb2.GroupEpochStats(**g) for g in e["groups"]],
+                extra={str(k): float(v) for k, v in (e.get("extra") or {}).items()},
             )
             if e.get("val_accuracy") is not None:
                 record.val_accuracy = float(e["val_accuracy"])

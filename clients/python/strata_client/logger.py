@@ -90,9 +90,11 @@ class StrataLogger:
                 })
         return stats
 
-    def log_epoch(self, train_loss, val_loss, val_accuracy=None, val_r2=None):
-        """Logs the next epoch (numbered from 1). A NaN or infinite loss is how divergence is
-        reported: the daemon ends the run as diverged, and this logger logs nothing more."""
+    def log_epoch(self, train_loss, val_loss, val_accuracy=None, val_r2=None, **extra):
+        """Logs the next epoch (numbered from 1). Any other keyword is an extra named scalar of
+        the epoch (`log_epoch(..., val_f1=0.8, lr_warmup=0.1)`: names of letters, digits and
+        _ . / -, at most 64, values finite). A NaN or infinite loss is how divergence is reported:
+        the daemon ends the run as diverged, and this logger logs nothing more."""
         if self.finished:
             raise StrataError("FAILED_PRECONDITION", f"run {self.run_id} has ended ({self.status})")
         now = time.monotonic()
@@ -105,6 +107,7 @@ class StrataLogger:
             "val_r2": val_r2,
             "duration_ms": (now - self._since) * 1000.0,
             "groups": self._group_stats(),
+            "extra": {name: float(value) for name, value in extra.items()},
         }
         try:
             response = self._client.log_epochs(self.run_id, [epoch])

@@ -22,5 +22,6 @@ pub fn epoch_record(epoch: u32, train_loss: f64, val_loss: f64) -> EpochMetrics 
                 frozen: false,
             })
             .collect(),
+        extra: Default::default(),
     }
 }

@@ -87,6 +87,7 @@ fn curve_with_ratios(losses: &[(f64, f64)], layer0: f64, head: f64) -> Vec<Epoch
                     ..Default::default()
                 },
             ],
+            extra: Default::default(),
         })
         .collect()
 }

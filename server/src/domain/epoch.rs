@@ -1,5 +1,7 @@
 //! What one epoch of training measured.
 
+use std::collections::BTreeMap;
+
 /// Per layer group, over one epoch.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GroupStats {
@@ -29,6 +31,9 @@ pub struct EpochMetrics {
     pub duration_ms: f64,
     pub samples_per_sec: f64,
     pub groups: Vec<GroupStats>,
+    /// Any other named scalar an external run logs (`val_f1`, `lr_warmup`), by name; empty for a
+    /// trained run.
+    pub extra: BTreeMap<String, f64>,
 }
 
 impl EpochMetrics {

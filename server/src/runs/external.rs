@@ -34,6 +34,9 @@ pub const MAX_EXTERNAL_GROUPS: usize = 256;
 const MAX_KEY_CHARS: usize = 64;
 /// Hyperparameters an external run may carry.
 const MAX_HYPERPARAMETERS: usize = 64;
+/// Extra named scalars one epoch may carry, and the characters of a name.
+const MAX_EXTRA_SCALARS: usize = 64;
+const MAX_EXTRA_NAME_CHARS: usize = 64;
 /// Longest reason a client may give for a run's end (longer is cut).
 const MAX_FINISH_REASON_BYTES: usize = 1024;
 /// How long an external run may log nothing before it is marked interrupted, by default.
@@ -573,9 +576,9 @@ fn check_batch(
                 .ok_or_else(|| {
                     StrataError::Internal(format!("epoch {} is not stored", epoch.epoch))
                 })?;
-            if let Some((field, was, now)) = first_difference(was, epoch) {
+            if let Some(difference) = first_difference(was, epoch) {
                 return Err(StrataError::FailedPrecondition(format!(
-                    "run {id}: epoch {} is already stored with {field} {was}; this batch sends {now} (a logged epoch cannot change)",
+                    "run {id}: epoch {} is already stored {difference} (a logged epoch cannot change)",
                     epoch.epoch
                 )));
             }
@@ -662,12 +665,70 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
         finite(&format!("groups[{name}].weight_norm"), *weight_norm, true)?;
         finite(&format!("groups[{name}].update_ratio"), *update_ratio, true)?;
     }
+    if epoch.extra.len() > MAX_EXTRA_SCALARS {
+        return Err(StrataError::invalid(
+            at("extra"),
+            format!(
+                "epoch {n} has {} extra scalars; at most {MAX_EXTRA_SCALARS} (log fewer, or fold some into one)",
+                epoch.extra.len()
+            ),
+        ));
+    }
+    for (name, value) in &epoch.extra {
+        check_extra_name(name).map_err(|why| {
+            StrataError::invalid(at("extra"), format!("epoch {n}: the name {why}"))
+        })?;
+        finite(&format!("extra[{name}]"), *value, false)?;
+    }
     Ok(())
 }
 
-/// The first field in which a resent epoch differs from the stored one, bit for bit: (field,
-/// stored, sent).
-fn first_difference(was: &EpochMetrics, now: &EpochMetrics) -> Option<(String, f64, f64)> {
+/// Why `name` cannot name an extra scalar, if it cannot: 1 to 64 characters of
+/// `[A-Za-z0-9_./-]` (a column name in any tool, a tag in TensorBoard).
+fn check_extra_name(name: &str) -> std::result::Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-');
+    let shown: String = name.chars().take(MAX_EXTRA_NAME_CHARS + 1).collect();
+    if name.is_empty() {
+        return Err("is empty; name each extra scalar (e.g. 'val_f1')".into());
+    }
+    if name.chars().count() > MAX_EXTRA_NAME_CHARS {
+        return Err(format!(
+            "{shown:?}... is longer than {MAX_EXTRA_NAME_CHARS} characters"
+        ));
+    }
+    if let Some(bad) = name.chars().find(|&c| !allowed(c)) {
+        return Err(format!(
+            "{shown:?} holds {bad:?}; a name is letters, digits and _ . / - (e.g. 'val_f1', 'lr/warmup')"
+        ));
+    }
+    Ok(())
+}
+
+/// Where a resent epoch differs from the stored one: a field, its stored and its sent value
+/// (`None`: the epoch has no such extra scalar).
+#[derive(Debug, PartialEq)]
+struct Difference {
+    field: String,
+    was: Option<f64>,
+    now: Option<f64>,
+}
+
+impl std::fmt::Display for Difference {
+    /// Reads after "epoch N is already stored".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let field = &self.field;
+        match (self.was, self.now) {
+            (Some(was), Some(now)) => write!(f, "with {field} {was}; this batch sends {now}"),
+            (Some(was), None) => write!(f, "with {field} {was}; this batch leaves it out"),
+            (None, Some(now)) => write!(f, "without {field}; this batch sends {now}"),
+            (None, None) => write!(f, "with the same {field}"),
+        }
+    }
+}
+
+/// The first field in which a resent epoch differs from the stored one, bit for bit, extra
+/// scalars included (one present on one side only differs).
+fn first_difference(was: &EpochMetrics, now: &EpochMetrics) -> Option<Difference> {
     let EpochMetrics {
         epoch: _,
         train_loss,
@@ -676,6 +737,7 @@ fn first_difference(was: &EpochMetrics, now: &EpochMetrics) -> Option<(String, f
         duration_ms,
         samples_per_sec,
         groups,
+        extra,
     } = was;
     let mut pairs = vec![
         ("train_loss".to_string(), *train_loss, now.train_loss),
@@ -714,9 +776,20 @@ fn first_difference(was: &EpochMetrics, now: &EpochMetrics) -> Option<(String, f
             ),
         ]);
     }
-    pairs
-        .into_iter()
-        .find(|(_, a, b)| a.to_bits() != b.to_bits())
+    let fixed = pairs.into_iter().map(|(field, was, now)| Difference {
+        field,
+        was: Some(was),
+        now: Some(now),
+    });
+    let names: std::collections::BTreeSet<&String> = extra.keys().chain(now.extra.keys()).collect();
+    let extras = names.into_iter().map(|name| Difference {
+        field: format!("extra[{name}]"),
+        was: extra.get(name).copied(),
+        now: now.extra.get(name).copied(),
+    });
+    fixed
+        .chain(extras)
+        .find(|d| d.was.map(f64::to_bits) != d.now.map(f64::to_bits))
 }
 
 #[cfg(test)]
@@ -744,8 +817,51 @@ mod tests {
         assert_eq!(first_difference(&a, &a.clone()), None);
         let mut b = a.clone();
         b.groups[0].lr = 2e-3;
-        let (field, was, now) = first_difference(&a, &b).unwrap();
-        assert_eq!((field.as_str(), was, now), ("groups[g].lr", 1e-3, 2e-3));
+        let d = first_difference(&a, &b).unwrap();
+        assert_eq!(
+            d.to_string(),
+            "with groups[g].lr 0.001; this batch sends 0.002"
+        );
         assert!(first_difference(&epoch(1, 0.0), &epoch(1, -0.0)).is_some());
+    }
+
+    #[test]
+    fn a_resent_epoch_must_carry_the_same_extra_scalars() {
+        let mut a = epoch(1, 1.0);
+        a.extra.insert("val_f1".into(), 0.5);
+        assert_eq!(first_difference(&a, &a.clone()), None);
+        let mut changed = a.clone();
+        changed.extra.insert("val_f1".into(), 0.25);
+        let text = |d: Option<Difference>| d.unwrap().to_string();
+        assert_eq!(
+            text(first_difference(&a, &changed)),
+            "with extra[val_f1] 0.5; this batch sends 0.25"
+        );
+        assert_eq!(
+            text(first_difference(&a, &epoch(1, 1.0))),
+            "with extra[val_f1] 0.5; this batch leaves it out"
+        );
+        let mut added = a.clone();
+        added.extra.insert("lr_warmup".into(), 0.1);
+        assert_eq!(
+            text(first_difference(&a, &added)),
+            "without extra[lr_warmup]; this batch sends 0.1"
+        );
+    }
+
+    #[test]
+    fn extra_names_are_short_and_plain() {
+        for good in ["val_f1", "lr/warmup", "a.b-c", &"x".repeat(64)] {
+            assert_eq!(check_extra_name(good), Ok(()), "{good}");
+        }
+        for (bad, says) in [
+            ("", "is empty"),
+            ("val f1", "holds ' '"),
+            ("é", "holds 'é'"),
+            (&"x".repeat(65), "longer than 64"),
+        ] {
+            let why = check_extra_name(bad).unwrap_err();
+            assert!(why.contains(says), "{bad}: {why}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 use super::{
     DecodeResult, StoredConfig, StoredEpoch, StoredExternal, StoredFacts, StoredGroupStats,
     StoredHyperparameter, StoredLeakage, StoredLeakyColumn, StoredParameter, StoredRun,
+    StoredScalar,
 };
 use crate::domain::{
     ColumnLeak, DataFacts, EpochMetrics, FrozenUntil, GroupStats, Leakage, LeakyColumn, ParamInit,
@@ -439,15 +440,24 @@ impl StoredRun {
 
 impl From<&EpochMetrics> for StoredEpoch {
     fn from(e: &EpochMetrics) -> Self {
+        let EpochMetrics {
+            epoch,
+            train_loss,
+            val_loss,
+            val_metric,
+            duration_ms,
+            samples_per_sec,
+            groups,
+            extra,
+        } = e;
         StoredEpoch {
-            epoch: e.epoch,
-            train_loss: e.train_loss,
-            val_loss: e.val_loss,
-            val_metric: e.val_metric,
-            duration_ms: e.duration_ms,
-            samples_per_sec: e.samples_per_sec,
-            groups: e
-                .groups
+            epoch: *epoch,
+            train_loss: *train_loss,
+            val_loss: *val_loss,
+            val_metric: *val_metric,
+            duration_ms: *duration_ms,
+            samples_per_sec: *samples_per_sec,
+            groups: groups
                 .iter()
                 .map(|g| StoredGroupStats {
                     name: g.name.clone(),
@@ -456,6 +466,13 @@ impl From<&EpochMetrics> for StoredEpoch {
                     weight_norm: g.weight_norm,
                     update_ratio: g.update_ratio,
                     frozen: g.frozen,
+                })
+                .collect(),
+            extra: extra
+                .iter()
+                .map(|(name, value)| StoredScalar {
+                    name: name.clone(),
+                    value: *value,
                 })
                 .collect(),
         }
@@ -472,6 +489,7 @@ impl From<StoredEpoch> for EpochMetrics {
             duration_ms,
             samples_per_sec,
             groups,
+            extra,
         } = e;
         EpochMetrics {
             epoch,
@@ -490,6 +508,10 @@ impl From<StoredEpoch> for EpochMetrics {
                     update_ratio: g.update_ratio,
                     frozen: g.frozen,
                 })
+                .collect(),
+            extra: extra
+                .into_iter()
+                .map(|StoredScalar { name, value }| (name, value))
                 .collect(),
         }
     }

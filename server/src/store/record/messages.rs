@@ -217,6 +217,18 @@ pub struct StoredEpoch {
     pub samples_per_sec: f64,
     #[prost(message, repeated, tag = "7")]
     pub groups: Vec<StoredGroupStats>,
+    /// An external run's other named scalars, in name order (absent: none, as every trained
+    /// run's epochs and every epoch recorded before they existed).
+    #[prost(message, repeated, tag = "8")]
+    pub extra: Vec<StoredScalar>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredScalar {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(double, tag = "2")]
+    pub value: f64,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -280,6 +280,8 @@ impl<'a> Trainer<'a> {
                 0.0
             },
             groups,
+            // Named scalars are what an external run's client logs; training measures none.
+            extra: Default::default(),
         })
     }
 

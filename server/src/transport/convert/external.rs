@@ -81,6 +81,7 @@ impl TryFrom<proto::EpochRecord> for LoggedEpoch {
             duration_ms,
             samples_per_sec,
             groups,
+            extra,
         } = epoch;
         let (metric, val_metric) = match val_metric {
             Some(proto::epoch_record::ValMetric::ValAccuracy(v)) => (ValMetric::Accuracy, v),
@@ -122,6 +123,7 @@ impl TryFrom<proto::EpochRecord> for LoggedEpoch {
                 duration_ms,
                 samples_per_sec,
                 groups,
+                extra,
             },
             metric,
         })

@@ -158,6 +158,7 @@ pub fn epoch_to_proto(e: EpochMetrics, metric: ValMetric) -> proto::EpochRecord 
         duration_ms,
         samples_per_sec,
         groups,
+        extra,
     } = e;
     proto::EpochRecord {
         epoch,
@@ -170,6 +171,7 @@ pub fn epoch_to_proto(e: EpochMetrics, metric: ValMetric) -> proto::EpochRecord 
         duration_ms,
         samples_per_sec,
         groups: groups.into_iter().map(Into::into).collect(),
+        extra,
     }
 }
 
