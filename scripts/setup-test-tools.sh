@@ -5,7 +5,8 @@
 #   strace — the durability test traces stratad's system calls (fsync before an epoch is streamed).
 # Also fills .python-wheels/ (from PyPI, with pip) with what the Python client needs to build and
 # run (grpcio-tools at build time, grpcio and protobuf at run time), so that its test installs it
-# offline into a fresh venv.
+# offline into a fresh venv, and with TensorBoard, whose own reader checks the event files
+# `strata export --format tensorboard` writes.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 wheels=.python-wheels
@@ -13,6 +14,12 @@ if command -v python3 >/dev/null && ! ls "$wheels"/grpcio_tools-*.whl >/dev/null
   echo "setup-test-tools: downloading the Python client's build and run requirements into $wheels" >&2
   if ! python3 -m pip download -q -d "$wheels" "setuptools>=61" wheel "grpcio-tools>=1.60" "grpcio>=1.60" "protobuf>=4.21" >/dev/null 2>&1; then
     echo "setup-test-tools: could not download them; the Python client's test will skip" >&2
+  fi
+fi
+if command -v python3 >/dev/null && ! ls "$wheels"/tensorboard-*.whl >/dev/null 2>&1; then
+  echo "setup-test-tools: downloading TensorBoard and what it needs into $wheels" >&2
+  if ! python3 -m pip download -q -d "$wheels" tensorboard >/dev/null 2>&1; then
+    echo "setup-test-tools: could not download them; the TensorBoard export test will skip" >&2
   fi
 fi
 missing=()

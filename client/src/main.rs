@@ -6,8 +6,9 @@
 //! `error: ...` line on stderr.
 //!
 //! The binary's modules: `cli` (flags), `commands` (one per command), `render` (text and
-//! pictures for people), `json` (`--json` shapes), `export` (`strata export`), `output` (stdout
-//! and stderr), `exit` (exit codes). The client itself is the `strata_client` library.
+//! pictures for people), `json` (`--json` shapes), `export` and `tensorboard` (what `strata
+//! export` writes; `tfrecord` frames TensorBoard's files), `output` (stdout and stderr), `exit`
+//! (exit codes). The client itself is the `strata_client` library.
 
 mod cli;
 mod commands;
@@ -18,6 +19,8 @@ mod fixtures;
 mod json;
 mod output;
 mod render;
+mod tensorboard;
+mod tfrecord;
 
 use std::process::ExitCode;
 
@@ -32,6 +35,9 @@ use crate::output::{note, Out};
 async fn main() -> ExitCode {
     // Clap prints its own usage errors and exits 2 (0 for --help and --version).
     let cli = Cli::parse();
+    if let Err(err) = cli.check() {
+        err.exit();
+    }
     let addr = cli.global.addr.clone();
     match run(cli).await {
         Ok(exit) => ExitCode::from(exit.code()),

@@ -66,7 +66,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Compare runs side by side, best validation loss first, with verdicts and a chart.
     Compare(CompareArgs),
-    /// Export a run's epochs and per-group records as CSV or JSON.
+    /// Export a run's epochs and per-group records as CSV or JSON, or runs as TensorBoard event
+    /// files.
     Export(ExportArgs),
     /// List runs, newest first.
     List(ListArgs),
@@ -156,18 +157,59 @@ pub enum ExportFormat {
     Csv,
     /// The run, its config, every epoch with its groups, and the analysis (as `show --json`).
     Json,
+    /// TensorBoard event files, one folder per run, under the folder given with -o.
+    Tensorboard,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Run id, or a unique prefix of it.
-    pub run: String,
+    /// Run ids, or unique prefixes of them (several only with --format tensorboard).
+    #[arg(required = true, num_args = 1.., value_name = "RUN")]
+    pub runs: Vec<String>,
     /// Output format (default: csv, or json with --json).
     #[arg(long, value_enum)]
     pub format: Option<ExportFormat>,
-    /// Write to FILE instead of stdout.
-    #[arg(long, short = 'o', value_name = "FILE")]
+    /// Write to FILE instead of stdout (with --format tensorboard: into the folder DIR).
+    #[arg(long, short = 'o', value_name = "FILE|DIR")]
     pub output: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    /// The format to write: the one asked for, else csv (json with --json).
+    pub fn format(&self, as_json: bool) -> ExportFormat {
+        self.format.unwrap_or(if as_json {
+            ExportFormat::Json
+        } else {
+            ExportFormat::Csv
+        })
+    }
+}
+
+impl Cli {
+    /// Rules between flags that clap's attributes cannot say; a broken one is a usage error
+    /// (exit 2), reported before anything connects.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        let Command::Export(args) = &self.command else {
+            return Ok(());
+        };
+        let problem = match args.format(self.global.json) {
+            ExportFormat::Tensorboard if args.output.is_none() => Some(
+                "--format tensorboard writes a folder per run; name the folder with -o DIR"
+                    .to_string(),
+            ),
+            ExportFormat::Csv | ExportFormat::Json if args.runs.len() > 1 => Some(format!(
+                "csv and json export one run, not {}; export them one by one, or all at once \
+                 with --format tensorboard -o DIR",
+                args.runs.len()
+            )),
+            _ => None,
+        };
+        match problem {
+            Some(message) => Err(<Cli as clap::CommandFactory>::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, message)),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -357,5 +399,32 @@ mod tests {
             "--dry-run"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn export_takes_several_runs_only_as_tensorboard_and_tensorboard_needs_a_folder() {
+        let check = |argv: &[&str]| {
+            let mut full = vec!["strata", "export"];
+            full.extend_from_slice(argv);
+            Cli::try_parse_from(full).unwrap().check()
+        };
+        assert!(check(&["ab", "cd", "--format", "tensorboard", "-o", "tb"]).is_ok());
+        assert!(check(&["ab", "-o", "x.csv"]).is_ok());
+        let err = check(&["ab", "--format", "tensorboard"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("-o DIR"), "{err}");
+        for argv in [
+            &["ab", "cd"][..],
+            &["ab", "cd", "--json"],
+            &["ab", "cd", "--format", "csv"],
+        ] {
+            let err = check(argv).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{argv:?}");
+            assert!(err.to_string().contains("--format tensorboard"), "{err}");
+        }
+        assert!(
+            Cli::try_parse_from(["strata", "export"]).is_err(),
+            "a run is required"
+        );
     }
 }
