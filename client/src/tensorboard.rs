@@ -3,7 +3,8 @@
 //! One file per run, in a folder of its own (`ID` or `ID-name`), so `tensorboard --logdir DIR`
 //! shows each run as a line of its own. Per epoch (step = epoch) the file holds the scalars
 //! `loss/train`, `loss/val`, `metric/val_accuracy` (or `metric/val_r2`), and per layer group
-//! `lr/GROUP`, `grad_norm/GROUP`, `weight_norm/GROUP` and `update_ratio/GROUP`.
+//! `lr/GROUP`, `grad_norm/GROUP`, `weight_norm/GROUP` and `update_ratio/GROUP`; and `extra/NAME`
+//! for each extra scalar a run logged from outside sent.
 //!
 //! The file is TFRecords (see `tfrecord`) of `Event` protobufs; the few messages it needs are
 //! declared here, field for field as TensorFlow's `event.proto` and `summary.proto` number them.
@@ -80,6 +81,13 @@ pub fn epoch_scalars(epoch: &EpochRecord) -> Vec<(String, f64)> {
             (format!("update_ratio/{name}"), group.update_ratio),
         ]);
     }
+    // Extra named scalars a run logged from outside sent (in name order).
+    scalars.extend(
+        epoch
+            .extra
+            .iter()
+            .map(|(name, value)| (format!("extra/{name}"), *value)),
+    );
     scalars
 }
 
