@@ -78,7 +78,8 @@ fn a_pytorch_loop_logs_through_the_python_client() {
         "pip install ./clients/python",
     );
 
-    let daemon = Daemon::start();
+    // A short silence timeout, for the script killed mid-run below.
+    let daemon = Daemon::start_in(&tmp.path().join("data"), &["--external-timeout", "2"]);
     let addr = daemon.addr.trim_start_matches("http://").to_string();
     let script = root.join("clients/python/examples/train_two_groups.py");
     let stdout = run(
@@ -122,4 +123,61 @@ fn a_pytorch_loop_logs_through_the_python_client() {
     assert_eq!(text.code, 0, "{text:?}");
     assert!(text.stdout.contains("external"), "{}", text.stdout);
     assert!(text.stdout.contains(verdict), "{}", text.stdout);
+
+    // Beside a run the daemon trained itself.
+    let trained = strata_e2e::start_run(&daemon, &["--epochs", "3"]);
+    strata_e2e::watch_to_end(&daemon, &trained);
+    let compared = daemon.strata(&["compare", &id, &trained]);
+    assert_eq!(compared.code, 0, "{compared:?}");
+    assert!(
+        compared.stdout.contains(&id) && compared.stdout.contains(&trained),
+        "{}",
+        compared.stdout
+    );
+
+    // A script killed mid-run (no finish, no goodbye): once the daemon's silence timeout has
+    // passed the run is interrupted, with every epoch it logged.
+    let killed = tmp.path().join("killed.py");
+    std::fs::write(
+        &killed,
+        r#"
+import os, signal, sys, torch
+from strata_client import StrataLogger
+layer = torch.nn.Linear(2, 2)
+opt = torch.optim.SGD([{"params": layer.parameters(), "lr": 0.1, "name": "head"}])
+log = StrataLogger(sys.argv[1], name="killed", optimizer=opt, model=layer,
+                   task="classification", classes=2)
+for epoch in range(2):
+    loss = layer(torch.randn(8, 2)).pow(2).mean()
+    opt.zero_grad(); loss.backward(); opt.step()
+    log.log_epoch(train_loss=1.0 - 0.1 * epoch, val_loss=1.1 - 0.1 * epoch, val_accuracy=0.5)
+print(log.run_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"#,
+    )
+    .unwrap();
+    let out = Command::new(venv.join("bin/python"))
+        .arg(&killed)
+        .arg(&addr)
+        .env("PYTHONPATH", root.join(".torch"))
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the script was killed");
+    let killed_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(killed_id.len(), 13, "{out:?}");
+    let mut status = String::new();
+    for _ in 0..100 {
+        let shown = show(&daemon, &killed_id);
+        status = shown["status"].as_str().unwrap_or("").to_string();
+        if status == "interrupted" {
+            assert_eq!(shown["epochs"].as_array().unwrap().len(), 2, "{shown}");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        status, "interrupted",
+        "a killed script's run must not stay running"
+    );
 }
