@@ -162,26 +162,31 @@ fn main() -> Result<()> {
         eprintln!("strata-bench: training (Strata, PyTorch, tch; alternating)");
         sections.push((
             "Training (start → last epoch stored; alternatives from raw arrays in memory)".into(),
-            training::compare(
-                &runtime,
-                &binaries,
-                &work,
-                &repo,
-                &[digits.clone(), large.clone()],
-                &thread_counts,
-            )?,
+            or_not_measured(
+                "training",
+                training::compare(
+                    &runtime,
+                    &binaries,
+                    &work,
+                    &repo,
+                    &[digits.clone(), large.clone()],
+                    &thread_counts,
+                ),
+            ),
         ));
     }
     let mut epoch_log_bytes = None;
     if wanted("streaming") {
         eprintln!("strata-bench: streaming");
-        let mut rows = streaming::latency(&runtime, &binaries, &work)?;
-        rows.push(streaming::watchers_slowdown(
-            &runtime,
-            &binaries,
-            &work,
-            plan.watcher_repetitions,
-        )?);
+        let mut rows = or_not_measured(
+            "stored → watch latency",
+            streaming::latency(&runtime, &binaries, &work),
+        );
+        rows.extend(or_not_measured(
+            "training with 100 watchers",
+            streaming::watchers_slowdown(&runtime, &binaries, &work, plan.watcher_repetitions)
+                .map(|row| vec![row]),
+        ));
         epoch_log_bytes = store::epoch_log_bytes_per_epoch(&work.join("watchers"));
         sections.push(("Streaming".into(), rows));
     }
@@ -189,32 +194,38 @@ fn main() -> Result<()> {
         eprintln!("strata-bench: ingest (LogEpochs over gRPC)");
         sections.push((
             "Ingest (external clients, LogEpochs over gRPC, durable)".into(),
-            ingest::measure(&runtime, &binaries, &work, plan.ingest_batches)?,
+            or_not_measured(
+                "ingest",
+                ingest::measure(&runtime, &binaries, &work, plan.ingest_batches),
+            ),
         ));
     }
     if wanted("store") {
         eprintln!("strata-bench: store");
         sections.push((
             "Store".into(),
-            store::measure(
-                &runtime,
-                &binaries,
-                &work,
-                plan.query_repetitions,
-                epoch_log_bytes,
-            )?,
+            or_not_measured(
+                "store",
+                store::measure(
+                    &runtime,
+                    &binaries,
+                    &work,
+                    plan.query_repetitions,
+                    epoch_log_bytes,
+                ),
+            ),
         ));
     }
     if wanted("footprint") {
         eprintln!("strata-bench: footprint");
-        let mut rows = footprint::idle(&binaries, &work, plan.idle_seconds)?;
-        rows.extend(footprint::loaded(
-            &runtime,
-            &binaries,
-            &work,
-            &large,
-            plan.cli_repetitions,
-        )?);
+        let mut rows = or_not_measured(
+            "idle daemon",
+            footprint::idle(&binaries, &work, plan.idle_seconds),
+        );
+        rows.extend(or_not_measured(
+            "loaded daemon and CLI",
+            footprint::loaded(&runtime, &binaries, &work, &large, plan.cli_repetitions),
+        ));
         sections.push(("Footprint".into(), rows));
     }
 
@@ -254,6 +265,15 @@ fn main() -> Result<()> {
     std::fs::write(&json_path, serde_json::to_string_pretty(&document)?)?;
     println!("written: {}", json_path.display());
     Ok(())
+}
+
+/// A section's rows, or one row saying it could not be measured and why: one failure does not
+/// cost the other sections' figures.
+fn or_not_measured(what: &str, rows: Result<Vec<Row>>) -> Vec<Row> {
+    rows.unwrap_or_else(|err| {
+        eprintln!("strata-bench: {what} not measured: {err:#}");
+        vec![Row::not_measured(what, "—", format!("{err:#}"))]
+    })
 }
 
 /// The 1-, 5- and 15-minute load averages: other work on the machine skews every figure.

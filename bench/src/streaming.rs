@@ -189,9 +189,11 @@ fn stored_times(trace: &str, store_dir: &Path) -> Result<Vec<f64>> {
     let mut pending: BTreeMap<&str, &str> = BTreeMap::new();
     let mut syncs: Vec<(f64, SyncOf)> = Vec::new();
     for line in trace.lines() {
-        let mut fields = line.splitn(3, ' ');
-        let (Some(pid), Some(time), Some(call)) = (fields.next(), fields.next(), fields.next())
-        else {
+        // `PID TIME CALL`; strace pads a short pid with spaces.
+        let Some((pid, rest)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((time, call)) = rest.trim_start().split_once(' ') else {
             continue;
         };
         let Ok(time) = time.parse::<f64>() else {
@@ -356,4 +358,28 @@ async fn train_watched(client: &Client, watchers: &[Client]) -> Result<f64> {
         let _ = stream.await;
     }
     Ok((finished.finished_at_ms - finished.started_at_ms) as f64 / 1e3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_is_stored_when_the_store_folder_sync_after_its_log_sync_ends() {
+        let trace = "\
+8890  100.000000 fdatasync(11</d/db/db>) = 0 <0.000100>
+8890  100.001000 fsync(12</d/db>) = 0 <0.000100>
+8890  100.002000 fdatasync(15</d/runs/r/epochs.pb>) = 0 <0.000100>
+8890  100.003000 fdatasync(11</d/db/db>) = 0 <0.000100>
+8890  100.004000 fsync(12</d/db> <unfinished ...>
+12001 100.004100 fsync(9</d/db/db>) = 0 <0.000010>
+8890  100.004500 <... fsync resumed>) = 0 <0.000500>
+12001 100.005000 fdatasync(15</d/runs/r/epochs.pb>) = 0 <0.000200>
+12001 100.006000 fsync(12</d/db>) = 0 <0.000250>
+";
+        let stored = stored_times(trace, Path::new("/d/db")).unwrap();
+        assert_eq!(stored.len(), 2);
+        assert!((stored[0] - 100.0045).abs() < 1e-9, "{stored:?}");
+        assert!((stored[1] - 100.00625).abs() < 1e-9, "{stored:?}");
+    }
 }
