@@ -14,9 +14,7 @@ use super::{
     runs_dir, Inspection, Repair, LOST_AND_FOUND,
 };
 use crate::{
-    domain::{
-        DataFacts, EpochMetrics, RunConfig, RunId, RunOrigin, RunRecord, RunStatus, TaskFacts,
-    },
+    domain::{DataFacts, EpochMetrics, RunConfig, RunId, RunRecord, RunStatus, TaskFacts},
     durable,
     error::{Result, StrataError},
     store::{epoch_key, now_ms, record, upgrade, Store},
@@ -404,33 +402,18 @@ fn recovered_run(archive_run: RunRecord, source: &str, epochs: &[EpochMetrics]) 
 /// epochs the store still has stay visible.
 fn placeholder_run(id: RunId, why: &str) -> RunRecord {
     RunRecord {
-        id,
-        name: String::new(),
-        tags: Vec::new(),
         status: RunStatus::Failed,
         reason: format!(
             "recovered by `stratad check --repair`: {why}, and no checkpoint holds a copy, so its config is unknown and it cannot resume; its epochs are kept (delete the run if they are of no use)"
         ),
-        config: RunConfig::default(),
-        parameters: Vec::new(),
-        created_at_ms: id.created_at_ms(),
-        started_at_ms: 0,
         finished_at_ms: now_ms(),
-        // Unknown: a class count of 0 gives the analysis no baseline to judge against.
-        facts: DataFacts {
-            task: TaskFacts::Classification { classes: 0 },
-            train_rows: 0,
-            val_rows: 0,
-            steps_per_epoch: 0,
-            label: String::new(),
-            task_reason: String::new(),
-            leakage: None,
-        },
-        parameter_count: 0,
         device: String::new(),
-        resumes: 0,
-        twin: None,
-        twin_of: None,
-        origin: RunOrigin::Trained,
+        // Unknown: a class count of 0 gives the analysis no baseline to judge against.
+        ..RunRecord::queued(
+            id,
+            RunConfig::default(),
+            Vec::new(),
+            DataFacts::of_task(TaskFacts::Classification { classes: 0 }),
+        )
     }
 }
