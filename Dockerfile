@@ -14,8 +14,13 @@ WORKDIR /app
 # The binaries' rpath points at /app/.torch/torch/lib, so libtorch stays at the same path.
 COPY --from=build /app/.torch /app/.torch
 COPY --from=build /app/target/release/stratad /app/target/release/strata /usr/local/bin/
+# An unprivileged user (uid 10001, what deploy/k8s runs as): stratad reads client-named files with
+# its rights. /data is made theirs before it becomes a volume, so a new named volume is too.
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /data strata \
+  && mkdir -p /data && chown strata:strata /data
+USER 10001:10001
 ENV STRATA_LISTEN=0.0.0.0:50051 STRATA_DATA_DIR=/data
 VOLUME /data
-EXPOSE 50051
+EXPOSE 50051 8080
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["stratad"]
