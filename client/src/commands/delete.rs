@@ -1,18 +1,20 @@
 //! `strata delete`: deletes a finished run with its epochs and checkpoints.
 
-use strata_client::Client;
+use strata_client::Fleet;
 
 use crate::cli::RunArg;
+use crate::commands::locate;
 use crate::exit::{CliError, Exit};
 use crate::json;
 use crate::output::Out;
 
 pub async fn run(
-    client: &Client,
+    fleet: &Fleet,
     args: RunArg,
     as_json: bool,
     out: &mut Out,
 ) -> Result<Exit, CliError> {
+    let client = locate(fleet, &args.run).await?;
     let response = client.delete_run(&args.run).await?;
     if as_json {
         out.json(&json::delete(&response))?;
