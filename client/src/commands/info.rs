@@ -1,7 +1,7 @@
 //! `strata info`: what each daemon runs on.
 
 use serde_json::{json, Value};
-use strata_client::fleet::free_slots;
+use strata_client::fleet::{free_slots, named_at};
 use strata_client::Fleet;
 
 use crate::commands::{unreachable_json, with_daemon};
@@ -40,9 +40,8 @@ pub async fn run(fleet: &Fleet, as_json: bool, out: &mut Out) -> Result<Exit, Cl
             .iter()
             .map(|(daemon, info)| {
                 format!(
-                    "daemon {} ({})\n{}\nruns                 {} training, {} queued, {} free slots",
-                    daemon.name,
-                    daemon.client.addr(),
+                    "daemon {}\n{}\nruns                 {} training, {} queued, {} free slots",
+                    named_at(&daemon.name, daemon.client.addr()),
                     server_info(info),
                     info.running_runs,
                     info.queued_runs,

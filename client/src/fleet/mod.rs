@@ -93,7 +93,7 @@ impl std::fmt::Display for FindRunError {
             FindRunError::NotFound { run, unreachable } => {
                 let names: Vec<String> = unreachable
                     .iter()
-                    .map(|u| format!("{} at {}", u.name, u.addr))
+                    .map(|u| named_at(&u.name, &u.addr))
                     .collect();
                 write!(
                     f,
@@ -263,7 +263,8 @@ impl Fleet {
 
     /// Asks every daemon at once with `ask`, and returns each answer with its daemon, in the
     /// fleet's order. A daemon whose connection fails is moved to [`Fleet::unreachable`] and left
-    /// out; any other error (the daemon answered no) is returned with the daemon that said it.
+    /// out (unless it is the only one, or none is left); any other error (the daemon answered
+    /// no) is returned with the daemon that said it.
     pub async fn ask_all<T, F, Fut>(
         &self,
         ask: F,
@@ -286,15 +287,18 @@ impl Fleet {
             }
         }
         let mut answered = Vec::new();
+        let mut first_lost: Option<(Daemon, ClientError)> = None;
         for (daemon, answer) in self.daemons.iter().zip(answers) {
             match answer {
                 Some(Ok(value)) => answered.push((daemon, value)),
-                Some(Err(err)) if err.is_connection_error() => {
+                // One daemon alone is the answer: losing it is the error, as it always was.
+                Some(Err(err)) if err.is_connection_error() && self.several => {
                     let lost = Unreachable::of(&daemon.name, daemon.client.addr(), &err);
                     let mut unreachable = self.unreachable_list();
                     if !unreachable.contains(&lost) {
                         unreachable.push(lost);
                     }
+                    first_lost.get_or_insert((daemon.clone(), err));
                 }
                 Some(Err(err)) => return Err((daemon.clone(), err)),
                 None => {
@@ -307,7 +311,11 @@ impl Fleet {
                 }
             }
         }
-        Ok(answered)
+        // No daemon left to answer: that is an error, not an empty answer.
+        match first_lost {
+            Some(lost) if answered.is_empty() => Err(lost),
+            _ => Ok(answered),
+        }
     }
 
     /// Every daemon's version, devices and load, for placing runs (see [`free_slots`]).
@@ -387,6 +395,15 @@ impl Fleet {
                     .collect(),
             }),
         }
+    }
+}
+
+/// `NAME at ADDR`, or the name alone when it is the address.
+pub fn named_at(name: &str, addr: &str) -> String {
+    if addr.trim_start_matches("http://") == name {
+        name.to_string()
+    } else {
+        format!("{name} at {addr}")
     }
 }
 
