@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use strata_e2e::{bin, clear_strata_env, start_run, watch_to_end, CliOutput, Daemon};
+use strata_proto::{create_run_request::Task, CreateRunRequest, GroupRate};
 
 /// `strata ARGS` with no address of the harness's own: the test names the daemons.
 fn strata(args: &[&str], envs: &[(&str, &str)]) -> CliOutput {
@@ -322,4 +323,70 @@ fn a_dns_name_stands_for_every_daemon_it_resolves_to() {
     assert_eq!(listed.len(), 1, "{json}");
     assert_eq!(listed[0].0, id);
     assert_eq!(listed[0].1, format!("127.0.0.1:{port}"));
+}
+
+/// A run logged from outside: no training, so many can be made quickly.
+async fn logged_run(daemon: &Daemon) -> String {
+    let request = CreateRunRequest {
+        dataset: "made up".into(),
+        model: "made up".into(),
+        groups: vec![GroupRate {
+            name: "head".into(),
+            lr: 1e-2,
+            frozen: None,
+        }],
+        task: Some(Task::Classes(2)),
+        ..CreateRunRequest::default()
+    };
+    let mut grpc = daemon.client().await.grpc();
+    let created = grpc.create_run(request).await.expect("a run is created");
+    created.into_inner().run.expect("the run").id
+}
+
+/// A prefix of exactly one of `a` and exactly one of `b`.
+fn prefix_of_one_each(a: &[String], b: &[String]) -> Option<String> {
+    let count =
+        |ids: &[String], prefix: &str| ids.iter().filter(|id| id.starts_with(prefix)).count();
+    (1..=3).find_map(|len| {
+        a.iter()
+            .map(|id| id[..len].to_string())
+            .find(|prefix| count(a, prefix) == 1 && count(b, prefix) == 1)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_of_runs_on_two_daemons_is_an_ambiguity_naming_both() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let (mut on_a, mut on_b) = (Vec::new(), Vec::new());
+    // Ids are scrambled, so a few runs on each daemon share a first character with one on the
+    // other; 40 each make missing one all but impossible.
+    let prefix = loop {
+        assert!(
+            on_a.len() < 40,
+            "no shared prefix among {on_a:?} and {on_b:?}"
+        );
+        on_a.push(logged_run(&a).await);
+        on_b.push(logged_run(&b).await);
+        if let Some(prefix) = prefix_of_one_each(&on_a, &on_b) {
+            break prefix;
+        }
+    };
+    let show = over(&[&a, &b], &["show", &prefix]);
+    assert_eq!(show.code, 1, "{show:?}");
+    let error = show.stderr.trim();
+    assert!(
+        error.starts_with("error: ") && error.contains("several daemons"),
+        "{error}"
+    );
+    for (daemon, ids) in [(&a, &on_a), (&b, &on_b)] {
+        let id = ids.iter().find(|id| id.starts_with(&prefix)).unwrap();
+        assert!(
+            error.contains(&format!("{id} on {}", name_of(daemon))),
+            "{error}"
+        );
+    }
+    // The whole id is not ambiguous.
+    let id = on_b.iter().find(|id| id.starts_with(&prefix)).unwrap();
+    let shown = over(&[&a, &b], &["show", id, "--json"]).json();
+    assert_eq!(shown["daemon"], name_of(&b));
 }
