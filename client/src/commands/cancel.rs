@@ -3,7 +3,7 @@
 use strata_client::Fleet;
 
 use crate::cli::RunArg;
-use crate::commands::locate;
+use crate::commands::{failed_at, locate};
 use crate::exit::{CliError, Exit};
 use crate::json;
 use crate::output::Out;
@@ -15,7 +15,10 @@ pub async fn run(
     out: &mut Out,
 ) -> Result<Exit, CliError> {
     let client = locate(fleet, &args.run).await?;
-    let response = client.cancel_run(&args.run).await?;
+    let response = client
+        .cancel_run(&args.run)
+        .await
+        .map_err(failed_at(client))?;
     if as_json {
         out.json(&json::cancel(&response, &args.run))?;
     } else {

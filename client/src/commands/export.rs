@@ -8,7 +8,7 @@ use strata_client::Fleet;
 use strata_proto::GetRunResponse;
 
 use crate::cli::{ExportArgs, ExportFormat};
-use crate::commands::locate;
+use crate::commands::{failed_at, locate};
 use crate::exit::{CliError, Exit};
 use crate::export;
 use crate::output::{note, Out};
@@ -30,10 +30,11 @@ pub async fn run(
         }
     };
     // `Cli::check` made sure of one run.
-    let response = locate(fleet, &args.runs[0])
-        .await?
+    let client = locate(fleet, &args.runs[0]).await?;
+    let response = client
         .get_run(&args.runs[0])
-        .await?;
+        .await
+        .map_err(failed_at(client))?;
     let text = to_text(&response);
     match &args.output {
         Some(path) => {
@@ -55,7 +56,8 @@ async fn write_tensorboard(fleet: &Fleet, runs: &[String], dir: &Path) -> Result
     // Every run is fetched before anything is written: a wrong id leaves the folder as it was.
     let mut responses: Vec<GetRunResponse> = Vec::with_capacity(runs.len());
     for run in runs {
-        let response = locate(fleet, run).await?.get_run(run).await?;
+        let client = locate(fleet, run).await?;
+        let response = client.get_run(run).await.map_err(failed_at(client))?;
         // Two prefixes of one run export it once.
         let id = |r: &GetRunResponse| r.run.as_ref().map(|run| run.id.clone());
         if !responses.iter().any(|r| id(r) == id(&response)) {

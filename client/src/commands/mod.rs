@@ -135,6 +135,14 @@ pub async fn locate<'a>(fleet: &'a Fleet, run: &str) -> Result<&'a Client, CliEr
     Ok(&fleet.find_run(run, None).await?.daemon.client)
 }
 
+/// A failed call to `client`'s daemon, reported with that daemon's address (one of several).
+pub fn failed_at(client: &Client) -> impl FnOnce(strata_client::ClientError) -> CliError + '_ {
+    move |error| CliError::OnDaemon {
+        addr: client.addr().to_string(),
+        error,
+    }
+}
+
 /// What [`Fleet::ask_all`] returns when a daemon answered no.
 impl From<(strata_client::fleet::Daemon, strata_client::ClientError)> for CliError {
     fn from((daemon, error): (strata_client::fleet::Daemon, strata_client::ClientError)) -> Self {

@@ -3,8 +3,8 @@
 use strata_client::Fleet;
 
 use crate::cli::ResumeArgs;
-use crate::commands::locate;
 use crate::commands::watch::follow;
+use crate::commands::{failed_at, locate};
 use crate::exit::{CliError, Exit};
 use crate::json;
 use crate::output::Out;
@@ -18,7 +18,8 @@ pub async fn run(
     let client = locate(fleet, &args.run).await?;
     let response = client
         .resume_run(&args.run, args.epochs.unwrap_or(0))
-        .await?;
+        .await
+        .map_err(failed_at(client))?;
     let id = response
         .run
         .as_ref()

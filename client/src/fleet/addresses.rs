@@ -80,7 +80,7 @@ pub async fn resolve(spec: DaemonSpec) -> Result<Vec<DaemonSpec>, ClientError> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(invalid(
-            "no host name; write dns:///HOST:PORT, e.g. dns:///strata-headless.ns.svc.cluster.local:50051".into(),
+            "no host name; write dns:///HOST:PORT, e.g. dns:///stratad.strata.svc.cluster.local:50051".into(),
         ));
     }
     let mut found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
