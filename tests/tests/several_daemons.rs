@@ -385,6 +385,13 @@ async fn a_prefix_of_runs_on_two_daemons_is_an_ambiguity_naming_both() {
             "{error}"
         );
     }
+    let compare = over(&[&a, &b], &["compare", &prefix, &on_a[0]]);
+    assert_eq!(compare.code, 1, "{compare:?}");
+    assert!(
+        compare.stderr.contains("several daemons"),
+        "{}",
+        compare.stderr
+    );
     // The whole id is not ambiguous.
     let id = on_b.iter().find(|id| id.starts_with(&prefix)).unwrap();
     let shown = over(&[&a, &b], &["show", id, "--json"]).json();

@@ -69,12 +69,11 @@ async fn compare_across(
 ) -> Result<(CompareRunsResponse, Vec<String>), CliError> {
     // (daemon index, the names of its runs), in the order of each daemon's first run.
     let mut per_daemon: Vec<(usize, Vec<String>)> = Vec::new();
-    for run in runs {
-        let found = fleet.find_run(run, None).await?;
+    for (run, daemon) in runs.iter().zip(fleet.find_daemons(runs).await?) {
         let index = fleet
             .daemons()
             .iter()
-            .position(|daemon| daemon.name == found.daemon.name)
+            .position(|d| d.name == daemon.name)
             .unwrap_or(0);
         match per_daemon.iter_mut().find(|(i, _)| *i == index) {
             Some((_, names)) => names.push(run.clone()),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use addresses::{default_daemons_file, read_daemons_file, resolve, DaemonSpec, DEFAULT_PORT};
 pub use compare::merge_comparisons;
-use strata_proto::{AnalysisThresholds, GetRunResponse, ServerInfo};
+use strata_proto::{AnalysisThresholds, GetRunResponse, ListRunsRequest, ServerInfo};
 use tokio::task::JoinSet;
 
 use crate::{Client, ClientError};
@@ -395,6 +395,43 @@ impl Fleet {
                     .collect(),
             }),
         }
+    }
+
+    /// The daemon of each of `runs` (ids or unique prefixes), in order. Several runs on several
+    /// daemons are looked up in one `ListRuns` per daemon (a run's id begins with the prefix
+    /// on exactly one daemon); a name that does not resolve so is asked with
+    /// [`Fleet::find_run`], whose error says what is wrong.
+    pub async fn find_daemons(&self, runs: &[String]) -> Result<Vec<&Daemon>, FindRunError> {
+        if let [only] = self.daemons.as_slice() {
+            return Ok(vec![only; runs.len()]);
+        }
+        let listings = self
+            .ask_all(|client| async move {
+                let every_run = ListRunsRequest::default();
+                Ok(client.list_runs(every_run).await?.runs)
+            })
+            .await
+            .map_err(|(daemon, error)| FindRunError::Daemon {
+                daemon: Box::new(daemon),
+                error,
+            })?;
+        let mut found = Vec::with_capacity(runs.len());
+        for run in runs {
+            // (daemon, how many of its runs begin with `run`), for the daemons with any.
+            let matching: Vec<(&Daemon, usize)> = listings
+                .iter()
+                .map(|(daemon, listed)| {
+                    let count = listed.iter().filter(|r| r.id.starts_with(run.as_str()));
+                    (*daemon, count.count())
+                })
+                .filter(|(_, count)| *count > 0)
+                .collect();
+            match matching.as_slice() {
+                [(daemon, 1)] => found.push(*daemon),
+                _ => found.push(self.find_run(run, None).await?.daemon),
+            }
+        }
+        Ok(found)
     }
 }
 
