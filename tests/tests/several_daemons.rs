@@ -161,8 +161,17 @@ fn three_daemons_answer_as_one() {
     let infos = info["daemons"].as_array().expect("daemons");
     assert_eq!(infos.len(), 3);
     for entry in infos {
-        assert_eq!(entry["free_slots"], 1, "{entry}");
-        assert_eq!(entry["running_runs"], 0);
+        // A run's slot is freed just after its end is streamed: it may still be held here.
+        let count = |field: &str| entry[field].as_i64().unwrap();
+        assert_eq!(count("max_concurrent_runs"), 1, "{entry}");
+        assert!(
+            count("running_runs") <= 1 && count("queued_runs") == 0,
+            "{entry}"
+        );
+        assert_eq!(
+            count("free_slots"),
+            count("max_concurrent_runs") - count("running_runs") - count("queued_runs")
+        );
     }
     let mut argv = vec!["start", "--json"];
     argv.extend_from_slice(strata_e2e::TINY_RUN);
