@@ -28,9 +28,15 @@ impl Exit {
 pub enum CliError {
     /// Anything else: exit 1.
     Failed(String),
+    /// A usage error found after parsing (a daemons file that does not say what it must, a
+    /// daemon name no one configured): exit 2.
+    Usage(String),
     /// A call to the daemon failed; mapped by its gRPC code in [`CliError::report`] (a config
     /// the daemon rejects is a usage error, exit 2, like clap's own).
     Client(ClientError),
+    /// A call to the daemon at `addr`, one of several, failed: reported as [`CliError::Client`]
+    /// with that daemon's address.
+    OnDaemon { addr: String, error: ClientError },
     /// Stdout was closed (`strata list | head`): stop quietly, as other Unix tools do.
     BrokenPipe,
     /// The user pressed Ctrl-C while watching: exit 130, the shell convention for SIGINT.
@@ -61,6 +67,8 @@ impl CliError {
             CliError::BrokenPipe => (0, None),
             CliError::CtrlC => (130, None),
             CliError::Failed(message) => (1, Some(one_line(&message))),
+            CliError::Usage(message) => (2, Some(one_line(&message))),
+            CliError::OnDaemon { addr, error } => CliError::Client(error).report(&addr),
             CliError::Client(err) => {
                 let message = one_line(&err.to_string());
                 match err.code() {

@@ -38,7 +38,12 @@ async fn main() -> ExitCode {
     if let Err(err) = cli.check() {
         err.exit();
     }
-    let addr = cli.global.addr.clone();
+    // The address a "cannot reach" message names: the one daemon's (errors from one of several
+    // name their own).
+    let addr = match cli.global.addr.as_slice() {
+        [] => commands::DEFAULT_ADDR.to_string(),
+        addrs => addrs.join(", "),
+    };
     match run(cli).await {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(err) => {
@@ -58,18 +63,22 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
     if let Command::Completions(args) = &cli.command {
         return commands::completions::run(args.shell, out);
     }
-    let client = commands::connect(cli.global).await?;
-    match cli.command {
-        Command::Start(args) => commands::start::run(&client, *args, as_json, out).await,
-        Command::Watch(args) => commands::watch::run(&client, args, as_json, out).await,
-        Command::Show(args) => commands::show::run(&client, args, as_json, out).await,
-        Command::Compare(args) => commands::compare::run(&client, args, as_json, out).await,
-        Command::Export(args) => commands::export::run(&client, args, as_json, out).await,
-        Command::List(args) => commands::list::run(&client, args, as_json, out).await,
-        Command::Cancel(args) => commands::cancel::run(&client, args, as_json, out).await,
-        Command::Resume(args) => commands::resume::run(&client, args, as_json, out).await,
-        Command::Delete(args) => commands::delete::run(&client, args, as_json, out).await,
-        Command::Info => commands::info::run(&client, as_json, out).await,
+    let fleet = commands::connect(commands::daemon_specs(&cli.global)?).await?;
+    let fleet = &fleet;
+    let result = match cli.command {
+        Command::Start(args) => commands::start::run(fleet, *args, as_json, out).await,
+        Command::Watch(args) => commands::watch::run(fleet, args, as_json, out).await,
+        Command::Show(args) => commands::show::run(fleet, args, as_json, out).await,
+        Command::Compare(args) => commands::compare::run(fleet, args, as_json, out).await,
+        Command::Export(args) => commands::export::run(fleet, args, as_json, out).await,
+        Command::List(args) => commands::list::run(fleet, args, as_json, out).await,
+        Command::Cancel(args) => commands::cancel::run(fleet, args, as_json, out).await,
+        Command::Resume(args) => commands::resume::run(fleet, args, as_json, out).await,
+        Command::Delete(args) => commands::delete::run(fleet, args, as_json, out).await,
+        Command::Info => commands::info::run(fleet, as_json, out).await,
         Command::Completions(_) => unreachable!("answered before connecting"),
-    }
+    };
+    // After the answer, before any error line: which daemons it is missing.
+    commands::warn_unreachable(fleet);
+    result
 }

@@ -37,14 +37,23 @@ pub struct Cli {
 /// Flags every subcommand takes, before or after the subcommand's name.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Address of stratad: `http://host:port` or `host:port`.
+    /// Address of stratad: `http://host:port` or `host:port`; repeat it (or give STRATA_ADDR a
+    /// comma-separated list) for several daemons; `dns:///HOST:PORT` is every daemon HOST
+    /// resolves to (a Kubernetes headless Service). Default: the daemons file if there is one,
+    /// else http://127.0.0.1:50051.
     #[arg(
         long,
         global = true,
         env = "STRATA_ADDR",
-        default_value = "http://127.0.0.1:50051"
+        value_delimiter = ',',
+        value_name = "ADDR"
     )]
-    pub addr: String,
+    pub addr: Vec<String>,
+    /// A daemons file naming several daemons (`[daemons.NAME]` tables with `addr`, optional
+    /// `token_file` and `tls_ca`; see the README). Default: ~/.config/strata/daemons.toml when
+    /// it exists and no --addr is given.
+    #[arg(long, global = true, env = "STRATA_DAEMONS", value_name = "FILE")]
+    pub daemons: Option<PathBuf>,
     /// Auth token, sent as `authorization: Bearer TOKEN`.
     #[arg(long, global = true, env = "STRATA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -78,7 +87,7 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Delete a finished run, its epochs and its checkpoints.
     Delete(RunArg),
-    /// Show what the daemon runs on: version, devices, limits.
+    /// Show what each daemon runs on: version, devices, limits, runs training and queued.
     Info,
     /// Print a shell completion script: `strata completions bash > ~/.local/share/bash-completion/completions/strata`.
     Completions(CompletionsArgs),
@@ -258,6 +267,10 @@ pub struct StartArgs {
     /// Resolve and print the per-parameter learning rates; start nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With several daemons: start the run on the daemon called NAME (default: the one with the
+    /// most free slots).
+    #[arg(long, value_name = "NAME")]
+    pub on: Option<String>,
     /// Also start a single-rate twin: the same run with every group at one rate (`lr=RATE`, or
     /// the run's base --lr) and nothing frozen; `show` and `compare` then say whether the layer
     /// rates helped.
@@ -296,8 +309,11 @@ mod tests {
         let after = Cli::try_parse_from(["strata", "list", "--json", "--addr", "h:1"]).unwrap();
         for cli in [before, after] {
             assert!(cli.global.json);
-            assert_eq!(cli.global.addr, "h:1");
+            assert_eq!(cli.global.addr, ["h:1"]);
         }
+        let several =
+            Cli::try_parse_from(["strata", "list", "--addr", "a:1,b:2", "--addr", "c:3"]).unwrap();
+        assert_eq!(several.global.addr, ["a:1", "b:2", "c:3"]);
     }
 
     #[test]

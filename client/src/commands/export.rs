@@ -4,17 +4,18 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use strata_client::Client;
+use strata_client::Fleet;
 use strata_proto::GetRunResponse;
 
 use crate::cli::{ExportArgs, ExportFormat};
+use crate::commands::{failed_at, locate};
 use crate::exit::{CliError, Exit};
 use crate::export;
 use crate::output::{note, Out};
 use crate::tensorboard;
 
 pub async fn run(
-    client: &Client,
+    fleet: &Fleet,
     args: ExportArgs,
     as_json: bool,
     out: &mut Out,
@@ -25,11 +26,15 @@ pub async fn run(
         ExportFormat::Tensorboard => {
             // `Cli::check` made sure of the folder.
             let dir = args.output.as_deref().unwrap_or(Path::new("."));
-            return write_tensorboard(client, &args.runs, dir).await;
+            return write_tensorboard(fleet, &args.runs, dir).await;
         }
     };
     // `Cli::check` made sure of one run.
-    let response = client.get_run(&args.runs[0]).await?;
+    let client = locate(fleet, &args.runs[0]).await?;
+    let response = client
+        .get_run(&args.runs[0])
+        .await
+        .map_err(failed_at(client))?;
     let text = to_text(&response);
     match &args.output {
         Some(path) => {
@@ -47,11 +52,12 @@ pub async fn run(
 
 /// One event file per run, each in its own folder under `dir`; an earlier export's file for the
 /// run is replaced, so TensorBoard does not draw its points twice.
-async fn write_tensorboard(client: &Client, runs: &[String], dir: &Path) -> Result<Exit, CliError> {
+async fn write_tensorboard(fleet: &Fleet, runs: &[String], dir: &Path) -> Result<Exit, CliError> {
     // Every run is fetched before anything is written: a wrong id leaves the folder as it was.
     let mut responses: Vec<GetRunResponse> = Vec::with_capacity(runs.len());
     for run in runs {
-        let response = client.get_run(run).await?;
+        let client = locate(fleet, run).await?;
+        let response = client.get_run(run).await.map_err(failed_at(client))?;
         // Two prefixes of one run export it once.
         let id = |r: &GetRunResponse| r.run.as_ref().map(|run| run.id.clone());
         if !responses.iter().any(|r| id(r) == id(&response)) {

@@ -1,22 +1,25 @@
 //! `strata resume`: continues an interrupted or cancelled run, and watches it with `--follow`.
 
-use strata_client::Client;
+use strata_client::Fleet;
 
 use crate::cli::ResumeArgs;
 use crate::commands::watch::follow;
+use crate::commands::{failed_at, locate};
 use crate::exit::{CliError, Exit};
 use crate::json;
 use crate::output::Out;
 
 pub async fn run(
-    client: &Client,
+    fleet: &Fleet,
     args: ResumeArgs,
     as_json: bool,
     out: &mut Out,
 ) -> Result<Exit, CliError> {
+    let client = locate(fleet, &args.run).await?;
     let response = client
         .resume_run(&args.run, args.epochs.unwrap_or(0))
-        .await?;
+        .await
+        .map_err(failed_at(client))?;
     let id = response
         .run
         .as_ref()

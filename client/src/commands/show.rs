@@ -1,9 +1,9 @@
 //! `strata show`: the run, its epochs and the daemon's analysis; `--plot` draws its curves.
 
-use strata_client::Client;
+use strata_client::Fleet;
 
 use crate::cli::{thresholds, ShowArgs};
-use crate::commands::write_plot;
+use crate::commands::{with_daemon, write_plot};
 use crate::exit::{CliError, Exit};
 use crate::json;
 use crate::output::Out;
@@ -12,16 +12,18 @@ use crate::render::plot::RunCurves;
 use crate::render::run::show;
 
 pub async fn run(
-    client: &Client,
+    fleet: &Fleet,
     args: ShowArgs,
     as_json: bool,
     out: &mut Out,
 ) -> Result<Exit, CliError> {
-    let response = client
-        .get_run_with(&args.run, thresholds(&args.thresholds))
+    let found = fleet
+        .find_run(&args.run, thresholds(&args.thresholds))
         .await?;
+    let response = found.run;
     if as_json {
-        out.json(&json::show(&response))?;
+        let shown = json::show(&response);
+        out.json(&with_daemon(fleet, shown, Some(&found.daemon.name)))?;
     } else {
         out.line(&show(&response))?;
     }

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use strata_client::{status_label, Client};
+use strata_client::{status_label, Client, Fleet};
 use strata_proto::{watch_event::Event, BatchProgress, RunStatus, StatusChange};
 
 use crate::cli::WatchArgs;
@@ -14,11 +14,12 @@ use crate::{json, render};
 
 /// `strata watch RUN [--from-epoch E]`.
 pub async fn run(
-    client: &Client,
+    fleet: &Fleet,
     args: WatchArgs,
     as_json: bool,
     out: &mut Out,
 ) -> Result<Exit, CliError> {
+    let client = crate::commands::locate(fleet, &args.run).await?;
     follow(client, &args.run, args.from_epoch, as_json, out).await
 }
 

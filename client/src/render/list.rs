@@ -6,10 +6,14 @@ use strata_proto::Run;
 use crate::render::format::{epochs_done_of_total, or_dash, utc_time};
 use crate::render::table::{Align, Table};
 
-/// `strata list`: one line per run, in the order given (the daemon's: newest first).
-pub fn list_table(runs: &[Run]) -> String {
-    let mut table = Table::new(&[
-        ("ID", Align::Left),
+/// `strata list`: one line per run, in the order given (newest first), with the daemon each is
+/// on when `daemons` (one name per run) is given.
+pub fn list_table(runs: &[Run], daemons: Option<&[String]>) -> String {
+    let mut columns = vec![("ID", Align::Left)];
+    if daemons.is_some() {
+        columns.push(("DAEMON", Align::Left));
+    }
+    columns.extend([
         ("NAME", Align::Left),
         ("STATUS", Align::Left),
         ("EPOCHS", Align::Right),
@@ -17,10 +21,14 @@ pub fn list_table(runs: &[Run]) -> String {
         ("DATASET", Align::Left),
         ("CREATED", Align::Left),
     ]);
-    for run in runs {
+    let mut table = Table::new(&columns);
+    for (i, run) in runs.iter().enumerate() {
         let config = run.config.as_ref();
-        table.row(vec![
-            run.id.clone(),
+        let mut row = vec![run.id.clone()];
+        if let Some(daemons) = daemons {
+            row.push(daemons.get(i).cloned().unwrap_or_default());
+        }
+        row.extend([
             or_dash(&run.name),
             match (run.queue_position, run.external) {
                 (_, true) => format!("{} (external)", status_label(run.status)),
@@ -32,6 +40,7 @@ pub fn list_table(runs: &[Run]) -> String {
             or_dash(config.map_or("", |c| c.dataset.as_str())),
             utc_time(run.created_at_ms),
         ]);
+        table.row(row);
     }
     table.render_plain()
 }
@@ -56,7 +65,7 @@ mod tests {
             }),
             ..Run::default()
         };
-        let table = list_table(&[run]);
+        let table = list_table(std::slice::from_ref(&run), None);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],
@@ -65,6 +74,12 @@ mod tests {
         assert_eq!(
             lines[1],
             "0123456789abcdef  -     running    3/10  mlp:64,64  spirals  2023-11-14 22:13:20"
+        );
+        let table = list_table(&[run], Some(&["gpu1".to_string()]));
+        assert!(
+            table.starts_with("ID                DAEMON  NAME")
+                && table.contains("abcdef  gpu1    -"),
+            "{table}"
         );
     }
 }

@@ -12,11 +12,37 @@ use crate::error::{Result, StrataError};
 /// *scrambled* by an invertible mix, so ids made a millisecond apart share no prefix and 4–5
 /// characters name one run among thousands (time-ordered ids shared their first 10–12 digits).
 /// Ids from before this change (top bit clear) are still shown, and found, as their 16 hex digits.
+///
+/// Ids are unique across daemons: the low [`RUN_ID_TAG_BITS`] bits of a new key are the daemon's
+/// [`RunIdTag`] (random, drawn once per data dir), the bits between them and the time a sequence
+/// within the millisecond. Two daemons starting runs in the same millisecond make different ids
+/// unless they drew the same tag (1 in 4,096 per pair; `strata info` warns about it). Keys made
+/// before tags keep their meaning: the time is still `key >> 16`, so they stay valid and sorted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RunId(pub u64);
 
 /// The top bit of the key of every run with a short id.
 pub(crate) const SHORT_ID_FLAG: u64 = 1 << 63;
+/// Low bits of a run key that name the daemon that made it.
+pub const RUN_ID_TAG_BITS: u32 = 12;
+const TIME_SHIFT: u32 = 16;
+
+/// A daemon's part of the run ids it makes: `0..2^RUN_ID_TAG_BITS`, drawn at random when its
+/// store is created and kept in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunIdTag(u16);
+
+impl RunIdTag {
+    /// The tag of `value`'s low [`RUN_ID_TAG_BITS`] bits (any random number will do).
+    pub fn from_random(value: u64) -> RunIdTag {
+        RunIdTag((value & ((1 << RUN_ID_TAG_BITS) - 1)) as u16)
+    }
+
+    pub fn value(self) -> u16 {
+        self.0
+    }
+}
+
 const BASE32: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 pub(crate) const SHORT_ID_CHARS: usize = 13;
 
@@ -84,7 +110,18 @@ impl RunId {
 
     /// When the run was created (ids carry their creation time).
     pub fn created_at_ms(self) -> i64 {
-        ((self.0 & !SHORT_ID_FLAG) >> 16) as i64
+        ((self.0 & !SHORT_ID_FLAG) >> TIME_SHIFT) as i64
+    }
+
+    /// The id a daemon with `tag` makes at `now_ms` after handing out the key `last`: greater
+    /// than `last` (even when the clock went back), with the time of `now_ms` unless more than
+    /// 2^(16 - RUN_ID_TAG_BITS) runs came in one millisecond (then a little ahead of the clock).
+    pub fn next(last: u64, now_ms: u64, tag: RunIdTag) -> RunId {
+        // A counter of time and sequence above the tag bits; the tag is the same in every key.
+        let counter_of = |key: u64| (key & !SHORT_ID_FLAG) >> RUN_ID_TAG_BITS;
+        let from_clock = now_ms << (TIME_SHIFT - RUN_ID_TAG_BITS);
+        let counter = from_clock.max(counter_of(last) + 1);
+        RunId(SHORT_ID_FLAG | (counter << RUN_ID_TAG_BITS) | u64::from(tag.value()))
     }
 
     pub(crate) fn is_short(self) -> bool {
@@ -158,5 +195,38 @@ mod tests {
             shown.len(),
             "6-character prefixes are unique"
         );
+    }
+
+    /// Two daemons making ids in the same milliseconds never make the same one; each daemon's
+    /// ids rise, carry their time, and sort after ids made before tags existed.
+    #[test]
+    fn ids_of_two_daemons_differ_and_keep_time_order() {
+        let now = 1_795_900_000_000u64;
+        let before_tags = SHORT_ID_FLAG | (now << 16) | 0x0123;
+        let (a, b) = (RunIdTag::from_random(7), RunIdTag::from_random(0xfff));
+        let (mut last_a, mut last_b) = (before_tags, before_tags);
+        let mut seen = std::collections::HashSet::new();
+        for ms in now..now + 3 {
+            // More runs in one millisecond than the sequence holds, on both daemons.
+            for _ in 0..40 {
+                let (id_a, id_b) = (RunId::next(last_a, ms, a), RunId::next(last_b, ms, b));
+                assert!(id_a.0 > last_a && id_b.0 > last_b, "ids rise");
+                assert!(seen.insert(id_a) && seen.insert(id_b), "no id made twice");
+                assert_eq!(id_a.0 & 0xfff, 7, "the tag is the low bits");
+                assert!(id_a.created_at_ms() as u64 >= ms);
+                assert!(id_a.is_short());
+                assert_eq!(id_a.to_string().parse::<RunId>().unwrap(), id_a);
+                (last_a, last_b) = (id_a.0, id_b.0);
+            }
+        }
+        // A clock that went back still gives a greater id; a fresh daemon's first id has its time.
+        assert!(RunId::next(last_a, now - 1000, a).0 > last_a);
+        let first = RunId::next(0, now, b);
+        assert_eq!(first.created_at_ms() as u64, now);
+        assert!(
+            first.0 < RunId::next(0, now + 1, a).0,
+            "later runs sort later"
+        );
+        assert_eq!(RunIdTag::from_random(u64::MAX).value(), 0xfff);
     }
 }

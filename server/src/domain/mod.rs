@@ -16,8 +16,8 @@ pub use config::RunConfig;
 pub use epoch::{EpochMetrics, GroupStats};
 pub use event::{BatchProgress, RunEvent};
 pub use facts::{ColumnLeak, DataFacts, Leakage, LeakyColumn, TaskFacts, ValMetric};
-pub use id::RunId;
 pub(crate) use id::{from_base32, scramble, SHORT_ID_CHARS, SHORT_ID_FLAG};
+pub use id::{RunId, RunIdTag, RUN_ID_TAG_BITS};
 pub use run::{
     group_rates, groups_in_order, largest_member, FrozenUntil, GroupRate, ParamInit, ParameterRate,
     RunOrigin, RunRecord, RunState,

@@ -172,6 +172,16 @@ impl Runs {
         self.queue.slots()
     }
 
+    /// Runs training now and runs queued for a slot.
+    pub fn load(&self) -> (usize, usize) {
+        self.queue.load()
+    }
+
+    /// This daemon's part of every run id it makes.
+    pub fn run_id_tag(&self) -> crate::domain::RunIdTag {
+        self.store.run_id_tag()
+    }
+
     /// The one run `run` (an id or a unique prefix) names.
     async fn resolve(&self, run: &str) -> Result<RunId> {
         let (store, run) = (self.store.clone(), run.to_string());

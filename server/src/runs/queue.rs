@@ -31,6 +31,15 @@ impl Queue {
         self.max_concurrent
     }
 
+    /// Runs holding a slot now, and runs waiting for one: what a client placing work over
+    /// several daemons compares.
+    pub fn load(&self) -> (usize, usize) {
+        let running = self
+            .max_concurrent
+            .saturating_sub(self.slots.available_permits());
+        (running, self.waiting().len())
+    }
+
     fn waiting(&self) -> std::sync::MutexGuard<'_, VecDeque<RunId>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -77,8 +86,10 @@ mod tests {
             "FIFO positions"
         );
         let never = Notify::new();
+        assert_eq!(queue.load(), (0, 3), "none running, three queued");
         let first = queue.wait_for_slot(a, &never).await.expect("a free slot");
         assert_eq!([b, c].map(|id| queue.position(id)), [1, 2]);
+        assert_eq!(queue.load(), (1, 2), "a runs, b and c wait");
         // The only slot is taken: b waits until it is freed.
         let waiting = queue.wait_for_slot(b, &never);
         tokio::pin!(waiting);

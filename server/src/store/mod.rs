@@ -34,6 +34,7 @@ pub use open::{damaged_store_advice, OpenError};
 pub use scan::{EpochScan, StoreScan};
 
 use crate::{
+    domain::RunIdTag,
     durable::StoreFiles,
     error::{Result, StrataError},
 };
@@ -55,6 +56,8 @@ pub struct Store {
     /// sled's folder, where the format file is.
     db_dir: PathBuf,
     last_id: AtomicU64,
+    /// The low bits of every run id this store hands out, so ids differ across daemons.
+    run_id_tag: RunIdTag,
     /// Writes hold it exclusively from their insert until it is on the disk; reads share it. sled
     /// shows an insert to readers at once, before any flush: without this, a watcher reading
     /// history (or any query) could stream an epoch that a power cut would still lose.

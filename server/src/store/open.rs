@@ -15,7 +15,7 @@ use super::{
     upgrade, Store,
 };
 use crate::{
-    domain::{scramble, RunId},
+    domain::{scramble, RunId, RunIdTag},
     durable::StoreFiles,
     error::{Result, StrataError},
 };
@@ -111,6 +111,7 @@ impl Store {
         let runs = db.open_tree("runs").map_err(|e| damaged(&e))?;
         let epochs = db.open_tree("epochs").map_err(|e| damaged(&e))?;
         let shown_ids = db.open_tree("shown_ids").map_err(|e| damaged(&e))?;
+        let run_id_tag = run_id_tag(&db)?;
         db.flush().map_err(|e| damaged(&e))?;
         let files = StoreFiles::open(db_dir, data_dir).map_err(|e| {
             OpenError::Io(format!(
@@ -131,6 +132,7 @@ impl Store {
             shown_ids,
             db_dir: db_dir.to_path_buf(),
             last_id: AtomicU64::new(last_id),
+            run_id_tag,
             visible: RwLock::new(()),
             sync_failed: AtomicBool::new(false),
         };
@@ -253,4 +255,29 @@ fn index_shown_ids(
         }
     }
     Ok(())
+}
+
+/// Key, in the `meta` tree, of the store's [`RunIdTag`] (2 bytes, big-endian).
+const RUN_ID_TAG_KEY: &[u8] = b"run_id_tag";
+
+/// The store's run id tag: read back, or drawn at random and kept on its first open (the flush
+/// after the trees are opened makes it durable before any id is made with it).
+fn run_id_tag(db: &sled::Db) -> std::result::Result<RunIdTag, OpenError> {
+    let meta = db.open_tree("meta").map_err(|e| damaged(&e))?;
+    if let Some(bytes) = meta.get(RUN_ID_TAG_KEY).map_err(|e| damaged(&e))? {
+        let bytes: [u8; 2] = bytes
+            .as_ref()
+            .try_into()
+            .map_err(|_| damaged(&"the run id tag is not 2 bytes"))?;
+        return Ok(RunIdTag::from_random(u64::from(u16::from_be_bytes(bytes))));
+    }
+    // std seeds every RandomState from the OS's random source: no extra dependency for 12 bits.
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let tag = RunIdTag::from_random(random);
+    meta.insert(RUN_ID_TAG_KEY, &tag.value().to_be_bytes())
+        .map_err(|e| damaged(&e))?;
+    Ok(tag)
 }

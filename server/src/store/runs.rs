@@ -9,7 +9,7 @@ use super::{
     upgrade, Store,
 };
 use crate::{
-    domain::{scramble, RunId, RunRecord, RunStatus, SHORT_ID_FLAG},
+    domain::{scramble, RunId, RunIdTag, RunRecord, RunStatus},
     error::{Result, StrataError},
 };
 
@@ -22,20 +22,26 @@ fn decode_run(bytes: &[u8]) -> Result<RunRecord> {
 }
 
 impl Store {
-    /// A fresh id, greater than every id handed out before (also across restarts).
+    /// A fresh id, greater than every id handed out before (also across restarts), and unlike
+    /// any other daemon's (see [`RunId::next`]).
     pub fn next_run_id(&self) -> RunId {
-        let from_clock = ((now_ms() as u64) << 16) | SHORT_ID_FLAG;
+        let now = now_ms().max(0) as u64;
         let mut last = self.last_id.load(Ordering::Relaxed);
         loop {
-            let next = from_clock.max(last + 1) | SHORT_ID_FLAG;
+            let next = RunId::next(last, now, self.run_id_tag);
             match self
                 .last_id
-                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(last, next.0, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return RunId(next),
+                Ok(_) => return next,
                 Err(actual) => last = actual,
             }
         }
+    }
+
+    /// This daemon's part of every run id it makes.
+    pub fn run_id_tag(&self) -> RunIdTag {
+        self.run_id_tag
     }
 
     /// Writes a run record, durably.

@@ -121,6 +121,34 @@ fn epochs_are_a_range_per_run_and_survive_reopen() {
     assert!(store.next_run_id() > b.id);
 }
 
+/// A store draws its run id tag once and keeps it: every id it makes carries it, across reopens;
+/// fresh stores (other daemons) draw their own.
+#[test]
+fn the_run_id_tag_is_kept_with_the_store() {
+    let one = tempfile::tempdir().unwrap();
+    let store = Store::open(one.path()).unwrap();
+    let tag = store.run_id_tag();
+    let mask = (1u64 << crate::domain::RUN_ID_TAG_BITS) - 1;
+    assert_eq!(store.next_run_id().0 & mask, u64::from(tag.value()));
+    let last = run(&store);
+    store.put_run(&last).unwrap();
+    drop(store);
+    let store = Store::open(one.path()).unwrap();
+    assert_eq!(store.run_id_tag(), tag, "the same tag after a restart");
+    let next = store.next_run_id();
+    assert!(next > last.id);
+    assert_eq!(next.0 & mask, u64::from(tag.value()));
+    // Tags are random: 8 fresh stores drawing one tag between them is a 1 in 2^84 event.
+    let mut tags = vec![tag.value()];
+    for _ in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        tags.push(Store::open(dir.path()).unwrap().run_id_tag().value());
+    }
+    tags.sort_unstable();
+    tags.dedup();
+    assert!(tags.len() > 1, "fresh stores draw their own tags: {tags:?}");
+}
+
 /// A store written by a newer stratad is refused, naming the formats, and left as it was.
 #[test]
 fn a_newer_format_is_refused_and_left_untouched() {

@@ -95,11 +95,15 @@ impl Strata for StrataService {
         &self,
         _: Request<GetServerInfoRequest>,
     ) -> Result<Response<ServerInfo>, Status> {
+        let (running, queued) = self.runs.load();
         Ok(Response::new(ServerInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             devices: train::available_devices(),
             max_concurrent_runs: self.runs.max_concurrent_runs() as u32,
             data_dir: self.data_dir.clone(),
+            running_runs: running as u32,
+            queued_runs: queued as u32,
+            run_id_tag: u32::from(self.runs.run_id_tag().value()),
         }))
     }
 
