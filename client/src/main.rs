@@ -69,6 +69,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Cancel(args) => commands::cancel::run(&client, args, as_json, out).await,
         Command::Resume(args) => commands::resume::run(&client, args, as_json, out).await,
         Command::Delete(args) => commands::delete::run(&client, args, as_json, out).await,
+        Command::LrFind(args) => commands::lr_find::run(&client, *args, as_json, out).await,
         Command::Info => commands::info::run(&client, as_json, out).await,
         Command::Completions(_) => unreachable!("answered before connecting"),
     }

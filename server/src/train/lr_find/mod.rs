@@ -76,7 +76,7 @@ pub fn find_rates(job: &ProbeJob<'_>) -> Result<(), ProbeHalt> {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(ProbeHalt::Failed(format!("the range test failed: {what}")))
+            Err(ProbeHalt::Failed(format!("a panic: {what}")))
         }
     }
 }

@@ -88,13 +88,13 @@ fn first_minimum(losses: &[f64]) -> usize {
 
 /// fastai's `valley` (ESRI's suggester, `lr_find`'s default): the longest strictly decreasing
 /// subsequence of the losses — its length `lds[i]` ending at each point — and the point about
-/// two thirds down it: `start + ⌊len/3⌋ + ⌊len/6⌋`. The loops are fastai's, including where the
-/// longest run's end and start are updated (inside the inner loop), so the index is the one
-/// fastai picks.
+/// two thirds down it: `start + ⌊(end − start)/3⌋ + ⌊(end − start)/6⌋`. The loops are fastai's,
+/// including where the longest run's end and start are updated (inside the inner loop, so the
+/// start is `end − lds[end]` as it was then), so the index is the one fastai picks.
 fn valley(losses: &[f64]) -> usize {
     let n = losses.len();
     let mut lds = vec![1usize; n];
-    let (mut max_start, mut max_end) = (0usize, 0usize);
+    let (mut max_start, mut max_end) = (0i64, 0usize);
     for i in 1..n {
         for j in 0..i {
             if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
@@ -102,13 +102,16 @@ fn valley(losses: &[f64]) -> usize {
             }
             if lds[max_end] < lds[i] {
                 max_end = i;
-                max_start = max_end - lds[max_end];
+                max_start = max_end as i64 - lds[max_end] as i64;
             }
         }
     }
-    let sections = (max_end - max_start) as f64 / 3.0;
-    let index = max_start + sections as usize + (sections / 2.0) as usize;
-    index.min(n - 1)
+    // fastai's start can be −1 (a descent from the very first point), and a negative index
+    // counts from the end in Python; so it does here.
+    let sections = (max_end as i64 - max_start) as f64 / 3.0;
+    let index = max_start + sections as i64 + (sections / 2.0) as i64;
+    let n = n as i64;
+    index.rem_euclid(n).min(n - 1) as usize
 }
 
 #[cfg(test)]
@@ -204,6 +207,12 @@ mod tests {
         assert_eq!(valley(&losses), 6);
         // A single point has nowhere to go.
         assert_eq!(valley(&[1.0]), 0);
+        // A descent from the first point: fastai's start is −1, so 10 falling points (end 9)
+        // give −1 + ⌊10/3⌋ + ⌊10/6⌋ = −1 + 3 + 1 = 3.
+        let falling: Vec<f64> = (0..10).map(|i| 10.0 - f64::from(i)).collect();
+        assert_eq!(valley(&falling), 3);
+        // Two falling points: −1 + 0 + 0 = −1, which Python reads as the last point.
+        assert_eq!(valley(&[2.0, 1.0]), 1);
         // Rising only: the longest descent is one point, the first.
         assert_eq!(valley(&[1.0, 2.0, 3.0]), 0);
     }
