@@ -226,9 +226,14 @@ fn lr_find_problem(args: &LrFindArgs) -> Option<String> {
     let start = args.start_lr.unwrap_or(DEFAULT_START_LR);
     let end = args.end_lr.unwrap_or(DEFAULT_END_LR);
     (end <= start).then(|| {
+        let rate = crate::render::format::rate;
         format!(
-            "--end-lr ({end:e}) must be above --start-lr ({start:e}): the sweep goes up from \
-             --start-lr (default {DEFAULT_START_LR:e}) to --end-lr (default {DEFAULT_END_LR:e})"
+            "--end-lr ({}) must be above --start-lr ({}): the sweep goes up from --start-lr \
+             (default {}) to --end-lr (default {})",
+            rate(end),
+            rate(start),
+            rate(DEFAULT_START_LR),
+            rate(DEFAULT_END_LR)
         )
     })
 }
@@ -297,10 +302,10 @@ pub struct LrFindArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// First rate of each group's sweep [default: 1e-7].
-    #[arg(long, value_name = "RATE", value_parser = parse_sweep_rate)]
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true, value_parser = parse_sweep_rate)]
     pub start_lr: Option<f64>,
     /// Rate each sweep grows toward, exponentially [default: 10].
-    #[arg(long, value_name = "RATE", value_parser = parse_sweep_rate)]
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true, value_parser = parse_sweep_rate)]
     pub end_lr: Option<f64>,
     /// Optimizer steps per group, 6 to 2000 [default: 100].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(6..=2000))]
@@ -323,7 +328,9 @@ pub struct LrFindArgs {
 fn parse_sweep_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!("'{text}' is not a rate; a positive number is, e.g. 1e-7")),
+        _ => Err(format!(
+            "'{text}' is not a rate; a positive number is, e.g. 1e-7"
+        )),
     }
 }
 

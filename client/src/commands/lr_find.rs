@@ -18,8 +18,7 @@ use crate::json;
 use crate::output::{note, Out};
 use crate::render::format::{metric, rate};
 use crate::render::lr_find::{
-    applied_rate, applied_rules, drawn_points, loss_near, report, start_command,
-    APPLIED_SUGGESTION,
+    applied_rate, applied_rules, drawn_points, loss_near, report, start_command, APPLIED_SUGGESTION,
 };
 use crate::render::rate_plot::{plot_rates, RateCurve};
 
@@ -47,7 +46,12 @@ pub async fn run(
     }
     let rules = applied_rules(&probes);
     let start_config = RunConfig {
-        layer_lr: config.layer_lr.iter().cloned().chain(rules.clone()).collect(),
+        layer_lr: config
+            .layer_lr
+            .iter()
+            .cloned()
+            .chain(rules.clone())
+            .collect(),
         ..config
     };
     let command = start_command(&start_config);
@@ -73,7 +77,9 @@ pub async fn run(
     } else {
         out.line(&report(&plan, &probes, &command))?;
         if let Some(id) = &run_id {
-            out.line(&format!("\nStarted run {id} with the {APPLIED_SUGGESTION} rates."))?;
+            out.line(&format!(
+                "\nStarted run {id} with the {APPLIED_SUGGESTION} rates."
+            ))?;
         }
     }
     Ok(Exit::Success)
@@ -209,7 +215,10 @@ impl GroupProgress {
                     .probed
                     .get(step.group_index as usize)
                     .map_or("?", String::as_str);
-                let bar = new_bar(self.steps, &format!("{group} ({}/{})", step.group_index + 1, self.groups));
+                let bar = new_bar(
+                    self.steps,
+                    &format!("{group} ({}/{})", step.group_index + 1, self.groups),
+                );
                 self.bar = Some((step.group_index, bar.clone()));
                 bar
             }

@@ -162,7 +162,9 @@ pub fn rule_rate(value: f64) -> String {
 pub fn applied_rules(probes: &[RateProbe]) -> Vec<String> {
     probes
         .iter()
-        .filter_map(|probe| applied_rate(probe).map(|lr| format!("{}={}", probe.group, rule_rate(lr))))
+        .filter_map(|probe| {
+            applied_rate(probe).map(|lr| format!("{}={}", probe.group, rule_rate(lr)))
+        })
         .collect()
 }
 

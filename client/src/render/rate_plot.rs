@@ -29,7 +29,10 @@ pub fn plot_rates(path: &Path, title: &str, curves: &[RateCurve]) -> Result<(), 
 
 /// The drawable points: finite, with a positive rate (the x axis is logarithmic).
 fn drawable(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    finite(points).into_iter().filter(|(x, _)| *x > 0.0).collect()
+    finite(points)
+        .into_iter()
+        .filter(|(x, _)| *x > 0.0)
+        .collect()
 }
 
 fn draw<DB: DrawingBackend>(
@@ -97,9 +100,10 @@ fn draw<DB: DrawingBackend>(
             .map_err(drawing)?
             .label(curve.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
-        if let Some((lr, loss)) = curve.suggested.filter(|(lr, loss)| {
-            lr.is_finite() && *lr > 0.0 && scale.shows(*loss)
-        }) {
+        if let Some((lr, loss)) = curve
+            .suggested
+            .filter(|(lr, loss)| lr.is_finite() && *lr > 0.0 && scale.shows(*loss))
+        {
             chart
                 .draw_series(std::iter::once(Circle::new(
                     (lr, scale.axis_at(loss)),
