@@ -457,6 +457,44 @@ mod tests {
     }
 
     #[test]
+    fn lr_find_takes_start_flags_and_checks_its_range() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["strata", "lr-find", "--dataset", "moons", "--lr", "1e-2"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).and_then(|cli| cli.check().map(|()| cli))
+        };
+        let cli = parse(&["--group", "layer*", "--steps", "50", "--apply"]).unwrap();
+        let Command::LrFind(args) = cli.command else {
+            panic!("not lr-find")
+        };
+        assert_eq!(args.config.to_proto().lr, Some(1e-2));
+        assert_eq!(
+            (args.groups, args.steps, args.apply),
+            (vec!["layer*".to_string()], Some(50), true)
+        );
+        assert_eq!(
+            (args.start_lr, args.end_lr),
+            (None, None),
+            "the daemon's defaults"
+        );
+        for (bad, flag) in [
+            (&["--steps", "5"][..], "--steps"),
+            (&["--steps", "2001"][..], "--steps"),
+            (&["--start-lr", "0"][..], "--start-lr"),
+            (&["--end-lr", "-1"][..], "--end-lr"),
+            (&["--start-lr", "1e-3", "--end-lr", "1e-4"][..], "--end-lr"),
+            (&["--start-lr", "20"][..], "--start-lr"),
+            (&["--name", "x"][..], "--apply"),
+        ] {
+            let err = parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+            assert!(err.to_string().contains(flag), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
     fn dataset_is_required_and_follow_conflicts_with_dry_run() {
         assert!(Cli::try_parse_from(["strata", "start"]).is_err());
         assert!(Cli::try_parse_from([

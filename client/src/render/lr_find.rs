@@ -84,19 +84,25 @@ fn group_chart(probe: &RateProbe) -> String {
             .map(|(lr, loss)| (lr.log10(), loss))
             .collect()
     };
-    // The suggestion first: the first series is drawn on top.
+    let curve = log_points(drawn_points(probe));
+    // The suggestion first (the first series is drawn on top), as a dash one column or two wide
+    // centred on it: a lone point is drawn only when it falls near a column's x.
     let mut series = Vec::new();
-    if let Some(lr) = applied_rate(probe) {
-        if let Some(loss) = loss_near(probe, lr) {
+    if let (Some(lr), Some((first, _)), Some((last, _))) =
+        (applied_rate(probe), curve.first(), curve.last())
+    {
+        if let Some(loss) = loss_near(probe, lr).filter(|_| lr > 0.0) {
+            let half_column = (last - first).abs() / CHART_WIDTH as f64;
+            let x = lr.log10();
             series.push(Series {
                 label: format!("{APPLIED_SUGGESTION} {}", rate(lr)),
-                points: log_points(vec![(lr, loss)]),
+                points: vec![(x - half_column, loss), (x + half_column, loss)],
             });
         }
     }
     series.push(Series {
         label: "smoothed loss".into(),
-        points: log_points(drawn_points(probe)),
+        points: curve,
     });
     line_chart_over(
         "log10(lr)",

@@ -44,7 +44,7 @@ pub struct FindRatesRequest {
 /// order; the stream ends after the last group.
 #[derive(Clone, Debug)]
 pub enum ProbeEvent {
-    Plan(ProbePlan),
+    Plan(Box<ProbePlan>),
     Progress(ProbeProgress),
     Probed(RateProbe),
 }
@@ -84,7 +84,7 @@ impl Runs {
         let (tx, rx) = mpsc::channel(plan.probed.len() + PROBE_PROGRESS_BUFFER + 2);
         let probed = plan.probed.clone();
         // The channel is empty and larger than one event.
-        let _ = tx.try_send(Ok(ProbeEvent::Plan(plan)));
+        let _ = tx.try_send(Ok(ProbeEvent::Plan(Box::new(plan))));
         let this = self.clone();
         self.workers.spawn(async move {
             if let Err(err) = this.run_probe(prepared, range, probed, tx.clone()).await {

@@ -261,7 +261,7 @@ impl<'a> Bench<'a> {
 /// Whether step `step` (from 0) of `steps` is one of the [`PROGRESS_EVENTS_PER_GROUP`] reported.
 fn is_progress_step(step: u32, steps: u32) -> bool {
     let every = steps.div_ceil(PROGRESS_EVENTS_PER_GROUP).max(1);
-    (step + 1) % every == 0
+    (step + 1).is_multiple_of(every)
 }
 
 /// The training rows batch by batch, in each epoch's shuffled order as a run of this seed takes

@@ -38,7 +38,7 @@ impl TryFrom<proto::FindRatesRequest> for FindRatesRequest {
 pub fn probe_event_to_proto(event: ProbeEvent) -> proto::FindRatesEvent {
     use proto::find_rates_event::Event;
     let event = match event {
-        ProbeEvent::Plan(plan) => Event::Plan(plan.into()),
+        ProbeEvent::Plan(plan) => Event::Plan((*plan).into()),
         ProbeEvent::Progress(progress) => Event::Progress(progress.into()),
         ProbeEvent::Probed(probe) => Event::Probe(probe.into()),
     };
