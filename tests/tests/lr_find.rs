@@ -281,3 +281,63 @@ fn bad_ranges_steps_and_groups_are_usage_errors_naming_the_flag() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("frozen"), "{}", out.stderr);
 }
+
+/// The daemon checks the range itself (the CLI checks it first, but other clients may not): each
+/// bad value is INVALID_ARGUMENT naming the field, before anything is read or trained.
+#[tokio::test]
+async fn the_daemon_refuses_bad_ranges_from_any_client() {
+    use strata_proto::{FindRatesRequest, RunConfig};
+    let daemon = Daemon::start();
+    let client = daemon.client().await;
+    let request =
+        |start_lr: Option<f64>, end_lr: Option<f64>, steps: Option<u32>| FindRatesRequest {
+            config: Some(RunConfig {
+                dataset: "spirals".into(),
+                samples: Some(100),
+                model: "mlp:8".into(),
+                ..RunConfig::default()
+            }),
+            start_lr,
+            end_lr,
+            steps,
+            groups: Vec::new(),
+        };
+    for (bad, field) in [
+        (request(Some(f64::NAN), None, None), "start_lr"),
+        (request(None, Some(f64::INFINITY), None), "end_lr"),
+        (request(Some(1.0), Some(1e-3), None), "end_lr"),
+        (request(None, None, Some(0)), "steps"),
+        (request(None, None, Some(u32::MAX)), "steps"),
+        (
+            FindRatesRequest {
+                groups: vec!["[".into()],
+                ..request(None, None, None)
+            },
+            "groups[0]",
+        ),
+        (
+            FindRatesRequest {
+                config: None,
+                ..request(None, None, None)
+            },
+            "config",
+        ),
+    ] {
+        let status = match client.find_rates(bad.clone()).await {
+            Ok(mut stream) => stream.message().await.expect_err("refused"),
+            Err(err) => err.status().cloned().expect("a status"),
+        };
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{bad:?}: {status:?}"
+        );
+        assert!(
+            status.message().starts_with(field),
+            "{field}: {}",
+            status.message()
+        );
+    }
+    let list = daemon.strata(&["list", "--json"]).json();
+    assert_eq!(list["runs"], serde_json::json!([]));
+}
