@@ -341,3 +341,52 @@ async fn the_daemon_refuses_bad_ranges_from_any_client() {
     let list = daemon.strata(&["list", "--json"]).json();
     assert_eq!(list["runs"], serde_json::json!([]));
 }
+
+/// A probe in progress when the daemon is told to stop ends with the daemon (exit 0), and its
+/// client hears that it stopped instead of waiting for the rest of the sweep.
+#[tokio::test]
+async fn shutdown_stops_a_probe_in_progress() {
+    use strata_proto::{find_rates_event::Event, FindRatesRequest, RunConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start_in(&tmp.path().join("data"), &[]);
+    let client = daemon.client().await;
+    let mut stream = client
+        .find_rates(FindRatesRequest {
+            config: Some(RunConfig {
+                dataset: "spirals".into(),
+                samples: Some(2000),
+                model: "mlp:64,64".into(),
+                ..RunConfig::default()
+            }),
+            start_lr: None,
+            end_lr: None,
+            // 3 groups × 2000 steps: far more than happens before the signal.
+            steps: Some(2000),
+            groups: Vec::new(),
+        })
+        .await
+        .expect("the probe starts");
+    // Wait until it trains.
+    loop {
+        match stream.message().await.expect("no error yet") {
+            Some(strata_proto::FindRatesEvent {
+                event: Some(Event::Progress(_)),
+            }) => break,
+            Some(_) => continue,
+            None => panic!("the probe ended before any progress"),
+        }
+    }
+    let status = daemon.signal_and_wait("TERM");
+    assert!(status.success(), "stratad exits 0: {status:?}");
+    // The stream ends with an error or ends early; never with every group probed.
+    let mut probes = 0;
+    while let Ok(Some(event)) = stream.message().await {
+        if matches!(event.event, Some(Event::Probe(_))) {
+            probes += 1;
+        }
+    }
+    assert!(
+        probes < 3,
+        "the sweep went on after shutdown: {probes} groups"
+    );
+}
