@@ -5,9 +5,10 @@ use std::time::Duration;
 use strata_proto::strata_client::StrataClient;
 use strata_proto::{
     AnalysisThresholds, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
-    CompareRunsResponse, DeleteRunRequest, DeleteRunResponse, GetRunRequest, GetRunResponse,
-    GetServerInfoRequest, ListRunsRequest, ListRunsResponse, ResumeRunRequest, ResumeRunResponse,
-    ServerInfo, StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
+    CompareRunsResponse, DeleteRunRequest, DeleteRunResponse, FindRatesEvent, FindRatesRequest,
+    GetRunRequest, GetRunResponse, GetServerInfoRequest, ListRunsRequest, ListRunsResponse,
+    ResumeRunRequest, ResumeRunResponse, ServerInfo, StartRunRequest, StartRunResponse, WatchEvent,
+    WatchRunRequest,
 };
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -194,6 +195,15 @@ impl Client {
             from_epoch,
         };
         Ok(self.grpc.clone().watch_run(request).await?.into_inner())
+    }
+
+    /// Runs a learning-rate range test per layer group: its plan, progress, then each group's
+    /// result. Dropping the stream stops the test on the daemon.
+    pub async fn find_rates(
+        &self,
+        request: FindRatesRequest,
+    ) -> Result<tonic::Streaming<FindRatesEvent>, ClientError> {
+        Ok(self.grpc.clone().find_rates(request).await?.into_inner())
     }
 
     /// Stops a queued or running run.

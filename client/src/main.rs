@@ -75,6 +75,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Cancel(args) => commands::cancel::run(fleet, args, as_json, out).await,
         Command::Resume(args) => commands::resume::run(fleet, args, as_json, out).await,
         Command::Delete(args) => commands::delete::run(fleet, args, as_json, out).await,
+        Command::LrFind(args) => commands::lr_find::run(fleet, *args, as_json, out).await,
         Command::Info => commands::info::run(fleet, as_json, out).await,
         Command::Completions(_) => unreachable!("answered before connecting"),
     };

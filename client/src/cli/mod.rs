@@ -87,6 +87,10 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Delete a finished run, its epochs and its checkpoints.
     Delete(RunArg),
+    /// Learning-rate range test per layer group (fastai's lr_find): sweep each group's rate from
+    /// --start-lr to --end-lr while the others keep theirs, and suggest a rate per group.
+    #[command(name = "lr-find")]
+    LrFind(Box<LrFindArgs>),
     /// Show what each daemon runs on: version, devices, limits, runs training and queued.
     Info,
     /// Print a shell completion script: `strata completions bash > ~/.local/share/bash-completion/completions/strata`.
@@ -198,10 +202,20 @@ impl Cli {
     /// Rules between flags that clap's attributes cannot say; a broken one is a usage error
     /// (exit 2), reported before anything connects.
     pub fn check(&self) -> Result<(), clap::Error> {
-        let Command::Export(args) = &self.command else {
-            return Ok(());
+        let problem = match &self.command {
+            Command::Export(args) => self.export_problem(args),
+            Command::LrFind(args) => lr_find_problem(args),
+            _ => None,
         };
-        let problem = match args.format(self.global.json) {
+        match problem {
+            Some(message) => Err(<Cli as clap::CommandFactory>::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, message)),
+            None => Ok(()),
+        }
+    }
+
+    fn export_problem(&self, args: &ExportArgs) -> Option<String> {
+        match args.format(self.global.json) {
             ExportFormat::Tensorboard if args.output.is_none() => Some(
                 "--format tensorboard writes a folder per run; name the folder with -o DIR"
                     .to_string(),
@@ -212,14 +226,30 @@ impl Cli {
                 args.runs.len()
             )),
             _ => None,
-        };
-        match problem {
-            Some(message) => Err(<Cli as clap::CommandFactory>::command()
-                .error(clap::error::ErrorKind::ArgumentConflict, message)),
-            None => Ok(()),
         }
     }
 }
+
+/// The sweep goes up: --end-lr above --start-lr (either one against the other's default).
+fn lr_find_problem(args: &LrFindArgs) -> Option<String> {
+    let start = args.start_lr.unwrap_or(DEFAULT_START_LR);
+    let end = args.end_lr.unwrap_or(DEFAULT_END_LR);
+    (end <= start).then(|| {
+        let rate = crate::render::format::rate;
+        format!(
+            "--end-lr ({}) must be above --start-lr ({}): the sweep goes up from --start-lr \
+             (default {}) to --end-lr (default {})",
+            rate(end),
+            rate(start),
+            rate(DEFAULT_START_LR),
+            rate(DEFAULT_END_LR)
+        )
+    })
+}
+
+/// fastai's `lr_find` range, which the daemon also defaults to.
+const DEFAULT_START_LR: f64 = 1e-7;
+const DEFAULT_END_LR: f64 = 10.0;
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -276,6 +306,49 @@ pub struct StartArgs {
     /// rates helped.
     #[arg(long, value_name = "lr=RATE", num_args = 0..=1, default_missing_value = "", value_parser = parse_baseline)]
     pub baseline: Option<Baseline>,
+}
+
+/// `strata lr-find`: the run config of `strata start`, and the range test's settings. Unset
+/// settings take the daemon's defaults, which are fastai's.
+#[derive(Debug, Args)]
+pub struct LrFindArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// First rate of each group's sweep [default: 1e-7].
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true, value_parser = parse_sweep_rate)]
+    pub start_lr: Option<f64>,
+    /// Rate each sweep grows toward, exponentially [default: 10].
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true, value_parser = parse_sweep_rate)]
+    pub end_lr: Option<f64>,
+    /// Optimizer steps per group, 6 to 2000 [default: 100].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(6..=2000))]
+    pub steps: Option<u32>,
+    /// Probe only the groups matching GLOB (repeatable; default: every group).
+    #[arg(long = "group", value_name = "GLOB")]
+    pub groups: Vec<String>,
+    /// Also draw every group's loss against its rate to FILE (.png or .svg).
+    #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
+    pub plot: Option<PathBuf>,
+    /// Then start a run with each probed group at its suggested rate (valley, fastai's default).
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply: a name for the run.
+    #[arg(long, requires = "apply")]
+    pub name: Option<String>,
+    /// With several daemons: probe (and --apply) on the daemon called NAME (default: the one
+    /// with the most free slots).
+    #[arg(long, value_name = "NAME")]
+    pub on: Option<String>,
+}
+
+/// A sweep's rate: a positive number.
+fn parse_sweep_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a rate; a positive number is, e.g. 1e-7"
+        )),
+    }
 }
 
 /// `--baseline` alone, or `--baseline lr=RATE`.
@@ -401,6 +474,44 @@ mod tests {
                 .contains("good, plateaued, overfitting, unstable, slow, not-learning"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn lr_find_takes_start_flags_and_checks_its_range() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["strata", "lr-find", "--dataset", "moons", "--lr", "1e-2"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).and_then(|cli| cli.check().map(|()| cli))
+        };
+        let cli = parse(&["--group", "layer*", "--steps", "50", "--apply"]).unwrap();
+        let Command::LrFind(args) = cli.command else {
+            panic!("not lr-find")
+        };
+        assert_eq!(args.config.to_proto().lr, Some(1e-2));
+        assert_eq!(
+            (args.groups, args.steps, args.apply),
+            (vec!["layer*".to_string()], Some(50), true)
+        );
+        assert_eq!(
+            (args.start_lr, args.end_lr),
+            (None, None),
+            "the daemon's defaults"
+        );
+        for (bad, flag) in [
+            (&["--steps", "5"][..], "--steps"),
+            (&["--steps", "2001"][..], "--steps"),
+            (&["--start-lr", "0"][..], "--start-lr"),
+            (&["--end-lr", "-1"][..], "--end-lr"),
+            (&["--start-lr", "1e-3", "--end-lr", "1e-4"][..], "--end-lr"),
+            (&["--start-lr", "20"][..], "--start-lr"),
+            (&["--name", "x"][..], "--apply"),
+        ] {
+            let err = parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+            assert!(err.to_string().contains(flag), "{bad:?}: {err}");
+        }
     }
 
     #[test]

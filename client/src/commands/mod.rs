@@ -8,6 +8,7 @@ pub mod delete;
 pub mod export;
 pub mod info;
 pub mod list;
+pub mod lr_find;
 pub mod resume;
 pub mod show;
 pub mod start;

@@ -73,7 +73,10 @@ pub async fn run(
 
 /// The daemon a new run goes to: the one `--on` names, else the one with the most free slots
 /// (the only one, unasked, when there is one).
-async fn place<'a>(fleet: &'a Fleet, on: Option<&str>) -> Result<(&'a str, &'a Client), CliError> {
+pub(crate) async fn place<'a>(
+    fleet: &'a Fleet,
+    on: Option<&str>,
+) -> Result<(&'a str, &'a Client), CliError> {
     if let Some(name) = on {
         if let Some(daemon) = fleet.daemon(name) {
             return Ok((&daemon.name, &daemon.client));

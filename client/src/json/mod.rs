@@ -11,10 +11,12 @@
 mod analysis;
 mod epoch;
 mod info;
+mod lr_find;
 mod number;
 mod run;
 
 pub use analysis::compare;
 pub use epoch::watch_event;
 pub use info::server_info;
+pub use lr_find::lr_find;
 pub use run::{cancel, delete, dry_run, list, resume, show, start};

@@ -28,14 +28,26 @@ fn axis_value(value: f64) -> String {
     format!("{value:.decimals$}")
 }
 
-/// The chart, `width` columns by `height` rows of plot area, titled, with a legend.
+/// The chart, `width` columns by `height` rows of plot area, titled, with a legend; x is the
+/// epoch.
 pub fn line_chart(title: &str, series: &[Series], width: usize, height: usize) -> String {
+    line_chart_over("epoch", title, series, width, height)
+}
+
+/// [`line_chart`] with x named `x_axis`.
+pub fn line_chart_over(
+    x_axis: &str,
+    title: &str,
+    series: &[Series],
+    width: usize,
+    height: usize,
+) -> String {
     let (width, height) = (width.max(10), height.max(3));
     let Some(frame) = Frame::around(series, width, height) else {
         return format!("{title}: nothing to draw yet");
     };
     let grid = draw(series, &frame);
-    lay_out(title, series, &frame, &grid)
+    lay_out(title, x_axis, series, &frame, &grid)
 }
 
 /// Where the plot area puts values: x from `x_min` (first column) to `x_max` (last column), y
@@ -159,7 +171,13 @@ fn draw(series: &[Series], frame: &Frame) -> Vec<Vec<char>> {
 
 /// The title, the plot area's rows with the y axis labelled at the top, middle and bottom, the
 /// x axis with its first and last value, and the legend.
-fn lay_out(title: &str, series: &[Series], frame: &Frame, grid: &[Vec<char>]) -> String {
+fn lay_out(
+    title: &str,
+    x_axis: &str,
+    series: &[Series],
+    frame: &Frame,
+    grid: &[Vec<char>],
+) -> String {
     let Frame {
         width,
         height,
@@ -201,7 +219,7 @@ fn lay_out(title: &str, series: &[Series], frame: &Frame, grid: &[Vec<char>]) ->
     let (first, last) = (x_label(frame.x_min), x_label(frame.x_max));
     let gap = width.saturating_sub(first.len() + last.len()).max(1);
     lines.push(format!(
-        "{:label_width$}  {first}{}{last}  epoch",
+        "{:label_width$}  {first}{}{last}  {x_axis}",
         "",
         " ".repeat(gap)
     ));

@@ -19,10 +19,10 @@ pub const PLOT_WIDTH_PX: u32 = 1000;
 pub const PLOT_HEIGHT_PX: u32 = 600;
 
 /// The font family every text element asks for; the embedded font is registered under it.
-const FONT_FAMILY: &str = "sans-serif";
+pub(crate) const FONT_FAMILY: &str = "sans-serif";
 
 /// Distinct colours for up to ten runs (matplotlib's tab10), then they repeat.
-const PALETTE: [RGBColor; 10] = [
+pub(crate) const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -94,26 +94,33 @@ fn register_embedded_font() {
 
 /// Draws `runs` into `path` (PNG or SVG by its extension), titled `title`.
 pub fn plot_file(path: &Path, title: &str, runs: &[RunCurves]) -> Result<(), String> {
+    write_picture(
+        path,
+        |area| draw(area, title, runs),
+        |area| draw(area, title, runs),
+    )
+}
+
+/// Draws a picture into `path`, PNG or SVG by its extension: `svg` or `png` draws it on a
+/// [`PLOT_WIDTH_PX`] × [`PLOT_HEIGHT_PX`] area of that backend (the same drawing, twice, since a
+/// closure cannot be generic over the backend).
+pub(crate) fn write_picture(
+    path: &Path,
+    svg: impl FnOnce(DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String>,
+    png: impl FnOnce(DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), String>,
+) -> Result<(), String> {
     let size = (PLOT_WIDTH_PX, PLOT_HEIGHT_PX);
     // Both backends lay text out with the registered font (the SVG one to measure it).
     register_embedded_font();
     let bytes = match PlotFormat::of(path)? {
         PlotFormat::Svg => {
-            let mut svg = String::new();
-            draw(
-                SVGBackend::with_string(&mut svg, size).into_drawing_area(),
-                title,
-                runs,
-            )?;
-            svg.into_bytes()
+            let mut text = String::new();
+            svg(SVGBackend::with_string(&mut text, size).into_drawing_area())?;
+            text.into_bytes()
         }
         PlotFormat::Png => {
             let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
-            draw(
-                BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area(),
-                title,
-                runs,
-            )?;
+            png(BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area())?;
             encode_png(&rgb, size)?
         }
     };
@@ -138,7 +145,7 @@ fn encode_png(rgb: &[u8], (width, height): (u32, u32)) -> Result<Vec<u8>, String
 }
 
 /// A tick label with up to four significant digits.
-fn tick(value: f64) -> String {
+pub(crate) fn tick(value: f64) -> String {
     let magnitude = value.abs();
     if magnitude != 0.0 && !(1e-3..1e5).contains(&magnitude) {
         return format!("{value:.1e}");
@@ -152,12 +159,12 @@ fn tick(value: f64) -> String {
     }
 }
 
-fn drawing<E: std::fmt::Display>(err: E) -> String {
+pub(crate) fn drawing<E: std::fmt::Display>(err: E) -> String {
     format!("cannot draw the plot: {err}")
 }
 
 /// The points that can be drawn at all: both coordinates finite.
-fn finite(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+pub(crate) fn finite(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     points
         .iter()
         .copied()

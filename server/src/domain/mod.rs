@@ -8,6 +8,7 @@ mod epoch;
 mod event;
 mod facts;
 mod id;
+mod rate_probe;
 mod run;
 mod status;
 mod verdict;
@@ -18,6 +19,10 @@ pub use event::{BatchProgress, RunEvent};
 pub use facts::{ColumnLeak, DataFacts, Leakage, LeakyColumn, TaskFacts, ValMetric};
 pub(crate) use id::{from_base32, scramble, SHORT_ID_CHARS, SHORT_ID_FLAG};
 pub use id::{RunId, RunIdTag, RUN_ID_TAG_BITS};
+pub use rate_probe::{
+    ProbeProgress, RangeTest, RatePoint, RateProbe, SkippedGroup, Suggestions, DEFAULT_END_LR,
+    DEFAULT_PROBE_STEPS, DEFAULT_START_LR,
+};
 pub use run::{
     group_rates, groups_in_order, largest_member, FrozenUntil, GroupRate, ParamInit, ParameterRate,
     RunOrigin, RunRecord, RunState,

@@ -9,7 +9,8 @@
 //!   stores each epoch durably, then streams it);
 //! - [`live`]: the runs in flight, their stop flags, and the watch fan-out;
 //! - [`queries`]: get, list, compare;
-//! - [`external`]: runs trained outside the daemon, which log their epochs to it.
+//! - [`external`]: runs trained outside the daemon, which log their epochs to it;
+//! - [`lr_find`]: the learning-rate range test per group, on a training slot, stored nowhere.
 //!
 //! The blocking/async boundary is decided here, once: every public method is async, and whatever
 //! blocks (sled reads and writes with their fsyncs, file reads, dataset loads) runs on the
@@ -21,6 +22,7 @@
 mod external;
 mod lifecycle;
 mod live;
+mod lr_find;
 mod prepare;
 mod queries;
 mod queue;
@@ -40,6 +42,10 @@ pub use self::external::{
     MAX_LOG_BATCH_EPOCHS,
 };
 pub use self::live::WATCH_BUFFER_EVENTS;
+pub use self::lr_find::{
+    FindRatesRequest, ProbeEvent, ProbePlan, MAX_PROBE_STEPS, MAX_PROBE_STEPS_TOTAL,
+    MIN_PROBE_STEPS,
+};
 use crate::{
     analysis::{RunAnalysis, TwinComparison},
     domain::{

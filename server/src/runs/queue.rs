@@ -57,6 +57,12 @@ impl Queue {
             .map_or(0, |i| i as u32 + 1)
     }
 
+    /// Waits for a slot for work that is not a run (a range test): behind the runs already
+    /// waiting (the semaphore is FIFO), without a queue position. `None` once the slots are gone.
+    pub async fn take_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().acquire_owned().await.ok()
+    }
+
     /// Waits for a slot for `id`, or until `stop` is notified (then `None`). Either way the run
     /// leaves the queue. The slot is held until the permit is dropped.
     pub async fn wait_for_slot(&self, id: RunId, stop: &Notify) -> Option<OwnedSemaphorePermit> {

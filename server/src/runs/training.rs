@@ -19,7 +19,7 @@ const MAX_REASON_BYTES: usize = 1024;
 
 /// An error as a run's recorded reason: its first line only (libtorch appends a C++ backtrace with
 /// memory addresses and install paths), at most [`MAX_REASON_BYTES`].
-fn reason_for_clients(reason: &str) -> String {
+pub(super) fn reason_for_clients(reason: &str) -> String {
     let first = reason
         .split("Exception raised from")
         .next()

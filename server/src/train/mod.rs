@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod lr_find;
 pub mod model;
 pub mod optim;
 pub mod targets;

@@ -48,6 +48,13 @@ impl Optimizer {
         Optimizer { spec, slots }
     }
 
+    /// Sets the base rate of the `index`-th parameter (the range test sweeps a group's rate).
+    pub fn set_rate(&mut self, index: usize, lr: f64) {
+        if let Some(slot) = self.slots.get_mut(index) {
+            slot.lr = lr;
+        }
+    }
+
     /// Clears the gradients of every parameter.
     pub fn zero_grad(&mut self) {
         for slot in &mut self.slots {

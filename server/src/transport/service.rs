@@ -5,16 +5,20 @@ use std::{pin::Pin, sync::Arc};
 use strata_proto::{
     strata_server::Strata, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
     CompareRunsResponse, CreateRunRequest, CreateRunResponse, DeleteRunRequest, DeleteRunResponse,
-    FinishRunRequest, FinishRunResponse, GetRunRequest, GetRunResponse, GetServerInfoRequest,
-    ListRunsRequest, ListRunsResponse, LogEpochsRequest, LogEpochsResponse, ResumeRunRequest,
-    ResumeRunResponse, ServerInfo, StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
+    FindRatesEvent, FindRatesRequest, FinishRunRequest, FinishRunResponse, GetRunRequest,
+    GetRunResponse, GetServerInfoRequest, ListRunsRequest, ListRunsResponse, LogEpochsRequest,
+    LogEpochsResponse, ResumeRunRequest, ResumeRunResponse, ServerInfo, StartRunRequest,
+    StartRunResponse, WatchEvent, WatchRunRequest,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::{
-    runs::{CreateExternal, ListFilter, LoggedEpoch, Runs, StartRequest},
+    runs::{
+        CreateExternal, FindRatesRequest as RangeTestRequest, ListFilter, LoggedEpoch, Runs,
+        StartRequest,
+    },
     train,
 };
 
@@ -30,6 +34,7 @@ impl StrataService {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send + 'static>>;
+type FindRatesStream = Pin<Box<dyn Stream<Item = Result<FindRatesEvent, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Strata for StrataService {
@@ -75,6 +80,22 @@ impl Strata for StrataService {
         let events = tokio_stream::wrappers::ReceiverStream::new(watch.events).map(move |event| {
             event
                 .map(|event| convert::event_to_proto(event, metric))
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(events)))
+    }
+
+    type FindRatesStream = FindRatesStream;
+
+    async fn find_rates(
+        &self,
+        request: Request<FindRatesRequest>,
+    ) -> Result<Response<Self::FindRatesStream>, Status> {
+        let request = RangeTestRequest::try_from(request.into_inner())?;
+        let events = self.runs.find_rates(request).await?;
+        let events = tokio_stream::wrappers::ReceiverStream::new(events).map(|event| {
+            event
+                .map(convert::probe_event_to_proto)
                 .map_err(Status::from)
         });
         Ok(Response::new(Box::pin(events)))

@@ -13,7 +13,7 @@ use crate::{
 /// activation tensor.
 const VALIDATION_CHUNK_ROWS: i64 = 8192;
 
-pub(super) fn loss_of(task: Task, output: &Tensor, target: &Tensor) -> Result<Tensor, TchError> {
+pub(crate) fn loss_of(task: Task, output: &Tensor, target: &Tensor) -> Result<Tensor, TchError> {
     match task {
         Task::Classification { .. } => output.f_log_softmax(-1, Kind::Float)?.f_nll_loss(
             target,

@@ -22,6 +22,8 @@ use crate::{
     spec::{rates::ResolvedParam, RunSpec},
     store::{epoch_log, record},
 };
+pub(crate) use measure::loss_of;
+pub(crate) use trainer::seeded_model;
 use trainer::Trainer;
 
 /// Where a run reports to while it trains. The run manager implements it: it stores what must

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     domain::{groups_in_order, largest_member, BatchProgress, DataFacts, EpochMetrics, GroupStats},
-    spec::{rates::ResolvedParam, Task},
+    spec::{rates::ResolvedParam, RunSpec, Task},
     store::{epoch_log, record},
     train::{
         checkpoint::{self, Checkpoint, RunRecords},
@@ -26,6 +26,27 @@ use crate::{
 /// libtorch's RNG is global: seeding and initialising a model must not interleave with another
 /// run's, or seeded runs would not be reproducible.
 static MODEL_INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// The run's model for its data, freshly initialised from the run's seed (as PyTorch would with
+/// `torch.manual_seed(seed)`), checked against the rate table it was resolved with.
+pub(crate) fn seeded_model(
+    spec: &RunSpec,
+    data: &Dataset,
+    resolved: &[ResolvedParam],
+    device: tch::Device,
+) -> crate::error::Result<Model> {
+    let _guard = MODEL_INIT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    tch::manual_seed(spec.seed as i64);
+    Model::for_run(
+        &spec.model,
+        &data.sample_shape(),
+        data.task.outputs(),
+        resolved,
+        device,
+    )
+}
 
 /// A layer group's parameters, by index into the model's parameter list.
 struct Group {
@@ -86,19 +107,7 @@ impl<'a> Trainer<'a> {
             }
             Task::Classification { .. } => TargetScaling::IDENTITY,
         };
-        let model = {
-            let _guard = MODEL_INIT_LOCK
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            tch::manual_seed(spec.seed as i64);
-            Model::for_run(
-                &spec.model,
-                &data.sample_shape(),
-                data.task.outputs(),
-                job.resolved,
-                job.device,
-            )?
-        };
+        let model = seeded_model(spec, &data, job.resolved, job.device)?;
         let named_rates = model
             .parameters()
             .iter()

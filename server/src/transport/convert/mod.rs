@@ -7,9 +7,11 @@ mod config;
 mod events;
 mod external;
 mod leakage;
+mod rate_probe;
 mod run;
 
 pub use analysis::thresholds;
 pub use events::event_to_proto;
 pub use external::external_end;
+pub use rate_probe::probe_event_to_proto;
 pub use run::{epoch_to_proto, status_to_proto};

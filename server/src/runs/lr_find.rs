@@ -1,0 +1,312 @@
+//! The learning-rate range test per group (`FindRates`): the run's config prepared as a start
+//! prepares it, the groups to probe chosen, then the probe trained on a training slot (it
+//! competes with runs for `--max-concurrent-runs`) and streamed back. It stops when its client
+//! goes away or the daemon shuts down, and stores nothing.
+
+use std::sync::{atomic::Ordering, Arc};
+
+use tokio::sync::mpsc;
+
+use super::{blocking, prepare::Prepared, training::reason_for_clients, Runs};
+use crate::{
+    domain::{
+        group_rates, FrozenUntil, GroupRate, ProbeProgress, RangeTest, RateProbe, RunConfig,
+        SkippedGroup,
+    },
+    error::{Result, StrataError},
+    spec::{check_length, finite_in, glob::Glob, in_range},
+    train::lr_find::{find_rates, ProbeHalt, ProbeJob},
+};
+
+/// Fewest steps of a sweep (fastai raises `num_it` below 6 to 6: fewer leave no curve to read).
+pub const MIN_PROBE_STEPS: u32 = 6;
+/// Most steps of one group's sweep.
+pub const MAX_PROBE_STEPS: u32 = 2000;
+/// Most steps of one whole probe, over all its groups: what one request may make the daemon train.
+pub const MAX_PROBE_STEPS_TOTAL: u64 = 20_000;
+/// Most `groups` patterns.
+const MAX_GROUP_PATTERNS: usize = 256;
+const MAX_GROUP_PATTERN_CHARS: usize = 1024;
+/// Progress events a probe keeps ready for a slow client beyond its groups' results; more are
+/// dropped (progress only: every group's result is always sent).
+const PROBE_PROGRESS_BUFFER: usize = 64;
+
+/// A range test to run.
+#[derive(Clone, Debug, Default)]
+pub struct FindRatesRequest {
+    pub config: RunConfig,
+    pub range: RangeTest,
+    /// Globs over group names: the groups to probe (empty: every group).
+    pub groups: Vec<String>,
+}
+
+/// What a probe sends: its plan first, then progress and each group's result in the model's
+/// order; the stream ends after the last group.
+#[derive(Clone, Debug)]
+pub enum ProbeEvent {
+    Plan(Box<ProbePlan>),
+    Progress(ProbeProgress),
+    Probed(RateProbe),
+}
+
+/// What a probe will do, known before it trains.
+#[derive(Clone, Debug)]
+pub struct ProbePlan {
+    /// The config with the daemon's defaults filled in, as a start would record it.
+    pub config: RunConfig,
+    pub range: RangeTest,
+    /// Every group of the model in order, at the rate the spec gives it.
+    pub groups: Vec<GroupRate>,
+    /// The groups to be probed, in order.
+    pub probed: Vec<String>,
+    /// Groups asked for but left alone, and why.
+    pub skipped: Vec<SkippedGroup>,
+    pub warnings: Vec<String>,
+}
+
+impl Runs {
+    /// Checks the request, prepares its run config and starts the probe; its events come on the
+    /// returned channel, and an error there ends it.
+    pub async fn find_rates(
+        self: &Arc<Self>,
+        request: FindRatesRequest,
+    ) -> Result<mpsc::Receiver<Result<ProbeEvent>>> {
+        self.check_accepting()?;
+        let FindRatesRequest {
+            config,
+            range,
+            groups,
+        } = request;
+        check_range(&range)?;
+        let patterns = parse_group_patterns(&groups)?;
+        let prepared = self.prepare(config, true).await?;
+        let plan = plan_probe(&prepared, range, &patterns)?;
+        let (tx, rx) = mpsc::channel(plan.probed.len() + PROBE_PROGRESS_BUFFER + 2);
+        let probed = plan.probed.clone();
+        // The channel is empty and larger than one event.
+        let _ = tx.try_send(Ok(ProbeEvent::Plan(Box::new(plan))));
+        let this = self.clone();
+        self.workers.spawn(async move {
+            if let Err(err) = this.run_probe(prepared, range, probed, tx.clone()).await {
+                let _ = tx.send(Err(err)).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Waits for a training slot (or the client to leave), then probes on a blocking thread.
+    async fn run_probe(
+        self: Arc<Self>,
+        prepared: Prepared,
+        range: RangeTest,
+        groups: Vec<String>,
+        events: mpsc::Sender<Result<ProbeEvent>>,
+    ) -> Result<()> {
+        let permit = tokio::select! {
+            permit = self.queue.take_slot() => permit,
+            () = events.closed() => return Ok(()),
+        };
+        let Some(_permit) = permit else {
+            return Err(StrataError::ShuttingDown);
+        };
+        self.check_accepting()?;
+        let this = self.clone();
+        blocking(move || {
+            let results = groups.len();
+            let stop = || events.is_closed() || this.shutting_down.load(Ordering::Acquire);
+            // Progress never takes the room kept for the groups' results, so sending a result
+            // never waits on the client.
+            let progress = |progress| {
+                if events.capacity() > results + 1 {
+                    let _ = events.try_send(Ok(ProbeEvent::Progress(progress)));
+                }
+            };
+            let probed = |probe| {
+                let _ = events.blocking_send(Ok(ProbeEvent::Probed(probe)));
+            };
+            let job = ProbeJob {
+                spec: &prepared.spec,
+                resolved: &prepared.resolved,
+                device: prepared.device,
+                init_from: prepared.init.as_ref().map(|init| init.path.as_path()),
+                range,
+                groups: &groups,
+                stop: &stop,
+                progress: &progress,
+                probed: &probed,
+            };
+            match find_rates(&job) {
+                Ok(()) => Ok(()),
+                Err(ProbeHalt::Stopped) if this.shutting_down.load(Ordering::Acquire) => {
+                    Err(StrataError::ShuttingDown)
+                }
+                // The client went away: nobody to tell.
+                Err(ProbeHalt::Stopped) => Ok(()),
+                Err(ProbeHalt::Failed(reason)) => {
+                    tracing::warn!(error = %reason, "a learning-rate range test failed");
+                    Err(StrataError::FailedPrecondition(format!(
+                        "the range test failed: {}",
+                        reason_for_clients(&reason)
+                    )))
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// The sweep's range and length, as allowed.
+fn check_range(range: &RangeTest) -> Result<()> {
+    let rate = "a positive rate below 1e6";
+    finite_in("start_lr", range.start_lr, f64::MIN_POSITIVE, 1e6, rate)?;
+    finite_in("end_lr", range.end_lr, f64::MIN_POSITIVE, 1e6, rate)?;
+    if range.end_lr <= range.start_lr {
+        return Err(StrataError::invalid(
+            "end_lr",
+            format!(
+                "{} is not above start_lr {}; the sweep goes up from start_lr to end_lr (fastai's 1e-7 to 10)",
+                crate::spec::shown_number(range.end_lr),
+                crate::spec::shown_number(range.start_lr)
+            ),
+        ));
+    }
+    in_range("steps", range.steps, MIN_PROBE_STEPS, MAX_PROBE_STEPS)?;
+    Ok(())
+}
+
+fn parse_group_patterns(patterns: &[String]) -> Result<Vec<Glob>> {
+    if patterns.len() > MAX_GROUP_PATTERNS {
+        return Err(StrataError::invalid(
+            "groups",
+            format!(
+                "{} patterns; at most {MAX_GROUP_PATTERNS} are allowed",
+                patterns.len()
+            ),
+        ));
+    }
+    patterns
+        .iter()
+        .enumerate()
+        .map(|(i, pattern)| {
+            let field = format!("groups[{i}]");
+            check_length(&field, pattern, MAX_GROUP_PATTERN_CHARS)?;
+            Glob::parse(pattern).map_err(|message| StrataError::invalid(&field, message))
+        })
+        .collect()
+}
+
+/// Which groups to probe: those the patterns name (all without patterns), less the frozen for
+/// good; refused when a pattern names no group, when nothing is left, or when the whole probe
+/// would train more than [`MAX_PROBE_STEPS_TOTAL`] steps.
+fn plan_probe(prepared: &Prepared, range: RangeTest, patterns: &[Glob]) -> Result<ProbePlan> {
+    let groups = group_rates(&prepared.rate_table());
+    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    for (i, pattern) in patterns.iter().enumerate() {
+        if !names.iter().any(|name| pattern.matches(name)) {
+            return Err(StrataError::invalid(
+                format!("groups[{i}]"),
+                format!(
+                    "'{}' (--group) matches no layer group; this model has: {}",
+                    pattern.as_str(),
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    let chosen = groups
+        .iter()
+        .filter(|g| patterns.is_empty() || patterns.iter().any(|p| p.matches(&g.name)));
+    let (mut probed, mut skipped) = (Vec::new(), Vec::new());
+    for group in chosen {
+        match group.frozen {
+            FrozenUntil::Forever => skipped.push(SkippedGroup {
+                group: group.name.clone(),
+                reason: "frozen for the whole run (--freeze): it never trains, so it has no rate to find".into(),
+            }),
+            FrozenUntil::Never | FrozenUntil::Epoch(_) => probed.push(group.name.clone()),
+        }
+    }
+    if probed.is_empty() {
+        return Err(StrataError::invalid(
+            "groups",
+            "every group chosen is frozen for the whole run; nothing to probe (drop its --freeze rule, or choose other groups)",
+        ));
+    }
+    let total = u64::from(range.steps) * probed.len() as u64;
+    if total > MAX_PROBE_STEPS_TOTAL {
+        return Err(StrataError::invalid(
+            "steps",
+            format!(
+                "{} steps × {} groups = {total} training steps; at most {MAX_PROBE_STEPS_TOTAL} are allowed per probe — lower --steps or probe fewer groups with --group",
+                range.steps,
+                probed.len()
+            ),
+        ));
+    }
+    Ok(ProbePlan {
+        config: prepared.spec.config.clone(),
+        range,
+        groups,
+        probed,
+        skipped,
+        warnings: prepared.warnings(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_range_is_checked_before_anything_is_prepared() {
+        assert!(check_range(&RangeTest::default()).is_ok());
+        let bad = [
+            (
+                RangeTest {
+                    start_lr: 1.0,
+                    end_lr: 1.0,
+                    steps: 100,
+                },
+                "end_lr",
+            ),
+            (
+                RangeTest {
+                    start_lr: 0.0,
+                    ..Default::default()
+                },
+                "start_lr",
+            ),
+            (
+                RangeTest {
+                    end_lr: f64::NAN,
+                    ..Default::default()
+                },
+                "end_lr",
+            ),
+            (
+                RangeTest {
+                    steps: 0,
+                    ..Default::default()
+                },
+                "steps",
+            ),
+            (
+                RangeTest {
+                    steps: MAX_PROBE_STEPS + 1,
+                    ..Default::default()
+                },
+                "steps",
+            ),
+        ];
+        for (range, field) in bad {
+            match check_range(&range) {
+                Err(StrataError::InvalidArgument { field: got, .. }) => {
+                    assert_eq!(got, field, "{range:?}")
+                }
+                other => panic!("{range:?}: {other:?}"),
+            }
+        }
+        assert!(parse_group_patterns(&["layer[".into()]).is_err());
+        assert!(parse_group_patterns(&vec!["a".into(); MAX_GROUP_PATTERNS + 1]).is_err());
+    }
+}
