@@ -457,6 +457,7 @@ async fn malformed_messages(channel: &Channel) -> usize {
         "ResumeRun",
         "DeleteRun",
         "WatchRun",
+        "FindRates",
     ];
     let mut sent = 0;
     for method in methods {
