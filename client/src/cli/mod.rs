@@ -226,6 +226,9 @@ pub struct ListArgs {
     /// Only runs whose analysis has this verdict.
     #[arg(long, value_name = "VERDICT", value_parser = parse_verdict)]
     pub verdict: Option<Verdict>,
+    /// Only the trials of this sweep (its id, as `strata sweep` printed it).
+    #[arg(long, value_name = "ID")]
+    pub sweep: Option<String>,
 }
 
 /// A verdict label as users type it; the error lists every allowed label.

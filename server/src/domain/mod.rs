@@ -20,7 +20,7 @@ pub use id::RunId;
 pub(crate) use id::{from_base32, scramble, SHORT_ID_CHARS, SHORT_ID_FLAG};
 pub use run::{
     group_rates, groups_in_order, largest_member, FrozenUntil, GroupRate, ParamInit, ParameterRate,
-    RunOrigin, RunRecord, RunState,
+    RunOrigin, RunRecord, RunState, SweepTrial,
 };
 pub use status::RunStatus;
 pub use verdict::{Diagnosis, Verdict};

@@ -32,3 +32,59 @@ pub fn validate_labels(name: &str, tags: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+const MAX_SWEEP_ID_CHARS: usize = 64;
+const MAX_SWEEP_SETTINGS: usize = 64;
+const MAX_SWEEP_SETTING_NAME_CHARS: usize = 64;
+const MAX_SWEEP_SETTING_VALUE_CHARS: usize = 200;
+
+/// Validates a trial's sweep membership: an id of [A-Za-z0-9_-], a trial number from 1, and a
+/// bounded list of printable settings.
+pub fn validate_sweep_trial(trial: &crate::domain::SweepTrial) -> Result<()> {
+    let id = &trial.sweep_id;
+    if id.is_empty()
+        || id.chars().count() > MAX_SWEEP_ID_CHARS
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(StrataError::invalid(
+            "sweep.sweep_id",
+            format!(
+                "'{}' must be 1 to {MAX_SWEEP_ID_CHARS} characters of A-Z, a-z, 0-9, '-' and '_'",
+                crate::spec::shown(id)
+            ),
+        ));
+    }
+    if trial.trial == 0 {
+        return Err(StrataError::invalid(
+            "sweep.trial",
+            "trials are numbered from 1",
+        ));
+    }
+    if trial.settings.len() > MAX_SWEEP_SETTINGS {
+        return Err(StrataError::invalid(
+            "sweep.settings",
+            format!(
+                "{} settings; at most {MAX_SWEEP_SETTINGS}",
+                trial.settings.len()
+            ),
+        ));
+    }
+    for (i, (name, value)) in trial.settings.iter().enumerate() {
+        let printable = |text: &str, max: usize| {
+            !text.is_empty() && text.chars().count() <= max && !text.chars().any(char::is_control)
+        };
+        if !printable(name, MAX_SWEEP_SETTING_NAME_CHARS)
+            || !printable(value, MAX_SWEEP_SETTING_VALUE_CHARS)
+        {
+            return Err(StrataError::invalid(
+                format!("sweep.settings[{i}]"),
+                format!(
+                    "names are 1 to {MAX_SWEEP_SETTING_NAME_CHARS} printable characters, values 1 to {MAX_SWEEP_SETTING_VALUE_CHARS}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
