@@ -28,6 +28,8 @@ impl Exit {
 pub enum CliError {
     /// Anything else: exit 1.
     Failed(String),
+    /// A bad flag found after parsing (a sweep's values): exit 2, as clap's own usage errors.
+    Usage(String),
     /// A call to the daemon failed; mapped by its gRPC code in [`CliError::report`] (a config
     /// the daemon rejects is a usage error, exit 2, like clap's own).
     Client(ClientError),
@@ -61,6 +63,7 @@ impl CliError {
             CliError::BrokenPipe => (0, None),
             CliError::CtrlC => (130, None),
             CliError::Failed(message) => (1, Some(one_line(&message))),
+            CliError::Usage(message) => (2, Some(one_line(&message))),
             CliError::Client(err) => {
                 let message = one_line(&err.to_string());
                 match err.code() {

@@ -7,12 +7,13 @@
 //!
 //! Nothing here renders: tables, charts, plots, `--json` shapes and exports belong to the `strata`
 //! binary (`main.rs` and its modules). The library's files are `lib.rs`, `client.rs`, `auth.rs`,
-//! `error.rs` and `model.rs`.
+//! `error.rs`, `model.rs`, and `sweep/` (expanding, driving and ranking sweeps).
 
 mod auth;
 mod client;
 mod error;
 pub mod model;
+pub mod sweep;
 
 pub use auth::BearerAuth;
 pub use client::{endpoint_uri, Client, StrataGrpc};

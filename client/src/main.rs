@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
     if let Err(err) = cli.check() {
         err.exit();
     }
-    let addr = cli.global.addr.clone();
+    let addr = cli.global.addr.first().cloned().unwrap_or_default();
     match run(cli).await {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(err) => {
@@ -58,6 +58,10 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
     if let Command::Completions(args) = &cli.command {
         return commands::completions::run(args.shell, out);
     }
+    // A sweep talks to every daemon named.
+    if let Command::Sweep(args) = cli.command {
+        return commands::sweep::run(cli.global, *args, as_json, out).await;
+    }
     let client = commands::connect(cli.global).await?;
     match cli.command {
         Command::Start(args) => commands::start::run(&client, *args, as_json, out).await,
@@ -70,6 +74,8 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Resume(args) => commands::resume::run(&client, args, as_json, out).await,
         Command::Delete(args) => commands::delete::run(&client, args, as_json, out).await,
         Command::Info => commands::info::run(&client, as_json, out).await,
-        Command::Completions(_) => unreachable!("answered before connecting"),
+        Command::Completions(_) | Command::Sweep(_) => {
+            unreachable!("answered before connecting")
+        }
     }
 }

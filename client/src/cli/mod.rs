@@ -10,6 +10,7 @@
 //! thresholds of `show` and `compare`.
 
 mod config;
+mod sweep;
 mod threshold;
 
 use std::path::PathBuf;
@@ -17,7 +18,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use strata_proto::{Baseline, RunStatus, Verdict};
 
-pub use config::ConfigArgs;
+pub use config::{ConfigArgs, FixedConfigArgs};
+pub use sweep::{SweepArgs, SweepCommand, SweepShowArgs, SweepStartArgs};
 use threshold::parse_threshold;
 pub use threshold::{thresholds, ThresholdOverride};
 
@@ -37,14 +39,16 @@ pub struct Cli {
 /// Flags every subcommand takes, before or after the subcommand's name.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Address of stratad: `http://host:port` or `host:port`.
+    /// Address of stratad: `http://host:port` or `host:port`. Repeatable (or comma-separated in
+    /// STRATA_ADDR) for `sweep`, which spreads its trials over them; other commands use the first.
     #[arg(
         long,
         global = true,
         env = "STRATA_ADDR",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:50051"
     )]
-    pub addr: String,
+    pub addr: Vec<String>,
     /// Auth token, sent as `authorization: Bearer TOKEN`.
     #[arg(long, global = true, env = "STRATA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -78,6 +82,10 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Delete a finished run, its epochs and its checkpoints.
     Delete(RunArg),
+    /// Run a sweep: a grid or a random search over the rate flags, trials spread over the
+    /// daemons, hopeless ones stopped early; `sweep show ID` ranks them.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Sweep(Box<SweepArgs>),
     /// Show what the daemon runs on: version, devices, limits.
     Info,
     /// Print a shell completion script: `strata completions bash > ~/.local/share/bash-completion/completions/strata`.
@@ -299,7 +307,7 @@ mod tests {
         let after = Cli::try_parse_from(["strata", "list", "--json", "--addr", "h:1"]).unwrap();
         for cli in [before, after] {
             assert!(cli.global.json);
-            assert_eq!(cli.global.addr, "h:1");
+            assert_eq!(cli.global.addr, ["h:1"]);
         }
     }
 

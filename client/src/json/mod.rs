@@ -13,8 +13,10 @@ mod epoch;
 mod info;
 mod number;
 mod run;
+mod sweep;
 
 pub use analysis::compare;
 pub use epoch::watch_event;
 pub use info::server_info;
 pub use run::{cancel, delete, dry_run, list, resume, show, start};
+pub use sweep::{sweep_end, sweep_show};

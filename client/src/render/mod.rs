@@ -16,4 +16,5 @@ pub mod plot;
 pub mod rates;
 pub mod run;
 pub mod scale;
+pub mod sweep;
 pub mod table;
