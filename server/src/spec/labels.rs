@@ -88,3 +88,45 @@ pub fn validate_sweep_trial(trial: &crate::domain::SweepTrial) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SweepTrial;
+
+    #[test]
+    fn a_sweep_trial_needs_a_plain_id_a_trial_number_and_bounded_settings() {
+        let good = SweepTrial {
+            sweep_id: "ab_12-cd".into(),
+            trial: 1,
+            settings: vec![("lr".into(), "1e-3".into())],
+        };
+        assert!(validate_sweep_trial(&good).is_ok());
+        let bad = [
+            SweepTrial {
+                sweep_id: "a b".into(),
+                ..good.clone()
+            },
+            SweepTrial {
+                sweep_id: "x".repeat(65),
+                ..good.clone()
+            },
+            SweepTrial {
+                trial: 0,
+                ..good.clone()
+            },
+            SweepTrial {
+                settings: vec![("lr".into(), String::new())],
+                ..good.clone()
+            },
+            SweepTrial {
+                settings: vec![("a".into(), "b".into()); 65],
+                ..good.clone()
+            },
+        ];
+        for trial in bad {
+            let err = validate_sweep_trial(&trial).unwrap_err().to_string();
+            assert!(err.contains("sweep."), "{err}");
+        }
+    }
+}
