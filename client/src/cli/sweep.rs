@@ -136,3 +136,52 @@ impl SweepStartArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command, SweepCommand};
+    use clap::Parser;
+
+    fn sweep(argv: &[&str]) -> Result<super::SweepArgs, clap::Error> {
+        let mut full = vec!["strata", "sweep"];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full)?.command {
+            Command::Sweep(args) => Ok(*args),
+            _ => panic!("not sweep"),
+        }
+    }
+
+    #[test]
+    fn a_sweep_takes_start_flags_as_lists_and_show_takes_an_id() {
+        let args = sweep(&[
+            "--dataset",
+            "moons",
+            "--lr",
+            "1e-3,1e-2",
+            "--layer-lr",
+            "layer0=1e-4,1e-3",
+            "--layer-lr",
+            "head=x2",
+        ])
+        .unwrap();
+        assert!(args.show.is_none());
+        let space = args.start.swept.space().unwrap();
+        let swept: Vec<&str> = space.swept().map(|s| s.name.as_str()).collect();
+        assert_eq!(swept, ["lr", "layer0"]);
+        assert_eq!(space.grid().unwrap().len(), 4);
+        assert_eq!(args.start.stopping_rule(), Default::default());
+
+        let args = sweep(&["show", "abc"]).unwrap();
+        assert!(matches!(args.show, Some(SweepCommand::Show(ref s)) if s.sweep == "abc"));
+        for bad in [
+            &["show"][..],
+            &["show", "abc", "--lr", "1e-3"],
+            &["--lr", "1e-3"],
+        ] {
+            assert_eq!(sweep(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+        let cli =
+            Cli::try_parse_from(["strata", "--addr", "a:1", "--addr", "b:2", "info"]).unwrap();
+        assert_eq!(cli.global.addr, ["a:1", "b:2"]);
+    }
+}

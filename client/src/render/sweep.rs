@@ -20,7 +20,11 @@ pub fn progress_line(event: &Progress) -> String {
             trial,
             daemon,
             run_id,
-        } => format!("trial {trial} started on {daemon} as run {run_id}"),
+            settings,
+        } => format!(
+            "trial {trial} started on {daemon} as run {run_id} ({})",
+            settings_text(settings)
+        ),
         Progress::Finished(result) => finished_line(result),
     }
 }

@@ -94,12 +94,11 @@ pub enum Progress {
         trial: u32,
         daemon: String,
         run_id: String,
+        /// The trial's swept settings.
+        settings: Vec<(String, String)>,
     },
     Finished(TrialResult),
 }
-
-/// Trials of a sweep in flight at once per daemon slot: one, as the daemon queues the rest.
-const TRIALS_PER_SLOT: u32 = 1;
 
 /// What a trial's watcher reports to the driver.
 enum WatchReport {
@@ -144,46 +143,113 @@ pub async fn drive(
     daemons: Vec<(SweepDaemon, u32)>,
     trials: Vec<Trial>,
     rule: StoppingRule,
-    mut progress: impl FnMut(Progress),
+    progress: impl FnMut(Progress),
 ) -> Vec<TrialResult> {
-    let mut slots: Vec<Slots> = daemons
-        .into_iter()
-        .map(|(daemon, slots)| Slots {
-            daemon,
-            slots: slots.max(1) * TRIALS_PER_SLOT,
-            in_flight: 0,
-            placed: 0,
-            down: false,
-        })
-        .collect();
-    let mut pending: VecDeque<Trial> = trials.into();
-    let mut running: Vec<InFlight> = Vec::new();
-    let mut results: Vec<TrialResult> = Vec::new();
-    // The validation losses of completed trials, epoch by epoch: what the median rule compares.
-    let mut completed: Vec<Vec<f64>> = Vec::new();
-    let (reports, mut inbox) = mpsc::channel::<WatchReport>(1024);
-    loop {
-        while let Some(index) = pick_daemon(&slots) {
-            let Some(trial) = pending.pop_front() else {
+    let (reports, inbox) = mpsc::channel(WATCH_REPORTS_QUEUED);
+    let driver = Driver {
+        sweep_id,
+        rule,
+        slots: daemons
+            .into_iter()
+            .map(|(daemon, slots)| Slots {
+                daemon,
+                slots: slots.max(1),
+                in_flight: 0,
+                placed: 0,
+                down: false,
+            })
+            .collect(),
+        pending: trials.into(),
+        running: Vec::new(),
+        results: Vec::new(),
+        completed: Vec::new(),
+        reports,
+        progress,
+    };
+    driver.run(inbox).await
+}
+
+/// Reports queued from the watchers before they wait for the driver.
+const WATCH_REPORTS_QUEUED: usize = 1024;
+
+/// The state of a sweep being driven.
+struct Driver<'a, P: FnMut(Progress)> {
+    sweep_id: &'a str,
+    rule: StoppingRule,
+    slots: Vec<Slots>,
+    pending: VecDeque<Trial>,
+    running: Vec<InFlight>,
+    results: Vec<TrialResult>,
+    /// The validation losses of completed trials, epoch by epoch: what the median rule compares.
+    completed: Vec<Vec<f64>>,
+    reports: mpsc::Sender<WatchReport>,
+    progress: P,
+}
+
+impl<P: FnMut(Progress)> Driver<'_, P> {
+    /// Places trials while slots are free, then handles one watcher report at a time, until
+    /// nothing runs.
+    async fn run(mut self, mut inbox: mpsc::Receiver<WatchReport>) -> Vec<TrialResult> {
+        loop {
+            self.place().await;
+            if self.running.is_empty() {
                 break;
+            }
+            match inbox.recv().await {
+                Some(WatchReport::Epoch { trial, val_loss }) => self.on_epoch(trial, val_loss),
+                Some(WatchReport::End {
+                    trial,
+                    status,
+                    reason,
+                }) => self.on_end(trial, status, reason),
+                Some(WatchReport::Lost { trial, error }) => self.on_lost(trial, error),
+                None => break,
+            }
+        }
+        for trial in std::mem::take(&mut self.pending) {
+            self.record(TrialResult {
+                plan: trial.plan,
+                daemon: None,
+                run_id: None,
+                epochs: 0,
+                last_val_loss: f64::NAN,
+                end: TrialEnd::NotStarted("no daemon was left to run it".into()),
+            });
+        }
+        self.results.sort_by_key(|r| r.plan.trial);
+        self.results
+    }
+
+    fn record(&mut self, result: TrialResult) {
+        (self.progress)(Progress::Finished(result.clone()));
+        self.results.push(result);
+    }
+
+    /// Starts pending trials on the daemons with free slots. A daemon that cannot be reached is
+    /// marked down and the trial goes to another; one the daemon refuses is recorded as such.
+    async fn place(&mut self) {
+        while let Some(index) = pick_daemon(&self.slots) {
+            let Some(trial) = self.pending.pop_front() else {
+                return;
             };
-            let daemon = &mut slots[index];
-            match start_trial(sweep_id, &daemon.daemon.client, &trial).await {
+            let daemon = &mut self.slots[index];
+            match start_trial(self.sweep_id, &daemon.daemon.client, &trial).await {
                 Ok(run_id) => {
                     daemon.in_flight += 1;
                     daemon.placed += 1;
-                    progress(Progress::Started {
+                    (self.progress)(Progress::Started {
                         trial: trial.plan.trial,
                         daemon: daemon.daemon.name.clone(),
                         run_id: run_id.clone(),
+                        settings: trial.plan.values.clone(),
                     });
                     tokio::spawn(watch_trial(
                         daemon.daemon.client.clone(),
                         trial.plan.trial,
                         run_id.clone(),
-                        reports.clone(),
+                        self.reports.clone(),
                     ));
-                    running.push(InFlight {
+                    self.running.push(InFlight {
                         plan: trial.plan,
                         daemon: index,
                         run_id,
@@ -192,115 +258,95 @@ pub async fn drive(
                     });
                 }
                 Err(err) if err.is_connection_error() => {
-                    // Another daemon takes it.
-                    daemon.down = true;
-                    progress(Progress::DaemonDown {
-                        daemon: daemon.daemon.name.clone(),
-                        error: err.to_string(),
-                    });
-                    pending.push_front(trial);
+                    self.mark_down(index, err.to_string());
+                    self.pending.push_front(trial);
                 }
                 Err(err) => {
-                    let result = TrialResult {
+                    let daemon = Some(daemon.daemon.name.clone());
+                    self.record(TrialResult {
                         plan: trial.plan,
-                        daemon: Some(daemon.daemon.name.clone()),
+                        daemon,
                         run_id: None,
                         epochs: 0,
                         last_val_loss: f64::NAN,
                         end: TrialEnd::NotStarted(format!("the daemon refused it: {err}")),
-                    };
-                    progress(Progress::Finished(result.clone()));
-                    results.push(result);
-                }
-            }
-        }
-        if running.is_empty() {
-            break;
-        }
-        let Some(report) = inbox.recv().await else {
-            break;
-        };
-        match report {
-            WatchReport::Epoch { trial, val_loss } => {
-                let Some(flight) = running.iter_mut().find(|f| f.plan.trial == trial) else {
-                    continue;
-                };
-                flight.val_losses.push(val_loss);
-                if flight.stop.is_some() {
-                    continue;
-                }
-                let stop = rule.judge(&flight.val_losses, completed.iter().map(Vec::as_slice));
-                if let Some(stop) = stop {
-                    let reason = format!("stopped early by sweep {sweep_id}: {stop}");
-                    let client = slots[flight.daemon].daemon.client.clone();
-                    let run_id = flight.run_id.clone();
-                    // The watcher reports the end the cancel brings; the driver goes on meanwhile.
-                    tokio::spawn(async move {
-                        let _ = client.cancel_run_because(&run_id, reason).await;
-                    });
-                    flight.stop = Some(stop);
-                }
-            }
-            WatchReport::End {
-                trial,
-                status,
-                reason,
-            } => {
-                let Some(at) = running.iter().position(|f| f.plan.trial == trial) else {
-                    continue;
-                };
-                let flight = running.swap_remove(at);
-                slots[flight.daemon].in_flight -= 1;
-                let end = match (status, &flight.stop) {
-                    (RunStatus::Completed, _) => {
-                        completed.push(flight.val_losses.clone());
-                        TrialEnd::Completed
-                    }
-                    (RunStatus::Cancelled, Some(_)) => TrialEnd::StoppedEarly(reason),
-                    (status, _) => TrialEnd::Ended { status, reason },
-                };
-                let result = finished(&slots, flight, end);
-                progress(Progress::Finished(result.clone()));
-                results.push(result);
-            }
-            WatchReport::Lost { trial, error } => {
-                let Some(at) = running.iter().position(|f| f.plan.trial == trial) else {
-                    continue;
-                };
-                let flight = running.swap_remove(at);
-                let daemon = &mut slots[flight.daemon];
-                daemon.in_flight -= 1;
-                if !daemon.down {
-                    daemon.down = true;
-                    progress(Progress::DaemonDown {
-                        daemon: daemon.daemon.name.clone(),
-                        error,
                     });
                 }
-                let end = TrialEnd::Lost(format!(
-                    "daemon {} went away; restart it on the same data dir and `strata resume {}`",
-                    daemon.daemon.name, flight.run_id
-                ));
-                let result = finished(&slots, flight, end);
-                progress(Progress::Finished(result.clone()));
-                results.push(result);
             }
         }
     }
-    for trial in pending {
-        let result = TrialResult {
-            plan: trial.plan,
-            daemon: None,
-            run_id: None,
-            epochs: 0,
-            last_val_loss: f64::NAN,
-            end: TrialEnd::NotStarted("no daemon was left to run it".into()),
-        };
-        progress(Progress::Finished(result.clone()));
-        results.push(result);
+
+    fn mark_down(&mut self, index: usize, error: String) {
+        let daemon = &mut self.slots[index];
+        if !daemon.down {
+            daemon.down = true;
+            (self.progress)(Progress::DaemonDown {
+                daemon: daemon.daemon.name.clone(),
+                error,
+            });
+        }
     }
-    results.sort_by_key(|r| r.plan.trial);
-    results
+
+    /// Judges the trial on its new epoch, and stops it through its daemon when it is hopeless
+    /// (once: the watcher then reports the end the cancel brings).
+    fn on_epoch(&mut self, trial: u32, val_loss: f64) {
+        let Some(flight) = self.running.iter_mut().find(|f| f.plan.trial == trial) else {
+            return;
+        };
+        flight.val_losses.push(val_loss);
+        if flight.stop.is_some() {
+            return;
+        }
+        let completed = self.completed.iter().map(Vec::as_slice);
+        let Some(stop) = self.rule.judge(&flight.val_losses, completed) else {
+            return;
+        };
+        let reason = format!("stopped early by sweep {}: {stop}", self.sweep_id);
+        let client = self.slots[flight.daemon].daemon.client.clone();
+        let run_id = flight.run_id.clone();
+        // Not awaited: the cancel waits for the run to stop, and other trials report meanwhile.
+        tokio::spawn(async move {
+            let _ = client.cancel_run_because(&run_id, reason).await;
+        });
+        flight.stop = Some(stop);
+    }
+
+    fn take_running(&mut self, trial: u32) -> Option<InFlight> {
+        let at = self.running.iter().position(|f| f.plan.trial == trial)?;
+        let flight = self.running.swap_remove(at);
+        self.slots[flight.daemon].in_flight -= 1;
+        Some(flight)
+    }
+
+    fn on_end(&mut self, trial: u32, status: RunStatus, reason: String) {
+        let Some(flight) = self.take_running(trial) else {
+            return;
+        };
+        let end = match (status, &flight.stop) {
+            (RunStatus::Completed, _) => {
+                self.completed.push(flight.val_losses.clone());
+                TrialEnd::Completed
+            }
+            (RunStatus::Cancelled, Some(_)) => TrialEnd::StoppedEarly(reason),
+            (status, _) => TrialEnd::Ended { status, reason },
+        };
+        let result = finished(&self.slots, flight, end);
+        self.record(result);
+    }
+
+    /// The trial's daemon went away: so did every trial on it, and it gets no more.
+    fn on_lost(&mut self, trial: u32, error: String) {
+        let Some(flight) = self.take_running(trial) else {
+            return;
+        };
+        self.mark_down(flight.daemon, error);
+        let end = TrialEnd::Lost(format!(
+            "daemon {} went away; restart it on the same data dir and `strata resume {}`",
+            self.slots[flight.daemon].daemon.name, flight.run_id
+        ));
+        let result = finished(&self.slots, flight, end);
+        self.record(result);
+    }
 }
 
 /// The daemon with the most free slots (the one given fewest trials on a tie), if any is free.
