@@ -282,6 +282,15 @@ fn a_daemon_killed_mid_sweep_leaves_its_trial_interrupted_and_resumable() {
     }
     assert_eq!(summary["daemons_down"][0]["daemon"], victim_name.as_str());
 
+    // While it is down, `sweep show` says so and ranks the trials the others hold.
+    let sweep_id = summary["sweep_id"].as_str().unwrap();
+    let show = {
+        let all: Vec<&Daemon> = fleet.iter().collect();
+        run(&all, &["sweep", "show", sweep_id, "--json"]).json()
+    };
+    assert_eq!(show["unreachable"][0]["daemon"], victim_name.as_str());
+    assert_eq!(show["trials"].as_array().unwrap().len(), others.len());
+
     // Back on the same data dir, the trial is interrupted and resumes to the end.
     let data_dir = fleet[1].data_dir.clone();
     let back = Daemon::start_in(&data_dir, &["--max-concurrent-runs", "1"]);

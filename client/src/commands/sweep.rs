@@ -64,10 +64,14 @@ fn plan_trials(args: &SweepStartArgs) -> Result<Vec<Trial>, CliError> {
 async fn reachable_daemons(
     global: &GlobalArgs,
 ) -> Result<(Vec<(SweepDaemon, u32)>, Vec<(String, String)>), CliError> {
-    let (clients, mut down) = connect_all(global).await?;
+    let (clients, down) = connect_all(global).await?;
+    let mut down: Vec<(String, String)> = down
+        .into_iter()
+        .map(|(addr, error)| (daemon_name(&addr), error))
+        .collect();
     let mut daemons = Vec::new();
     for client in clients {
-        let name = client.addr().trim_start_matches("http://").to_string();
+        let name = daemon_name(client.addr());
         match client.server_info().await {
             Ok(info) => daemons.push((SweepDaemon { name, client }, info.max_concurrent_runs)),
             Err(err) => down.push((name, err.to_string())),
@@ -185,18 +189,20 @@ async fn show_sweep(
     out: &mut Out,
 ) -> Result<Exit, CliError> {
     let (clients, down) = connect_all(global).await?;
+    let down = down
+        .into_iter()
+        .map(|(addr, error)| (daemon_name(&addr), error));
     let daemons: Vec<SweepDaemon> = clients
         .into_iter()
         .map(|client| SweepDaemon {
-            name: client.addr().trim_start_matches("http://").to_string(),
+            name: daemon_name(client.addr()),
             client,
         })
         .collect();
     let mut report = sweep::sweep_report(&args.sweep, &daemons).await;
-    report.unreachable.extend(
-        down.into_iter()
-            .map(|(daemon, error)| sweep::report::Unreachable { daemon, error }),
-    );
+    report
+        .unreachable
+        .extend(down.map(|(daemon, error)| sweep::report::Unreachable { daemon, error }));
     if report.trials.is_empty() {
         let missing = if report.unreachable.is_empty() {
             String::new()
@@ -214,4 +220,9 @@ async fn show_sweep(
         out.line(&sweep_report(&report))?;
     }
     Ok(Exit::Success)
+}
+
+/// How progress and reports name a daemon: its address as given, without `http://`.
+fn daemon_name(addr: &str) -> String {
+    addr.trim_start_matches("http://").to_string()
 }
