@@ -170,10 +170,7 @@ async fn start_sweep(
     } else {
         out.line(&sweep_summary(&sweep_id, &results))?;
     }
-    let unfinished = results
-        .iter()
-        .filter(|r| matches!(r.end, TrialEnd::Lost(_) | TrialEnd::NotStarted(_)))
-        .count();
+    let unfinished = results.iter().filter(|r| r.end.is_unfinished()).count();
     if unfinished > 0 {
         return Err(CliError::Failed(format!(
             "{unfinished} trial(s) of sweep {sweep_id} did not finish (interrupted or not started); resume interrupted ones with `strata resume RUN` once their daemon is back"

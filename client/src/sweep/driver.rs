@@ -58,6 +58,20 @@ impl TrialEnd {
         }
     }
 
+    /// Left unfinished: its daemon went away or shut down (it can be resumed), or it never
+    /// started.
+    pub fn is_unfinished(&self) -> bool {
+        matches!(
+            self,
+            TrialEnd::Lost(_)
+                | TrialEnd::NotStarted(_)
+                | TrialEnd::Ended {
+                    status: RunStatus::Interrupted,
+                    ..
+                }
+        )
+    }
+
     /// Why, in words (empty for a completed trial).
     pub fn reason(&self) -> &str {
         match self {
