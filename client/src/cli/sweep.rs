@@ -66,10 +66,10 @@ pub struct SweepStartArgs {
 #[derive(Debug, Args)]
 pub struct SweptArgs {
     /// Base learning rates: `1e-3,1e-2`, or `log:LO..HI` with --trials.
-    #[arg(long, value_name = "RATES")]
+    #[arg(long, value_name = "RATES", allow_hyphen_values = true)]
     pub lr: Option<String>,
     /// Layer-wise decays: `0.5,0.8`, or `uniform:LO..HI` with --trials.
-    #[arg(long, value_name = "X,...")]
+    #[arg(long, value_name = "X,...", allow_hyphen_values = true)]
     pub lr_decay: Option<String>,
     /// Rate slices: `1e-5:1e-3,1e-4:1e-2`.
     #[arg(long, value_name = "LO:HI,...")]
@@ -85,10 +85,10 @@ pub struct SweptArgs {
     #[arg(long, value_name = "SPEC,...")]
     pub schedule: Option<String>,
     /// Weight decays: `0,1e-4`, or a range with --trials.
-    #[arg(long, value_name = "X,...")]
+    #[arg(long, value_name = "X,...", allow_hyphen_values = true)]
     pub weight_decay: Option<String>,
     /// SGD momenta: `0.9,0.99`, or a range with --trials.
-    #[arg(long, value_name = "X,...")]
+    #[arg(long, value_name = "X,...", allow_hyphen_values = true)]
     pub momentum: Option<String>,
     /// Batch sizes: `16,32,64`.
     #[arg(long, value_name = "N,...")]
