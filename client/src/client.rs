@@ -208,8 +208,18 @@ impl Client {
 
     /// Stops a queued or running run.
     pub async fn cancel_run(&self, run: &str) -> Result<CancelRunResponse, ClientError> {
+        self.cancel_run_because(run, String::new()).await
+    }
+
+    /// Stops a queued or running run, recording `reason` as why it ended.
+    pub async fn cancel_run_because(
+        &self,
+        run: &str,
+        reason: String,
+    ) -> Result<CancelRunResponse, ClientError> {
         let request = CancelRunRequest {
             run: run.to_string(),
+            reason,
         };
         Ok(self.grpc.clone().cancel_run(request).await?.into_inner())
     }

@@ -29,7 +29,7 @@ pub enum CliError {
     /// Anything else: exit 1.
     Failed(String),
     /// A usage error found after parsing (a daemons file that does not say what it must, a
-    /// daemon name no one configured): exit 2.
+    /// daemon name no one configured, a sweep's values): exit 2.
     Usage(String),
     /// A call to the daemon failed; mapped by its gRPC code in [`CliError::report`] (a config
     /// the daemon rejects is a usage error, exit 2, like clap's own).

@@ -8,13 +8,15 @@
 //!
 //! Nothing here renders: tables, charts, plots, `--json` shapes and exports belong to the `strata`
 //! binary (`main.rs` and its modules). The library's files are `lib.rs`, `client.rs`, `auth.rs`,
-//! `error.rs`, `model.rs` and `fleet/` (`mod.rs`: the fleet; `addresses.rs`: where daemons are).
+//! `error.rs`, `model.rs`, `fleet/` (`mod.rs`: the fleet; `addresses.rs`: where daemons are) and
+//! `sweep/` (expanding, driving and ranking sweeps).
 
 mod auth;
 mod client;
 mod error;
 pub mod fleet;
 pub mod model;
+pub mod sweep;
 
 pub use auth::BearerAuth;
 pub use client::{endpoint_uri, Client, StrataGrpc};

@@ -296,7 +296,10 @@ async fn hundreds_of_hostile_requests_leave_the_daemon_up_bounded_and_empty() {
         .await;
         expect_answer(
             "CancelRun",
-            grpc.cancel_run(CancelRunRequest { run: run.clone() }),
+            grpc.cancel_run(CancelRunRequest {
+                run: run.clone(),
+                reason: String::new(),
+            }),
         )
         .await;
         expect_answer(

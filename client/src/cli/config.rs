@@ -1,13 +1,24 @@
-//! The run configuration flags of `strata start`, one per `RunConfig` field.
+//! The run configuration flags of `strata start`, one per `RunConfig` field: the fixed part
+//! (data, model, epochs) that `strata sweep` shares, and the rate part it replaces with lists.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use strata_proto::RunConfig;
 
-/// The run configuration flags, one per `RunConfig` field.
+/// The run configuration flags, one per `RunConfig` field: those a sweep keeps fixed, and those
+/// it can sweep.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
+    #[command(flatten)]
+    pub fixed: FixedConfigArgs,
+    #[command(flatten)]
+    pub rates: RateArgs,
+}
+
+/// The flags of what a run trains on and for how long: the same for every trial of a sweep.
+#[derive(Debug, Args)]
+pub struct FixedConfigArgs {
     /// Dataset: spirals, moons, blobs, xor, regression; csv:PATH; idx:DIR (files are read on the daemon's host).
     #[arg(long, value_name = "SPEC")]
     pub dataset: String,
@@ -46,6 +57,21 @@ pub struct ConfigArgs {
     /// Model: `mlp:H1,H2,...[:act=A][:dropout=P]`, `cnn[:C1,C2,...][:act=A][:dropout=P]`, `torchscript:PATH` (default: the daemon's, mlp:64,64).
     #[arg(long, value_name = "SPEC")]
     pub model: Option<String>,
+    /// Number of epochs.
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<u32>,
+    /// Device: cpu, cuda, cuda:N, auto.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// Batch-loss events streamed per epoch (0: none).
+    #[arg(long = "progress-events", value_name = "N")]
+    pub progress_events: Option<u32>,
+}
+
+/// The flags of how a run learns: rates, their schedule, the optimizer, batch size and seed
+/// (the settings `strata sweep` can sweep).
+#[derive(Debug, Args)]
+pub struct RateArgs {
     /// Optimizer: sgd, adam, adamw.
     #[arg(long, value_name = "NAME")]
     pub optimizer: Option<String>,
@@ -73,25 +99,49 @@ pub struct ConfigArgs {
     /// Learning-rate schedule, e.g. constant, cosine, step:EVERY:GAMMA.
     #[arg(long, value_name = "SPEC")]
     pub schedule: Option<String>,
-    /// Number of epochs.
-    #[arg(long, value_name = "N")]
-    pub epochs: Option<u32>,
     /// Batch size.
     #[arg(long, value_name = "N")]
     pub batch_size: Option<u32>,
     /// Random seed (data, split, initialization).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Device: cpu, cuda, cuda:N, auto.
-    #[arg(long, value_name = "DEVICE")]
-    pub device: Option<String>,
-    /// Batch-loss events streamed per epoch (0: none).
-    #[arg(long = "progress-events", value_name = "N")]
-    pub progress_events: Option<u32>,
 }
 
 impl ConfigArgs {
     /// The config to send; string fields not given are empty, which the daemon reads as unset.
+    pub fn to_proto(&self) -> RunConfig {
+        let RateArgs {
+            optimizer,
+            lr,
+            momentum,
+            weight_decay,
+            layer_lr,
+            freeze,
+            lr_decay,
+            lr_slice,
+            schedule,
+            batch_size,
+            seed,
+        } = &self.rates;
+        RunConfig {
+            optimizer: optimizer.clone().unwrap_or_default(),
+            lr: *lr,
+            momentum: *momentum,
+            weight_decay: *weight_decay,
+            layer_lr: layer_lr.clone(),
+            freeze: freeze.clone(),
+            lr_decay: *lr_decay,
+            lr_slice: lr_slice.clone().unwrap_or_default(),
+            schedule: schedule.clone().unwrap_or_default(),
+            batch_size: *batch_size,
+            seed: *seed,
+            ..self.fixed.to_proto()
+        }
+    }
+}
+
+impl FixedConfigArgs {
+    /// The config with these flags set and every rate flag unset (the daemon's defaults).
     pub fn to_proto(&self) -> RunConfig {
         RunConfig {
             dataset: with_absolute_path(&self.dataset),
@@ -105,18 +155,7 @@ impl ConfigArgs {
                 .as_deref()
                 .map(with_absolute_path)
                 .unwrap_or_default(),
-            optimizer: self.optimizer.clone().unwrap_or_default(),
-            lr: self.lr,
-            momentum: self.momentum,
-            weight_decay: self.weight_decay,
-            layer_lr: self.layer_lr.clone(),
-            freeze: self.freeze.clone(),
-            lr_decay: self.lr_decay,
-            lr_slice: self.lr_slice.clone().unwrap_or_default(),
-            schedule: self.schedule.clone().unwrap_or_default(),
             epochs: self.epochs,
-            batch_size: self.batch_size,
-            seed: self.seed,
             device: self.device.clone().unwrap_or_default(),
             progress_events_per_epoch: self.progress_events,
             label: self.label.clone().unwrap_or_default(),
@@ -129,6 +168,7 @@ impl ConfigArgs {
             init_from: self.init_from.clone().unwrap_or_default(),
             clip_grad_norm: self.clip_grad_norm,
             dedupe: self.dedupe,
+            ..RunConfig::default()
         }
     }
 }
@@ -254,6 +294,6 @@ mod tests {
         let Command::Start(start) = cli.command else {
             panic!("not start")
         };
-        assert_eq!(start.config.lr, Some(-1.0));
+        assert_eq!(start.config.rates.lr, Some(-1.0));
     }
 }

@@ -10,6 +10,7 @@
 //! thresholds of `show` and `compare`.
 
 mod config;
+mod sweep;
 mod threshold;
 
 use std::path::PathBuf;
@@ -17,7 +18,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use strata_proto::{Baseline, RunStatus, Verdict};
 
-pub use config::ConfigArgs;
+pub use config::{ConfigArgs, FixedConfigArgs};
+pub use sweep::{SweepArgs, SweepCommand, SweepShowArgs, SweepStartArgs};
 use threshold::parse_threshold;
 pub use threshold::{thresholds, ThresholdOverride};
 
@@ -91,6 +93,10 @@ pub enum Command {
     /// --start-lr to --end-lr while the others keep theirs, and suggest a rate per group.
     #[command(name = "lr-find")]
     LrFind(Box<LrFindArgs>),
+    /// Run a sweep: a grid or a random search over the rate flags, trials spread over the
+    /// daemons, hopeless ones stopped early; `sweep show ID` ranks them.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Sweep(Box<SweepArgs>),
     /// Show what each daemon runs on: version, devices, limits, runs training and queued.
     Info,
     /// Print a shell completion script: `strata completions bash > ~/.local/share/bash-completion/completions/strata`.
@@ -265,6 +271,9 @@ pub struct ListArgs {
     /// Only runs whose analysis has this verdict.
     #[arg(long, value_name = "VERDICT", value_parser = parse_verdict)]
     pub verdict: Option<Verdict>,
+    /// Only the trials of this sweep (its id, as `strata sweep` printed it).
+    #[arg(long, value_name = "ID")]
+    pub sweep: Option<String>,
 }
 
 /// A verdict label as users type it; the error lists every allowed label.

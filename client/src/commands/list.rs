@@ -22,6 +22,7 @@ pub async fn run(
         tag: args.tag.unwrap_or_default(),
         limit: args.limit.unwrap_or(0),
         verdict: args.verdict.map_or(0, |verdict| verdict as i32),
+        sweep: args.sweep.unwrap_or_default(),
     };
     let limit = request.limit as usize;
     let answers = fleet

@@ -147,6 +147,7 @@ async fn apply(
             tags: Vec::new(),
             dry_run: false,
             baseline: None,
+            sweep: None,
         })
         .await?;
     if response.run_id.is_empty() {

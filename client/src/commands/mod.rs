@@ -12,6 +12,7 @@ pub mod lr_find;
 pub mod resume;
 pub mod show;
 pub mod start;
+pub mod sweep;
 pub mod watch;
 
 use std::path::Path;

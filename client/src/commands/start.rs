@@ -27,6 +27,7 @@ pub async fn run(
         tags: args.tags,
         dry_run: args.dry_run,
         baseline: args.baseline,
+        sweep: None,
     };
     let response = client.start_run(request).await?;
     // On stderr, so that `id=$(strata start ...)` still captures the id alone.

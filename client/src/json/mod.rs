@@ -14,9 +14,11 @@ mod info;
 mod lr_find;
 mod number;
 mod run;
+mod sweep;
 
 pub use analysis::compare;
 pub use epoch::watch_event;
 pub use info::server_info;
 pub use lr_find::lr_find;
 pub use run::{cancel, delete, dry_run, list, resume, show, start};
+pub use sweep::{sweep_end, sweep_show};

@@ -6,7 +6,8 @@ use strata_client::model::{init_label, FrozenUntil};
 use strata_client::{metric_label, status_label};
 use strata_proto::{
     leaky_column, CancelRunResponse, DeleteRunResponse, GetRunResponse, GroupRate, Leakage,
-    LeakyColumn, ListRunsResponse, ParameterRate, Run, RunConfig, RunFacts, StartRunResponse, Task,
+    LeakyColumn, ListRunsResponse, ParameterRate, Run, RunConfig, RunFacts, StartRunResponse,
+    SweepTrial, Task,
 };
 
 use crate::json::analysis::analysis;
@@ -178,6 +179,7 @@ pub fn show(response: &GetRunResponse) -> Value {
         "twin_of": run.twin_of,
         "external": run.external,
         "hyperparameters": run.hyperparameters,
+        "sweep": run.sweep.as_ref().map_or(Value::Null, sweep_trial),
         "epochs": response.epochs.iter().map(epoch).collect::<Vec<_>>(),
         "analysis": response.analysis.as_ref().map_or(Value::Null, analysis),
         "twin": response.twin.as_ref().map_or(Value::Null, crate::json::analysis::twin),
@@ -203,7 +205,19 @@ pub fn run_summary(run: &Run) -> Value {
         "finished_at_ms": run.finished_at_ms,
         "queue_position": run.queue_position,
         "resumes": run.resumes,
+        "sweep": run.sweep.as_ref().map_or(Value::Null, sweep_trial),
     })
+}
+
+/// A run's place in a sweep: `{"sweep_id","trial","settings":{NAME: VALUE}}` (settings in the
+/// sweep's order).
+pub fn sweep_trial(trial: &SweepTrial) -> Value {
+    let settings: serde_json::Map<String, Value> = trial
+        .settings
+        .iter()
+        .map(|s| (s.name.clone(), Value::String(s.value.clone())))
+        .collect();
+    json!({ "sweep_id": trial.sweep_id, "trial": trial.trial, "settings": settings })
 }
 
 /// `strata list` → `{"runs":[...]}`, in the server's order (newest first).

@@ -18,4 +18,5 @@ pub mod rate_plot;
 pub mod rates;
 pub mod run;
 pub mod scale;
+pub mod sweep;
 pub mod table;

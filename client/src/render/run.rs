@@ -46,6 +46,22 @@ pub fn run_header(run: &Run) -> String {
             format!("{} (this run is its single-rate twin)", run.twin_of),
         ));
     }
+    if let Some(trial) = &run.sweep {
+        let settings: Vec<String> = trial
+            .settings
+            .iter()
+            .map(|s| format!("{}={}", s.name, s.value))
+            .collect();
+        pairs.push((
+            "Sweep",
+            format!(
+                "{} trial {} ({})",
+                trial.sweep_id,
+                trial.trial,
+                settings.join(", ")
+            ),
+        ));
+    }
     if run.external {
         pairs.push((
             "Origin",

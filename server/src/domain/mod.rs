@@ -25,7 +25,7 @@ pub use rate_probe::{
 };
 pub use run::{
     group_rates, groups_in_order, largest_member, FrozenUntil, GroupRate, ParamInit, ParameterRate,
-    RunOrigin, RunRecord, RunState,
+    RunOrigin, RunRecord, RunState, SweepTrial,
 };
 pub use status::RunStatus;
 pub use verdict::{Diagnosis, Verdict};

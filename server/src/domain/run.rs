@@ -138,6 +138,18 @@ pub struct RunRecord {
     pub twin_of: Option<RunId>,
     /// Trained by the daemon, or logged from outside.
     pub origin: RunOrigin,
+    /// The sweep the run is a trial of.
+    pub sweep: Option<SweepTrial>,
+}
+
+/// A run's place in a sweep: which sweep, which trial, and the values the sweep set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepTrial {
+    pub sweep_id: String,
+    /// From 1.
+    pub trial: u32,
+    /// Setting name → value as the CLI takes it, in the sweep's order.
+    pub settings: Vec<(String, String)>,
 }
 
 /// Who trains a run.
@@ -180,6 +192,7 @@ impl RunRecord {
             twin: None,
             twin_of: None,
             origin: RunOrigin::Trained,
+            sweep: None,
         }
     }
 

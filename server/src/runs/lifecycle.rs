@@ -11,7 +11,7 @@ use super::{
 use crate::{
     domain::{RunConfig, RunEvent, RunId, RunRecord, RunState},
     error::{Result, StrataError},
-    spec::validate_labels,
+    spec::{validate_labels, validate_sweep_trial},
     store::now_ms,
     train::{self, worker::StopRequest},
 };
@@ -20,6 +20,8 @@ use crate::{
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long `cancel` waits for a running run to reach a batch boundary before answering.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
+/// Longest reason a cancel may give for a run's end (longer is cut).
+const MAX_CANCEL_REASON_BYTES: usize = 1024;
 
 impl Runs {
     pub(super) fn check_accepting(&self) -> Result<()> {
@@ -40,8 +42,18 @@ impl Runs {
             tags,
             dry_run,
             baseline,
+            sweep,
         } = request;
         validate_labels(&name, &tags)?;
+        if let Some(trial) = &sweep {
+            validate_sweep_trial(trial)?;
+            if baseline.is_some() {
+                return Err(StrataError::invalid(
+                    "baseline",
+                    "a sweep's trial has no single-rate twin; sweep the uniform rate as a trial instead",
+                ));
+            }
+        }
         let prepared = self.prepare(config, true).await?;
         let parameters = prepared.rate_table();
         let config = prepared.spec.config.clone();
@@ -72,6 +84,7 @@ impl Runs {
                 created_at_ms: now_ms(),
                 device: train::device_label(prepared.device),
                 twin: twin_id,
+                sweep,
                 ..RunRecord::queued(id, config.clone(), parameters.clone(), prepared.facts())
             },
             prepared,
@@ -304,8 +317,9 @@ impl Runs {
         Ok(id)
     }
 
-    /// Stops a queued or running run and waits (briefly) until its end is recorded.
-    pub async fn cancel(self: &Arc<Self>, run: &str) -> Result<RunState> {
+    /// Stops a queued or running run and waits (briefly) until its end is recorded. `reason`
+    /// (when not empty) is recorded as why it ended.
+    pub async fn cancel(self: &Arc<Self>, run: &str, reason: String) -> Result<RunState> {
         let id = self.resolve(run).await?;
         let named = run.to_string();
         let external = {
@@ -326,6 +340,7 @@ impl Runs {
             )));
         };
         let mut events = live.subscribe();
+        live.set_cancel_reason(crate::error::truncated(reason, MAX_CANCEL_REASON_BYTES));
         live.request_stop(StopRequest::Cancel);
         drop(live);
         let ended = async {

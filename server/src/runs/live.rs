@@ -30,9 +30,26 @@ pub(super) struct LiveRun {
     events: broadcast::Sender<RunEvent>,
     pub stop: AtomicU8,
     pub stop_notify: Notify,
+    /// Why a cancel asked the run to stop, when its caller said (a sweep stopping a trial).
+    cancel_reason: Mutex<String>,
 }
 
 impl LiveRun {
+    /// Keeps the reason a cancel gives, to be recorded when the run stops (empty: none given).
+    pub fn set_cancel_reason(&self, reason: String) {
+        if !reason.is_empty() {
+            *self.cancel_reason.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+        }
+    }
+
+    /// The reason a cancel gave, if any.
+    pub fn cancel_reason(&self) -> String {
+        self.cancel_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn request_stop(&self, request: StopRequest) {
         // A cancel never downgrades a shutdown's interrupt.
         let _ = self.stop.compare_exchange(
@@ -87,6 +104,7 @@ impl LiveRuns {
             events,
             stop: AtomicU8::new(0),
             stop_notify: Notify::new(),
+            cancel_reason: Mutex::new(String::new()),
         });
         live.insert(id, run.clone());
         Ok(run)

@@ -50,7 +50,7 @@ use crate::{
     analysis::{RunAnalysis, TwinComparison},
     domain::{
         DataFacts, EpochMetrics, ParameterRate, RunConfig, RunEvent, RunId, RunState, RunStatus,
-        ValMetric, Verdict,
+        SweepTrial, ValMetric, Verdict,
     },
     error::{Result, StrataError},
     spec::paths::DataRoots,
@@ -70,6 +70,8 @@ pub struct StartRequest {
     pub dry_run: bool,
     /// Also start the run's single-rate twin.
     pub baseline: Option<Baseline>,
+    /// The sweep the run is a trial of.
+    pub sweep: Option<SweepTrial>,
 }
 
 /// A single-rate twin's rate.
@@ -118,6 +120,8 @@ pub struct ListFilter {
     /// Judged with the default thresholds.
     pub verdict: Option<Verdict>,
     pub limit: Option<usize>,
+    /// Only the trials of this sweep.
+    pub sweep: Option<String>,
 }
 
 pub struct Runs {

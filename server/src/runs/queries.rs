@@ -76,7 +76,13 @@ impl Runs {
             let (record, epochs_done) = run?;
             let status_ok = filter.status.is_none_or(|s| record.status == s);
             let tag_ok = filter.tag.as_ref().is_none_or(|t| record.tags.contains(t));
-            if !(status_ok && tag_ok) {
+            let sweep_ok = filter.sweep.as_ref().is_none_or(|sweep| {
+                record
+                    .sweep
+                    .as_ref()
+                    .is_some_and(|trial| &trial.sweep_id == sweep)
+            });
+            if !(status_ok && tag_ok && sweep_ok) {
                 continue;
             }
             if let Some(verdict) = filter.verdict {

@@ -173,10 +173,14 @@ impl Runs {
         let epochs_done = self.store.epochs_done(id).unwrap_or(0);
         let (status, reason) = match outcome {
             Outcome::Completed => (RunStatus::Completed, String::new()),
-            Outcome::Stopped(StopRequest::Cancel) => (
-                RunStatus::Cancelled,
-                format!("cancelled on request after {epochs_done} epoch(s)"),
-            ),
+            Outcome::Stopped(StopRequest::Cancel) => (RunStatus::Cancelled, {
+                let asked = live.cancel_reason();
+                if asked.is_empty() {
+                    format!("cancelled on request after {epochs_done} epoch(s)")
+                } else {
+                    format!("{asked} (cancelled after {epochs_done} epoch(s))")
+                }
+            }),
             Outcome::Stopped(_) => (
                 RunStatus::Interrupted,
                 format!(

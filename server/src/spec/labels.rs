@@ -32,3 +32,101 @@ pub fn validate_labels(name: &str, tags: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+const MAX_SWEEP_ID_CHARS: usize = 64;
+const MAX_SWEEP_SETTINGS: usize = 64;
+const MAX_SWEEP_SETTING_NAME_CHARS: usize = 64;
+const MAX_SWEEP_SETTING_VALUE_CHARS: usize = 200;
+
+/// Validates a trial's sweep membership: an id of [A-Za-z0-9_-], a trial number from 1, and a
+/// bounded list of printable settings.
+pub fn validate_sweep_trial(trial: &crate::domain::SweepTrial) -> Result<()> {
+    let id = &trial.sweep_id;
+    if id.is_empty()
+        || id.chars().count() > MAX_SWEEP_ID_CHARS
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(StrataError::invalid(
+            "sweep.sweep_id",
+            format!(
+                "'{}' must be 1 to {MAX_SWEEP_ID_CHARS} characters of A-Z, a-z, 0-9, '-' and '_'",
+                crate::spec::shown(id)
+            ),
+        ));
+    }
+    if trial.trial == 0 {
+        return Err(StrataError::invalid(
+            "sweep.trial",
+            "trials are numbered from 1",
+        ));
+    }
+    if trial.settings.len() > MAX_SWEEP_SETTINGS {
+        return Err(StrataError::invalid(
+            "sweep.settings",
+            format!(
+                "{} settings; at most {MAX_SWEEP_SETTINGS}",
+                trial.settings.len()
+            ),
+        ));
+    }
+    for (i, (name, value)) in trial.settings.iter().enumerate() {
+        let printable = |text: &str, max: usize| {
+            !text.is_empty() && text.chars().count() <= max && !text.chars().any(char::is_control)
+        };
+        if !printable(name, MAX_SWEEP_SETTING_NAME_CHARS)
+            || !printable(value, MAX_SWEEP_SETTING_VALUE_CHARS)
+        {
+            return Err(StrataError::invalid(
+                format!("sweep.settings[{i}]"),
+                format!(
+                    "names are 1 to {MAX_SWEEP_SETTING_NAME_CHARS} printable characters, values 1 to {MAX_SWEEP_SETTING_VALUE_CHARS}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SweepTrial;
+
+    #[test]
+    fn a_sweep_trial_needs_a_plain_id_a_trial_number_and_bounded_settings() {
+        let good = SweepTrial {
+            sweep_id: "ab_12-cd".into(),
+            trial: 1,
+            settings: vec![("lr".into(), "1e-3".into())],
+        };
+        assert!(validate_sweep_trial(&good).is_ok());
+        let bad = [
+            SweepTrial {
+                sweep_id: "a b".into(),
+                ..good.clone()
+            },
+            SweepTrial {
+                sweep_id: "x".repeat(65),
+                ..good.clone()
+            },
+            SweepTrial {
+                trial: 0,
+                ..good.clone()
+            },
+            SweepTrial {
+                settings: vec![("lr".into(), String::new())],
+                ..good.clone()
+            },
+            SweepTrial {
+                settings: vec![("a".into(), "b".into()); 65],
+                ..good.clone()
+            },
+        ];
+        for trial in bad {
+            let err = validate_sweep_trial(&trial).unwrap_err().to_string();
+            assert!(err.contains("sweep."), "{err}");
+        }
+    }
+}

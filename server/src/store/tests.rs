@@ -247,3 +247,25 @@ fn the_scan_reads_records_as_the_daemon_does() {
     let err = scan.runs[&bad.id].as_ref().unwrap_err();
     assert!(err.contains("unknown task 3"), "{err}");
 }
+
+#[test]
+fn a_sweep_trial_keeps_its_membership_and_a_run_without_one_reads_as_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let trial = RunRecord {
+        sweep: Some(crate::domain::SweepTrial {
+            sweep_id: "ab12cd".into(),
+            trial: 3,
+            settings: vec![
+                ("lr".into(), "1e-2".into()),
+                ("layer0".into(), "x0.1".into()),
+            ],
+        }),
+        ..run(&store)
+    };
+    let plain = run(&store);
+    store.put_run(&trial).unwrap();
+    store.put_run(&plain).unwrap();
+    assert_eq!(store.get_run(trial.id).unwrap().unwrap(), trial);
+    assert_eq!(store.get_run(plain.id).unwrap().unwrap().sweep, None);
+}

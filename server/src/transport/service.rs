@@ -105,8 +105,8 @@ impl Strata for StrataService {
         &self,
         request: Request<CancelRunRequest>,
     ) -> Result<Response<CancelRunResponse>, Status> {
-        let CancelRunRequest { run } = request.into_inner();
-        let run = self.runs.cancel(&run).await?;
+        let CancelRunRequest { run, reason } = request.into_inner();
+        let run = self.runs.cancel(&run, reason).await?;
         Ok(Response::new(CancelRunResponse {
             run: Some(run.into()),
         }))

@@ -3,11 +3,11 @@
 use super::{
     DecodeResult, StoredConfig, StoredEpoch, StoredExternal, StoredFacts, StoredGroupStats,
     StoredHyperparameter, StoredLeakage, StoredLeakyColumn, StoredParameter, StoredRun,
-    StoredScalar,
+    StoredScalar, StoredSweepTrial,
 };
 use crate::domain::{
     ColumnLeak, DataFacts, EpochMetrics, FrozenUntil, GroupStats, Leakage, LeakyColumn, ParamInit,
-    ParameterRate, RunConfig, RunId, RunOrigin, RunRecord, RunStatus, TaskFacts,
+    ParameterRate, RunConfig, RunId, RunOrigin, RunRecord, RunStatus, SweepTrial, TaskFacts,
 };
 
 fn status_code(status: RunStatus) -> i32 {
@@ -360,6 +360,46 @@ impl From<&RunRecord> for StoredRun {
                         .collect(),
                 }),
             },
+            sweep: run.sweep.as_ref().map(StoredSweepTrial::from),
+        }
+    }
+}
+
+impl From<&SweepTrial> for StoredSweepTrial {
+    fn from(trial: &SweepTrial) -> Self {
+        let SweepTrial {
+            sweep_id,
+            trial,
+            settings,
+        } = trial;
+        StoredSweepTrial {
+            sweep_id: sweep_id.clone(),
+            trial: *trial,
+            settings: settings
+                .iter()
+                .map(|(key, value)| StoredHyperparameter {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<StoredSweepTrial> for SweepTrial {
+    fn from(stored: StoredSweepTrial) -> Self {
+        let StoredSweepTrial {
+            sweep_id,
+            trial,
+            settings,
+        } = stored;
+        SweepTrial {
+            sweep_id,
+            trial,
+            settings: settings
+                .into_iter()
+                .map(|StoredHyperparameter { key, value }| (key, value))
+                .collect(),
         }
     }
 }
@@ -398,6 +438,7 @@ impl StoredRun {
             twin,
             twin_of,
             external,
+            sweep,
         } = self;
         let linked = |text: String| -> DecodeResult<Option<RunId>> {
             match text.as_str() {
@@ -434,6 +475,7 @@ impl StoredRun {
                         .collect(),
                 },
             },
+            sweep: sweep.map(SweepTrial::from),
         })
     }
 }

@@ -47,6 +47,20 @@ pub struct StoredRun {
     /// recorded before external runs).
     #[prost(message, optional, tag = "23")]
     pub external: Option<StoredExternal>,
+    /// Present for a sweep's trial (absent: not one, as every run recorded before sweeps).
+    #[prost(message, optional, tag = "24")]
+    pub sweep: Option<StoredSweepTrial>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredSweepTrial {
+    #[prost(string, tag = "1")]
+    pub sweep_id: String,
+    #[prost(uint32, tag = "2")]
+    pub trial: u32,
+    /// Name → value, in the sweep's order.
+    #[prost(message, repeated, tag = "3")]
+    pub settings: Vec<StoredHyperparameter>,
 }
 
 #[derive(Clone, PartialEq, Message)]

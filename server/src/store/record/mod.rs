@@ -17,7 +17,7 @@ use prost::Message;
 use crate::domain::{EpochMetrics, RunRecord};
 pub use messages::{
     StoredConfig, StoredEpoch, StoredExternal, StoredFacts, StoredGroupStats, StoredHyperparameter,
-    StoredLeakage, StoredLeakyColumn, StoredParameter, StoredRun, StoredScalar,
+    StoredLeakage, StoredLeakyColumn, StoredParameter, StoredRun, StoredScalar, StoredSweepTrial,
 };
 
 /// The record format this build writes, and the newest it reads.

@@ -141,6 +141,7 @@ impl TryFrom<proto::StartRunRequest> for StartRequest {
             tags,
             dry_run,
             baseline,
+            sweep,
         } = request;
         let config = config.ok_or_else(|| StrataError::invalid("config", "required"))?;
         let baseline = baseline
@@ -161,6 +162,7 @@ impl TryFrom<proto::StartRunRequest> for StartRequest {
             tags,
             dry_run,
             baseline,
+            sweep: sweep.map(super::run::sweep_trial_from_proto),
         })
     }
 }

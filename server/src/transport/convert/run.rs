@@ -6,7 +6,8 @@ use strata_proto as proto;
 use super::analysis::verdict_filter;
 use crate::{
     domain::{
-        DataFacts, EpochMetrics, GroupStats, RunOrigin, RunState, RunStatus, TaskFacts, ValMetric,
+        DataFacts, EpochMetrics, GroupStats, RunOrigin, RunState, RunStatus, SweepTrial, TaskFacts,
+        ValMetric,
     },
     error::StrataError,
     runs::{ListFilter, RunDetail},
@@ -107,6 +108,7 @@ impl From<RunState> for proto::Run {
             facts: Some(record.facts.into()),
             twin: record.twin.map_or(String::new(), |id| id.to_string()),
             twin_of: record.twin_of.map_or(String::new(), |id| id.to_string()),
+            sweep: record.sweep.map(sweep_trial_to_proto),
             id: record.id.to_string(),
             name: record.name,
             tags: record.tags,
@@ -212,12 +214,46 @@ impl TryFrom<proto::ListRunsRequest> for ListFilter {
             tag,
             limit,
             verdict,
+            sweep,
         } = request;
         Ok(ListFilter {
+            sweep: (!sweep.is_empty()).then_some(sweep),
             status: status_filter(status)?,
             tag: (!tag.is_empty()).then_some(tag),
             verdict: verdict_filter(verdict)?,
             limit: (limit > 0).then_some(limit as usize),
         })
+    }
+}
+
+pub fn sweep_trial_to_proto(trial: SweepTrial) -> proto::SweepTrial {
+    let SweepTrial {
+        sweep_id,
+        trial,
+        settings,
+    } = trial;
+    proto::SweepTrial {
+        sweep_id,
+        trial,
+        settings: settings
+            .into_iter()
+            .map(|(name, value)| proto::SweepSetting { name, value })
+            .collect(),
+    }
+}
+
+pub fn sweep_trial_from_proto(trial: proto::SweepTrial) -> SweepTrial {
+    let proto::SweepTrial {
+        sweep_id,
+        trial,
+        settings,
+    } = trial;
+    SweepTrial {
+        sweep_id,
+        trial,
+        settings: settings
+            .into_iter()
+            .map(|proto::SweepSetting { name, value }| (name, value))
+            .collect(),
     }
 }
