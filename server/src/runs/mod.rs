@@ -39,7 +39,7 @@ pub use self::external::{
     CreateExternal, ExternalEnd, Logged, LoggedEpoch, DEFAULT_EXTERNAL_TIMEOUT,
     MAX_LOG_BATCH_EPOCHS,
 };
-pub use self::live::WATCH_BUFFER_EVENTS;
+pub use self::live::{CHANGES_BUFFER_EVENTS, WATCH_BUFFER_EVENTS};
 use crate::{
     analysis::{RunAnalysis, TwinComparison},
     domain::{
