@@ -262,7 +262,7 @@ fn pages_draw_epochs_as_they_are_stored_without_reload_gap_or_duplicate() {
     );
     browser.screenshot(&shots.join("run-page.png"));
 
-    // A run logged from outside, opened after three epochs: 3 points, then 5, then finished.
+    // A run logged from outside, opened after three epochs: 3 points, then 5 as they are logged.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut grpc = rt.block_on(daemon.client()).grpc();
     let created = rt
@@ -281,15 +281,6 @@ fn pages_draw_epochs_as_they_are_stored_without_reload_gap_or_duplicate() {
     };
     log(&mut grpc, 1..=3);
 
-    // The runs page, open while the outside run is running, follows its status.
-    browser.open(&format!("{base}/"));
-    let row = format!("window.strataRuns.rows().find(r => r.id === '{outside}')");
-    browser.wait_for(
-        &format!("{row} && {row}.status === 'running'"),
-        PAGE_TIMEOUT,
-    );
-    browser.eval("window.runsPageOnce = true");
-
     browser.open(&format!("{base}/runs/{outside}"));
     browser.wait_for(
         "window.strataChart && window.strataChart.points() === 3",
@@ -298,13 +289,6 @@ fn pages_draw_epochs_as_they_are_stored_without_reload_gap_or_duplicate() {
     browser.eval("window.loadedOnce = 'again'");
     log(&mut grpc, 4..=5);
     browser.wait_for("window.strataChart.points() === 5", PAGE_TIMEOUT);
-    rt.block_on(grpc.finish_run(FinishRunRequest {
-        run: outside.clone(),
-        status: RunStatus::Completed as i32,
-        reason: String::new(),
-    }))
-    .unwrap();
-    browser.wait_for("window.strataChart.ended()", PAGE_TIMEOUT);
     assert_eq!(browser.eval("window.loadedOnce"), json!("again"));
     assert_eq!(
         browser.eval("window.strataChart.epochs()"),
@@ -315,11 +299,24 @@ fn pages_draw_epochs_as_they_are_stored_without_reload_gap_or_duplicate() {
         json!([0, 0])
     );
 
+    // The runs page follows the run without a reload: an epoch more, then its end.
     browser.open(&format!("{base}/"));
+    let row = format!("window.strataRuns.rows().find(r => r.id === '{outside}')");
     browser.wait_for(
-        &format!("{row} && {row}.status === 'completed'"),
+        &format!("{row} && {row}.status === 'running' && {row}.epochs_done === 5"),
         PAGE_TIMEOUT,
     );
+    browser.eval("window.runsPageOnce = 'same page'");
+    log(&mut grpc, 6..=6);
+    browser.wait_for(&format!("{row}.epochs_done === 6"), PAGE_TIMEOUT);
+    rt.block_on(grpc.finish_run(FinishRunRequest {
+        run: outside.clone(),
+        status: RunStatus::Completed as i32,
+        reason: String::new(),
+    }))
+    .unwrap();
+    browser.wait_for(&format!("{row}.status === 'completed'"), PAGE_TIMEOUT);
+    assert_eq!(browser.eval("window.runsPageOnce"), json!("same page"));
     let watched = format!("window.strataRuns.rows().find(r => r.id === '{run}')");
     assert_eq!(
         browser.eval(&format!("{watched}.status")),

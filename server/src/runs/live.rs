@@ -342,4 +342,32 @@ mod tests {
         assert_eq!(epochs_of(&events), [3, 4]);
         assert_eq!(events.len(), 3);
     }
+
+    /// The feed of changed runs hears of a run claimed and stored (said by the manager), its
+    /// epochs and statuses (through its live channel), and its release; progress is no change.
+    #[tokio::test]
+    async fn the_changes_feed_names_each_changed_run() {
+        let live = LiveRuns::default();
+        let mut changes = live.subscribe_changes();
+        let id = RunId(7);
+        let run = live.claim(id).unwrap();
+        live.changed(id);
+        run.send(RunEvent::Progress(crate::domain::BatchProgress {
+            epoch: 1,
+            batch: 1,
+            batches: 2,
+            loss: 1.0,
+        }));
+        run.send(RunEvent::Epoch(epoch(1)));
+        run.send(RunEvent::Status {
+            status: RunStatus::Completed,
+            reason: String::new(),
+        });
+        live.release(id);
+        let mut heard = Vec::new();
+        while let Ok(changed) = changes.try_recv() {
+            heard.push(changed);
+        }
+        assert_eq!(heard, [id, id, id, id], "stored, epoch, status, released");
+    }
 }

@@ -5,7 +5,7 @@
 const STATUSES = ["queued", "running", "completed", "failed", "cancelled", "diverged", "interrupted"];
 const VERDICTS = ["good", "plateaued", "overfitting", "unstable", "slow", "not-learning", "diverged", "too-short"];
 /** Re-reads of the list at most this often, however many runs change. */
-const REFRESH_MIN_GAP_MS = 300;
+const REFRESH_MIN_GAP_MS = 1000;
 
 const COLUMNS = [
   { key: "select", label: "" },
