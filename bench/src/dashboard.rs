@@ -2,6 +2,9 @@
 //! which answers once the epoch is durably stored) while headless Chromium shows its run page;
 //! the page stamps `Date.now()` when uPlot draws each epoch. Both clocks are this host's wall
 //! clock. Each epoch is logged alone, [`PACE`] apart, so each is drawn on its own.
+//!
+//! And the compare page at scale: 100 runs of 1,000 epochs each, from navigation to the chart
+//! drawn.
 
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
@@ -28,6 +31,9 @@ const GOAL_P99_MS: f64 = 100.0;
 /// Between two logged epochs.
 const PACE: Duration = Duration::from_millis(20);
 const PAGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The compare page's scale: runs × epochs.
+const COMPARED_RUNS: u32 = 100;
+const COMPARED_EPOCHS: u32 = 1000;
 
 fn now_ms() -> f64 {
     SystemTime::now()
@@ -59,9 +65,9 @@ fn epoch(n: u32) -> EpochRecord {
     }
 }
 
-fn create_request() -> CreateRunRequest {
+fn create_request(name: &str) -> CreateRunRequest {
     CreateRunRequest {
-        name: "dashboard-latency".into(),
+        name: name.into(),
         tags: vec![],
         hyperparameters: Default::default(),
         dataset: "bench".into(),
@@ -99,7 +105,7 @@ pub fn latency(
         .context("stratad printed no dashboard address")?;
     let mut grpc = runtime.block_on(daemon.client())?.grpc();
     let run = runtime
-        .block_on(grpc.create_run(create_request()))?
+        .block_on(grpc.create_run(create_request("dashboard-latency")))?
         .into_inner()
         .run
         .context("CreateRun answered no run")?
@@ -167,4 +173,69 @@ pub fn latency(
             json!({ "p99_ms": p99, "acknowledged_p99_ms": p(&from_stored, 0.99), "samples": values }),
         ),
     ])
+}
+
+/// The compare page over [`COMPARED_RUNS`] runs of [`COMPARED_EPOCHS`] epochs: milliseconds from
+/// navigation to its chart's first draw, the median of `repetitions` loads.
+pub fn compare_page(
+    runtime: &tokio::runtime::Runtime,
+    binaries: &Binaries,
+    work: &Path,
+    repetitions: usize,
+) -> Result<Row> {
+    let Some(mut browser) = Browser::launch() else {
+        bail!("chromium is not installed (scripts/setup-test-tools.sh installs Debian's package)");
+    };
+    let daemon = Daemon::start(
+        binaries,
+        &work.join("dashboard-compare"),
+        &Options::default(),
+    )?;
+    let base = daemon
+        .dashboard
+        .clone()
+        .context("stratad printed no dashboard address")?;
+    let mut grpc = runtime.block_on(daemon.client())?.grpc();
+    let mut ids = Vec::new();
+    for r in 0..COMPARED_RUNS {
+        let run = runtime
+            .block_on(grpc.create_run(create_request(&format!("compared-{r}"))))?
+            .into_inner()
+            .run
+            .context("CreateRun answered no run")?
+            .id;
+        let request = LogEpochsRequest {
+            run: run.clone(),
+            epochs: (1..=COMPARED_EPOCHS).map(epoch).collect(),
+        };
+        runtime.block_on(grpc.log_epochs(request))?;
+        ids.push(run);
+    }
+    let url = format!("{base}/compare?runs={}", ids.join(","));
+    let mut loads = Vec::new();
+    for _ in 0..repetitions.max(1) {
+        let drawn = catch_unwind(AssertUnwindSafe(|| {
+            browser.open("about:blank");
+            browser.open(&url);
+            browser.wait_for(
+                "window.strataCompare && window.strataCompare.drawnMs()",
+                PAGE_TIMEOUT,
+            )
+        }))
+        .map_err(|_| anyhow!("the compare page did not draw"))?;
+        loads.push(drawn.as_f64().context("drawnMs is a number")?);
+    }
+    let median = crate::stats::median(&loads);
+    Ok(Row::alone(
+        format!(
+            "compare page, {COMPARED_RUNS} runs × {} epochs: navigation → chart drawn (median of {})",
+            number(f64::from(COMPARED_EPOCHS)),
+            loads.len()
+        ),
+        format!("{median:.0} ms"),
+        median,
+        Goal::None,
+        "",
+        json!({ "milliseconds": loads }),
+    ))
 }

@@ -9,7 +9,7 @@
 //! - streaming (`streaming.rs`): epoch stored → `watch` client, p50 and p99 over 1,000 epochs;
 //!   training with 100 watchers vs none;
 //! - dashboard (`dashboard.rs`): epoch stored → point drawn in headless Chromium's run page, p50
-//!   and p99;
+//!   and p99; the compare page over 100 runs × 1,000 epochs, navigation → drawn;
 //! - ingest (`ingest.rs`): points durably stored per second through `LogEpochs` from one gRPC
 //!   client and from 8 at once, batches of 100 epochs; a batch's p50 and p99 latency;
 //! - store (`store.rs`): the store's own batched write path, `compare` of 100 runs × 1,000
@@ -200,13 +200,16 @@ fn main() -> Result<()> {
     }
     if wanted("dashboard") {
         eprintln!("strata-bench: dashboard (headless Chromium)");
-        sections.push((
-            "Dashboard".into(),
-            or_not_measured(
-                "stored → drawn",
-                dashboard::latency(&runtime, &binaries, &work, plan.dashboard_epochs),
-            ),
+        let mut rows = or_not_measured(
+            "stored → drawn",
+            dashboard::latency(&runtime, &binaries, &work, plan.dashboard_epochs),
+        );
+        rows.extend(or_not_measured(
+            "compare page at scale",
+            dashboard::compare_page(&runtime, &binaries, &work, plan.query_repetitions)
+                .map(|row| vec![row]),
         ));
+        sections.push(("Dashboard".into(), rows));
     }
     if wanted("ingest") {
         eprintln!("strata-bench: ingest (LogEpochs over gRPC)");

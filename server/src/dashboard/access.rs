@@ -79,7 +79,32 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .or_else(|| value.strip_prefix("bearer "))
 }
 
-/// The query's `token` parameter, and the query without it.
+/// A query value with its `%XX` escapes decoded (`+` is a space); None when malformed.
+fn percent_decoded(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The query's `token` parameter (still escaped), and the query without it.
 fn split_token(query: &str) -> (Option<&str>, String) {
     let (mut token, mut rest) = (None, Vec::new());
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -137,6 +162,7 @@ fn refusal(access: &Access, request: &Request) -> Option<Response> {
     };
     let query = request.uri().query().unwrap_or("");
     if let (Some(given), rest) = split_token(query) {
+        let given = percent_decoded(given).unwrap_or_default();
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
             return Some(
                 ApiError::new(StatusCode::UNAUTHORIZED, "the token is wrong").into_response(),
@@ -207,6 +233,14 @@ mod tests {
             (Some("abc"), "runs=a,b&x=1".into())
         );
         assert_eq!(split_token("runs=a"), (None, "runs=a".into()));
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(percent_decoded("a%26b%2Bc+d").as_deref(), Some("a&b+c d"));
+        assert_eq!(percent_decoded("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decoded("bad%2"), None);
+        assert_eq!(percent_decoded("bad%zz"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const view = { comparison: null, series: [] };
+const view = { comparison: null, series: [], drawnMs: null };
 
 /** Every run's losses on one x axis (the union of their epochs), null where a run has none. */
 function columns(runs) {
@@ -23,20 +23,27 @@ function label(run) {
   return run.name ? `${run.name} (${run.id.slice(0, 6)})` : run.id;
 }
 
+/** Beyond this many runs the legend would be longer than the chart: the table names them. */
+const MAX_LEGEND_RUNS = 10;
+
 function draw(comparison) {
   const runs = comparison.runs;
   view.series = [];
   const series = [{ label: "epoch" }];
+  const many = runs.length > MAX_LEGEND_RUNS;
   runs.forEach((run, i) => {
     const color = strata.color(i);
-    series.push({ label: `${label(run)} val`, stroke: color, width: 2, points: { show: false } });
+    // The best run stands out however many are drawn.
+    const width = run.id === comparison.best_run ? 3 : many ? 1 : 2;
+    series.push({ label: `${label(run)} val`, stroke: color, width, points: { show: false } });
     series.push({ label: `${label(run)} train`, stroke: color, width: 1, dash: [6, 4], points: { show: false } });
     view.series.push(run.id);
   });
   const container = $("chart");
   new uPlot({
-    width: strata.width(container), height: 360,
+    width: strata.width(container), height: 360, legend: { show: !many },
     scales: { x: { time: false } }, axes: [{ label: "epoch" }, { size: 70 }], series,
+    hooks: { draw: [() => { if (view.drawnMs === null) view.drawnMs = performance.now(); }] },
   }, columns(runs), container);
 }
 
@@ -81,5 +88,7 @@ window.strataCompare = {
   ready: () => view.comparison !== null,
   series: () => view.series.slice(),
   best: () => view.comparison && view.comparison.best_run,
+  /** Milliseconds from navigation to the chart's first draw (for the benchmark). */
+  drawnMs: () => view.drawnMs,
 };
 start();

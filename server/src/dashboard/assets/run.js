@@ -90,7 +90,7 @@ function renderSummary(run) {
   $("summary").replaceChildren(
     strata.badge("status", run.status), " ",
     run.epochs_done ? strata.badge("verdict", a.verdict) : "", " ",
-    `${run.epochs_done}/${run.config.epochs ?? "?"} epochs · ${run.config.model} on ${run.config.dataset}`,
+    `${run.epochs_done}${run.config.epochs ? `/${run.config.epochs}` : ""} epochs · ${run.config.model} on ${run.config.dataset}`,
     a.best_epoch ? ` · best validation loss ${strata.num(a.best_val_loss)} at epoch ${a.best_epoch}, gap ${strata.num(a.gap_at_best)}` : "",
     run.reason ? strata.el("div", { class: "muted" }, run.reason) : "",
     run.tags.length ? strata.el("div", { class: "muted" }, `tags: ${run.tags.join(", ")}`) : "",

@@ -70,7 +70,7 @@ function cell(run, key) {
     case "status": return strata.badge("status", run.status);
     case "verdict": return run.epochs_done ? strata.badge("verdict", run.verdict) : "—";
     case "best_val_loss": return run.best_epoch ? `${strata.num(run.best_val_loss)} @${run.best_epoch}` : "—";
-    case "epochs": return `${run.epochs_done}/${run.epochs ?? "?"}`;
+    case "epochs": return run.epochs ? `${run.epochs_done}/${run.epochs}` : String(run.epochs_done);
     case "tags": return run.tags.join(", ");
     case "created": return strata.time(run.created_at_ms);
     default: return run[key] ?? "";
