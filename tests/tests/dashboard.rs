@@ -99,6 +99,57 @@ fn the_api_answers_json_with_clear_errors_and_bounded_inputs() {
         .contains("uPlot"));
 }
 
+/// A finished run's event stream: its epochs after `Last-Event-ID` (a reconnecting page's last
+/// epoch), its status, then `end`; each epoch carries its number as the event id.
+#[test]
+fn a_reconnecting_stream_resumes_after_the_last_epoch_it_received() {
+    let daemon = Daemon::start();
+    let base = dashboard(&daemon);
+    let run = start_run(&daemon, &["--epochs", "3"]);
+    assert_eq!(daemon.strata(&["watch", &run]).code, 0);
+    let path = format!("/api/runs/{run}/events");
+    let resumed = http::get(&base, &path, &[("Last-Event-ID", "1")]);
+    assert_eq!(resumed.status, 200);
+    assert_eq!(resumed.header("content-type"), Some("text/event-stream"));
+    let ids: Vec<&str> = resumed
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(ids, ["2", "3"], "{}", resumed.body);
+    let events: Vec<&str> = resumed
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events, ["epoch", "epoch", "status", "end"]);
+    let from_start = http::get(&base, &format!("{path}?from_epoch=1"), &[]);
+    assert_eq!(from_start.body.matches("event: epoch").count(), 3);
+}
+
+/// A browser holding an event stream open does not keep the daemon from stopping.
+#[test]
+fn an_open_event_stream_does_not_hold_up_shutdown() {
+    use std::io::{Read, Write};
+    let daemon = Daemon::start();
+    let base = dashboard(&daemon);
+    let run = start_run(&daemon, &["--epochs", "100000"]);
+    let host = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET /api/runs/{run}/events HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 64];
+    let read = stream.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..read]).starts_with("HTTP/1.1 200"));
+    let status = daemon
+        .stop_within(Duration::from_secs(60))
+        .expect("stratad stops with a stream open");
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn with_a_token_the_dashboard_needs_it_and_keeps_it_in_a_cookie() {
     let tmp = tempfile::tempdir().unwrap();
