@@ -258,6 +258,9 @@ fn logged_epoch(n: u32) -> EpochRecord {
 /// A run that trains only once the page is open (it waits in the queue behind a long run that
 /// is then cancelled), so every one of its epochs reaches the page live, however fast this
 /// machine trains; and a run logged from outside, opened mid-run: history, then live.
+///
+/// One test for the three pages, on one daemon and one browser: starting Chromium costs seconds,
+/// and the compare page needs the runs the other pages made.
 #[test]
 fn pages_draw_epochs_as_they_are_stored_without_reload_gap_or_duplicate() {
     let Some(mut browser) = browser_or_skip("dashboard pages") else {
