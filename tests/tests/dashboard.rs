@@ -67,6 +67,10 @@ fn the_api_answers_json_with_clear_errors_and_bounded_inputs() {
             .as_str()
             .is_some_and(|e| !e.is_empty()));
     }
+    // What the router refuses itself (a path that is not UTF-8) is JSON too.
+    let not_utf8 = http::get(&base, "/api/runs/%FF", &[]);
+    assert_eq!(not_utf8.status, 400);
+    assert!(not_utf8.json()["error"].as_str().is_some());
     let long = format!("/api/runs/{}", "a".repeat(10_000));
     assert_eq!(http::get(&base, &long, &[]).status, 404);
     // Bounded inputs: each refusal names its field.

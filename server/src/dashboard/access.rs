@@ -119,7 +119,7 @@ fn split_token(query: &str) -> (Option<&str>, String) {
 /// The access check, then the route, then the headers every answer carries.
 pub async fn check(State(access): State<Access>, request: Request, next: Next) -> Response {
     let mut response = match refusal(&access, &request) {
-        None => next.run(request).await,
+        None => as_json_error(next.run(request).await).await,
         Some(refused) => refused,
     };
     let headers = response.headers_mut();
@@ -139,6 +139,27 @@ pub async fn check(State(access): State<Access>, request: Request, next: Next) -
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
+}
+
+/// The longest plain-text error turned into JSON.
+const MAX_PLAIN_ERROR_BYTES: usize = 4096;
+
+/// An error axum answered itself in plain text (a path that is not UTF-8, a malformed query), as
+/// the JSON error every other answer gives.
+async fn as_json_error(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    let status = response.status();
+    if !(plain && status.is_client_error()) {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), MAX_PLAIN_ERROR_BYTES)
+        .await
+        .unwrap_or_default();
+    ApiError::new(status, String::from_utf8_lossy(&body).trim().to_string()).into_response()
 }
 
 /// The answer a request gets instead of its route, if it may not go on.
