@@ -3,7 +3,9 @@
 # short runs on the spirals dataset — one uniform learning rate, one with a ten times lower rate
 # for the first layer — streams both live, prints both runs with the daemon's verdicts, and ends
 # with the comparison: which setup generalizes better and why, a terminal chart, and a PNG of
-# both runs' training (dashed) and validation (solid) curves in $data_dir/compare.png.
+# both runs' training (dashed) and validation (solid) curves in $data_dir/compare.png. The daemon's
+# dashboard (its address printed first: 127.0.0.1:8080 unless that is taken, or
+# STRATA_DEMO_DASHBOARD=ADDR) shows the same runs live in a browser while the demo runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup-libtorch.sh
@@ -13,7 +15,10 @@ data_dir=${STRATA_DEMO_DATA_DIR:-./demo-data}
 mkdir -p "$data_dir"
 out="$data_dir/stratad.out"
 : > "$out"
-./target/debug/stratad --listen 127.0.0.1:0 --data-dir "$data_dir" >"$out" 2>>"$data_dir/stratad.log" &
+dashboard_flags=()
+[[ -n "${STRATA_DEMO_DASHBOARD:-}" ]] && dashboard_flags=(--dashboard-listen "$STRATA_DEMO_DASHBOARD")
+./target/debug/stratad --listen 127.0.0.1:0 "${dashboard_flags[@]}" --data-dir "$data_dir" \
+  >"$out" 2>>"$data_dir/stratad.log" &
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
 
@@ -28,6 +33,16 @@ done
 export STRATA_ADDR="http://$addr"
 strata=./target/debug/strata
 echo "stratad is serving on $addr with data dir $data_dir (log: $data_dir/stratad.log)"
+# Printed right after the gRPC line (or not at all, when its default port is taken).
+dashboard=""
+for _ in $(seq 1 10); do
+  dashboard=$(sed -n 's/^stratad dashboard on //p' "$out")
+  [[ -n "$dashboard" ]] && break
+  sleep 0.1
+done
+if [[ -n "$dashboard" ]]; then
+  echo "dashboard: open $dashboard in a browser to watch the runs train (and compare them)"
+fi
 
 common=(--dataset spirals --samples 600 --noise 0.3 --model mlp:64,64 --epochs 15 --batch-size 32 --seed 7 --tag demo)
 

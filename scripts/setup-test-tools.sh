@@ -3,6 +3,7 @@
 # may install them (root with apt-get). Never fails the test run: a test whose tool is missing
 # skips and says why.
 #   strace — the durability test traces stratad's system calls (fsync before an epoch is streamed).
+#   chromium — the dashboard test drives headless Chromium (Debian's package) over DevTools.
 # Also fills .python-wheels/ (from PyPI, with pip) with what the Python client needs to build and
 # run (grpcio-tools at build time, grpcio and protobuf at run time), so that its test installs it
 # offline into a fresh venv, and with TensorBoard, whose own reader checks the event files
@@ -24,6 +25,7 @@ if command -v python3 >/dev/null && ! ls "$wheels"/tensorboard-*.whl >/dev/null 
 fi
 missing=()
 command -v strace >/dev/null || missing+=(strace)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
 fi

@@ -63,6 +63,8 @@ pub struct Daemon {
     pub pid: u32,
     /// `http://127.0.0.1:PORT`
     pub addr: String,
+    /// The dashboard's `http://127.0.0.1:PORT` (on a port of its own, like gRPC's).
+    pub dashboard: Option<String>,
     pub data_dir: PathBuf,
 }
 
@@ -88,7 +90,13 @@ impl Daemon {
             }
         }
         command
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--dashboard-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
             .arg(&data_dir)
             // The comparison is on the CPU whatever the machine has.
             .env("CUDA_VISIBLE_DEVICES", "")
@@ -114,12 +122,11 @@ impl Daemon {
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
+            // Every line (gRPC's address, then the dashboard's); draining so the daemon never
+            // blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
-            // Keep draining so the daemon never blocks on a full pipe.
-            for _ in lines {}
         });
         let Ok(line) = rx.recv_timeout(STARTUP_TIMEOUT) else {
             let _ = child.kill();
@@ -132,6 +139,10 @@ impl Daemon {
         let addr = line
             .strip_prefix("stratad listening on ")
             .ok_or_else(|| anyhow!("unexpected first line from stratad: {line}"))?;
+        let dashboard = rx.recv_timeout(STARTUP_TIMEOUT).ok().and_then(|line| {
+            line.strip_prefix("stratad dashboard on ")
+                .map(|url| url.trim_end_matches('/').to_string())
+        });
         let pid = if options.wrapper.is_empty() {
             child.id()
         } else {
@@ -141,6 +152,7 @@ impl Daemon {
             child: Some(child),
             pid,
             addr: format!("http://{addr}"),
+            dashboard,
             data_dir,
         })
     }

@@ -8,6 +8,8 @@
 //!   all cores, alternating, medians;
 //! - streaming (`streaming.rs`): epoch stored → `watch` client, p50 and p99 over 1,000 epochs;
 //!   training with 100 watchers vs none;
+//! - dashboard (`dashboard.rs`): epoch stored → point drawn in headless Chromium's run page, p50
+//!   and p99; the compare page over 100 runs × 1,000 epochs, navigation → drawn;
 //! - ingest (`ingest.rs`): points durably stored per second through `LogEpochs` from one gRPC
 //!   client and from 8 at once, batches of 100 epochs; a batch's p50 and p99 latency;
 //! - store (`store.rs`): the store's own batched write path, `compare` of 100 runs × 1,000
@@ -16,6 +18,7 @@
 //!   the CLI's `strata list`.
 
 mod daemon;
+mod dashboard;
 mod data;
 mod footprint;
 mod ingest;
@@ -55,7 +58,8 @@ struct Args {
     /// is the one whose syncs are measured.
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Only these sections (comma-separated: training, streaming, ingest, store, footprint).
+    /// Only these sections (comma-separated: training, streaming, dashboard, ingest, store,
+    /// footprint).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -71,6 +75,8 @@ struct Plan {
     ingest_batches: u32,
     idle_seconds: u64,
     cli_repetitions: usize,
+    /// Epochs timed from stored to drawn in the browser.
+    dashboard_epochs: u32,
 }
 
 impl Plan {
@@ -85,6 +91,7 @@ impl Plan {
                 ingest_batches: 30,
                 idle_seconds: 2,
                 cli_repetitions: 5,
+                dashboard_epochs: 100,
             }
         } else {
             Plan {
@@ -96,6 +103,7 @@ impl Plan {
                 ingest_batches: 100,
                 idle_seconds: 5,
                 cli_repetitions: 15,
+                dashboard_epochs: 300,
             }
         }
     }
@@ -189,6 +197,19 @@ fn main() -> Result<()> {
         ));
         epoch_log_bytes = store::epoch_log_bytes_per_epoch(&work.join("watchers"));
         sections.push(("Streaming".into(), rows));
+    }
+    if wanted("dashboard") {
+        eprintln!("strata-bench: dashboard (headless Chromium)");
+        let mut rows = or_not_measured(
+            "stored → drawn",
+            dashboard::latency(&runtime, &binaries, &work, plan.dashboard_epochs),
+        );
+        rows.extend(or_not_measured(
+            "compare page at scale",
+            dashboard::compare_page(&runtime, &binaries, &work, plan.query_repetitions)
+                .map(|row| vec![row]),
+        ));
+        sections.push(("Dashboard".into(), rows));
     }
     if wanted("ingest") {
         eprintln!("strata-bench: ingest (LogEpochs over gRPC)");
@@ -294,6 +315,7 @@ fn notes(cores: usize) -> Vec<String> {
         "Training: Strata's time runs from sending StartRun to the last epoch's arrival at a watch client, so it includes reading the CSV files (twice: checked at start, read to train) and, every epoch, a synced checkpoint, the epoch log and the durable record. PyTorch and tch are timed from loading the same rows as raw arrays to the last epoch's validation: they parse nothing and write nothing.".into(),
         "Same data and split (the same train and validation files), standardization, initial weights (nn.Linear's after manual_seed), Adam with layer0 at 1e-4 and the rest at 1e-3, batch 32, a fresh permutation per epoch (different shuffles, so the losses differ a little), validation after every epoch; each figure is the median of its repetitions, the sides alternating in a rotating order.".into(),
         "Streaming latency: stratad runs under strace (only fsync/fdatasync traced); an epoch is stored when the store's closing fsync returns; arrival is stamped by a gRPC watch client in this process. The watchers are 100 gRPC connections from this process, on the same machine as the daemon.".into(),
+        "Dashboard: an external run logged from this process, one epoch every 20 ms, its run page open in headless Chromium (Debian's, --headless=new); from just before LogEpochs is sent (the epoch is stored after that, so this bounds stored → drawn from above) to the Date.now() of the uPlot draw that first shows the epoch, both on this host's wall clock (the page's clock has 1 ms steps).".into(),
         "Ingest: each client is its own gRPC connection logging batches of 100 epochs (3 groups, 2 extra scalars: 19 numbers, each a point) into its own external run, one batch at a time; throughput is every client's points over the wall time. LogEpochs answers only once the batch is synced to the disk, so every point counted was durably stored; a batch's checks (numbering, repeats against the stored epochs) are included.".into(),
         "Store: its ingestion row is the daemon's own batched write path (Store::put_epochs, one sync per 100 epochs) called in-process, below the RPC; the same path fills the data dir that the daemon then serves for compare and list.".into(),
     ]

@@ -17,6 +17,7 @@ use tonic::{
 use tonic_health::server::HealthReporter;
 
 use crate::{
+    dashboard::{self, DashboardListen},
     error::StrataError,
     integrity,
     runs::Runs,
@@ -76,6 +77,16 @@ pub struct DaemonConfig {
     pub max_connections: usize,
     /// How long an external run may log nothing before it is marked interrupted.
     pub external_timeout: std::time::Duration,
+    /// Whether and where to serve the dashboard (same token, same loopback rule as gRPC).
+    pub dashboard: DashboardListen,
+}
+
+/// Where the daemon listens, once bound (ports resolved).
+#[derive(Clone, Copy, Debug)]
+pub struct Listening {
+    pub grpc: SocketAddr,
+    /// `None` when the dashboard is off (or its default address was taken).
+    pub dashboard: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -136,12 +147,13 @@ fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, StrataError> {
     Ok(ServerTlsConfig::new().identity(identity))
 }
 
-/// Opens the store, binds the listener and serves until `shutdown` resolves. Calls `on_listening`
-/// with the bound address once the port is open (the address may be `127.0.0.1:0`).
+/// Opens the store, binds the listeners and serves until `shutdown` resolves. Calls
+/// `on_listening` with the bound addresses once the ports are open (asked as port 0, they are
+/// the ports picked).
 pub async fn run(
     config: DaemonConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    on_listening: impl FnOnce(SocketAddr),
+    on_listening: impl FnOnce(Listening),
 ) -> Result<(), StrataError> {
     if config.threads > 0 {
         tch::set_num_threads(config.threads as i32);
@@ -157,6 +169,16 @@ pub async fn run(
         config.external_timeout,
     );
     let (listener, addr) = bind(&config).await?;
+    let dashboard_listener = dashboard::bind(
+        &config.dashboard,
+        config.token.as_deref(),
+        config.insecure_no_auth,
+    )
+    .await?;
+    let dashboard_addr = dashboard_listener
+        .as_ref()
+        .map(dashboard::local_addr)
+        .transpose()?;
     let max_connections = connection_limit(config.max_connections);
     let (router, health_reporter) = router(&config, &runs).await?;
     tracing::info!(
@@ -167,10 +189,23 @@ pub async fn run(
         devices = ?crate::train::available_devices(),
         tls = config.tls.is_some(),
         auth = config.token.is_some(),
+        dashboard = ?dashboard_addr,
         "stratad listening"
     );
-    on_listening(addr);
-    serve(
+    on_listening(Listening {
+        grpc: addr,
+        dashboard: dashboard_addr,
+    });
+    let stop_dashboard = tokio_util::sync::CancellationToken::new();
+    if let Some(listener) = dashboard_listener {
+        tokio::spawn(dashboard::serve(
+            listener,
+            runs.clone(),
+            config.token.clone(),
+            stop_dashboard.clone(),
+        ));
+    }
+    let served = serve(
         router,
         listener,
         max_connections,
@@ -178,7 +213,10 @@ pub async fn run(
         health_reporter,
         runs,
     )
-    .await
+    .await;
+    // After the runs stopped: the browsers' streams have had their runs' final events.
+    stop_dashboard.cancel();
+    served
 }
 
 /// Serves until `shutdown` resolves; then stops the runs (recording them), gives clients

@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod check;
 pub mod daemon;
+pub mod dashboard;
 pub mod domain;
 pub mod durable;
 pub mod error;

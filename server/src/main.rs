@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use strata_server::{
     check::{self, CheckOptions},
     daemon::{self, DaemonConfig, TlsFiles},
+    dashboard::DashboardListen,
     error::StrataError,
 };
 use tracing_subscriber::EnvFilter;
@@ -73,6 +74,11 @@ struct Args {
     /// marked interrupted.
     #[arg(long, env = "STRATA_EXTERNAL_TIMEOUT", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     external_timeout: u64,
+    /// Address to serve the dashboard (web pages of the runs and their curves) on: default
+    /// 127.0.0.1:8080 (if that is taken, stratad warns and serves without it); `off` for none;
+    /// port 0 picks a free port, printed on start. Beyond loopback it needs a token, as gRPC does.
+    #[arg(long, env = "STRATA_DASHBOARD_LISTEN")]
+    dashboard_listen: Option<String>,
     /// Log format on stderr (filter with RUST_LOG, default info).
     #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -188,6 +194,7 @@ fn daemon_config(args: Args, token: Option<String>) -> DaemonConfig {
         allow_torchscript: args.allow_torchscript,
         max_connections: args.max_connections as usize,
         external_timeout: std::time::Duration::from_secs(args.external_timeout),
+        dashboard: DashboardListen::from_flag(args.dashboard_listen.as_deref()),
     }
 }
 
@@ -208,9 +215,13 @@ fn serve(config: DaemonConfig) -> ExitCode {
         let shutdown = daemon::wait_for_signal().map_err(|e| {
             StrataError::Internal(format!("cannot install the signal handlers: {e}"))
         })?;
-        daemon::run(config, shutdown, |addr| {
-            // One line on stdout, so scripts and tests that asked for port 0 learn the port.
-            println!("stratad listening on {addr}");
+        daemon::run(config, shutdown, |listening| {
+            // One line per listener on stdout, gRPC's first, so scripts and tests that asked for
+            // port 0 learn the ports.
+            println!("stratad listening on {}", listening.grpc);
+            if let Some(dashboard) = listening.dashboard {
+                println!("stratad dashboard on http://{dashboard}/");
+            }
         })
         .await
     });

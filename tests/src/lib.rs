@@ -12,6 +12,9 @@ use std::{
     time::Duration,
 };
 
+pub mod browser;
+pub mod http;
+
 use serde_json::Value;
 use strata_client::Client;
 use tempfile::TempDir;
@@ -49,6 +52,8 @@ pub struct Daemon {
     server_pid: u32,
     /// `http://127.0.0.1:PORT`
     pub addr: String,
+    /// The dashboard's `http://127.0.0.1:PORT` (no trailing slash), unless it was turned off.
+    pub dashboard: Option<String>,
     pub data_dir: PathBuf,
     log: PathBuf,
     _tmp: Option<TempDir>,
@@ -117,6 +122,14 @@ impl Daemon {
             None => Command::new(bin("stratad")),
         };
         clear_strata_env(&mut command);
+        // Every daemon's dashboard on a port of its own (the default, 8080, is one for all).
+        let dashboard_given = extra_args.contains(&"--dashboard-listen");
+        if !dashboard_given {
+            command.args(["--dashboard-listen", "127.0.0.1:0"]);
+        }
+        let dashboard_off = extra_args
+            .windows(2)
+            .any(|pair| pair[0] == "--dashboard-listen" && pair[1] == "off");
         let mut child = command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -140,12 +153,11 @@ impl Daemon {
         let stdout = child.stdout.take().expect("stratad's stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
+            // The first two lines (gRPC's address, then the dashboard's when it is on); then
+            // keep draining so the daemon never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
-            // Keep draining so the daemon never blocks on a full pipe.
-            for _ in lines {}
         });
         let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(line) => line,
@@ -168,6 +180,15 @@ impl Daemon {
         let addr = line
             .strip_prefix("stratad listening on ")
             .unwrap_or_else(|| panic!("unexpected first line from stratad: {line}"));
+        let dashboard = if dashboard_off {
+            None
+        } else {
+            // Printed right after the first line, or not at all (a default address taken).
+            rx.recv_timeout(STARTUP_TIMEOUT).ok().and_then(|line| {
+                line.strip_prefix("stratad dashboard on ")
+                    .map(|url| url.trim_end_matches('/').to_string())
+            })
+        };
         let server_pid = if wrapper.is_empty() {
             child.id()
         } else {
@@ -177,6 +198,7 @@ impl Daemon {
             child: Some(child),
             server_pid,
             addr: format!("http://{addr}"),
+            dashboard,
             data_dir: data_dir.to_path_buf(),
             log,
             _tmp: None,

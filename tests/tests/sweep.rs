@@ -223,6 +223,25 @@ fn a_hopeless_trial_is_stopped_early_and_recorded_as_stopped() {
         show["recommendation"]["reference"]["kind"], "uniform",
         "{show}"
     );
+
+    // The dashboard lists the sweep's trials with their place in it, and nothing else.
+    strata_e2e::start_run(&fleet[0], &["--epochs", "1"]);
+    let dashboard = fleet[0]
+        .dashboard
+        .as_deref()
+        .expect("the dashboard's address");
+    let listed = strata_e2e::http::get(dashboard, &format!("/api/runs?sweep={id}"), &[]).json();
+    let rows = listed["runs"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{listed}");
+    let stopped = rows
+        .iter()
+        .find(|r| r["id"] == run_id)
+        .expect("the stopped trial");
+    assert_eq!(stopped["sweep"]["sweep_id"], id.as_str());
+    assert_eq!(stopped["sweep"]["settings"]["lr"], "1e-7");
+    assert_eq!(stopped["status"], "cancelled");
+    let page = strata_e2e::http::get(dashboard, &format!("/api/runs/{run_id}"), &[]).json();
+    assert_eq!(page["sweep"]["trial"], 2, "{page}");
 }
 
 #[test]

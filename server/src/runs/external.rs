@@ -163,6 +163,7 @@ impl Runs {
         }));
         self.external.insert(id, log.clone());
         self.spawn_silence_watch(id, log);
+        self.live.changed(id);
         tracing::info!(run = %id, "external run created");
         Ok(RunState {
             record,

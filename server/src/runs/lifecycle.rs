@@ -188,6 +188,7 @@ impl Runs {
             return Err(err);
         }
         for ((run, prepared), live) in runs.into_iter().zip(claimed) {
+            self.live.changed(run.id);
             self.enqueue(run.id, prepared, 0, live);
         }
         Ok(())
@@ -261,6 +262,7 @@ impl Runs {
             }
         };
         let after_epoch = start.after_epoch;
+        self.live.changed(id);
         self.enqueue(id, prepared, after_epoch, live);
         if after_epoch < done {
             tracing::warn!(run = %id, after_epoch, stored_epochs = done, reason = %start.reason, "run resumed from an older checkpoint");
@@ -314,6 +316,7 @@ impl Runs {
             }
         }
         tracing::info!(run = %id, "run deleted");
+        self.live.changed(id);
         Ok(id)
     }
 
@@ -370,6 +373,13 @@ impl Runs {
             metric: record.facts.task.metric(),
             events: live::spawn_watcher(self.store.clone(), id, from_epoch, subscription),
         })
+    }
+
+    /// The daemon-wide feed of runs that were stored, changed status, gained an epoch or were
+    /// deleted: ids only, for a view that re-reads what it shows. A receiver that falls more than
+    /// [`CHANGES_BUFFER_EVENTS`](super::CHANGES_BUFFER_EVENTS) behind is told it lagged.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<RunId> {
+        self.live.subscribe_changes()
     }
 
     /// Stops taking work, interrupts queued and running runs at a batch boundary, waits for them

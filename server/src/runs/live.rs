@@ -24,10 +24,16 @@ use crate::{
 pub const WATCH_BUFFER_EVENTS: usize = 256;
 /// Events queued per watcher connection before its task waits for the client to read.
 const WATCHER_QUEUE_EVENTS: usize = 64;
+/// Run changes buffered for the daemon-wide feed (the dashboard's runs page). A listener further
+/// behind is told it lagged and re-reads the list: changes carry no data of their own.
+pub const CHANGES_BUFFER_EVENTS: usize = 1024;
 
 /// A run that is queued or running: its live event channel and its stop flag.
 pub(super) struct LiveRun {
+    id: RunId,
     events: broadcast::Sender<RunEvent>,
+    /// The daemon-wide feed of changed runs.
+    changes: broadcast::Sender<RunId>,
     pub stop: AtomicU8,
     pub stop_notify: Notify,
     /// Why a cancel asked the run to stop, when its caller said (a sweep stopping a trial).
@@ -64,7 +70,11 @@ impl LiveRun {
     /// Tells the run's watchers. No watcher is not an error: events are a live view, the store
     /// is the record.
     pub fn send(&self, event: RunEvent) {
+        let changed = matches!(event, RunEvent::Epoch(_) | RunEvent::Status { .. });
         let _ = self.events.send(event);
+        if changed {
+            let _ = self.changes.send(self.id);
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
@@ -72,13 +82,32 @@ impl LiveRun {
     }
 }
 
-/// The registry of live runs.
-#[derive(Default)]
+/// The registry of live runs, and the feed of runs whose record or epochs changed.
 pub(super) struct LiveRuns {
     runs: Mutex<HashMap<RunId, Arc<LiveRun>>>,
+    changes: broadcast::Sender<RunId>,
+}
+
+impl Default for LiveRuns {
+    fn default() -> Self {
+        LiveRuns {
+            runs: Mutex::default(),
+            changes: broadcast::channel(CHANGES_BUFFER_EVENTS).0,
+        }
+    }
 }
 
 impl LiveRuns {
+    /// Says a run was stored, changed status, gained an epoch or was deleted. Nobody listening is
+    /// not an error, and a send never waits: a slow listener never slows a run.
+    pub fn changed(&self, id: RunId) {
+        let _ = self.changes.send(id);
+    }
+
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<RunId> {
+        self.changes.subscribe()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<RunId, Arc<LiveRun>>> {
         self.runs.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -101,7 +130,9 @@ impl LiveRuns {
         }
         let (events, _) = broadcast::channel(WATCH_BUFFER_EVENTS);
         let run = Arc::new(LiveRun {
+            id,
             events,
+            changes: self.changes.clone(),
             stop: AtomicU8::new(0),
             stop_notify: Notify::new(),
             cancel_reason: Mutex::new(String::new()),
@@ -112,6 +143,7 @@ impl LiveRuns {
 
     pub fn release(&self, id: RunId) {
         self.lock().remove(&id);
+        self.changed(id);
     }
 
     /// Runs `work` while no run can be claimed, if `id` is not live; else says it is.
@@ -327,5 +359,33 @@ mod tests {
         let events = collect(spawn_watcher(store, id, 3, None)).await;
         assert_eq!(epochs_of(&events), [3, 4]);
         assert_eq!(events.len(), 3);
+    }
+
+    /// The feed of changed runs hears of a run claimed and stored (said by the manager), its
+    /// epochs and statuses (through its live channel), and its release; progress is no change.
+    #[tokio::test]
+    async fn the_changes_feed_names_each_changed_run() {
+        let live = LiveRuns::default();
+        let mut changes = live.subscribe_changes();
+        let id = RunId(7);
+        let run = live.claim(id).unwrap();
+        live.changed(id);
+        run.send(RunEvent::Progress(crate::domain::BatchProgress {
+            epoch: 1,
+            batch: 1,
+            batches: 2,
+            loss: 1.0,
+        }));
+        run.send(RunEvent::Epoch(epoch(1)));
+        run.send(RunEvent::Status {
+            status: RunStatus::Completed,
+            reason: String::new(),
+        });
+        live.release(id);
+        let mut heard = Vec::new();
+        while let Ok(changed) = changes.try_recv() {
+            heard.push(changed);
+        }
+        assert_eq!(heard, [id, id, id, id], "stored, epoch, status, released");
     }
 }

@@ -41,7 +41,7 @@ pub use self::external::{
     CreateExternal, ExternalEnd, Logged, LoggedEpoch, DEFAULT_EXTERNAL_TIMEOUT,
     MAX_LOG_BATCH_EPOCHS,
 };
-pub use self::live::WATCH_BUFFER_EVENTS;
+pub use self::live::{CHANGES_BUFFER_EVENTS, WATCH_BUFFER_EVENTS};
 pub use self::lr_find::{
     FindRatesRequest, ProbeEvent, ProbePlan, MAX_PROBE_STEPS, MAX_PROBE_STEPS_TOTAL,
     MIN_PROBE_STEPS,

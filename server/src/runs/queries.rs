@@ -70,6 +70,35 @@ impl Runs {
     }
 
     fn list_blocking(&self, filter: &ListFilter) -> Result<Vec<RunState>> {
+        let listed = self.list_matching(filter, filter.verdict.is_some())?;
+        Ok(listed.into_iter().map(|(state, _)| state).collect())
+    }
+
+    /// Runs newest first, as the filter says, each with its analysis (default thresholds): what
+    /// a list that shows verdicts and best losses needs. Reads every listed run's epochs, so
+    /// callers bound it with the filter's limit.
+    pub async fn list_analysed(
+        self: &Arc<Self>,
+        filter: ListFilter,
+    ) -> Result<Vec<(RunState, RunAnalysis)>> {
+        let this = self.clone();
+        blocking(move || {
+            let listed = this.list_matching(&filter, true)?;
+            Ok(listed
+                .into_iter()
+                .filter_map(|(state, analysis)| Some((state, analysis?)))
+                .collect())
+        })
+        .await
+    }
+
+    /// The runs the filter keeps, newest first, up to its limit; each with its analysis when
+    /// `analyse` (a verdict filter needs it anyway).
+    fn list_matching(
+        &self,
+        filter: &ListFilter,
+        analyse: bool,
+    ) -> Result<Vec<(RunState, Option<RunAnalysis>)>> {
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut runs = Vec::new();
         for run in self.store.runs_newest_first() {
@@ -85,17 +114,23 @@ impl Runs {
             if !(status_ok && tag_ok && sweep_ok) {
                 continue;
             }
-            if let Some(verdict) = filter.verdict {
+            let analysis = if analyse {
                 let epochs = self.store.epochs(record.id, 1)?;
-                if analysis::analyse(&record, &epochs, &Thresholds::default()).verdict != verdict {
+                Some(analysis::analyse(&record, &epochs, &Thresholds::default()))
+            } else {
+                None
+            };
+            if let (Some(verdict), Some(analysis)) = (filter.verdict, &analysis) {
+                if analysis.verdict != verdict {
                     continue;
                 }
             }
-            runs.push(RunState {
+            let state = RunState {
                 queue_position: self.queue.position(record.id),
                 record,
                 epochs_done,
-            });
+            };
+            runs.push((state, analysis));
             if runs.len() >= limit {
                 break;
             }

@@ -1,0 +1,209 @@
+// The run page: its config and rate table, its curves, its verdict; new epochs arrive as
+// server-sent events (history first, then live, each epoch once) and are drawn as they come.
+"use strict";
+
+const runName = decodeURIComponent(location.pathname.split("/").pop());
+/** The analysis (verdict, diagnoses) is re-read at most this often while the run trains. */
+const ANALYSIS_MIN_GAP_MS = 2000;
+const $ = (id) => document.getElementById(id);
+
+const page = {
+  run: null,
+  groups: [],
+  metricField: "val_accuracy",
+  // Column-wise data, as uPlot takes it.
+  epochs: [], train: [], val: [], metric: [], rates: [], ratios: [],
+  charts: [],
+  duplicates: 0, gaps: 0,
+  /** Date.now() when each epoch was first drawn (for the latency benchmark). */
+  drawnAt: {},
+  source: null,
+  ended: false,
+};
+
+function lineSeries(label, color, extra = {}) {
+  return { label, stroke: color, width: 2, points: { show: false }, ...extra };
+}
+
+/** A uPlot chart in `containerId` over the epochs, with `series` and its data columns. */
+function chart(containerId, series, columns, scale = {}, extra = {}) {
+  const container = $(containerId);
+  const options = {
+    ...extra,
+    width: strata.width(container), height: 240,
+    scales: { x: { time: false }, y: scale },
+    axes: [{ label: "epoch" }, { size: 70 }],
+    series: [{ label: "epoch" }, ...series],
+    hooks: { draw: [stampDrawn] },
+  };
+  const plot = new uPlot(options, [page.epochs, ...columns()], container);
+  page.charts.push({ plot, columns, container });
+  return plot;
+}
+
+/** Records when each epoch first reached the screen. */
+function stampDrawn() {
+  const now = Date.now();
+  for (const epoch of page.epochs) if (!(epoch in page.drawnAt)) page.drawnAt[epoch] = now;
+}
+
+function buildCharts() {
+  const groups = page.groups;
+  // The gap: the shaded band between the two curves.
+  chart("loss-chart", [
+    lineSeries("train", strata.color(0)),
+    lineSeries("validation", strata.color(1)),
+  ], () => [page.train, page.val], {}, { bands: [{ series: [2, 1], fill: "rgba(209,36,47,0.15)" }] });
+  chart("metric-chart", [lineSeries(page.metricField, strata.color(2))], () => [page.metric]);
+  const log = { distr: 3 };
+  chart("rate-chart", groups.map((g, i) => lineSeries(g, strata.color(i))), () => page.rates, log);
+  chart("ratio-chart", groups.map((g, i) => lineSeries(g, strata.color(i))), () => page.ratios, log);
+}
+
+/** Adds one epoch's values to the columns; false when it was already drawn. */
+function addEpoch(epoch) {
+  const last = page.epochs.length ? page.epochs[page.epochs.length - 1] : 0;
+  if (epoch.epoch <= last) { page.duplicates += 1; return false; }
+  if (epoch.epoch !== last + 1) page.gaps += 1;
+  page.epochs.push(epoch.epoch);
+  page.train.push(epoch.train_loss);
+  page.val.push(epoch.val_loss);
+  page.metric.push(epoch[page.metricField]);
+  const byName = Object.fromEntries(epoch.groups.map((g) => [g.name, g]));
+  page.groups.forEach((name, i) => {
+    const group = byName[name];
+    // A log scale cannot show 0 (a frozen group): a gap in the line instead.
+    page.rates[i].push(group && group.lr > 0 ? group.lr : null);
+    page.ratios[i].push(group && group.update_ratio > 0 ? group.update_ratio : null);
+  });
+  return true;
+}
+
+function redraw() {
+  for (const { plot, columns } of page.charts) plot.setData([page.epochs, ...columns()]);
+}
+
+/** A sweep trial's swept settings, `lr=0.01, layer-lr=layer0=1e-3`. */
+function settingsText(sweep) {
+  return Object.entries(sweep.settings).map(([name, value]) => `${name}=${value}`).join(", ");
+}
+
+function renderSummary(run) {
+  document.title = `Strata — ${run.name || run.id}`;
+  $("title").replaceChildren(run.name ? `${run.name} ` : "", strata.el("span", { class: "muted" }, run.id));
+  const a = run.analysis;
+  $("summary").replaceChildren(
+    strata.badge("status", run.status), " ",
+    run.epochs_done ? strata.badge("verdict", a.verdict) : "", " ",
+    `${run.epochs_done}${run.config.epochs ? `/${run.config.epochs}` : ""} epochs · ${run.config.model} on ${run.config.dataset}`,
+    a.best_epoch ? ` · best validation loss ${strata.num(a.best_val_loss)} at epoch ${a.best_epoch}, gap ${strata.num(a.gap_at_best)}` : "",
+    run.reason ? strata.el("div", { class: "muted" }, run.reason) : "",
+    run.tags.length ? strata.el("div", { class: "muted" }, `tags: ${run.tags.join(", ")}`) : "",
+    run.sweep ? strata.el("div", { class: "muted" }, "trial ", String(run.sweep.trial), " of sweep ",
+      strata.el("a", { href: `/?sweep=${encodeURIComponent(run.sweep.sweep_id)}` }, run.sweep.sweep_id),
+      `: ${settingsText(run.sweep)}`) : "",
+  );
+  $("verdict").textContent = run.epochs_done ? a.reason : "No epochs yet.";
+  const diagnoses = Object.fromEntries(a.groups.map((g) => [g.name, g]));
+  $("groups").replaceChildren(
+    strata.el("tr", {}, ["Group", "Rate", "Frozen until", "Diagnosis", "Update ratio", "Advice"].map((h) => strata.el("th", {}, h))),
+    ...run.groups.map((g) => {
+      const d = diagnoses[g.name];
+      const frozen = g.frozen_until === 0 ? "—" : g.frozen_until < 0 ? "always" : `epoch ${g.frozen_until}`;
+      return strata.el("tr", {},
+        strata.el("td", {}, g.name), strata.el("td", { class: "num" }, strata.num(g.lr)), strata.el("td", {}, frozen),
+        strata.el("td", {}, d ? strata.badge("diagnosis", d.diagnosis) : "—"),
+        strata.el("td", { class: "num" }, d ? strata.num(d.update_ratio) : "—"),
+        strata.el("td", { class: "wrap" }, d ? d.advice : ""));
+    }));
+  $("config").replaceChildren(...Object.entries(run.config)
+    .filter(([, v]) => v !== null && v !== "" && !(Array.isArray(v) && v.length === 0))
+    .map(([k, v]) => strata.el("tr", {}, strata.el("th", {}, k), strata.el("td", { class: "wrap" }, Array.isArray(v) ? v.join("  ") : String(v)))));
+}
+
+let analysisTimer = null;
+let lastAnalysis = 0;
+/** Re-reads the run's status and analysis (not its epochs: those come from the stream). */
+function refreshAnalysisSoon() {
+  if (analysisTimer) return;
+  const wait = Math.max(0, lastAnalysis + ANALYSIS_MIN_GAP_MS - Date.now());
+  analysisTimer = setTimeout(async () => {
+    analysisTimer = null;
+    lastAnalysis = Date.now();
+    try {
+      page.run = await strata.api(`/api/runs/${encodeURIComponent(runName)}?epochs=false`);
+      renderSummary(page.run);
+    } catch (err) {
+      strata.showError($("error"), err);
+    }
+  }, wait);
+}
+
+function showProgress(p) {
+  const fraction = p.batches ? p.batch / p.batches : 0;
+  $("bar").style.width = `${(100 * fraction).toFixed(1)}%`;
+  $("progress-text").textContent = `epoch ${p.epoch}: batch ${p.batch}/${p.batches}, loss ${strata.num(p.loss)}`;
+}
+
+/** The stream of epochs after the last one drawn; a reconnect resumes after the last received. */
+function listen() {
+  const from = (page.epochs.length ? page.epochs[page.epochs.length - 1] : 0) + 1;
+  const source = new EventSource(`/api/runs/${encodeURIComponent(runName)}/events?from_epoch=${from}`);
+  page.source = source;
+  source.addEventListener("open", () => { $("live").textContent = "live"; });
+  source.addEventListener("error", () => { if (!page.ended) $("live").textContent = "reconnecting…"; });
+  source.addEventListener("epoch", (e) => {
+    if (addEpoch(JSON.parse(e.data))) {
+      redraw();
+      $("bar").style.width = "100%";
+      refreshAnalysisSoon();
+    }
+  });
+  source.addEventListener("progress", (e) => showProgress(JSON.parse(e.data)));
+  source.addEventListener("status", (e) => {
+    const change = JSON.parse(e.data);
+    page.run.status = change.status;
+    refreshAnalysisSoon();
+  });
+  source.addEventListener("notice", (e) => { $("live").textContent = JSON.parse(e.data).message; });
+  source.addEventListener("failure", (e) => strata.showError($("error"), new Error(JSON.parse(e.data).error)));
+  source.addEventListener("end", () => {
+    page.ended = true;
+    source.close();
+    $("live").textContent = "finished";
+    refreshAnalysisSoon();
+  });
+}
+
+async function start() {
+  try {
+    const run = await strata.api(`/api/runs/${encodeURIComponent(runName)}`);
+    page.run = run;
+    page.groups = run.groups.map((g) => g.name);
+    page.metricField = `val_${run.val_metric === "r2" ? "r2" : "accuracy"}`;
+    $("metric-title").textContent = run.val_metric === "r2" ? "Validation R²" : "Validation accuracy";
+    page.rates = page.groups.map(() => []);
+    page.ratios = page.groups.map(() => []);
+    for (const epoch of run.epochs) addEpoch(epoch);
+    renderSummary(run);
+    buildCharts();
+    listen();
+  } catch (err) {
+    strata.showError($("error"), err);
+  }
+}
+
+window.addEventListener("resize", () => {
+  for (const { plot, container } of page.charts) plot.setSize({ width: strata.width(container), height: 240 });
+});
+// For the end-to-end tests and the latency benchmark: what the chart holds.
+window.strataChart = {
+  points: () => page.epochs.length,
+  epochs: () => page.epochs.slice(),
+  duplicates: () => page.duplicates,
+  gaps: () => page.gaps,
+  drawnAt: () => page.drawnAt,
+  status: () => page.run && page.run.status,
+  ended: () => page.ended,
+};
+start();

@@ -1,0 +1,181 @@
+//! The dashboard: a web page of the runs and their curves, served over HTTP/1 beside gRPC, over
+//! the same run manager. It speaks domain types ([`crate::runs::Runs`]), never proto types.
+//!
+//! - [`api`]: the JSON routes (runs list, one run, a comparison) and their bounds;
+//! - [`events`]: server-sent events — a run's epochs, history then live, from the same watch
+//!   fan-out `strata watch` uses, and the daemon-wide feed of changed runs;
+//! - [`access`]: the token (a cookie once `?token=` was given), the loopback Host check, and the
+//!   headers every response carries;
+//! - [`assets`]: the pages, scripts and the vendored chart library, compiled into the binary;
+//! - [`json`]: domain types as the browser reads them (the CLI's `--json` field names).
+
+mod access;
+mod api;
+mod assets;
+mod events;
+mod json;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{middleware, routing::get, Router};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::{error::StrataError, runs::Runs};
+
+/// Where the dashboard listens unless told otherwise: loopback, so only this machine's browsers
+/// reach it without a token.
+pub const DEFAULT_DASHBOARD_LISTEN: &str = "127.0.0.1:8080";
+/// Browser connections open at once; more are closed as soon as they are accepted.
+const MAX_CONNECTIONS: usize = 128;
+/// Event streams open at once (each holds a watcher task and its queue).
+const MAX_EVENT_STREAMS: usize = 64;
+/// A connection must send its request headers within this.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait before accepting again after `accept` failed (out of file descriptors).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Whether and where to serve the dashboard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DashboardListen {
+    Off,
+    /// The default address: if it is taken, the daemon warns and serves gRPC without it.
+    Default,
+    /// An address the user gave: if it cannot be bound, the daemon does not start.
+    Given(String),
+}
+
+impl DashboardListen {
+    /// From `--dashboard-listen`: `off`, an address, or nothing (the default).
+    pub fn from_flag(flag: Option<&str>) -> DashboardListen {
+        match flag {
+            None => DashboardListen::Default,
+            Some(v) if v.eq_ignore_ascii_case("off") => DashboardListen::Off,
+            Some(addr) => DashboardListen::Given(addr.to_string()),
+        }
+    }
+}
+
+/// What every route shares.
+#[derive(Clone)]
+struct Dashboard {
+    runs: Arc<Runs>,
+    /// Event streams in use (see [`MAX_EVENT_STREAMS`]).
+    streams: Arc<Semaphore>,
+}
+
+/// Binds the dashboard's listener as `listen` says, with gRPC's rule: beyond loopback only with a
+/// token (or `--insecure-no-auth`). `None` when off, or when the default address is taken.
+pub async fn bind(
+    listen: &DashboardListen,
+    token: Option<&str>,
+    insecure_no_auth: bool,
+) -> Result<Option<TcpListener>, StrataError> {
+    let addr = match listen {
+        DashboardListen::Off => return Ok(None),
+        DashboardListen::Default => DEFAULT_DASHBOARD_LISTEN,
+        DashboardListen::Given(addr) => addr.as_str(),
+    };
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(err) if *listen == DashboardListen::Default => {
+            tracing::warn!(%addr, error = %err, "the dashboard's default address is taken: serving without a dashboard (give --dashboard-listen ADDR, or off)");
+            return Ok(None);
+        }
+        Err(err) => {
+            return Err(StrataError::invalid(
+                "dashboard_listen",
+                format!("cannot listen on {addr}: {err}"),
+            ))
+        }
+    };
+    let bound = local_addr(&listener)?;
+    if !bound.ip().is_loopback() && token.is_none() {
+        if !insecure_no_auth {
+            return Err(StrataError::invalid(
+                "dashboard_listen",
+                format!("{bound} is reachable beyond this machine and no token is set: anyone who can reach it could read every run. Set --token-file FILE (or STRATA_TOKEN), use a 127.0.0.1 address, say --dashboard-listen off, or --insecure-no-auth on a network you trust"),
+            ));
+        }
+        tracing::warn!(%bound, "dashboard beyond loopback without a token (--insecure-no-auth)");
+    }
+    if !bound.ip().is_loopback() && token.is_some() {
+        tracing::warn!(%bound, "the dashboard is plain HTTP: its token crosses the network unencrypted; put it behind a TLS proxy, or keep it on loopback");
+    }
+    Ok(Some(listener))
+}
+
+pub fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StrataError> {
+    listener
+        .local_addr()
+        .map_err(|e| StrataError::Internal(format!("the dashboard's address: {e}")))
+}
+
+/// Serves the dashboard on `listener` until `shutdown` is cancelled; then closes every connection
+/// (event streams never end by themselves).
+pub async fn serve(
+    listener: TcpListener,
+    runs: Arc<Runs>,
+    token: Option<String>,
+    shutdown: CancellationToken,
+) {
+    let Ok(bound) = local_addr(&listener) else {
+        return;
+    };
+    let app = router(runs, token, bound);
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "the dashboard could not accept a connection");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            continue; // Dropped: closed at once.
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                _ = connection => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Every route, behind the access check. Unknown paths are a 404 naming the path.
+fn router(runs: Arc<Runs>, token: Option<String>, bound: SocketAddr) -> Router {
+    let dashboard = Dashboard {
+        runs,
+        streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+    };
+    let access = access::Access::new(token, bound);
+    Router::new()
+        .route("/", get(assets::runs_page))
+        .route("/runs/{run}", get(assets::run_page))
+        .route("/compare", get(assets::compare_page))
+        .route("/assets/{file}", get(assets::asset))
+        .route("/api/runs", get(api::list))
+        .route("/api/runs/{run}", get(api::run))
+        .route("/api/compare", get(api::compare))
+        .route("/api/runs/{run}/events", get(events::run_events))
+        .route("/api/events", get(events::changes))
+        .fallback(api::not_found)
+        .with_state(dashboard)
+        .layer(middleware::from_fn_with_state(access, access::check))
+}
