@@ -59,7 +59,7 @@ pub struct DaemonConfig {
     pub listen: String,
     pub data_dir: PathBuf,
     pub max_concurrent_runs: usize,
-    /// libtorch intra-op threads (0: libtorch's default).
+    /// libtorch threads per training run (0: the cores shared among the slots).
     pub threads: usize,
     /// Checkpoints kept per run (the newest).
     pub keep_checkpoints: usize,
@@ -160,10 +160,15 @@ pub async fn run(
     }
     let store = open_store(&config.data_dir)?;
     let data_roots = data_roots(&config)?;
+    let threads_per_run = match config.threads {
+        0 => crate::train::threads::default_threads_per_run(config.max_concurrent_runs),
+        threads => threads,
+    };
     let runs = Runs::new(
         store,
         config.data_dir.clone(),
         config.max_concurrent_runs,
+        threads_per_run,
         config.keep_checkpoints,
         data_roots.clone(),
         config.external_timeout,

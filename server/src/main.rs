@@ -36,7 +36,8 @@ struct Args {
     /// Runs that train at the same time; the rest wait in a FIFO queue.
     #[arg(long, env = "STRATA_MAX_CONCURRENT_RUNS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     max_concurrent_runs: u32,
-    /// libtorch intra-op threads (0: libtorch's default, one per core).
+    /// libtorch threads each training run uses (0: the cores shared among
+    /// --max-concurrent-runs, at least one each).
     #[arg(long, env = "STRATA_THREADS", default_value_t = 0)]
     threads: u32,
     /// Checkpoints (model and optimizer state) kept per run, newest first.
@@ -203,6 +204,8 @@ fn daemon_config(args: Args, token: Option<String>) -> DaemonConfig {
 fn serve(config: DaemonConfig) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Only the training threads run libtorch's kernels in parallel (see train::threads).
+        .on_thread_start(strata_server::train::threads::keep_tensor_work_on_this_thread)
         .build()
     {
         Ok(runtime) => runtime,

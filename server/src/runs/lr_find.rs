@@ -7,7 +7,7 @@ use std::sync::{atomic::Ordering, Arc};
 
 use tokio::sync::mpsc;
 
-use super::{blocking, prepare::Prepared, training::reason_for_clients, Runs};
+use super::{prepare::Prepared, training::reason_for_clients, Runs};
 use crate::{
     domain::{
         group_rates, FrozenUntil, GroupRate, ProbeProgress, RangeTest, RateProbe, RunConfig,
@@ -94,7 +94,7 @@ impl Runs {
         Ok(rx)
     }
 
-    /// Waits for a training slot (or the client to leave), then probes on a blocking thread.
+    /// Waits for a training slot (or the client to leave), then probes on the slot's training thread.
     async fn run_probe(
         self: Arc<Self>,
         prepared: Prepared,
@@ -111,47 +111,48 @@ impl Runs {
         };
         self.check_accepting()?;
         let this = self.clone();
-        blocking(move || {
-            let results = groups.len();
-            let stop = || events.is_closed() || this.shutting_down.load(Ordering::Acquire);
-            // Progress never takes the room kept for the groups' results, so sending a result
-            // never waits on the client.
-            let progress = |progress| {
-                if events.capacity() > results + 1 {
-                    let _ = events.try_send(Ok(ProbeEvent::Progress(progress)));
+        self.training_threads
+            .run(move || {
+                let results = groups.len();
+                let stop = || events.is_closed() || this.shutting_down.load(Ordering::Acquire);
+                // Progress never takes the room kept for the groups' results, so sending a result
+                // never waits on the client.
+                let progress = |progress| {
+                    if events.capacity() > results + 1 {
+                        let _ = events.try_send(Ok(ProbeEvent::Progress(progress)));
+                    }
+                };
+                let probed = |probe| {
+                    let _ = events.blocking_send(Ok(ProbeEvent::Probed(probe)));
+                };
+                let job = ProbeJob {
+                    spec: &prepared.spec,
+                    resolved: &prepared.resolved,
+                    device: prepared.device,
+                    init_from: prepared.init.as_ref().map(|init| init.path.as_path()),
+                    range,
+                    groups: &groups,
+                    stop: &stop,
+                    progress: &progress,
+                    probed: &probed,
+                };
+                match find_rates(&job) {
+                    Ok(()) => Ok(()),
+                    Err(ProbeHalt::Stopped) if this.shutting_down.load(Ordering::Acquire) => {
+                        Err(StrataError::ShuttingDown)
+                    }
+                    // The client went away: nobody to tell.
+                    Err(ProbeHalt::Stopped) => Ok(()),
+                    Err(ProbeHalt::Failed(reason)) => {
+                        tracing::warn!(error = %reason, "a learning-rate range test failed");
+                        Err(StrataError::FailedPrecondition(format!(
+                            "the range test failed: {}",
+                            reason_for_clients(&reason)
+                        )))
+                    }
                 }
-            };
-            let probed = |probe| {
-                let _ = events.blocking_send(Ok(ProbeEvent::Probed(probe)));
-            };
-            let job = ProbeJob {
-                spec: &prepared.spec,
-                resolved: &prepared.resolved,
-                device: prepared.device,
-                init_from: prepared.init.as_ref().map(|init| init.path.as_path()),
-                range,
-                groups: &groups,
-                stop: &stop,
-                progress: &progress,
-                probed: &probed,
-            };
-            match find_rates(&job) {
-                Ok(()) => Ok(()),
-                Err(ProbeHalt::Stopped) if this.shutting_down.load(Ordering::Acquire) => {
-                    Err(StrataError::ShuttingDown)
-                }
-                // The client went away: nobody to tell.
-                Err(ProbeHalt::Stopped) => Ok(()),
-                Err(ProbeHalt::Failed(reason)) => {
-                    tracing::warn!(error = %reason, "a learning-rate range test failed");
-                    Err(StrataError::FailedPrecondition(format!(
-                        "the range test failed: {}",
-                        reason_for_clients(&reason)
-                    )))
-                }
-            }
-        })
-        .await
+            })
+            .await?
     }
 }
 

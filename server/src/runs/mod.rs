@@ -1,5 +1,5 @@
 //! The run manager: validates and stores new runs, queues them FIFO behind
-//! `--max-concurrent-runs` slots, trains each on a blocking thread, streams their events, records
+//! `--max-concurrent-runs` slots, trains each on its slot's thread, streams their events, records
 //! how each ended, and answers queries about them.
 //!
 //! - [`prepare`]: a config checked against its data and model, and its rate table;
@@ -27,6 +27,7 @@ mod prepare;
 mod queries;
 mod queue;
 mod resume_point;
+mod threads;
 mod training;
 
 use std::{
@@ -133,6 +134,8 @@ pub struct Runs {
     dataset_loads: Arc<Semaphore>,
     keep_checkpoints: usize,
     queue: queue::Queue,
+    /// One thread per slot, on which runs train.
+    training_threads: threads::TrainingThreads,
     live: live::LiveRuns,
     /// The live external runs, and how long each may stay silent.
     external: external::ExternalRuns,
@@ -154,10 +157,12 @@ async fn blocking<T: Send + 'static>(
 
 impl Runs {
     /// Opens the manager over a store whose unfinished runs were already marked interrupted.
+    /// `threads_per_run`: libtorch threads each training slot's runs use.
     pub fn new(
         store: Arc<Store>,
         data_dir: PathBuf,
         max_concurrent_runs: usize,
+        threads_per_run: usize,
         keep_checkpoints: usize,
         data_roots: DataRoots,
         external_timeout: std::time::Duration,
@@ -169,6 +174,7 @@ impl Runs {
             dataset_loads: Arc::new(Semaphore::new(MAX_CONCURRENT_DATASET_LOADS)),
             keep_checkpoints: keep_checkpoints.max(1),
             queue: queue::Queue::new(max_concurrent_runs),
+            training_threads: threads::TrainingThreads::start(max_concurrent_runs, threads_per_run),
             live: live::LiveRuns::default(),
             external: external::ExternalRuns::default(),
             external_timeout,

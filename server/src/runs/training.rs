@@ -1,4 +1,4 @@
-//! A run on a training slot: waiting for the slot, training on a blocking thread, and recording
+//! A run on a training slot: waiting for the slot, training on the slot's thread, and recording
 //! how it ended; and the [`RunSink`] through which the loop reports while it trains.
 
 use std::sync::Arc;
@@ -87,7 +87,8 @@ impl Runs {
             Some(_) if stop == StopRequest::None => {
                 let this = self.clone();
                 let live = live.clone();
-                blocking(move || Ok(this.train(id, prepared, resume_after_epoch, &live)))
+                self.training_threads
+                    .run(move || this.train(id, prepared, resume_after_epoch, &live))
                     .await
                     .unwrap_or_else(|e| Outcome::Failed(format!("the training thread failed: {e}")))
             }

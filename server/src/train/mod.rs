@@ -6,6 +6,7 @@ pub mod lr_find;
 pub mod model;
 pub mod optim;
 pub mod targets;
+pub mod threads;
 pub mod worker;
 
 use tch::Device;

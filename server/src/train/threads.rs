@@ -1,0 +1,97 @@
+//! Which threads run libtorch's intra-op parallelism: the training threads only.
+//!
+//! libtorch's CPU kernels split work over an OpenMP team, one team per thread that starts
+//! parallel work, kept for that thread's lifetime. GNU OpenMP then counts every team's threads,
+//! and once they outnumber the cores it stops spinning between parallel regions and sleeps
+//! instead (its "throttled" spin): a training step of many small kernels then waits on futex
+//! wake-ups. Measured here (2 cores, `--threads 2`, an MLP 512×512): the daemon's first run
+//! trained at 230 ms an epoch, every later run at 450 ms — slower than one thread (370 ms) —
+//! because a dataset load or a validation on another thread had made a second team.
+//!
+//! So the threads that are not training threads (the async runtime's and its blocking pool's:
+//! dataset loads, validations, checkpoint checks) do their tensor work on themselves alone, and
+//! only the training threads (one per slot, see `runs::threads`) have teams, of `--threads`
+//! threads each — by default the cores shared among the slots.
+
+use std::ffi::{c_int, CStr};
+
+type SetThreads = unsafe extern "C" fn(c_int);
+type SetThreadsLocal = unsafe extern "C" fn(c_int) -> c_int;
+
+/// A symbol of the libraries already loaded (libgomp, libtorch's MKL), if one of them has it:
+/// builds without OpenMP or MKL (macOS, aarch64) have nothing to set.
+fn loaded_symbol(name: &CStr) -> Option<*mut libc::c_void> {
+    // SAFETY: dlsym with RTLD_DEFAULT only looks a name up; a null answer means absent.
+    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!symbol.is_null()).then_some(symbol)
+}
+
+/// Makes this thread's tensor work run on this thread alone: no OpenMP team, no MKL threads.
+/// Call it when a thread starts, before it touches a tensor.
+pub fn keep_tensor_work_on_this_thread() {
+    set_tensor_threads_of_this_thread(1);
+}
+
+/// Makes this thread's tensor work use `threads` threads (itself included). Call it when a
+/// thread starts, before it touches a tensor; other threads keep their own counts.
+pub fn set_tensor_threads_of_this_thread(threads: usize) {
+    let threads = c_int::try_from(threads.max(1)).unwrap_or(c_int::MAX);
+    // libtorch sets a thread's OpenMP and MKL thread counts from its global setting the first
+    // time the thread asks for them; ask first, so that what is set here stays set.
+    let _ = tch::get_num_threads();
+    if let Some(symbol) = loaded_symbol(c"omp_set_num_threads") {
+        // SAFETY: omp_set_num_threads(int) from libgomp; it sets the calling thread's count.
+        unsafe { std::mem::transmute::<*mut libc::c_void, SetThreads>(symbol)(threads) };
+    }
+    // MKL's C entry point (its header's `mkl_set_num_threads_local` is a macro for it; the
+    // lower-case symbol is the Fortran one, which takes a pointer).
+    if let Some(symbol) = loaded_symbol(c"MKL_Set_Num_Threads_Local") {
+        // SAFETY: MKL_Set_Num_Threads_Local(int) -> int from the MKL in libtorch_cpu; it sets
+        // the calling thread's count and returns the previous one.
+        unsafe { std::mem::transmute::<*mut libc::c_void, SetThreadsLocal>(symbol)(threads) };
+    }
+}
+
+/// libtorch threads per training run when `--threads` does not say: the cores shared among the
+/// runs that train at once, so that every team's threads together fit on the cores.
+pub fn default_threads_per_run(max_concurrent_runs: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / max_concurrent_runs.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_thread_works_alone_and_others_keep_the_global_count() {
+        let global = tch::get_num_threads();
+        let kept = std::thread::spawn(|| {
+            keep_tensor_work_on_this_thread();
+            // Tensor work still runs, on this thread.
+            let sum = tch::Tensor::ones([1000, 100], (tch::Kind::Float, tch::Device::Cpu))
+                .sum(tch::Kind::Float)
+                .double_value(&[]);
+            (tch::get_num_threads(), sum)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(kept, (1, 100_000.0));
+        let set = std::thread::spawn(|| {
+            set_tensor_threads_of_this_thread(3);
+            tch::get_num_threads()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(set, 3);
+        let other = std::thread::spawn(tch::get_num_threads).join().unwrap();
+        assert_eq!(other, global);
+    }
+
+    #[test]
+    fn runs_share_the_cores_by_default() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(default_threads_per_run(1), cores);
+        assert_eq!(default_threads_per_run(cores * 2), 1);
+    }
+}
