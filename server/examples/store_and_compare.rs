@@ -89,6 +89,7 @@ fn main() {
         store,
         dir.path().to_path_buf(),
         1,
+        1,
         2,
         strata_server::spec::paths::DataRoots::default(),
         strata_server::runs::DEFAULT_EXTERNAL_TIMEOUT,
