@@ -211,6 +211,7 @@ fn a_hopeless_trial_is_stopped_early_and_recorded_as_stopped() {
     );
     assert!(reason.contains("above the median"), "{reason}");
     assert_eq!(shown["sweep"]["trial"], 2);
+    assert_eq!(shown["tags"], serde_json::json!([format!("sweep:{id}")]));
     assert_eq!(shown["sweep"]["settings"]["lr"], "1e-7");
 
     let show = run(&one, &["sweep", "show", &id, "--json"]).json();

@@ -401,11 +401,17 @@ pub fn membership(sweep_id: &str, plan: &TrialPlan) -> SweepTrial {
 }
 
 /// The start request of a trial (a dry run only validates it).
+/// The tag every trial of sweep `sweep_id` carries: `sweep:ID`.
+pub fn sweep_tag(sweep_id: &str) -> String {
+    format!("sweep:{sweep_id}")
+}
+
 pub fn start_request(sweep_id: &str, trial: &Trial, dry_run: bool) -> StartRunRequest {
     StartRunRequest {
         config: Some(trial.config.clone()),
         name: format!("sweep {sweep_id} trial {}", trial.plan.trial),
-        tags: Vec::new(),
+        // A tag too, so that every tag filter (`list --tag`, the dashboard's) finds a sweep.
+        tags: vec![sweep_tag(sweep_id)],
         dry_run,
         baseline: None,
         sweep: Some(membership(sweep_id, &trial.plan)),
