@@ -25,6 +25,11 @@ function lineSeries(label, color, extra = {}) {
   return { label, stroke: color, width: 2, points: { show: false }, ...extra };
 }
 
+/** Tick labels of a log axis: rates and ratios span decades, so 1e-4 rather than uPlot's "0". */
+function logTicks(_plot, splits) {
+  return splits.map((v) => (v == null ? "" : v >= 0.01 && v < 1000 ? String(+v.toPrecision(3)) : v.toExponential(0)));
+}
+
 /** A uPlot chart in `containerId` over the epochs, with `series` and its data columns. */
 function chart(containerId, series, columns, scale = {}, extra = {}) {
   const container = $(containerId);
@@ -32,7 +37,7 @@ function chart(containerId, series, columns, scale = {}, extra = {}) {
     ...extra,
     width: strata.width(container), height: 240,
     scales: { x: { time: false }, y: scale },
-    axes: [{ label: "epoch" }, { size: 70 }],
+    axes: [{ label: "epoch" }, { size: 70, ...(scale.distr === 3 ? { values: logTicks } : {}) }],
     series: [{ label: "epoch" }, ...series],
     hooks: { draw: [stampDrawn] },
   };
