@@ -19,7 +19,10 @@ COPY --from=build /app/target/release/stratad /app/target/release/strata /usr/lo
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /data strata \
   && mkdir -p /data && chown strata:strata /data
 USER 10001:10001
-ENV STRATA_LISTEN=0.0.0.0:50051 STRATA_DATA_DIR=/data
+# Both listeners on every interface of the container: stratad then wants a token (STRATA_TOKEN_FILE,
+# as deploy/k8s gives it) or STRATA_INSECURE_NO_AUTH (as docker-compose.yml, publishing the ports on
+# the host's loopback only).
+ENV STRATA_LISTEN=0.0.0.0:50051 STRATA_DASHBOARD_LISTEN=0.0.0.0:8080 STRATA_DATA_DIR=/data
 VOLUME /data
 EXPOSE 50051 8080
 STOPSIGNAL SIGTERM

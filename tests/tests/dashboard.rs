@@ -186,6 +186,14 @@ fn with_a_token_the_dashboard_needs_it_and_keeps_it_in_a_cookie() {
         "the cookie holds the token encoded: {cookie}"
     );
     let pair = cookie.split(';').next().unwrap();
+    let port = base.rsplit(':').next().unwrap().trim_end_matches('/');
+    assert!(
+        pair.starts_with(&format!("strata_token_{port}=")),
+        "the cookie is named for the port: {pair}"
+    );
+    // A path of `//host/x` does not turn the redirect into one to another site.
+    let sneaky = http::get(&base, &format!("//evil.example/x?token={token}"), &[]);
+    assert_eq!(sneaky.header("location"), Some("/evil.example/x"));
     let page = http::get(&base, "/", &[("Cookie", pair)]);
     assert_eq!(page.status, 200);
     assert!(

@@ -1,7 +1,7 @@
 //! `strata sweep` over real daemons on loopback: a grid spread over three daemons and ranked by
 //! `sweep show`, a hopeless trial stopped early and recorded as such, a daemon killed mid-sweep
-//! (its trial interrupted and resumable, the others finished), and bad specs refused before
-//! anything starts.
+//! (its trial interrupted and resumable, the others finished), bad specs refused before
+//! anything starts, and a stop reason with control characters refused.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -360,5 +360,28 @@ fn bad_specs_are_usage_errors_naming_the_flag_and_start_nothing() {
         listed["runs"].as_array().unwrap().len(),
         0,
         "nothing started"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_with_control_characters_is_refused_naming_the_field() {
+    // A reason is shown in terminals and pages: escapes in it could forge lines or clear the
+    // screen. Refused before the run is even looked up, and nothing changes.
+    let (fleet, _tmp) = daemons(1);
+    let run = strata_e2e::start_run(&fleet[0], &["--epochs", "1"]);
+    let client = fleet[0].client().await;
+    for reason in ["\u{1b}[2J\u{1b}[31mfake", "line\r\nFAKE LINE", "bell\u{7}"] {
+        let err = client
+            .cancel_run_because(&run, reason.to_string())
+            .await
+            .expect_err("a reason with a control character is refused");
+        let status = err.status().expect("a status from the daemon");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with("reason"), "{status:?}");
+    }
+    let shown = strata_e2e::show(&fleet[0], &run);
+    assert!(
+        !shown["reason"].as_str().unwrap().contains('\u{1b}'),
+        "{shown}"
     );
 }

@@ -92,6 +92,11 @@ pub async fn resolve(spec: DaemonSpec) -> Result<Vec<DaemonSpec>, ClientError> {
         .collect();
     found.sort();
     found.dedup();
+    // One address family: a dual-stack cluster gives each pod an IPv4 and an IPv6 record, and
+    // the same daemon twice would make every run id ambiguous. IPv4 when there is any.
+    if found.iter().any(std::net::SocketAddr::is_ipv4) {
+        found.retain(std::net::SocketAddr::is_ipv4);
+    }
     // The name stands for the daemons; one from `--addr` is the address itself, not worth
     // repeating in front of every IP.
     let prefix = if spec.name == spec.addr.trim() {

@@ -116,6 +116,18 @@ impl std::fmt::Display for FindRunError {
     }
 }
 
+/// Whether two addresses name the same endpoint as the client connects to it
+/// (`127.0.0.1:50051` and `http://127.0.0.1:50051/` do): the same daemon twice would make every
+/// run id ambiguous and list every run twice.
+fn same_endpoint(a: &str, b: &str) -> bool {
+    let normal = |addr: &str| {
+        crate::endpoint_uri(addr)
+            .trim_end_matches('/')
+            .to_ascii_lowercase()
+    };
+    normal(a) == normal(b)
+}
+
 impl Fleet {
     /// One daemon already connected: a fleet that behaves exactly as that one client.
     pub fn single(name: String, client: Client) -> Fleet {
@@ -138,7 +150,10 @@ impl Fleet {
             match outcome {
                 Ok(specs) => {
                     for spec in specs {
-                        if !resolved.iter().any(|seen| seen.addr == spec.addr) {
+                        if !resolved
+                            .iter()
+                            .any(|seen| same_endpoint(&seen.addr, &spec.addr))
+                        {
                             resolved.push(spec);
                         }
                     }
@@ -466,6 +481,14 @@ pub fn most_free<'a>(infos: &[(&'a Daemon, ServerInfo)]) -> Option<&'a Daemon> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_endpoint_written_two_ways_is_one_daemon() {
+        assert!(same_endpoint("127.0.0.1:50051", "http://127.0.0.1:50051/"));
+        assert!(same_endpoint("HTTP://Gpu1:50051", "http://gpu1:50051"));
+        assert!(!same_endpoint("127.0.0.1:50051", "127.0.0.1:50052"));
+        assert!(!same_endpoint("http://gpu1:50051", "https://gpu1:50051"));
+    }
 
     #[test]
     fn free_slots_count_running_and_queued_runs() {

@@ -52,9 +52,16 @@ pub fn report(plan: &RateProbePlan, probes: &[RateProbe], start_command: &str) -
         notes.push(format!("{}: skipped, {}", skipped.group, skipped.reason));
     }
     for probe in probes {
-        if probe.valley.is_none() {
+        if probe.valley.is_none() && probe.diverged {
             notes.push(format!(
                 "{}: no suggestion — its loss ran away after {} steps, too soon to read; lower --start-lr",
+                probe.group,
+                probe.points.len()
+            ));
+        } else if probe.valley.is_none() {
+            // fastai reads the curve without its first tenth and its last 5 points.
+            notes.push(format!(
+                "{}: no suggestion — {} steps leave too few points to read once the first tenth and the last 5 are set aside; raise --steps (100 is fastai's)",
                 probe.group,
                 probe.points.len()
             ));

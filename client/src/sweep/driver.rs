@@ -136,6 +136,8 @@ struct InFlight {
     plan: TrialPlan,
     daemon: usize,
     run_id: String,
+    /// The epochs it trains, when the sweep's flags say (else the daemon's default).
+    planned_epochs: Option<u32>,
     val_losses: Vec<f64>,
     stop: Option<StopReason>,
 }
@@ -264,6 +266,7 @@ impl<P: FnMut(Progress)> Driver<'_, P> {
                         self.reports.clone(),
                     ));
                     self.running.push(InFlight {
+                        planned_epochs: trial.config.epochs,
                         plan: trial.plan,
                         daemon: index,
                         run_id,
@@ -308,7 +311,12 @@ impl<P: FnMut(Progress)> Driver<'_, P> {
             return;
         };
         flight.val_losses.push(val_loss);
-        if flight.stop.is_some() {
+        // After its last epoch there is nothing left to save: a stop could only race the run's
+        // own end and record a finished trial as stopped early.
+        let finished = flight
+            .planned_epochs
+            .is_some_and(|planned| flight.val_losses.len() >= planned as usize);
+        if flight.stop.is_some() || finished {
             return;
         }
         let completed = self.completed.iter().map(Vec::as_slice);

@@ -358,7 +358,9 @@ fn parse_range(flag: &str, range: &str, log: bool) -> Result<Values, SpecError> 
             hi.trim().parse::<f64>().ok()?,
         ))
     });
-    let Some((lo, hi)) = bounds.filter(|(lo, hi)| lo.is_finite() && hi.is_finite() && lo < hi)
+    // HI − LO finite too: a draw is LO + (HI − LO)·u, and -1e308..1e308 would draw infinity.
+    let Some((lo, hi)) = bounds
+        .filter(|(lo, hi)| lo.is_finite() && hi.is_finite() && lo < hi && (hi - lo).is_finite())
     else {
         return Err(spec_error(
             flag,
@@ -464,6 +466,15 @@ mod tests {
         }
         assert!(space.random(0, 1).is_err());
         assert!(space.random(1001, 1).is_err());
+        // A range too wide to draw from (HI − LO overflows) is refused, naming the flag.
+        let wide = SweepSpace::default()
+            .add(
+                "--weight-decay",
+                Target::WeightDecay,
+                "uniform:-1e308..1e308",
+            )
+            .unwrap_err();
+        assert!(wide.to_string().contains("--weight-decay"), "{wide}");
     }
 
     #[test]

@@ -5,8 +5,13 @@
 //! of the history, bookmarks and the Referer). Scripts may send `Authorization: Bearer TOKEN`
 //! instead. The token never appears in a page or a log.
 //!
-//! Without a token the dashboard is on loopback, and then only answers requests whose `Host` is
-//! a loopback name: a web page elsewhere cannot read it through DNS rebinding.
+//! Without a token the dashboard only answers requests whose `Host` is `localhost` or an IP
+//! address: a web page elsewhere cannot read it through DNS rebinding, which needs a domain
+//! name of the attacker's (this holds on loopback, and behind a port published on loopback by
+//! Docker, where the daemon itself listens on every interface of its container).
+//!
+//! The cookie is named for the dashboard's port (cookies ignore ports, and two daemons on one
+//! host with different tokens would overwrite each other's).
 
 use std::net::SocketAddr;
 
@@ -19,23 +24,21 @@ use axum::{
 
 use super::api::ApiError;
 
-const COOKIE_NAME: &str = "strata_token";
-
 #[derive(Clone)]
 pub struct Access {
     /// The token's bytes, hex-encoded as the cookie carries it (any printable token fits a cookie).
     token_hex: Option<String>,
     token: Option<String>,
-    /// Only loopback `Host`s are answered (no token, loopback listener).
-    loopback_hosts_only: bool,
+    /// `strata_token_PORT`.
+    cookie_name: String,
 }
 
 impl Access {
     pub fn new(token: Option<String>, bound: SocketAddr) -> Access {
         Access {
             token_hex: token.as_deref().map(hex),
-            loopback_hosts_only: token.is_none() && bound.ip().is_loopback(),
             token,
+            cookie_name: format!("strata_token_{}", bound.port()),
         }
     }
 }
@@ -49,26 +52,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A `Host` header naming this machine: `localhost`, `127.x.y.z` or `[::1]`, with any port.
-fn is_loopback_host(host: &str) -> bool {
+/// A `Host` header no DNS rebinding can forge: `localhost` or an IP address (`127.0.0.1`,
+/// `[::1]`, `10.0.0.5`), with any port. Rebinding needs a name the attacker's DNS answers for.
+fn is_unforgeable_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+fn cookie_token<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
+        .find(|(name, _)| *name == cookie_name)
         .map(|(_, value)| value)
 }
 
@@ -165,15 +166,15 @@ async fn as_json_error(response: Response) -> Response {
 /// The answer a request gets instead of its route, if it may not go on.
 fn refusal(access: &Access, request: &Request) -> Option<Response> {
     let headers = request.headers();
-    if access.loopback_hosts_only {
+    if access.token.is_none() {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
-        if !is_loopback_host(host) {
+        if !is_unforgeable_host(host) {
             return Some(ApiError::new(
                 StatusCode::FORBIDDEN,
-                format!("Host '{}' is not this machine: without a token the dashboard answers only localhost, 127.0.0.1 or [::1]", host.chars().take(100).collect::<String>()),
+                format!("Host '{}' is a name: without a token the dashboard answers only localhost or an IP address (a web page elsewhere could rebind a name to this machine); open it by its address, or give the daemon a token", host.chars().take(100).collect::<String>()),
             )
             .into_response());
         }
@@ -189,13 +190,17 @@ fn refusal(access: &Access, request: &Request) -> Option<Response> {
                 ApiError::new(StatusCode::UNAUTHORIZED, "the token is wrong").into_response(),
             );
         }
-        let path = request.uri().path();
+        // One leading slash: `//host/x` would send the browser to another site.
+        let path = format!("/{}", request.uri().path().trim_start_matches('/'));
         let location = if rest.is_empty() {
             path.to_string()
         } else {
             format!("{path}?{rest}")
         };
-        let cookie = format!("{COOKIE_NAME}={token_hex}; HttpOnly; SameSite=Strict; Path=/");
+        let cookie = format!(
+            "{}={token_hex}; HttpOnly; SameSite=Strict; Path=/",
+            access.cookie_name
+        );
         let mut response = StatusCode::SEE_OTHER.into_response();
         for (name, value) in [(header::LOCATION, location), (header::SET_COOKIE, cookie)] {
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -204,8 +209,8 @@ fn refusal(access: &Access, request: &Request) -> Option<Response> {
         }
         return Some(response);
     }
-    let by_cookie =
-        cookie_token(headers).is_some_and(|c| constant_time_eq(c.as_bytes(), token_hex.as_bytes()));
+    let by_cookie = cookie_token(headers, &access.cookie_name)
+        .is_some_and(|c| constant_time_eq(c.as_bytes(), token_hex.as_bytes()));
     let by_bearer = bearer_token(headers)
         .is_some_and(|b| constant_time_eq(b.trim().as_bytes(), token.as_bytes()));
     if by_cookie || by_bearer {
@@ -223,7 +228,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_hosts_are_told_apart() {
+    fn names_are_told_apart_from_addresses() {
         for host in [
             "localhost",
             "localhost:8080",
@@ -231,18 +236,19 @@ mod tests {
             "[::1]:80",
             "[::1]",
             "LOCALHOST",
+            "10.0.0.1",
+            "[fe80::1]:80",
         ] {
-            assert!(is_loopback_host(host), "{host}");
+            assert!(is_unforgeable_host(host), "{host}");
         }
         for host in [
             "",
             "evil.example",
             "evil.example:8080",
-            "10.0.0.1",
-            "[fe80::1]:80",
             "localhost.evil.example",
+            "127.0.0.1.evil.example",
         ] {
-            assert!(!is_loopback_host(host), "{host}");
+            assert!(!is_unforgeable_host(host), "{host}");
         }
     }
 
@@ -269,9 +275,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; strata_token=6869; b=2"),
+            HeaderValue::from_static("a=1; strata_token_8080=6869; strata_token_9=ff; b=2"),
         );
-        assert_eq!(cookie_token(&headers), Some("6869"));
+        assert_eq!(cookie_token(&headers, "strata_token_8080"), Some("6869"));
+        assert_eq!(cookie_token(&headers, "strata_token_9"), Some("ff"));
         assert_eq!(hex("hi"), "6869");
     }
 }

@@ -356,6 +356,7 @@ impl Runs {
         end: ExternalEnd,
         reason: String,
     ) -> Result<RunState> {
+        crate::spec::validate_reason(&reason)?;
         let id = self.resolve(run).await?;
         let log = self.live_external(id, run, "finish").await?;
         let mut log = log.lock().await;

@@ -323,6 +323,7 @@ impl Runs {
     /// Stops a queued or running run and waits (briefly) until its end is recorded. `reason`
     /// (when not empty) is recorded as why it ended.
     pub async fn cancel(self: &Arc<Self>, run: &str, reason: String) -> Result<RunState> {
+        crate::spec::validate_reason(&reason)?;
         let id = self.resolve(run).await?;
         let named = run.to_string();
         let external = {

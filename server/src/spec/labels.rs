@@ -1,9 +1,23 @@
-//! A run's name and tags: free text the user picks, checked for length and printability.
+//! A run's name, tags and the reasons clients give for its end: free text the user picks,
+//! checked for length and printability.
 
 use crate::error::{Result, StrataError};
 
 pub const MAX_NAME_CHARS: usize = 200;
 const MAX_TAGS: usize = 32;
+
+/// Validates a reason a client gives for a run's end (CancelRun's, FinishRun's): printable
+/// text — it is shown in terminals and pages, where control characters could forge lines or
+/// rewrite the screen. Length is cut, not refused, where it is stored.
+pub fn validate_reason(reason: &str) -> Result<()> {
+    match reason.chars().position(char::is_control) {
+        None => Ok(()),
+        Some(at) => Err(StrataError::invalid(
+            "reason",
+            format!("printable text only: a control character is at position {at}"),
+        )),
+    }
+}
 
 /// Validates a run's name and tags.
 pub fn validate_labels(name: &str, tags: &[String]) -> Result<()> {

@@ -14,6 +14,9 @@ use crate::spec::{OptimizerKind, OptimizerSpec};
 const ADAM_BETA1: f64 = 0.9;
 const ADAM_BETA2: f64 = 0.999;
 const ADAM_EPS: f64 = 1e-8;
+/// The largest factor the Adam step pre-scales its denominator by (1/step, for a rate's step):
+/// far inside f32's range (3.4e38), so the scaled values stay finite.
+const MAX_PRESCALE: f64 = 1e30;
 
 struct ParamSlot {
     name: String,
@@ -211,9 +214,20 @@ fn update(
             let bias_correction2 = 1.0 - ADAM_BETA2.powi(step);
             let step_size = lr / bias_correction1;
             let mut denom = exp_avg_sq.f_sqrt()?;
-            let _ = denom.f_mul_scalar_(-1.0 / (step_size * bias_correction2.sqrt()))?;
-            let _ = denom.f_add_scalar_(-ADAM_EPS / step_size)?;
-            let _ = param.f_addcdiv_(exp_avg, &denom)?;
+            let scale = -1.0 / (step_size * bias_correction2.sqrt());
+            if scale.abs() < MAX_PRESCALE {
+                let _ = denom.f_mul_scalar_(scale)?;
+                let _ = denom.f_add_scalar_(-ADAM_EPS / step_size)?;
+                let _ = param.f_addcdiv_(exp_avg, &denom)?;
+            } else {
+                // A rate so small that 1/step overflows a float: the pre-scaled denominator
+                // would be infinite (and 0·∞ NaN). Torch's own order of operations instead:
+                // p ← p − step·m / (√v/√bc2 + ε), an update that underflows to about nothing.
+                let _ = denom.f_div_scalar_(bias_correction2.sqrt())?;
+                let _ = denom.f_add_scalar_(ADAM_EPS)?;
+                let update = exp_avg.f_div(&denom)?.f_mul_scalar(step_size)?;
+                let _ = param.f_sub_(&update)?;
+            }
         }
     }
     Ok(())
@@ -323,6 +337,25 @@ mod tests {
             .sqrt()
             .double_value(&[]);
         assert!((moved - 1.0).abs() < 1e-5, "{moved}");
+    }
+
+    #[test]
+    fn a_vanishing_adam_rate_moves_nothing_and_makes_no_nan() {
+        // 1/step overflows a float at 1e-40; a zero gradient (√v = 0) then made 0·∞ = NaN.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs.root().var("w", &[2], nn::Init::Const(1.0));
+        let before = w.detach().copy();
+        let spec = OptimizerSpec {
+            kind: OptimizerKind::Adam,
+            weight_decay: 0.0,
+            clip_grad_norm: None,
+        };
+        let mut optimizer = Optimizer::new(spec, vec![("w".into(), w.shallow_clone(), 1e-40)]);
+        let mask = Tensor::from_slice(&[1.0f32, 0.0]);
+        (&w * &mask).sum(Kind::Float).backward();
+        optimizer.step(1.0, &[false]).unwrap();
+        assert!(w.isfinite().all().int64_value(&[]) == 1, "{w}");
+        assert!(w.allclose(&before, 0.0, 1e-12, false));
     }
 
     #[test]
