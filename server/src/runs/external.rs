@@ -356,14 +356,16 @@ impl Runs {
         end: ExternalEnd,
         reason: String,
     ) -> Result<RunState> {
-        crate::spec::validate_reason(&reason)?;
         let id = self.resolve(run).await?;
         let log = self.live_external(id, run, "finish").await?;
         let mut log = log.lock().await;
         if log.ended {
             return Err(self.not_running(id, run, "finish").await);
         }
-        let reason = truncated(reason, MAX_FINISH_REASON_BYTES);
+        let reason = truncated(
+            crate::spec::printable_reason(reason),
+            MAX_FINISH_REASON_BYTES,
+        );
         let (status, reason) = match end {
             ExternalEnd::Completed => (RunStatus::Completed, reason),
             ExternalEnd::Failed if reason.is_empty() => {

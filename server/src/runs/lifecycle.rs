@@ -323,7 +323,6 @@ impl Runs {
     /// Stops a queued or running run and waits (briefly) until its end is recorded. `reason`
     /// (when not empty) is recorded as why it ended.
     pub async fn cancel(self: &Arc<Self>, run: &str, reason: String) -> Result<RunState> {
-        crate::spec::validate_reason(&reason)?;
         let id = self.resolve(run).await?;
         let named = run.to_string();
         let external = {
@@ -344,7 +343,10 @@ impl Runs {
             )));
         };
         let mut events = live.subscribe();
-        live.set_cancel_reason(crate::error::truncated(reason, MAX_CANCEL_REASON_BYTES));
+        live.set_cancel_reason(crate::error::truncated(
+            crate::spec::printable_reason(reason),
+            MAX_CANCEL_REASON_BYTES,
+        ));
         live.request_stop(StopRequest::Cancel);
         drop(live);
         let ended = async {

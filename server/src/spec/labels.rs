@@ -6,16 +6,18 @@ use crate::error::{Result, StrataError};
 pub const MAX_NAME_CHARS: usize = 200;
 const MAX_TAGS: usize = 32;
 
-/// Validates a reason a client gives for a run's end (CancelRun's, FinishRun's): printable
-/// text — it is shown in terminals and pages, where control characters could forge lines or
-/// rewrite the screen. Length is cut, not refused, where it is stored.
-pub fn validate_reason(reason: &str) -> Result<()> {
-    match reason.chars().position(char::is_control) {
-        None => Ok(()),
-        Some(at) => Err(StrataError::invalid(
-            "reason",
-            format!("printable text only: a control character is at position {at}"),
-        )),
+/// A reason a client gives for a run's end (CancelRun's, FinishRun's) as it is stored: its
+/// control characters (line breaks, terminal escapes) each made a space. It is shown in
+/// terminals and pages, where they could forge lines or rewrite the screen; refusing them
+/// instead would turn a logging script's multi-line error into a failure to finish its run.
+pub fn printable_reason(reason: String) -> String {
+    if reason.chars().any(char::is_control) {
+        reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    } else {
+        reason
     }
 }
 
