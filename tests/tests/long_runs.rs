@@ -127,6 +127,14 @@ async fn a_long_run_is_answered_thinned_and_exported_whole() {
     assert_eq!(shown["epochs_thinned"], true);
     assert_thinned(&numbers(&shown["epochs"]), "show --json");
 
+    let text = daemon.strata(&["show", &id]);
+    assert!(
+        text.stdout
+            .contains(&format!("of {LOGGED_EPOCHS} shown, evenly spread")),
+        "{}",
+        text.stdout
+    );
+
     // The dashboard's run page and comparison.
     let base = daemon.dashboard.clone().expect("the dashboard");
     let page = http::get(&base, &format!("/api/runs/{id}"), &[]);
