@@ -3,9 +3,13 @@
 //! Analysing a run reads and decodes every one of its epochs; the runs page lists (and the
 //! verdict filter judges) every listed run, up to once a second while runs log. An entry is keyed
 //! by what the analysis depends on: the run's record (status, facts, config, resumes…) and its
-//! number of stored epochs. A new epoch, an end, a resume that retrains dropped epochs (it counts
-//! a resume first) all change the key, so a stale entry is never served; it is replaced by the
-//! next read.
+//! number of stored epochs. An end, a resume (which may retrain dropped epochs: it counts a resume
+//! first), any change of the record makes the entry stale; so does every new epoch of a short
+//! run. A long run that only gained epochs since (one being logged or trained, its record
+//! unchanged) is served its entry until it gained more than 1/[`REANALYSE_AFTER_GROWTH_DIVISOR`]
+//! of them: re-analysing 150,000 epochs on every new one, for every list an open runs page makes,
+//! kept the daemon busy; this way the work per logged epoch is bounded (a re-analysis of N epochs
+//! every N/100 epochs), and the analysis says which epochs it covers (`epochs`).
 
 use std::{
     collections::HashMap,
@@ -23,6 +27,8 @@ use crate::{
 /// Runs whose analysis is kept; beyond it an arbitrary entry makes room (it is recomputed when
 /// read again). A few KB each: ~50 MB at most.
 const MAX_CACHED_ANALYSES: usize = 20_000;
+/// A run that only gained epochs is re-analysed once it gained more than 1/this of them.
+const REANALYSE_AFTER_GROWTH_DIVISOR: u32 = 100;
 
 struct Entry {
     record: RunRecord,
@@ -38,8 +44,9 @@ pub struct AnalysisCache {
 }
 
 impl AnalysisCache {
-    /// The run's cached analysis if it was made from exactly this record and epoch count;
-    /// otherwise `analyse()`'s, which is kept for next time.
+    /// The run's cached analysis if it was made from this record and, but for at most 1 % more
+    /// (rounded down: none for a run under 100 epochs), this many epochs; otherwise
+    /// `analyse()`'s, which is kept for next time.
     pub fn get_or_analyse<E>(
         &self,
         record: &RunRecord,
@@ -47,7 +54,10 @@ impl AnalysisCache {
         analyse: impl FnOnce() -> Result<RunAnalysis, E>,
     ) -> Result<RunAnalysis, E> {
         if let Some(entry) = self.lock().get(&record.id) {
-            if entry.epochs_done == epochs_done && entry.record == *record {
+            let grown = epochs_done.checked_sub(entry.epochs_done);
+            let fresh_enough = grown
+                .is_some_and(|grown| grown <= entry.epochs_done / REANALYSE_AFTER_GROWTH_DIVISOR);
+            if fresh_enough && entry.record == *record {
                 return Ok(entry.analysis.clone());
             }
         }
@@ -134,6 +144,24 @@ mod tests {
         cache.forget(record.id);
         get(&record, 4);
         assert_eq!(cache.misses(), 4, "a forgotten run is analysed again");
+    }
+
+    #[test]
+    fn a_long_run_that_only_gained_epochs_is_reanalysed_after_one_percent_more() {
+        let cache = AnalysisCache::default();
+        let record = RunRecord::example(RunId(1));
+        let get = |epochs| {
+            cache
+                .get_or_analyse(&record, epochs, || Ok::<_, ()>(analysis_of(epochs)))
+                .unwrap()
+        };
+        get(10_000);
+        assert_eq!(get(10_100).epochs, 10_000, "within 1 %: the entry serves");
+        assert_eq!(cache.misses(), 1);
+        assert_eq!(get(10_101).epochs, 10_101, "beyond it: analysed again");
+        assert_eq!(cache.misses(), 2);
+        assert_eq!(get(9_000).epochs, 9_000, "fewer epochs than analysed");
+        assert_eq!(cache.misses(), 3);
     }
 
     #[test]
