@@ -143,6 +143,9 @@ async fn a_long_run_is_answered_thinned_and_exported_whole() {
     assert_eq!(page["epochs_thinned"], true);
     assert_eq!(page["max_epochs"], MAX_RETURNED_EPOCHS);
     assert_thinned(&numbers(&page["epochs"]), "the run page");
+    let refreshed = http::get(&base, &format!("/api/runs/{id}?epochs=false"), &[]).json();
+    assert_eq!(refreshed["epochs_thinned"], true);
+    assert!(refreshed.get("epochs").is_none());
     let compared = http::get(&base, &format!("/api/compare?runs={id}"), &[]).json();
     assert_eq!(compared["runs"][0]["epochs_thinned"], true);
     assert_thinned(&numbers(&compared["runs"][0]["epochs"]), "the comparison");

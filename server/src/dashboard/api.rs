@@ -217,9 +217,14 @@ pub async fn run(
         Some("false") => false,
         Some(_) => return Err(ApiError::bad("epochs", "must be true or false")),
     };
+    let wanted = if with_epochs {
+        EpochsWanted::Whole
+    } else {
+        EpochsWanted::None
+    };
     let detail = dashboard
         .runs
-        .get(run, Thresholds::default(), EpochsWanted::Whole)
+        .get(run, Thresholds::default(), wanted)
         .await?;
     Ok(json_body(&json::run_detail(&detail, with_epochs)))
 }

@@ -114,6 +114,9 @@ pub enum EpochsWanted {
     Whole,
     /// At most [`MAX_RETURNED_EPOCHS`] consecutive stored epochs from this one on.
     Page { from_epoch: u32 },
+    /// None: the run and its analysis only (`epochs_thinned` says whether a whole answer
+    /// would be thinned).
+    None,
 }
 
 /// One run with its epochs and their analysis.

@@ -54,6 +54,11 @@ impl Runs {
                     };
                     (epochs, false, next)
                 }
+                EpochsWanted::None => (
+                    Vec::new(),
+                    state.epochs_done as usize > MAX_RETURNED_EPOCHS,
+                    0,
+                ),
             };
             Ok(RunDetail {
                 state,
