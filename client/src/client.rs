@@ -145,7 +145,8 @@ impl Client {
     }
 
     /// One run (by id or unique id prefix) with its stored epochs and the daemon's analysis of
-    /// them (default thresholds).
+    /// them (default thresholds). A run of more than 2,000 epochs comes with an even spread of
+    /// them (`epochs_thinned`); [`Client::get_run_every_epoch`] reads them all.
     pub async fn get_run(&self, run: &str) -> Result<GetRunResponse, ClientError> {
         self.get_run_with(run, None).await
     }
@@ -159,8 +160,41 @@ impl Client {
         let request = GetRunRequest {
             run: run.to_string(),
             thresholds,
+            from_epoch: 0,
         };
         Ok(self.grpc.clone().get_run(request).await?.into_inner())
+    }
+
+    /// [`Client::get_run`] with every stored epoch: a thinned answer is completed by reading the
+    /// run's epochs page by page (GetRun's `from_epoch`), each page bounded by the daemon.
+    pub async fn get_run_every_epoch(&self, run: &str) -> Result<GetRunResponse, ClientError> {
+        let mut response = self.get_run(run).await?;
+        if !response.epochs_thinned {
+            return Ok(response);
+        }
+        // Pages name the run by its full id: the prefix could become ambiguous meanwhile.
+        let id = response
+            .run
+            .as_ref()
+            .map_or(run.to_string(), |r| r.id.clone());
+        let mut epochs = Vec::new();
+        let mut from_epoch = 1;
+        loop {
+            let request = GetRunRequest {
+                run: id.clone(),
+                thresholds: None,
+                from_epoch,
+            };
+            let page = self.grpc.clone().get_run(request).await?.into_inner();
+            epochs.extend(page.epochs);
+            if page.next_epoch <= from_epoch {
+                break;
+            }
+            from_epoch = page.next_epoch;
+        }
+        response.epochs = epochs;
+        response.epochs_thinned = false;
+        Ok(response)
     }
 
     /// Analyses runs (ids or unique prefixes) and ranks them by best validation loss.

@@ -291,6 +291,7 @@ async fn hundreds_of_hostile_requests_leave_the_daemon_up_bounded_and_empty() {
             grpc.get_run(GetRunRequest {
                 run: run.clone(),
                 thresholds: None,
+                from_epoch: 0,
             }),
         )
         .await;
@@ -353,6 +354,7 @@ async fn hundreds_of_hostile_requests_leave_the_daemon_up_bounded_and_empty() {
             grpc.get_run(GetRunRequest {
                 run: "0".into(),
                 thresholds: Some(thresholds),
+                from_epoch: 0,
             }),
         )
         .await;

@@ -32,7 +32,7 @@ pub async fn run(
     // `Cli::check` made sure of one run.
     let client = locate(fleet, &args.runs[0]).await?;
     let response = client
-        .get_run(&args.runs[0])
+        .get_run_every_epoch(&args.runs[0])
         .await
         .map_err(failed_at(client))?;
     let text = to_text(&response);
@@ -57,7 +57,10 @@ async fn write_tensorboard(fleet: &Fleet, runs: &[String], dir: &Path) -> Result
     let mut responses: Vec<GetRunResponse> = Vec::with_capacity(runs.len());
     for run in runs {
         let client = locate(fleet, run).await?;
-        let response = client.get_run(run).await.map_err(failed_at(client))?;
+        let response = client
+            .get_run_every_epoch(run)
+            .await
+            .map_err(failed_at(client))?;
         // Two prefixes of one run export it once.
         let id = |r: &GetRunResponse| r.run.as_ref().map(|run| run.id.clone());
         if !responses.iter().any(|r| id(r) == id(&response)) {

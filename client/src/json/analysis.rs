@@ -137,6 +137,7 @@ mod tests {
                 epochs: vec![],
                 rank: 1,
                 twin: None,
+                epochs_thinned: false,
             }],
             best_run: "b".into(),
             summary: "b is best".into(),

@@ -181,6 +181,7 @@ pub fn show(response: &GetRunResponse) -> Value {
         "hyperparameters": run.hyperparameters,
         "sweep": run.sweep.as_ref().map_or(Value::Null, sweep_trial),
         "epochs": response.epochs.iter().map(epoch).collect::<Vec<_>>(),
+        "epochs_thinned": response.epochs_thinned,
         "analysis": response.analysis.as_ref().map_or(Value::Null, analysis),
         "twin": response.twin.as_ref().map_or(Value::Null, crate::json::analysis::twin),
     })
@@ -331,6 +332,8 @@ mod tests {
                 ..RunAnalysis::default()
             }),
             twin: None,
+            epochs_thinned: false,
+            next_epoch: 0,
         };
         let value = show(&response);
         assert_eq!(value["analysis"]["verdict"], "too-short");

@@ -235,6 +235,7 @@ mod tests {
                 .collect(),
             rank,
             twin: None,
+            epochs_thinned: false,
         }
     }
 

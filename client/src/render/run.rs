@@ -275,6 +275,13 @@ pub fn show(response: &GetRunResponse) -> String {
             strata_client::metric_label(run.val_metric),
         ),
     ];
+    if response.epochs_thinned {
+        sections.push(format!(
+            "Epochs     {} of {} shown, evenly spread (the first, the best and the last among them); `strata export` writes them all",
+            response.epochs.len(),
+            run.epochs_done
+        ));
+    }
     if let Some(analysis) = &response.analysis {
         sections.push(show_section(analysis));
     }

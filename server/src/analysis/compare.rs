@@ -111,16 +111,23 @@ fn data_description(run: &RunRecord) -> String {
 /// Analyses several runs and ranks them by best validation loss, best first; runs without a
 /// finite validation loss go last, in the order given.
 pub fn compare(runs: Vec<(RunState, Vec<EpochMetrics>)>, thresholds: &Thresholds) -> Comparison {
-    let mut ranked: Vec<ComparedRun> = runs
-        .into_iter()
-        .map(|(run, epochs)| ComparedRun {
-            analysis: analyse(&run.record, &epochs, thresholds),
-            run,
-            epochs,
-            rank: 0,
-            twin: None,
-        })
-        .collect();
+    rank(
+        runs.into_iter()
+            .map(|(run, epochs)| ComparedRun {
+                analysis: analyse(&run.record, &epochs, thresholds),
+                run,
+                epochs,
+                epochs_thinned: false,
+                rank: 0,
+                twin: None,
+            })
+            .collect(),
+    )
+}
+
+/// Ranks runs already analysed by best validation loss, best first; runs without a finite
+/// validation loss go last, in the order given.
+pub fn rank(mut ranked: Vec<ComparedRun>) -> Comparison {
     // A stable sort: ties keep the order the user gave.
     ranked.sort_by(|a, b| best_val(a).total_cmp(&best_val(b)));
     for (i, comparison) in ranked.iter_mut().enumerate() {

@@ -16,7 +16,7 @@ mod thresholds;
 mod twin;
 mod verdicts;
 
-pub use compare::compare;
+pub use compare::{compare, rank};
 use curves::Curves;
 pub use groups::DIAGNOSIS_WINDOW_EPOCHS;
 use groups::{judge_groups, GroupJudgement};
@@ -78,7 +78,10 @@ impl RunAnalysis {
 pub struct ComparedRun {
     pub run: RunState,
     pub analysis: RunAnalysis,
+    /// Every epoch, or an even spread of them that keeps the first, the best and the last when
+    /// the run is longer than one comparison may carry (`epochs_thinned`).
     pub epochs: Vec<EpochMetrics>,
+    pub epochs_thinned: bool,
     /// 1 for the lowest best validation loss.
     pub rank: u32,
     /// Against its single-rate twin, when it has one (filled in by the run manager, which

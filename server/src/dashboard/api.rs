@@ -16,7 +16,7 @@ use crate::{
     analysis::Thresholds,
     domain::{RunStatus, Verdict},
     error::StrataError,
-    runs::ListFilter,
+    runs::{EpochsWanted, ListFilter},
 };
 
 /// Runs one list answer holds; the page shows how many were left out.
@@ -201,7 +201,11 @@ pub async fn list(
     ))
 }
 
-/// `GET /api/runs/RUN[?epochs=false]` → the run, its epochs and analysis.
+/// `GET /api/runs/RUN[?epochs=false]` → the run, its epochs (at most [`MAX_RETURNED_EPOCHS`]: a
+/// longer run's are an even spread keeping the first, best and last, and `epochs_thinned` is
+/// true) and its analysis.
+///
+/// [`MAX_RETURNED_EPOCHS`]: crate::runs::MAX_RETURNED_EPOCHS
 pub async fn run(
     State(dashboard): State<Dashboard>,
     Path(run): Path<String>,
@@ -213,7 +217,15 @@ pub async fn run(
         Some("false") => false,
         Some(_) => return Err(ApiError::bad("epochs", "must be true or false")),
     };
-    let detail = dashboard.runs.get(run, Thresholds::default()).await?;
+    let wanted = if with_epochs {
+        EpochsWanted::Whole
+    } else {
+        EpochsWanted::None
+    };
+    let detail = dashboard
+        .runs
+        .get(run, Thresholds::default(), wanted)
+        .await?;
     Ok(json_body(&json::run_detail(&detail, with_epochs)))
 }
 

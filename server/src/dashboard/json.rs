@@ -99,6 +99,8 @@ pub fn run_detail(detail: &RunDetail, with_epochs: bool) -> Value {
         "external": run.is_external(),
         "sweep": run.sweep.as_ref().map_or(Value::Null, sweep_trial),
         "analysis": analysis(&detail.analysis),
+        "epochs_thinned": detail.epochs_thinned,
+        "max_epochs": crate::runs::MAX_RETURNED_EPOCHS,
     });
     if with_epochs {
         value["epochs"] = detail.epochs.iter().map(|e| epoch(e, metric)).collect();
@@ -227,6 +229,7 @@ pub fn comparison(comparison: &Comparison) -> Value {
             "dataset": run.config.dataset,
             "rates": run.groups().iter().map(group_rate).collect::<Vec<_>>(),
             "analysis": analysis(&compared.analysis),
+            "epochs_thinned": compared.epochs_thinned,
             "epochs": compared.epochs.iter().map(|e| json!({
                 "epoch": e.epoch,
                 "train_loss": number(e.train_loss),

@@ -30,6 +30,12 @@ use crate::{
 pub const MAX_LOG_BATCH_EPOCHS: usize = 1000;
 /// Parameter groups an external run may have.
 pub const MAX_EXTERNAL_GROUPS: usize = 256;
+/// Epoch × group records one external run may hold. Analysing a run (on a change, then cached)
+/// holds all its epochs in memory, ~80 bytes a group record decoded: this keeps that under
+/// ~200 MB whatever the shape (1,000,000 epochs of 2 groups, 156,250 of 16, 9,765 of 256).
+pub const MAX_EXTERNAL_EPOCH_GROUP_RECORDS: usize = 2_500_000;
+/// Epochs any run may hold, as a trained run's `epochs` (`spec::limits`).
+const MAX_EXTERNAL_EPOCHS: usize = 1_000_000;
 /// Characters of a group's name and of a hyperparameter's key.
 const MAX_KEY_CHARS: usize = 64;
 /// Hyperparameters an external run may carry.
@@ -562,6 +568,17 @@ fn check_batch(
             done + 1
         )));
     }
+    let most = max_external_epochs(groups.len());
+    let last = first.saturating_add(batch.len() as u32).saturating_sub(1);
+    if last as usize > most {
+        return Err(StrataError::invalid(
+            "epochs",
+            format!(
+                "the batch ends at epoch {last}; a run of {} group(s) holds at most {most} epochs ({MAX_EXTERNAL_EPOCH_GROUP_RECORDS} epoch × group records, {MAX_EXTERNAL_EPOCHS} epochs at most): finish this run and log the rest to a new one",
+                groups.len()
+            ),
+        ));
+    }
     let mut new = Vec::new();
     for (expected, (i, logged)) in (first..).zip(batch.iter().enumerate()) {
         let epoch = &logged.metrics;
@@ -600,6 +617,11 @@ fn check_batch(
         }
     }
     Ok(new)
+}
+
+/// The most epochs an external run of `groups` groups may hold.
+pub fn max_external_epochs(groups: usize) -> usize {
+    (MAX_EXTERNAL_EPOCH_GROUP_RECORDS / groups.max(1)).min(MAX_EXTERNAL_EPOCHS)
 }
 
 /// One epoch's values: the run's metric and groups, and every value but a loss finite.
@@ -813,6 +835,31 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_run_holds_a_bounded_number_of_epoch_group_records() {
+        assert_eq!(max_external_epochs(1), MAX_EXTERNAL_EPOCHS);
+        assert_eq!(max_external_epochs(16), 156_250);
+        assert_eq!(max_external_epochs(MAX_EXTERNAL_GROUPS), 9_765);
+        let run = RunRecord::example(crate::domain::RunId(1));
+        let most = max_external_epochs(run.groups().len()) as u32;
+        let batch: Vec<LoggedEpoch> = [most, most + 1]
+            .into_iter()
+            .map(|n| LoggedEpoch {
+                metrics: EpochMetrics {
+                    groups: vec![],
+                    ..epoch(n, 1.0)
+                },
+                metric: run.facts.task.metric(),
+            })
+            .collect();
+        let err = check_batch(&run, &batch, &[], most - 1).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("at most {most} epochs")),
+            "{err}"
+        );
+        assert!(check_batch(&run, &batch[..1], &[], most - 1).is_ok());
     }
 
     #[test]

@@ -298,6 +298,7 @@ impl Runs {
                         StrataError::Storage(format!("cannot delete {}: {e}", dir.display()))
                     })?;
             }
+            self.analyses.forget(id);
             if let Err(err) = self.store.delete_run(id) {
                 if has_folder {
                     // Put the folder back: the run was not deleted.

@@ -8,7 +8,8 @@
 //! - [`training`]: a run on a slot, and what it reports while it trains (the [`RunSink`] that
 //!   stores each epoch durably, then streams it);
 //! - [`live`]: the runs in flight, their stop flags, and the watch fan-out;
-//! - [`queries`]: get, list, compare;
+//! - [`queries`]: get, list, compare, each bounded: a run's epochs thinned or paged
+//!   ([`thinning`]), analyses kept until their run changes ([`analysis_cache`]);
 //! - [`external`]: runs trained outside the daemon, which log their epochs to it;
 //! - [`lr_find`]: the learning-rate range test per group, on a training slot, stored nowhere.
 //!
@@ -19,6 +20,7 @@
 //!
 //! [`RunSink`]: crate::train::worker::RunSink
 
+mod analysis_cache;
 mod external;
 mod lifecycle;
 mod live;
@@ -27,6 +29,7 @@ mod prepare;
 mod queries;
 mod queue;
 mod resume_point;
+mod thinning;
 mod threads;
 mod training;
 
@@ -47,6 +50,7 @@ pub use self::lr_find::{
     FindRatesRequest, ProbeEvent, ProbePlan, MAX_PROBE_STEPS, MAX_PROBE_STEPS_TOTAL,
     MIN_PROBE_STEPS,
 };
+pub use self::thinning::{MAX_COMPARED_EPOCHS, MAX_RETURNED_EPOCHS};
 use crate::{
     analysis::{RunAnalysis, TwinComparison},
     domain::{
@@ -103,11 +107,28 @@ pub struct Watch {
     pub events: tokio::sync::mpsc::Receiver<Result<RunEvent>>,
 }
 
+/// Which of a run's epochs a `get` answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpochsWanted {
+    /// All of them, thinned to an even spread of [`MAX_RETURNED_EPOCHS`] when longer.
+    Whole,
+    /// At most [`MAX_RETURNED_EPOCHS`] consecutive stored epochs from this one on.
+    Page { from_epoch: u32 },
+    /// None: the run and its analysis only (`epochs_thinned` says whether a whole answer
+    /// would be thinned).
+    None,
+}
+
 /// One run with its epochs and their analysis.
 #[derive(Clone, Debug)]
 pub struct RunDetail {
     pub state: RunState,
+    /// What [`EpochsWanted`] asked for, at most [`MAX_RETURNED_EPOCHS`].
     pub epochs: Vec<EpochMetrics>,
+    /// `epochs` is an even spread of the run's epochs (first, best and last among them).
+    pub epochs_thinned: bool,
+    /// For a page: where the next begins; 0 when it holds the last stored epoch.
+    pub next_epoch: u32,
     pub analysis: RunAnalysis,
     /// Against its single-rate twin, when it has one with a best validation loss.
     pub twin: Option<TwinComparison>,
@@ -144,6 +165,8 @@ pub struct Runs {
     /// When the runs must have stopped by, once shutdown began.
     shutdown_deadline: std::sync::OnceLock<tokio::time::Instant>,
     workers: TaskTracker,
+    /// Each run's analysis with the default thresholds, until the run changes.
+    analyses: analysis_cache::AnalysisCache,
 }
 
 /// Runs blocking work (store reads and flushes, file reads) off the async runtime.
@@ -153,6 +176,22 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| StrataError::Internal(format!("a blocking task failed: {e}")))?
+}
+
+/// [`blocking`] for a query whose caller may stop waiting (its client left): `work` is told
+/// through the flag, set when the caller drops the future, and stops at its next check.
+async fn blocking_until_abandoned<T: Send + 'static>(
+    work: impl FnOnce(&AtomicBool) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let _set_when_dropped = SetOnDrop(abandoned.clone());
+    blocking(move || work(&abandoned)).await
 }
 
 impl Runs {
@@ -181,6 +220,7 @@ impl Runs {
             shutting_down: AtomicBool::new(false),
             shutdown_deadline: std::sync::OnceLock::new(),
             workers: TaskTracker::new(),
+            analyses: analysis_cache::AnalysisCache::default(),
         })
     }
 

@@ -1,11 +1,18 @@
-//! Reading runs: one with its analysis, a filtered list, a comparison.
+//! Reading runs: one with its analysis, a filtered list, a comparison — each bounded in what it
+//! reads and returns (see [`thinning`]), and analyses served from the cache while a run is unchanged.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 
-use super::{blocking, ListFilter, RunDetail, Runs};
+use super::{
+    blocking, blocking_until_abandoned, thinning, EpochsWanted, ListFilter, RunDetail, Runs,
+    MAX_RETURNED_EPOCHS,
+};
 use crate::{
-    analysis::{self, Comparison, RunAnalysis, Side, Thresholds, TwinComparison},
-    domain::{EpochMetrics, RunRecord, RunState},
+    analysis::{self, ComparedRun, Comparison, RunAnalysis, Side, Thresholds, TwinComparison},
+    domain::{EpochMetrics, RunId, RunRecord, RunState},
     error::{Result, StrataError},
 };
 
@@ -13,23 +20,104 @@ use crate::{
 const MAX_COMPARED_RUNS: usize = 1000;
 
 impl Runs {
-    /// One run, its epochs, and their analysis.
-    pub async fn get(self: &Arc<Self>, run: &str, thresholds: Thresholds) -> Result<RunDetail> {
+    /// One run, the epochs `wanted` asks for (at most [`MAX_RETURNED_EPOCHS`]), and the
+    /// analysis of all its epochs.
+    pub async fn get(
+        self: &Arc<Self>,
+        run: &str,
+        thresholds: Thresholds,
+        wanted: EpochsWanted,
+    ) -> Result<RunDetail> {
         let id = self.resolve(run).await?;
         let (this, named) = (self.clone(), run.to_string());
         blocking(move || {
             let state = this.state_of(id, &named)?;
-            let epochs = this.store.epochs(id, 1)?;
-            let analysis = analysis::analyse(&state.record, &epochs, &thresholds);
-            let twin = this.twin_comparison(&state.record, &epochs, &analysis, &thresholds)?;
+            let (analysis, twin) =
+                this.analysis_and_twin(&state.record, state.epochs_done, &thresholds)?;
+            let (epochs, epochs_thinned, next_epoch) = match wanted {
+                EpochsWanted::Whole => {
+                    let (epochs, thinned) = this.epochs_spread(
+                        id,
+                        state.epochs_done,
+                        analysis.best_epoch,
+                        MAX_RETURNED_EPOCHS,
+                    )?;
+                    (epochs, thinned, 0)
+                }
+                EpochsWanted::Page { from_epoch } => {
+                    let epochs =
+                        this.store
+                            .epoch_page(id, from_epoch.max(1), MAX_RETURNED_EPOCHS)?;
+                    let next = match epochs.last() {
+                        Some(last) if epochs.len() == MAX_RETURNED_EPOCHS => last.epoch + 1,
+                        _ => 0,
+                    };
+                    (epochs, false, next)
+                }
+                EpochsWanted::None => (
+                    Vec::new(),
+                    state.epochs_done as usize > MAX_RETURNED_EPOCHS,
+                    0,
+                ),
+            };
             Ok(RunDetail {
                 state,
                 epochs,
+                epochs_thinned,
+                next_epoch,
                 analysis,
                 twin,
             })
         })
         .await
+    }
+
+    /// The run's analysis (of every epoch) and its twin comparison (blocking). With the default
+    /// thresholds and no twin, the cached analysis: no epoch is read unless the run changed.
+    fn analysis_and_twin(
+        &self,
+        record: &RunRecord,
+        epochs_done: u32,
+        thresholds: &Thresholds,
+    ) -> Result<(RunAnalysis, Option<TwinComparison>)> {
+        if *thresholds == Thresholds::default() && record.twin.is_none() {
+            return Ok((self.cached_analysis(record, epochs_done)?, None));
+        }
+        let epochs = self.store.epochs(record.id, 1)?;
+        let analysis = analysis::analyse(record, &epochs, thresholds);
+        let twin = self.twin_comparison(record, &epochs, &analysis, thresholds)?;
+        Ok((analysis, twin))
+    }
+
+    /// The run's analysis with the default thresholds, from the cache while the run is
+    /// unchanged (blocking).
+    fn cached_analysis(&self, record: &RunRecord, epochs_done: u32) -> Result<RunAnalysis> {
+        self.analyses.get_or_analyse(record, epochs_done, || {
+            let epochs = self.store.epochs(record.id, 1)?;
+            Ok(analysis::analyse(record, &epochs, &Thresholds::default()))
+        })
+    }
+
+    /// The run's epochs, or when it has more than `cap`, an even spread of `cap` of them that
+    /// keeps the first, the best and the last, read one by one; and whether it was thinned.
+    /// Stored epochs are numbered from 1 without gaps, so position p is epoch p + 1.
+    fn epochs_spread(
+        &self,
+        id: RunId,
+        epochs_done: u32,
+        best_epoch: u32,
+        cap: usize,
+    ) -> Result<(Vec<EpochMetrics>, bool)> {
+        let stored = epochs_done as usize;
+        if stored <= cap {
+            return Ok((self.store.epoch_page(id, 1, cap)?, false));
+        }
+        let best = best_epoch.checked_sub(1).map(|p| p as usize);
+        let numbers: Vec<u32> = thinning::kept_positions(stored, best, cap)
+            .into_iter()
+            .map(|p| p as u32 + 1)
+            .collect();
+        Ok((self.store.epochs_numbered(id, &numbers)?, true))
     }
 
     /// The run against its single-rate twin, when it has one (blocking). A twin deleted since is
@@ -66,24 +154,23 @@ impl Runs {
     /// Runs newest first, as the filter says.
     pub async fn list(self: &Arc<Self>, filter: ListFilter) -> Result<Vec<RunState>> {
         let this = self.clone();
-        blocking(move || this.list_blocking(&filter)).await
-    }
-
-    fn list_blocking(&self, filter: &ListFilter) -> Result<Vec<RunState>> {
-        let listed = self.list_matching(filter, filter.verdict.is_some())?;
-        Ok(listed.into_iter().map(|(state, _)| state).collect())
+        blocking_until_abandoned(move |abandoned| {
+            let listed = this.list_matching(&filter, filter.verdict.is_some(), abandoned)?;
+            Ok(listed.into_iter().map(|(state, _)| state).collect())
+        })
+        .await
     }
 
     /// Runs newest first, as the filter says, each with its analysis (default thresholds): what
-    /// a list that shows verdicts and best losses needs. Reads every listed run's epochs, so
-    /// callers bound it with the filter's limit.
+    /// a list that shows verdicts and best losses needs. A run unchanged since its last analysis
+    /// costs no epoch read (the cache).
     pub async fn list_analysed(
         self: &Arc<Self>,
         filter: ListFilter,
     ) -> Result<Vec<(RunState, RunAnalysis)>> {
         let this = self.clone();
-        blocking(move || {
-            let listed = this.list_matching(&filter, true)?;
+        blocking_until_abandoned(move |abandoned| {
+            let listed = this.list_matching(&filter, true, abandoned)?;
             Ok(listed
                 .into_iter()
                 .filter_map(|(state, analysis)| Some((state, analysis?)))
@@ -92,16 +179,26 @@ impl Runs {
         .await
     }
 
+    /// How many analyses were computed rather than served from the cache.
+    pub fn analyses_computed(&self) -> u64 {
+        self.analyses.misses()
+    }
+
     /// The runs the filter keeps, newest first, up to its limit; each with its analysis when
-    /// `analyse` (a verdict filter needs it anyway).
+    /// `analyse` (a verdict filter needs it anyway). Stops, with what it has, once `abandoned`:
+    /// a verdict filter may judge every stored run, and nobody is waiting for the answer.
     fn list_matching(
         &self,
         filter: &ListFilter,
         analyse: bool,
+        abandoned: &AtomicBool,
     ) -> Result<Vec<(RunState, Option<RunAnalysis>)>> {
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut runs = Vec::new();
         for run in self.store.runs_newest_first() {
+            if abandoned.load(Ordering::Relaxed) {
+                break;
+            }
             let (record, epochs_done) = run?;
             let status_ok = filter.status.is_none_or(|s| record.status == s);
             let tag_ok = filter.tag.as_ref().is_none_or(|t| record.tags.contains(t));
@@ -115,8 +212,7 @@ impl Runs {
                 continue;
             }
             let analysis = if analyse {
-                let epochs = self.store.epochs(record.id, 1)?;
-                Some(analysis::analyse(&record, &epochs, &Thresholds::default()))
+                Some(self.cached_analysis(&record, epochs_done)?)
             } else {
                 None
             };
@@ -161,10 +257,20 @@ impl Runs {
             ));
         }
         let this = self.clone();
-        blocking(move || this.compare_blocking(&runs, &thresholds)).await
+        blocking_until_abandoned(move |abandoned| {
+            this.compare_blocking(&runs, &thresholds, abandoned)
+        })
+        .await
     }
 
-    fn compare_blocking(&self, runs: &[String], thresholds: &Thresholds) -> Result<Comparison> {
+    /// Each run's analysis, twin and epochs (its share of [`thinning::MAX_COMPARED_EPOCHS`]),
+    /// then the ranking. Stops once `abandoned`.
+    fn compare_blocking(
+        &self,
+        runs: &[String],
+        thresholds: &Thresholds,
+        abandoned: &AtomicBool,
+    ) -> Result<Comparison> {
         let mut states: Vec<RunState> = Vec::new();
         for run in runs {
             let id = self.store.resolve(run)?;
@@ -173,17 +279,20 @@ impl Runs {
             }
             states.push(self.state_of(id, run)?);
         }
-        // Reading and decoding the epochs is most of the work: spread it over the cores.
+        let cap = thinning::compared_epochs_per_run(states.len());
+        // Reading and decoding the epochs is most of the work: spread it over the cores. Each
+        // run's epochs are thinned as soon as it is analysed, so memory holds at most one whole
+        // run per core.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = states.len().div_ceil(threads).max(1);
-        let store = &self.store;
-        let analysed: Vec<(RunState, Vec<EpochMetrics>)> = std::thread::scope(|scope| {
+        let compared: Vec<ComparedRun> = std::thread::scope(|scope| {
             let readers: Vec<_> = states
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|state| Ok((state.clone(), store.epochs(state.record.id, 1)?)))
+                            .take_while(|_| !abandoned.load(Ordering::Relaxed))
+                            .map(|state| self.compared_run(state.clone(), thresholds, cap))
                             .collect::<Result<Vec<_>>>()
                     })
                 })
@@ -198,15 +307,27 @@ impl Runs {
                 .collect::<Result<Vec<Vec<_>>>>()
                 .map(|parts| parts.into_iter().flatten().collect())
         })?;
-        let mut comparison = analysis::compare(analysed, thresholds);
-        for compared in &mut comparison.runs {
-            compared.twin = self.twin_comparison(
-                &compared.run.record,
-                &compared.epochs,
-                &compared.analysis,
-                thresholds,
-            )?;
-        }
-        Ok(comparison)
+        Ok(analysis::rank(compared))
+    }
+
+    /// One run of a comparison: analysed, with its twin and at most `cap` epochs (blocking).
+    fn compared_run(
+        &self,
+        state: RunState,
+        thresholds: &Thresholds,
+        cap: usize,
+    ) -> Result<ComparedRun> {
+        let (analysis, twin) =
+            self.analysis_and_twin(&state.record, state.epochs_done, thresholds)?;
+        let (epochs, epochs_thinned) =
+            self.epochs_spread(state.record.id, state.epochs_done, analysis.best_epoch, cap)?;
+        Ok(ComparedRun {
+            run: state,
+            analysis,
+            epochs,
+            epochs_thinned,
+            rank: 0,
+            twin,
+        })
     }
 }

@@ -49,6 +49,36 @@ impl Store {
             .collect()
     }
 
+    /// At most `max` consecutive epochs of a run from `from_epoch` on, in order: a page, whose
+    /// size the caller bounds.
+    pub fn epoch_page(&self, run: RunId, from_epoch: u32, max: usize) -> Result<Vec<EpochMetrics>> {
+        let _visible = self.readable()?;
+        self.epochs
+            .range(epochs_from(run, from_epoch))
+            .values()
+            .take(max)
+            .map(|bytes| {
+                decode_epoch(bytes?.as_ref())
+                    .map_err(|e| StrataError::Storage(format!("an epoch of run {run}: {e}")))
+            })
+            .collect()
+    }
+
+    /// The run's epochs with these numbers, in the order given; a number not stored is skipped.
+    /// Reads only those records, so a thinned view of a long run costs what it returns.
+    pub fn epochs_numbered(&self, run: RunId, numbers: &[u32]) -> Result<Vec<EpochMetrics>> {
+        let _visible = self.readable()?;
+        let mut epochs = Vec::with_capacity(numbers.len());
+        for &number in numbers {
+            if let Some(bytes) = self.epochs.get(epoch_key(run, number))? {
+                epochs.push(decode_epoch(bytes.as_ref()).map_err(|e| {
+                    StrataError::Storage(format!("epoch {number} of run {run}: {e}"))
+                })?);
+            }
+        }
+        Ok(epochs)
+    }
+
     /// The number of the last stored epoch (epochs are stored in order from 1), 0 if none.
     pub fn epochs_done(&self, run: RunId) -> Result<u32> {
         let _visible = self.readable()?;

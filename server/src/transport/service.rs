@@ -16,8 +16,8 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use crate::{
     runs::{
-        CreateExternal, FindRatesRequest as RangeTestRequest, ListFilter, LoggedEpoch, Runs,
-        StartRequest,
+        CreateExternal, EpochsWanted, FindRatesRequest as RangeTestRequest, ListFilter,
+        LoggedEpoch, Runs, StartRequest,
     },
     train,
 };
@@ -51,9 +51,17 @@ impl Strata for StrataService {
         &self,
         request: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
-        let GetRunRequest { run, thresholds } = request.into_inner();
+        let GetRunRequest {
+            run,
+            thresholds,
+            from_epoch,
+        } = request.into_inner();
         let thresholds = convert::thresholds(thresholds)?;
-        let detail = self.runs.get(&run, thresholds).await?;
+        let wanted = match from_epoch {
+            0 => EpochsWanted::Whole,
+            from_epoch => EpochsWanted::Page { from_epoch },
+        };
+        let detail = self.runs.get(&run, thresholds, wanted).await?;
         Ok(Response::new(detail.into()))
     }
 

@@ -5,15 +5,19 @@
 const $ = (id) => document.getElementById(id);
 const view = { comparison: null, series: [], drawnMs: null };
 
-/** Every run's losses on one x axis (the union of their epochs), null where a run has none. */
+/**
+ * Every run's losses on one x axis (the union of their epochs), null where a run has none. A long
+ * run comes thinned (`epochs_thinned`: an even spread keeping its first, best and last epoch), so
+ * the axis holds only epochs some run carries, and lines span the nulls.
+ */
 function columns(runs) {
-  const longest = Math.max(0, ...runs.map((r) => r.epochs.length ? r.epochs[r.epochs.length - 1].epoch : 0));
-  const xs = Array.from({ length: longest }, (_, i) => i + 1);
+  const xs = [...new Set(runs.flatMap((r) => r.epochs.map((e) => e.epoch)))].sort((a, b) => a - b);
+  const at = new Map(xs.map((x, i) => [x, i]));
   const data = [xs];
   for (const run of runs) {
-    const val = new Array(longest).fill(null);
-    const train = new Array(longest).fill(null);
-    for (const e of run.epochs) { val[e.epoch - 1] = e.val_loss; train[e.epoch - 1] = e.train_loss; }
+    const val = new Array(xs.length).fill(null);
+    const train = new Array(xs.length).fill(null);
+    for (const e of run.epochs) { val[at.get(e.epoch)] = e.val_loss; train[at.get(e.epoch)] = e.train_loss; }
     data.push(val, train);
   }
   return data;
@@ -35,8 +39,8 @@ function draw(comparison) {
     const color = strata.color(i);
     // The best run stands out however many are drawn.
     const width = run.id === comparison.best_run ? 3 : many ? 1 : 2;
-    series.push({ label: `${label(run)} val`, stroke: color, width, points: { show: false } });
-    series.push({ label: `${label(run)} train`, stroke: color, width: 1, dash: [6, 4], points: { show: false } });
+    series.push({ label: `${label(run)} val`, stroke: color, width, spanGaps: true, points: { show: false } });
+    series.push({ label: `${label(run)} train`, stroke: color, width: 1, dash: [6, 4], spanGaps: true, points: { show: false } });
     view.series.push(run.id);
   });
   const container = $("chart");

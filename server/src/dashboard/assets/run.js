@@ -103,6 +103,8 @@ function renderSummary(run) {
     `${run.epochs_done}${run.config.epochs ? `/${run.config.epochs}` : ""} epochs · ${run.config.model} on ${run.config.dataset}`,
     a.best_epoch ? ` · best validation loss ${strata.num(a.best_val_loss)} at epoch ${a.best_epoch}, gap ${strata.num(a.gap_at_best)}` : "",
     run.reason ? strata.el("div", { class: "muted" }, run.reason) : "",
+    run.epochs_thinned ? strata.el("div", { class: "muted" },
+      `The charts show an even spread of ${run.max_epochs} of its epochs (the first, the best and the last among them); strata export writes them all.`) : "",
     run.tags.length ? strata.el("div", { class: "muted" }, `tags: ${run.tags.join(", ")}`) : "",
     run.sweep ? strata.el("div", { class: "muted" }, "trial ", String(run.sweep.trial), " of sweep ",
       strata.el("a", { href: `/?sweep=${encodeURIComponent(run.sweep.sweep_id)}` }, run.sweep.sweep_id),
@@ -190,6 +192,9 @@ async function start() {
     page.rates = page.groups.map(() => []);
     page.ratios = page.groups.map(() => []);
     for (const epoch of run.epochs) addEpoch(epoch);
+    // A long run's history is an even spread of its epochs (first, best and last among them):
+    // the steps between them are not missing epochs.
+    if (run.epochs_thinned) page.gaps = 0;
     renderSummary(run);
     buildCharts();
     listen();

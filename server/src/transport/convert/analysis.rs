@@ -159,6 +159,7 @@ impl From<Comparison> for proto::CompareRunsResponse {
                         run,
                         analysis,
                         epochs,
+                        epochs_thinned,
                         rank,
                         twin,
                     } = compared;
@@ -167,6 +168,7 @@ impl From<Comparison> for proto::CompareRunsResponse {
                         run: Some(run.into()),
                         analysis: Some(analysis.into()),
                         epochs: epochs_to_proto(epochs, metric),
+                        epochs_thinned,
                         rank,
                         twin: twin.map(Into::into),
                     }

@@ -192,6 +192,8 @@ impl From<RunDetail> for proto::GetRunResponse {
         let RunDetail {
             state,
             epochs,
+            epochs_thinned,
+            next_epoch,
             analysis,
             twin,
         } = detail;
@@ -201,6 +203,8 @@ impl From<RunDetail> for proto::GetRunResponse {
             epochs: epochs_to_proto(epochs, metric),
             analysis: Some(analysis.into()),
             twin: twin.map(Into::into),
+            epochs_thinned,
+            next_epoch,
         }
     }
 }
