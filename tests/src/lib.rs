@@ -469,3 +469,47 @@ pub fn watch_to_end(daemon: &Daemon, run: &str) -> (i32, Vec<Value>) {
     let out = daemon.strata(&["watch", run, "--json"]);
     (out.code, out.json_lines())
 }
+
+/// The repository's root folder (the tests crate sits in it).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the repository")
+        .to_path_buf()
+}
+
+/// Scripts the PyTorch module `class Net` (its Python source, with `import torch` done) with the
+/// real PyTorch in `.torch/` into `path`, seeded, or says why it cannot (no PyTorch, no python3).
+pub fn script_torch_module(path: &Path, net_class: &str) -> Result<(), String> {
+    let torch = repo_root().join(".torch");
+    if !torch.join("torch").is_dir() {
+        return Err(format!(
+            "{} holds no PyTorch (scripts/setup-libtorch.sh installs it)",
+            torch.display()
+        ));
+    }
+    let program = format!(
+        "import sys, torch\n{net_class}\ntorch.manual_seed(0)\ntorch.jit.script(Net()).save(sys.argv[1])\n"
+    );
+    // torch.jit.script reads the class's source, so the program must be a file.
+    let script = path.with_extension("py");
+    std::fs::write(&script, program).unwrap();
+    let output = match Command::new("python3")
+        .arg(&script)
+        .arg(path)
+        .env("PYTHONPATH", &torch)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err("python3 is not installed".into())
+        }
+        Err(e) => panic!("python3 did not run: {e}"),
+    };
+    assert!(
+        output.status.success(),
+        "scripting the module failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}

@@ -4,7 +4,6 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use serde_json::Value;
@@ -431,60 +430,22 @@ fn mlp_with_tanh_and_dropout_trains() {
     );
 }
 
-/// The repository's root, where scripts/setup-libtorch.sh installs PyTorch into `.torch`.
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the repository")
-        .to_path_buf()
-}
-
 /// Scripts a two-layer module (`fc1`, `fc2`, with dropout between) with PyTorch into `path`, or
 /// says why it cannot.
 fn script_module(path: &Path, inputs: usize, outputs: usize) -> Result<(), String> {
-    let torch = repo_root().join(".torch");
-    if !torch.join("torch").is_dir() {
-        return Err(format!(
-            "{} holds no PyTorch (scripts/setup-libtorch.sh installs it)",
-            torch.display()
-        ));
-    }
-    let program = format!(
-        r#"
-import sys, torch
-class Net(torch.nn.Module):
+    strata_e2e::script_torch_module(
+        path,
+        &format!(
+            r#"class Net(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.fc1 = torch.nn.Linear({inputs}, 16)
         self.drop = torch.nn.Dropout(0.1)
         self.fc2 = torch.nn.Linear(16, {outputs})
     def forward(self, x):
-        return self.fc2(self.drop(torch.relu(self.fc1(x))))
-torch.manual_seed(0)
-torch.jit.script(Net()).save(sys.argv[1])
-"#
-    );
-    // torch.jit.script reads the class's source, so the program must be a file.
-    let script = path.with_extension("py");
-    std::fs::write(&script, program).unwrap();
-    let output = match Command::new("python3")
-        .arg(&script)
-        .arg(path)
-        .env("PYTHONPATH", &torch)
-        .output()
-    {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err("python3 is not installed".into())
-        }
-        Err(e) => panic!("python3 did not run: {e}"),
-    };
-    assert!(
-        output.status.success(),
-        "scripting the module failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
+        return self.fc2(self.drop(torch.relu(self.fc1(x))))"#
+        ),
+    )
 }
 
 #[test]

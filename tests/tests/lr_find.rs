@@ -7,8 +7,7 @@
 //! loss bottoms out and runs away — is C² times smaller than `fast`'s. With C = 10 that is 100×;
 //! the test asserts only the order with a margin of 3×, never a number.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::Value;
 use strata_e2e::{close, show, Daemon};
@@ -18,58 +17,21 @@ const SCALE: f64 = 10.0;
 /// What the test asks of the suggested rates' ratio (the construction gives SCALE² = 100).
 const MIN_RATIO: f64 = 3.0;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the repository")
-        .to_path_buf()
-}
-
 /// Scripts `out = SCALE·slow(x) + fast(x)` (two `Linear(inputs, 1)`) with PyTorch into `path`,
 /// or says why it cannot.
 fn script_scaled_module(path: &Path, inputs: usize) -> Result<(), String> {
-    let torch = repo_root().join(".torch");
-    if !torch.join("torch").is_dir() {
-        return Err(format!(
-            "{} holds no PyTorch (scripts/setup-libtorch.sh installs it)",
-            torch.display()
-        ));
-    }
-    let program = format!(
-        r#"
-import sys, torch
-class Net(torch.nn.Module):
+    strata_e2e::script_torch_module(
+        path,
+        &format!(
+            r#"class Net(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.slow = torch.nn.Linear({inputs}, 1)
         self.fast = torch.nn.Linear({inputs}, 1)
     def forward(self, x):
-        return {SCALE:.1} * self.slow(x) + self.fast(x)
-torch.manual_seed(0)
-torch.jit.script(Net()).save(sys.argv[1])
-"#
-    );
-    // torch.jit.script reads the class's source, so the program must be a file.
-    let script = path.with_extension("py");
-    std::fs::write(&script, program).unwrap();
-    let output = match Command::new("python3")
-        .arg(&script)
-        .arg(path)
-        .env("PYTHONPATH", &torch)
-        .output()
-    {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err("python3 is not installed".into())
-        }
-        Err(e) => panic!("python3 did not run: {e}"),
-    };
-    assert!(
-        output.status.success(),
-        "scripting the module failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
+        return {SCALE:.1} * self.slow(x) + self.fast(x)"#
+        ),
+    )
 }
 
 /// A probed group's entry in `lr-find --json`.
