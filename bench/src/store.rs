@@ -249,7 +249,7 @@ pub fn measure(
         Row::alone(
             format!("`compare` {COMPARED_RUNS} runs × {} epochs (gRPC, median)", number(f64::from(COMPARED_EPOCHS))),
             format!(
-                "{compare_p50:.1} ms (a {:.1} MB response: every epoch, for plots)",
+                "{compare_p50:.1} ms (a {:.1} MB response: the epochs for plots, at most 20,000 in all)",
                 compare_bytes as f64 / 1e6
             ),
             compare_p50,
