@@ -31,8 +31,8 @@ impl Runs {
         let id = self.resolve(run).await?;
         let (this, named) = (self.clone(), run.to_string());
         blocking(move || {
-            let state = this.state_of(id, &named)?;
-            let (analysis, twin) =
+            let mut state = this.state_of(id, &named)?;
+            let (mut analysis, mut twin) =
                 this.analysis_and_twin(&state.record, state.epochs_done, &thresholds)?;
             let (epochs, epochs_thinned, next_epoch) = match wanted {
                 EpochsWanted::Whole => {
@@ -42,6 +42,16 @@ impl Runs {
                         analysis.best_epoch,
                         MAX_RETURNED_EPOCHS,
                     )?;
+                    // A run answered whole is answered with the analysis of exactly the epochs
+                    // sent: an epoch stored between the two reads, or the cache's allowance for
+                    // a run still gaining epochs, must not make them disagree. (At most
+                    // MAX_RETURNED_EPOCHS epochs: cheap to analyse again.)
+                    if !thinned && analysis.epochs as usize != epochs.len() {
+                        analysis = analysis::analyse(&state.record, &epochs, &thresholds);
+                        twin =
+                            this.twin_comparison(&state.record, &epochs, &analysis, &thresholds)?;
+                        state.epochs_done = epochs.len() as u32;
+                    }
                     (epochs, thinned, 0)
                 }
                 EpochsWanted::Page { from_epoch } => {
