@@ -279,5 +279,8 @@ fn run_id_tag(db: &sled::Db) -> std::result::Result<RunIdTag, OpenError> {
     let tag = RunIdTag::from_random(random);
     meta.insert(RUN_ID_TAG_KEY, &tag.value().to_be_bytes())
         .map_err(|e| damaged(&e))?;
+    // Durable before any id carries it: a crash must not let the next start draw another.
+    meta.flush()
+        .map_err(|e| OpenError::Io(format!("cannot write the store's run id tag: {e}")))?;
     Ok(tag)
 }
