@@ -3,9 +3,8 @@
 //! line per trial started and ended. `strata sweep show ID`: the trials ranked, from every daemon
 //! that answers.
 
-use strata_client::sweep::{
-    self, driver::start_request, SweepDaemon, SweepSpace, Trial, TrialEnd, TrialPlan,
-};
+use strata_client::fleet::Daemon;
+use strata_client::sweep::{self, driver::start_request, SweepSpace, Trial, TrialEnd, TrialPlan};
 use strata_client::{Client, Fleet};
 
 use crate::cli::{SweepArgs, SweepCommand, SweepShowArgs, SweepStartArgs};
@@ -63,19 +62,11 @@ fn plan_trials(args: &SweepStartArgs) -> Result<Vec<Trial>, CliError> {
 /// why): the fleet's, less any that fails to say how many slots it has.
 async fn reachable_daemons(
     fleet: &Fleet,
-) -> Result<(Vec<(SweepDaemon, u32)>, Vec<(String, String)>), CliError> {
+) -> Result<(Vec<(Daemon, u32)>, Vec<(String, String)>), CliError> {
     let infos = fleet.server_infos().await?;
     let daemons = infos
         .into_iter()
-        .map(|(daemon, info)| {
-            (
-                SweepDaemon {
-                    name: daemon.name.clone(),
-                    client: daemon.client.clone(),
-                },
-                info.max_concurrent_runs,
-            )
-        })
+        .map(|(daemon, info)| (daemon.clone(), info.max_concurrent_runs))
         .collect();
     Ok((daemons, unreachable_of(fleet)))
 }
@@ -194,15 +185,7 @@ async fn show_sweep(
     as_json: bool,
     out: &mut Out,
 ) -> Result<Exit, CliError> {
-    let daemons: Vec<SweepDaemon> = fleet
-        .daemons()
-        .iter()
-        .map(|daemon| SweepDaemon {
-            name: daemon.name.clone(),
-            client: daemon.client.clone(),
-        })
-        .collect();
-    let mut report = sweep::sweep_report(&args.sweep, &daemons).await;
+    let mut report = sweep::sweep_report(&args.sweep, fleet.daemons()).await;
     report.unreachable.extend(
         unreachable_of(fleet)
             .into_iter()

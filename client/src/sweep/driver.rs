@@ -11,15 +11,8 @@ use tokio_stream::StreamExt;
 
 use super::space::TrialPlan;
 use super::stopping::{StopReason, StoppingRule};
+use crate::fleet::Daemon;
 use crate::{Client, ClientError};
-
-/// A daemon a sweep can place trials on.
-#[derive(Clone, Debug)]
-pub struct SweepDaemon {
-    /// How progress and reports name it (its address, unless the user named it).
-    pub name: String,
-    pub client: Client,
-}
 
 /// A trial ready to start: its plan (the swept settings only) and its whole config.
 #[derive(Clone, Debug)]
@@ -144,7 +137,7 @@ struct InFlight {
 
 /// A daemon as the driver sees it.
 struct Slots {
-    daemon: SweepDaemon,
+    daemon: Daemon,
     slots: u32,
     in_flight: u32,
     placed: u32,
@@ -156,7 +149,7 @@ struct Slots {
 /// end as it happens.
 pub async fn drive(
     sweep_id: &str,
-    daemons: Vec<(SweepDaemon, u32)>,
+    daemons: Vec<(Daemon, u32)>,
     trials: Vec<Trial>,
     rule: StoppingRule,
     progress: impl FnMut(Progress),

@@ -11,7 +11,7 @@ mod rng;
 pub mod space;
 pub mod stopping;
 
-pub use driver::{drive, Progress, SweepDaemon, Trial, TrialEnd, TrialResult};
+pub use driver::{drive, Progress, Trial, TrialEnd, TrialResult};
 pub use report::{sweep_report, SweepReport};
 pub use space::{SpecError, SweepSpace, Target, TrialPlan, MAX_SWEEP_TRIALS};
 pub use stopping::StoppingRule;

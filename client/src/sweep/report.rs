@@ -6,8 +6,8 @@
 
 use strata_proto::{ListRunsRequest, Run, RunStatus, Verdict};
 
-use super::driver::SweepDaemon;
 use super::stopping::median;
+use crate::fleet::Daemon;
 use crate::ClientError;
 
 /// One trial as the daemons recorded it.
@@ -108,7 +108,7 @@ pub struct SweepReport {
 
 /// Gathers the sweep's trials from every daemon that answers, with each one's analysis, and
 /// ranks them. A daemon that does not answer is listed, and the rest still answer.
-pub async fn sweep_report(sweep_id: &str, daemons: &[SweepDaemon]) -> SweepReport {
+pub async fn sweep_report(sweep_id: &str, daemons: &[Daemon]) -> SweepReport {
     let mut trials = Vec::new();
     let mut unreachable = Vec::new();
     for daemon in daemons {
@@ -132,7 +132,7 @@ pub async fn sweep_report(sweep_id: &str, daemons: &[SweepDaemon]) -> SweepRepor
     }
 }
 
-async fn trials_on(sweep_id: &str, daemon: &SweepDaemon) -> Result<Vec<RankedTrial>, ClientError> {
+async fn trials_on(sweep_id: &str, daemon: &Daemon) -> Result<Vec<RankedTrial>, ClientError> {
     let listed = daemon
         .client
         .list_runs(ListRunsRequest {
