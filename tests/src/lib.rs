@@ -326,6 +326,16 @@ pub struct CliOutput {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for CliOutput {
+    fn from(output: std::process::Output) -> Self {
+        CliOutput {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
 impl CliOutput {
     /// Asserts success and parses stdout as one JSON document.
     pub fn json(&self) -> Value {
@@ -355,11 +365,7 @@ pub fn stratad_command(args: &[&str], data_dir: &Path) -> CliOutput {
         .stdin(Stdio::null())
         .output()
         .expect("stratad runs");
-    CliOutput {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    CliOutput::from(output)
 }
 
 /// Copies the folder `from` into `to` (created if missing), every copied file writable by its
@@ -410,11 +416,7 @@ pub fn strata_with(addr: &str, args: &[&str], envs: &[(&str, &str)]) -> CliOutpu
         .stdin(Stdio::null())
         .output()
         .expect("strata runs");
-    CliOutput {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    CliOutput::from(output)
 }
 
 /// Starts a run with exactly these flags and returns its id.

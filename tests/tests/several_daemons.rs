@@ -22,11 +22,7 @@ fn strata(args: &[&str], envs: &[(&str, &str)]) -> CliOutput {
         .stdin(Stdio::null())
         .output()
         .expect("strata runs");
-    CliOutput {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    CliOutput::from(output)
 }
 
 /// `--addr A --addr B ...` followed by `args`.
@@ -40,8 +36,8 @@ fn over(daemons: &[&Daemon], args: &[&str]) -> CliOutput {
 }
 
 /// The name a daemon given by `--addr http://HOST:PORT` goes by.
-fn name_of(daemon: &Daemon) -> &str {
-    daemon.addr.trim_start_matches("http://")
+fn name_of(daemon: &Daemon) -> String {
+    strata_client::DaemonSpec::from_addr(&daemon.addr, None, None).name
 }
 
 /// A finished two-epoch run on `daemon`.

@@ -50,11 +50,7 @@ fn strata_on(daemons: &[&Daemon], args: &[&str]) -> Command {
 
 fn run(daemons: &[&Daemon], args: &[&str]) -> CliOutput {
     let output = strata_on(daemons, args).output().expect("strata runs");
-    CliOutput {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    CliOutput::from(output)
 }
 
 fn sweep(daemons: &[&Daemon], flags: &[&str]) -> CliOutput {
@@ -64,9 +60,9 @@ fn sweep(daemons: &[&Daemon], flags: &[&str]) -> CliOutput {
     run(daemons, &args)
 }
 
-/// The name a sweep gives a daemon: its address without the scheme.
+/// The name the CLI gives a daemon named by `--addr`.
 fn name_of(daemon: &Daemon) -> String {
-    daemon.addr.trim_start_matches("http://").to_string()
+    strata_client::DaemonSpec::from_addr(&daemon.addr, None, None).name
 }
 
 fn trials(summary: &Value) -> &Vec<Value> {
