@@ -13,13 +13,38 @@
 //! only the training threads (one per slot, see `runs::threads`) have teams, of `--threads`
 //! threads each — by default the cores shared among the slots.
 
-use std::ffi::{c_int, CStr};
+use std::{
+    ffi::{c_int, CStr},
+    sync::OnceLock,
+};
 
 type SetThreads = unsafe extern "C" fn(c_int);
 type SetThreadsLocal = unsafe extern "C" fn(c_int) -> c_int;
 
-/// A symbol of the libraries already loaded (libgomp, libtorch's MKL), if one of them has it:
-/// builds without OpenMP or MKL (macOS, aarch64) have nothing to set.
+/// The per-thread setters of the libraries already loaded, looked up once: libgomp's
+/// `omp_set_num_threads` and the C entry point of libtorch's MKL (its header's
+/// `mkl_set_num_threads_local` is a macro for `MKL_Set_Num_Threads_Local`; the lower-case symbol
+/// is the Fortran one, which takes a pointer). Builds without OpenMP or MKL (macOS, aarch64)
+/// have nothing to set.
+struct ThreadSetters {
+    openmp: Option<SetThreads>,
+    mkl: Option<SetThreadsLocal>,
+}
+
+fn thread_setters() -> &'static ThreadSetters {
+    static SETTERS: OnceLock<ThreadSetters> = OnceLock::new();
+    SETTERS.get_or_init(|| ThreadSetters {
+        // SAFETY: omp_set_num_threads(int), as libgomp declares it.
+        openmp: loaded_symbol(c"omp_set_num_threads")
+            .map(|symbol| unsafe { std::mem::transmute::<*mut libc::c_void, SetThreads>(symbol) }),
+        // SAFETY: MKL_Set_Num_Threads_Local(int) -> int, as MKL declares it.
+        mkl: loaded_symbol(c"MKL_Set_Num_Threads_Local").map(|symbol| unsafe {
+            std::mem::transmute::<*mut libc::c_void, SetThreadsLocal>(symbol)
+        }),
+    })
+}
+
+/// A symbol of the libraries already loaded, if one of them has it.
 fn loaded_symbol(name: &CStr) -> Option<*mut libc::c_void> {
     // SAFETY: dlsym with RTLD_DEFAULT only looks a name up; a null answer means absent.
     let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
@@ -39,16 +64,14 @@ pub fn set_tensor_threads_of_this_thread(threads: usize) {
     // libtorch sets a thread's OpenMP and MKL thread counts from its global setting the first
     // time the thread asks for them; ask first, so that what is set here stays set.
     let _ = tch::get_num_threads();
-    if let Some(symbol) = loaded_symbol(c"omp_set_num_threads") {
-        // SAFETY: omp_set_num_threads(int) from libgomp; it sets the calling thread's count.
-        unsafe { std::mem::transmute::<*mut libc::c_void, SetThreads>(symbol)(threads) };
+    let setters = thread_setters();
+    if let Some(set) = setters.openmp {
+        // SAFETY: sets the calling thread's OpenMP thread count.
+        unsafe { set(threads) };
     }
-    // MKL's C entry point (its header's `mkl_set_num_threads_local` is a macro for it; the
-    // lower-case symbol is the Fortran one, which takes a pointer).
-    if let Some(symbol) = loaded_symbol(c"MKL_Set_Num_Threads_Local") {
-        // SAFETY: MKL_Set_Num_Threads_Local(int) -> int from the MKL in libtorch_cpu; it sets
-        // the calling thread's count and returns the previous one.
-        unsafe { std::mem::transmute::<*mut libc::c_void, SetThreadsLocal>(symbol)(threads) };
+    if let Some(set) = setters.mkl {
+        // SAFETY: sets the calling thread's MKL thread count (returns the previous one).
+        unsafe { set(threads) };
     }
 }
 
