@@ -11,13 +11,41 @@
 //! A group is judged on the first [`DIAGNOSIS_WINDOW_EPOCHS`] epochs it trained: early training
 //! is where the rate matters most, and a converged model's steps shrink whatever the rate, so the
 //! median over a whole run would tell every long run to raise its rates. The same run stopped
-//! at 8 or at 20 epochs gets the same diagnosis. A blow-up counts in any epoch.
+//! at 8 or at 20 epochs gets the same diagnosis.
+//!
+//! Large updates alone do not make a rate too high: a head growing from its small initial weights
+//! moves by more than their norm in its first epoch at any textbook rate. A group is `too-high`
+//! when its updates are far outside the band ([`FAR_OUTSIDE_BAND`] × `update_ratio_high`), or when
+//! they are above it (typically, or in a blow-up: an epoch moving it by more than its own norm)
+//! *and* either the curves show the harm ([`super::harm`]) or its rate stands far above every other
+//! group's ([`RATE_STANDS_OUT`] ×). When several groups are too high and one's rate stands that
+//! far above the others', it alone is named: the rest were thrown about by it. A group is
+//! `too-low` when it moves less than `update_ratio_low` per step and its rate is what holds it
+//! back: lower than that of a group that moves well, or no group moves well, or its steps do not
+//! follow its gradient (Adam's do not: its rate alone sets how far a step goes). A group whose
+//! SGD-like steps follow a small gradient, at the rate that moves another group well, is held
+//! back by its gradient — vanishing, when it is far smaller than the other's (dead or saturated
+//! units): `ok` for its rate, and its advice says so.
 
 use super::text::{rate, ratio, rounded_rate};
 use super::thresholds::{Thresholds, BLOWUP_EPOCH_RATIO, UPDATE_RATIO_TARGET};
 
 /// A group's typical update ratio is the median over this many of the first epochs it trained.
 pub const DIAGNOSIS_WINDOW_EPOCHS: usize = 5;
+/// Updates this many times `update_ratio_high` are too high whatever the curves show.
+pub const FAR_OUTSIDE_BAND: f64 = 10.0;
+/// A group whose update per step is at most this many times its rate × its gradient (relative to
+/// its weights) moves as its gradient pushes it — plain SGD (× 1), or with momentum (up to × 10
+/// at 0.9) — so a small gradient, not its rate, can keep it still. Adam's normalized steps read
+/// far above this.
+pub const FOLLOWS_GRADIENT_GAIN: f64 = 30.0;
+/// A relative gradient this many times smaller than that of a group moving well is vanishing.
+pub const VANISHING_GRADIENT: f64 = 30.0;
+/// A group's rate this many times every other group's (or below all of them by this factor)
+/// stands out. Discriminative fine-tuning sets a head 3–10× its body on purpose; 30× is beyond
+/// what anyone chooses without meaning a group to be frozen or sped up on its own.
+pub const RATE_STANDS_OUT: f64 = 30.0;
+
 use super::GroupDiagnosis;
 use crate::domain::{groups_in_order, Diagnosis, EpochMetrics, RunRecord};
 
@@ -31,9 +59,36 @@ pub struct GroupJudgement {
     /// Largest per-step ratio, and its epoch.
     pub peak: f64,
     pub peak_epoch: u32,
+    /// Whether an epoch moved it by more than its own norm (above `update_ratio_high` per step).
+    pub blew_up: bool,
+    /// Median gradient norm over weight norm in the epochs judged (None when not recorded).
+    pub relative_gradient: Option<f64>,
     /// The group's base rate from the run's rate table (its largest parameter's), 0 if unknown.
     pub lr: f64,
+    /// What the advice compares it with: the other groups' rates where its own stands out, or
+    /// the group that moves well at its rate (for vanishing gradients).
+    pub context: Context,
     pub advice: String,
+}
+
+/// Why a group's diagnosis is what it is, beyond its own numbers.
+#[derive(Clone, Debug, Default)]
+pub enum Context {
+    #[default]
+    Own,
+    /// Its rate stands far above (or below) the other groups': their rate.
+    RateApart { others: f64 },
+    /// Its updates are large because `group`'s rate, far above its own, threw the network about.
+    ThrownBy { group: String },
+    /// It hardly moves, at the rate that moves `other` well, because its gradient is small (its
+    /// updates follow its gradient); `vanishing` when the gradient is [`VANISHING_GRADIENT`] times
+    /// smaller than `other`'s, or zero.
+    SmallGradient {
+        other: String,
+        other_typical: f64,
+        other_relative_gradient: Option<f64>,
+        vanishing: bool,
+    },
 }
 
 impl GroupJudgement {
@@ -48,13 +103,7 @@ impl GroupJudgement {
 }
 
 fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => 0.0,
-        _ if n % 2 == 1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
+    super::curves::median(values)
 }
 
 /// The rate that would bring `typical` to the rule of thumb (rates scale update ratios about
@@ -63,7 +112,16 @@ fn suggested_rate(lr: f64, typical: f64) -> Option<f64> {
     (lr > 0.0 && typical > 0.0 && typical.is_finite()).then(|| lr * UPDATE_RATIO_TARGET / typical)
 }
 
-fn advice(j: &GroupJudgement, thresholds: &Thresholds) -> String {
+/// How to warm a rate up, in the run's terms (a flag for a run Strata trains).
+fn warm_up(run: &RunRecord) -> &'static str {
+    if run.is_external() {
+        "warm it up over the first steps"
+    } else {
+        "warm it up (--schedule warmup:STEPS)"
+    }
+}
+
+fn advice(j: &GroupJudgement, run: &RunRecord, thresholds: &Thresholds) -> String {
     let target = ratio(UPDATE_RATIO_TARGET);
     let from_to = |verb: &str| match suggested_rate(j.lr, j.typical) {
         Some(to) => format!(
@@ -73,25 +131,83 @@ fn advice(j: &GroupJudgement, thresholds: &Thresholds) -> String {
         ),
         None => format!("{verb} its rate"),
     };
-    match j.diagnosis {
-        Diagnosis::Frozen => "frozen in every epoch analysed: nothing to judge".into(),
-        Diagnosis::TooHigh if j.typical > thresholds.update_ratio_high => format!(
-            "moves {} of its weight norm per step (rule of thumb ~{target}): {}",
+    let warm = if super::advice::warms_up(run) {
+        String::new()
+    } else {
+        format!(" or {}", warm_up(run))
+    };
+    match (j.diagnosis, &j.context) {
+        (Diagnosis::Frozen, _) => "frozen in every epoch analysed: nothing to judge".into(),
+        (Diagnosis::TooHigh, Context::RateApart { others }) => format!(
+            "its rate, {}, is {}× the other groups' ({}), and it moved {} of its weight norm per step in epoch {}: bring its rate nearer theirs",
+            rate(j.lr),
+            rounded_rate(j.lr / others),
+            rate(*others),
+            ratio(j.peak),
+            j.peak_epoch
+        ),
+        (Diagnosis::TooHigh, _) if j.typical > thresholds.update_ratio_high => format!(
+            "moves {} of its weight norm per step (rule of thumb ~{target}): {}{warm}",
             ratio(j.typical),
             from_to("lower")
         ),
-        Diagnosis::TooHigh => format!(
-            "blew up: moved {} of its weight norm per step in epoch {} (rule of thumb ~{target}): lower its rate{} or warm it up (--schedule warmup:STEPS)",
+        (Diagnosis::TooHigh, _) => format!(
+            "blew up: moved {} of its weight norm per step in epoch {} (rule of thumb ~{target}): lower its rate{}{warm}",
             ratio(j.peak),
             j.peak_epoch,
             if j.lr > 0.0 { format!(" from {}", rate(j.lr)) } else { String::new() },
         ),
-        Diagnosis::TooLow => format!(
+        (Diagnosis::TooLow, Context::RateApart { others }) => format!(
+            "moves only {} of its weight norm per step (rule of thumb ~{target}) at a rate {}× below the other groups' ({}): {}",
+            ratio(j.typical),
+            rounded_rate(others / j.lr),
+            rate(*others),
+            from_to("raise")
+        ),
+        (Diagnosis::TooLow, _) => format!(
             "moves only {} of its weight norm per step (rule of thumb ~{target}): {}",
             ratio(j.typical),
             from_to("raise")
         ),
-        Diagnosis::Ok => format!(
+        (
+            Diagnosis::Ok,
+            Context::SmallGradient {
+                other,
+                other_typical,
+                other_relative_gradient,
+                vanishing,
+            },
+        ) => {
+            let gradients = match (j.relative_gradient, other_relative_gradient) {
+                (Some(own), Some(theirs)) => format!(
+                    " (gradient {} of its weight norm, {other}'s {})",
+                    ratio(own),
+                    ratio(*theirs)
+                ),
+                _ => String::new(),
+            };
+            let why = if *vanishing {
+                "its gradients vanish — dead or saturated units (check the initialization and activations), not its rate"
+            } else {
+                "its smaller gradients, not its rate, hold it back"
+            };
+            format!(
+                "moves only {} of its weight norm per step at a rate that moves {other} {}{gradients}: {why}",
+                ratio(j.typical),
+                ratio(*other_typical)
+            )
+        }
+        (Diagnosis::Ok, Context::ThrownBy { group }) => format!(
+            "moved {} of its weight norm per step in epoch {}, thrown about by {group}'s rate: keep its own",
+            ratio(j.peak),
+            j.peak_epoch
+        ),
+        (Diagnosis::Ok, _) if j.typical > thresholds.update_ratio_high || j.blew_up => format!(
+            "moved up to {} of its weight norm per step (epoch {}), above the ~{target} rule of thumb, but the curves show no harm from it: keep its rate",
+            ratio(j.peak),
+            j.peak_epoch
+        ),
+        (Diagnosis::Ok, _) => format!(
             "moves {} of its weight norm per step early in training, within the {}–{} band around the ~{target} rule of thumb: keep its rate",
             ratio(j.typical),
             ratio(thresholds.update_ratio_low),
@@ -100,66 +216,205 @@ fn advice(j: &GroupJudgement, thresholds: &Thresholds) -> String {
     }
 }
 
-/// Judges every group the epochs mention, in the model's order. No epochs, no judgement.
+/// A group's numbers over the epochs it trained, before it is judged.
+struct Measured {
+    name: String,
+    typical: f64,
+    peak: f64,
+    peak_epoch: u32,
+    blew_up: bool,
+    relative_gradient: Option<f64>,
+    judged: usize,
+    lr: f64,
+}
+
+impl Measured {
+    /// Whether its updates follow its gradient (an SGD-like step, at most
+    /// [`FOLLOWS_GRADIENT_GAIN`] × rate × relative gradient), or there was no gradient at all: then
+    /// a small gradient, not the rate, is what keeps it still.
+    fn held_by_gradient(&self) -> bool {
+        match self.relative_gradient {
+            Some(0.0) => true,
+            Some(g) if self.lr > 0.0 => self.typical <= FOLLOWS_GRADIENT_GAIN * self.lr * g,
+            _ => false,
+        }
+    }
+}
+
+fn measure(run: &RunRecord, epochs: &[EpochMetrics], name: &str, t: &Thresholds) -> Measured {
+    // Per-step ratios of the epochs this group trained in; a non-finite one is a blow-up.
+    let mut per_step = Vec::new();
+    let mut relative = Vec::new();
+    let (mut peak, mut peak_epoch) = (0.0f64, 0);
+    let mut blew_up = false;
+    for record in epochs {
+        let Some(stats) = record.groups.iter().find(|g| g.name == name) else {
+            continue;
+        };
+        if stats.frozen {
+            continue;
+        }
+        let epoch_ratio = if stats.update_ratio.is_nan() {
+            f64::INFINITY
+        } else {
+            stats.update_ratio
+        };
+        let value = epoch_ratio / run.facts.steps();
+        if value > peak || peak_epoch == 0 {
+            (peak, peak_epoch) = (value, record.epoch);
+        }
+        blew_up |= epoch_ratio > BLOWUP_EPOCH_RATIO && value > t.update_ratio_high;
+        if per_step.len() < DIAGNOSIS_WINDOW_EPOCHS {
+            per_step.push(value);
+            if stats.weight_norm > 0.0 && stats.grad_norm.is_finite() {
+                relative.push(stats.grad_norm / stats.weight_norm);
+            }
+        }
+    }
+    Measured {
+        name: name.to_string(),
+        judged: per_step.len(),
+        typical: median(&mut per_step),
+        relative_gradient: (!relative.is_empty()).then(|| median(&mut relative)),
+        peak,
+        peak_epoch,
+        blew_up,
+        lr: run.group_rate(name),
+    }
+}
+
+/// Judges every group the epochs mention, in the model's order; `harm`: whether the curves show
+/// a rate too high. No epochs, no judgement.
 pub fn judge_groups(
     run: &RunRecord,
     epochs: &[EpochMetrics],
     thresholds: &Thresholds,
+    harm: bool,
 ) -> Vec<GroupJudgement> {
     let names = groups_in_order(epochs.iter().flat_map(|e| &e.groups), |g| &g.name);
-    names
-        .into_iter()
-        .map(|(name, _)| {
-            let name = name.as_str();
-            // Per-step ratios of the epochs this group trained in; a non-finite one is a blow-up.
-            let mut per_step = Vec::new();
-            let (mut peak, mut peak_epoch) = (0.0f64, 0);
-            let mut blew_up = false;
-            for record in epochs {
-                let Some(stats) = record.groups.iter().find(|g| g.name == name) else {
-                    continue;
+    let measured: Vec<Measured> = names
+        .iter()
+        .map(|(name, _)| measure(run, epochs, name, thresholds))
+        .collect();
+    let mut judged: Vec<GroupJudgement> = measured
+        .iter()
+        .enumerate()
+        .map(|(i, m)| judge(m, &measured, i, thresholds, harm))
+        .collect();
+    name_only_the_outlier(&mut judged);
+    for j in &mut judged {
+        j.advice = advice(j, run, thresholds);
+    }
+    judged
+}
+
+/// One group against the others (`all[me]` is itself).
+fn judge(m: &Measured, all: &[Measured], me: usize, t: &Thresholds, harm: bool) -> GroupJudgement {
+    let others = || {
+        all.iter()
+            .enumerate()
+            .filter(move |(i, o)| *i != me && o.judged > 0)
+            .map(|(_, o)| o)
+    };
+    let highest_other = others().map(|o| o.lr).fold(0.0, f64::max);
+    let rate_apart_high = highest_other > 0.0 && m.lr >= RATE_STANDS_OUT * highest_other;
+    let moving_well = || others().filter(|o| o.typical >= t.update_ratio_low);
+    let slowest_moving_well = moving_well().map(|o| o.lr).fold(f64::INFINITY, f64::min);
+    let lowest_other = others().map(|o| o.lr).fold(f64::INFINITY, f64::min);
+    let high = m.typical > t.update_ratio_high || m.blew_up;
+    let mut context = Context::Own;
+    let diagnosis = if m.judged == 0 {
+        Diagnosis::Frozen
+    } else if m.typical > FAR_OUTSIDE_BAND * t.update_ratio_high || (high && harm) {
+        Diagnosis::TooHigh
+    } else if high && rate_apart_high {
+        context = Context::RateApart {
+            others: highest_other,
+        };
+        Diagnosis::TooHigh
+    } else if m.typical < t.update_ratio_low
+        && (m.lr < slowest_moving_well || !m.held_by_gradient())
+    {
+        if lowest_other.is_finite() && m.lr * RATE_STANDS_OUT <= lowest_other {
+            context = Context::RateApart {
+                others: lowest_other,
+            };
+        }
+        Diagnosis::TooLow
+    } else {
+        if m.typical < t.update_ratio_low {
+            if let Some(other) = moving_well().max_by(|a, b| a.typical.total_cmp(&b.typical)) {
+                let vanishing = match (m.relative_gradient, other.relative_gradient) {
+                    (Some(0.0), _) => true,
+                    (Some(own), Some(theirs)) => own * VANISHING_GRADIENT < theirs,
+                    _ => false,
                 };
-                if stats.frozen {
-                    continue;
-                }
-                let epoch_ratio = if stats.update_ratio.is_nan() {
-                    f64::INFINITY
-                } else {
-                    stats.update_ratio
+                context = Context::SmallGradient {
+                    other: other.name.clone(),
+                    other_typical: other.typical,
+                    other_relative_gradient: other.relative_gradient,
+                    vanishing,
                 };
-                let value = epoch_ratio / run.facts.steps();
-                if value > peak || peak_epoch == 0 {
-                    (peak, peak_epoch) = (value, record.epoch);
-                }
-                blew_up |= epoch_ratio > BLOWUP_EPOCH_RATIO && value > thresholds.update_ratio_high;
-                if per_step.len() < DIAGNOSIS_WINDOW_EPOCHS {
-                    per_step.push(value);
-                }
             }
-            let judged = per_step.len();
-            let typical = median(&mut per_step);
-            let diagnosis = if judged == 0 {
-                Diagnosis::Frozen
-            } else if typical > thresholds.update_ratio_high || blew_up {
-                Diagnosis::TooHigh
-            } else if typical < thresholds.update_ratio_low {
-                Diagnosis::TooLow
-            } else {
-                Diagnosis::Ok
+        }
+        Diagnosis::Ok
+    };
+    GroupJudgement {
+        name: m.name.clone(),
+        diagnosis,
+        typical: m.typical,
+        peak: m.peak,
+        peak_epoch: m.peak_epoch,
+        blew_up: m.blew_up,
+        relative_gradient: m.relative_gradient,
+        lr: m.lr,
+        context,
+        advice: String::new(),
+    }
+}
+
+/// When several groups are too high and some of them have a rate [`RATE_STANDS_OUT`] times every
+/// other too-high group's, only those are: the others were thrown about by them.
+fn name_only_the_outlier(judged: &mut [GroupJudgement]) {
+    let high: Vec<(usize, f64)> = judged
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| j.diagnosis == Diagnosis::TooHigh)
+        .map(|(i, j)| (i, j.lr))
+        .collect();
+    if high.len() < 2 {
+        return;
+    }
+    let stands_out = |i: usize, lr: f64| {
+        high.iter()
+            .all(|&(k, other)| k == i || lr >= RATE_STANDS_OUT * other)
+    };
+    let outliers: Vec<usize> = high
+        .iter()
+        .filter(|&&(i, lr)| stands_out(i, lr))
+        .map(|&(i, _)| i)
+        .collect();
+    if outliers.is_empty() {
+        return;
+    }
+    let others_rate = high
+        .iter()
+        .filter(|(i, _)| !outliers.contains(i))
+        .map(|&(_, lr)| lr)
+        .fold(0.0, f64::max);
+    let outlier = judged[outliers[0]].name.clone();
+    for (i, _) in high {
+        if outliers.contains(&i) {
+            judged[i].context = Context::RateApart {
+                others: others_rate,
             };
-            let mut judgement = GroupJudgement {
-                name: name.to_string(),
-                diagnosis,
-                typical,
-                peak,
-                peak_epoch,
-                lr: run.group_rate(name),
-                advice: String::new(),
+        } else {
+            judged[i].diagnosis = Diagnosis::Ok;
+            judged[i].context = Context::ThrownBy {
+                group: outlier.clone(),
             };
-            judgement.advice = advice(&judgement, thresholds);
-            judgement
-        })
-        .collect()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -213,19 +468,37 @@ mod tests {
         }
     }
 
+    /// The one group's judgement, on curves that show no harm.
     fn judge(epochs: &[EpochMetrics]) -> GroupJudgement {
-        judge_groups(&run(), epochs, &Thresholds::default()).remove(0)
+        judge_groups(&run(), epochs, &Thresholds::default(), false).remove(0)
+    }
+
+    /// The one group's judgement, on curves that show the harm of a rate too high.
+    fn judge_harmed(epochs: &[EpochMetrics]) -> GroupJudgement {
+        judge_groups(&run(), epochs, &Thresholds::default(), true).remove(0)
     }
 
     #[test]
     fn ratios_are_per_step_by_the_recorded_steps_per_epoch() {
         let mut twice = run();
         twice.facts.steps_per_epoch = 20;
-        let j = judge_groups(&twice, &[epoch(1, 1e-2, false)], &Thresholds::default()).remove(0);
+        let j = judge_groups(
+            &twice,
+            &[epoch(1, 1e-2, false)],
+            &Thresholds::default(),
+            false,
+        )
+        .remove(0);
         assert!((j.typical - 5e-4).abs() < 1e-15, "{}", j.typical);
         // Unknown steps count as one.
         twice.facts.steps_per_epoch = 0;
-        let j = judge_groups(&twice, &[epoch(1, 1e-2, false)], &Thresholds::default()).remove(0);
+        let j = judge_groups(
+            &twice,
+            &[epoch(1, 1e-2, false)],
+            &Thresholds::default(),
+            false,
+        )
+        .remove(0);
         assert!((j.typical - 1e-2).abs() < 1e-15, "{}", j.typical);
     }
 
@@ -247,9 +520,16 @@ mod tests {
             low.advice
         );
 
-        let high = judge(&[epoch(1, 0.5, false), epoch(2, 0.3, false)]);
+        let high = judge_harmed(&[epoch(1, 0.5, false), epoch(2, 0.3, false)]);
         assert_eq!(high.diagnosis, Diagnosis::TooHigh);
         assert!(high.advice.contains("lower its rate"), "{}", high.advice);
+        // The same updates on curves that show no harm: large, said so, not blamed.
+        let unharmed = judge(&[epoch(1, 0.5, false), epoch(2, 0.3, false)]);
+        assert_eq!(unharmed.diagnosis, Diagnosis::Ok);
+        assert!(unharmed.advice.contains("no harm"), "{}", unharmed.advice);
+        // Far outside the band, harm or not.
+        let far = judge(&[epoch(1, 5.0, false), epoch(2, 4.0, false)]);
+        assert_eq!(far.diagnosis, Diagnosis::TooHigh);
     }
 
     #[test]
@@ -260,7 +540,7 @@ mod tests {
             epoch(3, 1e-6, false),
             epoch(4, 1e-8, false),
         ];
-        let j = judge(&epochs);
+        let j = judge_harmed(&epochs);
         assert_eq!(j.diagnosis, Diagnosis::TooHigh);
         assert_eq!(j.peak_epoch, 1);
         assert!(j.advice.contains("in epoch 1"), "{}", j.advice);
@@ -268,7 +548,7 @@ mod tests {
         assert_eq!(nan.diagnosis, Diagnosis::TooHigh);
         // A big first epoch that stays within the weights' own norm is a fast start, not a
         // blow-up (Adam's first steps move every weight by about the full rate).
-        let fast_start = judge(&[
+        let fast_start = judge_harmed(&[
             epoch(1, 0.5, false),
             epoch(2, 1e-2, false),
             epoch(3, 1e-2, false),
@@ -287,7 +567,7 @@ mod tests {
             epoch(3, 1e-2, false),
         ]);
         assert_eq!(j.diagnosis, Diagnosis::Ok);
-        assert!(judge_groups(&run(), &[], &Thresholds::default()).is_empty());
+        assert!(judge_groups(&run(), &[], &Thresholds::default(), false).is_empty());
     }
 
     /// Issue 10's case: as a model converges its steps shrink, so a median over the whole run
@@ -306,5 +586,110 @@ mod tests {
         assert_eq!(long.typical, short.typical);
         // The whole run's median would have said too-low.
         assert!(long.typical > 1e-3, "{}", long.typical);
+    }
+
+    /// Two groups: `layer0` and `head`, each with its own base rate, update ratio per epoch and
+    /// gradient norm (weights of norm 1), over `epochs` epochs.
+    fn two_groups(
+        rates: (f64, f64),
+        ratios: (f64, f64),
+        gradients: (f64, f64),
+        epochs: u32,
+        harm: bool,
+    ) -> Vec<GroupJudgement> {
+        let mut record = run();
+        record.parameters = vec![
+            ParameterRate {
+                name: "layer0.weight".into(),
+                group: "layer0".into(),
+                shape: vec![32, 2],
+                lr: rates.0,
+                frozen: FrozenUntil::Never,
+                init: ParamInit::Fresh,
+            },
+            ParameterRate {
+                name: "head.weight".into(),
+                group: "head".into(),
+                shape: vec![2, 32],
+                lr: rates.1,
+                frozen: FrozenUntil::Never,
+                init: ParamInit::Fresh,
+            },
+        ];
+        let group = |name: &str, update_ratio: f64, grad_norm: f64| GroupStats {
+            name: name.into(),
+            update_ratio,
+            grad_norm,
+            weight_norm: 1.0,
+            ..Default::default()
+        };
+        let epochs: Vec<EpochMetrics> = (1..=epochs)
+            .map(|e| EpochMetrics {
+                epoch: e,
+                groups: vec![
+                    group("layer0", ratios.0, gradients.0),
+                    group("head", ratios.1, gradients.1),
+                ],
+                ..Default::default()
+            })
+            .collect();
+        judge_groups(&record, &epochs, &Thresholds::default(), harm)
+    }
+
+    /// A layer that hardly moves at the rate that moves the head well has vanishing gradients
+    /// (dead units): its rate is not what holds it back, and its advice says so.
+    #[test]
+    fn too_low_only_where_the_rate_holds_the_group_back() {
+        // Same rate, 2e-5 per step against the head's 2e-3, gradients 1,000× smaller.
+        let dead = two_groups((0.05, 0.05), (2e-4, 2e-2), (1e-4, 0.1), 5, false);
+        assert_eq!(dead[0].diagnosis, Diagnosis::Ok);
+        assert!(
+            dead[0].advice.contains("gradients vanish"),
+            "{}",
+            dead[0].advice
+        );
+        assert!(!dead[0].advice.contains("raise"), "{}", dead[0].advice);
+        // A rate 10,000× below the head's: too low, and said against the head's rate.
+        let starved = two_groups((1e-7, 1e-3), (2e-5, 2e-2), (0.5, 0.1), 5, false);
+        assert_eq!(starved[0].diagnosis, Diagnosis::TooLow);
+        assert!(
+            starved[0].advice.contains("below the other groups'"),
+            "{}",
+            starved[0].advice
+        );
+        // Every group barely moving: the rate.
+        let all = two_groups((1e-5, 1e-5), (2e-5, 3e-5), (0.5, 0.5), 5, false);
+        assert_eq!(all[0].diagnosis, Diagnosis::TooLow);
+        assert_eq!(all[1].diagnosis, Diagnosis::TooLow);
+    }
+
+    /// Large updates are `too-high` on smooth curves only when the group's rate stands far above
+    /// the others'; where several blow up, the one whose rate stands out is named alone.
+    #[test]
+    fn too_high_needs_harm_or_a_rate_standing_apart() {
+        // The head moves 1.5× its norm in each epoch at the body's rate: growth, not harm.
+        let growth = two_groups((1e-3, 1e-3), (2e-2, 1.5), (0.1, 0.1), 3, false);
+        assert_eq!(growth[1].diagnosis, Diagnosis::Ok);
+        // The same at 100× the body's rate: too high, said against the body's rate.
+        let apart = two_groups((1e-3, 0.1), (2e-2, 1.5), (0.1, 0.1), 3, false);
+        assert_eq!(apart[1].diagnosis, Diagnosis::TooHigh);
+        assert!(
+            apart[1].advice.contains("100× the other groups'"),
+            "{}",
+            apart[1].advice
+        );
+        // Both blow up on curves that show harm, the head at 80× the body's rate: only the head.
+        let thrown = two_groups((0.05, 4.0), (1.5, 1.5), (0.1, 0.1), 3, true);
+        assert_eq!(thrown[1].diagnosis, Diagnosis::TooHigh);
+        assert_eq!(thrown[0].diagnosis, Diagnosis::Ok);
+        assert!(
+            thrown[0].advice.contains("thrown about by head"),
+            "{}",
+            thrown[0].advice
+        );
+        // Both blow up at one rate on harmed curves: both too high.
+        let both = two_groups((0.5, 0.5), (1.5, 1.5), (0.1, 0.1), 3, true);
+        assert_eq!(both[0].diagnosis, Diagnosis::TooHigh);
+        assert_eq!(both[1].diagnosis, Diagnosis::TooHigh);
     }
 }

@@ -11,6 +11,7 @@ mod caveat;
 mod compare;
 mod curves;
 mod groups;
+mod harm;
 pub(crate) mod text;
 mod thresholds;
 mod twin;
@@ -23,9 +24,8 @@ use groups::{judge_groups, GroupJudgement};
 pub use thresholds::*;
 pub use twin::{compare_with_twin, Side, TwinComparison, TwinOutcome, TWIN_SAME_WITHIN};
 pub use verdicts::{
-    BIG_JUMP_OF_PROGRESS, BOUNCE_OF_PROGRESS, NOT_LEARNING_GAIN, OVERFIT_RISE_OF_PROGRESS,
-    PLATEAU_MIN_EPOCHS, SLOW_LEARNED, SLOW_RECENT_GAIN, STILL_IMPROVING_GAIN,
-    STILL_IMPROVING_RELATIVE_GAIN, TRAIN_FALL_AFTER_BEST,
+    BIG_JUMP_OF_PROGRESS, BOUNCE_OF_PROGRESS, NOT_LEARNING_GAIN, PLATEAU_MIN_EPOCHS, SLOW_LEARNED,
+    SLOW_RECENT_GAIN, STILL_IMPROVING_GAIN, STILL_IMPROVING_RELATIVE_GAIN, TRAIN_FALL_AFTER_BEST,
 };
 
 use crate::domain::{Diagnosis, EpochMetrics, RunId, RunRecord, RunState, Verdict};
@@ -102,7 +102,12 @@ pub struct Comparison {
 /// Analyses one run on the epochs it has (a run still training is analysed so far).
 pub fn analyse(run: &RunRecord, epochs: &[EpochMetrics], thresholds: &Thresholds) -> RunAnalysis {
     let curves = Curves::of(run, epochs, thresholds);
-    let groups = judge_groups(run, epochs, thresholds);
+    let diverged = run.status == crate::domain::RunStatus::Diverged
+        || epochs
+            .iter()
+            .any(|e| !(e.train_loss.is_finite() && e.val_loss.is_finite()));
+    let harm = diverged || harm::shows_harm(epochs, &curves, thresholds);
+    let groups = judge_groups(run, epochs, thresholds, harm);
     let finding = verdicts::judge(run, epochs, &curves, &groups, thresholds);
     RunAnalysis {
         best_epoch: curves.best.map_or(0, |i| epochs[i].epoch),
@@ -120,5 +125,9 @@ pub fn analyse(run: &RunRecord, epochs: &[EpochMetrics], thresholds: &Thresholds
     }
 }
 
+#[cfg(test)]
+mod labelled_tests;
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;

@@ -1,87 +1,95 @@
 //! Rules 5–8 of the verdict (see the list in [`super`]): how the curves of a run that learned
 //! ended: `overfitting`, `slow`, `plateaued`, else `good`.
 
-use super::{
-    Finding, OVERFIT_RISE_OF_PROGRESS, PLATEAU_MIN_EPOCHS, SLOW_LEARNED, SLOW_RECENT_GAIN,
-    TRAIN_FALL_AFTER_BEST,
-};
+use super::{Finding, PLATEAU_MIN_EPOCHS, SLOW_LEARNED, SLOW_RECENT_GAIN, TRAIN_FALL_AFTER_BEST};
 use crate::{
     analysis::{
-        advice::{best_metric, join_names, names_with, rate_notes, with_notes},
-        curves::{last_third, Curves},
+        advice::{best_metric, join_names, names_with, rate_notes, slow_advice, with_notes},
+        curves::{last_third, lowest_near, median, Curves},
         groups::GroupJudgement,
         text::{gap, loss, percent},
-        Thresholds, OVERFIT_MIN_EPOCHS_AFTER_BEST,
+        Thresholds,
     },
     domain::{Diagnosis, EpochMetrics, Verdict},
 };
 
-/// Validation has stopped improving while training keeps falling: rising from its best, or
-/// stalled with a wide and widening gap.
+/// The median of `value` over the last `window` epochs.
+fn end_median(epochs: &[EpochMetrics], window: usize, value: fn(&EpochMetrics) -> f64) -> f64 {
+    median(
+        &mut epochs[epochs.len() - window..]
+            .iter()
+            .map(value)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Validation has stopped improving while training keeps falling: it rose from its best level
+/// by `overfit_val_rise` (beyond its noise), or by half that with a wide and widening gap.
 pub(super) fn overfitting(
     epochs: &[EpochMetrics],
     c: &Curves,
     groups: &[GroupJudgement],
     t: &Thresholds,
 ) -> Option<Finding> {
-    let best = c.best?;
-    let at_best = &epochs[best];
-    if c.n - 1 - best < OVERFIT_MIN_EPOCHS_AFTER_BEST || c.still_improving() {
+    let level_at = c.val.best_level_at?;
+    if c.n - 1 - level_at < 2 || c.still_improving() {
         return None;
     }
-    // Training loss after the best epoch "kept falling" when it averaged below its value at the
+    let at = lowest_near(epochs, level_at, |e| e.val_loss);
+    let at_best = &epochs[at];
+    // Training "kept falling" when the median of its last epochs is well below its loss at the
     // best (a noisy plateau near zero still counts; a rising one does not).
-    let after: Vec<f64> = epochs[best + 1..]
+    let after: Vec<f64> = epochs[level_at + 1..]
         .iter()
         .map(|e| e.train_loss)
         .filter(|l| l.is_finite())
         .collect();
-    let mean_after = after.iter().sum::<f64>() / after.len().max(1) as f64;
-    if after.is_empty()
-        || mean_after >= (1.0 - TRAIN_FALL_AFTER_BEST) * at_best.train_loss
-        || c.gap_final <= c.gap_at_best
-        || c.gap_final <= 0.0
-    {
+    if after.is_empty() {
         return None;
     }
-    let lowest_after = after.iter().copied().fold(f64::INFINITY, f64::min);
-    // Judged on levels, not single epochs: the mean of the last three against the best 3-epoch
-    // average, so a noisy curve's luckiest epoch does not make its wobbles look like a rise.
-    let rose = c.best_val > 0.0
-        && c.final_val > c.best_val * (1.0 + t.overfit_val_rise)
-        && c.end_level > c.smoothed_best * (1.0 + t.overfit_val_rise)
-        && c.end_level - c.smoothed_best > OVERFIT_RISE_OF_PROGRESS * c.progress;
+    let window = c.val.end_window.min(after.len());
+    let train_end = median(&mut after[after.len() - window..].to_vec());
+    if train_end >= (1.0 - TRAIN_FALL_AFTER_BEST) * epochs[level_at].train_loss {
+        return None;
+    }
+    let end_window = c.val.end_window;
+    let val_end = c.val.end_level;
+    let rose = format!(
+        "validation loss rose {} from {} at epoch {} to a median of {} over the last {end_window} epochs",
+        percent(val_end / at_best.val_loss - 1.0),
+        loss(at_best.val_loss),
+        at_best.epoch,
+        loss(val_end)
+    );
     let advice = with_notes(
         format!(
-            "its best weights were at epoch {}: train about that long, or add data or regularization (weight decay)",
+            "its best weights were at epoch {}: stop there (early stopping), or add data or regularization (weight decay, dropout)",
             at_best.epoch
         ),
         groups,
     );
-    if rose {
+    if c.val.sustained_rise(t.overfit_val_rise).is_some() && c.final_val > c.val.best_level {
         return Some(Finding::new(
             Verdict::Overfitting,
             format!(
-                "training loss fell {} while validation loss rose {} after epoch {}",
-                percent(1.0 - lowest_after / at_best.train_loss),
-                percent(c.final_val / c.best_val - 1.0),
-                at_best.epoch
+                "{rose}, while training loss fell from {} to a median of {}",
+                loss(epochs[level_at].train_loss),
+                loss(train_end)
             ),
             Some(advice),
         ));
     }
-    let wide_gap = c.final_val > 0.0 && c.gap_final >= t.overfit_gap * c.final_val;
-    wide_gap.then(|| {
+    let gap_end = val_end - train_end;
+    let gap_at_best = c.val.best_level - epochs[level_at].train_loss;
+    let wide = val_end > 0.0 && gap_end >= t.overfit_gap * val_end && gap_end > gap_at_best;
+    (c.val.sustained_rise(t.overfit_val_rise / 2.0).is_some() && wide).then(|| {
         Finding::new(
             Verdict::Overfitting,
             format!(
-                "validation loss has not improved since epoch {} while training loss fell to {}, far below it: the gap ({}) is {} of the validation loss, up from {} at epoch {}",
-                at_best.epoch,
-                loss(c.final_train),
-                gap(c.gap_final),
-                percent(c.gap_final / c.final_val),
-                gap(c.gap_at_best),
-                at_best.epoch
+                "{rose}, while training loss fell to a median of {}, far below it: the gap ({}) is {} of the validation loss",
+                loss(train_end),
+                gap(gap_end),
+                percent(gap_end / val_end),
             ),
             Some(advice),
         )
@@ -95,12 +103,6 @@ pub(super) fn slow(
     t: &Thresholds,
 ) -> Option<Finding> {
     let best = c.best?;
-    let too_low = names_with(groups, Diagnosis::TooLow);
-    let advice = if too_low.is_empty() {
-        "raise the rates or train longer".to_string()
-    } else {
-        format!("raise the rate of {} (too low)", join_names(&too_low))
-    };
     let still_improving = c.still_improving();
     if let Some(baseline) = &c.baseline {
         let far = c.best_val > SLOW_LEARNED * baseline.loss;
@@ -118,7 +120,7 @@ pub(super) fn slow(
                 percent(c.best_val / baseline.loss),
                 baseline.described
             ),
-            Some(advice),
+            Some(slow_advice(groups)),
         ));
     }
     // No baseline (a run recorded without its facts): judge by the improvement from epoch 1.
@@ -128,6 +130,7 @@ pub(super) fn slow(
     }
     let improvement = (first - c.best_val) / first;
     let still_creeping = best >= c.n - last_third(c.n);
+    let too_low = names_with(groups, Diagnosis::TooLow);
     if improvement >= t.slow_improvement || (too_low.is_empty() && !still_creeping) {
         return None;
     }
@@ -144,28 +147,69 @@ pub(super) fn slow(
             loss(first),
             loss(c.best_val)
         ),
-        Some(advice),
+        Some(slow_advice(groups)),
     ))
 }
 
-pub(super) fn plateaued(c: &Curves, groups: &[GroupJudgement]) -> Option<Finding> {
-    let settled = c.settled_epoch? as usize;
-    let flat_epochs = c.n.saturating_sub(settled);
-    if flat_epochs < PLATEAU_MIN_EPOCHS.max(c.n.div_ceil(4)) || c.still_improving() {
+/// Where validation loss settled to the end, when it did long enough to matter (at least
+/// [`PLATEAU_MIN_EPOCHS`] epochs and a quarter of the run) and is no longer improving: its index.
+fn settled_for_long(c: &Curves) -> Option<usize> {
+    let at = c.val.settled_at()?;
+    let flat_epochs = c.n - at;
+    (flat_epochs >= PLATEAU_MIN_EPOCHS.max(c.n.div_ceil(4)) && !c.still_improving()).then_some(at)
+}
+
+/// `has stayed between 0.1 and 0.2 since epoch 7`.
+fn stayed_between(epochs: &[EpochMetrics], c: &Curves, from: usize) -> String {
+    let (low, high) = c.val_range_from(epochs, from);
+    format!(
+        "has stayed between {} and {} since epoch {}",
+        loss(low),
+        loss(high),
+        epochs[from].epoch
+    )
+}
+
+/// Learning stalled short of a good fit: validation (and training) flat for a long stretch with
+/// the best validation loss still above [`SLOW_LEARNED`] of the baseline.
+pub(super) fn plateaued(
+    epochs: &[EpochMetrics],
+    c: &Curves,
+    groups: &[GroupJudgement],
+) -> Option<Finding> {
+    let baseline = c.baseline.as_ref()?;
+    if c.val.best_level <= SLOW_LEARNED * baseline.loss {
         return None;
     }
-    let advice = with_notes(
+    let at = settled_for_long(c)?;
+    let train_end = end_median(epochs, c.val.end_window, |e| e.train_loss);
+    if train_end <= (1.0 - TRAIN_FALL_AFTER_BEST) * epochs[at].train_loss {
+        return None;
+    }
+    let too_high = names_with(groups, Diagnosis::TooHigh);
+    let too_low = names_with(groups, Diagnosis::TooLow);
+    let advice = if !too_high.is_empty() {
         format!(
-            "the last {flat_epochs} epochs added little: stop around epoch {settled}, or decay the rate to go lower (--schedule cosine)"
-        ),
-        groups,
-    );
+            "lower the rate of {} (too high): a rate that high can stall learning",
+            join_names(&too_high)
+        )
+    } else if !too_low.is_empty() {
+        format!("raise the rate of {} (too low)", join_names(&too_low))
+    } else {
+        "it stopped well short of a good fit: a larger model, a higher rate or less regularization (weight decay) may go further".to_string()
+    };
     Some(Finding::new(
         Verdict::Plateaued,
         format!(
-            "validation loss settled near its best ({}) by epoch {settled} and stayed there for {flat_epochs} epochs (ended at {})",
+            "validation loss {}, its best ({}) still {} of {}, and training loss stalled too ({} at epoch {}, a median of {} over the last {} epochs)",
+            stayed_between(epochs, c, at),
             loss(c.best_val),
-            loss(c.final_val)
+            percent(c.best_val / baseline.loss),
+            baseline.described,
+            loss(epochs[at].train_loss),
+            epochs[at].epoch,
+            loss(train_end),
+            c.val.end_window
         ),
         Some(advice),
     ))
@@ -181,7 +225,31 @@ pub(super) fn good(
     let Some(best) = c.best else {
         return Finding::new(Verdict::Good, "no finite validation loss".into(), None);
     };
-    let val_fall = 1.0 - c.best_val / first.val_loss;
+    let fell = if best == 0 {
+        format!(
+            "validation loss was lowest in the first epoch ({})",
+            loss(c.best_val)
+        )
+    } else {
+        format!(
+            "validation loss fell {} ({} → {} at epoch {})",
+            percent(1.0 - c.best_val / first.val_loss),
+            loss(first.val_loss),
+            loss(c.best_val),
+            epochs[best].epoch
+        )
+    };
+    if let Some(at) = settled_for_long(c) {
+        let advice = format!(
+            "converged by epoch {}: it could have stopped there",
+            epochs[at].epoch
+        );
+        return Finding::new(
+            Verdict::Good,
+            format!("{fell} and {}", stayed_between(epochs, c, at)),
+            Some(with_notes(advice, groups)),
+        );
+    }
     let train_fall = 1.0 - c.final_train / first.train_loss;
     let train = if train_fall > 0.0 {
         format!("training loss fell {}", percent(train_fall))
@@ -195,19 +263,12 @@ pub(super) fn good(
     } else {
         "a large but steady gap ("
     };
-    let facts = format!(
-        "validation loss fell {} ({} → {} at epoch {}) and {train}, with {size}{})",
-        percent(val_fall),
-        loss(first.val_loss),
-        loss(c.best_val),
-        epochs[best].epoch,
-        gap(c.gap_final)
-    );
+    let facts = format!("{fell} and {train}, with {size}{})", gap(c.gap_final));
     // "More epochs may help" only while the best is at the end: a curve that turned up after its
     // best is not asking for more of the same.
     let best_at_end = best + 2 >= epochs.len();
     let advice = (c.still_improving() && best_at_end)
-        .then(|| "still improving: more epochs may help".to_string());
+        .then(|| "still falling at the end: more epochs may help".to_string());
     let advice = match (advice, rate_notes(groups)) {
         (Some(a), Some(notes)) => Some(format!("{a}; {notes}")),
         (a, notes) => a.or(notes),

@@ -1,13 +1,15 @@
 //! Rules 1–4 of the verdict (see the list in [`super`]): whether the run learned at all, and
-//! steadily: `diverged`, `too-short`, `not-learning`, `unstable`.
+//! steadily: `diverged`, `too-short`, the runs that stayed near chance (`unstable`, `slow` or
+//! `not-learning`), `unstable`.
 
-use super::{Finding, BIG_JUMP_OF_PROGRESS, BOUNCE_OF_PROGRESS, NOT_LEARNING_GAIN};
+use super::{Finding, BIG_JUMP_OF_PROGRESS, NOT_LEARNING_GAIN, STILL_IMPROVING_RELATIVE_GAIN};
 use crate::{
     analysis::{
-        advice::{best_metric, lower_rates_advice, names_with, rate_notes},
-        curves::Curves,
-        groups::GroupJudgement,
-        text::{loss, percent},
+        advice::{best_metric, lower_rates_advice, names_with, slow_advice},
+        curves::{lowest_near, median, Curves},
+        groups::{Context, GroupJudgement},
+        harm::{above_chance, blew_up_at_once, both_rose, fell_back, jumps, training_rose, Rise},
+        text::{loss, percent, ratio},
         Thresholds,
     },
     domain::{Diagnosis, EpochMetrics, RunRecord, RunStatus, Verdict},
@@ -25,6 +27,15 @@ fn starting_loss(c: &Curves) -> Option<(f64, String)> {
             format!("the first epoch's validation loss, {}", loss(c.first_val)),
         )
     })
+}
+
+/// `12`, or `6e27` for a multiple too large to read as digits.
+fn times(multiple: f64) -> String {
+    if multiple < 1e4 {
+        format!("{multiple:.0}")
+    } else {
+        crate::analysis::text::rounded_rate(multiple)
+    }
 }
 
 pub(super) fn diverged(
@@ -61,19 +72,18 @@ pub(super) fn diverged(
     }
     let (start, what) = starting_loss(c)?;
     let limit = t.diverged_ratio * start;
-    let times = |value: f64| format!("{:.0}", value / start);
     if c.final_train > limit {
         return finding(format!(
             "training loss ended at {}, {} times {what}",
             loss(c.final_train),
-            times(c.final_train),
+            times(c.final_train / start),
         ));
     }
     if c.final_val > limit && c.final_train >= start {
         return finding(format!(
             "validation loss ended at {}, {} times {what}, and training loss got no lower ({})",
             loss(c.final_val),
-            times(c.final_val),
+            times(c.final_val / start),
             loss(c.final_train)
         ));
     }
@@ -100,99 +110,246 @@ pub(super) fn too_short(run: &RunRecord, n: usize, t: &Thresholds) -> Option<Fin
     ))
 }
 
-pub(super) fn not_learning(
-    epochs: &[EpochMetrics],
-    c: &Curves,
-    groups: &[GroupJudgement],
-) -> Option<Finding> {
-    let baseline = c.baseline.as_ref()?;
-    let near = (1.0 - NOT_LEARNING_GAIN) * baseline.loss;
-    let training_stuck =
-        c.lowest_train > near || c.lowest_train > (1.0 - NOT_LEARNING_GAIN) * c.first_train;
-    if !(c.best_val > near && training_stuck) {
-        return None;
-    }
-    let metric = best_metric(epochs, c).map_or(String::new(), |m| format!(" ({m})"));
-    let advice = if !names_with(groups, Diagnosis::TooHigh).is_empty() {
-        format!(
-            "{}: a rate that high can kill the units or throw the weights around",
-            lower_rates_advice(groups)
-        )
-    } else if !names_with(groups, Diagnosis::TooLow).is_empty() {
-        rate_notes(groups).unwrap_or_default()
-    } else {
-        "check that the labels belong to the features, or raise the rates".to_string()
-    };
-    Some(Finding::new(
-        Verdict::NotLearning,
-        format!(
-            "the best validation loss, {}{metric}, is within {} of {}",
-            loss(c.best_val),
-            percent(NOT_LEARNING_GAIN),
-            baseline.described
-        ),
-        Some(advice),
-    ))
+/// `training loss 0.4 → 1.2 at epoch 3`.
+fn rise_text(rise: &Rise) -> String {
+    format!(
+        "{} loss {} → {} at epoch {}",
+        rise.which,
+        loss(rise.from),
+        loss(rise.to),
+        rise.epoch
+    )
 }
 
-pub(super) fn unstable(
+/// What shows that a run near chance was thrown about by a rate too high, not held back by one
+/// too low: it learned and fell back, its first epoch blew up, or its losses bounced above
+/// chance or jumped.
+fn thrown_about(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> Option<String> {
+    if let Some(learned) = fell_back(epochs, c) {
+        let e = &epochs[learned];
+        let (which, value) = if e.val_loss <= e.train_loss {
+            ("validation", e.val_loss)
+        } else {
+            ("training", e.train_loss)
+        };
+        return Some(format!(
+            "though it had learned at first ({which} loss {} at epoch {}) and fell back",
+            loss(value),
+            e.epoch
+        ));
+    }
+    if let Some(first) = blew_up_at_once(c) {
+        return Some(format!(
+            "after a first epoch whose training loss averaged {}, {} times the baseline",
+            loss(first),
+            times(first / c.baseline.as_ref()?.loss)
+        ));
+    }
+    let (bounces, largest) = above_chance(epochs, c, t);
+    if bounces >= 2 {
+        return Some(format!(
+            "and its losses rose above it {bounces} times (the largest: {})",
+            rise_text(&largest?)
+        ));
+    }
+    let jumps = jumps(epochs, c, t);
+    if jumps.count >= 2 {
+        return Some(format!(
+            "and its losses jumped up in {} of {} epoch-to-epoch steps (the largest: {})",
+            jumps.count,
+            jumps.steps,
+            rise_text(&jumps.largest?)
+        ));
+    }
+    None
+}
+
+/// A run whose best validation loss stayed near the baseline: thrown about by a rate too high
+/// (`unstable`), still falling clearly (`slow`: a long way down is still a way down), or flat
+/// there, or crawling (`not-learning`).
+pub(super) fn near_chance(
+    run: &RunRecord,
     epochs: &[EpochMetrics],
     c: &Curves,
     groups: &[GroupJudgement],
     t: &Thresholds,
 ) -> Option<Finding> {
-    let steps = epochs.len().checked_sub(1).filter(|s| *s > 0)?;
-    // A rise counts on the scale of the whole curve: small wiggles of a loss near zero are large
-    // relative to it, and are not what anyone calls a jump. A validation bounce must also undo a
-    // good part of the progress made: a settled curve's wobbles do not.
-    let first_train = epochs[0].train_loss;
-    let rises = |first: f64, from: f64, to: f64| to - from > t.unstable_jump * from.max(first);
-    let bounce_floor = BOUNCE_OF_PROGRESS * c.progress;
-    let mut jumps = 0;
-    let mut biggest_rise = 0.0f64;
-    // The largest relative rise: (rise, which, from, to, epoch).
-    let mut largest: Option<(f64, &str, f64, f64, u32)> = None;
-    for i in 1..epochs.len() {
-        let (before, now) = (&epochs[i - 1], &epochs[i]);
-        let train_jump = rises(first_train, before.train_loss, now.train_loss);
-        let val_bounce = rises(c.first_val, before.val_loss, now.val_loss)
-            && now.val_loss - before.val_loss > bounce_floor
-            && epochs
-                .get(i + 1)
-                .is_some_and(|next| next.val_loss < now.val_loss);
-        if !(train_jump || val_bounce) {
-            continue;
-        }
-        jumps += 1;
-        if val_bounce && now.val_loss > 2.0 * before.val_loss {
-            biggest_rise = biggest_rise.max(now.val_loss - before.val_loss);
-        }
-        if train_jump {
-            biggest_rise = biggest_rise.max(now.train_loss - before.train_loss);
-        }
-        for (jumped, which, from, to) in [
-            (train_jump, "training", before.train_loss, now.train_loss),
-            (val_bounce, "validation", before.val_loss, now.val_loss),
-        ] {
-            let rise = to / from;
-            if jumped && largest.is_none_or(|l| rise > l.0) {
-                largest = Some((rise, which, from, to, now.epoch));
-            }
-        }
-    }
-    let fraction = jumps as f64 / steps as f64;
-    let big = c.progress > 0.0 && biggest_rise >= BIG_JUMP_OF_PROGRESS * c.progress;
-    if jumps < 2 || (fraction < t.unstable_fraction && !big) {
+    let baseline = c.baseline.as_ref()?;
+    if c.best_val <= (1.0 - NOT_LEARNING_GAIN) * baseline.loss {
         return None;
     }
-    let (_, which, from, to, epoch) = largest?;
+    let metric = best_metric(epochs, c).map_or(String::new(), |m| format!(" ({m})"));
+    let near = format!(
+        "the best validation loss, {}{metric}, is within {} of {}",
+        loss(c.best_val),
+        percent(NOT_LEARNING_GAIN),
+        baseline.described
+    );
+    if let Some(evidence) = thrown_about(epochs, c, t) {
+        return Some(Finding::new(
+            Verdict::Unstable,
+            format!("{near}, {evidence}"),
+            Some(format!(
+                "{}: a rate that high throws the weights about",
+                lower_rates_advice(groups)
+            )),
+        ));
+    }
+    // Near chance the progress is tiny, so a crawl adds a large share of it: only a fall that
+    // would take the loss itself down by a tenth in another third of the run is still learning.
+    if c.falling_beyond_noise && c.recent_relative_gain > STILL_IMPROVING_RELATIVE_GAIN {
+        return Some(Finding::new(
+            Verdict::Slow,
+            format!(
+                "validation loss is still falling ({} → {}{metric}) but is still {} of {}",
+                loss(c.first_val),
+                loss(c.best_val),
+                percent(c.best_val / baseline.loss),
+                baseline.described
+            ),
+            Some(slow_advice(groups)),
+        ));
+    }
     Some(Finding::new(
-        Verdict::Unstable,
-        format!(
-            "losses jumped up in {jumps} of {steps} epoch-to-epoch steps (the largest: {which} loss {} → {} at epoch {epoch})",
-            loss(from),
-            loss(to)
-        ),
-        Some(lower_rates_advice(groups)),
+        Verdict::NotLearning,
+        near,
+        Some(not_learning_advice(run, groups)),
     ))
+}
+
+/// What to change when a run learned nothing: the groups whose rate holds them back, else the
+/// groups whose gradients vanish, else the data and the model.
+fn not_learning_advice(run: &RunRecord, groups: &[GroupJudgement]) -> String {
+    let too_low = names_with(groups, Diagnosis::TooLow);
+    let too_high = names_with(groups, Diagnosis::TooHigh);
+    if !too_high.is_empty() {
+        return format!(
+            "{}: a rate that high can kill the units or throw the weights about",
+            lower_rates_advice(groups)
+        );
+    }
+    if !too_low.is_empty() {
+        return slow_advice(groups);
+    }
+    let held: Vec<&GroupJudgement> = groups
+        .iter()
+        .filter(|g| matches!(g.context, Context::SmallGradient { .. }))
+        .collect();
+    if let Some(first) = held.first() {
+        let vanishing = held.iter().all(|g| {
+            matches!(
+                g.context,
+                Context::SmallGradient {
+                    vanishing: true,
+                    ..
+                }
+            )
+        });
+        let names: Vec<&str> = held.iter().map(|g| g.name.as_str()).collect();
+        let (verb, why) = match (names.len(), vanishing) {
+            (1, true) => ("hardly moves", "its gradients vanish — dead or saturated units (check the initialization and activations), not its rate"),
+            (1, false) => ("hardly moves", "its small gradients, not its rate, hold it back"),
+            (_, true) => ("hardly move", "their gradients vanish — dead or saturated units (check the initialization and activations), not the rates"),
+            (_, false) => ("hardly move", "their small gradients, not the rates, hold them back"),
+        };
+        return format!(
+            "{} {verb} ({} of the weight norm per step for {}) at rates that move other groups well: {why}",
+            crate::analysis::advice::join_names(&names),
+            ratio(first.typical),
+            first.name
+        );
+    }
+    let predicts = match run.facts.task {
+        crate::domain::TaskFacts::Classification { .. } => "the class balance",
+        crate::domain::TaskFacts::Regression { .. } => "the targets' mean",
+    };
+    format!(
+        "it predicts no more than {predicts}: check that the labels belong to the features, and that the model can fit them"
+    )
+}
+
+/// Losses that jump about, a run that learned and fell back to chance, or a training loss that
+/// rises (alone, or with validation): signs of a rate too high.
+pub(super) fn unstable(
+    run: &RunRecord,
+    epochs: &[EpochMetrics],
+    c: &Curves,
+    groups: &[GroupJudgement],
+    t: &Thresholds,
+) -> Option<Finding> {
+    let advice = || {
+        let lower = lower_rates_advice(groups);
+        Some(match crate::analysis::advice::steadier_schedule(run) {
+            Some(schedule) => format!("{lower}, {schedule}"),
+            None => lower,
+        })
+    };
+    let end_window = c.val.end_window;
+    let end_median = |of: fn(&EpochMetrics) -> f64| {
+        median(
+            &mut epochs[epochs.len() - end_window..]
+                .iter()
+                .map(of)
+                .collect::<Vec<_>>(),
+        )
+    };
+    if fell_back(epochs, c).is_some() {
+        let best = &epochs[c.best?];
+        let baseline = c.baseline.as_ref()?;
+        return Some(Finding::new(
+            Verdict::Unstable,
+            format!(
+                "validation loss came down to {} at epoch {} and fell back to {}: a median of {} over the last {end_window} epochs (training loss {})",
+                loss(best.val_loss),
+                best.epoch,
+                baseline.described,
+                loss(end_median(|e| e.val_loss)),
+                loss(end_median(|e| e.train_loss)),
+            ),
+            advice(),
+        ));
+    }
+    let jumps = jumps(epochs, c, t);
+    let big = c.progress > 0.0 && jumps.biggest >= BIG_JUMP_OF_PROGRESS * c.progress;
+    if jumps.count >= 2 && (jumps.count as f64 / jumps.steps as f64 >= t.unstable_fraction || big) {
+        return Some(Finding::new(
+            Verdict::Unstable,
+            format!(
+                "losses jumped up in {} of {} epoch-to-epoch steps (the largest: {})",
+                jumps.count,
+                jumps.steps,
+                rise_text(&jumps.largest?)
+            ),
+            advice(),
+        ));
+    }
+    if let Some(lowest) = training_rose(c, t) {
+        let at = lowest_near(epochs, lowest, |e| e.train_loss);
+        return Some(Finding::new(
+            Verdict::Unstable,
+            format!(
+                "training loss rose from {} at epoch {} to a median of {} over the last {end_window} epochs",
+                loss(epochs[at].train_loss),
+                epochs[at].epoch,
+                loss(end_median(|e| e.train_loss)),
+            ),
+            advice(),
+        ));
+    }
+    if let Some(best) = both_rose(epochs, c, t) {
+        let at = lowest_near(epochs, best, |e| e.val_loss);
+        return Some(Finding::new(
+            Verdict::Unstable,
+            format!(
+                "both losses rose after epoch {}: validation from {} to a median of {} over the last {end_window} epochs, training from {} to {}",
+                epochs[at].epoch,
+                loss(epochs[at].val_loss),
+                loss(end_median(|e| e.val_loss)),
+                loss(epochs[at].train_loss),
+                loss(end_median(|e| e.train_loss)),
+            ),
+            advice(),
+        ));
+    }
+    None
 }

@@ -1,42 +1,51 @@
 //! From a run's curves (and its groups' diagnoses) to one verdict, with the sentence that says
-//! why and what to change. The verdict is the first of these that holds:
+//! why and what to change. Shapes are judged on each curve's own scale and against its own noise
+//! ([`super::curves`]); the verdict is the first of these that holds:
 //!
 //! 1. `diverged` — the run ended diverged, a loss is non-finite, or the training loss ended
 //!    `diverged_ratio` times above where an untrained model starts (or the validation loss did,
 //!    while training got no better than that start);
 //! 2. `too-short` — fewer than `min_epochs` epochs;
-//! 3. `not-learning` — the best validation loss stayed within [`NOT_LEARNING_GAIN`] of the loss of
-//!    a model that learned nothing (ln C for C classes, the targets' variance for a regression),
-//!    as recorded in the run's facts, and so did training: its lowest loss within that of the
-//!    baseline or of its first epoch (a model that fits its training data but not the validation
-//!    data is learning, and overfitting);
-//! 4. `unstable` — at least two jumps, in `unstable_fraction` of the epoch-to-epoch steps or more
-//!    (or one of them undoing [`BIG_JUMP_OF_PROGRESS`] of the progress, in training, or in a
-//!    validation spike to more than twice its level): a training loss rising
-//!    by more than `unstable_jump` of the larger of its previous and first value, or a validation
-//!    loss rising by that much *and* by [`BOUNCE_OF_PROGRESS`] of the progress the run has made,
-//!    then falling right after (a converged curve's wobbles are small against its progress; a
-//!    bounce that undoes a fifth of it is not);
-//! 5. `overfitting` — validation loss has stopped improving (its best is at least
-//!    `OVERFIT_MIN_EPOCHS_AFTER_BEST` epochs before the end) while training loss kept falling
-//!    (averaging [`TRAIN_FALL_AFTER_BEST`] below its loss at the best epoch), and
-//!    either it rose `overfit_val_rise` above its best — the last epoch above the best epoch, and
-//!    the mean of the last three above the best 3-epoch average (a noisy curve's luckiest epoch is
-//!    not its level), by [`OVERFIT_RISE_OF_PROGRESS`] of the progress at least (a loss near zero
-//!    does not overfit by a rounding error) — or the gap is `overfit_gap` of the validation loss
-//!    and wider than at the best epoch; in either case with validation above training at the end
-//!    (a noisy plateau with training above validation is not overfitting);
-//! 6. `slow` — still improving at the end (another third of the run at the last third's pace
-//!    would add [`STILL_IMPROVING_GAIN`] of the progress, or lower the loss by
-//!    [`STILL_IMPROVING_RELATIVE_GAIN`] of itself) but far from done: the best validation loss is
-//!    still above [`SLOW_LEARNED`] of the baseline, or it is falling at least as fast per epoch
-//!    at the end as on average and that pace would add [`SLOW_RECENT_GAIN`] of the progress (it
-//!    has only just got going); without a baseline, improved less than
-//!    `slow_improvement` from the first epoch with a group too low or the loss still creeping;
-//! 7. `plateaued` — settled (within [`super::curves::SETTLED_FRACTION_OF_PROGRESS`] of the progress of its best)
-//!    at least [`PLATEAU_MIN_EPOCHS`] epochs (and a quarter of the run) before the end, and no
-//!    longer improving: the rest of the run was spent on a flat curve;
-//! 8. `good` — none of the above: both curves came down and validation is still near its best.
+//! 3. near chance — the best validation loss stayed within [`NOT_LEARNING_GAIN`] of the loss of a
+//!    model that learned nothing (ln C for C classes, the targets' variance for a regression):
+//!    `unstable` when the curves show it was thrown about by a rate too high (it learned and fell
+//!    back, a classifier's first epoch's training loss was
+//!    [`super::harm::BLEW_UP_AT_ONCE_OF_BASELINE`] times the baseline, its losses rose above the baseline twice or jumped twice), else `slow`
+//!    when it is still falling beyond its noise at a pace that would lower it by
+//!    [`STILL_IMPROVING_RELATIVE_GAIN`] in another third of the run (however far it has to go, a
+//!    clear fall is not "no learning"; a crawl of a fraction of a percent is), else
+//!    `not-learning`;
+//! 4. `unstable` — a run that learned and fell back to chance (both losses ending at
+//!    [`super::harm::FELL_BACK_OF_BASELINE`] of the baseline); or losses that jump: at least two
+//!    jumps, in `unstable_fraction` of the epoch-to-epoch steps or more (or one of them undoing
+//!    [`BIG_JUMP_OF_PROGRESS`] of the progress, in training, or in a validation spike to more
+//!    than twice its level) — a training loss rising by more than `unstable_jump` of the larger
+//!    of its previous and first value, or a validation loss rising that much *and* by
+//!    [`BOUNCE_OF_PROGRESS`] of the progress, then falling right after; or a training loss that
+//!    rose in a sustained way (its end level `overfit_val_rise` above its best level, beyond its
+//!    noise); or both losses rising after validation's best;
+//! 5. `overfitting` — validation rose from its best level to its end level by `overfit_val_rise`
+//!    and beyond its noise (or by half that, with the gap `overfit_gap` of the validation loss and
+//!    wider than at the best), its best at least two epochs before the end, while training loss
+//!    kept falling (its end level [`TRAIN_FALL_AFTER_BEST`] below its loss at the best);
+//! 6. `slow` — still improving at the end (the last third's slope beyond its noise, and another
+//!    third of the run at that pace would add [`super::curves::STILL_IMPROVING_GAIN`] of the
+//!    progress or lower the loss by [`super::curves::STILL_IMPROVING_RELATIVE_GAIN`] of itself)
+//!    but far from done: the best validation loss still above [`SLOW_LEARNED`] of the baseline, or
+//!    falling at least as fast per epoch at the end as on average with that pace adding
+//!    [`SLOW_RECENT_GAIN`] of the progress (it has only just got going); without a baseline,
+//!    improved less than `slow_improvement` from the first epoch with a group too low or the loss
+//!    still creeping;
+//! 7. `plateaued` — stalled short of a good fit: validation settled (its level within
+//!    [`super::curves::SETTLED_BAND`] of its best, or its noise) for at least
+//!    [`PLATEAU_MIN_EPOCHS`] epochs and a quarter of the run, no longer improving, its best level
+//!    still above [`SLOW_LEARNED`] of the baseline, and training stalled too (it fell less than
+//!    [`TRAIN_FALL_AFTER_BEST`] over that stretch);
+//! 8. `good` — none of the above: it learned and ends near its best, converged (flat at a level
+//!    well below the baseline: "converged by epoch k") or still improving.
+//!
+//! Every number a sentence cites is one of the run's own (an epoch's loss, a median of the last
+//! epochs, a range), so each claim can be checked against the curve (the property tests do).
 
 mod ending;
 mod learning;
@@ -44,31 +53,28 @@ mod learning;
 use super::{curves::Curves, groups::GroupJudgement, Thresholds};
 use crate::domain::{EpochMetrics, RunRecord, Verdict};
 use ending::{good, overfitting, plateaued, slow};
-use learning::{diverged, not_learning, too_short, unstable};
+use learning::{diverged, near_chance, too_short, unstable};
 
-/// `not-learning` while the best validation loss is above (1 − this) × the baseline.
+/// Near chance while the best validation loss is above (1 − this) × the baseline.
 pub const NOT_LEARNING_GAIN: f64 = 0.1;
-/// `slow` (while still improving) as long as the best validation loss is above this fraction of
-/// the baseline.
+/// `slow` (while still improving), and `plateaued` (when flat), only while the best validation
+/// loss is above this fraction of the baseline: below it, a run has learned most of what there is.
 pub const SLOW_LEARNED: f64 = 0.5;
 pub use super::curves::{STILL_IMPROVING_GAIN, STILL_IMPROVING_RELATIVE_GAIN};
 /// `slow` also when validation is falling at least as fast per epoch at the end as on average
 /// (it has only just got going) and the pace at the end would, in another third of the run, add
 /// this fraction of the progress made so far.
 pub const SLOW_RECENT_GAIN: f64 = 0.25;
-/// Training "kept falling" after the best epoch when it averaged this fraction below its loss
-/// there.
+/// Training "kept falling" after the best epoch (and did not stall on a plateau) when its end
+/// level is this fraction below its loss there.
 pub const TRAIN_FALL_AFTER_BEST: f64 = 0.1;
 /// A run with two jumps or more is `unstable` whatever their share of the steps when one of them
 /// undid this fraction of the progress made.
 pub const BIG_JUMP_OF_PROGRESS: f64 = 0.5;
 /// A validation bounce must undo at least this fraction of the progress made to count as a jump.
 pub const BOUNCE_OF_PROGRESS: f64 = 0.2;
-/// A rise of validation loss from its best counts as overfitting only when it is also this
-/// fraction of the progress made (besides `overfit_val_rise` of the best).
-pub const OVERFIT_RISE_OF_PROGRESS: f64 = 0.01;
-/// `plateaued` needs the curve settled at least this many epochs before the end (and a quarter of
-/// the run).
+/// `plateaued` and "converged" need the curve settled at least this many epochs before the end
+/// (and a quarter of the run).
 pub const PLATEAU_MIN_EPOCHS: usize = 3;
 
 /// What the verdict rests on, before it becomes one sentence.
@@ -114,10 +120,10 @@ pub(super) fn judge(
 ) -> Finding {
     diverged(run, epochs, c, groups, t)
         .or_else(|| too_short(run, epochs.len(), t))
-        .or_else(|| not_learning(epochs, c, groups))
-        .or_else(|| unstable(epochs, c, groups, t))
+        .or_else(|| near_chance(run, epochs, c, groups, t))
+        .or_else(|| unstable(run, epochs, c, groups, t))
         .or_else(|| overfitting(epochs, c, groups, t))
         .or_else(|| slow(epochs, c, groups, t))
-        .or_else(|| plateaued(c, groups))
+        .or_else(|| plateaued(epochs, c, groups))
         .unwrap_or_else(|| good(epochs, c, groups, t))
 }
