@@ -342,6 +342,26 @@ pub(super) struct Curves {
     pub accelerating: bool,
     /// The first epoch's training loss.
     pub first_train: f64,
+    /// Whether the last third falls, on the curve's own scale, at least [`STEADY_PACE`] as fast
+    /// per epoch as the first third did: a descent that has not begun to level off.
+    pub steady: bool,
+}
+
+/// A last third whose fitted line still falls by this fraction of the loss is creeping down, not
+/// stalled.
+pub const CREEP_OVER_STRETCH: f64 = 0.01;
+
+/// A descent is steady while its last third falls at least this fraction as fast (on its own
+/// scale) as its first third: no floor in sight yet.
+pub const STEADY_PACE: f64 = 0.5;
+
+/// The least-squares slope of `values` (on `scale`) over epochs `range`.
+fn slope_on(values: &[f64], scale: Scale, range: std::ops::Range<usize>) -> (f64, f64) {
+    let points: Vec<(f64, f64)> = range
+        .filter(|&i| values[i].is_finite() && (!scale.log || values[i] > 0.0))
+        .map(|i| (i as f64, scale.to(values[i])))
+        .collect();
+    slope(&points)
 }
 
 /// Still improving: another third of the run at the last third's pace would add this fraction of
@@ -407,9 +427,27 @@ impl Curves {
                 && -scaled_slope >= NOISE_MARGIN * scaled_error.min(f64::MAX),
             accelerating: accelerating(epochs, &linear),
             first_train: epochs.first().map_or(f64::NAN, |e| e.train_loss),
+            steady: {
+                let third = last_third(n);
+                let first_pace = -slope_on(&vals, val.scale, 0..third).0;
+                let last_pace = -slope_on(&vals, val.scale, n - third..n).0;
+                first_pace > 0.0 && last_pace >= STEADY_PACE * first_pace
+            },
             val,
             train,
         }
+    }
+
+    /// Whether validation loss still creeps down at the end: the last third's slope is downward
+    /// beyond its noise ([`NOISE_MARGIN`] standard errors) and adds up to [`CREEP_OVER_STRETCH`]
+    /// of the loss or more over that third — slower than [`Curves::still_improving`] asks, but
+    /// not stalled.
+    pub fn creeping(&self, epochs: &[EpochMetrics]) -> bool {
+        let vals: Vec<f64> = epochs.iter().map(|e| e.val_loss).collect();
+        let third = last_third(self.n);
+        let (slope, error) = slope_on(&vals, self.val.scale, self.n - third..self.n);
+        let fall = -self.val.scale.as_fraction(slope * third as f64);
+        slope < 0.0 && -slope >= NOISE_MARGIN * error && fall >= CREEP_OVER_STRETCH
     }
 
     /// The range of validation losses from epoch index `from` to the end.

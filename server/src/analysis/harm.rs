@@ -6,7 +6,7 @@
 
 use super::{
     curves::{lowest_near, median, Curves},
-    verdicts::{BOUNCE_OF_PROGRESS, NOT_LEARNING_GAIN},
+    verdicts::{BOUNCE_OF_PROGRESS, NOT_LEARNING_GAIN, TRAIN_FALL_AFTER_BEST},
     Thresholds,
 };
 use crate::domain::EpochMetrics;
@@ -180,6 +180,21 @@ pub(super) fn fell_back(epochs: &[EpochMetrics], c: &Curves) -> Option<usize> {
         .then_some(learned)
 }
 
+/// Validation bouncing by this fraction of its level from epoch to epoch (its noise) while
+/// training has stopped falling: the optimizer is thrown about near its minimum.
+pub const NOISY_BOUNCE: f64 = 0.15;
+
+/// A validation curve whose noise is [`NOISY_BOUNCE`] of its level or more while training loss
+/// stopped falling over the second half (its end level above (1 − `TRAIN_FALL_AFTER_BEST`) of
+/// its level at mid-run): the noise as a fraction, and the mid-run index.
+pub(super) fn noisy_stall(c: &Curves) -> Option<(f64, usize)> {
+    let noise = c.val.scale.as_fraction(c.val.noise);
+    let mid = c.n / 2;
+    let train_mid = c.train.scale.back(*c.train.levels.get(mid)?);
+    let stalled = c.train.end_level > (1.0 - TRAIN_FALL_AFTER_BEST) * train_mid;
+    (noise >= NOISY_BOUNCE && stalled).then_some((noise, mid))
+}
+
 /// A sustained rise of the training loss, by `overfit_val_rise` and beyond its noise: the index
 /// of its lowest level.
 pub(super) fn training_rose(c: &Curves, t: &Thresholds) -> Option<usize> {
@@ -195,6 +210,7 @@ pub(super) fn shows_harm(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) ->
         || fell_back(epochs, c).is_some()
         || training_rose(c, t).is_some()
         || both_rose(epochs, c, t).is_some()
+        || noisy_stall(c).is_some()
 }
 
 /// Validation rose from its best level in a sustained way while training got no lower than it

@@ -99,7 +99,10 @@ fn record(run: &Value) -> (RunRecord, Vec<EpochMetrics>) {
 
 #[test]
 fn labelled_curves_agree_with_their_labellers() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/curves/runs.json");
+    // STRATA_CURVES=FILE scores another labelled set of the same format (without the goals).
+    let path = std::env::var("STRATA_CURVES").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/curves/runs.json").to_string()
+    });
     let runs: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let only = std::env::var("ONLY").ok();
     let (mut agree, mut total) = (0, 0);
@@ -165,7 +168,7 @@ fn labelled_curves_agree_with_their_labellers() {
     println!(
         "agreement {agree}/{total}; wrong groups found {found}/{named}; false alarms {alarms}/{reasonable_groups}"
     );
-    if only.is_none() {
+    if only.is_none() && std::env::var_os("STRATA_CURVES").is_none() {
         // The goals: a verdict the labellers gave for ≥ 95% of runs, ≥ 90% of the groups
         // the configuration names found, ≤ 5% of the groups of textbook runs flagged.
         assert!(agree * 100 >= 95 * total, "agreement {agree}/{total}");

@@ -274,8 +274,9 @@ fn a_wide_gap_is_overfitting_only_once_validation_stops_improving() {
 
 /// The demo's layer-rate run: validation touched 0.104 once (epoch 9), and its level around there
 /// was 0.13; it ends at 0.15, bouncing 0.13–0.185 — a rise measured from one lucky epoch (41%) is
-/// not the curve's, and its rise from its level (15%) is within its noise: converged, not
-/// overfitting.
+/// not the curve's, and its rise from its level (15%) is within its noise: not overfitting. What
+/// it shows is validation bouncing by a sixth of its level while training stopped falling near
+/// 0.05: the optimizer thrown about near its minimum.
 #[test]
 fn a_rise_from_one_lucky_epoch_within_the_noise_is_not_overfitting() {
     let losses = [
@@ -296,10 +297,10 @@ fn a_rise_from_one_lucky_epoch_within_the_noise_is_not_overfitting() {
         (0.053, 0.147),
     ];
     let a = analyse_default(&finished(), &curve(&losses));
-    assert_eq!(a.verdict.label(), "good", "{}", a.reason);
+    assert_eq!(a.verdict.label(), "unstable", "{}", a.reason);
     assert!(
-        a.reason.contains(
-            "has stayed between 0.1040 and 0.1850 since epoch 6: good; converged by epoch 6"
+        a.reason.starts_with(
+            "validation loss bounces by about 17% of its level from epoch to epoch while training loss stopped falling (0.05200 at epoch 8, a median of 0.05300 over the last 3 epochs)"
         ),
         "{}",
         a.reason
@@ -360,10 +361,8 @@ fn bouncing_losses_are_unstable_and_name_the_group_to_slow_down() {
         unstable_fraction: 0.5,
         ..Thresholds::default()
     };
-    assert_ne!(
-        analyse(&finished(), &epochs, &strict).verdict.label(),
-        "unstable"
-    );
+    let a = analyse(&finished(), &epochs, &strict);
+    assert!(!a.reason.contains("jumped up"), "{}", a.reason);
 }
 
 #[test]
@@ -926,4 +925,50 @@ fn external_runs_get_advice_in_their_own_terms_and_their_schedule_is_heeded() {
     on_cosine.config.schedule = "cosine".into();
     let a = analyse_default(&on_cosine, &epochs);
     assert!(!a.reason.contains("--schedule cosine"), "{}", a.reason);
+}
+
+/// A descent at an undiminished pace (a straight line on a log scale) with more than a quarter of
+/// the baseline still to go: slow — the rate or the epochs, not the model, set where it ends.
+#[test]
+fn a_steady_descent_with_much_left_is_slow() {
+    let losses: Vec<(f64, f64)> = (0..40)
+        .map(|e| {
+            let val = 0.72 * 0.98f64.powi(e);
+            (val * 1.05, val)
+        })
+        .collect();
+    let (record, epochs) = binary(&losses);
+    let a = analyse_default(&record, &epochs);
+    assert_eq!(a.verdict, Verdict::Slow, "{}", a.reason);
+    assert!(
+        a.reason.contains("raise the rates or train longer"),
+        "{}",
+        a.reason
+    );
+}
+
+/// Far from a good fit (above half the baseline) and still creeping down beyond its noise, a
+/// little each epoch: slow, not stalled; the same curve flat is plateaued.
+#[test]
+fn a_curve_far_from_a_good_fit_still_creeping_down_is_slow_not_plateaued() {
+    let creeping: Vec<(f64, f64)> = (0..60)
+        .map(|e| {
+            let e = f64::from(e);
+            let val = 0.62 + 0.3 * (-e / 4.0).exp() - 0.0004 * e;
+            (val * 0.97, val)
+        })
+        .collect();
+    let (record, epochs) = binary(&creeping);
+    let a = analyse_default(&record, &epochs);
+    assert_eq!(a.verdict, Verdict::Slow, "{}", a.reason);
+    let flat: Vec<(f64, f64)> = (0..60)
+        .map(|e| {
+            let e = f64::from(e);
+            let val = 0.62 + 0.3 * (-e / 4.0).exp();
+            (val * 0.97, val)
+        })
+        .collect();
+    let (record, epochs) = binary(&flat);
+    let a = analyse_default(&record, &epochs);
+    assert_eq!(a.verdict, Verdict::Plateaued, "{}", a.reason);
 }

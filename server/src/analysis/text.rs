@@ -53,6 +53,20 @@ pub fn percent(fraction: f64) -> String {
     }
     let p = fraction * 100.0;
     let magnitude = p.abs();
+    // Near 100% but not at it ("fell 99.6%", "100.3% of"): a whole number would say "all" or "the
+    // same".
+    if (99.5..100.5).contains(&magnitude) && magnitude != 100.0 {
+        let shown = format!("{p:.1}%");
+        return if shown.trim_start_matches('-') == "100.0%" {
+            if magnitude < 100.0 {
+                "over 99.9%".into()
+            } else {
+                "100.0%".into()
+            }
+        } else {
+            shown
+        };
+    }
     if magnitude >= 9.95 {
         format!("{p:.0}%")
     } else if magnitude >= 0.995 {
@@ -115,6 +129,10 @@ mod tests {
         assert_eq!(percent(0.8), "80%");
         assert_eq!(percent(0.025), "2.5%");
         assert_eq!(percent(0.0003), "0.03%");
+        assert_eq!(percent(0.9958), "99.6%");
+        assert_eq!(percent(0.99996), "over 99.9%");
+        assert_eq!(percent(1.003), "100.3%");
+        assert_eq!(percent(1.0), "100%");
         assert_eq!(ratio(0.032), "3.2e-2");
         assert_eq!(ratio(1e-3), "1e-3");
         assert_eq!(rate(2.5e-4), "2.5e-4");

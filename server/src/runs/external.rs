@@ -624,7 +624,8 @@ pub fn max_external_epochs(groups: usize) -> usize {
     (MAX_EXTERNAL_EPOCH_GROUP_RECORDS / groups.max(1)).min(MAX_EXTERNAL_EPOCHS)
 }
 
-/// One epoch's values: the run's metric and groups, and every value but a loss finite.
+/// One epoch's values: the run's metric and groups, and every value but a loss (and a blown-up
+/// group's norms) finite.
 fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[String]) -> Result<()> {
     let LoggedEpoch {
         metrics: epoch,
@@ -663,7 +664,11 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
         }
         Ok(())
     };
-    finite("val_metric", epoch.val_metric, false)?;
+    // The epoch that reports divergence may have no metric to speak of (a NaN model's R²).
+    let diverged = !(epoch.train_loss.is_finite() && epoch.val_loss.is_finite());
+    if !diverged {
+        finite("val_metric", epoch.val_metric, false)?;
+    }
     finite("duration_ms", epoch.duration_ms, true)?;
     finite("samples_per_sec", epoch.samples_per_sec, true)?;
     let names: Vec<&str> = epoch.groups.iter().map(|g| g.name.as_str()).collect();
@@ -687,9 +692,22 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
             frozen: _,
         } = g;
         finite(&format!("groups[{name}].lr"), *lr, true)?;
-        finite(&format!("groups[{name}].grad_norm"), *grad_norm, true)?;
-        finite(&format!("groups[{name}].weight_norm"), *weight_norm, true)?;
-        finite(&format!("groups[{name}].update_ratio"), *update_ratio, true)?;
+        // A layer that blew up has an infinite or NaN norm while the loss may still be finite
+        // (its units died): what a logger measures, and what the analysis reads as a blow-up.
+        for (field, value) in [
+            ("grad_norm", grad_norm),
+            ("weight_norm", weight_norm),
+            ("update_ratio", update_ratio),
+        ] {
+            if *value < 0.0 {
+                return Err(StrataError::invalid(
+                    at(&format!("groups[{name}].{field}")),
+                    format!(
+                        "epoch {n}: {field} is {value}; a norm is >= 0 (NaN or inf where the layer blew up)"
+                    ),
+                ));
+            }
+        }
     }
     if epoch.extra.len() > MAX_EXTRA_SCALARS {
         return Err(StrataError::invalid(

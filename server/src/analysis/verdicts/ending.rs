@@ -1,7 +1,10 @@
 //! Rules 5–8 of the verdict (see the list in [`super`]): how the curves of a run that learned
 //! ended: `overfitting`, `slow`, `plateaued`, else `good`.
 
-use super::{Finding, PLATEAU_MIN_EPOCHS, SLOW_LEARNED, SLOW_RECENT_GAIN, TRAIN_FALL_AFTER_BEST};
+use super::{
+    Finding, PLATEAU_MIN_EPOCHS, SLOW_LEARNED, SLOW_RECENT_GAIN, SLOW_STEADY_LEARNED,
+    TRAIN_FALL_AFTER_BEST,
+};
 use crate::{
     analysis::{
         advice::{best_metric, join_names, names_with, rate_notes, slow_advice, with_notes},
@@ -107,7 +110,11 @@ pub(super) fn slow(
     if let Some(baseline) = &c.baseline {
         let far = c.best_val > SLOW_LEARNED * baseline.loss;
         let just_started = c.accelerating && c.recent_gain > SLOW_RECENT_GAIN;
-        if !(still_improving && (far || just_started)) {
+        // Falling at an undiminished pace with a good part of the way still to go.
+        let steady = c.steady && c.best_val > SLOW_STEADY_LEARNED * baseline.loss;
+        // Far from done and still creeping down, however slowly, is slow too: not stalled.
+        let creeping = far && c.creeping(epochs);
+        if !(still_improving && (far || just_started || steady) || creeping) {
             return None;
         }
         let metric = best_metric(epochs, c).map_or(String::new(), |m| format!(" ({m})"));

@@ -8,7 +8,10 @@ use crate::{
         advice::{best_metric, lower_rates_advice, names_with, slow_advice},
         curves::{lowest_near, median, Curves},
         groups::{Context, GroupJudgement},
-        harm::{above_chance, blew_up_at_once, both_rose, fell_back, jumps, training_rose, Rise},
+        harm::{
+            above_chance, blew_up_at_once, both_rose, fell_back, jumps, noisy_stall, training_rose,
+            Rise,
+        },
         text::{loss, percent, ratio},
         Thresholds,
     },
@@ -319,6 +322,19 @@ pub(super) fn unstable(
                 jumps.count,
                 jumps.steps,
                 rise_text(&jumps.largest?)
+            ),
+            advice(),
+        ));
+    }
+    if let Some((noise, mid)) = noisy_stall(c) {
+        return Some(Finding::new(
+            Verdict::Unstable,
+            format!(
+                "validation loss bounces by about {} of its level from epoch to epoch while training loss stopped falling ({} at epoch {}, a median of {} over the last {end_window} epochs)",
+                percent(noise),
+                loss(epochs[mid].train_loss),
+                epochs[mid].epoch,
+                loss(end_median(|e| e.train_loss)),
             ),
             advice(),
         ));

@@ -23,7 +23,9 @@
 //!    of its previous and first value, or a validation loss rising that much *and* by
 //!    [`BOUNCE_OF_PROGRESS`] of the progress, then falling right after; or a training loss that
 //!    rose in a sustained way (its end level `overfit_val_rise` above its best level, beyond its
-//!    noise); or both losses rising after validation's best;
+//!    noise); or both losses rising after validation's best; or validation bouncing by
+//!    [`super::harm::NOISY_BOUNCE`] of its level from epoch to epoch (its noise) while training
+//!    stopped falling over the second half;
 //! 5. `overfitting` — validation rose from its best level to its end level by `overfit_val_rise`
 //!    and beyond its noise (or by half that, with the gap `overfit_gap` of the validation loss and
 //!    wider than at the best), its best at least two epochs before the end, while training loss
@@ -33,9 +35,13 @@
 //!    progress or lower the loss by [`super::curves::STILL_IMPROVING_RELATIVE_GAIN`] of itself)
 //!    but far from done: the best validation loss still above [`SLOW_LEARNED`] of the baseline, or
 //!    falling at least as fast per epoch at the end as on average with that pace adding
-//!    [`SLOW_RECENT_GAIN`] of the progress (it has only just got going); without a baseline,
-//!    improved less than `slow_improvement` from the first epoch with a group too low or the loss
-//!    still creeping;
+//!    [`SLOW_RECENT_GAIN`] of the progress (it has only just got going), or falling as steadily
+//!    at the end as at the start ([`super::curves::STEADY_PACE`], on its own scale) with the best
+//!    still above [`SLOW_STEADY_LEARNED`] of the baseline; or far from done (above
+//!    [`SLOW_LEARNED`]) and still creeping down beyond its noise, however slowly
+//!    ([`super::curves::CREEP_OVER_STRETCH`] over the last third): not stalled; without a
+//!    baseline, improved less than `slow_improvement` from the first epoch with a group too low
+//!    or the loss still creeping;
 //! 7. `plateaued` — stalled short of a good fit: validation settled (its level within
 //!    [`super::curves::SETTLED_BAND`] of its best, or its noise) for at least
 //!    [`PLATEAU_MIN_EPOCHS`] epochs and a quarter of the run, no longer improving, its best level
@@ -61,6 +67,10 @@ pub const NOT_LEARNING_GAIN: f64 = 0.1;
 /// loss is above this fraction of the baseline: below it, a run has learned most of what there is.
 pub const SLOW_LEARNED: f64 = 0.5;
 pub use super::curves::{STILL_IMPROVING_GAIN, STILL_IMPROVING_RELATIVE_GAIN};
+/// `slow` also when the descent is steady ([`super::curves::STEADY_PACE`]) while the best
+/// validation loss is above this fraction of the baseline: an undiminished fall with a good part
+/// of the way still to go.
+pub const SLOW_STEADY_LEARNED: f64 = SLOW_LEARNED / 2.0;
 /// `slow` also when validation is falling at least as fast per epoch at the end as on average
 /// (it has only just got going) and the pace at the end would, in another third of the run, add
 /// this fraction of the progress made so far.
