@@ -5,7 +5,7 @@
 //! stands far above the others').
 
 use super::{
-    curves::{lowest_near, median, Curves},
+    curves::{lowest_near, median, Curves, SETTLED_BAND},
     verdicts::{BOUNCE_OF_PROGRESS, NOT_LEARNING_GAIN, TRAIN_FALL_AFTER_BEST},
     Thresholds,
 };
@@ -180,6 +180,18 @@ pub(super) fn fell_back(epochs: &[EpochMetrics], c: &Curves) -> Option<usize> {
         .then_some(learned)
 }
 
+/// A loss below this fraction of the baseline is as good as perfect (for 10 classes, 0.046: about
+/// 99% of the probability on the right class): its relative wobbles — a training loss going from
+/// 0.0008 to 0.004 — are not a rate throwing the model about.
+pub const NEGLIGIBLE_OF_BASELINE: f64 = 0.02;
+
+/// Whether `level` is above [`NEGLIGIBLE_OF_BASELINE`] of the baseline (or there is none).
+fn not_negligible(c: &Curves, level: f64) -> bool {
+    c.baseline
+        .as_ref()
+        .is_none_or(|b| level >= NEGLIGIBLE_OF_BASELINE * b.loss)
+}
+
 /// Validation bouncing by this fraction of its level from epoch to epoch (its noise) while
 /// training has stopped falling: the optimizer is thrown about near its minimum.
 pub const NOISY_BOUNCE: f64 = 0.15;
@@ -192,14 +204,17 @@ pub(super) fn noisy_stall(c: &Curves) -> Option<(f64, usize)> {
     let mid = c.n / 2;
     let train_mid = c.train.scale.back(*c.train.levels.get(mid)?);
     let stalled = c.train.end_level > (1.0 - TRAIN_FALL_AFTER_BEST) * train_mid;
-    (noise >= NOISY_BOUNCE && stalled).then_some((noise, mid))
+    (noise >= NOISY_BOUNCE && stalled && not_negligible(c, c.val.best_level))
+        .then_some((noise, mid))
 }
 
-/// A sustained rise of the training loss, by `overfit_val_rise` and beyond its noise: the index
-/// of its lowest level.
+/// A sustained rise of the training loss, by `overfit_val_rise` and beyond its noise, while
+/// validation ended away from its best too (a training loss that wobbles up under dropout while
+/// validation keeps improving is no harm): the index of its lowest level.
 pub(super) fn training_rose(c: &Curves, t: &Thresholds) -> Option<usize> {
     c.train.sustained_rise(t.overfit_val_rise)?;
-    c.train.best_level_at
+    c.val.sustained_rise(SETTLED_BAND)?;
+    not_negligible(c, c.train.end_level).then_some(c.train.best_level_at?)
 }
 
 /// Everything the curves show of a rate too high (for the group diagnoses).
@@ -230,5 +245,5 @@ pub(super) fn both_rose(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> 
             .collect::<Vec<_>>(),
     );
     let at = lowest_near(epochs, best, |e| e.val_loss);
-    (train_end >= epochs[at].train_loss).then_some(best)
+    (train_end >= epochs[at].train_loss && not_negligible(c, c.val.end_level)).then_some(best)
 }

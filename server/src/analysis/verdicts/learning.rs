@@ -178,7 +178,18 @@ pub(super) fn near_chance(
     t: &Thresholds,
 ) -> Option<Finding> {
     let baseline = c.baseline.as_ref()?;
-    if c.best_val <= (1.0 - NOT_LEARNING_GAIN) * baseline.loss {
+    let near = (1.0 - NOT_LEARNING_GAIN) * baseline.loss;
+    // A model that fits its training data but not the validation data is learning (and
+    // overfitting): only a run whose training loss stayed near chance too, or never came down
+    // from where it started (the training targets' own spread may differ from validation's), is
+    // judged here.
+    let train_lowest = c
+        .train
+        .scale
+        .back(c.train.levels.iter().copied().fold(f64::INFINITY, f64::min));
+    let training_stuck =
+        train_lowest > near || train_lowest > (1.0 - NOT_LEARNING_GAIN) * c.first_train;
+    if c.best_val <= near || !training_stuck {
         return None;
     }
     let metric = best_metric(epochs, c).map_or(String::new(), |m| format!(" ({m})"));

@@ -7,7 +7,9 @@
 //!    while training got no better than that start);
 //! 2. `too-short` — fewer than `min_epochs` epochs;
 //! 3. near chance — the best validation loss stayed within [`NOT_LEARNING_GAIN`] of the loss of a
-//!    model that learned nothing (ln C for C classes, the targets' variance for a regression):
+//!    model that learned nothing (ln C for C classes, the targets' variance for a regression),
+//!    and training got stuck too — its level stayed that near the baseline or within
+//!    [`NOT_LEARNING_GAIN`] of its first epoch (a model that fits its training data is learning):
 //!    `unstable` when the curves show it was thrown about by a rate too high (it learned and fell
 //!    back, a classifier's first epoch's training loss was
 //!    [`super::harm::BLEW_UP_AT_ONCE_OF_BASELINE`] times the baseline, its losses rose above the baseline twice or jumped twice), else `slow`
