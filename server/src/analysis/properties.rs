@@ -352,6 +352,16 @@ fn check_claims(g: &Generated, a: &RunAnalysis) -> Vec<&'static str> {
             if converged.trim() != k.trim() {
                 fail("'converged by' names another epoch than 'since'");
             }
+            // "It could have stopped there": that epoch's loss is near the curve's best level
+            // (the lowest median of three), not a spike or a point still on the way down.
+            let best_level = (0..vals.len())
+                .map(|i| median(&vals[i.saturating_sub(1)..(i + 2).min(vals.len())]))
+                .fold(f64::INFINITY, f64::min);
+            let stopped = vals[at(k)];
+            if vals.iter().all(|v| *v > 0.0) && stopped > best_level * 1.0501 {
+                fail("'converged by epoch k' where epoch k is well above the best level");
+            }
+            checked.push("converged by");
         }
     }
     // "X loss rose … from a at epoch k to a median of b over the last w epochs".
@@ -650,6 +660,7 @@ fn every_claim_is_true_of_its_curve_and_the_verdict_does_not_depend_on_the_scale
         "became",
         "fell",
         "stayed between",
+        "converged by",
         "validation rose",
         "training rose",
         "both rose",

@@ -15,17 +15,20 @@ pub const DEFAULT_DIVERGED_RATIO: f64 = 3.0;
 pub const DEFAULT_UNSTABLE_FRACTION: f64 = 0.2;
 /// A jump: a loss rising by more than this fraction from one epoch to the next.
 pub const DEFAULT_UNSTABLE_JUMP: f64 = 0.05;
-/// `overfitting` when validation loss ended this fraction above its best while training loss
-/// kept falling.
+/// `overfitting` when validation loss rose this fraction from its best level to its end level
+/// (beyond its noise) while training loss kept falling; a training loss rising this much (with
+/// validation off its best) is `unstable`.
 pub const DEFAULT_OVERFIT_VAL_RISE: f64 = 0.1;
-/// `overfitting` also when the final gap is this fraction of the final validation loss or more
-/// and it widened over the last third.
+/// `overfitting` also when validation rose half of `overfit_val_rise` and the final gap is this
+/// fraction of the final validation loss or more, wider than at the best.
 pub const DEFAULT_OVERFIT_GAP: f64 = 0.5;
 /// `slow` when validation loss improved less than this fraction from the first epoch to its best.
 pub const DEFAULT_SLOW_IMPROVEMENT: f64 = 0.1;
-/// Per group: a typical per-step update-to-weight ratio above this is `too-high`.
+/// Per group: a typical per-step update-to-weight ratio above this (or a blow-up) is `too-high`
+/// where the curves show the harm or the group's rate stands far above the others'.
 pub const DEFAULT_UPDATE_RATIO_HIGH: f64 = 3e-2;
-/// Per group: a typical per-step update-to-weight ratio below this is `too-low`.
+/// Per group: a typical per-step update-to-weight ratio below this is `too-low` where the rate
+/// is what holds the group back.
 pub const DEFAULT_UPDATE_RATIO_LOW: f64 = 1e-4;
 
 /// The rule of thumb the group thresholds sit around: a step moves a layer's weights by about a

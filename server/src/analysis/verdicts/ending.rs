@@ -8,7 +8,7 @@ use super::{
 use crate::{
     analysis::{
         advice::{best_metric, join_names, names_with, rate_notes, slow_advice, with_notes},
-        curves::{last_third, lowest_near, median, Curves},
+        curves::{last_third, lowest_near, median, Curves, SETTLED_BAND},
         groups::GroupJudgement,
         text::{gap, loss, percent},
         Thresholds,
@@ -158,12 +158,24 @@ pub(super) fn slow(
     ))
 }
 
-/// Where validation loss settled to the end, when it did long enough to matter (at least
-/// [`PLATEAU_MIN_EPOCHS`] epochs and a quarter of the run) and is no longer improving: its index.
+/// Where validation loss settled to the end — its level entered the band of its noise — when it
+/// did long enough to matter (at least [`PLATEAU_MIN_EPOCHS`] epochs and a quarter of the run)
+/// and is no longer improving: its index.
 fn settled_for_long(c: &Curves) -> Option<usize> {
     let at = c.val.settled_at()?;
     let flat_epochs = c.n - at;
     (flat_epochs >= PLATEAU_MIN_EPOCHS.max(c.n.div_ceil(4)) && !c.still_improving()).then_some(at)
+}
+
+/// The epoch a sentence names for a settled curve ("converged by epoch k", "could have stopped
+/// there"): the first from `settled` whose level and own loss are both within [`SETTLED_BAND`] of
+/// the best level — on a noisy curve, not an epoch still well above it, nor a spike — with
+/// [`PLATEAU_MIN_EPOCHS`] epochs to go. Its index.
+fn converged_at(c: &Curves, settled: usize) -> Option<usize> {
+    let near_best = c.val.scale.to(c.val.best_level) + c.val.scale.of_fraction(SETTLED_BAND);
+    (settled..c.n)
+        .find(|&i| c.val.levels[i] <= near_best && c.val.scaled[i] <= near_best)
+        .filter(|&i| c.n - i >= PLATEAU_MIN_EPOCHS)
 }
 
 /// `has stayed between 0.1 and 0.2 since epoch 7`.
@@ -188,7 +200,8 @@ pub(super) fn plateaued(
     if c.val.best_level <= SLOW_LEARNED * baseline.loss {
         return None;
     }
-    let at = settled_for_long(c)?;
+    let settled = settled_for_long(c)?;
+    let at = converged_at(c, settled).unwrap_or(settled);
     let train_end = end_median(epochs, c.val.end_window, |e| e.train_loss);
     if train_end <= (1.0 - TRAIN_FALL_AFTER_BEST) * epochs[at].train_loss {
         return None;
@@ -246,7 +259,7 @@ pub(super) fn good(
             epochs[best].epoch
         )
     };
-    if let Some(at) = settled_for_long(c) {
+    if let Some(at) = settled_for_long(c).and_then(|settled| converged_at(c, settled)) {
         let advice = format!(
             "converged by epoch {}: it could have stopped there",
             epochs[at].epoch
