@@ -247,3 +247,103 @@ async fn labelled_curves_replayed_through_a_daemon_agree_with_their_labellers() 
         "{listed}"
     );
 }
+
+/// An external run is told the change to make in its own loop, not a CLI flag, and what it
+/// logged of its schedule is heeded: a run that bounces under a logged cosine schedule is told to
+/// lower its rate or warm it up — not to use cosine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_runs_get_advice_in_their_own_terms() {
+    let daemon = Daemon::start();
+    let mut grpc = daemon.client().await.grpc();
+    let bouncing = [
+        (1.0, 1.0),
+        (0.7, 0.6),
+        (0.8, 0.9),
+        (0.5, 0.5),
+        (0.7, 0.8),
+        (0.4, 0.4),
+        (0.6, 0.7),
+        (0.35, 0.38),
+    ];
+    for (hyperparameters, wanted, unwanted) in [
+        (
+            vec![],
+            "or decay the rate over the run (e.g. a cosine schedule)",
+            "--",
+        ),
+        (
+            vec![("scheduler", "CosineAnnealingLR")],
+            "or warm the rate up over the first steps",
+            "cosine",
+        ),
+    ] {
+        let created = grpc
+            .create_run(CreateRunRequest {
+                name: "bouncing".into(),
+                tags: vec![],
+                hyperparameters: hyperparameters
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                dataset: "three classes".into(),
+                model: "mlp".into(),
+                groups: vec![GroupRate {
+                    name: "body".into(),
+                    lr: 0.1,
+                    frozen: None,
+                }],
+                task: Some(Task::Classes(3)),
+                parameter_count: 0,
+                train_rows: 320,
+                val_rows: 80,
+                steps_per_epoch: 10,
+            })
+            .await
+            .expect("CreateRun")
+            .into_inner();
+        let id = created.run.expect("run").id;
+        let epochs = bouncing
+            .iter()
+            .enumerate()
+            .map(|(i, &(train, val))| EpochRecord {
+                epoch: i as u32 + 1,
+                train_loss: train,
+                val_loss: val,
+                val_metric: Some(ValMetric::ValAccuracy(0.5)),
+                duration_ms: 0.0,
+                samples_per_sec: 0.0,
+                groups: vec![GroupEpochStats {
+                    name: "body".into(),
+                    lr: 0.1,
+                    grad_norm: 1.0,
+                    weight_norm: 1.0,
+                    update_ratio: 0.5,
+                    frozen: false,
+                }],
+                extra: Default::default(),
+            })
+            .collect();
+        grpc.log_epochs(LogEpochsRequest {
+            run: id.clone(),
+            epochs,
+        })
+        .await
+        .expect("LogEpochs");
+        let analysis = grpc
+            .get_run(GetRunRequest {
+                run: id,
+                ..Default::default()
+            })
+            .await
+            .expect("GetRun")
+            .into_inner()
+            .analysis
+            .expect("analysis");
+        assert_eq!(analysis.verdict(), Verdict::Unstable, "{}", analysis.reason);
+        assert!(analysis.reason.contains(wanted), "{}", analysis.reason);
+        assert!(!analysis.reason.contains(unwanted), "{}", analysis.reason);
+        for group in &analysis.groups {
+            assert!(!group.advice.contains("--"), "{}", group.advice);
+        }
+    }
+}
