@@ -26,30 +26,6 @@ fn number(value: &Value) -> f64 {
     value.as_f64().unwrap_or(f64::NAN)
 }
 
-fn verdict_label(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Good => "good",
-        Verdict::Plateaued => "plateaued",
-        Verdict::Overfitting => "overfitting",
-        Verdict::Unstable => "unstable",
-        Verdict::Slow => "slow",
-        Verdict::NotLearning => "not-learning",
-        Verdict::Diverged => "diverged",
-        Verdict::TooShort => "too-short",
-        Verdict::Unspecified => "unspecified",
-    }
-}
-
-fn diagnosis_label(diagnosis: Diagnosis) -> &'static str {
-    match diagnosis {
-        Diagnosis::Ok => "ok",
-        Diagnosis::TooHigh => "too-high",
-        Diagnosis::TooLow => "too-low",
-        Diagnosis::Frozen => "frozen",
-        Diagnosis::Unspecified => "unspecified",
-    }
-}
-
 /// The requests a logger sends for one labelled run.
 fn replay(run: &Value) -> (CreateRunRequest, Vec<EpochRecord>, bool) {
     let classification = run["task"] == "classification";
@@ -174,7 +150,7 @@ async fn labelled_curves_replayed_through_a_daemon_agree_with_their_labellers() 
             .unwrap_or_else(|e| panic!("{id}: GetRun: {e}"))
             .into_inner();
         let analysis = answer.analysis.expect("an analysis");
-        let verdict = verdict_label(analysis.verdict());
+        let verdict = analysis.verdict().label();
         let acceptable: Vec<&str> = run["labels"]["acceptable"]
             .as_array()
             .expect("acceptable")
@@ -195,7 +171,7 @@ async fn labelled_curves_replayed_through_a_daemon_agree_with_their_labellers() 
                 .groups
                 .iter()
                 .find(|g| g.name == group)
-                .map(|g| diagnosis_label(g.diagnosis()))
+                .map(|g| g.diagnosis().label())
         };
         if let Some(wrong) = run["wrong_group"].as_object() {
             named += 1;

@@ -27,6 +27,7 @@
 //! back by its gradient — vanishing, when it is far smaller than the other's (dead or saturated
 //! units): `ok` for its rate, and its advice says so.
 
+use super::curves::median;
 use super::text::{rate, ratio, rounded_rate};
 use super::thresholds::{Thresholds, BLOWUP_EPOCH_RATIO, UPDATE_RATIO_TARGET};
 
@@ -100,10 +101,6 @@ impl GroupJudgement {
             advice: self.advice.clone(),
         }
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    super::curves::median(values)
 }
 
 /// The rate that would bring `typical` to the rule of thumb (rates scale update ratios about

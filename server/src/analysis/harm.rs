@@ -5,7 +5,7 @@
 //! stands far above the others').
 
 use super::{
-    curves::{lowest_near, median, Curves, SETTLED_BAND},
+    curves::{lowest_near, Curves, SETTLED_BAND},
     verdicts::{BOUNCE_OF_PROGRESS, NOT_LEARNING_GAIN, TRAIN_FALL_AFTER_BEST},
     Thresholds,
 };
@@ -169,12 +169,7 @@ pub(super) fn fell_back(epochs: &[EpochMetrics], c: &Curves) -> Option<usize> {
     let learned = epochs
         .iter()
         .position(|e| e.val_loss.min(e.train_loss) <= (1.0 - LEARNED_BELOW_BASELINE) * baseline)?;
-    let train_end = median(
-        &mut epochs[epochs.len() - end_window..]
-            .iter()
-            .map(|e| e.train_loss)
-            .collect::<Vec<_>>(),
-    );
+    let train_end = c.train.end_level;
     let back = FELL_BACK_OF_BASELINE * baseline;
     (c.val.end_level >= back && train_end >= back && learned < epochs.len() - end_window)
         .then_some(learned)
@@ -237,13 +232,7 @@ pub(super) fn both_rose(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> 
         return None;
     }
     let best = c.val.best_level_at?;
-    let end_window = c.val.end_window;
-    let train_end = median(
-        &mut epochs[epochs.len() - end_window..]
-            .iter()
-            .map(|e| e.train_loss)
-            .collect::<Vec<_>>(),
-    );
+    let train_end = c.train.end_level;
     let at = lowest_near(epochs, best, |e| e.val_loss);
     (train_end >= epochs[at].train_loss && not_negligible(c, c.val.end_level)).then_some(best)
 }

@@ -8,23 +8,13 @@ use super::{
 use crate::{
     analysis::{
         advice::{best_metric, join_names, names_with, rate_notes, slow_advice, with_notes},
-        curves::{last_third, lowest_near, median, Curves, SETTLED_BAND},
+        curves::{last_third, lowest_near, median, Baseline, Curves, SETTLED_BAND},
         groups::GroupJudgement,
         text::{gap, loss, percent},
         Thresholds,
     },
     domain::{Diagnosis, EpochMetrics, Verdict},
 };
-
-/// The median of `value` over the last `window` epochs.
-fn end_median(epochs: &[EpochMetrics], window: usize, value: fn(&EpochMetrics) -> f64) -> f64 {
-    median(
-        &mut epochs[epochs.len() - window..]
-            .iter()
-            .map(value)
-            .collect::<Vec<_>>(),
-    )
-}
 
 /// Validation has stopped improving while training keeps falling: it rose from its best level
 /// by `overfit_val_rise` (beyond its noise), or by half that with a wide and widening gap.
@@ -99,6 +89,28 @@ pub(super) fn overfitting(
     })
 }
 
+/// `slow`, said of a curve still falling with `baseline` far below: where it went and how much of
+/// the baseline it still is.
+pub(super) fn still_falling_far_from_done(
+    epochs: &[EpochMetrics],
+    c: &Curves,
+    groups: &[GroupJudgement],
+    baseline: &Baseline,
+) -> Finding {
+    let metric = best_metric(epochs, c).map_or(String::new(), |m| format!(" ({m})"));
+    Finding::new(
+        Verdict::Slow,
+        format!(
+            "validation loss is still falling ({} → {}{metric}) but is still {} of {}",
+            loss(c.first_val),
+            loss(c.best_val),
+            percent(c.best_val / baseline.loss),
+            baseline.described
+        ),
+        Some(slow_advice(groups)),
+    )
+}
+
 pub(super) fn slow(
     epochs: &[EpochMetrics],
     c: &Curves,
@@ -117,18 +129,7 @@ pub(super) fn slow(
         if !(still_improving && (far || just_started || steady) || creeping) {
             return None;
         }
-        let metric = best_metric(epochs, c).map_or(String::new(), |m| format!(" ({m})"));
-        return Some(Finding::new(
-            Verdict::Slow,
-            format!(
-                "validation loss is still falling ({} → {}{metric}) but is still {} of {}",
-                loss(c.first_val),
-                loss(c.best_val),
-                percent(c.best_val / baseline.loss),
-                baseline.described
-            ),
-            Some(slow_advice(groups)),
-        ));
+        return Some(still_falling_far_from_done(epochs, c, groups, baseline));
     }
     // No baseline (a run recorded without its facts): judge by the improvement from epoch 1.
     let first = c.first_val;
@@ -202,7 +203,7 @@ pub(super) fn plateaued(
     }
     let settled = settled_for_long(c)?;
     let at = converged_at(c, settled).unwrap_or(settled);
-    let train_end = end_median(epochs, c.val.end_window, |e| e.train_loss);
+    let train_end = c.train.end_level;
     if train_end <= (1.0 - TRAIN_FALL_AFTER_BEST) * epochs[at].train_loss {
         return None;
     }

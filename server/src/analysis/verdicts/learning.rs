@@ -6,7 +6,7 @@ use super::{Finding, BIG_JUMP_OF_PROGRESS, NOT_LEARNING_GAIN, STILL_IMPROVING_RE
 use crate::{
     analysis::{
         advice::{best_metric, lower_rates_advice, names_with, slow_advice},
-        curves::{lowest_near, median, Curves},
+        curves::{lowest_near, Curves},
         groups::{Context, GroupJudgement},
         harm::{
             above_chance, blew_up_at_once, both_rose, fell_back, jumps, noisy_stall, training_rose,
@@ -212,16 +212,8 @@ pub(super) fn near_chance(
     // Near chance the progress is tiny, so a crawl adds a large share of it: only a fall that
     // would take the loss itself down by a tenth in another third of the run is still learning.
     if c.falling_beyond_noise && c.recent_relative_gain > STILL_IMPROVING_RELATIVE_GAIN {
-        return Some(Finding::new(
-            Verdict::Slow,
-            format!(
-                "validation loss is still falling ({} → {}{metric}) but is still {} of {}",
-                loss(c.first_val),
-                loss(c.best_val),
-                percent(c.best_val / baseline.loss),
-                baseline.described
-            ),
-            Some(slow_advice(groups)),
+        return Some(super::ending::still_falling_far_from_done(
+            epochs, c, groups, baseline,
         ));
     }
     Some(Finding::new(
@@ -299,14 +291,6 @@ pub(super) fn unstable(
         })
     };
     let end_window = c.val.end_window;
-    let end_median = |of: fn(&EpochMetrics) -> f64| {
-        median(
-            &mut epochs[epochs.len() - end_window..]
-                .iter()
-                .map(of)
-                .collect::<Vec<_>>(),
-        )
-    };
     if fell_back(epochs, c).is_some() {
         let best = &epochs[c.best?];
         let baseline = c.baseline.as_ref()?;
@@ -317,8 +301,8 @@ pub(super) fn unstable(
                 loss(best.val_loss),
                 best.epoch,
                 baseline.described,
-                loss(end_median(|e| e.val_loss)),
-                loss(end_median(|e| e.train_loss)),
+                loss(c.val.end_level),
+                loss(c.train.end_level),
             ),
             advice(),
         ));
@@ -345,7 +329,7 @@ pub(super) fn unstable(
                 percent(noise),
                 loss(epochs[mid].train_loss),
                 epochs[mid].epoch,
-                loss(end_median(|e| e.train_loss)),
+                loss(c.train.end_level),
             ),
             advice(),
         ));
@@ -358,7 +342,7 @@ pub(super) fn unstable(
                 "training loss rose from {} at epoch {} to a median of {} over the last {end_window} epochs",
                 loss(epochs[at].train_loss),
                 epochs[at].epoch,
-                loss(end_median(|e| e.train_loss)),
+                loss(c.train.end_level),
             ),
             advice(),
         ));
@@ -371,9 +355,9 @@ pub(super) fn unstable(
                 "both losses rose after epoch {}: validation from {} to a median of {} over the last {end_window} epochs, training from {} to {}",
                 epochs[at].epoch,
                 loss(epochs[at].val_loss),
-                loss(end_median(|e| e.val_loss)),
+                loss(c.val.end_level),
                 loss(epochs[at].train_loss),
-                loss(end_median(|e| e.train_loss)),
+                loss(c.train.end_level),
             ),
             advice(),
         ));

@@ -55,7 +55,7 @@
 //! Every number a sentence cites is one of the run's own (an epoch's loss, a median of the last
 //! epochs, a range), so each claim can be checked against the curve (the property tests do).
 
-mod ending;
+pub(super) mod ending;
 mod learning;
 
 use super::{curves::Curves, groups::GroupJudgement, Thresholds};
