@@ -340,6 +340,9 @@ pub(super) struct Curves {
     /// Whether validation loss fell at least as fast per epoch over the last third as over the
     /// whole run: a curve that has only just got going, rather than one slowing down.
     pub accelerating: bool,
+    /// Whether it fell [`SPEEDING_UP`] times as fast per epoch over the last third as on average,
+    /// beyond its noise: learning that has only just got going.
+    pub speeding_up: bool,
     /// The first epoch's training loss.
     pub first_train: f64,
     /// Whether the last third falls, on the curve's own scale, at least [`STEADY_PACE`] as fast
@@ -426,6 +429,9 @@ impl Curves {
             falling_beyond_noise: scaled_slope < 0.0
                 && -scaled_slope >= NOISE_MARGIN * scaled_error.min(f64::MAX),
             accelerating: accelerating(epochs, &linear),
+            speeding_up: scaled_slope < 0.0
+                && -scaled_slope >= NOISE_MARGIN * scaled_error.min(f64::MAX)
+                && pace_ratio(epochs, &linear).is_some_and(|r| r >= SPEEDING_UP),
             first_train: epochs.first().map_or(f64::NAN, |e| e.train_loss),
             steady: {
                 let third = last_third(n);
@@ -493,12 +499,20 @@ fn epochs_to_converge(epochs: &[EpochMetrics], best_val: f64, near_best_fraction
 /// Whether validation loss fell over the last third (`val_points`) at least as fast per epoch as
 /// over the whole run.
 fn accelerating(epochs: &[EpochMetrics], val_points: &[(f64, f64)]) -> bool {
+    pace_ratio(epochs, val_points).is_some_and(|r| r >= 1.0 - 1e-9)
+}
+
+/// The last third's pace of fall (`val_points`, per epoch) over the whole run's, when both fall
+/// (a straight line's paces are equal but computed two ways: equal within rounding is equal).
+fn pace_ratio(epochs: &[EpochMetrics], val_points: &[(f64, f64)]) -> Option<f64> {
     let n = epochs.len();
     let recent_pace = -slope(val_points).0;
     let average_pace = match (epochs.first(), epochs.last()) {
         (Some(first), Some(last)) if n > 1 => (first.val_loss - last.val_loss) / (n - 1) as f64,
         _ => 0.0,
     };
-    // A straight line's paces are equal but computed two ways: equal within rounding is equal.
-    recent_pace > 0.0 && recent_pace >= average_pace * (1.0 - 1e-9)
+    (recent_pace > 0.0 && average_pace > 0.0).then(|| recent_pace / average_pace)
 }
+
+/// A fall at least this many times faster at the end than on average has only just got going.
+pub const SPEEDING_UP: f64 = 1.5;

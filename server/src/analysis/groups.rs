@@ -22,7 +22,9 @@
 //! far above the others', it alone is named: the rest were thrown about by it. A group is
 //! `too-low` when it moves less than `update_ratio_low` per step and its rate is what holds it
 //! back: lower than that of a group that moves well, or no group moves well, or its steps do not
-//! follow its gradient (Adam's do not: its rate alone sets how far a step goes). A group whose
+//! follow its gradient (Adam's do not: its rate alone sets how far a step goes); or, inside the
+//! band, when its rate is [`RATE_STANDS_OUT`]× below every other group's and its updates
+//! [`UPDATES_STAND_OUT`]× below theirs. A group whose
 //! SGD-like steps follow a small gradient, at the rate that moves another group well, is held
 //! back by its gradient — vanishing, when it is far smaller than the other's (dead or saturated
 //! units): `ok` for its rate, and its advice says so.
@@ -35,6 +37,10 @@ use super::thresholds::{Thresholds, BLOWUP_EPOCH_RATIO, UPDATE_RATIO_TARGET};
 pub const DIAGNOSIS_WINDOW_EPOCHS: usize = 5;
 /// Updates this many times `update_ratio_high` are too high whatever the curves show.
 pub const FAR_OUTSIDE_BAND: f64 = 10.0;
+/// A group whose rate is [`RATE_STANDS_OUT`] times below every other group's and whose updates
+/// are this many times smaller than every other group's is `too-low` even inside the band (which
+/// spans 300×): its rate, not its layer, sets it apart.
+pub const UPDATES_STAND_OUT: f64 = 10.0;
 /// A group whose update per step is at most this many times its rate × its gradient (relative to
 /// its weights) moves as its gradient pushes it — plain SGD (× 1), or with momentum (up to × 10
 /// at 0.9) — so a small gradient, not its rate, can keep it still. Adam's normalized steps read
@@ -64,8 +70,12 @@ pub struct GroupJudgement {
     pub blew_up: bool,
     /// Median gradient norm over weight norm in the epochs judged (None when not recorded).
     pub relative_gradient: Option<f64>,
-    /// The group's base rate from the run's rate table (its largest parameter's), 0 if unknown.
+    /// The group's base rate from the run's rate table (its largest parameter's), else the rate
+    /// it trained at; 0 if unknown.
     pub lr: f64,
+    /// The rate it trained at over the epochs judged (its schedule's): what groups are compared
+    /// by; 0 if unknown.
+    pub trained_at: f64,
     /// What the advice compares it with: the other groups' rates where its own stands out, or
     /// the group that moves well at its rate (for vanishing gradients).
     pub context: Context,
@@ -137,8 +147,8 @@ fn advice(j: &GroupJudgement, run: &RunRecord, thresholds: &Thresholds) -> Strin
         (Diagnosis::Frozen, _) => "frozen in every epoch analysed: nothing to judge".into(),
         (Diagnosis::TooHigh, Context::RateApart { others }) => format!(
             "its rate, {}, is {}× the other groups' ({}), and it moved {} of its weight norm per step in epoch {}: bring its rate nearer theirs",
-            rate(j.lr),
-            rounded_rate(j.lr / others),
+            rate(j.trained_at),
+            rounded_rate(j.trained_at / others),
             rate(*others),
             ratio(j.peak),
             j.peak_epoch
@@ -157,7 +167,7 @@ fn advice(j: &GroupJudgement, run: &RunRecord, thresholds: &Thresholds) -> Strin
         (Diagnosis::TooLow, Context::RateApart { others }) => format!(
             "moves only {} of its weight norm per step (rule of thumb ~{target}) at a rate {}× below the other groups' ({}): {}",
             ratio(j.typical),
-            rounded_rate(others / j.lr),
+            rounded_rate(others / j.trained_at),
             rate(*others),
             from_to("raise")
         ),
@@ -222,7 +232,10 @@ struct Measured {
     blew_up: bool,
     relative_gradient: Option<f64>,
     judged: usize,
+    /// The base rate, as the rate table gives it (else the rate it trained at): what advice names.
     lr: f64,
+    /// The rate it trained at over the epochs judged: what groups are compared by (0 unknown).
+    trained_at: f64,
 }
 
 impl Measured {
@@ -232,7 +245,9 @@ impl Measured {
     fn held_by_gradient(&self) -> bool {
         match self.relative_gradient {
             Some(0.0) => true,
-            Some(g) if self.lr > 0.0 => self.typical <= FOLLOWS_GRADIENT_GAIN * self.lr * g,
+            Some(g) if self.trained_at > 0.0 => {
+                self.typical <= FOLLOWS_GRADIENT_GAIN * self.trained_at * g
+            }
             _ => false,
         }
     }
@@ -242,6 +257,7 @@ fn measure(run: &RunRecord, epochs: &[EpochMetrics], name: &str, t: &Thresholds)
     // Per-step ratios of the epochs this group trained in; a non-finite one is a blow-up.
     let mut per_step = Vec::new();
     let mut relative = Vec::new();
+    let mut rates = Vec::new();
     let (mut peak, mut peak_epoch) = (0.0f64, 0);
     let mut blew_up = false;
     for record in epochs {
@@ -266,8 +282,15 @@ fn measure(run: &RunRecord, epochs: &[EpochMetrics], name: &str, t: &Thresholds)
             if stats.weight_norm > 0.0 && stats.grad_norm.is_finite() {
                 relative.push(stats.grad_norm / stats.weight_norm);
             }
+            if stats.lr > 0.0 && stats.lr.is_finite() {
+                rates.push(stats.lr);
+            }
         }
     }
+    // The rate it trained at in those epochs (its schedule's, 0 while frozen); the rate table's
+    // when the epochs do not say. A group frozen at first is logged at rate 0 until it thaws.
+    let trained_at = (!rates.is_empty()).then(|| median(&mut rates));
+    let table = run.group_rate(name);
     Measured {
         name: name.to_string(),
         judged: per_step.len(),
@@ -276,7 +299,12 @@ fn measure(run: &RunRecord, epochs: &[EpochMetrics], name: &str, t: &Thresholds)
         peak,
         peak_epoch,
         blew_up,
-        lr: run.group_rate(name),
+        lr: if table > 0.0 {
+            table
+        } else {
+            trained_at.unwrap_or(0.0)
+        },
+        trained_at: trained_at.unwrap_or(table),
     }
 }
 
@@ -313,11 +341,28 @@ fn judge(m: &Measured, all: &[Measured], me: usize, t: &Thresholds, harm: bool) 
             .filter(move |(i, o)| *i != me && o.judged > 0)
             .map(|(_, o)| o)
     };
-    let highest_other = others().map(|o| o.lr).fold(0.0, f64::max);
-    let rate_apart_high = highest_other > 0.0 && m.lr >= RATE_STANDS_OUT * highest_other;
+    // Rates are compared as the groups trained (a group frozen at first is logged at rate 0):
+    // only groups whose rate is known count.
+    let known = |o: &&Measured| o.trained_at > 0.0;
+    let own = m.trained_at;
+    let highest_other = others()
+        .filter(known)
+        .map(|o| o.trained_at)
+        .fold(0.0, f64::max);
+    let rate_apart_high =
+        own > 0.0 && highest_other > 0.0 && own >= RATE_STANDS_OUT * highest_other;
     let moving_well = || others().filter(|o| o.typical >= t.update_ratio_low);
-    let slowest_moving_well = moving_well().map(|o| o.lr).fold(f64::INFINITY, f64::min);
-    let lowest_other = others().map(|o| o.lr).fold(f64::INFINITY, f64::min);
+    let slowest_moving_well = moving_well()
+        .filter(known)
+        .map(|o| o.trained_at)
+        .fold(f64::INFINITY, f64::min);
+    let lowest_other = others()
+        .filter(known)
+        .map(|o| o.trained_at)
+        .fold(f64::INFINITY, f64::min);
+    let rate_apart_low =
+        own > 0.0 && lowest_other.is_finite() && own * RATE_STANDS_OUT <= lowest_other;
+    let least_other_typical = others().map(|o| o.typical).fold(f64::INFINITY, f64::min);
     let high = m.typical > t.update_ratio_high || m.blew_up;
     let mut context = Context::Own;
     let diagnosis = if m.judged == 0 {
@@ -329,10 +374,10 @@ fn judge(m: &Measured, all: &[Measured], me: usize, t: &Thresholds, harm: bool) 
             others: highest_other,
         };
         Diagnosis::TooHigh
-    } else if m.typical < t.update_ratio_low
-        && (m.lr < slowest_moving_well || !m.held_by_gradient())
+    } else if m.typical < t.update_ratio_low && (own < slowest_moving_well || !m.held_by_gradient())
+        || rate_apart_low && m.typical * UPDATES_STAND_OUT < least_other_typical
     {
-        if lowest_other.is_finite() && m.lr * RATE_STANDS_OUT <= lowest_other {
+        if rate_apart_low {
             context = Context::RateApart {
                 others: lowest_other,
             };
@@ -365,6 +410,7 @@ fn judge(m: &Measured, all: &[Measured], me: usize, t: &Thresholds, harm: bool) 
         blew_up: m.blew_up,
         relative_gradient: m.relative_gradient,
         lr: m.lr,
+        trained_at: m.trained_at,
         context,
         advice: String::new(),
     }
@@ -377,7 +423,7 @@ fn name_only_the_outlier(judged: &mut [GroupJudgement]) {
         .iter()
         .enumerate()
         .filter(|(_, j)| j.diagnosis == Diagnosis::TooHigh)
-        .map(|(i, j)| (i, j.lr))
+        .map(|(i, j)| (i, j.trained_at))
         .collect();
     if high.len() < 2 {
         return;

@@ -149,6 +149,16 @@ fn labelled_curves_agree_with_their_labellers() {
             );
         }
         if run["all_groups_reasonable"] == true {
+            for g in &a.groups {
+                if matches!(g.diagnosis, Diagnosis::TooHigh | Diagnosis::TooLow) {
+                    println!(
+                        "ALARM {id} {} {}: {}",
+                        g.name,
+                        g.diagnosis.label(),
+                        g.advice
+                    );
+                }
+            }
             reasonable_groups += a.groups.len();
             alarms += a
                 .groups

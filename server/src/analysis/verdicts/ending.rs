@@ -25,7 +25,9 @@ pub(super) fn overfitting(
     t: &Thresholds,
 ) -> Option<Finding> {
     let level_at = c.val.best_level_at?;
-    if c.n - 1 - level_at < 2 || c.still_improving() {
+    // A curve falling again at the end (recovering from a spike, or after the rate dropped) is
+    // not rising in a sustained way, wherever it stands against its best.
+    if c.n - 1 - level_at < 2 || c.still_improving() || c.falling_beyond_noise {
         return None;
     }
     let at = lowest_near(epochs, level_at, |e| e.val_loss);
@@ -161,11 +163,11 @@ pub(super) fn slow(
 
 /// Where validation loss settled to the end — its level entered the band of its noise — when it
 /// did long enough to matter (at least [`PLATEAU_MIN_EPOCHS`] epochs and a quarter of the run)
-/// and is no longer improving: its index.
-fn settled_for_long(c: &Curves) -> Option<usize> {
+/// and is no longer improving (`still_improving`, by the caller's measure): its index.
+fn settled_for_long(c: &Curves, still_improving: bool) -> Option<usize> {
     let at = c.val.settled_at()?;
     let flat_epochs = c.n - at;
-    (flat_epochs >= PLATEAU_MIN_EPOCHS.max(c.n.div_ceil(4)) && !c.still_improving()).then_some(at)
+    (flat_epochs >= PLATEAU_MIN_EPOCHS.max(c.n.div_ceil(4)) && !still_improving).then_some(at)
 }
 
 /// The epoch a sentence names for a settled curve ("converged by epoch k", "could have stopped
@@ -191,17 +193,22 @@ fn stayed_between(epochs: &[EpochMetrics], c: &Curves, from: usize) -> String {
 }
 
 /// Learning stalled short of a good fit: validation (and training) flat for a long stretch with
-/// the best validation loss still above [`SLOW_LEARNED`] of the baseline.
+/// the best validation loss still above [`SLOW_LEARNED`] of the baseline; `still_improving` by
+/// the caller's measure (near chance the progress is too small to measure a pace against).
 pub(super) fn plateaued(
     epochs: &[EpochMetrics],
     c: &Curves,
     groups: &[GroupJudgement],
+    still_improving: bool,
 ) -> Option<Finding> {
     let baseline = c.baseline.as_ref()?;
     if c.val.best_level <= SLOW_LEARNED * baseline.loss {
         return None;
     }
-    let settled = settled_for_long(c)?;
+    let settled = settled_for_long(c, still_improving)?;
+    if c.creeping(epochs) {
+        return None;
+    }
     let at = converged_at(c, settled).unwrap_or(settled);
     let train_end = c.train.end_level;
     if train_end <= (1.0 - TRAIN_FALL_AFTER_BEST) * epochs[at].train_loss {
@@ -260,7 +267,9 @@ pub(super) fn good(
             epochs[best].epoch
         )
     };
-    if let Some(at) = settled_for_long(c).and_then(|settled| converged_at(c, settled)) {
+    if let Some(at) =
+        settled_for_long(c, c.still_improving()).and_then(|settled| converged_at(c, settled))
+    {
         let advice = format!(
             "converged by epoch {}: it could have stopped there",
             epochs[at].epoch

@@ -10,7 +10,7 @@ use crate::{
         groups::{Context, GroupJudgement},
         harm::{
             above_chance, blew_up_at_once, both_rose, fell_back, jumps, noisy_stall, training_rose,
-            Rise,
+            Rise, LEARNED_BELOW_BASELINE,
         },
         text::{loss, percent, ratio},
         Thresholds,
@@ -210,11 +210,22 @@ pub(super) fn near_chance(
         ));
     }
     // Near chance the progress is tiny, so a crawl adds a large share of it: only a fall that
-    // would take the loss itself down by a tenth in another third of the run is still learning.
-    if c.falling_beyond_noise && c.recent_relative_gain > STILL_IMPROVING_RELATIVE_GAIN {
+    // would take the loss itself down by a tenth in another third of the run, or one that is
+    // speeding up (it has only just got going), is still learning.
+    let clear_fall =
+        c.falling_beyond_noise && c.recent_relative_gain > STILL_IMPROVING_RELATIVE_GAIN;
+    if clear_fall || c.speeding_up {
         return Some(super::ending::still_falling_far_from_done(
             epochs, c, groups, baseline,
         ));
+    }
+    // It learned a little — came down by 5% of the baseline to below it — and stalled there
+    // (a model that starts a little below the baseline and never moves learned nothing).
+    let came_down = c.first_val - c.val.best_level >= LEARNED_BELOW_BASELINE * baseline.loss;
+    if came_down && c.val.best_level <= (1.0 - LEARNED_BELOW_BASELINE) * baseline.loss {
+        if let Some(stalled) = super::ending::plateaued(epochs, c, groups, clear_fall) {
+            return Some(stalled);
+        }
     }
     Some(Finding::new(
         Verdict::NotLearning,

@@ -15,8 +15,10 @@
 //!    [`super::harm::BLEW_UP_AT_ONCE_OF_BASELINE`] times the baseline, its losses rose above the baseline twice or jumped twice), else `slow`
 //!    when it is still falling beyond its noise at a pace that would lower it by
 //!    [`STILL_IMPROVING_RELATIVE_GAIN`] in another third of the run (however far it has to go, a
-//!    clear fall is not "no learning"; a crawl of a fraction of a percent is), else
-//!    `not-learning`;
+//!    clear fall is not "no learning"; a crawl of a fraction of a percent is) or speeding up
+//!    ([`super::curves::SPEEDING_UP`]: it has only just got going), `plateaued` when it came down
+//!    by [`super::harm::LEARNED_BELOW_BASELINE`] of the baseline to below it and stalled there
+//!    (rule 7's stall), else `not-learning`;
 //! 4. `unstable` — a run that learned and fell back to chance (both losses ending at
 //!    [`super::harm::FELL_BACK_OF_BASELINE`] of the baseline); or losses that jump: at least two
 //!    jumps, in `unstable_fraction` of the epoch-to-epoch steps or more (or one of them undoing
@@ -30,8 +32,9 @@
 //!    stopped falling over the second half;
 //! 5. `overfitting` — validation rose from its best level to its end level by `overfit_val_rise`
 //!    and beyond its noise (or by half that, with the gap `overfit_gap` of the validation loss and
-//!    wider than at the best), its best at least two epochs before the end, while training loss
-//!    kept falling (its end level [`TRAIN_FALL_AFTER_BEST`] below its loss at the best);
+//!    wider than at the best), its best at least two epochs before the end and not falling again
+//!    at the end, while training loss kept falling (its end level [`TRAIN_FALL_AFTER_BEST`] below
+//!    its loss at the best);
 //! 6. `slow` — still improving at the end (the last third's slope beyond its noise, and another
 //!    third of the run at that pace would add [`super::curves::STILL_IMPROVING_GAIN`] of the
 //!    progress or lower the loss by [`super::curves::STILL_IMPROVING_RELATIVE_GAIN`] of itself)
@@ -136,6 +139,6 @@ pub(super) fn judge(
         .or_else(|| unstable(run, epochs, c, groups, t))
         .or_else(|| overfitting(epochs, c, groups, t))
         .or_else(|| slow(epochs, c, groups, t))
-        .or_else(|| plateaued(epochs, c, groups))
+        .or_else(|| plateaued(epochs, c, groups, c.still_improving()))
         .unwrap_or_else(|| good(epochs, c, groups, t))
 }
