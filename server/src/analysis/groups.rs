@@ -735,4 +735,58 @@ mod tests {
         assert_eq!(both[0].diagnosis, Diagnosis::TooHigh);
         assert_eq!(both[1].diagnosis, Diagnosis::TooHigh);
     }
+
+    /// Inside the band, a group 30× below every other group's rate whose updates are 10× smaller
+    /// than theirs is too low.
+    #[test]
+    fn a_rate_far_below_the_rest_is_too_low_inside_the_band() {
+        // layer0 at 5e-6 under a head at 1e-3 (200×): 1.2e-4 a step against 1.2e-2.
+        let apart = two_groups((5e-6, 1e-3), (1.2e-3, 0.12), (0.5, 0.3), 5, false);
+        assert_eq!(apart[0].diagnosis, Diagnosis::TooLow, "{}", apart[0].advice);
+        assert!(
+            apart[0].advice.contains("200× below"),
+            "{}",
+            apart[0].advice
+        );
+        // At 10× (a discriminative fine-tune): inside the band, ok.
+        let fine_tune = two_groups((1e-4, 1e-3), (1.2e-3, 0.12), (0.5, 0.3), 5, false);
+        assert_eq!(
+            fine_tune[0].diagnosis,
+            Diagnosis::Ok,
+            "{}",
+            fine_tune[0].advice
+        );
+    }
+
+    /// A group frozen at first is logged at rate 0 (an external run's first epoch gives its rate
+    /// table): it is compared by the rate it trained at once thawed, never by 0.
+    #[test]
+    fn a_group_frozen_at_first_is_compared_by_the_rate_it_thawed_to() {
+        let mut record = run();
+        record.parameters[0].lr = 0.0;
+        record.parameters[1].lr = 0.0;
+        let stats = |name: &str, lr: f64, update_ratio: f64, frozen: bool| GroupStats {
+            name: name.into(),
+            lr,
+            update_ratio,
+            grad_norm: 0.3,
+            weight_norm: 1.0,
+            frozen,
+        };
+        let epochs: Vec<EpochMetrics> = (1..=6)
+            .map(|e| EpochMetrics {
+                epoch: e,
+                groups: vec![
+                    stats("layer0", if e < 3 { 0.0 } else { 1e-2 }, 5e-3, e < 3),
+                    stats("head", 5e-2, 2e-2, false),
+                ],
+                ..Default::default()
+            })
+            .collect();
+        let judged = judge_groups(&record, &epochs, &Thresholds::default(), false);
+        assert_eq!(judged[0].diagnosis, Diagnosis::Ok, "{}", judged[0].advice);
+        assert_eq!(judged[0].trained_at, 1e-2);
+        assert!(!judged[0].advice.contains("NaN"), "{}", judged[0].advice);
+        assert!(!judged[0].advice.contains("inf"), "{}", judged[0].advice);
+    }
 }

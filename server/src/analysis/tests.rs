@@ -971,3 +971,55 @@ fn a_curve_far_from_a_good_fit_still_creeping_down_is_slow_not_plateaued() {
     let a = analyse_default(&record, &epochs);
     assert_eq!(a.verdict, Verdict::Plateaued, "{}", a.reason);
 }
+
+/// Near chance, a descent that speeds up has only just got going (slow); one that came down a
+/// little and stalled is plateaued; one that never moved from where it started learned nothing.
+#[test]
+fn near_chance_a_speeding_fall_is_slow_a_small_stalled_gain_is_plateaued() {
+    let ten_classes = |losses: &[(f64, f64)]| {
+        let mut record = finished();
+        record.facts.task = TaskFacts::Classification { classes: 10 };
+        analyse_default(&record, &curve(losses))
+    };
+    let ln10 = 10f64.ln();
+    // 2.299 → 2.094 over 25 epochs, the pace growing from 0.002 to 0.02 an epoch.
+    let speeding: Vec<(f64, f64)> = (0..25)
+        .map(|e| {
+            let val = ln10 * (0.998 - 0.000_15 * f64::from(e * e));
+            (val * 1.002, val)
+        })
+        .collect();
+    let a = ten_classes(&speeding);
+    assert_eq!(a.verdict, Verdict::Slow, "{}", a.reason);
+    // Down 10% of the baseline to 6% below it, then flat.
+    let stalled: Vec<(f64, f64)> = (0..40)
+        .map(|e| {
+            let val = ln10 * (0.94 + 0.1 * (-f64::from(e) / 3.0).exp());
+            (val, val)
+        })
+        .collect();
+    let a = ten_classes(&stalled);
+    assert_eq!(a.verdict, Verdict::Plateaued, "{}", a.reason);
+    // Flat from the first epoch at 6% below the baseline: nothing learned.
+    let never: Vec<(f64, f64)> = (0..10).map(|_| (ln10 * 0.94, ln10 * 0.94)).collect();
+    let a = ten_classes(&never);
+    assert_eq!(a.verdict, Verdict::NotLearning, "{}", a.reason);
+}
+
+/// A curve that rose after its best and is falling again at the end (a spike it recovers from,
+/// or a rate dropped by its schedule) has not risen in a sustained way: not overfitting.
+#[test]
+fn a_curve_falling_again_at_the_end_is_not_overfitting() {
+    let mut losses: Vec<(f64, f64)> = (0..8)
+        .map(|e| (0.5 * 0.6f64.powi(e), 0.5 * 0.7f64.powi(e)))
+        .collect();
+    let best = losses[7].1;
+    // A jump to 1.6× the best, then a smooth decline that ends 25% above it.
+    for e in 0..12 {
+        let val = best * (1.6 - 0.03 * f64::from(e));
+        losses.push((0.003 * 0.9f64.powi(e), val));
+    }
+    let (record, epochs) = binary(&losses);
+    let a = analyse_default(&record, &epochs);
+    assert_ne!(a.verdict, Verdict::Overfitting, "{}", a.reason);
+}
