@@ -51,7 +51,7 @@ pub(super) struct Jumps {
 /// [`BOUNCE_OF_PROGRESS`] of the progress, then falling right after. A rise is judged against the
 /// whole curve's scale and its progress: a converged curve's wobbles near zero are large relative
 /// to themselves and small against what the run learned.
-pub(super) fn jumps(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> Jumps {
+fn jumps(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> Jumps {
     let Some(first) = epochs.first() else {
         return Jumps::default();
     };
@@ -119,18 +119,14 @@ pub(super) fn jumps(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> Jump
 /// [`BLEW_UP_AT_ONCE_OF_BASELINE`] times the baseline. An untrained classifier starts near ln C;
 /// an untrained regression starts wherever its targets' mean puts it (far above their variance
 /// when they are not centred), so its first epoch says nothing of the rate.
-pub(super) fn blew_up_at_once(c: &Curves) -> Option<f64> {
+fn blew_up_at_once(c: &Curves) -> Option<f64> {
     let baseline = c.baseline.as_ref().filter(|b| b.chance.is_some())?.loss;
     (c.first_train > BLEW_UP_AT_ONCE_OF_BASELINE * baseline).then_some(c.first_train)
 }
 
 /// Rises of a loss to above the baseline, by `unstable_jump` of the baseline: a model worse than
 /// one that learned nothing is being thrown about. Their number and the largest.
-pub(super) fn above_chance(
-    epochs: &[EpochMetrics],
-    c: &Curves,
-    t: &Thresholds,
-) -> (usize, Option<Rise>) {
+fn above_chance(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> (usize, Option<Rise>) {
     let Some(baseline) = c.baseline.as_ref().map(|b| b.loss) else {
         return (0, None);
     };
@@ -160,7 +156,7 @@ pub(super) fn above_chance(
 
 /// A run that learned (the first epoch, as an index, where a loss was [`LEARNED_BELOW_BASELINE`]
 /// below the baseline, before the end window) and ended with both losses back at chance.
-pub(super) fn fell_back(epochs: &[EpochMetrics], c: &Curves) -> Option<usize> {
+fn fell_back(epochs: &[EpochMetrics], c: &Curves) -> Option<usize> {
     let baseline = c.baseline.as_ref()?.loss;
     let end_window = c.val.end_window;
     if epochs.len() < 3 {
@@ -194,7 +190,7 @@ pub const NOISY_BOUNCE: f64 = 0.15;
 /// A validation curve whose noise is [`NOISY_BOUNCE`] of its level or more while training loss
 /// stopped falling over the second half (its end level above (1 − `TRAIN_FALL_AFTER_BEST`) of
 /// its level at mid-run): the noise as a fraction, and the mid-run index.
-pub(super) fn noisy_stall(c: &Curves) -> Option<(f64, usize)> {
+fn noisy_stall(c: &Curves) -> Option<(f64, usize)> {
     let noise = c.val.scale.as_fraction(c.val.noise);
     let mid = c.n / 2;
     let train_mid = c.train.scale.back(*c.train.levels.get(mid)?);
@@ -206,27 +202,55 @@ pub(super) fn noisy_stall(c: &Curves) -> Option<(f64, usize)> {
 /// A sustained rise of the training loss, by `overfit_val_rise` and beyond its noise, while
 /// validation ended away from its best too (a training loss that wobbles up under dropout while
 /// validation keeps improving is no harm): the index of its lowest level.
-pub(super) fn training_rose(c: &Curves, t: &Thresholds) -> Option<usize> {
+fn training_rose(c: &Curves, t: &Thresholds) -> Option<usize> {
     c.train.sustained_rise(t.overfit_val_rise)?;
     c.val.sustained_rise(SETTLED_BAND)?;
     not_negligible(c, c.train.end_level).then_some(c.train.best_level_at?)
 }
 
-/// Everything the curves show of a rate too high (for the group diagnoses).
-pub(super) fn shows_harm(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> bool {
-    jumps(epochs, c, t).count >= 2
-        || blew_up_at_once(c).is_some()
-        || above_chance(epochs, c, t).0 >= 2
-        || fell_back(epochs, c).is_some()
-        || training_rose(c, t).is_some()
-        || both_rose(epochs, c, t).is_some()
-        || noisy_stall(c).is_some()
+/// Everything the curves show of a rate too high, measured once: the verdict cites it, the group
+/// diagnoses ask whether there is any.
+#[derive(Clone, Debug)]
+pub(super) struct Evidence {
+    pub jumps: Jumps,
+    pub blew_up_at_once: Option<f64>,
+    /// Rises above the baseline: how many, and the largest.
+    pub above_chance: (usize, Option<Rise>),
+    pub fell_back: Option<usize>,
+    pub training_rose: Option<usize>,
+    pub both_rose: Option<usize>,
+    pub noisy_stall: Option<(f64, usize)>,
+}
+
+impl Evidence {
+    pub fn of(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> Evidence {
+        Evidence {
+            jumps: jumps(epochs, c, t),
+            blew_up_at_once: blew_up_at_once(c),
+            above_chance: above_chance(epochs, c, t),
+            fell_back: fell_back(epochs, c),
+            training_rose: training_rose(c, t),
+            both_rose: both_rose(epochs, c, t),
+            noisy_stall: noisy_stall(c),
+        }
+    }
+
+    /// Whether the curves show any harm of a rate too high (for the group diagnoses).
+    pub fn any(&self) -> bool {
+        self.jumps.count >= 2
+            || self.blew_up_at_once.is_some()
+            || self.above_chance.0 >= 2
+            || self.fell_back.is_some()
+            || self.training_rose.is_some()
+            || self.both_rose.is_some()
+            || self.noisy_stall.is_some()
+    }
 }
 
 /// Validation rose from its best level in a sustained way while training got no lower than it
 /// was there: not overfitting (training would have kept falling) but a run losing its footing.
 /// The index of the best level.
-pub(super) fn both_rose(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> Option<usize> {
+fn both_rose(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> Option<usize> {
     c.val.sustained_rise(t.overfit_val_rise)?;
     if c.still_improving() {
         return None;

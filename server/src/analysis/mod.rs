@@ -106,9 +106,9 @@ pub fn analyse(run: &RunRecord, epochs: &[EpochMetrics], thresholds: &Thresholds
         || epochs
             .iter()
             .any(|e| !(e.train_loss.is_finite() && e.val_loss.is_finite()));
-    let harm = diverged || harm::shows_harm(epochs, &curves, thresholds);
-    let groups = judge_groups(run, epochs, thresholds, harm);
-    let finding = verdicts::judge(run, epochs, &curves, &groups, thresholds);
+    let evidence = harm::Evidence::of(epochs, &curves, thresholds);
+    let groups = judge_groups(run, epochs, thresholds, diverged || evidence.any());
+    let finding = verdicts::judge(run, epochs, &curves, &evidence, &groups, thresholds);
     RunAnalysis {
         best_epoch: curves.best.map_or(0, |i| epochs[i].epoch),
         best_val_loss: curves.best_val,

@@ -8,10 +8,7 @@ use crate::{
         advice::{best_metric, lower_rates_advice, names_with, slow_advice},
         curves::{lowest_near, Curves},
         groups::{Context, GroupJudgement},
-        harm::{
-            above_chance, blew_up_at_once, both_rose, fell_back, jumps, noisy_stall, training_rose,
-            Rise, LEARNED_BELOW_BASELINE,
-        },
+        harm::{Evidence, Rise, LEARNED_BELOW_BASELINE},
         text::{loss, percent, ratio},
         Thresholds,
     },
@@ -127,8 +124,8 @@ fn rise_text(rise: &Rise) -> String {
 /// What shows that a run near chance was thrown about by a rate too high, not held back by one
 /// too low: it learned and fell back, its first epoch blew up, or its losses bounced above
 /// chance or jumped.
-fn thrown_about(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> Option<String> {
-    if let Some(learned) = fell_back(epochs, c) {
+fn thrown_about(epochs: &[EpochMetrics], c: &Curves, evidence: &Evidence) -> Option<String> {
+    if let Some(learned) = evidence.fell_back {
         let e = &epochs[learned];
         let (which, value) = if e.val_loss <= e.train_loss {
             ("validation", e.val_loss)
@@ -141,21 +138,21 @@ fn thrown_about(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> Option<S
             e.epoch
         ));
     }
-    if let Some(first) = blew_up_at_once(c) {
+    if let Some(first) = evidence.blew_up_at_once {
         return Some(format!(
             "after a first epoch whose training loss averaged {}, {} times the baseline",
             loss(first),
             times(first / c.baseline.as_ref()?.loss)
         ));
     }
-    let (bounces, largest) = above_chance(epochs, c, t);
+    let (bounces, largest) = evidence.above_chance;
     if bounces >= 2 {
         return Some(format!(
             "and its losses rose above it {bounces} times (the largest: {})",
             rise_text(&largest?)
         ));
     }
-    let jumps = jumps(epochs, c, t);
+    let jumps = &evidence.jumps;
     if jumps.count >= 2 {
         return Some(format!(
             "and its losses jumped up in {} of {} epoch-to-epoch steps (the largest: {})",
@@ -174,8 +171,8 @@ pub(super) fn near_chance(
     run: &RunRecord,
     epochs: &[EpochMetrics],
     c: &Curves,
+    evidence: &Evidence,
     groups: &[GroupJudgement],
-    t: &Thresholds,
 ) -> Option<Finding> {
     let baseline = c.baseline.as_ref()?;
     let near = (1.0 - NOT_LEARNING_GAIN) * baseline.loss;
@@ -199,10 +196,10 @@ pub(super) fn near_chance(
         percent(NOT_LEARNING_GAIN),
         baseline.described
     );
-    if let Some(evidence) = thrown_about(epochs, c, t) {
+    if let Some(thrown) = thrown_about(epochs, c, evidence) {
         return Some(Finding::new(
             Verdict::Unstable,
-            format!("{near}, {evidence}"),
+            format!("{near}, {thrown}"),
             Some(format!(
                 "{}: a rate that high throws the weights about",
                 lower_rates_advice(groups)
@@ -291,6 +288,7 @@ pub(super) fn unstable(
     run: &RunRecord,
     epochs: &[EpochMetrics],
     c: &Curves,
+    evidence: &Evidence,
     groups: &[GroupJudgement],
     t: &Thresholds,
 ) -> Option<Finding> {
@@ -302,7 +300,7 @@ pub(super) fn unstable(
         })
     };
     let end_window = c.val.end_window;
-    if fell_back(epochs, c).is_some() {
+    if evidence.fell_back.is_some() {
         let best = &epochs[c.best?];
         let baseline = c.baseline.as_ref()?;
         return Some(Finding::new(
@@ -318,7 +316,7 @@ pub(super) fn unstable(
             advice(),
         ));
     }
-    let jumps = jumps(epochs, c, t);
+    let jumps = &evidence.jumps;
     let big = c.progress > 0.0 && jumps.biggest >= BIG_JUMP_OF_PROGRESS * c.progress;
     if jumps.count >= 2 && (jumps.count as f64 / jumps.steps as f64 >= t.unstable_fraction || big) {
         return Some(Finding::new(
@@ -332,7 +330,7 @@ pub(super) fn unstable(
             advice(),
         ));
     }
-    if let Some((noise, mid)) = noisy_stall(c) {
+    if let Some((noise, mid)) = evidence.noisy_stall {
         return Some(Finding::new(
             Verdict::Unstable,
             format!(
@@ -345,7 +343,7 @@ pub(super) fn unstable(
             advice(),
         ));
     }
-    if let Some(lowest) = training_rose(c, t) {
+    if let Some(lowest) = evidence.training_rose {
         let at = lowest_near(epochs, lowest, |e| e.train_loss);
         return Some(Finding::new(
             Verdict::Unstable,
@@ -358,7 +356,7 @@ pub(super) fn unstable(
             advice(),
         ));
     }
-    if let Some(best) = both_rose(epochs, c, t) {
+    if let Some(best) = evidence.both_rose {
         let at = lowest_near(epochs, best, |e| e.val_loss);
         return Some(Finding::new(
             Verdict::Unstable,

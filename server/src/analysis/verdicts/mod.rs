@@ -61,7 +61,7 @@
 pub(super) mod ending;
 mod learning;
 
-use super::{curves::Curves, groups::GroupJudgement, Thresholds};
+use super::{curves::Curves, groups::GroupJudgement, harm::Evidence, Thresholds};
 use crate::domain::{EpochMetrics, RunRecord, Verdict};
 use ending::{good, overfitting, plateaued, slow};
 use learning::{diverged, near_chance, too_short, unstable};
@@ -130,13 +130,14 @@ pub(super) fn judge(
     run: &RunRecord,
     epochs: &[EpochMetrics],
     c: &Curves,
+    evidence: &Evidence,
     groups: &[GroupJudgement],
     t: &Thresholds,
 ) -> Finding {
     diverged(run, epochs, c, groups, t)
         .or_else(|| too_short(run, epochs.len(), t))
-        .or_else(|| near_chance(run, epochs, c, groups, t))
-        .or_else(|| unstable(run, epochs, c, groups, t))
+        .or_else(|| near_chance(run, epochs, c, evidence, groups))
+        .or_else(|| unstable(run, epochs, c, evidence, groups, t))
         .or_else(|| overfitting(epochs, c, groups, t))
         .or_else(|| slow(epochs, c, groups, t))
         .or_else(|| plateaued(epochs, c, groups, c.still_improving()))
