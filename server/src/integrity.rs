@@ -33,6 +33,7 @@ pub use inspect::{inspect, Checkpoints, Inspection};
 pub use repair::repair;
 pub use report::Report;
 pub use restore::finish_interrupted_deletes;
+use restore::Copies;
 
 use crate::{
     domain::RunId,
@@ -67,6 +68,13 @@ pub struct Repair {
 }
 
 impl Finding {
+    /// Damage to a run's second copies (its folder's `run.pb`, `epochs.pb`, checkpoints) while
+    /// the store holds the run whole: nothing is lost yet. Start-up writes the copies again from
+    /// the store (a missing checkpoint cannot be: it is reported) instead of refusing to start.
+    pub fn in_second_copies(&self) -> bool {
+        self.damage && (Copies::for_findings([self]).any() || self.kind == "checkpoints-missing")
+    }
+
     fn damage(run: Option<RunId>, kind: &'static str, message: String) -> Self {
         Finding {
             run,
@@ -115,6 +123,24 @@ pub fn check_at_startup(store: &Store, data_dir: &Path) -> Result<()> {
         restore::restore_records_of_newest_checkpoints(store, &inspection, |_| false)?
     {
         tracing::warn!("{restored}");
+    }
+    for &id in inspection.runs.keys() {
+        let about: Vec<&Finding> = found.iter().filter(|f| f.run == Some(id)).collect();
+        for finding in about.iter().filter(|f| f.kind == "checkpoints-missing") {
+            tracing::warn!(
+                "{} (`stratad check --repair` records that)",
+                finding.message
+            );
+        }
+        let copies = restore::Copies::for_findings(about.iter().copied());
+        if copies.any() {
+            let done = restore::rewrite_second_copies(store, data_dir, id, copies)?;
+            if about.iter().any(|f| f.damage) {
+                tracing::warn!("{done} (they were damaged or missing)");
+            } else {
+                tracing::info!("{done}");
+            }
+        }
     }
     Ok(())
 }

@@ -154,9 +154,28 @@ impl Runs {
         let id = record.id;
         let live = self.live.claim(id)?;
         let store = self.store.clone();
+        let folder = self.checkpoint_dir(id);
         let stored = {
             let record = record.clone();
-            blocking(move || store.put_run(&record)).await
+            blocking(move || {
+                store.put_run(&record)?;
+                // The folder after the record, as for a trained run: its `run.pb` and, as epochs
+                // come, `epochs.pb` are the second copies a damaged store is rebuilt from.
+                let copy = crate::store::record::encode_run(&record);
+                if let Err(err) = crate::train::checkpoint::file::create_run_folder(&folder, &copy)
+                {
+                    let reason =
+                        format!("cannot create the run's folder {}: {err}", folder.display());
+                    store.update_run(record.id, |run| {
+                        run.status = RunStatus::Failed;
+                        run.reason = reason.clone();
+                        run.finished_at_ms = now_ms();
+                    })?;
+                    return Err(StrataError::Storage(reason));
+                }
+                Ok(())
+            })
+            .await
         };
         if let Err(err) = stored {
             self.live.release(id);
@@ -306,12 +325,15 @@ impl Runs {
         }
         let first = epochs.first().map_or(u32::MAX, |e| e.metrics.epoch);
         let (store, named) = (self.store.clone(), run.to_string());
+        let sent = epochs.len();
         let (record, stored) = blocking(move || {
-            let (record, _) = store
+            let (record, done) = store
                 .get_run_with_epochs_done(id)?
                 .ok_or(StrataError::RunNotFound(named))?;
-            let stored = store.epochs(id, first.max(1))?;
-            let done = store.epochs_done(id)?;
+            // Only the stored epochs this batch sends again are compared: at most its own
+            // length, however long the run.
+            let resent = (done as usize + 1).saturating_sub(first.max(1) as usize);
+            let stored = store.epoch_page(id, first.max(1), resent.min(sent))?;
             Ok((record, (stored, done)))
         })
         .await?;
@@ -332,9 +354,20 @@ impl Runs {
         let count = new.len() as u32;
         let epochs_done = done + count;
         if !new.is_empty() {
-            let store = self.store.clone();
+            let (store, folder) = (self.store.clone(), self.checkpoint_dir(id));
             let to_store = new.clone();
-            blocking(move || store.put_epochs(id, &to_store)).await?;
+            blocking(move || {
+                // The run's epoch log first, then the store, as a trained run's: a crash in
+                // between leaves the log ahead by this batch at most, which start-up stores.
+                crate::store::epoch_log::append_all(&folder, &to_store).map_err(|e| {
+                    StrataError::Storage(format!(
+                        "cannot append to the run's epoch log in {}: {e}",
+                        folder.display()
+                    ))
+                })?;
+                store.put_epochs(id, &to_store)
+            })
+            .await?;
             // Streamed only once they are on the disk.
             for epoch in new {
                 log.live.send(RunEvent::Epoch(epoch));
@@ -544,8 +577,8 @@ fn check_groups(groups: &[(String, f64)]) -> Result<()> {
     Ok(())
 }
 
-/// Checks a batch against the run and its stored epochs (`stored`: those from the batch's first
-/// epoch on; `done`: the last stored), and returns its new epochs.
+/// Checks a batch against the run and its stored epochs (`stored`: those the batch sends again,
+/// from its first epoch to `done`, the last stored), and returns its new epochs.
 fn check_batch(
     run: &RunRecord,
     batch: &[LoggedEpoch],
