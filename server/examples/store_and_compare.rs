@@ -93,6 +93,7 @@ fn main() {
         2,
         strata_server::spec::paths::DataRoots::default(),
         strata_server::runs::DEFAULT_EXTERNAL_TIMEOUT,
+        strata_server::runs::Limits::default(),
     );
     let mut best = f64::INFINITY;
     for _ in 0..5 {

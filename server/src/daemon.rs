@@ -20,7 +20,7 @@ use crate::{
     dashboard::{self, DashboardListen},
     error::StrataError,
     integrity,
-    runs::Runs,
+    runs::{Limits, Runs},
     spec::paths::DataRoots,
     store::Store,
     transport::{
@@ -77,6 +77,8 @@ pub struct DaemonConfig {
     pub max_connections: usize,
     /// How long an external run may log nothing before it is marked interrupted.
     pub external_timeout: std::time::Duration,
+    /// Queued runs and live external runs held at most.
+    pub limits: Limits,
     /// Whether and where to serve the dashboard (same token, same loopback rule as gRPC).
     pub dashboard: DashboardListen,
 }
@@ -172,6 +174,7 @@ pub async fn run(
         config.keep_checkpoints,
         data_roots.clone(),
         config.external_timeout,
+        config.limits,
     );
     let (listener, addr) = bind(&config).await?;
     let dashboard_listener = dashboard::bind(

@@ -96,13 +96,42 @@ pub(super) struct ExternalLog {
     live: Arc<LiveRun>,
 }
 
-/// The live external runs.
-#[derive(Default)]
+/// The live external runs, at most `max` of them (`--max-external-runs`).
 pub(super) struct ExternalRuns {
     runs: SyncMutex<HashMap<RunId, Arc<Mutex<ExternalLog>>>>,
+    /// Live runs and runs being created: what the limit counts.
+    taken: SyncMutex<usize>,
+    max: usize,
 }
 
 impl ExternalRuns {
+    pub fn new(max: usize) -> Self {
+        ExternalRuns {
+            runs: SyncMutex::default(),
+            taken: SyncMutex::new(0),
+            max: max.max(1),
+        }
+    }
+
+    /// Takes a place for a run being created, or says there is none.
+    fn reserve(&self) -> Result<()> {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        if *taken >= self.max {
+            return Err(StrataError::AtLimit(format!(
+                "{taken} runs logged from outside are live, as many as stratad takes (--max-external-runs {}); finish some (FinishRun), let silent ones time out (--external-timeout), or raise the limit",
+                self.max
+            )));
+        }
+        *taken += 1;
+        Ok(())
+    }
+
+    /// Gives back the place of a run that ended (or was never created).
+    fn unreserve(&self) {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        *taken = taken.saturating_sub(1);
+    }
+
     fn get(&self, id: RunId) -> Option<Arc<Mutex<ExternalLog>>> {
         self.runs
             .lock()
@@ -119,10 +148,14 @@ impl ExternalRuns {
     }
 
     fn remove(&self, id: RunId) {
-        self.runs
+        let removed = self
+            .runs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        if removed.is_some() {
+            self.unreserve();
+        }
     }
 
     fn all(&self) -> Vec<(RunId, Arc<Mutex<ExternalLog>>)> {
@@ -152,7 +185,14 @@ impl Runs {
         self.check_accepting()?;
         let record = self.external_record(request)?;
         let id = record.id;
-        let live = self.live.claim(id)?;
+        self.external.reserve()?;
+        let live = match self.live.claim(id) {
+            Ok(live) => live,
+            Err(err) => {
+                self.external.unreserve();
+                return Err(err);
+            }
+        };
         let store = self.store.clone();
         let folder = self.checkpoint_dir(id);
         let stored = {
@@ -179,6 +219,7 @@ impl Runs {
         };
         if let Err(err) = stored {
             self.live.release(id);
+            self.external.unreserve();
             return Err(err);
         }
         let log = Arc::new(Mutex::new(ExternalLog {
@@ -472,12 +513,17 @@ impl Runs {
             })
         })
         .await?;
+        self.forget_ended(id, log, status, reason);
+        Ok(())
+    }
+
+    /// Once its end is recorded: tells its watchers and forgets the run.
+    fn forget_ended(&self, id: RunId, log: &mut ExternalLog, status: RunStatus, reason: String) {
         log.ended = true;
         tracing::info!(run = %id, status = status.label(), %reason, "external run ended");
         log.live.send(RunEvent::Status { status, reason });
         self.external.remove(id);
         self.live.release(id);
-        Ok(())
     }
 
     /// Marks the run interrupted once its client has sent nothing for the timeout.
@@ -510,21 +556,36 @@ impl Runs {
     }
 
     /// At shutdown: every live external run becomes interrupted (its client can no longer log).
+    /// All of them recorded in one durable write: shutdown takes one sync however many there
+    /// are (at `--max-external-runs`, one sync per run took longer than the grace).
     pub(super) async fn interrupt_external(self: &Arc<Self>) {
+        let mut ending = Vec::new();
         for (id, log) in self.external.all() {
-            let mut log = log.lock().await;
-            if log.ended {
-                continue;
+            let log = log.lock_owned().await;
+            if !log.ended {
+                ending.push((id, log));
             }
-            let reason =
-                "stratad shut down while the run was being logged; its epochs so far are kept"
-                    .to_string();
-            if let Err(err) = self
-                .end_external(id, &mut log, RunStatus::Interrupted, reason)
-                .await
-            {
-                tracing::error!(run = %id, error = %err, "could not record an external run as interrupted");
-            }
+        }
+        if ending.is_empty() {
+            return;
+        }
+        let reason = "stratad shut down while the run was being logged; its epochs so far are kept";
+        let ids: Vec<RunId> = ending.iter().map(|(id, _)| *id).collect();
+        let store = self.store.clone();
+        let recorded = blocking(move || {
+            store.update_runs(&ids, |run| {
+                run.status = RunStatus::Interrupted;
+                run.reason = reason.to_string();
+                run.finished_at_ms = now_ms();
+            })
+        })
+        .await;
+        if let Err(err) = recorded {
+            tracing::error!(runs = ending.len(), error = %err, "could not record the external runs as interrupted; the next start does");
+            return;
+        }
+        for (id, mut log) in ending {
+            self.forget_ended(id, &mut log, RunStatus::Interrupted, reason.to_string());
         }
     }
 }

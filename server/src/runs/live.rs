@@ -38,9 +38,16 @@ pub(super) struct LiveRun {
     pub stop_notify: Notify,
     /// Why a cancel asked the run to stop, when its caller said (a sweep stopping a trial).
     cancel_reason: Mutex<String>,
+    /// Set when shutdown recorded the run's end already (queued runs, in one write for all):
+    /// the reason it recorded.
+    recorded_end: std::sync::OnceLock<String>,
 }
 
 impl LiveRun {
+    pub fn id(&self) -> RunId {
+        self.id
+    }
+
     /// Keeps the reason a cancel gives, to be recorded when the run stops (empty: none given).
     pub fn set_cancel_reason(&self, reason: String) {
         if !reason.is_empty() {
@@ -57,6 +64,13 @@ impl LiveRun {
     }
 
     pub fn request_stop(&self, request: StopRequest) {
+        self.set_stop(request);
+        self.stop_notify.notify_one();
+    }
+
+    /// Sets the stop flag without waking the run (shutdown wakes queued runs once their end is
+    /// recorded).
+    pub fn set_stop(&self, request: StopRequest) {
         // A cancel never downgrades a shutdown's interrupt.
         let _ = self.stop.compare_exchange(
             StopRequest::None as u8,
@@ -64,7 +78,16 @@ impl LiveRun {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.stop_notify.notify_one();
+    }
+
+    /// Says shutdown recorded the run's end, with this reason.
+    pub fn end_recorded(&self, reason: String) {
+        let _ = self.recorded_end.set(reason);
+    }
+
+    /// The reason shutdown recorded, if it recorded the run's end.
+    pub fn recorded_end(&self) -> Option<&str> {
+        self.recorded_end.get().map(String::as_str)
     }
 
     /// Tells the run's watchers. No watcher is not an error: events are a live view, the store
@@ -136,6 +159,7 @@ impl LiveRuns {
             stop: AtomicU8::new(0),
             stop_notify: Notify::new(),
             cancel_reason: Mutex::new(String::new()),
+            recorded_end: std::sync::OnceLock::new(),
         });
         live.insert(id, run.clone());
         Ok(run)
