@@ -24,6 +24,8 @@ use crate::{
 pub const WATCH_BUFFER_EVENTS: usize = 256;
 /// Events queued per watcher connection before its task waits for the client to read.
 const WATCHER_QUEUE_EVENTS: usize = 64;
+/// Stored epochs a watcher reads at once while it catches up.
+const CATCH_UP_PAGE_EPOCHS: usize = 500;
 /// Run changes buffered for the daemon-wide feed (the dashboard's runs page). A listener further
 /// behind is told it lagged and re-reads the list: changes carry no data of their own.
 pub const CHANGES_BUFFER_EVENTS: usize = 1024;
@@ -232,16 +234,23 @@ impl Watcher {
         Ok(())
     }
 
-    /// Sends every stored epoch not sent yet.
+    /// Sends every stored epoch not sent yet, a page at a time: a watcher of a long run holds
+    /// at most [`CATCH_UP_PAGE_EPOCHS`] of its epochs.
     async fn catch_up(&mut self) -> Result<()> {
-        let store = self.store.clone();
-        let (id, from) = (self.id, self.next_epoch);
-        for record in blocking(move || store.epochs(id, from)).await? {
-            if self.send_epoch(record).await.is_err() {
+        loop {
+            let store = self.store.clone();
+            let (id, from) = (self.id, self.next_epoch);
+            let page = blocking(move || store.epoch_page(id, from, CATCH_UP_PAGE_EPOCHS)).await?;
+            let full = page.len() == CATCH_UP_PAGE_EPOCHS;
+            for record in page {
+                if self.send_epoch(record).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if !full {
                 return Ok(());
             }
         }
-        Ok(())
     }
 
     /// Sends the stored epochs not sent yet, then the stored status; true if that status is

@@ -50,7 +50,9 @@ pub use self::lr_find::{
     FindRatesRequest, ProbeEvent, ProbePlan, MAX_PROBE_STEPS, MAX_PROBE_STEPS_TOTAL,
     MIN_PROBE_STEPS,
 };
-pub use self::thinning::{MAX_COMPARED_EPOCHS, MAX_RETURNED_EPOCHS};
+pub use self::thinning::{
+    returned_epochs, MAX_COMPARED_EPOCHS, MAX_RETURNED_EPOCHS, MAX_RETURNED_GROUP_RECORDS,
+};
 use crate::{
     analysis::{RunAnalysis, TwinComparison},
     domain::{
