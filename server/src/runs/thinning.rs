@@ -115,8 +115,8 @@ mod tests {
 
     #[test]
     fn comparisons_share_the_budget() {
-        assert_eq!(compared_epochs_per_run(1), MAX_RETURNED_EPOCHS);
-        assert_eq!(compared_epochs_per_run(100), 200);
-        assert_eq!(compared_epochs_per_run(1_000_000), MIN_THINNED_EPOCHS);
+        assert_eq!(compared_epochs_per_run(1, 3), MAX_RETURNED_EPOCHS);
+        assert_eq!(compared_epochs_per_run(100, 3), 200);
+        assert_eq!(compared_epochs_per_run(1_000_000, 3), MIN_THINNED_EPOCHS);
     }
 }
