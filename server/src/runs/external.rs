@@ -22,7 +22,7 @@ use crate::{
         RunEvent, RunId, RunOrigin, RunRecord, RunState, RunStatus, TaskFacts, ValMetric,
     },
     error::{truncated, Result, StrataError},
-    spec::{validate_labels, MAX_NAME_CHARS},
+    spec::{shown_number, validate_labels, MAX_NAME_CHARS},
     store::now_ms,
 };
 
@@ -45,6 +45,10 @@ const MAX_EXTRA_SCALARS: usize = 64;
 const MAX_EXTRA_NAME_CHARS: usize = 64;
 /// Longest reason a client may give for a run's end (longer is cut).
 const MAX_FINISH_REASON_BYTES: usize = 1024;
+/// The smallest variance of a regression's validation targets a client may give: the analysis
+/// judges losses against it (the loss of predicting the mean), and below this — subnormal
+/// numbers at the extreme — ratios against it lose their precision.
+pub const MIN_TARGET_VARIANCE: f64 = 1e-30;
 /// How long an external run may log nothing before it is marked interrupted, by default.
 pub const DEFAULT_EXTERNAL_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -289,13 +293,16 @@ impl Runs {
                 format!("logged from outside: classification of {classes} classes")
             }
             TaskFacts::Regression { target_variance } => match target_variance {
-                Some(v) if v.is_finite() && v > 0.0 => {
+                Some(v) if v.is_finite() && v >= MIN_TARGET_VARIANCE => {
                     "logged from outside: regression".to_string()
                 }
-                _ => {
+                given => {
                     return Err(StrataError::invalid(
                         "target_variance",
-                        "the variance of the validation targets must be finite and above 0",
+                        format!(
+                            "{}: the variance of the validation targets must be finite and at least {MIN_TARGET_VARIANCE:e} (targets that barely vary leave nothing to judge a regression's loss against; rescale them)",
+                            given.map_or("missing".to_string(), shown_number)
+                        ),
                     ))
                 }
             },
@@ -590,15 +597,15 @@ impl Runs {
     }
 }
 
-/// Printable text of at most `max` characters.
+/// Printable text of at most `max` characters, none of them invisible.
 fn check_text(field: &str, text: &str, max: usize) -> Result<()> {
-    if text.chars().count() > max || text.chars().any(char::is_control) {
+    if text.chars().count() > max {
         return Err(StrataError::invalid(
             field,
             format!("at most {max} printable characters"),
         ));
     }
-    Ok(())
+    crate::spec::check_shown_text(field, text)
 }
 
 fn check_groups(groups: &[(String, f64)]) -> Result<()> {
@@ -622,6 +629,7 @@ fn check_groups(groups: &[(String, f64)]) -> Result<()> {
                 format!("a group's name is 1 to {MAX_KEY_CHARS} characters without spaces"),
             ));
         }
+        crate::spec::check_shown_text(&field, name)?;
         if groups[..i].iter().any(|(other, _)| other == name) {
             return Err(StrataError::invalid(
                 field,
@@ -631,7 +639,10 @@ fn check_groups(groups: &[(String, f64)]) -> Result<()> {
         if !lr.is_finite() || *lr < 0.0 {
             return Err(StrataError::invalid(
                 format!("{field}.lr"),
-                format!("{lr} for group '{name}'; a rate is finite and >= 0"),
+                format!(
+                    "{} for group '{name}'; a rate is finite and >= 0",
+                    shown_number(*lr)
+                ),
             ));
         }
     }
@@ -750,7 +761,8 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
             return Err(StrataError::invalid(
                 at(field),
                 format!(
-                    "epoch {n}: {field} is {value}; it must be finite{} (only a loss may be non-finite, to report divergence)",
+                    "epoch {n}: {field} is {}; it must be finite{} (only a loss may be non-finite, to report divergence)",
+                    shown_number(value),
                     if at_least_zero { " and >= 0" } else { "" }
                 ),
             ));
@@ -758,6 +770,21 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
         Ok(())
     };
     finite("val_metric", epoch.val_metric, false)?;
+    // Accuracy is a fraction; R² is at most 1 (a perfect fit), and any lower value is possible.
+    let (range, within) = match metric {
+        ValMetric::Accuracy => ("from 0 to 1", (0.0..=1.0).contains(&epoch.val_metric)),
+        ValMetric::R2 => ("at most 1", epoch.val_metric <= 1.0),
+    };
+    if !within {
+        return Err(StrataError::invalid(
+            at("val_metric"),
+            format!(
+                "epoch {n}: val_{} is {}; it is {range}",
+                metric.label(),
+                shown_number(epoch.val_metric)
+            ),
+        ));
+    }
     finite("duration_ms", epoch.duration_ms, true)?;
     finite("samples_per_sec", epoch.samples_per_sec, true)?;
     let names: Vec<&str> = epoch.groups.iter().map(|g| g.name.as_str()).collect();
