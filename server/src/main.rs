@@ -202,10 +202,10 @@ fn daemon_config(args: Args, token: Option<String>) -> DaemonConfig {
         insecure_no_auth: args.insecure_no_auth,
         allow_torchscript: args.allow_torchscript,
         max_connections: args.max_connections as usize,
-        external_timeout: std::time::Duration::from_secs(args.external_timeout),
         limits: strata_server::runs::Limits {
             max_queued_runs: args.max_queued_runs as usize,
             max_external_runs: args.max_external_runs as usize,
+            external_timeout: std::time::Duration::from_secs(args.external_timeout),
         },
         dashboard: DashboardListen::from_flag(args.dashboard_listen.as_deref()),
     }

@@ -92,7 +92,7 @@ async fn a_watch_reconnects_after_a_dropped_connection_with_no_gap_or_duplicate(
         }
     });
     let mut events = Vec::new();
-    let mut wait_for_epoch = |n: u64, events: &mut Vec<Value>| loop {
+    let wait_for_epoch = |n: u64, events: &mut Vec<Value>| loop {
         let event = lines
             .recv_timeout(Duration::from_secs(60))
             .expect("the watcher goes on");

@@ -71,12 +71,14 @@ pub const DEFAULT_MAX_QUEUED_RUNS: usize = 1000;
 /// Runs logged from outside that may be live at once, by default (`--max-external-runs`).
 pub const DEFAULT_MAX_EXTERNAL_RUNS: usize = 1000;
 
-/// How much live state the manager holds at most: each queued run holds its prepared spec and a
-/// task (~40 KB), each live external run its event channel (~30 KB); shutdown records each.
+/// How much live state the manager holds, and for how long: each queued run holds its prepared
+/// spec and a task (~40 KB), each live external run its event channel (~30 KB) until it ends or
+/// stays silent for `external_timeout`; shutdown records each.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub max_queued_runs: usize,
     pub max_external_runs: usize,
+    pub external_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -84,6 +86,7 @@ impl Default for Limits {
         Limits {
             max_queued_runs: DEFAULT_MAX_QUEUED_RUNS,
             max_external_runs: DEFAULT_MAX_EXTERNAL_RUNS,
+            external_timeout: DEFAULT_EXTERNAL_TIMEOUT,
         }
     }
 }
@@ -227,7 +230,6 @@ impl Runs {
         threads_per_run: usize,
         keep_checkpoints: usize,
         data_roots: DataRoots,
-        external_timeout: std::time::Duration,
         limits: Limits,
     ) -> Arc<Self> {
         Arc::new(Runs {
@@ -240,7 +242,7 @@ impl Runs {
             training_threads: threads::TrainingThreads::start(max_concurrent_runs, threads_per_run),
             live: live::LiveRuns::default(),
             external: external::ExternalRuns::new(limits.max_external_runs),
-            external_timeout,
+            external_timeout: limits.external_timeout,
             shutting_down: AtomicBool::new(false),
             shutdown_deadline: std::sync::OnceLock::new(),
             workers: TaskTracker::new(),
