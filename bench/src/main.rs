@@ -15,8 +15,11 @@
 //! - store (`store.rs`): the store's own batched write path, `compare` of 100 runs × 1,000
 //!   epochs, `list` over 10,000 runs, bytes per stored epoch;
 //! - footprint (`footprint.rs`): idle daemon memory and CPU, memory with 4 runs and 100 watchers,
-//!   the CLI's `strata list`.
+//!   the CLI's `strata list`;
+//! - bounds (`bounds.rs`): the live state at the default limits and SIGTERM then; the largest
+//!   external run's re-sent epoch and four run pages at once (time and memory).
 
+mod bounds;
 mod daemon;
 mod dashboard;
 mod data;
@@ -59,7 +62,7 @@ struct Args {
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Only these sections (comma-separated: training, streaming, dashboard, ingest, store,
-    /// footprint).
+    /// footprint, bounds).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -236,6 +239,18 @@ fn main() -> Result<()> {
                 ),
             ),
         ));
+    }
+    if wanted("bounds") {
+        eprintln!("strata-bench: bounds (live state at its limits, the largest external run)");
+        let mut rows = or_not_measured(
+            "live state at the limits",
+            bounds::live_state(&runtime, &binaries, &work),
+        );
+        rows.extend(or_not_measured(
+            "the largest external run",
+            bounds::largest_run(&runtime, &binaries, &work),
+        ));
+        sections.push(("Bounds (worst cases the README states)".into(), rows));
     }
     if wanted("footprint") {
         eprintln!("strata-bench: footprint");

@@ -6,11 +6,16 @@
 //! Without `--repair` nothing in the data dir is changed: sled recovers a damaged log by writing
 //! to it, so the check opens a copy of the store (taken while holding the store's lock, so no
 //! daemon writes meanwhile). With `--repair` the store is opened in place; one that cannot be
-//! opened or read is moved aside (`db.damaged-SECONDS`) and rebuilt from the run folders.
+//! opened or read is moved aside (`db.damaged-SECONDS`) and rebuilt from the run folders, and one
+//! that lost records is first copied into a fresh store (the old one kept aside the same way;
+//! [`crate::store`] says why). Then the repair is verified: the data dir is checked again as the
+//! next start would see it (the store closed and opened afresh from a copy), and that check is
+//! what the report's "remaining" and the exit code say.
 
 use std::{
     fs::File,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use fs2::FileExt;
@@ -37,7 +42,7 @@ pub fn run(options: &CheckOptions) -> u8 {
     let outcome = if options.repair {
         check_and_repair(&options.data_dir)
     } else {
-        check_copy(&options.data_dir)
+        check_copy(&options.data_dir, Lock::Now)
     };
     match outcome {
         Ok(report) => {
@@ -112,15 +117,34 @@ fn require_data_dir(data_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// How long a repair waits for sled's threads to let go of the store it wrote (they may hold its
+/// lock a moment after the last handle is dropped).
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+const RELEASE_POLL: Duration = Duration::from_millis(20);
+
+/// Whether to wait for the store's lock: a repair reopening what it just closed does; a check
+/// finding a daemon at work does not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    Now,
+    WhenReleased,
+}
+
 /// Checks without changing anything: the store is read from a copy.
-fn check_copy(data_dir: &Path) -> Result<Report, String> {
+fn check_copy(data_dir: &Path, lock: Lock) -> Result<Report, String> {
     require_data_dir(data_dir)?;
     let db_dir = data_dir.join("db");
     // sled holds an exclusive lock on its log while open; holding it too keeps a daemon from
     // starting (and writing) while the copy is taken and checked.
     let _lock = match File::open(db_dir.join("db")) {
         Ok(log) => {
-            log.try_lock_exclusive().map_err(|_| lock_error(data_dir))?;
+            let waited_until = Instant::now() + RELEASE_WAIT;
+            while log.try_lock_exclusive().is_err() {
+                if lock == Lock::Now || Instant::now() > waited_until {
+                    return Err(lock_error(data_dir));
+                }
+                std::thread::sleep(RELEASE_POLL);
+            }
             Some(log)
         }
         Err(_) => None,
@@ -172,12 +196,92 @@ fn inspect_opened(data_dir: &Path, opened: Result<Store, OpenError>) -> Result<R
     Ok(report)
 }
 
+/// The store of `data_dir`, opened once sled's threads let go of it (after a repair closed it).
+fn open_when_released(data_dir: &Path) -> Result<Store, String> {
+    let waited_until = Instant::now() + RELEASE_WAIT;
+    loop {
+        match Store::try_open_at(&data_dir.join("db"), data_dir) {
+            Err(OpenError::Locked) if Instant::now() < waited_until => {
+                std::thread::sleep(RELEASE_POLL)
+            }
+            opened => return opened.map_err(|e| e.describe(data_dir).to_string()),
+        }
+    }
+}
+
+/// Whether the store lost or garbled records (not only a run folder's copies or checkpoints):
+/// then the repair writes into a fresh copy of it (see [`crate::store`]'s `rebuild`).
+fn store_lost_records(found: &[Finding]) -> bool {
+    found.iter().any(|f| {
+        f.damage
+            && matches!(
+                f.kind,
+                "unreadable-key"
+                    | "unreadable-run"
+                    | "run-without-record"
+                    | "epochs-without-run"
+                    | "unreadable-epochs"
+                    | "epoch-gap"
+                    | "epochs-missing"
+            )
+    })
+}
+
+/// Copies what the store holds into a fresh store, which takes its place (the old one is kept
+/// aside as `db.damaged-SECONDS`), and opens it.
+fn rebuild_store(
+    store: Store,
+    data_dir: &Path,
+    repairs: &mut Vec<Repair>,
+) -> Result<Store, String> {
+    let db_dir = data_dir.join("db");
+    let fresh = data_dir.join("db.rebuilding");
+    if fresh.exists() {
+        // Left by a repair that stopped before it was put in place: never the store in use.
+        std::fs::remove_dir_all(&fresh)
+            .map_err(|e| format!("cannot remove {}: {e}", fresh.display()))?;
+    }
+    let copied = store
+        .copy_into(&fresh, data_dir)
+        .map_err(|e| format!("cannot copy the store into a fresh one: {e}"))?;
+    drop(store);
+    let aside = data_dir.join(format!("db.damaged-{}", now_ms() / 1000));
+    // The old store cannot be moved while sled still holds it: wait for its threads to finish.
+    let released = Instant::now() + RELEASE_WAIT;
+    while File::open(db_dir.join("db"))
+        .and_then(|log| log.try_lock_exclusive())
+        .is_err()
+        && Instant::now() < released
+    {
+        std::thread::sleep(RELEASE_POLL);
+    }
+    std::fs::rename(&db_dir, &aside)
+        .and_then(|()| std::fs::rename(&fresh, &db_dir))
+        .and_then(|()| crate::durable::sync_dir(data_dir))
+        .map_err(|e| {
+            format!(
+                "cannot put the fresh store in place of {}: {e}",
+                db_dir.display()
+            )
+        })?;
+    repairs.push(Repair {
+        run: None,
+        action: format!(
+            "the store lost records: wrote its {copied} readable record(s) into a fresh store before repairing (sled leaves a damaged log segment out when it opens a store, and would go on writing behind it), and kept the old one in {}",
+            aside.display()
+        ),
+        done: true,
+    });
+    open_when_released(data_dir)
+}
+
 /// Opens the store in place, moving it aside (and starting a fresh one) if it cannot be read.
-fn open_for_repair(data_dir: &Path, repairs: &mut Vec<Repair>) -> Result<Store, String> {
+/// Says whether it is a fresh one.
+fn open_for_repair(data_dir: &Path, repairs: &mut Vec<Repair>) -> Result<(Store, bool), String> {
     let db_dir = data_dir.join("db");
     let problem = match Store::try_open_at(&db_dir, data_dir) {
         Ok(store) => match store.scan() {
-            Ok(_) => return Ok(store),
+            Ok(_) => return Ok((store, false)),
             Err(err) => format!("it cannot be read: {err}"),
         },
         Err(err) => format!("it cannot be opened: {}", damage_or_refusal(err, data_dir)?),
@@ -199,14 +303,18 @@ fn open_for_repair(data_dir: &Path, repairs: &mut Vec<Repair>) -> Result<Store, 
         ),
         done: true,
     });
-    Store::open(data_dir).map_err(|e| e.to_string())
+    Store::open(data_dir)
+        .map(|store| (store, true))
+        .map_err(|e| e.to_string())
 }
 
+/// Repairs, then checks again what the repair left on the disk — a fresh open of the store, as
+/// the next start makes — and reports that: healthy only if that check is.
 fn check_and_repair(data_dir: &Path) -> Result<Report, String> {
     require_data_dir(data_dir)?;
     let mut repairs = Vec::new();
-    let before = check_copy(data_dir)?;
-    let store = open_for_repair(data_dir, &mut repairs)?;
+    let before = check_copy(data_dir, Lock::Now)?;
+    let (mut store, fresh) = open_for_repair(data_dir, &mut repairs)?;
     let failed = |e: crate::error::StrataError| format!("the repair stopped: {e}");
     for done in integrity::finish_interrupted_deletes(&store, data_dir).map_err(failed)? {
         repairs.push(Repair {
@@ -215,12 +323,19 @@ fn check_and_repair(data_dir: &Path) -> Result<Report, String> {
             done: true,
         });
     }
-    let inspection: Inspection =
+    let mut inspection: Inspection =
         integrity::inspect(&store, data_dir, Checkpoints::Verify).map_err(failed)?;
+    if !fresh && store_lost_records(&integrity::findings(&inspection)) {
+        store = rebuild_store(store, data_dir, &mut repairs)?;
+        inspection = integrity::inspect(&store, data_dir, Checkpoints::Verify).map_err(failed)?;
+    }
     repairs.extend(integrity::repair(&store, &inspection).map_err(failed)?);
-    let after = integrity::inspect(&store, data_dir, Checkpoints::Verify).map_err(failed)?;
+    store.flush().map_err(failed)?;
+    drop(store);
+    let after = check_copy(data_dir, Lock::WhenReleased)?;
     let mut report = before;
-    report.remaining = integrity::findings(&after);
+    // An unreadable store is among these findings too.
+    report.remaining = after.findings;
     report.repairs = Some(repairs);
     Ok(report)
 }
@@ -331,3 +446,6 @@ fn report_text(report: &Report) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,16 +20,19 @@ use crate::{
     dashboard::{self, DashboardListen},
     error::StrataError,
     integrity,
-    runs::Runs,
+    runs::{Limits, Runs},
     spec::paths::DataRoots,
     store::Store,
     transport::{
         auth::TokenCheck,
-        connections::{bounded_incoming, connection_limit},
+        connections::{bounded_incoming, connection_limit, ConnectionSlots, InFlightLayer},
         malformed::MalformedIsInvalid,
         service::StrataService,
     },
 };
+
+/// The gRPC services behind the layer that counts each connection's requests in flight.
+type GrpcRouter = Router<tower_layer::Stack<InFlightLayer, tower_layer::Identity>>;
 
 /// Whether the process runs with root's rights (`/proc/self` belongs to the effective user).
 fn running_as_root() -> bool {
@@ -75,8 +78,9 @@ pub struct DaemonConfig {
     pub allow_torchscript: bool,
     /// Connections open at once (capped at half the open-file limit).
     pub max_connections: usize,
-    /// How long an external run may log nothing before it is marked interrupted.
-    pub external_timeout: std::time::Duration,
+    /// Queued runs and live external runs held at most, and how long an external run may log
+    /// nothing before it is marked interrupted.
+    pub limits: Limits,
     /// Whether and where to serve the dashboard (same token, same loopback rule as gRPC).
     pub dashboard: DashboardListen,
 }
@@ -171,7 +175,7 @@ pub async fn run(
         threads_per_run,
         config.keep_checkpoints,
         data_roots.clone(),
-        config.external_timeout,
+        config.limits,
     );
     let (listener, addr) = bind(&config).await?;
     let dashboard_listener = dashboard::bind(
@@ -227,7 +231,7 @@ pub async fn run(
 /// Serves until `shutdown` resolves; then stops the runs (recording them), gives clients
 /// [`CONNECTION_DRAIN`] to close their connections, and returns.
 async fn serve(
-    router: Router,
+    router: GrpcRouter,
     listener: TcpListener,
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -237,7 +241,11 @@ async fn serve(
     let stop_runs = runs.clone();
     let (runs_stopped, runs_stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let served = router.serve_with_incoming_shutdown(
-        bounded_incoming(listener, max_connections, CONNECTION_START_TIMEOUT),
+        bounded_incoming(
+            listener,
+            ConnectionSlots::new(max_connections),
+            CONNECTION_START_TIMEOUT,
+        ),
         async move {
             shutdown.await;
             tracing::info!("shutting down: interrupting runs at the next batch");
@@ -332,7 +340,7 @@ async fn bind(config: &DaemonConfig) -> Result<(TcpListener, SocketAddr), Strata
 async fn router(
     config: &DaemonConfig,
     runs: &Arc<Runs>,
-) -> Result<(Router, HealthReporter), StrataError> {
+) -> Result<(GrpcRouter, HealthReporter), StrataError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<StrataServer<StrataService>>()
@@ -363,7 +371,9 @@ async fn router(
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-        .max_connection_age(MAX_CONNECTION_AGE);
+        .max_connection_age(MAX_CONNECTION_AGE)
+        // Requests in flight per connection: a busy connection is never closed to make room.
+        .layer(InFlightLayer);
     if let Some(files) = &config.tls {
         builder = builder.tls_config(tls_config(files)?).map_err(|e| {
             StrataError::invalid("tls_cert", format!("unusable certificate or key: {e}"))

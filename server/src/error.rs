@@ -15,6 +15,10 @@ pub enum StrataError {
     /// The request is well formed but the run is in the wrong state for it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The daemon holds as much of something as its flags allow (queued runs, live external
+    /// runs): the message names the limit, its flag, and what frees room.
+    #[error("{0}")]
+    AtLimit(String),
     /// The daemon is stopping and takes no new work.
     #[error("stratad is shutting down")]
     ShuttingDown,

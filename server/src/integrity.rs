@@ -2,11 +2,16 @@
 //! repaired by `stratad check --repair`: damage is reported, never silently dropped.
 //!
 //! sled recovers from a damaged log by keeping what it can read and dropping the rest, so a store
-//! can open "fine" with runs or epochs missing. The run folders are a second witness, and what they
-//! imply follows from the order things are written in:
+//! can open "fine" with runs or epochs missing. The run folders — of every run, trained or logged
+//! from outside — are a second copy, and what they imply follows from the order things are
+//! written in:
 //!
 //! - a run's record is stored first, then its folder `runs/ID/` is created (holding a copy of the
-//!   record, `run.pb`): **a run folder implies a run record**;
+//!   record, `run.pb`): **a run folder implies a run record**, and a run with epochs has a folder;
+//! - every epoch is appended to the run's epoch log (`epochs.pb`) before it is stored, a trained
+//!   run's one at a time, an external run's batch as one write: **the store's epochs are the
+//!   log's, but for the log's last write** (a crash between the two; start-up stores them), and
+//!   the log is never behind the store but by damage;
 //! - the checkpoint of epoch N is synced before the record of epoch N (`train::worker`), so **the
 //!   newest checkpoint N implies the records of epochs 1..N-1** — epoch N's own record may be
 //!   missing after a crash between the two writes, which is not damage;
@@ -15,10 +20,13 @@
 //!   leaves a folder that says so (start-up finishes or undoes the deletion), never an orphan.
 //!
 //! Start-up checks the store against the folders without reading the checkpoints (directory
-//! listings and one pass over the records); `stratad check` also verifies every checkpoint's
-//! checksum. A repair rebuilds what was lost from the runs' newest intact checkpoints, which hold
-//! the run's record and every epoch's ([`crate::train::checkpoint::file`]); it moves damaged files
-//! aside, never deletes them, and says what it could not repair.
+//! listings, one pass over the records, every epoch log read); `stratad check` also verifies every
+//! checkpoint's checksum. Damage to the store makes start-up refuse; damage to a second copy alone
+//! (a log or `run.pb` missing, cut, flipped or disagreeing, a folder gone) loses nothing while the
+//! store is whole, and start-up writes the copy again from the store. A repair rebuilds what the
+//! store lost from the runs' newest intact checkpoints and epoch logs (and `run.pb`), writes
+//! damaged second copies again from the store, moves damaged files aside (never deletes them),
+//! and says what it could not repair.
 
 mod findings;
 mod inspect;
@@ -33,6 +41,7 @@ pub use inspect::{inspect, Checkpoints, Inspection};
 pub use repair::repair;
 pub use report::Report;
 pub use restore::finish_interrupted_deletes;
+use restore::Copies;
 
 use crate::{
     domain::RunId,
@@ -67,6 +76,13 @@ pub struct Repair {
 }
 
 impl Finding {
+    /// Damage to a run's second copies (its folder's `run.pb`, `epochs.pb`, checkpoints) while
+    /// the store holds the run whole: nothing is lost yet. Start-up writes the copies again from
+    /// the store (a missing checkpoint cannot be: it is reported) instead of refusing to start.
+    pub fn in_second_copies(&self) -> bool {
+        self.damage && (Copies::for_findings([self]).any() || self.kind == "checkpoints-missing")
+    }
+
     fn damage(run: Option<RunId>, kind: &'static str, message: String) -> Self {
         Finding {
             run,
@@ -115,6 +131,24 @@ pub fn check_at_startup(store: &Store, data_dir: &Path) -> Result<()> {
         restore::restore_records_of_newest_checkpoints(store, &inspection, |_| false)?
     {
         tracing::warn!("{restored}");
+    }
+    for &id in inspection.runs.keys() {
+        let about: Vec<&Finding> = found.iter().filter(|f| f.run == Some(id)).collect();
+        for finding in about.iter().filter(|f| f.kind == "checkpoints-missing") {
+            tracing::warn!(
+                "{} (`stratad check --repair` records that)",
+                finding.message
+            );
+        }
+        let copies = restore::Copies::for_findings(about.iter().copied());
+        if copies.any() {
+            let done = restore::rewrite_second_copies(store, data_dir, id, copies)?;
+            if about.iter().any(|f| f.damage) {
+                tracing::warn!("{done} (they were damaged or missing)");
+            } else {
+                tracing::info!("{done}");
+            }
+        }
     }
     Ok(())
 }

@@ -71,6 +71,14 @@ struct Args {
     /// limit).
     #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_connections: u32,
+    /// Runs that may wait in the queue at once; more are refused (RESOURCE_EXHAUSTED) until some
+    /// start. Each holds ~40 KB, and shutdown records them all in one write.
+    #[arg(long, env = "STRATA_MAX_QUEUED_RUNS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_queued_runs: u32,
+    /// Runs logged from outside (CreateRun) that may be live at once; more are refused
+    /// (RESOURCE_EXHAUSTED) until some finish or time out. Each holds ~30 KB.
+    #[arg(long, env = "STRATA_MAX_EXTERNAL_RUNS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_external_runs: u32,
     /// Seconds a run logged from outside (CreateRun/LogEpochs) may send nothing before it is
     /// marked interrupted.
     #[arg(long, env = "STRATA_EXTERNAL_TIMEOUT", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
@@ -194,7 +202,11 @@ fn daemon_config(args: Args, token: Option<String>) -> DaemonConfig {
         insecure_no_auth: args.insecure_no_auth,
         allow_torchscript: args.allow_torchscript,
         max_connections: args.max_connections as usize,
-        external_timeout: std::time::Duration::from_secs(args.external_timeout),
+        limits: strata_server::runs::Limits {
+            max_queued_runs: args.max_queued_runs as usize,
+            max_external_runs: args.max_external_runs as usize,
+            external_timeout: std::time::Duration::from_secs(args.external_timeout),
+        },
         dashboard: DashboardListen::from_flag(args.dashboard_listen.as_deref()),
     }
 }

@@ -13,6 +13,7 @@ use std::{
 };
 
 pub mod browser;
+pub mod external;
 pub mod http;
 
 use serde_json::Value;

@@ -403,3 +403,83 @@ async fn a_silent_external_run_becomes_interrupted() {
         "{shown}"
     );
 }
+
+/// Issue 30, finding 8: values out of their range are refused, naming the field and what is
+/// allowed, numbers printed readably; names may not hide text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_values_and_invisible_characters_are_refused_by_name() {
+    let daemon = Daemon::start();
+    let mut grpc = daemon.client().await.grpc();
+    let id = grpc
+        .create_run(create_request("ranges"))
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap()
+        .id;
+    for (accuracy, says) in [(1e308, "1e308"), (1.5, "1.5"), (-0.1, "-0.1")] {
+        let mut e = epoch(1);
+        e.val_metric = Some(ValMetric::ValAccuracy(accuracy));
+        let err = grpc.log_epochs(log(&id, vec![e])).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().starts_with("epochs[0].val_metric: ")
+                && err.message().contains(says)
+                && err.message().contains("from 0 to 1")
+                && err.message().len() < 200,
+            "{}",
+            err.message()
+        );
+    }
+    let regression = |variance: f64| CreateRunRequest {
+        task: Some(Task::TargetVariance(variance)),
+        ..create_request("regression")
+    };
+    let err = grpc.create_run(regression(1e-320)).await.unwrap_err();
+    assert!(
+        err.message().starts_with("target_variance: ") && err.message().contains("at least 1e-30"),
+        "{}",
+        err.message()
+    );
+    let r2_run = grpc
+        .create_run(regression(2.0))
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap()
+        .id;
+    let mut e = epoch(1);
+    e.val_metric = Some(ValMetric::ValR2(1.5));
+    let err = grpc.log_epochs(log(&r2_run, vec![e])).await.unwrap_err();
+    assert!(err.message().contains("at most 1"), "{}", err.message());
+    let mut e = epoch(1);
+    e.val_metric = Some(ValMetric::ValR2(-3.0));
+    grpc.log_epochs(log(&r2_run, vec![e])).await.unwrap();
+
+    for (name, code) in [
+        ("invoice\u{202E}fdp.exe", "U+202E"),
+        ("run\u{200B}", "U+200B"),
+        ("two\u{2028}lines", "U+2028"),
+    ] {
+        let err = grpc.create_run(create_request(name)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().starts_with("name: ") && err.message().contains(code),
+            "{}",
+            err.message()
+        );
+        let out = daemon.strata(&["start", "--dataset", "spirals", "--name", name, "--dry-run"]);
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(out.stderr.contains(code), "{out:?}");
+    }
+    let mut sneaky = create_request("plain");
+    sneaky.groups[0].name = "bo\u{200D}dy".into();
+    let err = grpc.create_run(sneaky).await.unwrap_err();
+    assert!(
+        err.message().starts_with("groups[0]: ") && err.message().contains("U+200D"),
+        "{}",
+        err.message()
+    );
+}

@@ -9,7 +9,7 @@ use std::{
 };
 
 use serde_json::Value;
-use strata_e2e::{bin, clear_strata_env, start_run, watch_to_end, Daemon};
+use strata_e2e::{bin, clear_strata_env, show, start_run, watch_to_end, Daemon};
 use tonic::Code;
 
 /// What a user can see of a data dir: every run's id and status, and all its epochs.
@@ -535,5 +535,191 @@ fn check_reports_a_healthy_and_a_damaged_data_dir_and_repair_moves_damage_aside(
             .unwrap()
             .len(),
         2
+    );
+}
+
+/// Five runs logged from outside, 40 epochs each in batches, then a SIGKILL: what the user can see
+/// after a restart.
+async fn data_dir_with_external_runs(data: &Path) -> Visible {
+    let mut daemon = Daemon::start_in(data, &[]);
+    let mut grpc = daemon.client().await.grpc();
+    for i in 0..5 {
+        strata_e2e::external::log_run(&mut grpc, &format!("outside-{i}"), 40, 8).await;
+    }
+    daemon.signal_and_wait("KILL");
+    let pristine = data.with_extension("pristine");
+    copy_dir(data, &pristine);
+    let daemon = Daemon::start_in(&pristine, &[]);
+    let seen = visible(&daemon);
+    assert_eq!(seen.0.len(), 5);
+    assert!(seen.0.iter().all(
+        |(_, status, epochs)| status == "interrupted" && epochs.as_array().unwrap().len() == 40
+    ));
+    seen
+}
+
+/// Issue 30, finding 1: a flipped byte in the store lost external runs' epochs silently. Now
+/// every flip is either harmless or found — by `check` (exit 1) and at start-up (refused, or the
+/// epochs put back from the runs' epoch logs) — and `--repair` brings every epoch back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_damage_never_loses_an_external_run_silently_and_repair_brings_it_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let seen = data_dir_with_external_runs(&data).await;
+    // Byte 0 (the first segment's header) and 10..90 % into the log's non-zero bytes.
+    let original = std::fs::read(data.join("db/db")).unwrap();
+    let len = original.len();
+    let written: Vec<usize> = (0..len).filter(|&i| original[i] != 0).collect();
+    let mut offsets = vec![0];
+    offsets.extend([1, 3, 5, 7, 9].map(|tenth| written[written.len() * tenth / 10]));
+    let mut outcomes = Vec::new();
+    for (i, offset) in offsets.into_iter().enumerate() {
+        let copy = tmp.path().join(format!("flip-{i}"));
+        copy_dir(&data, &copy);
+        let log = copy.join("db/db");
+        let mut bytes = std::fs::read(&log).unwrap();
+        bytes[offset] ^= 0x5a;
+        std::fs::write(&log, bytes).unwrap();
+        let what = format!("byte {offset} of {len} in db/db flipped");
+        let (checked, report) = check_json(&copy, false);
+        let started = refuses_or_shows_everything(&copy, &seen, &what);
+        if checked == 0 {
+            assert_eq!(
+                started, "started intact",
+                "{what}: check said healthy: {report}"
+            );
+        }
+        let (code, report) = check_json(&copy, true);
+        assert_eq!(code, 0, "{what}: {report}");
+        let (code, report) = check_json(&copy, false);
+        assert_eq!(code, 0, "{what}: the repair did not hold: {report}");
+        let daemon = Daemon::start_in(&copy, &[]);
+        assert_eq!(visible(&daemon), seen, "{what}: after the repair");
+        outcomes.push((offset, checked, started));
+    }
+    println!("{outcomes:?}");
+
+    // The whole store deleted: refused, and rebuilt from the runs' folders.
+    std::fs::remove_dir_all(data.join("db")).unwrap();
+    let refused = Daemon::try_start_in(&data, &[]).err().expect("refused");
+    assert!(
+        refused.log.contains("holds 5 run folder(s)"),
+        "{}",
+        refused.log
+    );
+    let (code, report) = check_json(&data, false);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(kinds(&report["problems"]), vec!["run-without-record"; 5]);
+    let (code, report) = check_json(&data, true);
+    assert_eq!(code, 0, "{report}");
+    let daemon = Daemon::start_in(&data, &[]);
+    assert_eq!(visible(&daemon), seen);
+}
+
+/// Issue 30, finding 6: damage to a run's second copies — its epoch log, its `run.pb`, its
+/// folder, the checkpoints of a run that can resume — is found by `check` (exit 1, named); the
+/// daemon starts and writes the copies again from the store; a missing checkpoint is recorded by
+/// the repair (the run cannot resume). Nothing the user sees changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_to_second_copies_is_found_and_put_right_from_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut daemon = Daemon::start_in(&data, &[]);
+    let mut grpc = daemon.client().await.grpc();
+    let mut external = Vec::new();
+    for i in 0..5 {
+        external.push(strata_e2e::external::log_run(&mut grpc, &format!("x{i}"), 12, 5).await);
+    }
+    // A trained run stopped by a shutdown after its first epoch: interrupted, resumable.
+    let trained = start_run(&daemon, &["--epochs", "100000"]);
+    while show(&daemon, &trained)["epochs"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(daemon.signal_and_wait("TERM").success());
+    let daemon = Daemon::start_in(&data, &[]);
+    let seen = visible(&daemon);
+    assert!(daemon.stop().success());
+    let (code, report) = check_json(&data, false);
+    assert_eq!(code, 0, "{report}");
+
+    let log = |id: &str| run_dir(&data, id).join("epochs.pb");
+    let run_pb = |id: &str| run_dir(&data, id).join("run.pb");
+    let mut flipped = std::fs::read(log(&external[0])).unwrap();
+    flipped[100] ^= 0x01;
+    std::fs::write(log(&external[0]), flipped).unwrap();
+    let cut = std::fs::read(log(&external[1])).unwrap();
+    std::fs::write(log(&external[1]), &cut[..cut.len() / 3]).unwrap();
+    let mut flipped = std::fs::read(run_pb(&external[2])).unwrap();
+    flipped[20] ^= 0x01;
+    std::fs::write(run_pb(&external[2]), flipped).unwrap();
+    std::fs::remove_file(run_pb(&external[3])).unwrap();
+    std::fs::remove_dir_all(run_dir(&data, &external[4])).unwrap();
+    for epoch in std::fs::read_dir(run_dir(&data, &trained)).unwrap() {
+        let path = epoch.unwrap().path();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let (code, report) = check_json(&data, false);
+    assert_eq!(code, 1, "{report}");
+    let mut found: Vec<(String, String)> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["run"].as_str().unwrap().to_string(),
+                p["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    let mut expected: Vec<(String, String)> = [
+        (&external[0], "epoch-log-damaged"),
+        (&external[1], "epoch-log-damaged"),
+        (&external[2], "run-copy-damaged"),
+        (&external[3], "run-copy-missing"),
+        (&external[4], "folder-missing"),
+        (&trained, "checkpoints-missing"),
+    ]
+    .iter()
+    .map(|(id, kind)| (id.to_string(), kind.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(found, expected, "{report}");
+
+    // The daemon starts, says what it wrote again, and shows everything as it was.
+    let daemon = Daemon::start_in(&data, &[]);
+    assert_eq!(visible(&daemon), seen);
+    assert!(
+        daemon.log().contains("again from the store"),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.stop().success());
+    let (code, report) = check_json(&data, false);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(kinds(&report["problems"]), ["checkpoints-missing"]);
+    let (code, report) = check_json(&data, true);
+    assert_eq!(code, 0, "{report}");
+    let (code, report) = check_json(&data, false);
+    assert_eq!(code, 0, "{report}");
+    let daemon = Daemon::start_in(&data, &[]);
+    let show = show(&daemon, &trained);
+    assert_eq!(show["status"], "failed");
+    assert!(
+        show["reason"]
+            .as_str()
+            .unwrap()
+            .contains("checkpoints were lost"),
+        "{show}"
+    );
+    assert_eq!(
+        show["epochs"],
+        seen.0.iter().find(|r| r.0 == trained).unwrap().2
     );
 }

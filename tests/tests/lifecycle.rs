@@ -700,3 +700,42 @@ fn a_second_daemon_on_the_same_data_dir_is_refused_clearly() {
     // The first daemon is unharmed.
     assert_eq!(daemon.strata(&["list", "--json"]).code, 0);
 }
+
+/// Issue 30, finding 8: openssl's default self-signed certificate is a CA certificate, which the
+/// CLI (rustls) does not accept as a server's; its one-line error gives the one command that makes
+/// one it accepts (the README's TLS section starts with it).
+#[tokio::test]
+async fn a_ca_certificate_on_the_daemon_is_refused_with_the_command_that_makes_a_good_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let daemon = Daemon::start_in(
+        &tmp.path().join("data"),
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    assert!(daemon.log().contains("CA certificate"), "{}", daemon.log());
+    let https = daemon.addr.replace("http://", "https://");
+    let out = strata_with(
+        &https,
+        &["info", "--tls-ca", cert_path.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(
+        out.stderr.contains("openssl req -x509")
+            && out.stderr.contains("basicConstraints=critical,CA:FALSE"),
+        "{out:?}"
+    );
+}

@@ -177,3 +177,118 @@ async fn a_long_run_is_answered_thinned_and_exported_whole() {
         assert_eq!(cli["runs"][0]["id"], id.as_str(), "{cli}");
     }
 }
+
+/// The most groups a run may have, and an answer's cap on its epoch × group records (the
+/// daemon's `MAX_RETURNED_GROUP_RECORDS`): such a run is answered with 390 epochs.
+const MANY_GROUPS: usize = 256;
+const MAX_RETURNED_GROUP_RECORDS: usize = 100_000;
+
+fn wide_epoch(n: u32) -> EpochRecord {
+    EpochRecord {
+        groups: (0..MANY_GROUPS)
+            .map(|g| GroupEpochStats {
+                name: format!("g{g}"),
+                lr: 1e-3,
+                grad_norm: 0.5,
+                weight_norm: 3.0,
+                update_ratio: 1e-2,
+                frozen: false,
+            })
+            .collect(),
+        ..epoch(n)
+    }
+}
+
+/// Issue 30, finding 4: on a run of the most groups, a re-sent epoch is compared alone, and every
+/// answer (GetRun, a page of it, the run page, a comparison) carries a bounded number of epoch ×
+/// group records — fewer epochs than a run of few groups — while export still writes them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_many_groups_is_answered_within_a_bound_on_its_records() {
+    const EPOCHS: u32 = 600;
+    let cap = MAX_RETURNED_GROUP_RECORDS / MANY_GROUPS;
+    let daemon = Daemon::start();
+    let client = daemon.client().await;
+    let mut grpc = client.grpc();
+    let request = CreateRunRequest {
+        groups: (0..MANY_GROUPS)
+            .map(|g| GroupRate {
+                name: format!("g{g}"),
+                lr: 1e-3,
+                frozen: None,
+            })
+            .collect(),
+        ..create_request()
+    };
+    let id = grpc
+        .create_run(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap()
+        .id;
+    for first in (1..=EPOCHS).step_by(60) {
+        let epochs = (first..first + 60).map(wide_epoch).collect();
+        grpc.log_epochs(LogEpochsRequest {
+            run: id.clone(),
+            epochs,
+        })
+        .await
+        .unwrap();
+    }
+    // Epoch 1 again: the same is accepted (nothing stored), a change is refused by name.
+    let again = grpc
+        .log_epochs(LogEpochsRequest {
+            run: id.clone(),
+            epochs: vec![wide_epoch(1)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.stored, again.epochs_done), (0, EPOCHS));
+    let mut changed = wide_epoch(1);
+    changed.groups[200].grad_norm = 0.25;
+    let refused = grpc
+        .log_epochs(LogEpochsRequest {
+            run: id.clone(),
+            epochs: vec![changed],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message().contains("groups[g200].grad_norm"),
+        "{}",
+        refused.message()
+    );
+
+    let detail = client.get_run(&id).await.unwrap();
+    assert!(detail.epochs_thinned);
+    assert!(detail.epochs.len() <= cap, "{}", detail.epochs.len());
+    let base = daemon.dashboard.clone().expect("the dashboard");
+    let page = http::get(&base, &format!("/api/runs/{id}"), &[]).json();
+    assert_eq!(page["max_epochs"], cap);
+    assert_eq!(page["epochs_thinned"], true);
+    let shown = numbers(&page["epochs"]);
+    assert!(shown.len() <= cap && shown.len() > 100, "{}", shown.len());
+    assert_eq!(shown.last(), Some(&u64::from(EPOCHS)));
+    let compared = http::get(&base, &format!("/api/compare?runs={id}"), &[]).json();
+    assert!(numbers(&compared["runs"][0]["epochs"]).len() <= cap);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("wide.json");
+    let exported = daemon.strata(&[
+        "export",
+        &id,
+        "--format",
+        "json",
+        "-o",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    let document: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        numbers(&document["epochs"]),
+        (1..=u64::from(EPOCHS)).collect::<Vec<_>>()
+    );
+}

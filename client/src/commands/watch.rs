@@ -46,9 +46,15 @@ pub async fn follow(
         )));
     };
     let total_epochs = info.config.as_ref().and_then(|config| config.epochs);
-    let mut stream = client.watch_run(&info.id, from_epoch).await?;
     let mut progress =
         EpochProgress::new(!as_json && std::io::stderr().is_terminal(), total_epochs);
+    let mut stream = client.watch_run(&info.id, from_epoch).await?;
+    // Where the watch stands: the next epoch to show (a stream opened again after a dropped
+    // connection starts there, so no epoch is missed or shown twice), and the last status shown
+    // (a new stream repeats the run's current status first).
+    let mut next_epoch = from_epoch.max(1);
+    let mut last_status: Option<(i32, String)> = None;
+    let mut reconnect = Reconnect::default();
 
     // One Ctrl-C future for the whole watch: recreating it per event could miss a signal that
     // arrives between two events.
@@ -69,13 +75,39 @@ pub async fn follow(
                 continue;
             }
         };
-        let Some(event) = message.map_err(strata_client::ClientError::from)? else {
-            progress.clear();
-            return Err(CliError::Failed(format!(
-                "the stream of run {} ended before the run did",
-                info.id
-            )));
+        let event = match message {
+            Ok(Some(event)) => event,
+            // The connection dropped (the daemon restarted, the network failed, this process was
+            // paused past the daemon's keepalive): open the stream again from the next epoch.
+            dropped => {
+                let why = match dropped {
+                    Err(status) if !Reconnect::worth_it(&status) => {
+                        progress.clear();
+                        return Err(strata_client::ClientError::from(status).into());
+                    }
+                    Err(status) => status.message().to_string(),
+                    Ok(_) => "the stream ended before the run did".to_string(),
+                };
+                progress.clear();
+                stream = reconnect
+                    .again(client, &info.id, next_epoch, &why, as_json, out)
+                    .await?;
+                continue;
+            }
         };
+        reconnect.succeeded();
+        match &event.event {
+            Some(Event::Epoch(record)) if record.epoch < next_epoch => continue,
+            Some(Event::Epoch(record)) => next_epoch = record.epoch + 1,
+            Some(Event::Status(change)) => {
+                let status = (change.status, change.reason.clone());
+                if terminal_status(change).is_none() && last_status.as_ref() == Some(&status) {
+                    continue;
+                }
+                last_status = Some(status);
+            }
+            _ => {}
+        }
 
         // The run's final status ends the watch; every event before it is shown.
         let finished = match &event.event {
@@ -99,6 +131,86 @@ pub async fn follow(
         if let Some(status) = finished {
             progress.clear();
             return final_exit(status);
+        }
+    }
+}
+
+/// Opening the stream again after a dropped connection: a few tries, further apart each time,
+/// counted afresh once events flow again.
+#[derive(Default)]
+struct Reconnect {
+    /// Tries since the last event received.
+    tries: u32,
+}
+
+/// Tries to open the stream again before giving up: with the waits below, ~60 s.
+const RECONNECT_TRIES: u32 = 12;
+const RECONNECT_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+const RECONNECT_LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
+
+impl Reconnect {
+    /// Whether a failed stream is a connection that dropped (worth opening again), not the
+    /// daemon's answer about the run (an unknown run, a refused token).
+    fn worth_it(status: &tonic::Status) -> bool {
+        use tonic::Code;
+        matches!(
+            status.code(),
+            Code::Unavailable
+                | Code::Unknown
+                | Code::Internal
+                | Code::Cancelled
+                | Code::DeadlineExceeded
+                | Code::Aborted
+        )
+    }
+
+    fn succeeded(&mut self) {
+        self.tries = 0;
+    }
+
+    /// Opens the stream again from `next_epoch`, saying so (on stderr; in `--json`, also as a
+    /// `notice` event), waiting between tries; an error once the tries are spent.
+    async fn again(
+        &mut self,
+        client: &Client,
+        run: &str,
+        next_epoch: u32,
+        why: &str,
+        as_json: bool,
+        out: &mut Out,
+    ) -> Result<tonic::Streaming<strata_proto::WatchEvent>, CliError> {
+        let mut why = why.to_string();
+        loop {
+            if self.tries >= RECONNECT_TRIES {
+                return Err(CliError::Failed(format!(
+                    "lost the connection to stratad while watching run {run} and could not open it again ({why})"
+                )));
+            }
+            let wait = RECONNECT_FIRST_WAIT
+                .saturating_mul(1 << self.tries.min(6))
+                .min(RECONNECT_LONGEST_WAIT);
+            if self.tries == 0 {
+                note(&format!(
+                    "notice: the connection to stratad dropped ({why}); reconnecting to go on from epoch {next_epoch}"
+                ));
+            }
+            self.tries += 1;
+            tokio::time::sleep(wait).await;
+            match client.watch_run(run, next_epoch).await {
+                Ok(stream) => {
+                    let message = format!("reconnected; going on from epoch {next_epoch}");
+                    if as_json {
+                        out.json(&serde_json::json!({ "event": "notice", "message": message }))?;
+                    } else {
+                        note(&format!("notice: {message}"));
+                    }
+                    return Ok(stream);
+                }
+                Err(err) => match err.status() {
+                    Some(status) if !Self::worth_it(status) => return Err(err.into()),
+                    _ => why = err.to_string(),
+                },
+            }
         }
     }
 }

@@ -59,6 +59,7 @@ impl From<StrataError> for ApiError {
             StrataError::RunNotFound(_) => StatusCode::NOT_FOUND,
             StrataError::AmbiguousRun { .. } => StatusCode::BAD_REQUEST,
             StrataError::FailedPrecondition(_) => StatusCode::CONFLICT,
+            StrataError::AtLimit(_) => StatusCode::TOO_MANY_REQUESTS,
             StrataError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             StrataError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             StrataError::DataDamaged(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -100,7 +100,7 @@ pub fn run_detail(detail: &RunDetail, with_epochs: bool) -> Value {
         "sweep": run.sweep.as_ref().map_or(Value::Null, sweep_trial),
         "analysis": analysis(&detail.analysis),
         "epochs_thinned": detail.epochs_thinned,
-        "max_epochs": crate::runs::MAX_RETURNED_EPOCHS,
+        "max_epochs": crate::runs::returned_epochs(run.groups().len()),
     });
     if with_epochs {
         value["epochs"] = detail.epochs.iter().map(|e| epoch(e, metric)).collect();

@@ -22,17 +22,25 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::StrataError, runs::Runs};
+use crate::{
+    error::StrataError,
+    runs::Runs,
+    transport::connections::{BoundedConnection, ConnectionSlots, CountInFlight, WithConnection},
+};
 
 /// Where the dashboard listens unless told otherwise: loopback, so only this machine's browsers
 /// reach it without a token.
 pub const DEFAULT_DASHBOARD_LISTEN: &str = "127.0.0.1:8080";
-/// Browser connections open at once; more are closed as soon as they are accepted.
+/// Browser connections open at once; beyond, the one idle the longest (no request being
+/// answered) is closed to admit a new one, and with none idle the new one waits (see
+/// [`crate::transport::connections`]).
 const MAX_CONNECTIONS: usize = 128;
-/// Event streams open at once (each holds a watcher task and its queue).
+/// Event streams open at once (each holds a watcher task and its queue); beyond, the oldest
+/// stream of the client holding the most is closed to make room ([`events::StreamSlots`]): a
+/// browser reconnects a closed stream by itself, after the last event it received.
 const MAX_EVENT_STREAMS: usize = 64;
 /// A connection must send its request headers within this.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,7 +73,7 @@ impl DashboardListen {
 struct Dashboard {
     runs: Arc<Runs>,
     /// Event streams in use (see [`MAX_EVENT_STREAMS`]).
-    streams: Arc<Semaphore>,
+    streams: Arc<events::StreamSlots>,
 }
 
 /// Binds the dashboard's listener as `listen` says, with gRPC's rule: beyond loopback only with a
@@ -127,11 +135,11 @@ pub async fn serve(
         return;
     };
     let app = router(runs, token, bound);
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = ConnectionSlots::new(MAX_CONNECTIONS);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     tracing::warn!(error = %err, "the dashboard could not accept a connection");
                     tokio::time::sleep(ACCEPT_RETRY).await;
@@ -140,16 +148,19 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => return,
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            continue; // Dropped: closed at once.
+        let slot = tokio::select! {
+            slot = connections.admit() => slot,
+            () = shutdown.cancelled() => return,
         };
+        let activity = slot.activity.clone();
+        let service = CountInFlight::new(WithConnection::new(app.clone(), activity, peer));
+        let stream = BoundedConnection::new(stream, slot, HEADER_READ_TIMEOUT);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             tokio::select! {
                 _ = connection => {}
                 () = shutdown.cancelled() => {}
@@ -162,7 +173,7 @@ pub async fn serve(
 fn router(runs: Arc<Runs>, token: Option<String>, bound: SocketAddr) -> Router {
     let dashboard = Dashboard {
         runs,
-        streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+        streams: events::StreamSlots::new(MAX_EVENT_STREAMS),
     };
     let access = access::Access::new(token, bound);
     Router::new()

@@ -1,10 +1,12 @@
 //! What is wrong with a data dir (damage: the daemon refuses to start, `check` exits 1), and what
 //! is worth noting about it.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use super::{
-    checkpoint_name, inspect::RunState, ranges, runs_dir, Finding, Inspection, MAX_LISTED_GAPS,
+    checkpoint_name,
+    inspect::{RunCopyState, RunState},
+    ranges, runs_dir, Finding, Inspection, MAX_LISTED_GAPS,
 };
 use crate::domain::RunId;
 
@@ -42,6 +44,7 @@ pub fn findings(inspection: &Inspection) -> Vec<Finding> {
 fn run_damage(id: RunId, run: &RunState, folder_path: &Path, found: &mut Vec<Finding>) {
     found.extend(record_damage(id, run, folder_path));
     epoch_damage(id, run, folder_path, found);
+    second_copy_damage(id, run, folder_path, found);
     if let Some(folder) = &run.folder {
         for (epoch, why) in folder.damaged() {
             found.push(Finding::damage(
@@ -59,7 +62,7 @@ fn run_damage(id: RunId, run: &RunState, folder_path: &Path, found: &mut Vec<Fin
 /// The run's record: unreadable, or missing while its folder or its epochs witness the run.
 fn record_damage(id: RunId, run: &RunState, folder_path: &Path) -> Option<Finding> {
     let (kind, message) = match (&run.record, &run.folder) {
-        (Some(Ok(())), _) => return None,
+        (Some(Ok(_)), _) => return None,
         (Some(Err(why)), _) => (
             "unreadable-run",
             format!("run {id}: its record in the store is unreadable: {why}"),
@@ -118,19 +121,157 @@ fn epoch_damage(id: RunId, run: &RunState, folder_path: &Path, found: &mut Vec<F
             ),
         ));
     }
-    if let (Some(folder), Some(Ok(()))) = (&run.folder, &run.record) {
+    if let (Some(folder), Some(Ok(_))) = (&run.folder, &run.record) {
         let last = run.last_stored();
-        if let Some(newest) = folder.newest().filter(|&n| n > last + 1) {
+        // What the folder witnesses beyond the store, more than a crash can explain: a
+        // checkpoint more than one epoch ahead, an epoch log ahead by more than its last write.
+        let by_checkpoint = folder.newest().filter(|&n| n > last + 1);
+        let by_log = run
+            .log_witness()
+            .filter(|&(_, last_write_from)| last + 1 < last_write_from);
+        if by_checkpoint.is_some() || by_log.is_some() {
+            let lost_to = by_checkpoint
+                .map_or(0, |n| n - 1)
+                .max(by_log.map_or(0, |(witnessed, _)| witnessed));
+            let witnesses = match (by_checkpoint, by_log) {
+                (Some(newest), Some((witnessed, _))) => format!(
+                    "holds a checkpoint of epoch {newest} and an epoch log up to epoch {witnessed}"
+                ),
+                (Some(newest), None) => format!("holds a checkpoint of epoch {newest}"),
+                (None, Some((witnessed, _))) => {
+                    format!("holds an epoch log up to epoch {witnessed}")
+                }
+                (None, None) => unreachable!("one witness at least"),
+            };
             found.push(Finding::damage(
                 Some(id),
                 "epochs-missing",
                 format!(
-                    "run {id}: the store's epoch records end at {last} but {} holds a checkpoint of epoch {newest}: the records of epoch(s) {} were lost",
+                    "run {id}: the store's epoch records end at {last} but {} {witnesses}: the records of epoch(s) {} were lost",
                     folder_path.display(),
-                    ranges(&(last + 1..newest).take(MAX_LISTED_GAPS).collect::<Vec<_>>()),
+                    ranges(&(last + 1..=lost_to).take(MAX_LISTED_GAPS).collect::<Vec<_>>()),
                 ),
             ));
         }
+    }
+}
+
+/// The run's second copies in its folder — its record (`run.pb`), its epochs (`epochs.pb`), a
+/// checkpoint to resume from — checked against the store's record and epochs. Damage to them
+/// loses nothing yet, but the next damage to the store would: `--repair` rewrites them from the
+/// store.
+fn second_copy_damage(id: RunId, run: &RunState, folder_path: &Path, found: &mut Vec<Finding>) {
+    let Some(record) = run.readable_record() else {
+        return;
+    };
+    let stored = run.last_stored();
+    let folder_shown = folder_path.display();
+    let Some(folder) = &run.folder else {
+        // Without epochs, a stop between storing the run and creating its folder looks the
+        // same: a note, and start-up creates it.
+        if record.has_folder && stored > 0 {
+            found.push(Finding::damage(
+                Some(id),
+                "folder-missing",
+                format!(
+                    "run {id}: its run folder {folder_shown} is gone (with the second copy of its record and its {stored} epoch(s){})",
+                    if record.external { "" } else { ", and its checkpoints" }
+                ),
+            ));
+        }
+        return;
+    };
+    let run_pb = folder_path.join(crate::train::checkpoint::file::RUN_RECORD_FILE);
+    let run_pb = run_pb.display();
+    match &folder.run_copy {
+        RunCopyState::Intact => {}
+        RunCopyState::Missing => found.push(Finding::damage(
+            Some(id),
+            "run-copy-missing",
+            format!("run {id}: {run_pb}, the second copy of its record, is missing"),
+        )),
+        RunCopyState::Damaged(why) => found.push(Finding::damage(
+            Some(id),
+            "run-copy-damaged",
+            format!("run {id}: {run_pb}, the second copy of its record, is damaged: {why}"),
+        )),
+        RunCopyState::Differs(fields) => found.push(Finding::damage(
+            Some(id),
+            "run-copy-differs",
+            format!("run {id}: {run_pb} disagrees with the store's record of the run on {fields}"),
+        )),
+    }
+    epoch_log_damage(id, run, folder_path, found);
+    // A run that can resume needs a checkpoint to resume from once it has trained.
+    let usable = folder
+        .checkpoints
+        .iter()
+        .any(|e| !matches!(folder.verified.get(e), Some(Err(_))));
+    if record.resumable && stored > 0 && !usable {
+        found.push(Finding::damage(
+            Some(id),
+            "checkpoints-missing",
+            format!(
+                "run {id} is resumable with {stored} epoch(s) stored, but {folder_shown} holds no {}checkpoint to resume from: it cannot resume",
+                if folder.checkpoints.is_empty() { "" } else { "intact " }
+            ),
+        ));
+    }
+}
+
+/// The run's epoch log against the store's epochs: it must hold every stored epoch, with the
+/// same values (the log is written first, so it is never behind the store but by damage).
+fn epoch_log_damage(id: RunId, run: &RunState, folder_path: &Path, found: &mut Vec<Finding>) {
+    let Some(folder) = &run.folder else {
+        return;
+    };
+    let log = &folder.log;
+    let log_path = folder_path.join(crate::store::epoch_log::EPOCH_LOG);
+    let log_path = log_path.display();
+    let stored = run.epochs.readable.last().copied().unwrap_or(0);
+    if stored == 0 {
+        return;
+    }
+    if !log.exists {
+        found.push(Finding::damage(
+            Some(id),
+            "epoch-log-missing",
+            format!("run {id}: {log_path}, the second copy of its {stored} epoch(s), is missing"),
+        ));
+        return;
+    }
+    if log.last() < stored {
+        found.push(Finding::damage(
+            Some(id),
+            "epoch-log-damaged",
+            format!(
+                "run {id}: {log_path} holds epochs up to {} but the store up to {stored}{}",
+                log.last(),
+                match &log.unread_tail {
+                    Some(why) => format!(" ({why})"),
+                    None => " (the file was cut short)".to_string(),
+                }
+            ),
+        ));
+    }
+    let logged: BTreeMap<u32, u32> = log.entries.iter().copied().collect();
+    let differ: Vec<u32> = run
+        .epochs
+        .readable
+        .iter()
+        .zip(&run.epochs.readable_crcs)
+        .filter(|(epoch, digest)| logged.get(epoch).is_some_and(|d| d != *digest))
+        .map(|(epoch, _)| *epoch)
+        .collect();
+    if !differ.is_empty() {
+        found.push(Finding::damage(
+            Some(id),
+            "epoch-copies-differ",
+            format!(
+                "run {id}: the records of epoch(s) {} in {log_path} differ from the store's",
+                ranges(&differ[..differ.len().min(MAX_LISTED_GAPS)])
+            ),
+        ));
     }
 }
 
@@ -171,10 +312,41 @@ fn data_dir_notes(inspection: &Inspection, runs_dir: &Path, found: &mut Vec<Find
 /// Notes on one run's folder: a checkpoint one epoch ahead of the records, files set aside.
 fn run_notes(id: RunId, run: &RunState, folder_path: &Path, found: &mut Vec<Finding>) {
     let Some(folder) = &run.folder else {
+        match run.readable_record() {
+            Some(record) if !record.has_folder => found.push(Finding::note(
+                Some(id),
+                "folder-not-yet-written",
+                format!(
+                    "run {id} was logged before external runs had a run folder; stratad writes {} (its record and epochs, from the store) when it starts",
+                    folder_path.display()
+                ),
+            )),
+            Some(_) if run.last_stored() == 0 => found.push(Finding::note(
+                Some(id),
+                "folder-not-yet-written",
+                format!(
+                    "run {id}: its run folder {} is missing (stratad stopped between storing the run and creating it, or it was removed); stratad creates it from the store's record when it starts",
+                    folder_path.display()
+                ),
+            )),
+            _ => {}
+        }
         return;
     };
     let last = run.last_stored();
-    if matches!(run.record, Some(Ok(()))) && folder.newest() == Some(last + 1) {
+    let log_ahead = run
+        .log_witness()
+        .filter(|&(witnessed, from)| witnessed > last && last + 1 >= from);
+    if let (Some(Ok(_)), Some((witnessed, _))) = (&run.record, log_ahead) {
+        found.push(Finding::note(
+            Some(id),
+            "log-ahead",
+            format!(
+                "run {id}: the records of epoch(s) {} are in its epoch log but not in the store (stratad stopped between writing the two, or the store lost them); stratad stores them from the log when it starts",
+                ranges(&(last + 1..=witnessed).collect::<Vec<_>>())
+            ),
+        ));
+    } else if matches!(run.record, Some(Ok(_))) && folder.newest() == Some(last + 1) {
         found.push(Finding::note(
             Some(id),
             "epoch-ahead",
@@ -199,7 +371,11 @@ fn run_notes(id: RunId, run: &RunState, folder_path: &Path, found: &mut Vec<Find
 
 /// What the daemon says when it refuses to start, or `None` when the data dir is sound.
 pub(super) fn startup_refusal(inspection: &Inspection, found: &[Finding]) -> Option<String> {
-    let damage: Vec<&Finding> = found.iter().filter(|f| f.damage).collect();
+    // Damage to second copies alone is put right from the store as the daemon starts.
+    let damage: Vec<&Finding> = found
+        .iter()
+        .filter(|f| f.damage && !f.in_second_copies())
+        .collect();
     if damage.is_empty() {
         return None;
     }

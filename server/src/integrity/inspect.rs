@@ -8,15 +8,19 @@ use std::{
 
 use super::{runs_dir, DELETING_SUFFIX, MAX_LISTED_GAPS};
 use crate::{
-    domain::RunId,
+    domain::{RunId, RunRecord},
     error::{Result, StrataError},
-    store::{EpochScan, Store, StoreScan},
+    store::{
+        epoch_log::{self, LogScan},
+        record, run_copy, upgrade, EpochScan, ScannedRun, Store, StoreScan,
+    },
     train::checkpoint::file::{
         self as checkpoint_file, CheckpointFile, Checksum, DAMAGED_SUFFIX, UNRECORDED_SUFFIX,
     },
 };
 
-/// A run's checkpoint folder as found on the disk.
+/// A run's folder as found on the disk: its checkpoints, and its copies of the run's record and
+/// epochs.
 #[derive(Debug, Default)]
 pub(super) struct Folder {
     /// Epochs with a checkpoint, ascending.
@@ -25,6 +29,23 @@ pub(super) struct Folder {
     pub(super) set_aside: Vec<String>,
     /// Per checkpoint, when verified: usable (with or without a checksum) or why not.
     pub(super) verified: BTreeMap<u32, std::result::Result<Checksum, String>>,
+    /// `run.pb`, read and compared with the store's record.
+    pub(super) run_copy: RunCopyState,
+    /// `epochs.pb`, read (every entry's checksum checked).
+    pub(super) log: LogScan,
+}
+
+/// What a folder's `run.pb` says, against the store's record of the run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) enum RunCopyState {
+    #[default]
+    Missing,
+    /// Unreadable, checksum wrong, not a record, or another run's: why.
+    Damaged(String),
+    /// Readable, but it disagrees with the store's record on what never changes: where.
+    Differs(String),
+    /// Readable, and the store's record (when readable) agrees with it.
+    Intact,
 }
 
 impl Folder {
@@ -43,7 +64,7 @@ impl Folder {
 #[derive(Debug, Default)]
 pub(super) struct RunState {
     /// `None`: the store has no record; `Some(Err)`: it has one that does not decode.
-    pub(super) record: Option<std::result::Result<(), String>>,
+    pub(super) record: Option<std::result::Result<ScannedRun, String>>,
     pub(super) epochs: EpochScan,
     pub(super) folder: Option<Folder>,
 }
@@ -59,6 +80,28 @@ impl RunState {
     /// How many epoch records the store has of the run (readable or not).
     pub(super) fn epoch_records(&self) -> usize {
         self.epochs.readable.len() + self.epochs.unreadable.len()
+    }
+
+    /// The store's record of the run, when it is readable.
+    pub(super) fn readable_record(&self) -> Option<ScannedRun> {
+        self.record.as_ref().and_then(|r| r.as_ref().ok()).copied()
+    }
+
+    /// What the folder's epoch log says the store must hold, when it holds any epoch: the last
+    /// epoch it witnesses, and the first epoch of its last write (a crash between that write and
+    /// the store leaves the store's records ending just before it). A trained run appends to its
+    /// log after each checkpoint, so log epochs beyond its newest checkpoint are from a timeline
+    /// a resume abandoned (its log is rewritten when it trains again): they witness nothing.
+    pub(super) fn log_witness(&self) -> Option<(u32, u32)> {
+        let folder = self.folder.as_ref()?;
+        let last = folder.log.last();
+        if last == 0 {
+            return None;
+        }
+        match folder.newest() {
+            Some(newest) if newest < last => Some((newest, newest)),
+            _ => Some((last, folder.log.last_write_from)),
+        }
     }
 
     /// Epochs in 1..=last_stored the store has no record of at all.
@@ -131,7 +174,12 @@ pub fn inspect(store: &Store, data_dir: &Path, checkpoints: Checkpoints) -> Resu
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         match RunId::from_folder_name(&name) {
             Some(id) if is_dir => {
-                let folder = read_folder(&entry.path(), id, checkpoints, &mut inspection);
+                let mut folder = read_folder(&entry.path(), id, checkpoints, &mut inspection);
+                let stored = match inspection.runs.get(&id).map(|r| &r.record) {
+                    Some(Some(Ok(_))) => store.get_run(id).ok().flatten(),
+                    _ => None,
+                };
+                folder.run_copy = run_copy_state(&entry.path(), id, stored.as_ref());
                 inspection.runs.entry(id).or_default().folder = Some(folder);
             }
             _ if is_dir
@@ -200,6 +248,11 @@ fn read_folder(
 ) -> Folder {
     let mut folder = Folder {
         checkpoints: checkpoint_file::epochs_in(dir),
+        log: epoch_log::scan(dir).unwrap_or_else(|err| LogScan {
+            exists: true,
+            unread_tail: Some(format!("cannot read it: {err}")),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -229,4 +282,48 @@ fn read_folder(
         }
     }
     folder
+}
+
+/// Reads `run.pb` and compares it with the store's record of the run (`stored`, when readable)
+/// on what never changes once a run is stored: a copy that disagrees is damaged on one side, and
+/// the store (whose log is checksummed too) is the one believed.
+pub(super) fn run_copy_state(dir: &Path, id: RunId, stored: Option<&RunRecord>) -> RunCopyState {
+    let bytes = match run_copy::read(dir) {
+        run_copy::RunCopy::Missing => return RunCopyState::Missing,
+        run_copy::RunCopy::Damaged(why) => return RunCopyState::Damaged(why),
+        run_copy::RunCopy::Intact(bytes) => bytes,
+    };
+    let copy = match record::decode_stored_run(&bytes)
+        .and_then(|run| run.to_domain(|run| upgrade::legacy_facts(run, &[])))
+    {
+        Ok(copy) => copy,
+        Err(why) => return RunCopyState::Damaged(why),
+    };
+    if copy.id != id {
+        return RunCopyState::Damaged(format!("it holds run {}", copy.id));
+    }
+    let Some(stored) = stored else {
+        return RunCopyState::Intact;
+    };
+    let fixed = |run: &RunRecord| {
+        [
+            ("name", format!("{:?}", run.name)),
+            ("tags", format!("{:?}", run.tags)),
+            ("created_at_ms", run.created_at_ms.to_string()),
+            ("origin", format!("{:?}", run.origin)),
+            ("sweep", format!("{:?}", run.sweep)),
+            ("twin", format!("{:?}/{:?}", run.twin, run.twin_of)),
+        ]
+    };
+    let differs: Vec<&str> = fixed(&copy)
+        .iter()
+        .zip(fixed(stored).iter())
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, _)| a.0)
+        .collect();
+    if differs.is_empty() {
+        RunCopyState::Intact
+    } else {
+        RunCopyState::Differs(differs.join(", "))
+    }
 }

@@ -8,10 +8,12 @@ use std::{
 
 use super::{
     checkpoint_name, findings,
-    inspect::{Folder, RunState},
+    inspect::{run_copy_state, Folder, RunCopyState, RunState},
     ranges,
-    restore::{archived_epochs, restore_records_of_newest_checkpoints},
-    runs_dir, Inspection, Repair, LOST_AND_FOUND,
+    restore::{
+        archived_epochs, restore_records_of_newest_checkpoints, rewrite_second_copies, Copies,
+    },
+    runs_dir, Finding, Inspection, Repair, LOST_AND_FOUND,
 };
 use crate::{
     domain::{DataFacts, EpochMetrics, RunConfig, RunId, RunRecord, RunStatus, TaskFacts},
@@ -29,19 +31,39 @@ use crate::{
 pub fn repair(store: &Store, inspection: &Inspection) -> Result<Vec<Repair>> {
     let mut repairs = remove_bad_keys(store, inspection)?;
     let found = findings(inspection);
-    let damaged = |id: RunId| found.iter().any(|f| f.damage && f.run == Some(id));
+    // Runs the store lost something of: rebuilt from their folders, then their folders written
+    // again from what the store now holds.
+    let damaged = |id: RunId| {
+        found
+            .iter()
+            .any(|f| f.damage && f.run == Some(id) && !f.in_second_copies())
+    };
     for (&id, run) in &inspection.runs {
-        if !damaged(id) {
-            continue;
-        }
-        RunRepair {
+        let about: Vec<&Finding> = found.iter().filter(|f| f.run == Some(id)).collect();
+        let mut repair = RunRepair {
             store,
             data_dir: &inspection.data_dir,
             dir: runs_dir(&inspection.data_dir).join(id.to_string()),
             id,
             repairs: &mut repairs,
+        };
+        if damaged(id) {
+            if repair.repair(run)? {
+                let copies = repair.copies_out_of_date()?;
+                if copies.any() {
+                    repair.rewrite_copies(copies)?;
+                }
+            }
+            continue;
         }
-        .repair(run)?;
+        // The store holds the run whole: its damaged second copies are written from it.
+        let copies = Copies::for_findings(about.iter().copied());
+        if copies.any() {
+            repair.rewrite_copies(copies)?;
+        }
+        if about.iter().any(|f| f.kind == "checkpoints-missing") {
+            repair.record_lost_checkpoints(run.last_stored())?;
+        }
     }
     // What start-up would restore anyway (a run repaired above has its epochs already).
     for (id, restored) in restore_records_of_newest_checkpoints(store, inspection, damaged)? {
@@ -95,7 +117,8 @@ struct RunRepair<'a> {
 impl RunRepair<'_> {
     /// In this order: damaged checkpoints aside (so nothing below reads or trusts them), the run's
     /// record, its epochs, the checkpoints the epochs no longer reach, and the record's status.
-    fn repair(mut self, run: &RunState) -> Result<()> {
+    /// Returns whether the run is in the store now (false: its folder went to lost+found).
+    fn repair(&mut self, run: &RunState) -> Result<bool> {
         let (checkpoints, archive) = match &run.folder {
             Some(folder) => (
                 self.set_aside_damaged(folder)?,
@@ -105,7 +128,7 @@ impl RunRepair<'_> {
         };
         // The run's record: from its newest checkpoint, else from the copy its folder was made with.
         let mut recovering = None;
-        if !matches!(run.record, Some(Ok(()))) {
+        if !matches!(run.record, Some(Ok(_))) {
             let archived = archive
                 .as_ref()
                 .and_then(Archive::recovered)
@@ -113,7 +136,8 @@ impl RunRepair<'_> {
             match archived {
                 Some(archived) => recovering = Some(archived),
                 None if run.record.is_none() && run.epoch_records() == 0 => {
-                    return self.move_to_lost_and_found()
+                    self.move_to_lost_and_found()?;
+                    return Ok(false);
                 }
                 None => self.store_placeholder(run.record.is_none())?,
             }
@@ -121,10 +145,48 @@ impl RunRepair<'_> {
         let (kept, gap) = self.repair_epochs(run, archive.as_ref())?;
         self.set_aside_unrecorded(&checkpoints, kept)?;
         match recovering {
-            Some((archived, source)) => self.store_recovered(archived, &source),
-            None if gap.is_some() => self.note_dropped_epochs(kept),
-            None => Ok(()),
+            Some((archived, source)) => self.store_recovered(archived, &source)?,
+            None if gap.is_some() => self.note_dropped_epochs(kept)?,
+            None => {}
         }
+        Ok(true)
+    }
+
+    /// The run's second copies that disagree with what the store holds of it now.
+    fn copies_out_of_date(&self) -> Result<Copies> {
+        let record = self.store.get_run(self.id)?;
+        let log = crate::store::epoch_log::scan(&self.dir).unwrap_or_default();
+        Ok(Copies {
+            record: run_copy_state(&self.dir, self.id, record.as_ref()) != RunCopyState::Intact,
+            epochs: log.entries != self.store.epoch_digests(self.id)?,
+        })
+    }
+
+    /// Writes the run's second copies again from the store.
+    fn rewrite_copies(&mut self, copies: Copies) -> Result<()> {
+        let done = rewrite_second_copies(self.store, self.data_dir, self.id, copies)?;
+        let done = done
+            .strip_prefix(&format!("run {}: ", self.id))
+            .unwrap_or(&done)
+            .to_string();
+        self.did(done, true);
+        Ok(())
+    }
+
+    /// A resumable run with epochs whose checkpoints are all gone cannot resume: it is recorded
+    /// as failed, saying why (its epochs are kept).
+    fn record_lost_checkpoints(&mut self, epochs: u32) -> Result<()> {
+        let reason = format!(
+            "its checkpoints were lost (found by `stratad check --repair`): it cannot resume; its {epochs} epoch(s) are kept"
+        );
+        let recorded = reason.clone();
+        self.store.update_run(self.id, |run| {
+            run.status = RunStatus::Failed;
+            run.reason = recorded;
+            run.finished_at_ms = now_ms();
+        })?;
+        self.did(format!("{reason}: recorded the run as failed"), false);
+        Ok(())
     }
 
     fn did(&mut self, action: String, done: bool) {
@@ -168,7 +230,7 @@ impl RunRepair<'_> {
     }
 
     /// A folder and nothing else: nothing to show as a run. It is kept, out of the way.
-    fn move_to_lost_and_found(mut self) -> Result<()> {
+    fn move_to_lost_and_found(&mut self) -> Result<()> {
         let lost = self.data_dir.join(LOST_AND_FOUND);
         durable::create_dir_all(&lost).map_err(|e| self.io_failed("create lost+found", e))?;
         let target = lost.join(self.id.to_string());
@@ -221,9 +283,9 @@ impl RunRepair<'_> {
             readable.extend(numbers.iter().copied());
             self.did(
                 format!(
-                    "restored the records of epoch(s) {} from its checkpoint of epoch {}",
+                    "restored the records of epoch(s) {} from {}",
                     ranges(&numbers),
-                    archive.map_or(0, |a| a.epoch)
+                    archive.map_or("its folder", |a| a.source.as_str())
                 ),
                 true,
             );
@@ -306,9 +368,11 @@ impl RunRepair<'_> {
     }
 }
 
-/// What a run's newest intact checkpoint says about it.
+/// What a run's folder says about it: its newest intact checkpoint (the run's record and that
+/// epoch's), and its epoch log.
 struct Archive {
-    epoch: u32,
+    /// Where the epochs come from, in words ("its checkpoint of epoch 5", "its epoch log").
+    source: String,
     run: Option<RunRecord>,
     epochs: BTreeMap<u32, EpochMetrics>,
 }
@@ -316,13 +380,26 @@ struct Archive {
 impl Archive {
     /// The run's record it holds, and where it came from.
     fn recovered(&self) -> Option<Recovered> {
-        let source = format!("its checkpoint of epoch {}", self.epoch);
-        self.run.clone().map(|run| (run, source))
+        self.run.clone().map(|run| (run, self.source.clone()))
     }
 }
 
-/// Reads the run's record and epochs from its newest checkpoint that verifies and holds them.
+/// Reads the run's record and epochs from its newest checkpoint that verifies and holds them,
+/// with its epoch log up to that epoch; without one (a run logged from outside has none), from
+/// the epoch log alone.
 fn read_archive(dir: &Path, id: RunId, folder: &Folder) -> Option<Archive> {
+    if let Some(archive) = read_checkpoint_archive(dir, id, folder) {
+        return Some(archive);
+    }
+    let epochs = crate::store::epoch_log::read(dir);
+    (!epochs.is_empty()).then(|| Archive {
+        source: "its epoch log".into(),
+        run: None,
+        epochs,
+    })
+}
+
+fn read_checkpoint_archive(dir: &Path, id: RunId, folder: &Folder) -> Option<Archive> {
     for &epoch in folder.checkpoints.iter().rev() {
         if matches!(folder.verified.get(&epoch), Some(Err(_))) {
             continue;
@@ -349,7 +426,11 @@ fn read_archive(dir: &Path, id: RunId, folder: &Folder) -> Option<Archive> {
             .to_domain(|run| upgrade::legacy_facts(run, &listed))
             .ok()
             .filter(|run| run.id == id);
-        return Some(Archive { epoch, run, epochs });
+        return Some(Archive {
+            source: format!("its checkpoint of epoch {epoch}"),
+            run,
+            epochs,
+        });
     }
     None
 }
@@ -387,6 +468,10 @@ fn recovered_run(archive_run: RunRecord, source: &str, epochs: &[EpochMetrics]) 
             ),
         ),
         Some(record) if planned > 0 && record.epoch >= planned => (RunStatus::Completed, recovered),
+        _ if run.is_external() => (
+            RunStatus::Interrupted,
+            format!("{recovered}; its epochs so far are kept"),
+        ),
         _ => (
             RunStatus::Interrupted,
             format!("{recovered}; resume it to continue"),

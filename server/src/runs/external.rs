@@ -22,7 +22,7 @@ use crate::{
         RunEvent, RunId, RunOrigin, RunRecord, RunState, RunStatus, TaskFacts, ValMetric,
     },
     error::{truncated, Result, StrataError},
-    spec::{validate_labels, MAX_NAME_CHARS},
+    spec::{shown_number, validate_labels, MAX_NAME_CHARS},
     store::now_ms,
 };
 
@@ -45,6 +45,10 @@ const MAX_EXTRA_SCALARS: usize = 64;
 const MAX_EXTRA_NAME_CHARS: usize = 64;
 /// Longest reason a client may give for a run's end (longer is cut).
 const MAX_FINISH_REASON_BYTES: usize = 1024;
+/// The smallest variance of a regression's validation targets a client may give: the analysis
+/// judges losses against it (the loss of predicting the mean), and below this — subnormal
+/// numbers at the extreme — ratios against it lose their precision.
+pub const MIN_TARGET_VARIANCE: f64 = 1e-30;
 /// How long an external run may log nothing before it is marked interrupted, by default.
 pub const DEFAULT_EXTERNAL_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -96,13 +100,42 @@ pub(super) struct ExternalLog {
     live: Arc<LiveRun>,
 }
 
-/// The live external runs.
-#[derive(Default)]
+/// The live external runs, at most `max` of them (`--max-external-runs`).
 pub(super) struct ExternalRuns {
     runs: SyncMutex<HashMap<RunId, Arc<Mutex<ExternalLog>>>>,
+    /// Live runs and runs being created: what the limit counts.
+    taken: SyncMutex<usize>,
+    max: usize,
 }
 
 impl ExternalRuns {
+    pub fn new(max: usize) -> Self {
+        ExternalRuns {
+            runs: SyncMutex::default(),
+            taken: SyncMutex::new(0),
+            max: max.max(1),
+        }
+    }
+
+    /// Takes a place for a run being created, or says there is none.
+    fn reserve(&self) -> Result<()> {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        if *taken >= self.max {
+            return Err(StrataError::AtLimit(format!(
+                "{taken} runs logged from outside are live, as many as stratad takes (--max-external-runs {}); finish some (FinishRun), let silent ones time out (--external-timeout), or raise the limit",
+                self.max
+            )));
+        }
+        *taken += 1;
+        Ok(())
+    }
+
+    /// Gives back the place of a run that ended (or was never created).
+    fn unreserve(&self) {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        *taken = taken.saturating_sub(1);
+    }
+
     fn get(&self, id: RunId) -> Option<Arc<Mutex<ExternalLog>>> {
         self.runs
             .lock()
@@ -119,10 +152,14 @@ impl ExternalRuns {
     }
 
     fn remove(&self, id: RunId) {
-        self.runs
+        let removed = self
+            .runs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        if removed.is_some() {
+            self.unreserve();
+        }
     }
 
     fn all(&self) -> Vec<(RunId, Arc<Mutex<ExternalLog>>)> {
@@ -152,14 +189,41 @@ impl Runs {
         self.check_accepting()?;
         let record = self.external_record(request)?;
         let id = record.id;
-        let live = self.live.claim(id)?;
+        self.external.reserve()?;
+        let live = match self.live.claim(id) {
+            Ok(live) => live,
+            Err(err) => {
+                self.external.unreserve();
+                return Err(err);
+            }
+        };
         let store = self.store.clone();
+        let folder = self.checkpoint_dir(id);
         let stored = {
             let record = record.clone();
-            blocking(move || store.put_run(&record)).await
+            blocking(move || {
+                store.put_run(&record)?;
+                // The folder after the record, as for a trained run: its `run.pb` and, as epochs
+                // come, `epochs.pb` are the second copies a damaged store is rebuilt from.
+                let copy = crate::store::record::encode_run(&record);
+                if let Err(err) = crate::train::checkpoint::file::create_run_folder(&folder, &copy)
+                {
+                    let reason =
+                        format!("cannot create the run's folder {}: {err}", folder.display());
+                    store.update_run(record.id, |run| {
+                        run.status = RunStatus::Failed;
+                        run.reason = reason.clone();
+                        run.finished_at_ms = now_ms();
+                    })?;
+                    return Err(StrataError::Storage(reason));
+                }
+                Ok(())
+            })
+            .await
         };
         if let Err(err) = stored {
             self.live.release(id);
+            self.external.unreserve();
             return Err(err);
         }
         let log = Arc::new(Mutex::new(ExternalLog {
@@ -229,13 +293,16 @@ impl Runs {
                 format!("logged from outside: classification of {classes} classes")
             }
             TaskFacts::Regression { target_variance } => match target_variance {
-                Some(v) if v.is_finite() && v > 0.0 => {
+                Some(v) if v.is_finite() && v >= MIN_TARGET_VARIANCE => {
                     "logged from outside: regression".to_string()
                 }
-                _ => {
+                given => {
                     return Err(StrataError::invalid(
                         "target_variance",
-                        "the variance of the validation targets must be finite and above 0",
+                        format!(
+                            "{}: the variance of the validation targets must be finite and at least {MIN_TARGET_VARIANCE:e} (targets that barely vary leave nothing to judge a regression's loss against; rescale them)",
+                            given.map_or("missing".to_string(), shown_number)
+                        ),
                     ))
                 }
             },
@@ -306,12 +373,15 @@ impl Runs {
         }
         let first = epochs.first().map_or(u32::MAX, |e| e.metrics.epoch);
         let (store, named) = (self.store.clone(), run.to_string());
+        let sent = epochs.len();
         let (record, stored) = blocking(move || {
-            let (record, _) = store
+            let (record, done) = store
                 .get_run_with_epochs_done(id)?
                 .ok_or(StrataError::RunNotFound(named))?;
-            let stored = store.epochs(id, first.max(1))?;
-            let done = store.epochs_done(id)?;
+            // Only the stored epochs this batch sends again are compared: at most its own
+            // length, however long the run.
+            let resent = (done as usize + 1).saturating_sub(first.max(1) as usize);
+            let stored = store.epoch_page(id, first.max(1), resent.min(sent))?;
             Ok((record, (stored, done)))
         })
         .await?;
@@ -332,9 +402,20 @@ impl Runs {
         let count = new.len() as u32;
         let epochs_done = done + count;
         if !new.is_empty() {
-            let store = self.store.clone();
+            let (store, folder) = (self.store.clone(), self.checkpoint_dir(id));
             let to_store = new.clone();
-            blocking(move || store.put_epochs(id, &to_store)).await?;
+            blocking(move || {
+                // The run's epoch log first, then the store, as a trained run's: a crash in
+                // between leaves the log ahead by this batch at most, which start-up stores.
+                crate::store::epoch_log::append_all(&folder, &to_store).map_err(|e| {
+                    StrataError::Storage(format!(
+                        "cannot append to the run's epoch log in {}: {e}",
+                        folder.display()
+                    ))
+                })?;
+                store.put_epochs(id, &to_store)
+            })
+            .await?;
             // Streamed only once they are on the disk.
             for epoch in new {
                 log.live.send(RunEvent::Epoch(epoch));
@@ -439,12 +520,17 @@ impl Runs {
             })
         })
         .await?;
+        self.forget_ended(id, log, status, reason);
+        Ok(())
+    }
+
+    /// Once its end is recorded: tells its watchers and forgets the run.
+    fn forget_ended(&self, id: RunId, log: &mut ExternalLog, status: RunStatus, reason: String) {
         log.ended = true;
         tracing::info!(run = %id, status = status.label(), %reason, "external run ended");
         log.live.send(RunEvent::Status { status, reason });
         self.external.remove(id);
         self.live.release(id);
-        Ok(())
     }
 
     /// Marks the run interrupted once its client has sent nothing for the timeout.
@@ -477,34 +563,49 @@ impl Runs {
     }
 
     /// At shutdown: every live external run becomes interrupted (its client can no longer log).
+    /// All of them recorded in one durable write: shutdown takes one sync however many there
+    /// are (at `--max-external-runs`, one sync per run took longer than the grace).
     pub(super) async fn interrupt_external(self: &Arc<Self>) {
+        let mut ending = Vec::new();
         for (id, log) in self.external.all() {
-            let mut log = log.lock().await;
-            if log.ended {
-                continue;
+            let log = log.lock_owned().await;
+            if !log.ended {
+                ending.push((id, log));
             }
-            let reason =
-                "stratad shut down while the run was being logged; its epochs so far are kept"
-                    .to_string();
-            if let Err(err) = self
-                .end_external(id, &mut log, RunStatus::Interrupted, reason)
-                .await
-            {
-                tracing::error!(run = %id, error = %err, "could not record an external run as interrupted");
-            }
+        }
+        if ending.is_empty() {
+            return;
+        }
+        let reason = "stratad shut down while the run was being logged; its epochs so far are kept";
+        let ids: Vec<RunId> = ending.iter().map(|(id, _)| *id).collect();
+        let store = self.store.clone();
+        let recorded = blocking(move || {
+            store.update_runs(&ids, |run| {
+                run.status = RunStatus::Interrupted;
+                run.reason = reason.to_string();
+                run.finished_at_ms = now_ms();
+            })
+        })
+        .await;
+        if let Err(err) = recorded {
+            tracing::error!(runs = ending.len(), error = %err, "could not record the external runs as interrupted; the next start does");
+            return;
+        }
+        for (id, mut log) in ending {
+            self.forget_ended(id, &mut log, RunStatus::Interrupted, reason.to_string());
         }
     }
 }
 
-/// Printable text of at most `max` characters.
+/// Printable text of at most `max` characters, none of them invisible.
 fn check_text(field: &str, text: &str, max: usize) -> Result<()> {
-    if text.chars().count() > max || text.chars().any(char::is_control) {
+    if text.chars().count() > max {
         return Err(StrataError::invalid(
             field,
             format!("at most {max} printable characters"),
         ));
     }
-    Ok(())
+    crate::spec::check_shown_text(field, text)
 }
 
 fn check_groups(groups: &[(String, f64)]) -> Result<()> {
@@ -528,6 +629,7 @@ fn check_groups(groups: &[(String, f64)]) -> Result<()> {
                 format!("a group's name is 1 to {MAX_KEY_CHARS} characters without spaces"),
             ));
         }
+        crate::spec::check_shown_text(&field, name)?;
         if groups[..i].iter().any(|(other, _)| other == name) {
             return Err(StrataError::invalid(
                 field,
@@ -537,15 +639,18 @@ fn check_groups(groups: &[(String, f64)]) -> Result<()> {
         if !lr.is_finite() || *lr < 0.0 {
             return Err(StrataError::invalid(
                 format!("{field}.lr"),
-                format!("{lr} for group '{name}'; a rate is finite and >= 0"),
+                format!(
+                    "{} for group '{name}'; a rate is finite and >= 0",
+                    shown_number(*lr)
+                ),
             ));
         }
     }
     Ok(())
 }
 
-/// Checks a batch against the run and its stored epochs (`stored`: those from the batch's first
-/// epoch on; `done`: the last stored), and returns its new epochs.
+/// Checks a batch against the run and its stored epochs (`stored`: those the batch sends again,
+/// from its first epoch to `done`, the last stored), and returns its new epochs.
 fn check_batch(
     run: &RunRecord,
     batch: &[LoggedEpoch],
@@ -657,7 +762,8 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
             return Err(StrataError::invalid(
                 at(field),
                 format!(
-                    "epoch {n}: {field} is {value}; it must be finite{} (only a loss may be non-finite, to report divergence)",
+                    "epoch {n}: {field} is {}; it must be finite{} (only a loss may be non-finite, to report divergence)",
+                    shown_number(value),
                     if at_least_zero { " and >= 0" } else { "" }
                 ),
             ));
@@ -668,6 +774,22 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
     let diverged = !(epoch.train_loss.is_finite() && epoch.val_loss.is_finite());
     if !diverged {
         finite("val_metric", epoch.val_metric, false)?;
+        // Accuracy is a fraction; R² is at most 1 (a perfect fit), and any lower value is
+        // possible.
+        let (range, within) = match metric {
+            ValMetric::Accuracy => ("from 0 to 1", (0.0..=1.0).contains(&epoch.val_metric)),
+            ValMetric::R2 => ("at most 1", epoch.val_metric <= 1.0),
+        };
+        if !within {
+            return Err(StrataError::invalid(
+                at("val_metric"),
+                format!(
+                    "epoch {n}: val_{} is {}; it is {range}",
+                    metric.label(),
+                    shown_number(epoch.val_metric)
+                ),
+            ));
+        }
     }
     finite("duration_ms", epoch.duration_ms, true)?;
     finite("samples_per_sec", epoch.samples_per_sec, true)?;

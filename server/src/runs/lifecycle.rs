@@ -75,6 +75,9 @@ impl Runs {
             });
         }
 
+        // Places in the queue for the run and its twin, before anything is stored.
+        let places = 1 + usize::from(twin.is_some());
+        self.queue.reserve(places)?;
         let id = self.store.next_run_id();
         let twin_id = twin.as_ref().map(|_| self.store.next_run_id());
         let mut runs = vec![(
@@ -115,9 +118,14 @@ impl Runs {
         // On a task of its own: a client that goes away cannot cut storing and queueing in half
         // (a run stored but never queued would stay "queued" until a restart).
         let this = self.clone();
-        tokio::spawn(async move { this.store_and_enqueue(runs).await })
+        let stored = tokio::spawn(async move { this.store_and_enqueue(runs).await })
             .await
-            .map_err(|e| StrataError::Internal(format!("storing the run failed: {e}")))??;
+            .map_err(|e| StrataError::Internal(format!("storing the run failed: {e}")))
+            .and_then(|stored| stored);
+        if let Err(err) = stored {
+            self.queue.unreserve(places);
+            return Err(err);
+        }
         tracing::info!(run = %id, dataset = %config.dataset, model = %config.model, "run queued");
         if let Some(twin_id) = twin_id {
             tracing::info!(run = %twin_id, twin_of = %id, "single-rate twin queued");
@@ -228,7 +236,14 @@ impl Runs {
             )));
         }
         let checkpoint_dir = self.checkpoint_dir(id);
-        let live = self.live.claim(id)?;
+        self.queue.reserve(1)?;
+        let live = match self.live.claim(id) {
+            Ok(live) => live,
+            Err(err) => {
+                self.queue.unreserve(1);
+                return Err(err);
+            }
+        };
         let config = prepared.spec.config.clone();
         let this = self.clone();
         let updated = blocking(move || {
@@ -258,6 +273,7 @@ impl Runs {
             Ok(start) => start,
             Err(err) => {
                 self.live.release(id);
+                self.queue.unreserve(1);
                 return Err(err);
             }
         };
@@ -391,6 +407,7 @@ impl Runs {
     pub async fn shutdown(self: &Arc<Self>) {
         self.shutting_down.store(true, Ordering::Release);
         self.interrupt_external().await;
+        self.interrupt_queued().await;
         for run in self.live.all() {
             run.request_stop(StopRequest::Interrupt);
         }
@@ -409,6 +426,47 @@ impl Runs {
         let store = self.store.clone();
         if let Err(err) = blocking(move || store.flush()).await {
             tracing::error!(error = %err, "could not flush the store");
+        }
+    }
+}
+
+impl Runs {
+    /// Stops the queued runs and records them all interrupted in one durable write: shutdown
+    /// takes one sync however many wait (at `--max-queued-runs`, one per run took longer than
+    /// the grace). Their stop flags are set while none can leave the queue, so none of them
+    /// starts training after its end is recorded.
+    async fn interrupt_queued(self: &Arc<Self>) {
+        let queued: Vec<Arc<live::LiveRun>> = self.queue.while_held(|waiting| {
+            waiting
+                .iter()
+                .filter_map(|&id| self.live.get(id))
+                .inspect(|run| run.set_stop(StopRequest::Interrupt))
+                .collect()
+        });
+        if queued.is_empty() {
+            return;
+        }
+        let reason = "stratad shut down while the run was queued; resume it to continue";
+        let ids: Vec<RunId> = queued.iter().map(|run| run.id()).collect();
+        let store = self.store.clone();
+        let recorded = blocking(move || {
+            store.update_runs(&ids, |run| {
+                run.status = RunStatus::Interrupted;
+                run.reason = reason.to_string();
+                run.finished_at_ms = now_ms();
+            })
+        })
+        .await;
+        match recorded {
+            Ok(()) => queued
+                .iter()
+                .for_each(|run| run.end_recorded(reason.to_string())),
+            Err(err) => {
+                tracing::error!(error = %err, "could not record the queued runs as interrupted; each records its own end")
+            }
+        }
+        for run in &queued {
+            run.request_stop(StopRequest::Interrupt);
         }
     }
 }

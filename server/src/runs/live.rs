@@ -24,6 +24,8 @@ use crate::{
 pub const WATCH_BUFFER_EVENTS: usize = 256;
 /// Events queued per watcher connection before its task waits for the client to read.
 const WATCHER_QUEUE_EVENTS: usize = 64;
+/// Stored epochs a watcher reads at once while it catches up.
+const CATCH_UP_PAGE_EPOCHS: usize = 500;
 /// Run changes buffered for the daemon-wide feed (the dashboard's runs page). A listener further
 /// behind is told it lagged and re-reads the list: changes carry no data of their own.
 pub const CHANGES_BUFFER_EVENTS: usize = 1024;
@@ -38,9 +40,16 @@ pub(super) struct LiveRun {
     pub stop_notify: Notify,
     /// Why a cancel asked the run to stop, when its caller said (a sweep stopping a trial).
     cancel_reason: Mutex<String>,
+    /// Set when shutdown recorded the run's end already (queued runs, in one write for all):
+    /// the reason it recorded.
+    recorded_end: std::sync::OnceLock<String>,
 }
 
 impl LiveRun {
+    pub fn id(&self) -> RunId {
+        self.id
+    }
+
     /// Keeps the reason a cancel gives, to be recorded when the run stops (empty: none given).
     pub fn set_cancel_reason(&self, reason: String) {
         if !reason.is_empty() {
@@ -57,6 +66,13 @@ impl LiveRun {
     }
 
     pub fn request_stop(&self, request: StopRequest) {
+        self.set_stop(request);
+        self.stop_notify.notify_one();
+    }
+
+    /// Sets the stop flag without waking the run (shutdown wakes queued runs once their end is
+    /// recorded).
+    pub fn set_stop(&self, request: StopRequest) {
         // A cancel never downgrades a shutdown's interrupt.
         let _ = self.stop.compare_exchange(
             StopRequest::None as u8,
@@ -64,7 +80,16 @@ impl LiveRun {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.stop_notify.notify_one();
+    }
+
+    /// Says shutdown recorded the run's end, with this reason.
+    pub fn end_recorded(&self, reason: String) {
+        let _ = self.recorded_end.set(reason);
+    }
+
+    /// The reason shutdown recorded, if it recorded the run's end.
+    pub fn recorded_end(&self) -> Option<&str> {
+        self.recorded_end.get().map(String::as_str)
     }
 
     /// Tells the run's watchers. No watcher is not an error: events are a live view, the store
@@ -136,6 +161,7 @@ impl LiveRuns {
             stop: AtomicU8::new(0),
             stop_notify: Notify::new(),
             cancel_reason: Mutex::new(String::new()),
+            recorded_end: std::sync::OnceLock::new(),
         });
         live.insert(id, run.clone());
         Ok(run)
@@ -208,16 +234,23 @@ impl Watcher {
         Ok(())
     }
 
-    /// Sends every stored epoch not sent yet.
+    /// Sends every stored epoch not sent yet, a page at a time: a watcher of a long run holds
+    /// at most [`CATCH_UP_PAGE_EPOCHS`] of its epochs.
     async fn catch_up(&mut self) -> Result<()> {
-        let store = self.store.clone();
-        let (id, from) = (self.id, self.next_epoch);
-        for record in blocking(move || store.epochs(id, from)).await? {
-            if self.send_epoch(record).await.is_err() {
+        loop {
+            let store = self.store.clone();
+            let (id, from) = (self.id, self.next_epoch);
+            let page = blocking(move || store.epoch_page(id, from, CATCH_UP_PAGE_EPOCHS)).await?;
+            let full = page.len() == CATCH_UP_PAGE_EPOCHS;
+            for record in page {
+                if self.send_epoch(record).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if !full {
                 return Ok(());
             }
         }
-        Ok(())
     }
 
     /// Sends the stored epochs not sent yet, then the stored status; true if that status is

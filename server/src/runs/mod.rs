@@ -50,7 +50,9 @@ pub use self::lr_find::{
     FindRatesRequest, ProbeEvent, ProbePlan, MAX_PROBE_STEPS, MAX_PROBE_STEPS_TOTAL,
     MIN_PROBE_STEPS,
 };
-pub use self::thinning::{MAX_COMPARED_EPOCHS, MAX_RETURNED_EPOCHS};
+pub use self::thinning::{
+    returned_epochs, MAX_COMPARED_EPOCHS, MAX_RETURNED_EPOCHS, MAX_RETURNED_GROUP_RECORDS,
+};
 use crate::{
     analysis::{RunAnalysis, TwinComparison},
     domain::{
@@ -64,6 +66,30 @@ use crate::{
 
 /// Datasets read at once to validate a start or a dry run; more requests wait their turn.
 const MAX_CONCURRENT_DATASET_LOADS: usize = 2;
+/// Runs that may wait in the queue at once, by default (`--max-queued-runs`).
+pub const DEFAULT_MAX_QUEUED_RUNS: usize = 1000;
+/// Runs logged from outside that may be live at once, by default (`--max-external-runs`).
+pub const DEFAULT_MAX_EXTERNAL_RUNS: usize = 1000;
+
+/// How much live state the manager holds, and for how long: each queued run holds its prepared
+/// spec and a task (~40 KB), each live external run its event channel (~30 KB) until it ends or
+/// stays silent for `external_timeout`; shutdown records each.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_queued_runs: usize,
+    pub max_external_runs: usize,
+    pub external_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_queued_runs: DEFAULT_MAX_QUEUED_RUNS,
+            max_external_runs: DEFAULT_MAX_EXTERNAL_RUNS,
+            external_timeout: DEFAULT_EXTERNAL_TIMEOUT,
+        }
+    }
+}
 
 /// A run to start.
 #[derive(Clone, Debug, Default)]
@@ -204,7 +230,7 @@ impl Runs {
         threads_per_run: usize,
         keep_checkpoints: usize,
         data_roots: DataRoots,
-        external_timeout: std::time::Duration,
+        limits: Limits,
     ) -> Arc<Self> {
         Arc::new(Runs {
             store,
@@ -212,11 +238,11 @@ impl Runs {
             data_roots,
             dataset_loads: Arc::new(Semaphore::new(MAX_CONCURRENT_DATASET_LOADS)),
             keep_checkpoints: keep_checkpoints.max(1),
-            queue: queue::Queue::new(max_concurrent_runs),
+            queue: queue::Queue::new(max_concurrent_runs, limits.max_queued_runs),
             training_threads: threads::TrainingThreads::start(max_concurrent_runs, threads_per_run),
             live: live::LiveRuns::default(),
-            external: external::ExternalRuns::default(),
-            external_timeout,
+            external: external::ExternalRuns::new(limits.max_external_runs),
+            external_timeout: limits.external_timeout,
             shutting_down: AtomicBool::new(false),
             shutdown_deadline: std::sync::OnceLock::new(),
             workers: TaskTracker::new(),

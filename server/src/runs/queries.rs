@@ -8,7 +8,6 @@ use std::sync::{
 
 use super::{
     blocking, blocking_until_abandoned, thinning, EpochsWanted, ListFilter, RunDetail, Runs,
-    MAX_RETURNED_EPOCHS,
 };
 use crate::{
     analysis::{self, ComparedRun, Comparison, RunAnalysis, Side, Thresholds, TwinComparison},
@@ -20,8 +19,8 @@ use crate::{
 const MAX_COMPARED_RUNS: usize = 1000;
 
 impl Runs {
-    /// One run, the epochs `wanted` asks for (at most [`MAX_RETURNED_EPOCHS`]), and the
-    /// analysis of all its epochs.
+    /// One run, the epochs `wanted` asks for (at most [`super::MAX_RETURNED_EPOCHS`], fewer for a run
+    /// of many groups: [`thinning::returned_epochs`]), and the analysis of all its epochs.
     pub async fn get(
         self: &Arc<Self>,
         run: &str,
@@ -32,20 +31,17 @@ impl Runs {
         let (this, named) = (self.clone(), run.to_string());
         blocking(move || {
             let mut state = this.state_of(id, &named)?;
+            let cap = thinning::returned_epochs(state.record.groups().len());
             let (mut analysis, mut twin) =
                 this.analysis_and_twin(&state.record, state.epochs_done, &thresholds)?;
             let (epochs, epochs_thinned, next_epoch) = match wanted {
                 EpochsWanted::Whole => {
-                    let (epochs, thinned) = this.epochs_spread(
-                        id,
-                        state.epochs_done,
-                        analysis.best_epoch,
-                        MAX_RETURNED_EPOCHS,
-                    )?;
+                    let (epochs, thinned) =
+                        this.epochs_spread(id, state.epochs_done, analysis.best_epoch, cap)?;
                     // A run answered whole is answered with the analysis of exactly the epochs
                     // sent: an epoch stored between the two reads, or the cache's allowance for
-                    // a run still gaining epochs, must not make them disagree. (At most
-                    // MAX_RETURNED_EPOCHS epochs: cheap to analyse again.)
+                    // a run still gaining epochs, must not make them disagree. (At most `cap`
+                    // epochs: cheap to analyse again.)
                     if !thinned && analysis.epochs as usize != epochs.len() {
                         analysis = analysis::analyse(&state.record, &epochs, &thresholds);
                         twin =
@@ -55,20 +51,14 @@ impl Runs {
                     (epochs, thinned, 0)
                 }
                 EpochsWanted::Page { from_epoch } => {
-                    let epochs =
-                        this.store
-                            .epoch_page(id, from_epoch.max(1), MAX_RETURNED_EPOCHS)?;
+                    let epochs = this.store.epoch_page(id, from_epoch.max(1), cap)?;
                     let next = match epochs.last() {
-                        Some(last) if epochs.len() == MAX_RETURNED_EPOCHS => last.epoch + 1,
+                        Some(last) if epochs.len() == cap => last.epoch + 1,
                         _ => 0,
                     };
                     (epochs, false, next)
                 }
-                EpochsWanted::None => (
-                    Vec::new(),
-                    state.epochs_done as usize > MAX_RETURNED_EPOCHS,
-                    0,
-                ),
+                EpochsWanted::None => (Vec::new(), state.epochs_done as usize > cap, 0),
             };
             Ok(RunDetail {
                 state,
@@ -93,6 +83,8 @@ impl Runs {
         if *thresholds == Thresholds::default() && record.twin.is_none() {
             return Ok((self.cached_analysis(record, epochs_done)?, None));
         }
+        // Not cached: it counts among the analyses computed at once all the same.
+        let _turn = self.analyses.computing_turn();
         let epochs = self.store.epochs(record.id, 1)?;
         let analysis = analysis::analyse(record, &epochs, thresholds);
         let twin = self.twin_comparison(record, &epochs, &analysis, thresholds)?;
@@ -289,7 +281,7 @@ impl Runs {
             }
             states.push(self.state_of(id, run)?);
         }
-        let cap = thinning::compared_epochs_per_run(states.len());
+        let compared_runs = states.len();
         // Reading and decoding the epochs is most of the work: spread it over the cores. Each
         // run's epochs are thinned as soon as it is analysed, so memory holds at most one whole
         // run per core.
@@ -302,7 +294,13 @@ impl Runs {
                     scope.spawn(move || {
                         part.iter()
                             .take_while(|_| !abandoned.load(Ordering::Relaxed))
-                            .map(|state| self.compared_run(state.clone(), thresholds, cap))
+                            .map(|state| {
+                                let cap = thinning::compared_epochs_per_run(
+                                    compared_runs,
+                                    state.record.groups().len(),
+                                );
+                                self.compared_run(state.clone(), thresholds, cap)
+                            })
                             .collect::<Result<Vec<_>>>()
                     })
                 })

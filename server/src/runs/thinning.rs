@@ -10,16 +10,32 @@
 /// paged GetRun). 2,000 epochs × 256 groups is ~50 MB of JSON at worst; × 16 groups, ~3 MB.
 pub const MAX_RETURNED_EPOCHS: usize = 2_000;
 
+/// The most epoch × group records one run's answer carries: a run of many groups is answered
+/// with fewer epochs (256 groups: 390), so that an answer — and the JSON the dashboard builds of
+/// it, ~500 bytes a group record while it is built — stays within ~50 MB whatever the run's shape.
+pub const MAX_RETURNED_GROUP_RECORDS: usize = 100_000;
+
 /// The most epochs one comparison carries over all its runs: each run gets an even share of it,
 /// up to [`MAX_RETURNED_EPOCHS`] (2 runs: 2,000 each; 100 runs: 200 each; 1,000 runs: 20 each).
 pub const MAX_COMPARED_EPOCHS: usize = 20_000;
+/// The most epoch × group records one comparison carries over all its runs.
+pub const MAX_COMPARED_GROUP_RECORDS: usize = 400_000;
 
 /// The fewest epochs a thinned answer carries: the first, the best and the last.
 const MIN_THINNED_EPOCHS: usize = 3;
 
-/// The epochs each of `runs` compared runs may carry.
-pub fn compared_epochs_per_run(runs: usize) -> usize {
-    (MAX_COMPARED_EPOCHS / runs.max(1)).clamp(MIN_THINNED_EPOCHS, MAX_RETURNED_EPOCHS)
+/// The most epochs one answer carries of a run of `groups` groups: [`MAX_RETURNED_EPOCHS`], fewer
+/// for a run of more than 50 groups ([`MAX_RETURNED_GROUP_RECORDS`]).
+pub fn returned_epochs(groups: usize) -> usize {
+    (MAX_RETURNED_GROUP_RECORDS / groups.max(1)).clamp(MIN_THINNED_EPOCHS, MAX_RETURNED_EPOCHS)
+}
+
+/// The epochs one of `runs` compared runs, of `groups` groups, may carry.
+pub fn compared_epochs_per_run(runs: usize, groups: usize) -> usize {
+    let runs = runs.max(1);
+    (MAX_COMPARED_EPOCHS / runs)
+        .min(MAX_COMPARED_GROUP_RECORDS / runs / groups.max(1))
+        .clamp(MIN_THINNED_EPOCHS, returned_epochs(groups))
 }
 
 /// Which of `len` epochs (positions 0..len) an answer of at most `cap` keeps, in order: all of
@@ -45,6 +61,18 @@ pub fn kept_positions(len: usize, best: Option<usize>, cap: usize) -> Vec<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_of_runs_with_many_groups_carry_fewer_epochs() {
+        assert_eq!(returned_epochs(3), MAX_RETURNED_EPOCHS);
+        assert_eq!(returned_epochs(50), MAX_RETURNED_EPOCHS);
+        assert_eq!(returned_epochs(256), 390);
+        assert_eq!(compared_epochs_per_run(100, 3), 200);
+        assert_eq!(compared_epochs_per_run(2, 3), MAX_RETURNED_EPOCHS);
+        assert_eq!(compared_epochs_per_run(2, 256), 390);
+        assert_eq!(compared_epochs_per_run(100, 256), 15);
+        assert_eq!(compared_epochs_per_run(1000, 256), MIN_THINNED_EPOCHS);
+    }
 
     #[test]
     fn short_runs_are_whole() {
@@ -87,8 +115,8 @@ mod tests {
 
     #[test]
     fn comparisons_share_the_budget() {
-        assert_eq!(compared_epochs_per_run(1), MAX_RETURNED_EPOCHS);
-        assert_eq!(compared_epochs_per_run(100), 200);
-        assert_eq!(compared_epochs_per_run(1_000_000), MIN_THINNED_EPOCHS);
+        assert_eq!(compared_epochs_per_run(1, 3), MAX_RETURNED_EPOCHS);
+        assert_eq!(compared_epochs_per_run(100, 3), 200);
+        assert_eq!(compared_epochs_per_run(1_000_000, 3), MIN_THINNED_EPOCHS);
     }
 }

@@ -171,6 +171,17 @@ impl Runs {
     /// Records how the run ended (durably), tells its watchers, and forgets its live state, in
     /// that order: a watcher either sees the final event or finds the final status stored.
     fn finish(&self, id: RunId, live: &LiveRun, outcome: Outcome) {
+        // A queued run that shutdown stopped and recorded (with the others, in one write).
+        if let (Outcome::Stopped(StopRequest::Interrupt), Some(reason)) =
+            (&outcome, live.recorded_end())
+        {
+            live.send(RunEvent::Status {
+                status: RunStatus::Interrupted,
+                reason: reason.to_string(),
+            });
+            self.live.release(id);
+            return;
+        }
         let epochs_done = self.store.epochs_done(id).unwrap_or(0);
         let (status, reason) = match outcome {
             Outcome::Completed => (RunStatus::Completed, String::new()),

@@ -1,5 +1,8 @@
 //! A run's name, tags and the reasons clients give for its end: free text the user picks,
-//! checked for length and printability.
+//! checked for length and printability — no control characters, and none of the characters that
+//! change how the text around them is shown while being invisible themselves (bidirectional
+//! overrides and marks, zero-width characters, line and paragraph separators), with which one
+//! run's name could pass for another's in `strata list`.
 
 use crate::error::{Result, StrataError};
 
@@ -11,24 +14,79 @@ const MAX_TAGS: usize = 32;
 /// terminals and pages, where they could forge lines or rewrite the screen; refusing them
 /// instead would turn a logging script's multi-line error into a failure to finish its run.
 pub fn printable_reason(reason: String) -> String {
-    if reason.chars().any(char::is_control) {
+    let unshown = |c: char| c.is_control() || invisible(c).is_some();
+    if reason.chars().any(unshown) {
         reason
             .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
+            .map(|c| if unshown(c) { ' ' } else { c })
             .collect()
     } else {
         reason
     }
 }
 
+/// The name of an invisible character that changes how the text around it is shown (see the
+/// module's doc), if `c` is one.
+pub fn invisible(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{00AD}' => "SOFT HYPHEN",
+        '\u{061C}' => "ARABIC LETTER MARK",
+        '\u{180E}' => "MONGOLIAN VOWEL SEPARATOR",
+        '\u{200B}' => "ZERO WIDTH SPACE",
+        '\u{200C}' => "ZERO WIDTH NON-JOINER",
+        '\u{200D}' => "ZERO WIDTH JOINER",
+        '\u{200E}' => "LEFT-TO-RIGHT MARK",
+        '\u{200F}' => "RIGHT-TO-LEFT MARK",
+        '\u{2028}' => "LINE SEPARATOR",
+        '\u{2029}' => "PARAGRAPH SEPARATOR",
+        '\u{202A}' => "LEFT-TO-RIGHT EMBEDDING",
+        '\u{202B}' => "RIGHT-TO-LEFT EMBEDDING",
+        '\u{202C}' => "POP DIRECTIONAL FORMATTING",
+        '\u{202D}' => "LEFT-TO-RIGHT OVERRIDE",
+        '\u{202E}' => "RIGHT-TO-LEFT OVERRIDE",
+        '\u{2060}' => "WORD JOINER",
+        '\u{2061}'..='\u{2064}' => "INVISIBLE OPERATOR",
+        '\u{2066}' => "LEFT-TO-RIGHT ISOLATE",
+        '\u{2067}' => "RIGHT-TO-LEFT ISOLATE",
+        '\u{2068}' => "FIRST STRONG ISOLATE",
+        '\u{2069}' => "POP DIRECTIONAL ISOLATE",
+        '\u{206A}'..='\u{206F}' => "DEPRECATED FORMAT CHARACTER",
+        '\u{FEFF}' => "ZERO WIDTH NO-BREAK SPACE",
+        '\u{FFF9}'..='\u{FFFB}' => "INTERLINEAR ANNOTATION CHARACTER",
+        _ => return None,
+    })
+}
+
+/// Refuses a text (`field`) holding a control character or an invisible one, naming its code
+/// point: what every name a user picks is held to.
+pub fn check_shown_text(field: &str, text: &str) -> Result<()> {
+    for c in text.chars() {
+        let name = match invisible(c) {
+            Some(name) => name,
+            None if c.is_control() => "a control character",
+            None => continue,
+        };
+        return Err(StrataError::invalid(
+            field,
+            format!(
+                "{} holds U+{:04X} ({name}), which is not shown but changes how the text around it is shown; use visible characters only",
+                crate::spec::shown(text),
+                u32::from(c)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates a run's name and tags.
 pub fn validate_labels(name: &str, tags: &[String]) -> Result<()> {
-    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+    if name.chars().count() > MAX_NAME_CHARS {
         return Err(StrataError::invalid(
             "name",
             format!("at most {MAX_NAME_CHARS} printable characters"),
         ));
     }
+    check_shown_text("name", name)?;
     if tags.len() > MAX_TAGS {
         return Err(StrataError::invalid(
             "tags",
@@ -42,9 +100,13 @@ pub fn validate_labels(name: &str, tags: &[String]) -> Result<()> {
         {
             return Err(StrataError::invalid(
                 format!("tags[{i}]"),
-                format!("'{tag}' must be 1 to {MAX_NAME_CHARS} characters without spaces"),
+                format!(
+                    "{} must be 1 to {MAX_NAME_CHARS} characters without spaces",
+                    crate::spec::shown(tag)
+                ),
             ));
         }
+        check_shown_text(&format!("tags[{i}]"), tag)?;
     }
     Ok(())
 }

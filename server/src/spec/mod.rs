@@ -19,7 +19,10 @@ pub use dataset::{
     DataSource, DatasetSpec, SyntheticKind, SyntheticSpec, Task, TaskKind, Validation, DATASETS,
 };
 pub use init_from::InitSource;
-pub use labels::{printable_reason, validate_labels, validate_sweep_trial, MAX_NAME_CHARS};
+pub use labels::{
+    check_shown_text, invisible, printable_reason, validate_labels, validate_sweep_trial,
+    MAX_NAME_CHARS,
+};
 pub use limits::MAX_PARAMETERS;
 pub(crate) use limits::{check_length, finite_in, in_range};
 pub use model::ModelSpec;

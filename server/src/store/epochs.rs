@@ -79,6 +79,20 @@ impl Store {
         Ok(epochs)
     }
 
+    /// Each stored epoch of a run with its digest ([`record::epoch_digest`]), ascending: what a
+    /// repair compares the run's epoch log with. Records that do not decode are left out.
+    pub fn epoch_digests(&self, run: RunId) -> Result<Vec<(u32, u32)>> {
+        let _visible = self.readable()?;
+        let mut digests = Vec::new();
+        for entry in self.epochs.range(epochs_from(run, 0)) {
+            let (_, bytes) = entry?;
+            if let Ok(record) = decode_epoch(&bytes) {
+                digests.push((record.epoch, record::epoch_digest(&record)));
+            }
+        }
+        Ok(digests)
+    }
+
     /// The number of the last stored epoch (epochs are stored in order from 1), 0 if none.
     pub fn epochs_done(&self, run: RunId) -> Result<u32> {
         let _visible = self.readable()?;

@@ -14,8 +14,10 @@ pub mod epoch_log;
 mod epochs;
 mod keys;
 mod open;
+mod rebuild;
 pub mod record;
 mod resolve;
+pub mod run_copy;
 mod runs;
 mod scan;
 pub mod upgrade;
@@ -31,7 +33,7 @@ use std::{
 
 pub(crate) use keys::epoch_key;
 pub use open::{damaged_store_advice, OpenError};
-pub use scan::{EpochScan, StoreScan};
+pub use scan::{EpochScan, ScannedRun, StoreScan};
 
 use crate::{
     domain::RunIdTag,
@@ -66,6 +68,21 @@ pub struct Store {
     /// by a later flush) though its caller was told it failed, so from then on the store serves
     /// nothing until stratad restarts and reads what is really on the disk.
     sync_failed: AtomicBool,
+}
+
+impl Store {
+    /// The data dir the store is in (tests write run folders beside it).
+    #[cfg(test)]
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self.db_dir.parent().unwrap_or(&self.db_dir)
+    }
+
+    /// Writes a run record's bytes as they are (tests write records an older stratad wrote).
+    #[cfg(test)]
+    pub(crate) fn put_raw_run(&self, id: crate::domain::RunId, bytes: Vec<u8>) {
+        self.runs.insert(id.key(), bytes).unwrap();
+        self.flush().unwrap();
+    }
 }
 
 /// Durability: what every write goes through, and what every read checks.

@@ -101,6 +101,19 @@ impl Store {
         Ok(run)
     }
 
+    /// Reads runs, changes each and writes them back in one durable write (one sync for all). A
+    /// run not found is skipped.
+    pub fn update_runs(&self, ids: &[RunId], change: impl Fn(&mut RunRecord)) -> Result<()> {
+        let mut runs = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(mut run) = self.get_run(id)? {
+                change(&mut run);
+                runs.push(run);
+            }
+        }
+        self.put_runs(&runs)
+    }
+
     /// Every run with its number of stored epochs, newest first.
     pub fn runs_newest_first(&self) -> impl Iterator<Item = Result<(RunRecord, u32)>> + '_ {
         let mut entries = self.runs.iter().rev();
@@ -129,6 +142,7 @@ impl Store {
             .runs_newest_first()
             .filter(|run| run.as_ref().map_or(true, |(run, _)| run.status.is_live()))
             .collect::<Result<_>>()?;
+        let mut marked = Vec::with_capacity(unfinished.len());
         for (mut run, done) in unfinished.iter().cloned() {
             let was = run.status.label();
             let planned = run.planned_epochs();
@@ -164,8 +178,11 @@ impl Store {
                 }
             }
             run.finished_at_ms = now_ms();
-            self.put_run(&run)?;
+            marked.push(run);
         }
+        // One sync for all: a stop with thousands of runs queued must not make the next start
+        // slow.
+        self.put_runs(&marked)?;
         Ok(unfinished.len())
     }
 

@@ -5,27 +5,46 @@ use std::collections::BTreeMap;
 
 use super::{
     keys::EPOCH_KEY_BYTES,
-    record::{decode_epoch, decode_stored_run},
+    record::{self, decode_epoch, decode_stored_run},
     Store,
 };
-use crate::{domain::RunId, error::Result};
+use crate::{
+    domain::{RunId, RunStatus},
+    error::Result,
+};
 
 /// What the store holds, read record by record: which records decode and which epochs each run
 /// has. For the integrity check; it keeps numbers, not records.
 #[derive(Debug, Default)]
 pub struct StoreScan {
-    /// Every run key: `Ok` if its record decodes and names the same run.
-    pub runs: BTreeMap<RunId, Result<(), String>>,
+    /// Every run key: what its record says, if it decodes and names the same run.
+    pub runs: BTreeMap<RunId, Result<ScannedRun, String>>,
     /// Every run that has epoch records (with or without a run record).
     pub epochs: BTreeMap<RunId, EpochScan>,
     /// Keys of the wrong length: (tree, key bytes).
     pub bad_keys: Vec<(&'static str, Vec<u8>)>,
 }
 
+/// What the check needs of a readable run record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScannedRun {
+    /// Logged from outside.
+    pub external: bool,
+    /// The run has (or had) a run folder: every trained run; an external run stored since they
+    /// got one (see [`super::record::StoredExternal::folder`]).
+    pub has_folder: bool,
+    /// A trained run that can be resumed (interrupted, cancelled, or left queued or running):
+    /// it needs a checkpoint to go on from.
+    pub resumable: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct EpochScan {
     /// Epochs whose records decode, ascending.
     pub readable: Vec<u32>,
+    /// The digest of each readable record ([`record::epoch_digest`]), in the order of
+    /// `readable`: compared with the run's epoch log.
+    pub readable_crcs: Vec<u32>,
     /// Epochs whose records do not decode, or name another epoch, and why.
     pub unreadable: Vec<(u32, String)>,
 }
@@ -44,9 +63,20 @@ impl Store {
             // Read as the daemon reads it (status, facts, twin links), so that a record the
             // daemon would refuse is found here, where a repair can act on it.
             let checked = match decode_stored_run(bytes.as_ref()) {
-                Ok(run) if run.id == id.to_string() => run
-                    .to_domain(|run| super::upgrade::legacy_facts(run, &[]))
-                    .map(|_| ()),
+                Ok(run) if run.id == id.to_string() => {
+                    let has_folder = run.external.as_ref().is_none_or(|e| e.folder);
+                    run.to_domain(|run| super::upgrade::legacy_facts(run, &[]))
+                        .map(|record| ScannedRun {
+                            external: record.is_external(),
+                            has_folder,
+                            resumable: !record.is_external()
+                                && (record.status.is_live()
+                                    || matches!(
+                                        record.status,
+                                        RunStatus::Interrupted | RunStatus::Cancelled
+                                    )),
+                        })
+                }
                 Ok(run) => Err(format!("it holds run '{}'", crate::spec::shown(&run.id))),
                 Err(err) => Err(err),
             };
@@ -62,7 +92,10 @@ impl Store {
             let epoch = u32::from_be_bytes([key[8], key[9], key[10], key[11]]);
             let run = scan.epochs.entry(id).or_default();
             match decode_epoch(bytes.as_ref()) {
-                Ok(record) if record.epoch == epoch => run.readable.push(epoch),
+                Ok(record) if record.epoch == epoch => {
+                    run.readable.push(epoch);
+                    run.readable_crcs.push(record::epoch_digest(&record));
+                }
                 Ok(record) => run
                     .unreadable
                     .push((epoch, format!("it holds epoch {}", record.epoch))),

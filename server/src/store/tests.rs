@@ -260,7 +260,7 @@ fn the_scan_reads_records_as_the_daemon_does() {
         .insert(bad.id.key(), prost::Message::encode_to_vec(&stored))
         .unwrap();
     let scan = store.scan().unwrap();
-    assert_eq!(scan.runs[&good.id], Ok(()));
+    assert!(scan.runs[&good.id].is_ok());
     let err = scan.runs[&bad.id].as_ref().unwrap_err();
     assert!(err.contains("unknown task 3"), "{err}");
 }

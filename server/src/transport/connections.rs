@@ -1,17 +1,29 @@
-//! Accepting connections within bounds: at most a fixed number open at once, and a connection
-//! that does not start talking within a few seconds is closed.
+//! Accepting connections within bounds: at most a fixed number open at once; one that does not
+//! start talking within a few seconds is closed; and when every slot is taken, the connection
+//! that has been idle longest — no request in flight, nothing sent or received for the longest
+//! time — is closed to make room for the new one.
 //!
-//! Without these, clients that open TCP connections and send nothing hold a file descriptor each
-//! until the process runs out (health checks then time out). HTTP/2 keepalive (set on the server)
-//! closes connections whose peer stops answering later on.
+//! Without a cap, clients that open TCP connections and send nothing hold a file descriptor each
+//! until the process runs out. With a cap alone, one local client renewing idle connections just
+//! within the start-up deadline kept every slot, and health checks and other clients waited
+//! (issue 30: 300 renewed connections failed 11 of 61 health checks). Closing an idle connection
+//! to admit a new one loses nothing — a client reconnects when it has something to ask, and a
+//! connection with a request in flight (a `watch` streaming, a query being answered) is never
+//! chosen — so a flood of idle connections can no longer keep anyone out. HTTP/2 keepalive (set
+//! on the server) closes connections whose peer stops answering. The dashboard's connections are
+//! held to the same rules ([`ConnectionSlots`] is shared).
 
 use std::{
+    collections::HashMap,
     future::Future,
     io,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, Weak,
+    },
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::{
@@ -21,7 +33,13 @@ use tokio::{
     time::Sleep,
 };
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic::{
+    codegen::http,
+    transport::server::{Connected, TcpConnectInfo},
+};
+use tower_layer::Layer;
+use tower_service::Service;
 
 /// Bytes a connection must send before its start-up deadline is lifted: the HTTP/2 client
 /// preface is 24 bytes (a TLS ClientHello is longer).
@@ -47,36 +65,171 @@ pub fn connection_limit(wanted: usize) -> usize {
     }
 }
 
-/// Accepts from `listener` while fewer than `max_connections` are open; each connection must
+/// The open connections of one listener, and the slots they hold.
+pub struct ConnectionSlots {
+    slots: Arc<Semaphore>,
+    open: Mutex<HashMap<u64, Arc<Activity>>>,
+    next_id: AtomicU64,
+    /// What `Activity::last_active` counts from.
+    epoch: Instant,
+}
+
+/// One open connection: whether it is busy, since when it is quiet, and how to close it.
+pub struct Activity {
+    id: u64,
+    /// Requests being answered (a streamed answer counts until it ends).
+    in_flight: AtomicUsize,
+    /// When bytes last went either way, in ms since the slots' epoch.
+    last_active_ms: AtomicU64,
+    /// Cancelled to close the connection (to make room for another).
+    close: CancellationToken,
+    slots: Weak<ConnectionSlots>,
+}
+
+impl Activity {
+    fn touch(&self) {
+        if let Some(slots) = self.slots.upgrade() {
+            self.last_active_ms
+                .store(slots.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        InFlight(self.clone())
+    }
+}
+
+/// A request in flight on a connection (see [`Activity::request`]).
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
+}
+
+/// How long admitting a connection waits for a closed idle one to let go of its slot before it
+/// closes another.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
+impl ConnectionSlots {
+    pub fn new(max_connections: usize) -> Arc<Self> {
+        Arc::new(ConnectionSlots {
+            slots: Arc::new(Semaphore::new(max_connections.max(1))),
+            open: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Activity>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a new connection: at once when one is free; otherwise the connection idle the
+    /// longest (no request in flight) is closed to make room; with none idle, it waits (and looks
+    /// again for an idle one every [`EVICTION_WAIT`]).
+    pub async fn admit(self: &Arc<Self>) -> Slot {
+        let permit = loop {
+            if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+                break permit;
+            }
+            self.close_longest_idle();
+            if let Ok(Ok(permit)) =
+                tokio::time::timeout(EVICTION_WAIT, self.slots.clone().acquire_owned()).await
+            {
+                break permit;
+            }
+        };
+        let activity = Arc::new(Activity {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            in_flight: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            close: CancellationToken::new(),
+            slots: Arc::downgrade(self),
+        });
+        self.open().insert(activity.id, activity.clone());
+        Slot {
+            _permit: permit,
+            activity,
+        }
+    }
+
+    /// Closes the open connection idle the longest, unless one is closing already; false when
+    /// every one is busy.
+    fn close_longest_idle(&self) -> bool {
+        let open = self.open();
+        if open.values().any(|a| a.close.is_cancelled()) {
+            // One closes already: its slot comes free (closing more would not be fair to them).
+            return true;
+        }
+        let idle = open
+            .values()
+            .filter(|a| a.in_flight.load(Ordering::Acquire) == 0 && !a.close.is_cancelled())
+            .min_by_key(|a| a.last_active_ms.load(Ordering::Relaxed));
+        match idle {
+            Some(activity) => {
+                tracing::debug!(
+                    connection = activity.id,
+                    "closing the connection idle the longest to admit a new one"
+                );
+                activity.close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Connections open now (for tests).
+    pub fn open_now(&self) -> usize {
+        self.open().len()
+    }
+}
+
+/// A connection's slot: held until the connection is dropped.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    pub activity: Arc<Activity>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(slots) = self.activity.slots.upgrade() {
+            slots.open().remove(&self.activity.id);
+        }
+    }
+}
+
+/// Accepts from `listener` within `slots` (see [`ConnectionSlots::admit`]); each connection must
 /// send its first bytes within `start_timeout`.
 pub fn bounded_incoming(
     listener: TcpListener,
-    max_connections: usize,
+    slots: Arc<ConnectionSlots>,
     start_timeout: Duration,
 ) -> ReceiverStream<io::Result<BoundedConnection>> {
-    let slots = Arc::new(Semaphore::new(max_connections));
     let (sender, receiver) = mpsc::channel(16);
     tokio::spawn(async move {
         loop {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
             let stream = tokio::select! {
                 accepted = listener.accept() => accepted,
                 // The server stopped taking connections (shutdown): stop accepting.
                 _ = sender.closed() => return,
             };
-            let connection = match stream {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    BoundedConnection::new(stream, permit, start_timeout)
-                }
+            let stream = match stream {
+                Ok((stream, _)) => stream,
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot accept a connection");
                     tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             };
+            let _ = stream.set_nodelay(true);
+            let slot = slots.admit().await;
+            let connection = BoundedConnection::new(stream, slot, start_timeout);
             if sender.send(Ok(connection)).await.is_err() {
                 return;
             }
@@ -88,7 +241,9 @@ pub fn bounded_incoming(
 /// A TCP connection holding one of the open-connection slots until it is dropped.
 pub struct BoundedConnection {
     stream: TcpStream,
-    _slot: OwnedSemaphorePermit,
+    slot: Slot,
+    /// Resolves when the connection is to be closed (to make room).
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Until the client has sent its first bytes: when it must have done so.
     start_deadline: Option<Pin<Box<Sleep>>>,
     read_so_far: usize,
@@ -96,22 +251,38 @@ pub struct BoundedConnection {
 }
 
 impl BoundedConnection {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, start_timeout: Duration) -> Self {
+    pub fn new(stream: TcpStream, slot: Slot, start_timeout: Duration) -> Self {
         BoundedConnection {
             stream,
-            _slot: slot,
+            closed: Box::pin(slot.activity.close.clone().cancelled_owned()),
+            slot,
             start_deadline: Some(Box::pin(tokio::time::sleep(start_timeout))),
             read_so_far: 0,
             start_timeout,
         }
     }
+
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.slot.activity
+    }
+}
+
+/// What a request learns of its connection: its addresses, and its activity (which the
+/// [`InFlightLayer`] counts requests on).
+#[derive(Clone)]
+pub struct ConnectionInfo {
+    pub tcp: TcpConnectInfo,
+    pub activity: Arc<Activity>,
 }
 
 impl Connected for BoundedConnection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnectionInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        ConnectionInfo {
+            tcp: self.stream.connect_info(),
+            activity: self.slot.activity.clone(),
+        }
     }
 }
 
@@ -122,10 +293,20 @@ impl AsyncRead for BoundedConnection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.closed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to admit another connection: this one was idle the longest",
+            )));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                this.read_so_far += buf.filled().len() - before;
+                let read = buf.filled().len() - before;
+                if read > 0 {
+                    this.slot.activity.touch();
+                }
+                this.read_so_far += read;
                 if this.read_so_far >= STARTED_AFTER_BYTES {
                     this.start_deadline = None;
                 }
@@ -155,7 +336,11 @@ impl AsyncWrite for BoundedConnection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.slot.activity.touch();
+        }
+        written
     }
 
     fn poll_write_vectored(
@@ -163,7 +348,11 @@ impl AsyncWrite for BoundedConnection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.slot.activity.touch();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -179,6 +368,142 @@ impl AsyncWrite for BoundedConnection {
     }
 }
 
+/// Counts each request on its connection's [`Activity`] while it is answered (its answer's body
+/// included: a stream counts until it ends), so that a busy connection is never closed to make
+/// room. The activity comes from the connection's info in the request's extensions (TLS or not).
+#[derive(Clone, Copy, Default)]
+pub struct InFlightLayer;
+
+impl<S> Layer<S> for InFlightLayer {
+    type Service = CountInFlight<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CountInFlight { inner }
+    }
+}
+
+/// See [`InFlightLayer`]; also serves the dashboard's connections, given their activity.
+#[derive(Clone)]
+pub struct CountInFlight<S> {
+    inner: S,
+}
+
+impl<S> CountInFlight<S> {
+    pub fn new(inner: S) -> Self {
+        CountInFlight { inner }
+    }
+}
+
+/// A connection's activity, when the request carries it.
+fn activity_of<B>(request: &http::Request<B>) -> Option<Arc<Activity>> {
+    let extensions = request.extensions();
+    extensions
+        .get::<ConnectionInfo>()
+        .or_else(|| {
+            extensions
+                .get::<tonic::transport::server::TlsConnectInfo<ConnectionInfo>>()
+                .map(|tls| tls.get_ref())
+        })
+        .map(|info| info.activity.clone())
+        .or_else(|| extensions.get::<Arc<Activity>>().cloned())
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for CountInFlight<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: http_body::Body + Unpin,
+{
+    type Response = http::Response<CountedBody<ResBody>>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let guard = activity_of(&request).map(|activity| activity.request());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(response.map(|inner| CountedBody {
+                inner,
+                _guard: guard,
+            }))
+        })
+    }
+}
+
+/// The peer's address of the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// Puts a connection's [`Activity`] and peer address into each of its requests (for a server
+/// that does not pass connection info itself: the dashboard's, one service per connection).
+#[derive(Clone)]
+pub struct WithConnection<S> {
+    inner: S,
+    activity: Arc<Activity>,
+    peer: PeerAddr,
+}
+
+impl<S> WithConnection<S> {
+    pub fn new(inner: S, activity: Arc<Activity>, peer: std::net::SocketAddr) -> Self {
+        WithConnection {
+            inner,
+            activity,
+            peer: PeerAddr(peer),
+        }
+    }
+}
+
+impl<S, B> Service<http::Request<B>> for WithConnection<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.activity.clone());
+        request.extensions_mut().insert(self.peer);
+        self.inner.call(request)
+    }
+}
+
+/// An answer's body, counted in flight on its connection until it is dropped.
+pub struct CountedBody<B> {
+    inner: B,
+    _guard: Option<InFlight>,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for CountedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,19 +511,30 @@ mod tests {
     use tokio_stream::StreamExt;
 
     #[tokio::test]
-    async fn a_silent_connection_is_closed_and_the_cap_holds() {
+    async fn a_silent_connection_is_closed_and_an_idle_one_makes_room_but_not_a_busy_one() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut incoming = bounded_incoming(listener, 1, Duration::from_millis(200));
+        let slots = ConnectionSlots::new(1);
+        let mut incoming = bounded_incoming(listener, slots.clone(), Duration::from_millis(200));
 
-        // The first connection says nothing: reading from it on the server side times out.
+        // A connection that says nothing: reading from it on the server side times out.
         let _silent = TcpStream::connect(addr).await.unwrap();
-        let mut first = incoming.next().await.unwrap().unwrap();
+        let mut silent = incoming.next().await.unwrap().unwrap();
         let mut buf = [0u8; 8];
-        let err = first.read(&mut buf).await.unwrap_err();
+        let err = silent.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        drop(silent);
 
-        // While it is open, a second connection is not accepted (the cap is 1)...
+        // One that talks...
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(&[b'y'; 32]).await.unwrap();
+        let mut first = incoming.next().await.unwrap().unwrap();
+        let mut got = [0u8; 32];
+        first.read_exact(&mut got).await.unwrap();
+
+        // ...while it is busy (a request in flight), a second connection is not accepted (the cap
+        // is 1)...
+        let busy = first.activity().request();
         let mut talking = TcpStream::connect(addr).await.unwrap();
         talking.write_all(&[b'x'; 32]).await.unwrap();
         let waited = tokio::time::timeout(Duration::from_millis(300), incoming.next()).await;
@@ -206,12 +542,16 @@ mod tests {
             waited.is_err(),
             "a second connection was accepted beyond the cap"
         );
-        // ...and once the first is closed, it is, and its bytes arrive.
+        // ...once it is idle, it is closed to make room, and the second's bytes arrive.
+        drop(busy);
+        let err = first.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
         drop(first);
         let mut second = incoming.next().await.unwrap().unwrap();
         let mut got = [0u8; 32];
         second.read_exact(&mut got).await.unwrap();
         assert_eq!(got, [b'x'; 32]);
+        assert_eq!(slots.open_now(), 1);
     }
 
     #[test]

@@ -17,6 +17,7 @@ impl From<StrataError> for Status {
             StrataError::RunNotFound(_) => Status::not_found(message),
             StrataError::AmbiguousRun { .. } => Status::invalid_argument(message),
             StrataError::FailedPrecondition(_) => Status::failed_precondition(message),
+            StrataError::AtLimit(_) => Status::resource_exhausted(message),
             StrataError::ShuttingDown => Status::unavailable(message),
             StrataError::Storage(_) => Status::internal(message),
             StrataError::DataDamaged(_) => Status::data_loss(message),

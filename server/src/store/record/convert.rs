@@ -358,6 +358,7 @@ impl From<&RunRecord> for StoredRun {
                             value: value.clone(),
                         })
                         .collect(),
+                    folder: true,
                 }),
             },
             sweep: run.sweep.as_ref().map(StoredSweepTrial::from),
@@ -468,7 +469,10 @@ impl StoredRun {
             twin_of: linked(twin_of)?,
             origin: match external {
                 None => RunOrigin::Trained,
-                Some(StoredExternal { hyperparameters }) => RunOrigin::External {
+                Some(StoredExternal {
+                    hyperparameters,
+                    folder: _,
+                }) => RunOrigin::External {
                     hyperparameters: hyperparameters
                         .into_iter()
                         .map(|StoredHyperparameter { key, value }| (key, value))

@@ -67,6 +67,11 @@ pub struct StoredSweepTrial {
 pub struct StoredExternal {
     #[prost(message, repeated, tag = "1")]
     pub hyperparameters: Vec<StoredHyperparameter>,
+    /// The run has a run folder (its record in `run.pb`, its epochs in `epochs.pb`), as every
+    /// external run stored since they got one; absent in records written before, whose folders
+    /// start-up (or a repair) writes from the store.
+    #[prost(bool, tag = "2")]
+    pub folder: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -42,6 +42,12 @@ pub fn encode_epoch_delimited(epoch: &EpochMetrics, out: &mut Vec<u8>) {
     let _ = StoredEpoch::from(epoch).encode_length_delimited(out);
 }
 
+/// A CRC32 of the epoch as this build encodes it: equal for equal records whichever build wrote
+/// their bytes (the store and a run's epoch log are compared by it).
+pub fn epoch_digest(epoch: &EpochMetrics) -> u32 {
+    crc32fast::hash(&encode_epoch(epoch))
+}
+
 pub fn decode_epoch(bytes: &[u8]) -> DecodeResult<EpochMetrics> {
     StoredEpoch::decode(bytes)
         .map(EpochMetrics::from)

@@ -89,13 +89,17 @@ pub const RUN_RECORD_FILE: &str = "run.pb";
 /// can still be rebuilt from its folder if the store loses it.
 pub fn create_run_folder(dir: &Path, run_record: &[u8]) -> io::Result<()> {
     durable::create_dir_all(dir)?;
-    durable::replace_file(dir, RUN_RECORD_FILE, run_record)
+    durable::replace_file(
+        dir,
+        RUN_RECORD_FILE,
+        &crate::store::run_copy::encode(run_record),
+    )
 }
 
-/// The run record its folder was created with, if it has one (folders made before run records
-/// were kept in them have none).
+/// The run record its folder was created with, if it has one that is intact (see
+/// [`crate::store::run_copy`]).
 pub fn read_run_record(dir: &Path) -> Option<Vec<u8>> {
-    std::fs::read(dir.join(RUN_RECORD_FILE)).ok()
+    crate::store::run_copy::read(dir).intact()
 }
 
 /// Renames a checkpoint to `NAME.SUFFIX` (or `NAME.SUFFIX-2`, ... if that is taken) and syncs its

@@ -1,0 +1,81 @@
+//! Runs logged from outside, as a training loop logs them: the requests, and a helper that logs a
+//! run's epochs in batches through the generated client.
+
+use strata_client::StrataGrpc;
+use strata_proto::{
+    create_run_request::Task, epoch_record::ValMetric, CreateRunRequest, EpochRecord,
+    GroupEpochStats, GroupRate, LogEpochsRequest,
+};
+
+/// A classification of 10 classes with two groups, `body` and `head`.
+pub fn create_request(name: &str) -> CreateRunRequest {
+    CreateRunRequest {
+        name: name.into(),
+        tags: vec!["ext".into()],
+        hyperparameters: [("optimizer".to_string(), "sgd".to_string())].into(),
+        dataset: "mnist (torchvision)".into(),
+        model: "two-layer mlp".into(),
+        groups: ["body", "head"]
+            .into_iter()
+            .map(|name| GroupRate {
+                name: name.into(),
+                lr: 1e-2,
+                frozen: None,
+            })
+            .collect(),
+        task: Some(Task::Classes(10)),
+        parameter_count: 1234,
+        train_rows: 640,
+        val_rows: 160,
+        steps_per_epoch: 20,
+    }
+}
+
+/// Epoch `n` of a run that learns: losses falling from ln 10.
+pub fn epoch(n: u32) -> EpochRecord {
+    let loss = 2.3 / f64::from(n).sqrt();
+    EpochRecord {
+        epoch: n,
+        train_loss: loss,
+        val_loss: loss * 1.05,
+        val_metric: Some(ValMetric::ValAccuracy((0.1 + 0.08 * f64::from(n)).min(1.0))),
+        duration_ms: 10.0,
+        samples_per_sec: 6400.0,
+        groups: ["body", "head"]
+            .into_iter()
+            .map(|name| GroupEpochStats {
+                name: name.into(),
+                lr: 1e-2,
+                grad_norm: 0.5,
+                weight_norm: 3.0,
+                update_ratio: 2e-2,
+                frozen: false,
+            })
+            .collect(),
+        extra: Default::default(),
+    }
+}
+
+/// Creates a run named `name` and logs epochs 1..=`epochs` in batches of `batch`; returns its id.
+pub async fn log_run(grpc: &mut StrataGrpc, name: &str, epochs: u32, batch: u32) -> String {
+    let id = grpc
+        .create_run(create_request(name))
+        .await
+        .expect("CreateRun")
+        .into_inner()
+        .run
+        .expect("a run")
+        .id;
+    let mut from = 1;
+    while from <= epochs {
+        let to = (from + batch - 1).min(epochs);
+        grpc.log_epochs(LogEpochsRequest {
+            run: id.clone(),
+            epochs: (from..=to).map(epoch).collect(),
+        })
+        .await
+        .expect("LogEpochs");
+        from = to + 1;
+    }
+    id
+}
