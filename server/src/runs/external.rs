@@ -175,6 +175,7 @@ impl Runs {
             record,
             epochs_done: 0,
             queue_position: 0,
+            worker_pid: 0,
         })
     }
 

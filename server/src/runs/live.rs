@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicU32, AtomicU8, Ordering},
         Arc, Mutex, MutexGuard,
     },
 };
@@ -13,10 +13,9 @@ use tokio::sync::{broadcast, mpsc, Notify};
 
 use super::blocking;
 use crate::{
-    domain::{EpochMetrics, RunEvent, RunId},
+    domain::{EpochMetrics, RunEvent, RunId, StopRequest},
     error::{Result, StrataError},
     store::Store,
-    train::worker::StopRequest,
 };
 
 /// Events buffered per run for its watchers. A watcher further behind than this is skipped
@@ -38,6 +37,8 @@ pub(super) struct LiveRun {
     pub stop_notify: Notify,
     /// Why a cancel asked the run to stop, when its caller said (a sweep stopping a trial).
     cancel_reason: Mutex<String>,
+    /// The process id of the worker training it; 0 while it has none.
+    worker_pid: AtomicU32,
 }
 
 impl LiveRun {
@@ -57,14 +58,13 @@ impl LiveRun {
     }
 
     pub fn request_stop(&self, request: StopRequest) {
-        // A cancel never downgrades a shutdown's interrupt.
-        let _ = self.stop.compare_exchange(
-            StopRequest::None as u8,
-            request as u8,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        request.request(&self.stop);
         self.stop_notify.notify_one();
+    }
+
+    /// Names the worker training the run (0: none any more).
+    pub fn set_worker_pid(&self, pid: u32) {
+        self.worker_pid.store(pid, Ordering::Release);
     }
 
     /// Tells the run's watchers. No watcher is not an error: events are a live view, the store
@@ -116,6 +116,13 @@ impl LiveRuns {
         self.lock().get(&id).cloned()
     }
 
+    /// The process id of the worker training `id`; 0 when it has none.
+    pub fn worker_pid(&self, id: RunId) -> u32 {
+        self.lock()
+            .get(&id)
+            .map_or(0, |run| run.worker_pid.load(Ordering::Acquire))
+    }
+
     pub fn all(&self) -> Vec<Arc<LiveRun>> {
         self.lock().values().cloned().collect()
     }
@@ -136,6 +143,7 @@ impl LiveRuns {
             stop: AtomicU8::new(0),
             stop_notify: Notify::new(),
             cancel_reason: Mutex::new(String::new()),
+            worker_pid: AtomicU32::new(0),
         });
         live.insert(id, run.clone());
         Ok(run)
