@@ -181,7 +181,6 @@ pub async fn run(
     };
     let workers = Workers::start(WorkersConfig {
         program,
-        data_dir: config.data_dir.clone(),
         threads_per_run,
         data_roots: data_roots.roots().to_vec(),
         allow_torchscript: config.allow_torchscript,

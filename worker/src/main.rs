@@ -68,6 +68,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     init_logging(args.log_format);
+    die_of_crash_signals();
     // This thread trains, with --threads threads of its own; the async runtime's threads (which
     // talk to the daemon) keep any tensor work to themselves.
     train::threads::set_tensor_threads_of_this_thread(args.threads as usize);
@@ -102,6 +103,17 @@ fn main() -> ExitCode {
     let ended = jobs::run(&link, received, &access);
     link.finish(finished_to_wire(&ended.outcome, &ended.field));
     ExitCode::SUCCESS
+}
+
+/// A crash signal ends the worker, and the daemon reports it. Rust's runtime handles SIGSEGV and
+/// SIGBUS to tell a stack overflow apart, and returns from any other: a fault then strikes again
+/// and kills, but the same signal sent by another process (`kill -SEGV`) would be swallowed once,
+/// leaving a worker someone meant to end.
+fn die_of_crash_signals() {
+    for signal in [libc::SIGSEGV, libc::SIGBUS] {
+        // SAFETY: restores the default action; no handler of ours runs.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
 }
 
 /// Logs go to stderr (the daemon forwards them into its own log), filtered by RUST_LOG.

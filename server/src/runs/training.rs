@@ -210,11 +210,7 @@ impl Runs {
                             exit.describe(&ingest.doing())
                         )),
                         asked => {
-                            tracing::warn!(
-                                worker = exit.pid,
-                                "{}",
-                                exit.describe("while stopping")
-                            );
+                            tracing::warn!(worker = exit.pid, "{}", exit.describe(&ingest.doing()));
                             Outcome::Stopped(asked)
                         }
                     };

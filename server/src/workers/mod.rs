@@ -3,8 +3,8 @@
 //! a GPU's memory stays with its job, and the daemon (store, queue, watchers, dashboard) carries on.
 //!
 //! - [`wire`]: the worker protocol's messages to and from the domain, for both sides;
-//! - [`service`]: the gRPC service workers connect to, on a Unix socket only this user can open,
-//!   behind a token of workers ([`Workers::start`]);
+//! - [`service`]: the gRPC service workers connect to, on a Unix socket in a folder only this
+//!   user can enter, behind a token of workers ([`Workers::start`]);
 //! - [`process`]: a worker process started for one job, watched until it ends (memory sampled,
 //!   killed over its limit), and its end in words;
 //! - [`session`]: the daemon's side of one job's session: messages both ways, heartbeats, a stop
@@ -63,8 +63,6 @@ const MAX_SOCKET_PATH_BYTES: usize = 100;
 pub struct WorkersConfig {
     /// The worker program.
     pub program: PathBuf,
-    /// Where the socket goes (beside the store), if its path is short enough.
-    pub data_dir: PathBuf,
     /// libtorch threads each worker uses.
     pub threads_per_run: usize,
     /// The folders a worker may read client-named files from (the daemon's own).
@@ -117,8 +115,8 @@ pub struct Workers {
     /// The daemon's own `CUDA_VISIBLE_DEVICES`, to name a worker's GPU as the host does.
     cuda_visible: Option<String>,
     socket: PathBuf,
-    /// Removed when the daemon stops (the socket's private folder, when it has one).
-    socket_dir: Option<PathBuf>,
+    /// The socket's private folder, removed when the daemon stops.
+    socket_dir: PathBuf,
     token: String,
     waiting: Arc<Waiting>,
     stop_serving: CancellationToken,
@@ -144,7 +142,7 @@ impl Workers {
                 policy
             }
         };
-        let (socket, socket_dir) = socket_path(&config.data_dir)?;
+        let (socket, socket_dir) = socket_path()?;
         let listener = bind_socket(&socket)?;
         let token = random_token()?;
         let waiting = Arc::new(Waiting::default());
@@ -196,9 +194,7 @@ impl Workers {
     pub fn close(&self) {
         self.stop_serving.cancel();
         let _ = std::fs::remove_file(&self.socket);
-        if let Some(dir) = &self.socket_dir {
-            let _ = std::fs::remove_dir(dir);
-        }
+        let _ = std::fs::remove_dir(&self.socket_dir);
     }
 
     /// Starts a worker for `job` on `device` and waits for it to connect; then sends it the job
@@ -332,15 +328,22 @@ async fn send_checkpoint(
     Ok(())
 }
 
-/// `DATA_DIR/worker.sock`, or a private folder of the temporary directory's when that path is
-/// too long for a socket; the folder made, if one was.
-fn socket_path(data_dir: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
-    let beside_store = data_dir.join("worker.sock");
-    if beside_store.as_os_str().len() <= MAX_SOCKET_PATH_BYTES {
-        return Ok((beside_store, None));
-    }
+/// The workers' socket, in a folder of this daemon's own that only its user can enter, in the
+/// temporary directory (never in the data dir, which people copy and back up). Folders left by
+/// daemons that were killed are removed on the way.
+fn socket_path() -> Result<(PathBuf, PathBuf)> {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(format!("stratad-{}", std::process::id()));
+    let mut base = std::env::temp_dir();
+    if base.as_os_str().len() > MAX_SOCKET_PATH_BYTES - 40 {
+        base = PathBuf::from("/tmp");
+    }
+    remove_stale_socket_dirs(&base);
+    let suffix = random_hex(4)
+        .map_err(|e| StrataError::Internal(format!("cannot name the workers' socket: {e}")))?;
+    let dir = base.join(format!(
+        "{SOCKET_DIR_PREFIX}{}-{suffix}",
+        std::process::id()
+    ));
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&dir)
@@ -350,11 +353,41 @@ fn socket_path(data_dir: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
                 dir.display()
             ))
         })?;
-    Ok((dir.join("worker.sock"), Some(dir)))
+    Ok((dir.join("worker.sock"), dir))
 }
 
-/// Binds the workers' socket, readable and writable by this user only (a socket left by a daemon
-/// that was killed is replaced: the store's lock says no other daemon uses this data dir).
+/// What the folders of the workers' sockets are called: `stratad-PID-RANDOM`.
+const SOCKET_DIR_PREFIX: &str = "stratad-";
+
+/// Removes the socket folders of this user's daemons that are gone (killed before they could
+/// remove their own).
+fn remove_stale_socket_dirs(base: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(SOCKET_DIR_PREFIX)
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == me);
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if ours && gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Binds the workers' socket, readable and writable by this user only.
 fn bind_socket(path: &Path) -> Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     let cannot = |e: std::io::Error| {
@@ -363,11 +396,6 @@ fn bind_socket(path: &Path) -> Result<UnixListener> {
             path.display()
         ))
     };
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(cannot(e)),
-    }
     let listener = UnixListener::bind(path).map_err(cannot)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(cannot)?;
     Ok(listener)

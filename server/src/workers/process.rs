@@ -98,7 +98,7 @@ impl WorkerExit {
                     silent.as_secs()
                 ),
                 KillCause::StopGrace { grace } => format!(
-                    "the worker did not stop within {} s of being asked {during} and was killed",
+                    "the worker did not stop within {} s of being asked to, {during}, and was killed",
                     grace.as_secs()
                 ),
                 KillCause::Abandoned => format!("the worker was stopped by stratad {during}"),
