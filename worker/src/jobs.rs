@@ -125,7 +125,10 @@ fn run_training(
     let resolved = resolved_from_wire(parameters);
     let device = train::device(device)?;
     let start_from = start_from(checkpoint)?;
-    let sink = DaemonSink { link };
+    let sink = DaemonSink {
+        link,
+        unacknowledged: std::sync::Mutex::new(None),
+    };
     let job = TrainJob {
         run_id,
         spec: &spec,
@@ -137,12 +140,45 @@ fn run_training(
         start_from,
     };
     tracing::info!(run = %job.run_id, device = ?device, resume_after_epoch, "training");
-    Ok(train::run::train(&job).into())
+    let outcome = train::run::train(&job);
+    // The job ends once its last epoch is stored: the daemon answers it before it takes the end.
+    match (sink.stored(), outcome) {
+        (Err(err), Outcome::Completed) => Err(err),
+        (_, outcome) => Ok(outcome.into()),
+    }
 }
 
-/// What a run reports, sent to the daemon; an epoch's call returns once the daemon has stored it.
+/// What a run reports, sent to the daemon.
+///
+/// An epoch is sent, with its checkpoint, and the loop goes on to the next epoch while the daemon
+/// stores it; the next epoch is sent only once the daemon has said the last one is stored. So at
+/// most one epoch is in flight, the daemon's syncs overlap the next epoch's training instead of
+/// adding to it, and nothing the daemon has not stored is ever counted: the daemon streams and
+/// counts an epoch only once it is durable, whatever the worker does meanwhile.
 struct DaemonSink<'a> {
     link: &'a Link,
+    /// The epoch sent and not yet said to be stored.
+    unacknowledged: std::sync::Mutex<Option<u32>>,
+}
+
+impl DaemonSink<'_> {
+    /// Waits until the daemon has stored the epoch last sent, if one is in flight.
+    fn stored(&self) -> Result<()> {
+        let pending = self
+            .unacknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(epoch) = pending else {
+            return Ok(());
+        };
+        match self.link.reply().map_err(lost)? {
+            Reply::EpochStored(stored) if stored == epoch => Ok(()),
+            other => Err(lost(format!(
+                "the daemon answered {other:?} to epoch {epoch}"
+            ))),
+        }
+    }
 }
 
 fn lost(why: String) -> StrataError {
@@ -170,6 +206,7 @@ impl RunSink for DaemonSink<'_> {
 
     fn epoch_finished(&self, epoch: &EpochMetrics, checkpoint: Vec<u8>) -> Result<()> {
         use wire::worker_message::Message;
+        self.stored()?;
         for chunk in checkpoint.chunks(CHECKPOINT_CHUNK_BYTES) {
             self.link
                 .send(Message::Checkpoint(wire::CheckpointChunk {
@@ -183,13 +220,11 @@ impl RunSink for DaemonSink<'_> {
                 checkpoint_bytes: checkpoint.len() as u64,
             }))
             .map_err(lost)?;
-        match self.link.reply().map_err(lost)? {
-            Reply::EpochStored(stored) if stored == epoch.epoch => Ok(()),
-            other => Err(lost(format!(
-                "the daemon answered {other:?} to epoch {}",
-                epoch.epoch
-            ))),
-        }
+        *self
+            .unacknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(epoch.epoch);
+        Ok(())
     }
 
     fn progress(&self, progress: BatchProgress) {

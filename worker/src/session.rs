@@ -16,7 +16,9 @@ use std::{
 };
 
 use strata_proto::worker::v1::{self as wire, worker_client::WorkerClient};
-use strata_server::workers::wire::{stop_from_wire, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use strata_server::workers::wire::{
+    stop_from_wire, FLOW_WINDOW_BYTES, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -81,6 +83,8 @@ pub async fn connect(connect: &Connect) -> Result<(Link, Received), String> {
     let endpoint = Endpoint::from_shared(connect.address.clone())
         .map_err(|e| format!("'{}' is not an address to connect to: {e}", connect.address))?
         .connect_timeout(Duration::from_secs(30))
+        .initial_stream_window_size(FLOW_WINDOW_BYTES)
+        .initial_connection_window_size(FLOW_WINDOW_BYTES)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);

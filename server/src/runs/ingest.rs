@@ -17,6 +17,7 @@ use strata_proto::worker::v1 as wire;
 use super::blocking;
 use crate::{
     domain::{DataFacts, EpochMetrics, RunId, RunRecord},
+    error::StrataError,
     store::{epoch_log, record, Store},
     train::checkpoint::{self, Receiving},
     workers::wire::{data_loaded_from_wire, epoch_from_wire},
@@ -28,6 +29,9 @@ const CHECKPOINT_OVERHEAD_BYTES: u64 = 64 << 20;
 /// A checkpoint holds each parameter's values and at most three more of its size (Adam's two
 /// moments, and room to spare).
 const CHECKPOINT_COPIES_PER_PARAMETER: u64 = 4;
+/// A checkpoint up to this size waits in memory until its epoch comes, and is then written,
+/// verified and synced in one go; a larger one is written as it arrives.
+const CHECKPOINT_BUFFER_BYTES: usize = 8 << 20;
 
 /// A training run's reports on their way to the store.
 pub(super) struct Ingest {
@@ -42,6 +46,8 @@ pub(super) struct Ingest {
     /// The newest epoch stored.
     last_stored: u32,
     receiving: Option<Receiving>,
+    /// The chunks of the next checkpoint not written yet.
+    buffered: Vec<u8>,
     data_loaded: bool,
 }
 
@@ -74,6 +80,7 @@ impl Ingest {
             planned_epochs,
             last_stored: resume_after_epoch,
             receiving: None,
+            buffered: Vec::new(),
             data_loaded: false,
         }
     }
@@ -110,7 +117,9 @@ impl Ingest {
         Ok(record::encode_run(&record))
     }
 
-    /// A chunk of the next epoch's checkpoint, written as it comes.
+    /// A chunk of the next epoch's checkpoint: kept in memory while the checkpoint is small, so
+    /// that storing the epoch is one trip to the blocking pool; written to the temporary file
+    /// as it comes once it is larger than [`CHECKPOINT_BUFFER_BYTES`].
     pub async fn checkpoint_chunk(&mut self, data: Vec<u8>) -> Result<(), String> {
         if data.len() > crate::workers::wire::CHECKPOINT_CHUNK_BYTES {
             return Err(format!(
@@ -118,31 +127,26 @@ impl Ingest {
                 data.len()
             ));
         }
-        let receiving = match self.receiving.take() {
-            Some(receiving) => receiving,
-            None => {
-                let (dir, epoch, limit) = (
-                    self.dir.clone(),
-                    self.last_stored + 1,
-                    self.checkpoint_limit,
-                );
-                blocking(move || {
-                    Receiving::start(&dir, epoch, limit).map_err(crate::error::StrataError::Storage)
-                })
-                .await
-                .map_err(|e| e.to_string())?
-            }
-        };
-        let receiving = blocking(move || {
-            let mut receiving = receiving;
-            receiving
-                .write(&data)
-                .map_err(crate::error::StrataError::Storage)?;
-            Ok(receiving)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        self.receiving = Some(receiving);
+        self.buffered.extend_from_slice(&data);
+        if self.buffered.len() >= CHECKPOINT_BUFFER_BYTES {
+            let (receiving, buffered) = (self.receiving.take(), std::mem::take(&mut self.buffered));
+            let (dir, epoch, limit) = (
+                self.dir.clone(),
+                self.last_stored + 1,
+                self.checkpoint_limit,
+            );
+            let receiving = blocking(move || {
+                let mut receiving = match receiving {
+                    Some(receiving) => receiving,
+                    None => Receiving::start(&dir, epoch, limit).map_err(StrataError::Storage)?,
+                };
+                receiving.write(&buffered).map_err(StrataError::Storage)?;
+                Ok(receiving)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            self.receiving = Some(receiving);
+        }
         Ok(())
     }
 
@@ -167,21 +171,23 @@ impl Ingest {
                 epoch.epoch, self.groups
             ));
         }
-        let receiving = self
-            .receiving
-            .take()
-            .ok_or_else(|| format!("epoch {} came without its checkpoint", epoch.epoch))?;
-        if receiving.received() != checkpoint_bytes {
+        let (receiving, buffered) = (self.receiving.take(), std::mem::take(&mut self.buffered));
+        let received = receiving.as_ref().map_or(0, Receiving::received) + buffered.len() as u64;
+        if received == 0 || received != checkpoint_bytes {
             return Err(format!(
-                "the checkpoint of epoch {} came with {} of its {checkpoint_bytes} bytes",
+                "the checkpoint of epoch {} came with {received} of its {checkpoint_bytes} bytes",
                 epoch.epoch,
-                receiving.received()
             ));
         }
         let (store, id, dir) = (self.store.clone(), self.id, self.dir.clone());
-        let stored = epoch.clone();
+        let (limit, stored) = (self.checkpoint_limit, epoch.clone());
         blocking(move || {
-            let storage = crate::error::StrataError::Storage;
+            let storage = StrataError::Storage;
+            let mut receiving = match receiving {
+                Some(receiving) => receiving,
+                None => Receiving::start(&dir, stored.epoch, limit).map_err(storage)?,
+            };
+            receiving.write(&buffered).map_err(storage)?;
             receiving.commit(&dir, &id.to_string()).map_err(storage)?;
             epoch_log::append(&dir, &stored)
                 .map_err(|e| storage(format!("cannot append to the run's epoch log: {e}")))?;
@@ -223,7 +229,5 @@ pub(super) fn rewrite_epoch_log(
     };
     crate::durable::create_dir_all(dir)
         .and_then(|()| epoch_log::rewrite(dir, &kept))
-        .map_err(|e| {
-            crate::error::StrataError::Storage(format!("cannot write the run's epoch log: {e}"))
-        })
+        .map_err(|e| StrataError::Storage(format!("cannot write the run's epoch log: {e}")))
 }

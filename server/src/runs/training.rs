@@ -251,12 +251,13 @@ impl Runs {
             Message::Checkpoint(chunk) => ingest.checkpoint_chunk(chunk.data).await?,
             Message::Epoch(done) => {
                 let stored = ingest.epoch(done).await?.0;
-                session
+                // A worker already gone is no reason to fail the run here: the epoch is stored,
+                // and the worker's end, next, says what became of it.
+                let _ = session
                     .send(ToWorker::EpochStored(wire::EpochStored {
                         epoch: stored.epoch,
                     }))
-                    .await
-                    .map_err(gone)?;
+                    .await;
                 live.send(RunEvent::Epoch(stored));
                 ingest.prune().await;
             }

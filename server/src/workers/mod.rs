@@ -160,6 +160,10 @@ impl Workers {
         let stop = stop_serving.clone();
         tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
+                // Checkpoints arrive in 1 MiB chunks: windows of several chunks, so a chunk is not
+                // held up waiting for the daemon to say it read the last one.
+                .initial_stream_window_size(wire::FLOW_WINDOW_BYTES)
+                .initial_connection_window_size(wire::FLOW_WINDOW_BYTES)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await;

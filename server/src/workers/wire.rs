@@ -20,6 +20,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;
 /// Largest message either side decodes: a chunk, or an epoch with many groups.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// HTTP/2 flow-control windows of a worker's connection, both ways (the protocol's default, 64
+/// KiB, would make every 1 MiB chunk wait for acknowledgements of its parts).
+pub const FLOW_WINDOW_BYTES: u32 = 16 << 20;
 /// Most layer groups an epoch from a worker may have.
 const MAX_EPOCH_GROUPS: usize = 100_000;
 /// Most points a range test's group may have (its steps, [`crate::runs::MAX_PROBE_STEPS`]).

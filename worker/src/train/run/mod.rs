@@ -38,8 +38,9 @@ pub trait RunSink: Sync {
     /// The data is loaded: what it is. Called once per start, before the first epoch. Returns the
     /// run's record as the daemon stores it, which every checkpoint carries.
     fn data_loaded(&self, data: &MeasuredData) -> strata_server::error::Result<Vec<u8>>;
-    /// An epoch finished: its record and its checkpoint (the file's bytes). Returns once the
-    /// daemon has stored both durably (it then streams the epoch).
+    /// An epoch finished: its record and its checkpoint (the file's bytes), for the daemon to
+    /// store durably (and then stream). May return before they are stored; a sink that does
+    /// makes sure the previous epoch is stored before it takes the next.
     fn epoch_finished(
         &self,
         epoch: &EpochMetrics,
