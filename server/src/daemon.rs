@@ -78,6 +78,8 @@ pub struct DaemonConfig {
     pub stop_grace: std::time::Duration,
     /// Logs (the workers' too) as JSON.
     pub log_json: bool,
+    /// Keep a CPU worker started ahead of the next CPU job.
+    pub spare_worker: bool,
     /// Checkpoints kept per run (the newest).
     pub keep_checkpoints: usize,
     /// When set, every call but health needs `authorization: Bearer TOKEN`.
@@ -187,6 +189,7 @@ pub async fn run(
         memory_limit: config.run_memory_limit,
         stop_grace: config.stop_grace,
         log_json: config.log_json,
+        spare_worker: config.spare_worker,
     })
     .await?;
     let runs = Runs::new(

@@ -14,6 +14,12 @@ use tracing_subscriber::EnvFilter;
 /// How long exit waits for blocking work left over after the runs are recorded.
 const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Text,
@@ -53,6 +59,11 @@ struct Args {
     /// before it is killed.
     #[arg(long, env = "STRATA_STOP_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     stop_grace: u64,
+    /// Keep a CPU worker started (libtorch loaded, connected) for the next CPU run, range test or
+    /// TorchScript check, so it starts without waiting for one; started after the first job, let
+    /// go after 5 idle minutes.
+    #[arg(long, env = "STRATA_SPARE_WORKER", value_enum, default_value_t = Switch::On)]
+    spare_worker: Switch,
     /// Checkpoints (model and optimizer state) kept per run, newest first.
     #[arg(long, env = "STRATA_KEEP_CHECKPOINTS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
     keep_checkpoints: u32,
@@ -201,6 +212,7 @@ fn daemon_config(args: Args, token: Option<String>) -> DaemonConfig {
         run_memory_limit: args.run_memory_limit,
         stop_grace: std::time::Duration::from_secs(args.stop_grace),
         log_json: matches!(args.log_format, LogFormat::Json),
+        spare_worker: args.spare_worker == Switch::On,
         keep_checkpoints: args.keep_checkpoints as usize,
         token,
         tls: args

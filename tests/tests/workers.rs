@@ -111,6 +111,21 @@ fn running(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The worker processes of the daemon `daemon_pid` (the runs', and its spare): those connected
+/// to its socket, which is named after its pid.
+fn workers_of(daemon_pid: u32) -> Vec<u32> {
+    let socket = format!("stratad-{daemon_pid}-");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(&socket))
+        })
+        .filter(|&pid| running(pid))
+        .collect()
+}
+
 fn signal(pid: u32, name: &str) {
     let sent = std::process::Command::new("kill")
         .arg(format!("-{name}"))
@@ -261,10 +276,22 @@ async fn killing_the_daemon_ends_its_workers_and_leaves_their_runs_interrupted()
         start(&client, long_config(100_000)).await,
         start(&client, long_config(100_000)).await,
     ];
-    let mut pids = Vec::new();
+    let mut training = Vec::new();
     for run in &runs {
-        pids.push(worker_after_epochs(&client, run, 1).await);
+        training.push(worker_after_epochs(&client, run, 1).await);
     }
+    // And the spare worker the daemon keeps for the next CPU job, once it is there.
+    let daemon_pid = daemon.pid();
+    let started = Instant::now();
+    while workers_of(daemon_pid).len() < 3 {
+        assert!(started.elapsed() < DEADLINE, "no spare worker was started");
+        tokio::time::sleep(POLL).await;
+    }
+    let pids = workers_of(daemon_pid);
+    assert!(
+        training.iter().all(|pid| pids.contains(pid)),
+        "{training:?} in {pids:?}"
+    );
     assert!(!daemon.signal_and_wait("KILL").success());
 
     // Each worker notices its daemon is gone and exits: none is left training for nobody.

@@ -52,6 +52,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a worker may send nothing at all before it is taken for hung and killed (it sends a
 /// heartbeat every 2 s whatever its training does).
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a spare worker waits for a job before it is let go.
+const SPARE_IDLE: Duration = Duration::from_secs(300);
 /// The environment variable that gives a worker its token (never its command line, which any
 /// user of the host can read).
 pub const TOKEN_ENV: &str = "STRATA_WORKER_TOKEN";
@@ -74,6 +76,8 @@ pub struct WorkersConfig {
     pub stop_grace: Duration,
     /// Workers log as JSON (as the daemon does).
     pub log_json: bool,
+    /// Keep a CPU worker started ahead of the next CPU job.
+    pub spare_worker: bool,
 }
 
 /// The worker program beside the running `stratad`, or where `named` says.
@@ -120,6 +124,18 @@ pub struct Workers {
     token: String,
     waiting: Arc<Waiting>,
     stop_serving: CancellationToken,
+    /// A CPU worker started ahead of the job that will take it.
+    spare: std::sync::Mutex<Spare>,
+    /// Told when the spare is ready, or could not be started.
+    spare_changed: tokio::sync::Notify,
+}
+
+/// The spare worker's state.
+enum Spare {
+    None,
+    Starting,
+    /// Connected and waiting for a job.
+    Ready(Box<(WorkerProcess, session::Connection)>),
 }
 
 impl Workers {
@@ -181,6 +197,8 @@ impl Workers {
             token,
             waiting,
             stop_serving,
+            spare: std::sync::Mutex::new(Spare::None),
+            spare_changed: tokio::sync::Notify::new(),
         }))
     }
 
@@ -194,55 +212,172 @@ impl Workers {
         &self.socket
     }
 
-    /// Stops serving workers and removes the socket (once every run has stopped).
+    /// Stops serving workers, lets the spare go and removes the socket (once every run has
+    /// stopped).
     pub fn close(&self) {
         self.stop_serving.cancel();
+        self.retire_spare(0);
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_dir(&self.socket_dir);
     }
 
-    /// Starts a worker for `job` on `device` and waits for it to connect; then sends it the job
-    /// and the checkpoint the job starts from. `name` says what the worker is for in logs and
-    /// names its cgroup. The error says why no worker could take the job.
+    /// Starts a worker for `job` on `device` (or hands it to the spare, for a CPU job) and waits
+    /// for it to connect; then sends it the job and the checkpoint the job starts from. `name`
+    /// says what the worker is for in logs. The error says why no worker could take the job.
     pub async fn launch(
-        &self,
-        mut job: proto_wire::Job,
+        self: &Arc<Self>,
+        job: proto_wire::Job,
         device: Device,
         checkpoint: Option<&Path>,
         name: &str,
     ) -> std::result::Result<Session, String> {
-        let ticket = random_hex(16).map_err(|e| format!("cannot make a worker's ticket: {e}"))?;
-        let (connected_tx, connected) = oneshot::channel();
-        self.waiting.add(ticket.clone(), connected_tx);
-        let launched = self
-            .spawn_and_connect(&ticket, device, name, connected)
-            .await;
-        self.waiting.remove(&ticket);
-        let (process, connection) = launched?;
-        tracing::info!(worker = process.pid, job = name, device = %device.label(), host = %connection.hello.host, "worker connected");
-        let session = Session::new(
-            process,
-            connection,
-            HEARTBEAT_TIMEOUT,
-            self.config.stop_grace,
-        );
         let checkpoint_bytes = match checkpoint {
             Some(path) => std::fs::metadata(path)
                 .map_err(|e| format!("cannot read the checkpoint {}: {e}", path.display()))?
                 .len(),
             None => 0,
         };
-        job.device = device.as_seen_by_worker().to_string();
-        job.checkpoint_bytes = checkpoint_bytes;
-        let gone = |_| "the worker went away before it had its job".to_string();
-        session
-            .send(proto_wire::daemon_message::Message::Job(job))
-            .await
-            .map_err(gone)?;
-        if let Some(path) = checkpoint {
-            send_checkpoint(&session, path, checkpoint_bytes).await?;
+        let job = proto_wire::Job {
+            device: device.as_seen_by_worker().to_string(),
+            checkpoint_bytes,
+            ..job
+        };
+        let spares = device == Device::Cpu && self.config.spare_worker;
+        let spare = if spares {
+            self.take_spare().await
+        } else {
+            None
+        };
+        if let Some((process, connection)) = spare {
+            tracing::info!(
+                worker = process.pid,
+                job = name,
+                "the spare worker takes the job"
+            );
+            let session = self.session(process, connection);
+            let handed = hand_over(&session, job.clone(), checkpoint, checkpoint_bytes).await;
+            self.refill_spare();
+            match handed {
+                Ok(()) => return Ok(session),
+                // It died while it waited: a worker of its own for the job, then.
+                Err(why) => tracing::warn!(reason = %why, "the spare worker is gone"),
+            }
+        }
+        let (process, connection) = self.start_worker(device, name).await?;
+        tracing::info!(worker = process.pid, job = name, device = %device.label(), host = %connection.hello.host, "worker connected");
+        let session = self.session(process, connection);
+        hand_over(&session, job, checkpoint, checkpoint_bytes).await?;
+        if spares {
+            // After this job's own worker started, so the two do not load libtorch at once.
+            self.refill_spare();
         }
         Ok(session)
+    }
+
+    fn session(&self, process: WorkerProcess, connection: session::Connection) -> Session {
+        Session::new(
+            process,
+            connection,
+            HEARTBEAT_TIMEOUT,
+            self.config.stop_grace,
+        )
+    }
+
+    /// A new worker on `device`, connected (it waits for its job).
+    async fn start_worker(
+        &self,
+        device: Device,
+        name: &str,
+    ) -> std::result::Result<(WorkerProcess, session::Connection), String> {
+        let ticket = random_hex(16).map_err(|e| format!("cannot make a worker's ticket: {e}"))?;
+        let (connected_tx, connected) = oneshot::channel();
+        self.waiting.add(ticket.clone(), connected_tx);
+        let started = self
+            .spawn_and_connect(&ticket, device, name, connected)
+            .await;
+        self.waiting.remove(&ticket);
+        started
+    }
+
+    /// The spare worker, if one is ready and alive — or starting: it is further along than a
+    /// worker started now would be.
+    async fn take_spare(&self) -> Option<(WorkerProcess, session::Connection)> {
+        loop {
+            let changed = self.spare_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut slot = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+                match std::mem::replace(&mut *slot, Spare::None) {
+                    Spare::Ready(ready) => {
+                        let (process, connection) = *ready;
+                        return (!process.has_ended()).then_some((process, connection));
+                    }
+                    Spare::None => return None,
+                    Spare::Starting => *slot = Spare::Starting,
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// Starts a spare CPU worker in the background, unless one is ready or starting: the next
+    /// CPU job (a run, a range test, a TorchScript module's check) then needs no worker start
+    /// (libtorch's load, the connection). A spare that no job takes within [`SPARE_IDLE`] is
+    /// let go, so an idle daemon holds no worker.
+    fn refill_spare(self: &Arc<Self>) {
+        {
+            let mut slot = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            if !matches!(*slot, Spare::None) || self.stop_serving.is_cancelled() {
+                return;
+            }
+            *slot = Spare::Starting;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let started = this.start_worker(Device::Cpu, "spare").await;
+            let mut slot = this.spare.lock().unwrap_or_else(|p| p.into_inner());
+            // Whoever waits for it takes it, or starts a worker of its own.
+            this.spare_changed.notify_waiters();
+            match started {
+                Ok((process, connection)) if !this.stop_serving.is_cancelled() => {
+                    let pid = process.pid;
+                    tracing::debug!(worker = pid, "a spare worker is ready");
+                    *slot = Spare::Ready(Box::new((process, connection)));
+                    drop(slot);
+                    let this = this.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(SPARE_IDLE).await;
+                        this.retire_spare(pid);
+                    });
+                }
+                Ok((process, _)) => {
+                    process.kill(process::KillCause::Abandoned);
+                    *slot = Spare::None;
+                }
+                Err(why) => {
+                    tracing::warn!(reason = %why, "could not start a spare worker");
+                    *slot = Spare::None;
+                }
+            }
+        });
+    }
+
+    /// Lets the spare go if it is still `pid`, unused (or any spare, with `None`).
+    fn retire_spare(&self, pid: u32) {
+        let mut slot = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if let Spare::Ready(ready) = &*slot {
+            if ready.0.pid == pid || pid == 0 {
+                let Spare::Ready(ready) = std::mem::replace(&mut *slot, Spare::None) else {
+                    return;
+                };
+                tracing::debug!(
+                    worker = ready.0.pid,
+                    "the spare worker was not needed; let go"
+                );
+                ready.0.kill(process::KillCause::Abandoned);
+            }
+        }
     }
 
     async fn spawn_and_connect(
@@ -298,6 +433,23 @@ impl Workers {
             }
         }
     }
+}
+
+/// Sends a connected worker its job, and the checkpoint it starts from.
+async fn hand_over(
+    session: &Session,
+    job: proto_wire::Job,
+    checkpoint: Option<&Path>,
+    checkpoint_bytes: u64,
+) -> std::result::Result<(), String> {
+    session
+        .send(proto_wire::daemon_message::Message::Job(job))
+        .await
+        .map_err(|_| "the worker went away before it had its job".to_string())?;
+    if let Some(path) = checkpoint {
+        send_checkpoint(session, path, checkpoint_bytes).await?;
+    }
+    Ok(())
 }
 
 /// Streams a checkpoint file to a worker in chunks.

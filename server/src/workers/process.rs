@@ -227,6 +227,11 @@ impl WorkerProcess {
         Ok(WorkerProcess { pid, kill, ended })
     }
 
+    /// Whether the worker has ended already.
+    pub fn has_ended(&self) -> bool {
+        self.ended.borrow().is_some()
+    }
+
     /// Kills the worker (SIGKILL), recording why.
     pub fn kill(&self, cause: KillCause) {
         let _ = self.kill.send(cause);
