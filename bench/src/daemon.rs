@@ -58,6 +58,8 @@ pub struct Options {
     pub wrapper: Vec<OsString>,
     /// `--allow-torchscript`.
     pub allow_torchscript: bool,
+    /// `--spare-worker off`.
+    pub no_spare_worker: bool,
 }
 
 /// A running `stratad`. Stopped (SIGTERM, then SIGKILL) when dropped.
@@ -120,6 +122,10 @@ impl Daemon {
         if options.allow_torchscript {
             command.arg("--allow-torchscript");
         }
+        if options.no_spare_worker {
+            command.args(["--spare-worker", "off"]);
+        }
+
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

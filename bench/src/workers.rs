@@ -8,7 +8,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Mutex,
     time::Instant,
 };
 
@@ -36,7 +35,11 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// Goal (issue 23): the process boundary costs at most 3 % per epoch.
 const GOAL_EPOCH_OVERHEAD: f64 = 1.03;
 
-/// The rows of the workers section.
+/// How long a spare worker is given to be ready again between timed starts.
+const SPARE_READY_SECONDS: u64 = 3;
+
+/// The rows of the workers section: with every worker started for its job, then with the spare
+/// worker the daemon keeps by default.
 pub fn measure(
     runtime: &tokio::runtime::Runtime,
     binaries: &Binaries,
@@ -44,40 +47,131 @@ pub fn measure(
     repo: &Path,
     cases: &[Case],
     repetitions: usize,
+    baseline: Option<&Path>,
 ) -> Result<Vec<Row>> {
     let module = work.join("net.pt");
     let scripted = script_module(repo, &module, cases[0].data.features, cases[0].data.classes);
-    let daemon = Daemon::start(
-        binaries,
-        &work.join("workers"),
-        &Options {
-            threads: Some(1),
-            data_root: Some(work.to_path_buf()),
-            allow_torchscript: true,
-            ..Default::default()
-        },
-    )?;
     let mut rows = Vec::new();
-    runtime.block_on(async {
-        let client = daemon.client().await?;
-        rows.extend(
-            start_latency(
-                &client,
-                cases,
-                &module,
-                scripted.as_ref().err(),
-                repetitions,
-            )
-            .await?,
-        );
-        rows.push(first_batch(&client, &cases[0], repetitions).await?);
-        anyhow::Ok(())
-    })?;
-    for case in cases {
-        rows.push(epoch_overhead(runtime, &daemon, case, work)?);
+    for spare in [false, true] {
+        let daemon = Daemon::start(
+            binaries,
+            &work.join(if spare {
+                "workers-spare"
+            } else {
+                "workers-cold"
+            }),
+            &Options {
+                threads: Some(1),
+                data_root: Some(work.to_path_buf()),
+                allow_torchscript: true,
+                no_spare_worker: !spare,
+                ..Default::default()
+            },
+        )?;
+        let how = if spare {
+            "the spare worker"
+        } else {
+            "a worker started for it (--spare-worker off)"
+        };
+        runtime.block_on(async {
+            let client = daemon.client().await?;
+            if spare {
+                // The spare is started after the daemon's first CPU job.
+                first_batch(&client, &cases[0], 1, 0, how).await?;
+            } else {
+                rows.push(builtin_start(&client, &cases[0], repetitions).await?);
+            }
+            let pause = if spare { SPARE_READY_SECONDS } else { 0 };
+            rows.push(match scripted.as_ref() {
+                Ok(()) => {
+                    torchscript_start(&client, &cases[0], &module, repetitions, pause, how).await?
+                }
+                Err(why) => Row::not_measured(
+                    format!("`start` answered, TorchScript module, {how}"),
+                    "—",
+                    why.to_string(),
+                ),
+            });
+            rows.push(first_batch(&client, &cases[0], repetitions, pause, how).await?);
+            anyhow::Ok(())
+        })?;
+        if spare {
+            for case in cases {
+                rows.push(epoch_overhead(runtime, &daemon, case, work)?);
+            }
+        }
+        daemon.stop()?;
+    }
+    if let Some(baseline) = baseline {
+        for case in cases {
+            rows.push(against_baseline(runtime, binaries, baseline, work, case)?);
+        }
+    }
+    Ok(rows)
+}
+
+/// Per-epoch time of `case` through this daemon and its worker against through `baseline`, a
+/// stratad that trains in-process (one built from before the worker split), each watched the
+/// same way, alternating; and whether the two train alike, seed for seed (every epoch's
+/// validation loss the same to the bit).
+fn against_baseline(
+    runtime: &tokio::runtime::Runtime,
+    binaries: &Binaries,
+    baseline: &Path,
+    work: &Path,
+    case: &Case,
+) -> Result<Row> {
+    let options = Options {
+        threads: Some(1),
+        data_root: Some(work.to_path_buf()),
+        ..Default::default()
+    };
+    let old = Binaries {
+        stratad: baseline.to_path_buf(),
+        ..binaries.clone()
+    };
+    let daemon = Daemon::start(binaries, &work.join("versus-new"), &options)?;
+    let in_process = Daemon::start(&old, &work.join("versus-old"), &options)?;
+    let epochs = case.epochs.max(8);
+    let (mut new_ms, mut old_ms, mut same) = (Vec::new(), Vec::new(), true);
+    for repetition in 0..case.repetitions.max(3) {
+        let (new, old) = runtime.block_on(async {
+            if repetition % 2 == 0 {
+                let new = watched_run(&daemon, case, epochs).await?;
+                anyhow::Ok((new, watched_run(&in_process, case, epochs).await?))
+            } else {
+                let old = watched_run(&in_process, case, epochs).await?;
+                anyhow::Ok((watched_run(&daemon, case, epochs).await?, old))
+            }
+        })?;
+        same &= new
+            .1
+            .iter()
+            .map(|l| l.to_bits())
+            .eq(old.1.iter().map(|l| l.to_bits()));
+        new_ms.push(per_epoch_ms(&new.0));
+        old_ms.push(per_epoch_ms(&old.0));
     }
     daemon.stop()?;
-    Ok(rows)
+    in_process.stop()?;
+    let (new, old) = (median(&new_ms), median(&old_ms));
+    Ok(Row::compared(
+        format!(
+            "per epoch, through a worker vs the in-process stratad ({} {}×{}, {}, {epochs} epochs, 1 thread, watched)",
+            case.data.name,
+            crate::report::number(case.data.train.rows as f64),
+            case.data.features,
+            config(case, epochs).model
+        ),
+        format!(
+            "{new:.1} ms ({} losses)",
+            if same { "the same" } else { "different" }
+        ),
+        format!("in-process stratad {old:.1} ms"),
+        new / old,
+        Goal::RatioAtMost(GOAL_EPOCH_OVERHEAD),
+        json!({ "through_worker_ms": new_ms, "in_process_stratad_ms": old_ms, "same_losses": same, "baseline": baseline.display().to_string() }),
+    ))
 }
 
 /// A run of `case` as `start` takes it, for `epochs` epochs, with a progress event every batch.
@@ -139,83 +233,93 @@ fn script_module(repo: &Path, path: &Path, inputs: usize, outputs: usize) -> Res
     Ok(())
 }
 
-/// StartRun's round trip, median of `repetitions`: a built-in model (checked in the daemon, no
-/// worker) and a TorchScript module (loaded and run once by a worker), each a dry run so that
-/// nothing trains meanwhile.
-async fn start_latency(
+/// StartRun's round trip as a dry run (the same checks, nothing stored), median of
+/// `repetitions`, each `pause` seconds after the last.
+async fn dry_starts(
     client: &Client,
-    cases: &[Case],
-    module: &Path,
-    unscripted: Option<&anyhow::Error>,
+    config: RunConfig,
     repetitions: usize,
-) -> Result<Vec<Row>> {
-    let time = |config: RunConfig| async move {
-        let mut samples = Vec::new();
-        for _ in 0..repetitions.max(3) {
-            let started = Instant::now();
-            client
-                .start_run(StartRunRequest {
-                    config: Some(config.clone()),
-                    dry_run: true,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| anyhow!("StartRun: {e}"))?;
-            samples.push(started.elapsed().as_secs_f64() * 1e3);
-        }
-        anyhow::Ok(samples)
-    };
-    let builtin = time(config(&cases[0], 1)).await?;
-    let mut rows = vec![Row::alone(
+    pause: u64,
+) -> Result<Vec<f64>> {
+    let mut samples = Vec::new();
+    for _ in 0..repetitions.max(3) {
+        tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
+        let started = Instant::now();
+        client
+            .start_run(StartRunRequest {
+                config: Some(config.clone()),
+                dry_run: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow!("StartRun: {e}"))?;
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(samples)
+}
+
+/// `start` of a built-in model: the daemon reads the data and computes the model's parameters
+/// itself, no worker.
+async fn builtin_start(client: &Client, case: &Case, repetitions: usize) -> Result<Row> {
+    let samples = dry_starts(client, config(case, 1), repetitions, 0).await?;
+    Ok(Row::alone(
         format!(
             "`start` answered, built-in model ({}), median",
-            cases[0].describe()
+            case.describe()
         ),
         format!(
             "{:.1} ms (no worker: the daemon reads the data and computes the parameters)",
-            median(&builtin)
+            median(&samples)
         ),
-        median(&builtin),
+        median(&samples),
         Goal::None,
         "",
-        json!({ "ms": builtin }),
-    )];
-    match unscripted {
-        None => {
-            let scripted = time(RunConfig {
-                model: format!("torchscript:{}", module.display()),
-                layer_lr: vec!["fc1=1e-4".into()],
-                ..config(&cases[0], 1)
-            })
-            .await?;
-            rows.push(Row::alone(
-                "`start` answered, TorchScript module, median",
-                format!(
-                    "{:.1} ms (a worker started to load and run the module once)",
-                    median(&scripted)
-                ),
-                median(&scripted),
-                Goal::None,
-                "",
-                json!({ "ms": scripted }),
-            ));
-        }
-        Some(why) => rows.push(Row::not_measured(
-            "`start` answered, TorchScript module",
-            "—",
-            why.to_string(),
-        )),
-    }
-    Ok(rows)
+        json!({ "ms": samples }),
+    ))
+}
+
+/// `start` of a TorchScript module: a worker loads it and runs it once.
+async fn torchscript_start(
+    client: &Client,
+    case: &Case,
+    module: &Path,
+    repetitions: usize,
+    pause: u64,
+    how: &str,
+) -> Result<Row> {
+    let config = RunConfig {
+        model: format!("torchscript:{}", module.display()),
+        layer_lr: vec!["fc1=1e-4".into()],
+        ..config(case, 1)
+    };
+    let samples = dry_starts(client, config, repetitions, pause).await?;
+    Ok(Row::alone(
+        format!("`start` answered, TorchScript module, {how}, median"),
+        format!(
+            "{:.1} ms (the module loaded and run once in a worker)",
+            median(&samples)
+        ),
+        median(&samples),
+        Goal::None,
+        "",
+        json!({ "ms": samples }),
+    ))
 }
 
 /// From StartRun answered to the first batch's progress at a watch client: a worker started,
 /// libtorch loaded, connected, the CSVs read and checked, the model built, one batch trained. And
 /// the worker's own memory (what it holds besides the shared libraries) while it trains.
-async fn first_batch(client: &Client, case: &Case, repetitions: usize) -> Result<Row> {
+async fn first_batch(
+    client: &Client,
+    case: &Case,
+    repetitions: usize,
+    pause: u64,
+    how: &str,
+) -> Result<Row> {
     let mut samples = Vec::new();
     let mut worker_mib = Vec::new();
-    for _ in 0..repetitions.max(3) {
+    for _ in 0..repetitions {
+        tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
         let config = RunConfig {
             progress_events_per_epoch: Some(1000),
             ..config(case, 2)
@@ -261,7 +365,7 @@ async fn first_batch(client: &Client, case: &Case, repetitions: usize) -> Result
     }
     Ok(Row::alone(
         format!(
-            "`start` answered → first batch trained, at a watcher ({}), median",
+            "`start` answered → first batch trained, at a watcher ({}), {how}, median",
             case.describe()
         ),
         format!(
@@ -338,8 +442,13 @@ fn epoch_overhead(
     ))
 }
 
-/// The median epoch-to-epoch time of a run through the daemon, as a watcher sees epochs arrive.
-async fn through_daemon(daemon: &Daemon, case: &Case, epochs: u32) -> Result<f64> {
+/// A run of `case` through a daemon, watched: when each epoch arrived at the watch client, and
+/// each epoch's validation loss.
+pub async fn watched_run(
+    daemon: &Daemon,
+    case: &Case,
+    epochs: u32,
+) -> Result<(Vec<Instant>, Vec<f64>)> {
     let client = daemon.client().await?;
     let run = client
         .start_run(StartRunRequest {
@@ -353,10 +462,13 @@ async fn through_daemon(daemon: &Daemon, case: &Case, epochs: u32) -> Result<f64
         .watch_run(&run, 0)
         .await
         .map_err(|e| anyhow!("WatchRun: {e}"))?;
-    let mut arrivals = Vec::new();
+    let (mut arrivals, mut losses) = (Vec::new(), Vec::new());
     while let Some(event) = stream.message().await? {
         match event.event {
-            Some(Event::Epoch(_)) => arrivals.push(Instant::now()),
+            Some(Event::Epoch(epoch)) => {
+                arrivals.push(Instant::now());
+                losses.push(epoch.val_loss);
+            }
             Some(Event::Status(change))
                 if strata_proto::RunStatus::try_from(change.status)
                     .is_ok_and(|s| s.is_terminal()) =>
@@ -369,7 +481,12 @@ async fn through_daemon(daemon: &Daemon, case: &Case, epochs: u32) -> Result<f64
     if arrivals.len() != epochs as usize {
         bail!("run {run} streamed {} of {epochs} epochs", arrivals.len());
     }
-    Ok(per_epoch_ms(&arrivals))
+    Ok((arrivals, losses))
+}
+
+/// The median epoch-to-epoch time of a run through the daemon, as a watcher sees epochs arrive.
+async fn through_daemon(daemon: &Daemon, case: &Case, epochs: u32) -> Result<f64> {
+    Ok(per_epoch_ms(&watched_run(daemon, case, epochs).await?.0))
 }
 
 /// What the daemon did with each epoch when runs trained inside it: the checkpoint written to a
@@ -379,7 +496,7 @@ struct InProcessSink {
     id: RunId,
     store: Store,
     dir: PathBuf,
-    arrivals: Mutex<Vec<Instant>>,
+    stored: std::sync::Mutex<Vec<Instant>>,
 }
 
 impl RunSink for InProcessSink {
@@ -410,7 +527,7 @@ impl RunSink for InProcessSink {
             .and_then(|()| epoch_log::append(&self.dir, epoch));
         written.map_err(|e| storage(e.to_string()))?;
         self.store.put_epoch(self.id, epoch)?;
-        self.arrivals
+        self.stored
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Instant::now());
@@ -447,7 +564,7 @@ fn train_in_process(case: &Case, epochs: u32, dir: &Path) -> Result<f64> {
         id,
         store,
         dir: run_dir,
-        arrivals: Mutex::new(Vec::new()),
+        stored: std::sync::Mutex::new(Vec::new()),
     };
     let outcome = std::thread::scope(|scope| {
         scope
@@ -471,9 +588,6 @@ fn train_in_process(case: &Case, epochs: u32, dir: &Path) -> Result<f64> {
     if outcome != strata_server::domain::Outcome::Completed {
         bail!("the in-process run ended {outcome:?}");
     }
-    let arrivals = sink
-        .arrivals
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner());
-    Ok(per_epoch_ms(&arrivals))
+    let stored = sink.stored.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(per_epoch_ms(&stored))
 }

@@ -206,6 +206,7 @@ impl RunSink for DaemonSink<'_> {
 
     fn epoch_finished(&self, epoch: &EpochMetrics, checkpoint: Vec<u8>) -> Result<()> {
         use wire::worker_message::Message;
+        self.link.send_progress().map_err(lost)?;
         self.stored()?;
         for chunk in checkpoint.chunks(CHECKPOINT_CHUNK_BYTES) {
             self.link
@@ -228,10 +229,7 @@ impl RunSink for DaemonSink<'_> {
     }
 
     fn progress(&self, progress: BatchProgress) {
-        self.link
-            .send_if_room(wire::worker_message::Message::Progress(progress_to_wire(
-                &progress,
-            )));
+        self.link.progress(progress_to_wire(&progress));
     }
 }
 

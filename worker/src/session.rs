@@ -17,7 +17,8 @@ use std::{
 
 use strata_proto::worker::v1::{self as wire, worker_client::WorkerClient};
 use strata_server::workers::wire::{
-    stop_from_wire, FLOW_WINDOW_BYTES, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    stop_from_wire, FLOW_WINDOW_BYTES, MAX_MESSAGE_BYTES, MAX_PROGRESS_BATCHES, PROGRESS_GATHER,
+    PROTOCOL_VERSION,
 };
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
@@ -69,6 +70,8 @@ pub struct Link {
     /// Set once the job's end is sent: the daemon closing its stream is then the goodbye.
     finishing: Arc<AtomicBool>,
     closed: Arc<Notify>,
+    /// Batch losses not sent yet: sent together every [`PROGRESS_GATHER`], and before an epoch.
+    gathered: Arc<Mutex<Vec<strata_proto::BatchProgress>>>,
 }
 
 fn message(message: wire::worker_message::Message) -> wire::WorkerMessage {
@@ -134,6 +137,8 @@ pub async fn connect(connect: &Connect) -> Result<(Link, Received), String> {
         closed.clone(),
     ));
     tokio::spawn(heartbeat(outgoing.clone()));
+    let gathered = Arc::new(Mutex::new(Vec::new()));
+    tokio::spawn(send_gathered(outgoing.clone(), gathered.clone()));
     Ok((
         Link {
             runtime: tokio::runtime::Handle::current(),
@@ -142,6 +147,7 @@ pub async fn connect(connect: &Connect) -> Result<(Link, Received), String> {
             stop,
             finishing,
             closed,
+            gathered,
         },
         received,
     ))
@@ -236,6 +242,39 @@ async fn read_daemon(
     unsafe { libc::_exit(EXIT_DAEMON_GONE) };
 }
 
+/// Sends the batch losses gathered, every [`PROGRESS_GATHER`], in one message: the daemon wakes
+/// once for many batches however fast they train (its watchers get every one, a few milliseconds
+/// later). Progress is a live view: when the stream is full it waits for the next round.
+async fn send_gathered(
+    outgoing: mpsc::Sender<wire::WorkerMessage>,
+    gathered: Arc<Mutex<Vec<strata_proto::BatchProgress>>>,
+) {
+    let mut every = tokio::time::interval(PROGRESS_GATHER);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if outgoing.is_closed() {
+            return;
+        }
+        let mut pending = gathered.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.is_empty() {
+            continue;
+        }
+        let Ok(permit) = outgoing.try_reserve() else {
+            continue;
+        };
+        let batches = std::mem::take(&mut *pending);
+        drop(pending);
+        permit.send(progress_message(batches));
+    }
+}
+
+fn progress_message(batches: Vec<strata_proto::BatchProgress>) -> wire::WorkerMessage {
+    message(wire::worker_message::Message::Progress(wire::Progress {
+        batches,
+    }))
+}
+
 /// Tells the daemon every [`HEARTBEAT_INTERVAL`] that this worker is alive.
 async fn heartbeat(outgoing: mpsc::Sender<wire::WorkerMessage>) {
     let mut every = tokio::time::interval(HEARTBEAT_INTERVAL);
@@ -274,6 +313,28 @@ impl Link {
         let _ = self.outgoing.try_send(self::message(message));
     }
 
+    /// Gathers a batch loss, to be sent with the others of the next few milliseconds (the most
+    /// recent [`MAX_PROGRESS_BATCHES`] are kept when they come faster than they can be sent).
+    pub fn progress(&self, batch: strata_proto::BatchProgress) {
+        let mut gathered = self.gathered.lock().unwrap_or_else(|p| p.into_inner());
+        if gathered.len() == MAX_PROGRESS_BATCHES {
+            gathered.remove(0);
+        }
+        gathered.push(batch);
+    }
+
+    /// Sends the batch losses gathered so far now (before an epoch, so they arrive before it).
+    /// From the training thread only (it blocks).
+    pub fn send_progress(&self) -> Result<(), String> {
+        let batches = std::mem::take(&mut *self.gathered.lock().unwrap_or_else(|p| p.into_inner()));
+        if batches.is_empty() {
+            return Ok(());
+        }
+        self.outgoing
+            .blocking_send(progress_message(batches))
+            .map_err(|_| "the session with the daemon is closed".to_string())
+    }
+
     /// Waits for the daemon's next answer. From the training thread only (it blocks).
     pub fn reply(&self) -> Result<Reply, String> {
         self.replies
@@ -286,6 +347,7 @@ impl Link {
     /// Sends the job's end and waits (briefly) until the daemon has taken it and closed the
     /// session.
     pub fn finish(&self, finished: wire::Finished) {
+        let _ = self.send_progress();
         self.finishing
             .store(true, std::sync::atomic::Ordering::Release);
         if self

@@ -18,7 +18,7 @@ use crate::{
     store::now_ms,
     train::checkpoint::path_for,
     workers::{
-        wire::{finished_from_wire, progress_from_wire},
+        wire::{finished_from_wire, progress_from_wire, MAX_PROGRESS_BATCHES},
         Event, Session,
     },
 };
@@ -246,7 +246,15 @@ impl Runs {
                     .map_err(gone)?;
             }
             Message::Progress(progress) => {
-                live.send(RunEvent::Progress(progress_from_wire(progress)))
+                if progress.batches.len() > MAX_PROGRESS_BATCHES {
+                    return Err(format!(
+                        "the worker sent {} batch losses at once",
+                        progress.batches.len()
+                    ));
+                }
+                for batch in progress.batches {
+                    live.send(RunEvent::Progress(progress_from_wire(batch)));
+                }
             }
             Message::Checkpoint(chunk) => ingest.checkpoint_chunk(chunk.data).await?,
             Message::Epoch(done) => {

@@ -23,6 +23,11 @@ pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// HTTP/2 flow-control windows of a worker's connection, both ways (the protocol's default, 64
 /// KiB, would make every 1 MiB chunk wait for acknowledgements of its parts).
 pub const FLOW_WINDOW_BYTES: u32 = 16 << 20;
+/// Most batch losses one progress message may carry.
+pub const MAX_PROGRESS_BATCHES: usize = 1000;
+/// How long a worker gathers batch losses before it sends them: one message for many batches,
+/// however fast they come, so live progress costs the daemon little, a few milliseconds late.
+pub const PROGRESS_GATHER: std::time::Duration = std::time::Duration::from_millis(25);
 /// Most layer groups an epoch from a worker may have.
 const MAX_EPOCH_GROUPS: usize = 100_000;
 /// Most points a range test's group may have (its steps, [`crate::runs::MAX_PROBE_STEPS`]).
