@@ -14,6 +14,12 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use strata_client::Client;
 
+/// After a run ends the daemon starts a spare worker (libtorch loading, for half a second or so of
+/// CPU): what is timed next must not share the cores with it.
+pub async fn settle_after_run() {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
 /// How long a daemon may take to open its port (its worker program's device list included).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 

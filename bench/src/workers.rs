@@ -138,10 +138,13 @@ fn against_baseline(
         let (new, old) = runtime.block_on(async {
             if repetition % 2 == 0 {
                 let new = watched_run(&daemon, case, epochs).await?;
+                crate::daemon::settle_after_run().await;
                 anyhow::Ok((new, watched_run(&in_process, case, epochs).await?))
             } else {
                 let old = watched_run(&in_process, case, epochs).await?;
-                anyhow::Ok((watched_run(&daemon, case, epochs).await?, old))
+                let new = watched_run(&daemon, case, epochs).await?;
+                crate::daemon::settle_after_run().await;
+                anyhow::Ok((new, old))
             }
         })?;
         same &= new
@@ -418,7 +421,11 @@ fn epoch_overhead(
         }
         for daemon_side in sides {
             if daemon_side {
-                through.push(runtime.block_on(through_daemon(daemon, case, epochs))?);
+                through.push(runtime.block_on(async {
+                    let through = through_daemon(daemon, case, epochs).await;
+                    crate::daemon::settle_after_run().await;
+                    through
+                })?);
             } else {
                 let dir = work.join(format!("in-process-{repetition}"));
                 in_process.push(train_in_process(case, epochs, &dir)?);

@@ -7,7 +7,7 @@
 //!
 //! - a run's record is stored first, then its folder `runs/ID/` is created (holding a copy of the
 //!   record, `run.pb`): **a run folder implies a run record**;
-//! - the checkpoint of epoch N is synced before the record of epoch N (`train::worker`), so **the
+//! - the checkpoint of epoch N is synced before the record of epoch N (`runs::ingest`), so **the
 //!   newest checkpoint N implies the records of epochs 1..N-1** — epoch N's own record may be
 //!   missing after a crash between the two writes, which is not damage;
 //! - epochs are stored in order from 1: **a run's epoch records are 1..N, no gap**;

@@ -270,7 +270,7 @@ async fn a_worker_killed_mid_epoch_fails_its_run_alone_and_the_run_resumes_whole
 async fn killing_the_daemon_ends_its_workers_and_leaves_their_runs_interrupted() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut daemon = Daemon::start_in(&data, &["--max-concurrent-runs", "2"]);
+    let mut daemon = Daemon::start_in(&data, &["--max-concurrent-runs", "3"]);
     let client = daemon.client().await;
     let runs = [
         start(&client, long_config(100_000)).await,
@@ -280,7 +280,11 @@ async fn killing_the_daemon_ends_its_workers_and_leaves_their_runs_interrupted()
     for run in &runs {
         training.push(worker_after_epochs(&client, run, 1).await);
     }
-    // And the spare worker the daemon keeps for the next CPU job, once it is there.
+    // A short run beside them: once its worker ends, the daemon starts a spare worker for the
+    // next CPU job.
+    let short = start(&client, long_config(1)).await;
+    let ended = wait_until(&client, &short, "ended", |r| r.status().is_terminal()).await;
+    assert_eq!(ended.status(), RunStatus::Completed, "{}", ended.reason);
     let daemon_pid = daemon.pid();
     let started = Instant::now();
     while workers_of(daemon_pid).len() < 3 {

@@ -254,10 +254,8 @@ impl Workers {
                 job = name,
                 "the spare worker takes the job"
             );
-            let session = self.session(process, connection);
-            let handed = hand_over(&session, job.clone(), checkpoint, checkpoint_bytes).await;
-            self.refill_spare();
-            match handed {
+            let session = self.session(process, connection, spares);
+            match hand_over(&session, job.clone(), checkpoint, checkpoint_bytes).await {
                 Ok(()) => return Ok(session),
                 // It died while it waited: a worker of its own for the job, then.
                 Err(why) => tracing::warn!(reason = %why, "the spare worker is gone"),
@@ -265,21 +263,30 @@ impl Workers {
         }
         let (process, connection) = self.start_worker(device, name).await?;
         tracing::info!(worker = process.pid, job = name, device = %device.label(), host = %connection.hello.host, "worker connected");
-        let session = self.session(process, connection);
+        let session = self.session(process, connection, spares);
         hand_over(&session, job, checkpoint, checkpoint_bytes).await?;
-        if spares {
-            // After this job's own worker started, so the two do not load libtorch at once.
-            self.refill_spare();
-        }
         Ok(session)
     }
 
-    fn session(&self, process: WorkerProcess, connection: session::Connection) -> Session {
+    /// A job's session; with `refill`, a spare is started once the job's worker has ended: in
+    /// the quiet after a job, not while one trains (on a machine whose cores the job uses, a
+    /// worker loading libtorch beside it would slow it).
+    fn session(
+        self: &Arc<Self>,
+        process: WorkerProcess,
+        connection: session::Connection,
+        refill: bool,
+    ) -> Session {
+        let on_end: Option<Box<dyn FnOnce() + Send + Sync>> = refill.then(|| {
+            let this = self.clone();
+            Box::new(move || this.refill_spare()) as Box<dyn FnOnce() + Send + Sync>
+        });
         Session::new(
             process,
             connection,
             HEARTBEAT_TIMEOUT,
             self.config.stop_grace,
+            on_end,
         )
     }
 
@@ -323,8 +330,8 @@ impl Workers {
 
     /// Starts a spare CPU worker in the background, unless one is ready or starting: the next
     /// CPU job (a run, a range test, a TorchScript module's check) then needs no worker start
-    /// (libtorch's load, the connection). A spare that no job takes within [`SPARE_IDLE`] is
-    /// let go, so an idle daemon holds no worker.
+    /// (libtorch's load, the connection). Called when a CPU job's worker has ended. A spare that
+    /// no job takes within [`SPARE_IDLE`] is let go, so an idle daemon holds no worker.
     fn refill_spare(self: &Arc<Self>) {
         {
             let mut slot = self.spare.lock().unwrap_or_else(|p| p.into_inner());

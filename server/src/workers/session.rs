@@ -44,6 +44,9 @@ pub struct Session {
     stop_deadline: Option<Instant>,
     stop_requested: StopRequest,
     stream_ended: bool,
+    /// Told when the worker has ended (the daemon's workers, to start a spare in the quiet that
+    /// follows a CPU job).
+    on_end: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
 impl Session {
@@ -52,8 +55,10 @@ impl Session {
         connection: Connection,
         heartbeat_timeout: Duration,
         stop_grace: Duration,
+        on_end: Option<Box<dyn FnOnce() + Send + Sync>>,
     ) -> Session {
         Session {
+            on_end,
             process,
             incoming: connection.incoming,
             outgoing: connection.outgoing,
@@ -154,17 +159,22 @@ impl Session {
             mut process,
             incoming,
             outgoing,
+            on_end,
             ..
         } = self;
         drop(outgoing);
         drop(incoming);
         let grace = Duration::from_secs(5);
-        match tokio::time::timeout(grace, process.ended()).await {
+        let exit = match tokio::time::timeout(grace, process.ended()).await {
             Ok(exit) => exit,
             Err(_) => {
                 process.kill(KillCause::Abandoned);
                 process.ended().await
             }
+        };
+        if let Some(on_end) = on_end {
+            on_end();
         }
+        exit
     }
 }
