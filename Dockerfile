@@ -1,5 +1,6 @@
 # stratad in a container: libtorch from PyPI's torch==2.13.0 (CUDA-enabled; the same image uses a
-# GPU when the container is given one), the daemon built against it, data in /data.
+# GPU when the container is given one), the daemon and its worker program (strata-worker, which
+# stratad finds beside itself and starts per run; the only one that loads libtorch), data in /data.
 FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
@@ -13,7 +14,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 ca-cer
 WORKDIR /app
 # The binaries' rpath points at /app/.torch/torch/lib, so libtorch stays at the same path.
 COPY --from=build /app/.torch /app/.torch
-COPY --from=build /app/target/release/stratad /app/target/release/strata /usr/local/bin/
+COPY --from=build /app/target/release/stratad /app/target/release/strata-worker /app/target/release/strata /usr/local/bin/
 # An unprivileged user (uid 10001, what deploy/k8s runs as): stratad reads client-named files with
 # its rights. /data is made theirs before it becomes a volume, so a new named volume is too.
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /data strata \

@@ -5,7 +5,7 @@
 # and writes it as JSON to TARGET/bench.json. Not part of the test suite.
 #   ./scripts/bench.sh            # the whole run (a few minutes)
 #   ./scripts/bench.sh --quick    # fewer repetitions, a smaller large case
-#   ./scripts/bench.sh --only training,store   # some sections (training, streaming, dashboard, ingest, store, footprint, bounds)
+#   ./scripts/bench.sh --only training,store   # some sections (training, workers, streaming, dashboard, ingest, store, footprint, bounds)
 # Respects CARGO_TARGET_DIR (default: target/). Run it on a quiet machine: other work on the
 # cores or the disk shows up in every figure (the table's header gives the load average).
 set -euo pipefail
@@ -14,6 +14,6 @@ cd "$root"
 bash scripts/setup-libtorch.sh
 target="${CARGO_TARGET_DIR:-target}"
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
-cargo build --release --locked -p strata-server -p strata-client -p strata-bench --bins
+cargo build --release --locked -p strata-server -p strata-worker -p strata-client -p strata-bench --bins
 exec "$target/release/strata-bench" --repo "$root" --bin-dir "$target/release" \
   --work-dir "$target/bench-work" --json "$target/bench.json" "$@"

@@ -14,7 +14,13 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use strata_client::Client;
 
-/// How long a daemon may take to open its port (loading libtorch included).
+/// After a run ends the daemon starts a spare worker (libtorch loading, for half a second or so of
+/// CPU): what is timed next must not share the cores with it.
+pub async fn settle_after_run() {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+/// How long a daemon may take to open its port (its worker program's device list included).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the binaries under test are.
@@ -37,6 +43,8 @@ impl Binaries {
                 ))
             }
         };
+        // stratad starts it beside itself, per run.
+        found("strata-worker")?;
         Ok(Binaries {
             stratad: found("stratad")?,
             strata: found("strata")?,
@@ -54,6 +62,10 @@ pub struct Options {
     pub data_root: Option<PathBuf>,
     /// A program (and its arguments) that runs stratad as its direct child, e.g. `strace -f`.
     pub wrapper: Vec<OsString>,
+    /// `--allow-torchscript`.
+    pub allow_torchscript: bool,
+    /// `--spare-worker off`.
+    pub no_spare_worker: bool,
 }
 
 /// A running `stratad`. Stopped (SIGTERM, then SIGKILL) when dropped.
@@ -113,6 +125,13 @@ impl Daemon {
         if let Some(root) = &options.data_root {
             command.arg("--data-root").arg(root);
         }
+        if options.allow_torchscript {
+            command.arg("--allow-torchscript");
+        }
+        if options.no_spare_worker {
+            command.args(["--spare-worker", "off"]);
+        }
+
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -179,7 +198,8 @@ impl Daemon {
         status_kib(self.pid, "VmHWM:").map(|kib| kib * 1024)
     }
 
-    /// CPU time (user + system, all threads) used so far, in seconds.
+    /// CPU time (user + system, all threads) used so far, in seconds, with that of its workers
+    /// that have ended (each run's worker ends before the run's end is recorded).
     pub fn cpu_seconds(&self) -> Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
         // The command name may hold spaces: fields are counted from after its closing ')'.
@@ -188,8 +208,12 @@ impl Daemon {
             .map(|(_, rest)| rest)
             .ok_or_else(|| anyhow!("unexpected /proc/PID/stat"))?;
         let fields: Vec<&str> = after.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of stat(5); `after` starts at field 3.
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        // utime, stime, cutime and cstime are fields 14 to 17 of stat(5); `after` starts at
+        // field 3.
+        let mut ticks = 0u64;
+        for field in &fields[11..15] {
+            ticks += field.parse::<u64>()?;
+        }
         // SAFETY: sysconf has no preconditions.
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         Ok(ticks as f64 / per_second)

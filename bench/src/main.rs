@@ -14,6 +14,9 @@
 //!   client and from 8 at once, batches of 100 epochs; a batch's p50 and p99 latency;
 //! - store (`store.rs`): the store's own batched write path, `compare` of 100 runs × 1,000
 //!   epochs, `list` over 10,000 runs, bytes per stored epoch;
+//! - workers (`workers.rs`): `start`'s answer with a built-in model and a TorchScript module,
+//!   `start` → first batch (a worker started), the per-epoch cost of training in a worker against
+//!   the same loop in-process;
 //! - footprint (`footprint.rs`): idle daemon memory and CPU, memory with 4 runs and 100 watchers,
 //!   the CLI's `strata list`;
 //! - bounds (`bounds.rs`): the live state at the default limits and SIGTERM then; the largest
@@ -31,6 +34,7 @@ mod store;
 mod streaming;
 mod tch_loop;
 mod training;
+mod workers;
 
 use std::path::PathBuf;
 
@@ -61,8 +65,12 @@ struct Args {
     /// is the one whose syncs are measured.
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Only these sections (comma-separated: training, streaming, dashboard, ingest, store,
-    /// footprint, bounds).
+    /// A stratad that trains in-process (built from before runs moved to workers), to compare
+    /// the per-epoch time of the process boundary against (the workers section).
+    #[arg(long)]
+    baseline_stratad: Option<PathBuf>,
+    /// Only these sections (comma-separated: training, workers, streaming, dashboard, ingest,
+    /// store, footprint, bounds).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -182,6 +190,26 @@ fn main() -> Result<()> {
                     &repo,
                     &[digits.clone(), large.clone()],
                     &thread_counts,
+                ),
+            ),
+        ));
+    }
+    if wanted("workers") {
+        eprintln!(
+            "strata-bench: workers (start, first batch, per-epoch cost of the process boundary)"
+        );
+        sections.push((
+            "Workers (each run in a process of its own)".into(),
+            or_not_measured(
+                "workers",
+                workers::measure(
+                    &runtime,
+                    &binaries,
+                    &work,
+                    &repo,
+                    &[digits.clone(), large.clone()],
+                    plan.small_repetitions,
+                    args.baseline_stratad.as_deref(),
                 ),
             ),
         ));
@@ -332,6 +360,7 @@ fn notes(cores: usize) -> Vec<String> {
         "Streaming latency: stratad runs under strace (only fsync/fdatasync traced); an epoch is stored when the store's closing fsync returns; arrival is stamped by a gRPC watch client in this process. The watchers are 100 gRPC connections from this process, on the same machine as the daemon.".into(),
         "Dashboard: an external run logged from this process, one epoch every 20 ms, its run page open in headless Chromium (Debian's, --headless=new); from just before LogEpochs is sent (the epoch is stored after that, so this bounds stored → drawn from above) to the Date.now() of the uPlot draw that first shows the epoch, both on this host's wall clock (the page's clock has 1 ms steps).".into(),
         "Ingest: each client is its own gRPC connection logging batches of 100 epochs (3 groups, 2 extra scalars: 19 numbers, each a point) into its own external run, one batch at a time; throughput is every client's points over the wall time. LogEpochs answers only once the batch is synced to the disk, so every point counted was durably stored; a batch's checks (numbering, repeats against the stored epochs) are included.".into(),
+        "Workers: `start` is timed as a dry run (the same checks as a start, nothing stored). First batch: from StartRun answered to the first progress event at a watch client (progress every batch): a worker process started, libtorch loaded, connected over the daemon's Unix socket, the CSVs read and checked, the model built, one batch trained. Per epoch: the median time between consecutive epochs' checkpoints on the disk (from the second epoch; every checkpoint kept, nobody watching), through the daemon and its worker, and in this process with the same loop (strata-worker's library) storing each epoch as the daemon did before runs moved to workers (checkpoint written, synced and renamed, folder synced, epoch log, synced record; no transfer, no verification); both at 1 thread, with live progress on (20 batches an epoch), alternating. A worker sends an epoch and trains on while the daemon stores it (at most one epoch in flight), so the daemon's syncs overlap training.".into(),
         "Store: its ingestion row is the daemon's own batched write path (Store::put_epochs, one sync per 100 epochs) called in-process, below the RPC; the same path fills the data dir that the daemon then serves for compare and list.".into(),
     ]
 }

@@ -317,7 +317,11 @@ pub fn compare(
             epochs: 1,
             ..cases[0].clone()
         };
-        runtime.block_on(through_strata(&daemon, &client, &warm_up))?;
+        runtime.block_on(async {
+            let trained = through_strata(&daemon, &client, &warm_up).await;
+            crate::daemon::settle_after_run().await;
+            trained
+        })?;
         tch_loop::train(&warm_up, threads)?;
         if let Ok(worker) = pytorch.as_mut() {
             worker.train(&warm_up, threads)?;
@@ -329,9 +333,11 @@ pub fn compare(
             for repetition in 0..case.repetitions {
                 for k in 0..order.len() {
                     match order[(repetition + k) % order.len()] {
-                        Side::Strata => strata
-                            .0
-                            .push(runtime.block_on(through_strata(&daemon, &client, case))?),
+                        Side::Strata => strata.0.push(runtime.block_on(async {
+                            let trained = through_strata(&daemon, &client, case).await;
+                            crate::daemon::settle_after_run().await;
+                            trained
+                        })?),
                         Side::PyTorch => {
                             if let Ok(worker) = pytorch.as_mut() {
                                 torch.0.push(worker.train(case, threads)?);

@@ -7,6 +7,14 @@ pub mod v1 {
     tonic::include_proto!("strata.v1");
 }
 
+/// Generated from `proto/worker.proto` (package `strata.worker.v1`): how a worker process and the
+/// daemon talk about one job.
+pub mod worker {
+    pub mod v1 {
+        tonic::include_proto!("strata.worker.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of `strata.proto`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/strata_descriptor.bin"));

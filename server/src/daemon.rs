@@ -1,5 +1,6 @@
-//! Starting and stopping the daemon: store recovery and its check against the run folders, the gRPC server with health and reflection,
-//! and a clean shutdown on SIGINT/SIGTERM.
+//! Starting and stopping the daemon: store recovery and its check against the run folders, the
+//! workers' socket, the gRPC server with health and reflection, and a clean shutdown on
+//! SIGINT/SIGTERM.
 
 use std::{
     future::Future,
@@ -29,10 +30,18 @@ use crate::{
         malformed::MalformedIsInvalid,
         service::StrataService,
     },
+    workers::{self, Workers, WorkersConfig},
 };
 
 /// The gRPC services behind the layer that counts each connection's requests in flight.
 type GrpcRouter = Router<tower_layer::Stack<InFlightLayer, tower_layer::Identity>>;
+
+/// libtorch threads per worker when `--threads` does not say: the cores shared among the runs that
+/// train at once, so that every worker's threads together fit on the cores.
+pub fn default_threads_per_run(max_concurrent_runs: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / max_concurrent_runs.max(1)).max(1)
+}
 
 /// Whether the process runs with root's rights (`/proc/self` belongs to the effective user).
 fn running_as_root() -> bool {
@@ -62,8 +71,18 @@ pub struct DaemonConfig {
     pub listen: String,
     pub data_dir: PathBuf,
     pub max_concurrent_runs: usize,
-    /// libtorch threads per training run (0: the cores shared among the slots).
+    /// libtorch threads per training run, i.e. per worker (0: the cores shared among the slots).
     pub threads: usize,
+    /// The worker program (`None`: `strata-worker` beside stratad).
+    pub worker: Option<PathBuf>,
+    /// The most memory each worker may use, in bytes.
+    pub run_memory_limit: Option<u64>,
+    /// How long a worker asked to stop (a cancel, a shutdown) has before it is killed.
+    pub stop_grace: std::time::Duration,
+    /// Logs (the workers' too) as JSON.
+    pub log_json: bool,
+    /// Keep a CPU worker started ahead of the next CPU job.
+    pub spare_worker: bool,
     /// Checkpoints kept per run (the newest).
     pub keep_checkpoints: usize,
     /// When set, every call but health needs `authorization: Bearer TOKEN`.
@@ -159,20 +178,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(Listening),
 ) -> Result<(), StrataError> {
-    if config.threads > 0 {
-        tch::set_num_threads(config.threads as i32);
-    }
+    let program = workers::locate_program(config.worker.as_deref())?;
     let store = open_store(&config.data_dir)?;
     let data_roots = data_roots(&config)?;
     let threads_per_run = match config.threads {
-        0 => crate::train::threads::default_threads_per_run(config.max_concurrent_runs),
+        0 => default_threads_per_run(config.max_concurrent_runs),
         threads => threads,
     };
+    let workers = Workers::start(WorkersConfig {
+        program,
+        threads_per_run,
+        data_roots: data_roots.roots().to_vec(),
+        allow_torchscript: config.allow_torchscript,
+        memory_limit: config.run_memory_limit,
+        stop_grace: config.stop_grace,
+        log_json: config.log_json,
+        spare_worker: config.spare_worker,
+    })
+    .await?;
     let runs = Runs::new(
         store,
         config.data_dir.clone(),
         config.max_concurrent_runs,
-        threads_per_run,
+        workers.clone(),
         config.keep_checkpoints,
         data_roots.clone(),
         config.limits,
@@ -195,7 +223,9 @@ pub async fn run(
         data_dir = %config.data_dir.display(),
         data_roots = ?data_roots.roots(),
         max_connections,
-        devices = ?crate::train::available_devices(),
+        devices = ?workers.devices().labels(),
+        workers = %workers.socket().display(),
+        threads_per_run,
         tls = config.tls.is_some(),
         auth = config.token.is_some(),
         dashboard = ?dashboard_addr,
@@ -223,8 +253,10 @@ pub async fn run(
         runs,
     )
     .await;
-    // After the runs stopped: the browsers' streams have had their runs' final events.
+    // After the runs stopped: the browsers' streams have had their runs' final events, and no
+    // worker is left to connect.
     stop_dashboard.cancel();
+    workers.close();
     served
 }
 
@@ -426,6 +458,13 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         (cert.pem(), now.unix_timestamp())
+    }
+
+    #[test]
+    fn runs_share_the_cores_by_default() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(default_threads_per_run(1), cores);
+        assert_eq!(default_threads_per_run(cores * 2), 1);
     }
 
     #[test]

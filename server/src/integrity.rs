@@ -12,7 +12,7 @@
 //!   run's one at a time, an external run's batch as one write: **the store's epochs are the
 //!   log's, but for the log's last write** (a crash between the two; start-up stores them), and
 //!   the log is never behind the store but by damage;
-//! - the checkpoint of epoch N is synced before the record of epoch N (`train::worker`), so **the
+//! - the checkpoint of epoch N is synced before the record of epoch N (`runs::ingest`), so **the
 //!   newest checkpoint N implies the records of epochs 1..N-1** — epoch N's own record may be
 //!   missing after a crash between the two writes, which is not damage;
 //! - epochs are stored in order from 1: **a run's epoch records are 1..N, no gap**;

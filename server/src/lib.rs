@@ -1,5 +1,10 @@
-//! `stratad`, the Strata daemon: training workers on libtorch, a sled store of per-epoch
-//! metrics, and the gRPC service that starts, streams and reports runs.
+//! `stratad`, the Strata daemon: the control plane — a sled store of per-epoch metrics, the queue,
+//! the analysis, the gRPC service that starts, streams and reports runs, and the dashboard. Runs
+//! train in worker processes (`strata-worker`, the `strata-worker` crate) that talk to it over the
+//! worker protocol ([`workers`]); this crate links no libtorch.
+//!
+//! The worker builds on this crate's library for what both sides must read alike: the domain, the
+//! spec parser, the store's record encoding, the checkpoint file format, the dataset readers.
 
 pub mod analysis;
 pub mod check;
@@ -14,3 +19,4 @@ pub mod spec;
 pub mod store;
 pub mod train;
 pub mod transport;
+pub mod workers;

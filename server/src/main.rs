@@ -14,13 +14,20 @@ use tracing_subscriber::EnvFilter;
 /// How long exit waits for blocking work left over after the runs are recorded.
 const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
 }
 
-/// The Strata daemon: trains runs with per-layer learning rates and records every epoch.
+/// The Strata daemon: trains runs with per-layer learning rates, each in a worker process of its
+/// own (strata-worker), and records every epoch.
 #[derive(Parser, Debug)]
 #[command(name = "stratad", version)]
 struct Args {
@@ -36,10 +43,27 @@ struct Args {
     /// Runs that train at the same time; the rest wait in a FIFO queue.
     #[arg(long, env = "STRATA_MAX_CONCURRENT_RUNS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     max_concurrent_runs: u32,
-    /// libtorch threads each training run uses (0: the cores shared among
+    /// libtorch threads each training run's worker uses (0: the cores shared among
     /// --max-concurrent-runs, at least one each).
     #[arg(long, env = "STRATA_THREADS", default_value_t = 0)]
     threads: u32,
+    /// The worker program runs train in (default: strata-worker beside stratad).
+    #[arg(long, env = "STRATA_WORKER")]
+    worker: Option<PathBuf>,
+    /// The most memory each run's worker may use (4GiB, 512MiB, 2G): a run that needs more fails
+    /// with a reason that says so, instead of taking the host down. Applied with cgroup v2 where
+    /// stratad may create cgroups, else watched by stratad (see the README). Default: no limit.
+    #[arg(long, env = "STRATA_RUN_MEMORY_LIMIT", value_parser = parse_memory_limit)]
+    run_memory_limit: Option<u64>,
+    /// Seconds a worker asked to stop (a cancel, a shutdown) has to stop at a batch boundary
+    /// before it is killed.
+    #[arg(long, env = "STRATA_STOP_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    stop_grace: u64,
+    /// Keep a CPU worker started (libtorch loaded, connected) for the next CPU run, range test or
+    /// TorchScript check, so it starts without waiting for one; started after the first job, let
+    /// go after 5 idle minutes.
+    #[arg(long, env = "STRATA_SPARE_WORKER", value_enum, default_value_t = Switch::On)]
+    spare_worker: Switch,
     /// Checkpoints (model and optimizer state) kept per run, newest first.
     #[arg(long, env = "STRATA_KEEP_CHECKPOINTS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
     keep_checkpoints: u32,
@@ -110,6 +134,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_memory_limit(text: &str) -> Result<u64, String> {
+    strata_server::workers::memory::parse_limit(text)
 }
 
 /// The token from --token-file, else from STRATA_TOKEN; never logged.
@@ -188,6 +216,11 @@ fn daemon_config(args: Args, token: Option<String>) -> DaemonConfig {
         data_dir: args.data_dir,
         max_concurrent_runs: args.max_concurrent_runs as usize,
         threads: args.threads as usize,
+        worker: args.worker,
+        run_memory_limit: args.run_memory_limit,
+        stop_grace: std::time::Duration::from_secs(args.stop_grace),
+        log_json: matches!(args.log_format, LogFormat::Json),
+        spare_worker: args.spare_worker == Switch::On,
         keep_checkpoints: args.keep_checkpoints as usize,
         token,
         tls: args
@@ -216,8 +249,6 @@ fn daemon_config(args: Args, token: Option<String>) -> DaemonConfig {
 fn serve(config: DaemonConfig) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // Only the training threads run libtorch's kernels in parallel (see train::threads).
-        .on_thread_start(strata_server::train::threads::keep_tensor_work_on_this_thread)
         .build()
     {
         Ok(runtime) => runtime,

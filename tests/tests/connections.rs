@@ -115,10 +115,17 @@ fn open_stream(base: &str, path: &str) -> TcpStream {
 /// Whether the server ended the event stream on `stream` (its chunked answer's last chunk, or
 /// the connection closed) within `wait`.
 fn ended(stream: &mut TcpStream, wait: Duration) -> bool {
-    stream.set_read_timeout(Some(wait)).unwrap();
+    // A deadline for the whole wait, not each read: a stream that stays open sends a keep-alive
+    // comment every 15 s, which would reset a per-read timeout for ever.
+    let deadline = std::time::Instant::now() + wait;
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
         match stream.read(&mut buf) {
             Ok(0) => return true,
             Ok(n) => {

@@ -174,6 +174,7 @@ pub fn show(response: &GetRunResponse) -> Value {
         "facts": run.facts.as_ref().map_or(Value::Null, facts),
         "device": run.device,
         "queue_position": run.queue_position,
+        "worker_pid": run.worker_pid,
         "resumes": run.resumes,
         "twin_run_id": run.twin,
         "twin_of": run.twin_of,

@@ -119,7 +119,12 @@ pub fn run_header(run: &Run) -> String {
     } else {
         &run.device
     };
-    pairs.push(("Device", or_dash(device)));
+    let device = if run.worker_pid > 0 {
+        format!("{} (worker pid {})", or_dash(device), run.worker_pid)
+    } else {
+        or_dash(device)
+    };
+    pairs.push(("Device", device));
     pairs.push(("Created", created(run)));
     key_values(&pairs)
 }

@@ -50,6 +50,7 @@ fn state(record: RunRecord) -> RunState {
         record,
         epochs_done: 0,
         queue_position: 0,
+        worker_pid: 0,
     }
 }
 

@@ -95,6 +95,7 @@ pub fn run_detail(detail: &RunDetail, with_epochs: bool) -> Value {
         "baseline_loss": run.facts.task.baseline_loss().map_or(Value::Null, number),
         "device": run.device,
         "queue_position": detail.state.queue_position,
+        "worker_pid": detail.state.worker_pid,
         "resumes": run.resumes,
         "external": run.is_external(),
         "sweep": run.sweep.as_ref().map_or(Value::Null, sweep_trial),

@@ -8,6 +8,7 @@ mod epoch;
 mod event;
 mod facts;
 mod id;
+mod outcome;
 mod rate_probe;
 mod run;
 mod status;
@@ -19,6 +20,7 @@ pub use event::{BatchProgress, RunEvent};
 pub use facts::{ColumnLeak, DataFacts, Leakage, LeakyColumn, TaskFacts, ValMetric};
 pub(crate) use id::{from_base32, scramble, SHORT_ID_CHARS, SHORT_ID_FLAG};
 pub use id::{RunId, RunIdTag, RUN_ID_TAG_BITS};
+pub use outcome::{Outcome, StopRequest};
 pub use rate_probe::{
     ProbeProgress, RangeTest, RatePoint, RateProbe, SkippedGroup, Suggestions, DEFAULT_END_LR,
     DEFAULT_PROBE_STEPS, DEFAULT_START_LR,

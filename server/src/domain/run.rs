@@ -239,6 +239,8 @@ pub struct RunState {
     pub epochs_done: u32,
     /// 1-based place in the queue while queued; 0 otherwise.
     pub queue_position: u32,
+    /// The process id of the worker training it, while it trains; 0 otherwise.
+    pub worker_pid: u32,
 }
 
 #[cfg(test)]

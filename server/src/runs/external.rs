@@ -239,6 +239,7 @@ impl Runs {
             record,
             epochs_done: 0,
             queue_position: 0,
+            worker_pid: 0,
         })
     }
 

@@ -9,11 +9,11 @@ use super::{
     RunStatus, Runs, StartRequest, Started, Watch,
 };
 use crate::{
-    domain::{RunConfig, RunEvent, RunId, RunRecord, RunState},
+    domain::{RunConfig, RunEvent, RunId, RunRecord, RunState, StopRequest},
     error::{Result, StrataError},
     spec::{validate_labels, validate_sweep_trial},
     store::now_ms,
-    train::{self, worker::StopRequest},
+    train,
 };
 
 /// How long shutdown waits for running runs to stop at a batch boundary and record it.
@@ -85,7 +85,7 @@ impl Runs {
                 name: name.clone(),
                 tags: tags.clone(),
                 created_at_ms: now_ms(),
-                device: train::device_label(prepared.device),
+                device: prepared.device.label(),
                 twin: twin_id,
                 sweep,
                 ..RunRecord::queued(id, config.clone(), parameters.clone(), prepared.facts())
@@ -103,7 +103,7 @@ impl Runs {
                     name: truncated_name(named),
                     tags,
                     created_at_ms: now_ms(),
-                    device: train::device_label(twin.device),
+                    device: twin.device.label(),
                     twin_of: Some(id),
                     ..RunRecord::queued(
                         twin_id,
@@ -202,8 +202,8 @@ impl Runs {
         Ok(())
     }
 
-    /// Continues an interrupted or cancelled run (or a completed one, to more epochs) from the
-    /// checkpoint of its last stored epoch — or, when that one is damaged or missing, from its
+    /// Continues an interrupted, cancelled or failed run (or a completed one, to more epochs)
+    /// from the checkpoint of its last stored epoch — or, when that one is damaged or missing, from its
     /// newest intact checkpoint (see [`choose_resume_point`]).
     pub async fn resume(self: &Arc<Self>, run: &str, epochs: u32) -> Result<RunState> {
         self.check_accepting()?;
@@ -216,11 +216,15 @@ impl Runs {
             return Err(external::not_controlled_here(id, "resume"));
         }
         let (status, done) = (state.record.status, state.epochs_done);
-        let resumable = matches!(status, RunStatus::Interrupted | RunStatus::Cancelled)
-            || (status == RunStatus::Completed && epochs > done);
+        // A failed run resumes too: its worker may have crashed or run out of memory, and a
+        // failure of its data or config fails again, with the reason, when it is prepared below.
+        let resumable = matches!(
+            status,
+            RunStatus::Interrupted | RunStatus::Cancelled | RunStatus::Failed
+        ) || (status == RunStatus::Completed && epochs > done);
         if !resumable {
             return Err(StrataError::FailedPrecondition(format!(
-                "run {id} is {}; only interrupted or cancelled runs resume (a completed one with a larger --epochs)",
+                "run {id} is {}; only interrupted, cancelled or failed runs resume (a completed one with a larger --epochs)",
                 status.label()
             )));
         }
@@ -406,18 +410,19 @@ impl Runs {
     /// to record it, and flushes the store.
     pub async fn shutdown(self: &Arc<Self>) {
         self.shutting_down.store(true, Ordering::Release);
+        self.stopping.cancel();
         self.interrupt_external().await;
         self.interrupt_queued().await;
         for run in self.live.all() {
             run.request_stop(StopRequest::Interrupt);
         }
-        self.workers.close();
+        self.tasks.close();
         // One grace period however often this is called (the server's shutdown and the
         // daemon's exit both call it): a run that does not stop delays exit once, not twice.
         let deadline = *self
             .shutdown_deadline
             .get_or_init(|| tokio::time::Instant::now() + SHUTDOWN_GRACE);
-        if tokio::time::timeout_at(deadline, self.workers.wait())
+        if tokio::time::timeout_at(deadline, self.tasks.wait())
             .await
             .is_err()
         {

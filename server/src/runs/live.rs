@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicU32, AtomicU8, Ordering},
         Arc, Mutex, MutexGuard,
     },
 };
@@ -13,10 +13,9 @@ use tokio::sync::{broadcast, mpsc, Notify};
 
 use super::blocking;
 use crate::{
-    domain::{EpochMetrics, RunEvent, RunId},
+    domain::{EpochMetrics, RunEvent, RunId, StopRequest},
     error::{Result, StrataError},
     store::Store,
-    train::worker::StopRequest,
 };
 
 /// Events buffered per run for its watchers. A watcher further behind than this is skipped
@@ -43,6 +42,8 @@ pub(super) struct LiveRun {
     /// Set when shutdown recorded the run's end already (queued runs, in one write for all):
     /// the reason it recorded.
     recorded_end: std::sync::OnceLock<String>,
+    /// The process id of the worker training it; 0 while it has none.
+    worker_pid: AtomicU32,
 }
 
 impl LiveRun {
@@ -73,13 +74,7 @@ impl LiveRun {
     /// Sets the stop flag without waking the run (shutdown wakes queued runs once their end is
     /// recorded).
     pub fn set_stop(&self, request: StopRequest) {
-        // A cancel never downgrades a shutdown's interrupt.
-        let _ = self.stop.compare_exchange(
-            StopRequest::None as u8,
-            request as u8,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        request.request(&self.stop);
     }
 
     /// Says shutdown recorded the run's end, with this reason.
@@ -90,6 +85,11 @@ impl LiveRun {
     /// The reason shutdown recorded, if it recorded the run's end.
     pub fn recorded_end(&self) -> Option<&str> {
         self.recorded_end.get().map(String::as_str)
+    }
+
+    /// Names the worker training the run (0: none any more).
+    pub fn set_worker_pid(&self, pid: u32) {
+        self.worker_pid.store(pid, Ordering::Release);
     }
 
     /// Tells the run's watchers. No watcher is not an error: events are a live view, the store
@@ -141,6 +141,13 @@ impl LiveRuns {
         self.lock().get(&id).cloned()
     }
 
+    /// The process id of the worker training `id`; 0 when it has none.
+    pub fn worker_pid(&self, id: RunId) -> u32 {
+        self.lock()
+            .get(&id)
+            .map_or(0, |run| run.worker_pid.load(Ordering::Acquire))
+    }
+
     pub fn all(&self) -> Vec<Arc<LiveRun>> {
         self.lock().values().cloned().collect()
     }
@@ -162,6 +169,7 @@ impl LiveRuns {
             stop_notify: Notify::new(),
             cancel_reason: Mutex::new(String::new()),
             recorded_end: std::sync::OnceLock::new(),
+            worker_pid: AtomicU32::new(0),
         });
         live.insert(id, run.clone());
         Ok(run)

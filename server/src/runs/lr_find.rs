@@ -1,21 +1,25 @@
 //! The learning-rate range test per group (`FindRates`): the run's config prepared as a start
-//! prepares it, the groups to probe chosen, then the probe trained on a training slot (it
-//! competes with runs for `--max-concurrent-runs`) and streamed back. It stops when its client
+//! prepares it, the groups to probe chosen, then the probe trained in a worker on a training slot
+//! (it competes with runs for `--max-concurrent-runs`) and streamed back. It stops when its client
 //! goes away or the daemon shuts down, and stores nothing.
 
-use std::sync::{atomic::Ordering, Arc};
+use std::sync::Arc;
 
+use strata_proto::worker::v1 as wire;
 use tokio::sync::mpsc;
 
 use super::{prepare::Prepared, training::reason_for_clients, Runs};
 use crate::{
     domain::{
-        group_rates, FrozenUntil, GroupRate, ProbeProgress, RangeTest, RateProbe, RunConfig,
-        SkippedGroup,
+        group_rates, FrozenUntil, GroupRate, Outcome, ProbeProgress, RangeTest, RateProbe,
+        RunConfig, SkippedGroup, StopRequest,
     },
     error::{Result, StrataError},
     spec::{check_length, finite_in, glob::Glob, in_range},
-    train::lr_find::{find_rates, ProbeHalt, ProbeJob},
+    workers::{
+        wire::{finished_from_wire, probe_from_wire, probe_progress_from_wire},
+        Event,
+    },
 };
 
 /// Fewest steps of a sweep (fastai raises `num_it` below 6 to 6: fewer leave no curve to read).
@@ -86,7 +90,7 @@ impl Runs {
         // The channel is empty and larger than one event.
         let _ = tx.try_send(Ok(ProbeEvent::Plan(Box::new(plan))));
         let this = self.clone();
-        self.workers.spawn(async move {
+        self.tasks.spawn(async move {
             if let Err(err) = this.run_probe(prepared, range, probed, tx.clone()).await {
                 let _ = tx.send(Err(err)).await;
             }
@@ -94,7 +98,7 @@ impl Runs {
         Ok(rx)
     }
 
-    /// Waits for a training slot (or the client to leave), then probes on the slot's training thread.
+    /// Waits for a training slot (or the client to leave), then probes in a worker.
     async fn run_probe(
         self: Arc<Self>,
         prepared: Prepared,
@@ -110,49 +114,93 @@ impl Runs {
             return Err(StrataError::ShuttingDown);
         };
         self.check_accepting()?;
-        let this = self.clone();
-        self.training_threads
-            .run(move || {
-                let results = groups.len();
-                let stop = || events.is_closed() || this.shutting_down.load(Ordering::Acquire);
-                // Progress never takes the room kept for the groups' results, so sending a result
-                // never waits on the client.
-                let progress = |progress| {
+        let failed = |reason: &str| {
+            tracing::warn!(error = %reason, "a learning-rate range test failed");
+            StrataError::FailedPrecondition(format!(
+                "the range test failed: {}",
+                reason_for_clients(reason)
+            ))
+        };
+        let job = wire::Job {
+            kind: Some(wire::job::Kind::Probe(wire::ProbeJob {
+                config: Some(prepared.spec.config.clone().into()),
+                parameters: prepared.rate_table().into_iter().map(Into::into).collect(),
+                start_lr: range.start_lr,
+                end_lr: range.end_lr,
+                steps: range.steps,
+                groups: groups.clone(),
+            })),
+            ..Default::default()
+        };
+        let source = prepared.init.as_ref().map(|init| init.path.as_path());
+        let mut session = self
+            .workers
+            .launch(job, prepared.device, source, "range test")
+            .await
+            .map_err(|why| failed(&format!("no worker could run it: {why}")))?;
+        let results = groups.len();
+        let mut stopped: Option<StrataError> = None;
+        loop {
+            let event = tokio::select! {
+                event = session.next() => event,
+                () = events.closed(), if stopped.is_none() => {
+                    // The client went away: nobody to tell.
+                    stopped = Some(StrataError::Internal(String::new()));
+                    session.stop(StopRequest::Interrupt).await;
+                    continue;
+                }
+                () = self.stopping.cancelled(), if stopped.is_none() => {
+                    stopped = Some(StrataError::ShuttingDown);
+                    session.stop(StopRequest::Interrupt).await;
+                    continue;
+                }
+            };
+            let message = match event {
+                Event::Message(message) => message,
+                Event::Ended(exit) => {
+                    return match stopped {
+                        Some(StrataError::ShuttingDown) => Err(StrataError::ShuttingDown),
+                        Some(_) => Ok(()),
+                        None => Err(failed(&exit.describe("during the range test"))),
+                    };
+                }
+            };
+            use wire::worker_message::Message;
+            match message {
+                Message::ProbeProgress(progress) => {
+                    // Progress never takes the room kept for the groups' results, so sending a
+                    // result never waits on the client.
                     if events.capacity() > results + 1 {
+                        let progress = probe_progress_from_wire(progress);
                         let _ = events.try_send(Ok(ProbeEvent::Progress(progress)));
                     }
-                };
-                let probed = |probe| {
-                    let _ = events.blocking_send(Ok(ProbeEvent::Probed(probe)));
-                };
-                let job = ProbeJob {
-                    spec: &prepared.spec,
-                    resolved: &prepared.resolved,
-                    device: prepared.device,
-                    init_from: prepared.init.as_ref().map(|init| init.path.as_path()),
-                    range,
-                    groups: &groups,
-                    stop: &stop,
-                    progress: &progress,
-                    probed: &probed,
-                };
-                match find_rates(&job) {
-                    Ok(()) => Ok(()),
-                    Err(ProbeHalt::Stopped) if this.shutting_down.load(Ordering::Acquire) => {
-                        Err(StrataError::ShuttingDown)
-                    }
-                    // The client went away: nobody to tell.
-                    Err(ProbeHalt::Stopped) => Ok(()),
-                    Err(ProbeHalt::Failed(reason)) => {
-                        tracing::warn!(error = %reason, "a learning-rate range test failed");
-                        Err(StrataError::FailedPrecondition(format!(
-                            "the range test failed: {}",
-                            reason_for_clients(&reason)
-                        )))
-                    }
                 }
-            })
-            .await?
+                Message::Probed(probe) => {
+                    let probe = probe_from_wire(probe).map_err(|why| failed(&why))?;
+                    let _ = events.send(Ok(ProbeEvent::Probed(probe))).await;
+                }
+                Message::Finished(finished) => {
+                    let outcome = finished_from_wire(&finished, session.stop_requested());
+                    let _ = session.ended().await;
+                    return match (outcome, stopped) {
+                        (Outcome::Completed, _) => Ok(()),
+                        (Outcome::Stopped(_), Some(StrataError::ShuttingDown)) => {
+                            Err(StrataError::ShuttingDown)
+                        }
+                        (Outcome::Stopped(_), _) => Ok(()),
+                        (Outcome::Diverged(reason) | Outcome::Failed(reason), _) => {
+                            Err(failed(&reason))
+                        }
+                    };
+                }
+                _ => {
+                    session.abandon();
+                    return Err(failed(
+                        "the worker sent a message that is no part of a range test",
+                    ));
+                }
+            }
+        }
     }
 }
 

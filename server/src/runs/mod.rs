@@ -1,27 +1,30 @@
 //! The run manager: validates and stores new runs, queues them FIFO behind
-//! `--max-concurrent-runs` slots, trains each on its slot's thread, streams their events, records
-//! how each ended, and answers queries about them.
+//! `--max-concurrent-runs` slots, trains each in a worker process of its own, streams their
+//! events, records how each ended, and answers queries about them.
 //!
-//! - [`prepare`]: a config checked against its data and model, and its rate table;
+//! - [`prepare`]: a config checked against its data and model (a TorchScript module's in a
+//!   worker), and its rate table;
 //! - [`lifecycle`]: start, resume, cancel, delete, shutdown;
 //! - [`queue`]: the FIFO queue and the training slots;
-//! - [`training`]: a run on a slot, and what it reports while it trains (the [`RunSink`] that
-//!   stores each epoch durably, then streams it);
+//! - [`training`]: a run on a slot, in its worker: started, followed, stopped when asked, and
+//!   how it ended (a worker's crash, out-of-memory or silence included);
+//! - [`ingest`]: what a training worker reports, made durable — each epoch's checkpoint, then its
+//!   record — before it is acknowledged and streamed;
 //! - [`live`]: the runs in flight, their stop flags, and the watch fan-out;
 //! - [`queries`]: get, list, compare, each bounded: a run's epochs thinned or paged
 //!   ([`thinning`]), analyses kept until their run changes ([`analysis_cache`]);
 //! - [`external`]: runs trained outside the daemon, which log their epochs to it;
-//! - [`lr_find`]: the learning-rate range test per group, on a training slot, stored nowhere.
+//! - [`lr_find`]: the learning-rate range test per group, on a training slot in a worker, stored
+//!   nowhere.
 //!
 //! The blocking/async boundary is decided here, once: every public method is async, and whatever
 //! blocks (sled reads and writes with their fsyncs, file reads, dataset loads) runs on the
 //! blocking pool through [`blocking`], never on the async runtime's threads. Callers (the
 //! transport) never block and never decide.
-//!
-//! [`RunSink`]: crate::train::worker::RunSink
 
 mod analysis_cache;
 mod external;
+mod ingest;
 mod lifecycle;
 mod live;
 mod lr_find;
@@ -30,7 +33,6 @@ mod queries;
 mod queue;
 mod resume_point;
 mod thinning;
-mod threads;
 mod training;
 
 use std::{
@@ -62,6 +64,7 @@ use crate::{
     error::{Result, StrataError},
     spec::paths::DataRoots,
     store::Store,
+    workers::Workers,
 };
 
 /// Datasets read at once to validate a start or a dry run; more requests wait their turn.
@@ -181,16 +184,19 @@ pub struct Runs {
     dataset_loads: Arc<Semaphore>,
     keep_checkpoints: usize,
     queue: queue::Queue,
-    /// One thread per slot, on which runs train.
-    training_threads: threads::TrainingThreads,
+    /// The worker processes runs, range tests and TorchScript checks run in.
+    workers: Arc<Workers>,
     live: live::LiveRuns,
     /// The live external runs, and how long each may stay silent.
     external: external::ExternalRuns,
     external_timeout: std::time::Duration,
     shutting_down: AtomicBool,
+    /// Cancelled when shutdown begins: what range tests (which are no live runs) wait on.
+    stopping: tokio_util::sync::CancellationToken,
     /// When the runs must have stopped by, once shutdown began.
     shutdown_deadline: std::sync::OnceLock<tokio::time::Instant>,
-    workers: TaskTracker,
+    /// The tasks that drive runs and range tests (shutdown waits for them).
+    tasks: TaskTracker,
     /// Each run's analysis with the default thresholds, until the run changes.
     analyses: analysis_cache::AnalysisCache,
 }
@@ -221,13 +227,13 @@ async fn blocking_until_abandoned<T: Send + 'static>(
 }
 
 impl Runs {
-    /// Opens the manager over a store whose unfinished runs were already marked interrupted.
-    /// `threads_per_run`: libtorch threads each training slot's runs use.
+    /// Opens the manager over a store whose unfinished runs were already marked interrupted;
+    /// runs train in `workers`.
     pub fn new(
         store: Arc<Store>,
         data_dir: PathBuf,
         max_concurrent_runs: usize,
-        threads_per_run: usize,
+        workers: Arc<Workers>,
         keep_checkpoints: usize,
         data_roots: DataRoots,
         limits: Limits,
@@ -239,19 +245,25 @@ impl Runs {
             dataset_loads: Arc::new(Semaphore::new(MAX_CONCURRENT_DATASET_LOADS)),
             keep_checkpoints: keep_checkpoints.max(1),
             queue: queue::Queue::new(max_concurrent_runs, limits.max_queued_runs),
-            training_threads: threads::TrainingThreads::start(max_concurrent_runs, threads_per_run),
+            workers,
             live: live::LiveRuns::default(),
             external: external::ExternalRuns::new(limits.max_external_runs),
             external_timeout: limits.external_timeout,
             shutting_down: AtomicBool::new(false),
+            stopping: tokio_util::sync::CancellationToken::new(),
             shutdown_deadline: std::sync::OnceLock::new(),
-            workers: TaskTracker::new(),
+            tasks: TaskTracker::new(),
             analyses: analysis_cache::AnalysisCache::default(),
         })
     }
 
     pub fn max_concurrent_runs(&self) -> usize {
         self.queue.slots()
+    }
+
+    /// The devices runs can train on (`cpu`, then `cuda:N` for each GPU workers can use).
+    pub fn devices(&self) -> Vec<String> {
+        self.workers.devices().labels().to_vec()
     }
 
     /// Runs training now and runs queued for a slot.
@@ -284,6 +296,7 @@ impl Runs {
             record,
             epochs_done,
             queue_position: self.queue.position(id),
+            worker_pid: self.live.worker_pid(id),
         })
     }
 }

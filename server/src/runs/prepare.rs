@@ -1,10 +1,16 @@
 //! A run's config checked against its real data and model: the spec, the resolved rate table,
-//! the device, and for a fine-tune the checkpoint it starts from.
+//! the device, and for a fine-tune the checkpoint it starts from. A built-in model's parameters
+//! are computed; a TorchScript module is loaded and run once in a worker, so user code never runs
+//! in the daemon.
 
 use std::{
+    collections::HashSet,
     path::PathBuf,
     sync::{atomic::AtomicBool, Arc},
+    time::Duration,
 };
+
+use strata_proto::worker::v1 as wire;
 
 use super::{blocking, Runs};
 use crate::{
@@ -12,12 +18,22 @@ use crate::{
     error::{Result, StrataError},
     spec::{
         paths::{abandon_reads_when, RaiseOnDrop},
-        rates::ResolvedParam,
-        InitSource, RunSpec, Task,
+        rates::{ParamInfo, ResolvedParam},
+        InitSource, ModelSpec, RunSpec, Task,
     },
-    train::data::csv::LabelChoice,
-    train::{self, worker::InitFrom},
+    train::{self, checkpoint::file::CheckpointFile, data::csv::LabelChoice},
+    workers::{Device, Event},
 };
+
+/// How long a worker may take to load a TorchScript module and run it once.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A checkpoint a run starts from, and the parameters it provides (matched by name and shape).
+#[derive(Clone, Debug)]
+pub(super) struct InitFrom {
+    pub path: PathBuf,
+    pub loaded: HashSet<String>,
+}
 
 /// A validated run, ready to train.
 pub(super) struct Prepared {
@@ -31,7 +47,7 @@ pub(super) struct Prepared {
     pub leakage: Option<Leakage>,
     /// Where a fine-tuning run's initial parameters come from.
     pub init: Option<InitFrom>,
-    pub device: tch::Device,
+    pub device: Device,
 }
 
 impl Prepared {
@@ -123,7 +139,7 @@ impl Runs {
             Ok(spec)
         })
         .await?;
-        let device = train::resolve_device(spec.device)?;
+        let device = self.workers.devices().resolve(spec.device)?;
         let source = match spec.init_from.clone() {
             Some(source) if locate_init => {
                 let this = self.store.clone();
@@ -142,8 +158,21 @@ impl Runs {
         // If the client goes away, this future is dropped and the reading below stops.
         let abandoned = Arc::new(AtomicBool::new(false));
         let _raise_when_dropped = RaiseOnDrop(abandoned.clone());
-        blocking(move || {
+        let (spec, shape) = blocking(move || {
             let _reads = abandon_reads_when(abandoned);
+            let shape = train::probe_run_data(&spec)?;
+            Ok((spec, shape))
+        })
+        .await?;
+        let outputs = shape.task.outputs();
+        let params = match spec.model.parameters(&shape.sample, outputs)? {
+            Some(params) => params,
+            None => {
+                self.describe_module(&spec.model, &shape.sample, outputs)
+                    .await?
+            }
+        };
+        blocking(move || {
             let train::PreparedRun {
                 mut spec,
                 resolved,
@@ -151,12 +180,17 @@ impl Runs {
                 label,
                 task_reason,
                 leakage,
-            } = train::prepare_run(spec)?;
+            } = train::resolve_run(spec, shape, &params)?;
             let init = match source {
                 Some((run, epoch, path)) => {
-                    let loaded = train::checkpoint::Checkpoint::read(&path)
-                        .map_err(|e| StrataError::invalid("init_from", e))?
-                        .matching_parameters(&resolved);
+                    let loaded = CheckpointFile::read(&path)
+                        .map(|file| matching_parameters(&file, &resolved))
+                        .map_err(|why| {
+                            StrataError::invalid(
+                                "init_from",
+                                format!("the checkpoint {} is unusable: {why}", path.display()),
+                            )
+                        })?;
                     if loaded.is_empty() {
                         return Err(StrataError::invalid(
                             "init_from",
@@ -181,6 +215,117 @@ impl Runs {
         })
         .await
     }
+
+    /// A TorchScript module's parameters, as a worker that loaded it and ran it once on zeros
+    /// of the data's shape found them (or why it cannot train on such samples).
+    async fn describe_module(
+        &self,
+        model: &ModelSpec,
+        sample: &[i64],
+        outputs: i64,
+    ) -> Result<Vec<ParamInfo>> {
+        let ModelSpec::TorchScript { path } = model else {
+            return Err(StrataError::Internal(
+                "only a TorchScript module is described by a worker".into(),
+            ));
+        };
+        let job = wire::Job {
+            kind: Some(wire::job::Kind::Describe(wire::DescribeJob {
+                torchscript: path.display().to_string(),
+                sample_shape: sample.to_vec(),
+                outputs,
+            })),
+            ..Default::default()
+        };
+        let mut session = self
+            .workers
+            .launch(job, Device::Cpu, None, "describe a TorchScript module")
+            .await
+            .map_err(|why| {
+                StrataError::Internal(format!(
+                    "no worker could load the TorchScript module: {why}"
+                ))
+            })?;
+        let described = tokio::time::timeout(DESCRIBE_TIMEOUT, async {
+            let mut params = Vec::new();
+            loop {
+                match session.next().await {
+                    Event::Message(wire::worker_message::Message::Described(described)) => {
+                        params = described
+                            .parameters
+                            .into_iter()
+                            .map(|p| ParamInfo::new(&p.name, p.shape))
+                            .collect();
+                    }
+                    Event::Message(wire::worker_message::Message::Finished(finished)) => {
+                        return match wire::OutcomeKind::try_from(finished.outcome) {
+                            Ok(wire::OutcomeKind::Completed) => Ok(params),
+                            _ => Err(StrataError::invalid(
+                                if finished.field.is_empty() {
+                                    "model"
+                                } else {
+                                    &finished.field
+                                },
+                                super::training::reason_for_clients(&finished.reason),
+                            )),
+                        };
+                    }
+                    Event::Message(_) => {}
+                    Event::Ended(exit) => {
+                        return Err(StrataError::invalid(
+                            "model",
+                            format!(
+                                "{} (loading {})",
+                                exit.describe("while it loaded and ran the TorchScript module"),
+                                path.display()
+                            ),
+                        ))
+                    }
+                }
+            }
+        })
+        .await;
+        match described {
+            Ok(described) => {
+                let _ = session.ended().await;
+                described
+            }
+            Err(_) => {
+                session.abandon();
+                Err(StrataError::invalid(
+                    "model",
+                    format!(
+                        "the TorchScript module {} did not load and run on one batch within {} s",
+                        path.display(),
+                        DESCRIBE_TIMEOUT.as_secs()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// The names of `resolved`'s parameters the checkpoint has with the same shape.
+fn matching_parameters(file: &CheckpointFile, resolved: &[ResolvedParam]) -> HashSet<String> {
+    let shapes: std::collections::HashMap<String, Vec<usize>> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, _, shape, _)| (name, shape))
+        .collect();
+    resolved
+        .iter()
+        .filter(|p| {
+            let name = format!("{}{}", train::checkpoint::file::MODEL_PREFIX, p.info.name);
+            shapes.get(&name).is_some_and(|shape| {
+                shape.len() == p.info.shape.len()
+                    && shape
+                        .iter()
+                        .zip(&p.info.shape)
+                        .all(|(&a, &b)| a as i64 == b)
+            })
+        })
+        .map(|p| p.info.name.clone())
+        .collect()
 }
 
 /// The run, epoch and checkpoint file named by `--init-from` (blocking).

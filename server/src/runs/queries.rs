@@ -225,6 +225,7 @@ impl Runs {
             }
             let state = RunState {
                 queue_position: self.queue.position(record.id),
+                worker_pid: self.live.worker_pid(record.id),
                 record,
                 epochs_done,
             };

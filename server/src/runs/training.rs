@@ -1,16 +1,25 @@
-//! A run on a training slot: waiting for the slot, training on the slot's thread, and recording
-//! how it ended; and the [`RunSink`] through which the loop reports while it trains.
+//! A run on a training slot: waiting for the slot, training in a worker process of its own, and
+//! recording how it ended — a worker that crashed, ran out of memory or went silent included (the
+//! run fails, resumable, and the daemon, the other runs and the watchers carry on).
 
 use std::sync::Arc;
 
-use super::{blocking, live::LiveRun, prepare::Prepared, Runs};
+use strata_proto::worker::v1 as wire;
+
+use super::{
+    blocking,
+    ingest::{rewrite_epoch_log, Ingest},
+    live::LiveRun,
+    prepare::Prepared,
+    Runs,
+};
 use crate::{
-    domain::{BatchProgress, DataFacts, EpochMetrics, RunEvent, RunId, RunStatus},
-    error::Result,
-    store::{now_ms, Store},
-    train::{
-        self,
-        worker::{Outcome, RunSink, StopRequest, TrainJob},
+    domain::{Outcome, RunEvent, RunId, RunRecord, RunStatus, StopRequest},
+    store::now_ms,
+    train::checkpoint::path_for,
+    workers::{
+        wire::{finished_from_wire, progress_from_wire, MAX_PROGRESS_BATCHES},
+        Event, Session,
     },
 };
 
@@ -32,32 +41,6 @@ pub(super) fn reason_for_clients(reason: &str) -> String {
     crate::error::truncated(first, MAX_REASON_BYTES)
 }
 
-/// What a training run reports to: each epoch is stored durably, then streamed (so a watcher
-/// never sees an epoch a crash could still lose); the data's facts go into the run's record.
-struct ManagedRun<'a> {
-    id: RunId,
-    store: &'a Store,
-    live: &'a LiveRun,
-}
-
-impl RunSink for ManagedRun<'_> {
-    fn data_loaded(&self, facts: &DataFacts) -> Result<()> {
-        self.store
-            .update_run(self.id, |run| run.facts = facts.clone())?;
-        Ok(())
-    }
-
-    fn epoch_finished(&self, epoch: &EpochMetrics) -> Result<()> {
-        self.store.put_epoch(self.id, epoch)?;
-        self.live.send(RunEvent::Epoch(epoch.clone()));
-        Ok(())
-    }
-
-    fn progress(&self, progress: BatchProgress) {
-        self.live.send(RunEvent::Progress(progress));
-    }
-}
-
 impl Runs {
     /// Queues a claimed run and drives it to its end on a worker task.
     pub(super) fn enqueue(
@@ -69,7 +52,7 @@ impl Runs {
     ) {
         self.queue.push(id);
         let this = self.clone();
-        self.workers
+        self.tasks
             .spawn(async move { this.drive(id, prepared, resume_after_epoch, live).await });
     }
 
@@ -85,12 +68,7 @@ impl Runs {
         let stop = StopRequest::load(&live.stop);
         let outcome = match permit {
             Some(_) if stop == StopRequest::None => {
-                let this = self.clone();
-                let live = live.clone();
-                self.training_threads
-                    .run(move || this.train(id, prepared, resume_after_epoch, &live))
-                    .await
-                    .unwrap_or_else(|e| Outcome::Failed(format!("the training thread failed: {e}")))
+                self.train(id, prepared, resume_after_epoch, &live).await
             }
             _ => Outcome::Stopped(match stop {
                 StopRequest::None => StopRequest::Interrupt,
@@ -109,63 +87,203 @@ impl Runs {
         drop(permit);
     }
 
-    /// Marks the run running and trains it to its end (blocking).
-    fn train(
-        &self,
+    /// Marks the run running, starts its worker and follows it to the run's end; the worker has
+    /// exited when this returns (so a run's slot, and its GPU's memory, are free once its end is
+    /// recorded).
+    async fn train(
+        self: &Arc<Self>,
         id: RunId,
-        mut prepared: Prepared,
+        prepared: Prepared,
         resume_after_epoch: u32,
-        live: &LiveRun,
+        live: &Arc<LiveRun>,
     ) -> Outcome {
-        // The files were checked when the run was started, but it may have waited in the queue
-        // since, and a path under a root may now lead out of it: check again just before they
-        // are read (they are then opened without following links).
-        if let Err(err) = self.data_roots.confine(&mut prepared.spec) {
-            return Outcome::Failed(err.to_string());
-        }
-        let started = self.store.update_run(id, |run| {
-            run.status = RunStatus::Running;
-            run.started_at_ms = now_ms();
-        });
-        let record = match started {
-            Ok(record) => record,
+        let this = self.clone();
+        let started = blocking(move || {
+            let mut prepared = prepared;
+            Ok(this
+                .start_running(id, &mut prepared, resume_after_epoch)
+                .map(|record| (prepared, record)))
+        })
+        .await;
+        let (prepared, record) = match started {
+            Ok(Ok(started)) => started,
+            Ok(Err(reason)) => return Outcome::Failed(reason),
             Err(err) => return Outcome::Failed(err.to_string()),
         };
         live.send(RunEvent::Status {
             status: RunStatus::Running,
             reason: String::new(),
         });
-        tracing::info!(run = %id, "run started");
-        let kept_epochs = match resume_after_epoch {
-            0 => Ok(Vec::new()),
-            after => self
-                .store
-                .epochs(id, 1)
-                .map(|epochs| epochs.into_iter().filter(|e| e.epoch <= after).collect()),
+        let dir = self.checkpoint_dir(id);
+        let checkpoint = match resume_after_epoch {
+            0 => prepared.init.as_ref().map(|init| init.path.clone()),
+            after => Some(path_for(&dir, after)),
         };
-        let kept_epochs = match kept_epochs {
-            Ok(kept) => kept,
-            Err(err) => return Outcome::Failed(err.to_string()),
+        let job = wire::Job {
+            kind: Some(wire::job::Kind::Train(wire::TrainJob {
+                run_id: id.to_string(),
+                config: Some(prepared.spec.config.clone().into()),
+                parameters: prepared.rate_table().into_iter().map(Into::into).collect(),
+                resume_after_epoch,
+            })),
+            ..Default::default()
         };
-        let sink = ManagedRun {
-            id,
-            store: &self.store,
-            live,
+        let launched = self
+            .workers
+            .launch(
+                job,
+                prepared.device,
+                checkpoint.as_deref(),
+                &format!("run {id}"),
+            )
+            .await;
+        let mut session = match launched {
+            Ok(session) => session,
+            Err(why) => return Outcome::Failed(format!("no worker could train the run: {why}")),
         };
-        train::worker::train(&TrainJob {
-            run_id: id,
-            spec: &prepared.spec,
-            resolved: &prepared.resolved,
-            device: prepared.device,
-            record,
-            kept_epochs,
-            sink: &sink,
-            stop: &live.stop,
-            checkpoint_dir: self.checkpoint_dir(id),
-            keep_checkpoints: self.keep_checkpoints,
+        live.set_worker_pid(session.pid());
+        tracing::info!(run = %id, worker = session.pid(), device = %prepared.device.label(), "run started");
+        let mut ingest = Ingest::new(
+            &record,
+            self.store.clone(),
+            dir,
+            self.keep_checkpoints,
+            prepared.spec.epochs,
             resume_after_epoch,
-            init_from: prepared.init.as_ref().map(|init| init.path.clone()),
-        })
+        );
+        let outcome = self.follow(&mut session, live, &mut ingest).await;
+        let exit = session.ended().await;
+        tracing::debug!(run = %id, worker = exit.pid, status = ?exit.status, "worker ended");
+        live.set_worker_pid(0);
+        outcome
+    }
+
+    /// Confines the run's files again, marks it running and readies its folder (blocking). The
+    /// files were checked when the run was started, but it may have waited in the queue since,
+    /// and a path under a root may now lead out of it: checked again just before a worker reads
+    /// them (it opens them without following links).
+    fn start_running(
+        &self,
+        id: RunId,
+        prepared: &mut Prepared,
+        resume_after_epoch: u32,
+    ) -> Result<RunRecord, String> {
+        self.data_roots
+            .confine(&mut prepared.spec)
+            .map_err(|e| e.to_string())?;
+        let record = self
+            .store
+            .update_run(id, |run| {
+                run.status = RunStatus::Running;
+                run.started_at_ms = now_ms();
+            })
+            .map_err(|e| e.to_string())?;
+        rewrite_epoch_log(
+            &self.store,
+            id,
+            &self.checkpoint_dir(id),
+            resume_after_epoch,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(record)
+    }
+
+    /// Follows the run's worker to the run's end: stores what it reports (durably, before it is
+    /// acknowledged and streamed, see [`Ingest`]), passes a stop request on, and turns a worker
+    /// that ended without saying how the run did into the run's failure.
+    async fn follow(&self, session: &mut Session, live: &LiveRun, ingest: &mut Ingest) -> Outcome {
+        loop {
+            let asked = StopRequest::load(&live.stop);
+            if asked != StopRequest::None && session.stop_requested() == StopRequest::None {
+                session.stop(asked).await;
+            }
+            let event = tokio::select! {
+                event = session.next() => event,
+                () = live.stop_notify.notified() => continue,
+            };
+            let message = match event {
+                Event::Message(message) => message,
+                Event::Ended(exit) => {
+                    return match session.stop_requested() {
+                        StopRequest::None => Outcome::Failed(format!(
+                            "{}; resume the run to continue",
+                            exit.describe(&ingest.doing())
+                        )),
+                        asked => {
+                            tracing::warn!(worker = exit.pid, "{}", exit.describe(&ingest.doing()));
+                            Outcome::Stopped(asked)
+                        }
+                    };
+                }
+            };
+            match self.take(message, session, live, ingest).await {
+                Ok(None) => {}
+                Ok(Some(outcome)) => return outcome,
+                Err(reason) => {
+                    session.abandon();
+                    return Outcome::Failed(reason);
+                }
+            }
+        }
+    }
+
+    /// Takes one message of a training worker; `Some` once it says how the run ended.
+    async fn take(
+        &self,
+        message: wire::worker_message::Message,
+        session: &Session,
+        live: &LiveRun,
+        ingest: &mut Ingest,
+    ) -> Result<Option<Outcome>, String> {
+        use wire::{daemon_message::Message as ToWorker, worker_message::Message};
+        let gone = |_| "the worker went away".to_string();
+        match message {
+            Message::DataLoaded(loaded) => {
+                let stored = ingest.data_loaded(loaded).await?;
+                session
+                    .send(ToWorker::RunRecord(wire::RunRecord { stored }))
+                    .await
+                    .map_err(gone)?;
+            }
+            Message::Progress(progress) => {
+                if progress.batches.len() > MAX_PROGRESS_BATCHES {
+                    return Err(format!(
+                        "the worker sent {} batch losses at once",
+                        progress.batches.len()
+                    ));
+                }
+                for batch in progress.batches {
+                    live.send(RunEvent::Progress(progress_from_wire(batch)));
+                }
+            }
+            Message::Checkpoint(chunk) => ingest.checkpoint_chunk(chunk.data).await?,
+            Message::Epoch(done) => {
+                let stored = ingest.epoch(done).await?.0;
+                // A worker already gone is no reason to fail the run here: the epoch is stored,
+                // and the worker's end, next, says what became of it.
+                let _ = session
+                    .send(ToWorker::EpochStored(wire::EpochStored {
+                        epoch: stored.epoch,
+                    }))
+                    .await;
+                live.send(RunEvent::Epoch(stored));
+                ingest.prune().await;
+            }
+            Message::Finished(finished) => {
+                return Ok(Some(finished_from_wire(
+                    &finished,
+                    session.stop_requested(),
+                )))
+            }
+            Message::Hello(_)
+            | Message::Heartbeat(_)
+            | Message::ProbeProgress(_)
+            | Message::Probed(_)
+            | Message::Described(_) => {
+                return Err("the worker sent a message that is no part of training a run".into())
+            }
+        }
+        Ok(None)
     }
 
     /// Records how the run ended (durably), tells its watchers, and forgets its live state, in

@@ -264,6 +264,66 @@ impl ModelSpec {
     }
 }
 
+impl ModelSpec {
+    /// The parameters a built-in model has for samples of shape `sample` and `outputs` outputs,
+    /// named and shaped as the worker's libtorch model (and PyTorch) has them, in layer order:
+    /// each layer's `weight` (`[out, in]`, or `[out, in, 3, 3]` for a convolution), then its
+    /// `bias`. `None` for a TorchScript module: only loading it tells (a worker does). An error
+    /// when the model cannot take such samples or is larger than [`MAX_PARAMETERS`] allows.
+    ///
+    /// [`MAX_PARAMETERS`]: super::MAX_PARAMETERS
+    pub fn parameters(
+        &self,
+        sample: &[i64],
+        outputs: i64,
+    ) -> Result<Option<Vec<super::rates::ParamInfo>>> {
+        if let Some(count) = self.parameter_count(sample, outputs)? {
+            if count > super::MAX_PARAMETERS {
+                return Err(invalid(format!(
+                    "this model has {count} parameters for this dataset; at most {} are allowed",
+                    super::MAX_PARAMETERS
+                )));
+            }
+        }
+        let mut params = Vec::new();
+        let mut layer = |name: &str, weight: Vec<i64>| {
+            let out = weight[0];
+            params.push(super::rates::ParamInfo::new(
+                &format!("{name}.weight"),
+                weight,
+            ));
+            params.push(super::rates::ParamInfo::new(
+                &format!("{name}.bias"),
+                vec![out],
+            ));
+        };
+        match self {
+            ModelSpec::Mlp { hidden, .. } => {
+                let mut width = sample.iter().product::<i64>();
+                for (i, &next) in hidden.iter().enumerate() {
+                    layer(&format!("layer{i}"), vec![next, width]);
+                    width = next;
+                }
+                layer("head", vec![outputs, width]);
+            }
+            ModelSpec::Cnn { channels, .. } => {
+                let geometry = CnnGeometry::new(channels, sample)?;
+                let mut in_channels = geometry.in_channels;
+                for (i, &out) in channels.iter().enumerate() {
+                    layer(
+                        &format!("conv{i}"),
+                        vec![out, in_channels, CNN_KERNEL, CNN_KERNEL],
+                    );
+                    in_channels = out;
+                }
+                layer("head", vec![outputs, geometry.head_inputs]);
+            }
+            ModelSpec::TorchScript { .. } => return Ok(None),
+        }
+        Ok(Some(params))
+    }
+}
+
 /// How a `cnn` maps an image `[C, H, W]` onto its head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CnnGeometry {

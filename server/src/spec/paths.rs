@@ -121,18 +121,23 @@ impl DataRoots {
             *path = self.resolve("val_dataset", path)?;
         }
         if let ModelSpec::TorchScript { path } = &mut spec.model {
-            // A TorchScript module is a program: loading and running it can read and write any
-            // file stratad can, or never return. Only an operator who trusts every client (and
-            // every file under the roots) turns this on.
-            if !self.torchscript {
-                return Err(StrataError::invalid(
-                    "model",
-                    "TorchScript modules run code with stratad's rights (they can read and write any file it can, or never return), so stratad refuses them unless started with --allow-torchscript",
-                ));
-            }
-            *path = self.resolve("model", path)?;
+            *path = self.resolve_torchscript(path)?;
         }
         Ok(())
+    }
+
+    /// The real path of a TorchScript module under a root, if TorchScript is allowed at all.
+    pub fn resolve_torchscript(&self, path: &Path) -> Result<PathBuf> {
+        // A TorchScript module is a program: loading and running it can read and write any
+        // file stratad (and its workers) can, or never return. Only an operator who trusts every
+        // client (and every file under the roots) turns this on.
+        if !self.torchscript {
+            return Err(StrataError::invalid(
+                "model",
+                "TorchScript modules run code with stratad's rights (they can read and write any file it can, or never return), so stratad refuses them unless started with --allow-torchscript",
+            ));
+        }
+        self.resolve("model", path)
     }
 }
 

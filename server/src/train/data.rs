@@ -1,8 +1,12 @@
 //! Datasets: synthetic sets generated deterministically from the seed, CSV files and MNIST-style
-//! IDX folders on the daemon's host; split into training and validation by a seeded shuffle (or
-//! validated on a separate file), and standardized with the training statistics only. A file
-//! dataset is rid of repeated rows before the split when the run asks ([`dedupe`]), and checked
-//! for leakage between its training and validation rows when the run is started ([`leakage`]).
+//! IDX folders on the host that reads them; split into training and validation by a seeded
+//! shuffle (or validated on a separate file). A file dataset is rid of repeated rows before the
+//! split when the run asks ([`dedupe`]), and checked for leakage between its training and
+//! validation rows when the run is started ([`leakage`]).
+//!
+//! No libtorch here: the daemon reads a dataset to check it before a run is stored
+//! ([`probe_dataset`]); the worker reads it again ([`load_split`]) and makes the split samples
+//! tensors, standardized with the training statistics only (`strata_worker::train::dataset`).
 
 pub mod csv;
 mod dedupe;
@@ -11,8 +15,6 @@ pub mod leakage;
 mod rng;
 pub mod rows;
 mod synthetic;
-
-use tch::{Device, Kind, TchError, Tensor};
 
 use crate::{
     domain::Leakage,
@@ -32,36 +34,7 @@ pub const MAX_DATASET_ROWS: usize = 10_000_000;
 pub const MAX_CLASSES: usize = 1000;
 /// A feature whose training values spread less than this is left unscaled (only centred), so a
 /// constant column cannot blow up validation values.
-const MIN_FEATURE_STD: f64 = 1e-8;
-/// Training and validation tensors on the run's device. Features are `[n, features]` floats, or
-/// `[n, channels, height, width]` for images; targets are class indices `[n]` (int64) or values
-/// `[n, 1]` (float).
-pub struct Dataset {
-    pub train_x: Tensor,
-    pub train_y: Tensor,
-    pub val_x: Tensor,
-    pub val_y: Tensor,
-    pub task: Task,
-    /// What the features were standardized with (on the CPU), kept in checkpoints.
-    pub standardization: Standardization,
-}
-
-/// Per-feature (tabular) or per-channel (images) mean and standard deviation.
-pub struct Standardization {
-    pub mean: Tensor,
-    pub std: Tensor,
-}
-
-impl Dataset {
-    pub fn train_len(&self) -> i64 {
-        self.train_x.size()[0]
-    }
-
-    /// One sample's shape: `[features]` or `[channels, height, width]`.
-    pub fn sample_shape(&self) -> Vec<i64> {
-        self.train_x.size()[1..].to_vec()
-    }
-}
+pub const MIN_FEATURE_STD: f64 = 1e-8;
 
 /// What a dataset looks like, known before anything trains.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,6 +79,24 @@ impl Samples {
     fn push(&mut self, row: &[f64], target: f64) {
         self.features.extend(row.iter().map(|&v| v as f32));
         self.targets.push(target as f32);
+    }
+
+    /// The samples at `rows`, in that order.
+    fn gather(&self, rows: &[i64]) -> Samples {
+        let width = self.width();
+        let mut picked = Samples {
+            features: Vec::with_capacity(width * rows.len()),
+            targets: Vec::with_capacity(rows.len()),
+            sample_shape: self.sample_shape.clone(),
+        };
+        for &row in rows {
+            let row = row as usize;
+            picked
+                .features
+                .extend_from_slice(&self.features[row * width..(row + 1) * width]);
+            picked.targets.push(self.targets[row]);
+        }
+        picked
     }
 }
 
@@ -184,12 +175,6 @@ impl Loaded {
             }
         })
     }
-}
-
-/// The validation samples once the split is drawn.
-enum ValidationRows {
-    File(Samples),
-    Split(SplitOrder),
 }
 
 /// The seeded split: the first `n_val` samples of a shuffle validate, the rest train.
@@ -337,107 +322,31 @@ pub fn probe_dataset(spec: &DatasetSpec, seed: u64) -> Result<DataShape> {
     })
 }
 
-fn tensors(samples: Samples, task: Task) -> Result<(Tensor, Tensor), TchError> {
-    let n = samples.rows() as i64;
-    let shape: Vec<i64> = std::iter::once(n).chain(samples.sample_shape).collect();
-    let features = Tensor::f_from_slice(&samples.features)?.f_reshape(shape)?;
-    drop(samples.features);
-    let targets = Tensor::f_from_slice(&samples.targets)?;
-    let targets = match task {
-        Task::Classification { .. } => targets.f_to_kind(Kind::Int64)?,
-        Task::Regression => targets.f_reshape([n, 1])?,
-    };
-    Ok((features, targets))
+/// A dataset's samples as a run trains on them: split as its seed splits them (or validated on
+/// their own file), before they become tensors.
+pub struct SplitSamples {
+    pub train: Samples,
+    pub val: Samples,
+    pub task: Task,
 }
 
-fn libtorch(err: TchError) -> StrataError {
-    StrataError::Internal(format!("libtorch: {err}"))
-}
-
-/// Generates or reads the dataset for `spec`, splits it with `seed` and moves it to `device`.
-///
-/// Features are standardized with the training set's statistics, or with `reuse` when its shape
-/// fits: a resumed run keeps its own, a fine-tuning run the pretrained run's, so the pretrained
-/// layers see inputs on the scale they learned.
-pub fn build_dataset(
-    spec: &DatasetSpec,
-    seed: u64,
-    device: Device,
-    reuse: Option<Standardization>,
-) -> Result<Dataset> {
+/// Generates or reads the dataset for `spec` and splits it with `seed`: the same split
+/// [`probe_dataset`] checked for leakage when the run was started (both draw from the seed in the
+/// same order). The training rows come in the shuffle's order after the validation rows'.
+pub fn load_split(spec: &DatasetSpec, seed: u64) -> Result<SplitSamples> {
     let mut rng = SeededRng::new(seed);
     let loaded = load(spec, &mut rng)?;
     let task = loaded.task;
-    let (train, val) = (loaded.train, loaded.val);
-    let val = match val {
-        HeldOut::Samples(val) => ValidationRows::File(val),
+    let (train, val) = match loaded.val {
+        HeldOut::Samples(val) => (loaded.train, val),
         HeldOut::Split(fraction) => {
-            ValidationRows::Split(SplitOrder::new(train.rows(), fraction, &mut rng)?)
+            let split = SplitOrder::new(loaded.train.rows(), fraction, &mut rng)?;
+            let train = loaded.train.gather(split.train());
+            let val = loaded.train.gather(split.val());
+            (train, val)
         }
     };
-    let build = || -> Result<Dataset, TchError> {
-        let (train_x, train_y, val_x, val_y) = match val {
-            ValidationRows::File(val) => {
-                let (train_x, train_y) = tensors(train, task)?;
-                let (val_x, val_y) = tensors(val, task)?;
-                (train_x, train_y, val_x, val_y)
-            }
-            ValidationRows::Split(split) => split_off_validation(train, task, &split)?,
-        };
-        let Standardization { mean, std } = standardization(&train_x, reuse)?;
-        let standardize = |x: &Tensor| -> Result<Tensor, TchError> { x.f_sub(&mean)?.f_div(&std) };
-        Ok(Dataset {
-            train_x: standardize(&train_x)?.f_to_device(device)?,
-            train_y: train_y.f_to_device(device)?,
-            val_x: standardize(&val_x)?.f_to_device(device)?,
-            val_y: val_y.f_to_device(device)?,
-            task,
-            standardization: Standardization { mean, std },
-        })
-    };
-    build().map_err(libtorch)
-}
-
-/// Training features and targets, then validation ones, as `split` divides `samples`.
-fn split_off_validation(
-    samples: Samples,
-    task: Task,
-    split: &SplitOrder,
-) -> Result<(Tensor, Tensor, Tensor, Tensor), TchError> {
-    let (features, targets) = tensors(samples, task)?;
-    let val_idx = Tensor::f_from_slice(split.val())?;
-    let train_idx = Tensor::f_from_slice(split.train())?;
-    Ok((
-        features.f_index_select(0, &train_idx)?,
-        targets.f_index_select(0, &train_idx)?,
-        features.f_index_select(0, &val_idx)?,
-        targets.f_index_select(0, &val_idx)?,
-    ))
-}
-
-/// Statistics of the training features only, so nothing about validation leaks into training:
-/// per feature for tabular data, per channel for images. `reuse` replaces them when its shape
-/// fits.
-fn standardization(
-    train_x: &Tensor,
-    reuse: Option<Standardization>,
-) -> Result<Standardization, TchError> {
-    let dims: Vec<i64> = match train_x.dim() {
-        2 => vec![0],
-        rank => std::iter::once(0).chain(2..rank as i64).collect(),
-    };
-    let mean = train_x.f_mean_dim(dims.as_slice(), true, Kind::Float)?;
-    let std = train_x.f_std_dim(dims.as_slice(), true, true)?;
-    let std = std.f_where_scalarother(&std.f_gt(MIN_FEATURE_STD)?, 1.0)?;
-    Ok(match reuse {
-        Some(stats) if stats.mean.size() == mean.size() && stats.std.size() == std.size() => {
-            Standardization {
-                mean: stats.mean.f_to_kind(Kind::Float)?,
-                std: stats.std.f_to_kind(Kind::Float)?,
-            }
-        }
-        _ => Standardization { mean, std },
-    })
+    Ok(SplitSamples { train, val, task })
 }
 
 #[cfg(test)]

@@ -1,57 +1,24 @@
-//! Training: datasets, models, layer-rate resolution against a real model, and the loop.
+//! What the daemon knows of training, without libtorch: datasets read and checked before a run is
+//! stored ([`data`]), the checkpoint files workers send and the daemon keeps ([`checkpoint`]), and
+//! a run checked against its data and the parameters its model has ([`probe_run_data`],
+//! [`resolve_run`]).
+//!
+//! The training loop itself, the models, the optimizers and the learning-rate range test run in a
+//! worker process (the `strata-worker` crate, which links libtorch); the daemon talks to it through
+//! [`crate::workers`].
 
 pub mod checkpoint;
 pub mod data;
-pub mod lr_find;
-pub mod model;
-pub mod optim;
-pub mod targets;
-pub mod threads;
-pub mod worker;
-
-use tch::Device;
 
 use crate::{
     domain::Leakage,
     error::{Result, StrataError},
     spec::{
-        rates::{resolve_layer_rates, ResolvedParam},
-        DeviceSpec, RunSpec, Task,
+        rates::{resolve_layer_rates, ParamInfo, ResolvedParam},
+        RunSpec, Task,
     },
 };
-
-/// The libtorch device for a run, or an error saying which devices exist.
-pub fn resolve_device(spec: DeviceSpec) -> Result<Device> {
-    let gpus = tch::Cuda::device_count().max(0) as usize;
-    match spec {
-        DeviceSpec::Cpu => Ok(Device::Cpu),
-        DeviceSpec::Auto if gpus > 0 => Ok(Device::Cuda(0)),
-        DeviceSpec::Auto => Ok(Device::Cpu),
-        DeviceSpec::Cuda(n) if n < gpus => Ok(Device::Cuda(n)),
-        DeviceSpec::Cuda(n) => Err(StrataError::invalid(
-            "device",
-            format!(
-                "cuda:{n} is not available; this daemon sees {}",
-                available_devices().join(", ")
-            ),
-        )),
-    }
-}
-
-/// Every device a run can use: `cpu`, then `cuda:N` for each visible GPU.
-pub fn available_devices() -> Vec<String> {
-    let gpus = tch::Cuda::device_count().max(0);
-    std::iter::once("cpu".to_string())
-        .chain((0..gpus).map(|n| format!("cuda:{n}")))
-        .collect()
-}
-
-pub fn device_label(device: Device) -> String {
-    match device {
-        Device::Cuda(n) => format!("cuda:{n}"),
-        _ => "cpu".to_string(),
-    }
-}
+use data::DataShape;
 
 /// A run checked against its real data and model, ready to be stored and queued.
 pub struct PreparedRun {
@@ -67,15 +34,14 @@ pub struct PreparedRun {
     pub leakage: Option<Leakage>,
 }
 
-/// Reads what the dataset looks like (rejecting a bad file before anything is stored), then
-/// resolves the layer rates against the parameters the model really has for that data. Blocking:
-/// it reads files and builds the model once on the CPU.
 /// The most memory a training step's activations may take (float32 values, counted three times:
 /// the values, their gradients and the optimizer's temporaries). A run asking for more is refused
 /// before it is stored, instead of failing, or meeting the OOM killer, once it trains.
 const MAX_ACTIVATION_BYTES: i64 = 8 << 30;
 
-pub fn prepare_run(mut spec: RunSpec) -> Result<PreparedRun> {
+/// Reads what the dataset looks like (rejecting a bad file before anything is stored) and checks
+/// that a batch of it fits the built-in model's activation budget. Blocking: it reads files.
+pub fn probe_run_data(spec: &RunSpec) -> Result<DataShape> {
     let shape = data::probe_dataset(&spec.dataset, spec.seed)?;
     let per_sample = spec
         .model
@@ -96,8 +62,18 @@ pub fn prepare_run(mut spec: RunSpec) -> Result<PreparedRun> {
             ));
         }
     }
-    let params = model::describe_parameters(&spec.model, &shape.sample, shape.task.outputs())?;
-    let resolved = resolve_layer_rates(&params, &spec.rates)?;
+    Ok(shape)
+}
+
+/// Resolves the layer rates against the parameters the model has for this data (a built-in
+/// model's are computed, [`crate::spec::ModelSpec::parameters`]; a TorchScript module's come
+/// from a worker that loaded it), and records what the data is in the spec's config.
+pub fn resolve_run(
+    mut spec: RunSpec,
+    shape: DataShape,
+    params: &[ParamInfo],
+) -> Result<PreparedRun> {
+    let resolved = resolve_layer_rates(params, &spec.rates)?;
     let task_reason = match (&shape.label, spec.dataset.task, &spec.dataset.source) {
         (Some(choice), ..) => choice.reason.clone(),
         (None, Some(kind), _) => format!("task {} as asked", kind.label()),

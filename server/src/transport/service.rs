@@ -14,12 +14,9 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use crate::{
-    runs::{
-        CreateExternal, EpochsWanted, FindRatesRequest as RangeTestRequest, ListFilter,
-        LoggedEpoch, Runs, StartRequest,
-    },
-    train,
+use crate::runs::{
+    CreateExternal, EpochsWanted, FindRatesRequest as RangeTestRequest, ListFilter, LoggedEpoch,
+    Runs, StartRequest,
 };
 
 pub struct StrataService {
@@ -127,7 +124,7 @@ impl Strata for StrataService {
         let (running, queued) = self.runs.load();
         Ok(Response::new(ServerInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            devices: train::available_devices(),
+            devices: self.runs.devices(),
             max_concurrent_runs: self.runs.max_concurrent_runs() as u32,
             data_dir: self.data_dir.clone(),
             running_runs: running as u32,

@@ -28,7 +28,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorInfo, TensorView};
 
 use crate::durable;
 
@@ -41,6 +41,9 @@ pub const DAMAGED_SUFFIX: &str = "damaged";
 /// The suffix of a checkpoint moved aside because the store lost its epoch's record and it cannot
 /// be restored: resuming from it would leave a gap in the epochs.
 pub const UNRECORDED_SUFFIX: &str = "unrecorded";
+
+/// A model parameter's tensor is named this and the parameter's own name (`model.head.weight`).
+pub const MODEL_PREFIX: &str = "model.";
 
 /// The run's record, protobuf-encoded, as a U8 tensor.
 pub const RUN_TENSOR: &str = "strata.run";
@@ -130,8 +133,9 @@ pub struct TensorData<'a> {
     pub data: Cow<'a, [u8]>,
 }
 
-/// Writes a checkpoint file (not synced: the caller syncs and renames it).
-pub fn write(path: &Path, run_id: &str, epoch: u32, tensors: &[TensorData<'_>]) -> io::Result<()> {
+/// A checkpoint file's bytes: the tensors, with the run, the epoch and their checksum in its
+/// metadata. What a worker sends the daemon, and what [`write`] puts on the disk.
+pub fn encode(run_id: &str, epoch: u32, tensors: &[TensorData<'_>]) -> io::Result<Vec<u8>> {
     let mut metadata = BTreeMap::from([
         (FORMAT_KEY.to_string(), FORMAT_VERSION.to_string()),
         (RUN_ID_KEY.to_string(), run_id.to_string()),
@@ -160,35 +164,147 @@ pub fn write(path: &Path, run_id: &str, epoch: u32, tensors: &[TensorData<'_>]) 
         })
         .collect::<io::Result<Vec<_>>>()?;
     let metadata = Some(metadata.into_iter().collect());
-    safetensors::tensor::serialize_to_file(views, &metadata, path).map_err(|e| match e {
+    safetensors::tensor::serialize(views, &metadata).map_err(|e| match e {
         safetensors::SafeTensorError::IoError(io) => io,
         other => io::Error::other(format!("{other:?}")),
     })
 }
 
-/// CRC32 of the metadata (but the checksum itself) and of every tensor, in name order; lengths
-/// are part of it so that no two different contents can be spelled the same.
-fn checksum(metadata: &BTreeMap<String, String>, sorted: &[(&str, Dtype, &[usize], &[u8])]) -> u32 {
-    let mut crc = crc32fast::Hasher::new();
-    let mut field = |bytes: &[u8]| {
-        crc.update(&(bytes.len() as u64).to_le_bytes());
-        crc.update(bytes);
-    };
-    for (key, value) in metadata.iter().filter(|(k, _)| *k != CHECKSUM_KEY) {
-        field(key.as_bytes());
-        field(value.as_bytes());
+/// Writes a checkpoint file (not synced: the caller syncs and renames it).
+pub fn write(path: &Path, run_id: &str, epoch: u32, tensors: &[TensorData<'_>]) -> io::Result<()> {
+    std::fs::write(path, encode(run_id, epoch, tensors)?)
+}
+
+/// The checksum as it is computed: every field length-prefixed, so that no two different
+/// contents can be spelled the same.
+struct ChecksumFeed(crc32fast::Hasher);
+
+impl ChecksumFeed {
+    fn field(&mut self, bytes: &[u8]) {
+        self.0.update(&(bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
     }
-    for (name, dtype, shape, data) in sorted {
-        field(name.as_bytes());
-        field(format!("{dtype:?}").as_bytes());
+
+    /// The metadata, but the checksum itself.
+    fn metadata(&mut self, metadata: &BTreeMap<String, String>) {
+        for (key, value) in metadata.iter().filter(|(k, _)| *k != CHECKSUM_KEY) {
+            self.field(key.as_bytes());
+            self.field(value.as_bytes());
+        }
+    }
+
+    /// A tensor's name, dtype and shape; its data follows as one more field.
+    fn tensor(&mut self, name: &str, dtype: Dtype, shape: &[usize]) {
+        self.field(name.as_bytes());
+        self.field(format!("{dtype:?}").as_bytes());
         let dims: Vec<u8> = shape
             .iter()
             .flat_map(|&d| (d as u64).to_le_bytes())
             .collect();
-        field(&dims);
-        field(data);
+        self.field(&dims);
     }
-    crc.finalize()
+}
+
+/// CRC32 of the metadata (but the checksum itself) and of every tensor, in name order.
+fn checksum(metadata: &BTreeMap<String, String>, sorted: &[(&str, Dtype, &[usize], &[u8])]) -> u32 {
+    let mut feed = ChecksumFeed(crc32fast::Hasher::new());
+    feed.metadata(metadata);
+    for (name, dtype, shape, data) in sorted {
+        feed.tensor(name, *dtype, shape);
+        feed.field(data);
+    }
+    feed.0.finalize()
+}
+
+/// Largest header a checkpoint may have (its tensors' names, dtypes, shapes and offsets, and the
+/// metadata): what [`verify_on_disk`] reads into memory.
+const MAX_HEADER_BYTES: u64 = 16 << 20;
+
+/// Verifies the checkpoint at `path` without reading it into memory: it parses, its checksum
+/// matches its contents, and it says it is `run_id`'s `epoch`. The daemon checks every checkpoint
+/// a worker sends this way before it renames it into place. The error fits after "the
+/// checkpoint ... is unusable: ".
+pub fn verify_on_disk(path: &Path, run_id: &str, epoch: u32) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let length = file
+        .metadata()
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .len();
+    let read_at = |offset: u64, buffer: &mut [u8]| {
+        file.read_exact_at(buffer, offset)
+            .map_err(|e| format!("it is truncated ({length} bytes): {e}"))
+    };
+    let mut prefix = [0u8; 8];
+    read_at(0, &mut prefix)?;
+    let header_len = u64::from_le_bytes(prefix);
+    if header_len > MAX_HEADER_BYTES || 8 + header_len > length {
+        return Err(format!(
+            "its header length {header_len} does not fit ({length} bytes)"
+        ));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    read_at(8, &mut header)?;
+    let metadata: Metadata =
+        serde_json::from_slice(&header).map_err(|e| format!("its header is malformed: {e}"))?;
+    let stored: BTreeMap<String, String> = metadata
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let said = |key: &str| stored.get(key).map(String::as_str);
+    if said(RUN_ID_KEY) != Some(run_id) || said(EPOCH_KEY) != Some(&epoch.to_string()) {
+        return Err(format!(
+            "it says it is run {:?}'s epoch {:?}, not run {run_id}'s epoch {epoch}",
+            said(RUN_ID_KEY).unwrap_or("?"),
+            said(EPOCH_KEY).unwrap_or("?")
+        ));
+    }
+    let Some(expected) = stored.get(CHECKSUM_KEY) else {
+        return Err("its checksum is missing from its metadata".into());
+    };
+    let data_start = 8 + header_len;
+    let mut tensors: Vec<(String, &TensorInfo)> = metadata.tensors().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let data_len: usize = tensors
+        .iter()
+        .map(|(_, t)| t.data_offsets.1)
+        .max()
+        .unwrap_or(0);
+    if data_start + data_len as u64 != length {
+        return Err(format!(
+            "it is truncated or malformed ({length} bytes, its header describes {})",
+            data_start + data_len as u64
+        ));
+    }
+    let mut feed = ChecksumFeed(crc32fast::Hasher::new());
+    feed.metadata(&stored);
+    let mut buffer = vec![0u8; 1 << 20];
+    for (name, info) in &tensors {
+        let (start, end) = info.data_offsets;
+        let numel = info.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if end < start || numel.and_then(|n| n.checked_mul(info.dtype.size())) != Some(end - start)
+        {
+            return Err(format!("its tensor {name} has inconsistent offsets"));
+        }
+        feed.tensor(name, info.dtype, &info.shape);
+        feed.0.update(&((end - start) as u64).to_le_bytes());
+        let mut at = start;
+        while at < end {
+            let take = (end - at).min(buffer.len());
+            read_at(data_start + at as u64, &mut buffer[..take])?;
+            feed.0.update(&buffer[..take]);
+            at += take;
+        }
+    }
+    let actual = format!("{:08x}", feed.0.finalize());
+    if *expected != actual {
+        return Err(format!(
+            "its checksum does not match its contents (stored {expected}, computed {actual})"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a checkpoint's contents were checked against a checksum.
@@ -216,6 +332,11 @@ impl CheckpointFile {
             io::ErrorKind::NotFound => "it is missing".to_string(),
             _ => format!("cannot read it: {e}"),
         })?;
+        Self::from_bytes(bytes)
+    }
+
+    /// Parses and verifies a checkpoint's bytes (as a worker receives the one it resumes from).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, String> {
         let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| {
             format!(
                 "it is truncated or malformed ({} bytes; safetensors: {e:?})",
@@ -353,8 +474,19 @@ mod tests {
         std::fs::write(&path, &flipped).unwrap();
         let err = CheckpointFile::read(&path).err().unwrap();
         assert!(err.contains("checksum does not match"), "{err}");
+        assert!(verify_on_disk(&path, "01a2000000000000", 7)
+            .unwrap_err()
+            .contains("checksum does not match"));
+        std::fs::write(&path, &good).unwrap();
+        verify_on_disk(&path, "01a2000000000000", 7).unwrap();
+        assert!(verify_on_disk(&path, "01a2000000000000", 8)
+            .unwrap_err()
+            .contains("not run 01a2000000000000's epoch 8"));
         // Cut short.
         std::fs::write(&path, &good[..good.len() - 5]).unwrap();
+        assert!(verify_on_disk(&path, "01a2000000000000", 7)
+            .unwrap_err()
+            .contains("truncated"));
         let err = CheckpointFile::read(&path).err().unwrap();
         assert!(err.contains("truncated"), "{err}");
         // Gone.

@@ -1,127 +1,21 @@
-//! Per-epoch checkpoints: the model's parameters and the optimizer's state in one safetensors
-//! file, `DATA_DIR/runs/ID/epoch-NNNNNN.safetensors`, written to a temporary name and renamed,
-//! so a crash leaves either the previous checkpoint or the new one, never half of one. The file is
-//! synced before the rename and its folder after it, so once [`write`] returns the checkpoint
-//! survives a power cut too (the epoch record that points at it is written only then).
+//! Per-epoch checkpoints as the daemon keeps them: the model's parameters and the optimizer's
+//! state in one safetensors file per epoch, `DATA_DIR/runs/ID/epoch-NNNNNN.safetensors`. A
+//! worker builds the file ([`file::encode`]) and sends it in chunks; the daemon writes them to a
+//! temporary name ([`Receiving`]), verifies the whole file, syncs it, renames it into place and
+//! syncs the folder, so a crash leaves either the previous checkpoint or the new one, never half of
+//! one, and once [`Receiving::commit`] returns the checkpoint survives a power cut too (the epoch
+//! record that points at it is written only then).
 //!
 //! Each file carries a checksum, verified whenever it is read, the run's record and its own epoch's
-//! record; with the run's epoch log ([`crate::store::epoch_log`]) a run folder alone is enough to rebuild the run
-//! ([`file`] says how and why).
+//! record; with the run's epoch log ([`crate::store::epoch_log`]) a run folder alone is enough to
+//! rebuild the run ([`file`] says how and why).
 
 pub mod file;
 
-use std::{
-    borrow::Cow,
-    collections::{HashMap, HashSet},
-    path::Path,
-};
-
-use safetensors::tensor::Dtype;
-use tch::{Device, Kind, TchError, Tensor};
+use std::{io::Write, path::Path};
 
 pub use self::file::{epochs_in, path_for, Checksum};
-use self::file::{TensorData, EPOCHS_TENSOR, RUN_TENSOR, TMP_FILE};
-use super::{data::Standardization, optim::Optimizer, targets::TargetScaling};
-use crate::{durable, spec::rates::ResolvedParam};
-
-const MODEL_PREFIX: &str = "model.";
-const DATA_MEAN: &str = "data.mean";
-const DATA_STD: &str = "data.std";
-/// A regression's target statistics (see [`super::targets`]), one double each.
-const TARGET_MEAN: &str = "data.target_mean";
-const TARGET_STD: &str = "data.target_std";
-/// Tensors whose names start with this are Strata's own records, not training state.
-const RECORDS_PREFIX: &str = "strata.";
-
-/// What a checkpoint carries besides training state, already encoded: the run's record ([`crate::store::record`]
-/// `StoredRun`) and the record of the checkpoint's own epoch (a length-delimited `StoredEpoch`;
-/// the earlier ones are in the run's epoch log).
-#[derive(Default)]
-pub struct RunRecords {
-    pub run: Vec<u8>,
-    pub epochs: Vec<u8>,
-}
-
-fn tensor_data(name: String, tensor: &Tensor) -> Result<TensorData<'static>, TchError> {
-    let tensor = tensor
-        .f_detach()?
-        .f_to_device(Device::Cpu)?
-        .f_contiguous()?;
-    let dtype = Dtype::try_from(tensor.kind())?;
-    let numel = tensor.numel();
-    let mut data = vec![0u8; numel * tensor.kind().elt_size_in_bytes()];
-    tensor.f_copy_data_u8(&mut data, numel)?;
-    Ok(TensorData {
-        name,
-        dtype,
-        shape: tensor.size().iter().map(|&d| d as usize).collect(),
-        data: Cow::Owned(data),
-    })
-}
-
-fn bytes_tensor<'a>(name: &str, bytes: &'a [u8]) -> TensorData<'a> {
-    TensorData {
-        name: name.to_string(),
-        dtype: Dtype::U8,
-        shape: vec![bytes.len()],
-        data: Cow::Borrowed(bytes),
-    }
-}
-
-/// How the data was rescaled for training: what a resumed run must rescale it with again.
-pub struct DataScaling<'a> {
-    pub features: &'a Standardization,
-    /// A regression's target scaling; `None` for a classifier.
-    pub targets: Option<TargetScaling>,
-}
-
-/// Writes the checkpoint of `epoch`.
-pub fn write(
-    dir: &Path,
-    run_id: &str,
-    epoch: u32,
-    parameters: &[(String, Tensor)],
-    optimizer: &Optimizer,
-    scaling: DataScaling<'_>,
-    records: &RunRecords,
-) -> Result<(), String> {
-    let DataScaling {
-        features: standardization,
-        targets,
-    } = scaling;
-    durable::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let mut named: Vec<TensorData<'_>> = Vec::new();
-    let mut add = |name: String, tensor: &Tensor| -> Result<(), TchError> {
-        named.push(tensor_data(name, tensor)?);
-        Ok(())
-    };
-    let state = (|| {
-        for (name, tensor) in parameters {
-            add(format!("{MODEL_PREFIX}{name}"), tensor)?;
-        }
-        add(DATA_MEAN.into(), &standardization.mean)?;
-        add(DATA_STD.into(), &standardization.std)?;
-        // Always for a regression (identity included), so that its absence means "written
-        // before targets were scaled" (see TargetScaling::choose).
-        if let Some(targets) = targets {
-            add(TARGET_MEAN.into(), &Tensor::f_from_slice(&[targets.mean])?)?;
-            add(TARGET_STD.into(), &Tensor::f_from_slice(&[targets.std])?)?;
-        }
-        for (name, tensor) in optimizer.state_tensors()? {
-            add(name, &tensor)?;
-        }
-        Ok::<_, TchError>(())
-    })();
-    state.map_err(|e| format!("cannot write a checkpoint: {e}"))?;
-    named.push(bytes_tensor(RUN_TENSOR, &records.run));
-    named.push(bytes_tensor(EPOCHS_TENSOR, &records.epochs));
-    let tmp = dir.join(TMP_FILE);
-    let failed = |e: std::io::Error| format!("cannot write a checkpoint in {}: {e}", dir.display());
-    file::write(&tmp, run_id, epoch, &named).map_err(failed)?;
-    durable::sync_file(&tmp).map_err(failed)?;
-    std::fs::rename(&tmp, path_for(dir, epoch)).map_err(failed)?;
-    durable::sync_dir(dir).map_err(failed)
-}
+use crate::durable;
 
 /// Deletes all but the newest `keep` checkpoints.
 pub fn prune(dir: &Path, keep: usize) {
@@ -133,117 +27,118 @@ pub fn prune(dir: &Path, keep: usize) {
     }
 }
 
-/// A checkpoint file read into memory once, verified: its tensors by name.
-pub struct Checkpoint {
-    named: HashMap<String, Tensor>,
-    /// Whether its checksum was verified, or it predates checksums.
-    pub checksum: Checksum,
+/// The checkpoint of one epoch arriving from a worker, chunk by chunk, written to the folder's
+/// temporary name as it comes (the daemon never holds a whole checkpoint in memory).
+pub struct Receiving {
+    epoch: u32,
+    file: std::fs::File,
+    written: u64,
+    /// Most bytes this run's checkpoints may have.
+    limit: u64,
 }
 
-impl Checkpoint {
-    /// Reads and verifies a checkpoint; the error names the file and says what is wrong with it.
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let unusable =
-            |why: String| format!("the checkpoint {} is unusable: {why}", path.display());
-        let file = file::CheckpointFile::read(path).map_err(unusable)?;
-        let named = file
-            .tensors()
-            .into_iter()
-            .filter(|(name, ..)| !name.starts_with(RECORDS_PREFIX))
-            .map(|(name, dtype, shape, data)| {
-                let kind = Kind::try_from(dtype)?;
-                let size: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-                Ok((name, Tensor::f_from_data_size(data, &size, kind)?))
-            })
-            .collect::<Result<_, TchError>>()
-            .map_err(|e| unusable(e.to_string()))?;
-        Ok(Checkpoint {
-            named,
-            checksum: file.checksum,
+impl Receiving {
+    /// Starts receiving `epoch`'s checkpoint into `dir` (created if missing), at most `limit`
+    /// bytes; an earlier unfinished one is overwritten.
+    pub fn start(dir: &Path, epoch: u32, limit: u64) -> Result<Self, String> {
+        durable::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let tmp = dir.join(file::TMP_FILE);
+        let file = std::fs::File::create(&tmp)
+            .map_err(|e| format!("cannot write a checkpoint in {}: {e}", dir.display()))?;
+        Ok(Receiving {
+            epoch,
+            file,
+            written: 0,
+            limit,
         })
     }
 
-    fn parameter(&self, name: &str) -> Option<&Tensor> {
-        self.named.get(&format!("{MODEL_PREFIX}{name}"))
+    /// The epoch whose checkpoint this is.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
     }
 
-    /// The feature statistics its run was standardized with, if it recorded them.
-    pub fn standardization(&self) -> Option<Standardization> {
-        match (self.named.get(DATA_MEAN), self.named.get(DATA_STD)) {
-            (Some(mean), Some(std)) => Some(Standardization {
-                mean: mean.shallow_clone(),
-                std: std.shallow_clone(),
-            }),
-            _ => None,
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.written
+    }
+
+    /// Appends the next chunk.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
+        let total = self.written.saturating_add(chunk.len() as u64);
+        if total > self.limit {
+            return Err(format!(
+                "the checkpoint of epoch {} is larger than {} bytes, the most this run's parameters and optimizer state can take",
+                self.epoch, self.limit
+            ));
         }
+        self.file
+            .write_all(chunk)
+            .map_err(|e| format!("cannot write a checkpoint: {e}"))?;
+        self.written = total;
+        Ok(())
     }
 
-    /// The target statistics a regression run was trained with, if it recorded them.
-    pub fn target_scaling(&self) -> Option<TargetScaling> {
-        let value = |name: &str| self.named.get(name)?.f_double_value(&[0]).ok();
-        Some(TargetScaling {
-            mean: value(TARGET_MEAN)?,
-            std: value(TARGET_STD)?,
-        })
-    }
-
-    /// Restores a run exactly: every parameter (all must be present with their shapes) and the
-    /// optimizer's state.
-    pub fn restore(
-        &self,
-        parameters: &[(String, Tensor)],
-        optimizer: &mut Optimizer,
-        device: Device,
-    ) -> Result<(), String> {
-        tch::no_grad(|| {
-            for (name, tensor) in parameters {
-                let saved = self
-                    .parameter(name)
-                    .ok_or_else(|| format!("the checkpoint has no parameter {name}"))?;
-                if saved.size() != tensor.size() {
-                    return Err(format!(
-                        "the checkpoint's {name} has shape {:?}, the model's {:?}",
-                        saved.size(),
-                        tensor.size()
-                    ));
-                }
-                tensor
-                    .shallow_clone()
-                    .f_copy_(saved)
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(())
+    /// Verifies the whole file (it parses, its checksum matches, it is `run_id`'s checkpoint of
+    /// this epoch), syncs it, renames it into place and syncs the folder.
+    pub fn commit(self, dir: &Path, run_id: &str) -> Result<(), String> {
+        let Receiving { epoch, file, .. } = self;
+        let tmp = dir.join(file::TMP_FILE);
+        let failed =
+            |e: std::io::Error| format!("cannot write a checkpoint in {}: {e}", dir.display());
+        file.sync_all().map_err(failed)?;
+        drop(file);
+        file::verify_on_disk(&tmp, run_id, epoch).map_err(|why| {
+            format!("the worker sent an unusable checkpoint of epoch {epoch}: {why}")
         })?;
-        optimizer
-            .load_state(&self.named, device)
-            .map_err(|e| format!("the checkpoint's optimizer state: {e}"))
+        std::fs::rename(&tmp, path_for(dir, epoch)).map_err(failed)?;
+        durable::sync_dir(dir).map_err(failed)
     }
+}
 
-    /// The names of `resolved`'s parameters this checkpoint has with the same shape.
-    pub fn matching_parameters(&self, resolved: &[ResolvedParam]) -> HashSet<String> {
-        resolved
-            .iter()
-            .filter(|p| {
-                self.parameter(&p.info.name)
-                    .is_some_and(|t| t.size() == p.info.shape)
-            })
-            .map(|p| p.info.name.clone())
-            .collect()
-    }
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
 
-    /// Copies into the model every parameter this checkpoint has with the same name and shape;
-    /// the rest keep their fresh initialisation.
-    pub fn load_matching(&self, parameters: &[(String, Tensor)]) -> Result<(), String> {
-        tch::no_grad(|| {
-            for (name, tensor) in parameters {
-                if let Some(source) = self.parameter(name).filter(|t| t.size() == tensor.size()) {
-                    tensor
-                        .shallow_clone()
-                        .f_copy_(source)
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            Ok(())
-        })
+    use super::{file::TensorData, *};
+
+    #[test]
+    fn a_received_checkpoint_lands_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let weights = [1u8; 16];
+        let tensors = [TensorData {
+            name: "model.head.weight".into(),
+            dtype: safetensors::tensor::Dtype::F32,
+            shape: vec![2, 2],
+            data: Cow::Borrowed(&weights[..]),
+        }];
+        let bytes = file::encode("01a2000000000000", 3, &tensors).unwrap();
+        let mut receiving = Receiving::start(dir.path(), 3, 1 << 20).unwrap();
+        for chunk in bytes.chunks(7) {
+            receiving.write(chunk).unwrap();
+        }
+        assert_eq!(receiving.received(), bytes.len() as u64);
+        receiving.commit(dir.path(), "01a2000000000000").unwrap();
+        assert_eq!(std::fs::read(path_for(dir.path(), 3)).unwrap(), bytes);
+
+        // Another run's, or cut short: refused, and nothing is renamed into place.
+        let mut receiving = Receiving::start(dir.path(), 4, 1 << 20).unwrap();
+        receiving.write(&bytes).unwrap();
+        let err = receiving
+            .commit(dir.path(), "01a2000000000000")
+            .unwrap_err();
+        assert!(err.contains("epoch 4"), "{err}");
+        let mut receiving = Receiving::start(dir.path(), 3, 1 << 20).unwrap();
+        receiving.write(&bytes[..bytes.len() - 1]).unwrap();
+        assert!(receiving.commit(dir.path(), "01a2000000000000").is_err());
+        assert_eq!(epochs_in(dir.path()), vec![3]);
+
+        // Over the run's bound.
+        let mut receiving = Receiving::start(dir.path(), 5, 10).unwrap();
+        assert!(receiving
+            .write(&bytes)
+            .unwrap_err()
+            .contains("larger than 10 bytes"));
     }
 }

@@ -28,29 +28,35 @@ fn csv_spec(path: &std::path::Path, validation: Validation) -> DatasetSpec {
 }
 
 #[test]
-fn same_seed_same_data_and_standardized() {
-    let a = build_dataset(&spec(SyntheticKind::Spirals), 7, Device::Cpu, None).unwrap();
-    let b = build_dataset(&spec(SyntheticKind::Spirals), 7, Device::Cpu, None).unwrap();
-    let c = build_dataset(&spec(SyntheticKind::Spirals), 8, Device::Cpu, None).unwrap();
-    assert!(a.train_x.equal(&b.train_x) && a.val_y.equal(&b.val_y));
-    assert!(!a.train_x.equal(&c.train_x));
-    assert_eq!(a.train_len(), 150);
-    assert_eq!(a.val_x.size(), vec![50, 2]);
-    let mean = a
-        .train_x
-        .mean_dim(0, false, Kind::Float)
-        .abs()
-        .max()
-        .double_value(&[]);
-    assert!(mean < 1e-5, "{mean}");
-    assert_eq!(a.train_y.max().int64_value(&[]), 2);
+fn same_seed_same_split() {
+    let a = load_split(&spec(SyntheticKind::Spirals), 7).unwrap();
+    let b = load_split(&spec(SyntheticKind::Spirals), 7).unwrap();
+    let c = load_split(&spec(SyntheticKind::Spirals), 8).unwrap();
+    assert!(a.train.features == b.train.features && a.val.targets == b.val.targets);
+    assert!(a.train.features != c.train.features);
+    assert_eq!((a.train.rows(), a.val.rows()), (150, 50));
+    assert_eq!(a.val.sample_shape, vec![2]);
+    assert_eq!(a.val.features.len(), 100);
+    let most = a.train.targets.iter().copied().fold(0f32, f32::max);
+    assert_eq!(most, 2.0);
 }
 
 #[test]
-fn regression_targets_are_columns() {
-    let d = build_dataset(&spec(SyntheticKind::Regression), 1, Device::Cpu, None).unwrap();
-    assert_eq!(d.train_y.size(), vec![150, 1]);
-    assert_eq!(d.train_x.size(), vec![150, 4]);
+fn a_split_keeps_each_row_with_its_target() {
+    // The validation rows are the shuffle's first ones, the training rows the rest, each row
+    // whole and with its own target.
+    let spec = spec(SyntheticKind::Regression);
+    let d = load_split(&spec, 1).unwrap();
+    assert_eq!((d.train.rows(), d.val.rows()), (150, 50));
+    assert_eq!(d.train.sample_shape, vec![4]);
+    let mut rng = SeededRng::new(1);
+    let all = load(&spec, &mut rng).unwrap().train;
+    let order = SplitOrder::new(all.rows(), 0.25, &mut rng).unwrap();
+    let row = order.train()[0] as usize;
+    assert_eq!(d.train.features[..4], all.features[row * 4..row * 4 + 4]);
+    assert_eq!(d.train.targets[0], all.targets[row]);
+    let row = order.val()[49] as usize;
+    assert_eq!(d.val.features[49 * 4..], all.features[row * 4..row * 4 + 4]);
 }
 
 #[test]
@@ -85,20 +91,21 @@ fn csv_with_a_validation_file_and_a_constant_column() {
             leakage: None,
         }
     );
-    let d = build_dataset(&spec, 0, Device::Cpu, None).unwrap();
-    assert_eq!(d.train_len(), 20);
-    assert_eq!(d.val_x.size(), vec![1, 2]);
-    // The constant column is centred, not divided by a zero spread.
-    assert_eq!(d.val_x.double_value(&[0, 1]), 1.0);
+    let d = load_split(&spec, 0).unwrap();
+    assert_eq!(d.train.rows(), 20);
+    assert_eq!(
+        (d.val.features.clone(), d.val.targets.clone()),
+        (vec![3.0, 6.0], vec![1.0])
+    );
 
     let split = csv_spec(&train, Validation::Split(0.25));
     assert_eq!(probe_dataset(&split, 0).unwrap().val_fraction, Some(0.25));
-    let d = build_dataset(&split, 0, Device::Cpu, None).unwrap();
-    assert_eq!((d.train_len(), d.val_x.size()[0]), (15, 5));
+    let d = load_split(&split, 0).unwrap();
+    assert_eq!((d.train.rows(), d.val.rows()), (15, 5));
 }
 
 #[test]
-fn idx_images_are_standardized_per_channel_and_t10k_validates() {
+fn idx_images_keep_their_shape_and_t10k_validates() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, dims: &[u32], values: &[u8]| {
         let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
@@ -123,15 +130,16 @@ fn idx_images_are_standardized_per_channel_and_t10k_validates() {
     assert_eq!(shape.sample, vec![1, 4, 4]);
     assert_eq!(shape.task, Task::Classification { classes: 3 });
     assert_eq!(shape.val_fraction, Some(0.2), "no t10k files: a split");
-    let d = build_dataset(&spec, 0, Device::Cpu, None).unwrap();
-    assert_eq!(d.train_x.size(), vec![8, 1, 4, 4]);
-    assert!(d.train_x.mean(Kind::Float).double_value(&[]).abs() < 1e-5);
+    let d = load_split(&spec, 0).unwrap();
+    assert_eq!(
+        (d.train.rows(), d.train.sample_shape.clone()),
+        (8, vec![1, 4, 4])
+    );
 
     write(idx::TEST_IMAGES, &[2, 4, 4], &pixels[..32]);
     write(idx::TEST_LABELS, &[2], &[1, 2]);
     assert_eq!(probe_dataset(&spec, 0).unwrap().val_fraction, None);
-    let d = build_dataset(&spec, 0, Device::Cpu, None).unwrap();
-    assert_eq!(d.train_x.size(), vec![10, 1, 4, 4]);
-    assert_eq!(d.val_x.size(), vec![2, 1, 4, 4]);
-    assert_eq!(d.sample_shape(), vec![1, 4, 4]);
+    let d = load_split(&spec, 0).unwrap();
+    assert_eq!((d.train.rows(), d.val.rows()), (10, 2));
+    assert_eq!(d.val.sample_shape, vec![1, 4, 4]);
 }

@@ -92,6 +92,7 @@ impl From<RunState> for proto::Run {
             record,
             epochs_done,
             queue_position,
+            worker_pid,
         } = state;
         let val_metric = metric_to_proto(record.facts.task.metric()) as i32;
         let groups = record.groups().into_iter().map(Into::into).collect();
@@ -124,6 +125,7 @@ impl From<RunState> for proto::Run {
             parameter_count: record.parameter_count,
             device: record.device,
             queue_position,
+            worker_pid,
             resumes: record.resumes,
         }
     }

@@ -4,12 +4,10 @@
 
 use std::{collections::HashSet, path::Path};
 
-use tch::Device;
-
 use crate::{
     domain::{ColumnLeak, Leakage},
     spec::{DataSource, DatasetSpec, Task, Validation},
-    train::data::{build_dataset, probe_dataset, validation_rows, SeededRng},
+    train::data::{load_split, probe_dataset, validation_rows, SeededRng},
 };
 
 const VAL_FRACTION: f64 = 0.2;
@@ -100,25 +98,20 @@ fn duplicated_rows_are_counted_on_the_runs_own_split() {
             );
         }
 
-        // The split trained on is the one checked: the same rows repeat across build_dataset's
-        // (standardized alike) training and validation tensors.
-        let data = build_dataset(&spec, seed, Device::Cpu, None).unwrap();
-        let as_rows = |t: &tch::Tensor| -> Vec<Vec<u32>> {
-            let values = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
-            values
+        // The split trained on is the one checked: the same rows repeat across the training
+        // and validation samples the worker makes tensors of.
+        let data = load_split(&spec, seed).unwrap();
+        let as_rows = |samples: &crate::train::data::Samples| -> Vec<(Vec<u32>, u32)> {
+            samples
+                .features
                 .chunks(3)
                 .map(|r| r.iter().map(|v| v.to_bits()).collect())
+                .zip(samples.targets.iter().map(|t| t.to_bits()))
                 .collect()
         };
-        let train_labels = Vec::<i64>::try_from(&data.train_y).unwrap();
-        let val_labels = Vec::<i64>::try_from(&data.val_y).unwrap();
-        let trained: HashSet<(Vec<u32>, i64)> = as_rows(&data.train_x)
+        let trained: HashSet<(Vec<u32>, u32)> = as_rows(&data.train).into_iter().collect();
+        let repeated = as_rows(&data.val)
             .into_iter()
-            .zip(train_labels)
-            .collect();
-        let repeated = as_rows(&data.val_x)
-            .into_iter()
-            .zip(val_labels)
             .filter(|row| trained.contains(row))
             .count();
         assert_eq!(repeated as u64, leakage.exact_rows);

@@ -1,4 +1,4 @@
-//! Bakes libtorch's library folder into every binary's rpath, so `stratad` and the test binaries
+//! Bakes libtorch's library folder into every binary's rpath, so `strata-worker` and the test binaries
 //! run without LD_LIBRARY_PATH, and links libtorch_cuda even though no symbol of it is used
 //! directly: without it the CUDA backend is never registered and a GPU is never seen.
 //! torch-sys tells its direct dependents where libtorch is.

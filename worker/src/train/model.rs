@@ -9,15 +9,15 @@ use std::sync::Mutex;
 
 use tch::{nn, Device, TchError, Tensor};
 
-use crate::{
+use script::ScriptModule;
+use strata_server::{
     error::{Result, StrataError},
     spec::{
         model::{Activation, CnnGeometry, LayerOptions, CNN_KERNEL},
         rates::{ParamInfo, ResolvedParam},
-        ModelSpec, MAX_PARAMETERS,
+        ModelSpec,
     },
 };
-use script::ScriptModule;
 
 /// A model and its parameters in layer order.
 pub struct Model {
@@ -270,25 +270,20 @@ impl Model {
     }
 }
 
-/// The parameters a model of `spec` has for samples of shape `sample` and `outputs` outputs,
-/// without training anything (for validation and dry runs). A TorchScript module is loaded and
-/// run once on a batch of zeros, to check it maps such samples to `[batch, outputs]`.
-pub fn describe_parameters(
-    spec: &ModelSpec,
+/// The parameters a TorchScript module has, named as it names them, once loaded (on the CPU) and
+/// run once on a batch of zeros to check that it maps samples of shape `sample` to
+/// `[batch, outputs]` (a start or a dry run asks a worker for this; a built-in model's
+/// parameters the daemon computes itself, `ModelSpec::parameters`, which `Model::build` matches).
+pub fn describe_module(
+    path: &std::path::Path,
     sample: &[i64],
     outputs: i64,
 ) -> Result<Vec<ParamInfo>> {
-    if let Some(count) = spec.parameter_count(sample, outputs)? {
-        if count > MAX_PARAMETERS {
-            return Err(invalid(format!(
-                "this model has {count} parameters for this dataset; at most {MAX_PARAMETERS} are allowed"
-            )));
-        }
-    }
-    let model = Model::build(spec, sample, outputs, Device::Cpu)?;
-    if let ModelSpec::TorchScript { path } = spec {
-        script::check_output(&model, path, sample, outputs)?;
-    }
+    let spec = ModelSpec::TorchScript {
+        path: path.to_path_buf(),
+    };
+    let model = Model::build(&spec, sample, outputs, Device::Cpu)?;
+    script::check_output(&model, path, sample, outputs)?;
     Ok(model.parameter_infos())
 }
 

@@ -2,7 +2,7 @@
 //! (`AvgSmoothLoss`), the divergence stop (`LRFinder.after_batch` with `stop_div`), and the
 //! suggestions (`steep`, `minimum`, `valley`) on the curve `Learner.lr_find` hands them.
 
-use crate::domain::{RatePoint, Suggestions};
+use strata_server::domain::{RatePoint, Suggestions};
 
 /// fastai's `AvgSmoothLoss(beta=0.98)`.
 pub const SMOOTHING_BETA: f64 = 0.98;
@@ -121,7 +121,7 @@ mod tests {
     /// A curve of `steps` points with rates from 1e-7 to 10 as a sweep takes them, and the
     /// given smoothed losses.
     fn curve(losses: &[f64]) -> Vec<RatePoint> {
-        let test = crate::domain::RangeTest {
+        let test = strata_server::domain::RangeTest {
             steps: losses.len() as u32,
             ..Default::default()
         };

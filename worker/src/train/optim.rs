@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use tch::{Device, Kind, TchError, Tensor};
 
-use crate::spec::{OptimizerKind, OptimizerSpec};
+use strata_server::spec::{OptimizerKind, OptimizerSpec};
 
 const ADAM_BETA1: f64 = 0.9;
 const ADAM_BETA2: f64 = 0.999;

@@ -1,6 +1,6 @@
 //! How an epoch is cut into optimizer steps, and which of them are sampled.
 
-use crate::spec::RunSpec;
+use strata_server::spec::RunSpec;
 
 /// Steps per epoch whose gradient norms are measured (each measurement syncs with the device).
 pub(super) const GRAD_NORM_SAMPLES_PER_EPOCH: u64 = 20;

@@ -6,7 +6,7 @@ use std::path::Path;
 use tch::{CModule, Device, Kind, TchError, Tensor};
 
 use super::{invalid, Model};
-use crate::error::Result;
+use strata_server::error::Result;
 
 /// Largest TorchScript file loaded.
 const MAX_TORCHSCRIPT_BYTES: u64 = 2 << 30;
@@ -33,7 +33,7 @@ impl ScriptModule {
     /// to the optimizer one by one, so each gets its own rate.
     pub(super) fn load(path: &Path, device: Device) -> Result<(Self, Vec<(String, Tensor)>)> {
         // A regular file of bounded size; libtorch reads it only after this check.
-        crate::spec::paths::open_regular(path, MAX_TORCHSCRIPT_BYTES).map_err(|e| {
+        strata_server::spec::paths::open_regular(path, MAX_TORCHSCRIPT_BYTES).map_err(|e| {
             invalid(format!(
                 "cannot read the TorchScript module {} (it is read on the daemon's host): {e}",
                 path.display()

@@ -5,7 +5,8 @@
 //! Its own test binary: libtorch's random generator is global, and no other test may draw from it
 //! between the seeding and the build.
 
-use strata_server::{spec::model::ModelSpec, train::model::Model};
+use strata_server::spec::model::ModelSpec;
+use strata_worker::train::model::Model;
 use tch::{Device, Kind};
 
 /// `torch.manual_seed(7)` then three `nn.Linear`s, against `mlp:4,3` on 5 inputs and 2 outputs

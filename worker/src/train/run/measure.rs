@@ -3,11 +3,10 @@
 use tch::{Kind, Reduction, TchError, Tensor};
 
 use super::step_plan::StepPlan;
-use crate::{
-    domain::{DataFacts, TaskFacts},
-    spec::Task,
-    train::{data::Dataset, model::Model},
-};
+use strata_server::{domain::TaskFacts, spec::Task};
+
+use super::MeasuredData;
+use crate::train::{dataset::Dataset, model::Model};
 
 /// Validation runs in chunks of this many rows, so a large validation set never needs one huge
 /// activation tensor.
@@ -77,14 +76,10 @@ pub(super) fn validate(model: &Model, data: &Dataset) -> Result<(f64, f64), TchE
     })
 }
 
-/// What the run's data is, measured on the loaded data; how the label and the task were chosen,
-/// and what the leakage check found, come from `known` (recorded when the run was prepared, on
-/// the same split).
-pub(super) fn data_facts(
-    data: &Dataset,
-    plan: &StepPlan,
-    known: &DataFacts,
-) -> Result<DataFacts, TchError> {
+/// What the run's data is, measured on the loaded data (how the label and the task were chosen,
+/// and what the leakage check found, the daemon recorded when the run was prepared, on the same
+/// split).
+pub(super) fn measure_data(data: &Dataset, plan: &StepPlan) -> Result<MeasuredData, TchError> {
     let task = match data.task {
         Task::Classification { classes } => TaskFacts::Classification {
             classes: u32::try_from(classes).unwrap_or(u32::MAX),
@@ -93,14 +88,11 @@ pub(super) fn data_facts(
             target_variance: Some(target_variance(&data.val_y)?),
         },
     };
-    Ok(DataFacts {
+    Ok(MeasuredData {
         task,
         train_rows: plan.train_rows as u64,
         val_rows: data.val_y.size()[0] as u64,
         steps_per_epoch: plan.steps_per_epoch,
-        label: known.label.clone(),
-        task_reason: known.task_reason.clone(),
-        leakage: known.leakage.clone(),
     })
 }
 

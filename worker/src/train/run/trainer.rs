@@ -4,23 +4,24 @@ use std::{sync::Mutex, time::Instant};
 
 use tch::{Kind, TchError, Tensor};
 
+use strata_server::{
+    domain::{groups_in_order, largest_member, BatchProgress, EpochMetrics, GroupStats},
+    spec::{rates::ResolvedParam, RunSpec, Task},
+    train::data::SeededRng,
+};
+
 use super::{
     check_stop,
-    measure::{data_facts, loss_of, validate},
+    measure::{loss_of, measure_data, validate},
     step_plan::StepPlan,
     Halt, TrainJob,
 };
-use crate::{
-    domain::{groups_in_order, largest_member, BatchProgress, DataFacts, EpochMetrics, GroupStats},
-    spec::{rates::ResolvedParam, RunSpec, Task},
-    store::{epoch_log, record},
-    train::{
-        checkpoint::{self, Checkpoint, RunRecords},
-        data::{build_dataset, Dataset, SeededRng},
-        model::Model,
-        optim::{squared_norm, Optimizer},
-        targets::TargetScaling,
-    },
+use crate::train::{
+    checkpoint::{Checkpoint, RunRecords},
+    dataset::{build_dataset, Dataset},
+    model::Model,
+    optim::{squared_norm, Optimizer},
+    targets::TargetScaling,
 };
 
 /// libtorch's RNG is global: seeding and initialising a model must not interleave with another
@@ -34,7 +35,7 @@ pub(crate) fn seeded_model(
     data: &Dataset,
     resolved: &[ResolvedParam],
     device: tch::Device,
-) -> crate::error::Result<Model> {
+) -> strata_server::error::Result<Model> {
     let _guard = MODEL_INIT_LOCK
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -82,22 +83,21 @@ impl<'a> Trainer<'a> {
         let spec = job.spec;
         // A resumed run starts from its own last checkpoint, a fine-tuning run from its source's;
         // either way the checkpoint also gives the feature scaling the weights were trained on.
-        let source = match (job.resume_after_epoch, &job.init_from) {
-            (0, Some(path)) => Some(Checkpoint::read(path).map_err(Halt::Failed)?),
-            (0, None) => None,
-            (done, _) => Some(
-                Checkpoint::read(&checkpoint::path_for(&job.checkpoint_dir, done))
-                    .map_err(Halt::Failed)?,
-            ),
-        };
-        let reuse = source.as_ref().and_then(Checkpoint::standardization);
+        let source = job.start_from.as_ref();
+        if job.resume_after_epoch > 0 && source.is_none() {
+            return Err(Halt::Failed(format!(
+                "the run resumes after epoch {} but came without that epoch's checkpoint",
+                job.resume_after_epoch
+            )));
+        }
+        let reuse = source.and_then(Checkpoint::standardization);
         let mut data = build_dataset(&spec.dataset, spec.seed, job.device, reuse)?;
         // Facts in the targets' own units, before they are standardized.
         let plan = StepPlan::new(spec, data.train_len());
-        let facts = data_facts(&data, &plan, &job.record.facts)?;
+        let measured = measure_data(&data, &plan)?;
         let targets = match data.task {
             Task::Regression => {
-                let kept = source.as_ref().and_then(Checkpoint::target_scaling);
+                let kept = source.and_then(Checkpoint::target_scaling);
                 let resuming = job.resume_after_epoch > 0;
                 let scaling =
                     TargetScaling::choose(kept, resuming, || TargetScaling::of(&data.train_y))?;
@@ -115,15 +115,17 @@ impl<'a> Trainer<'a> {
             .map(|((name, tensor), resolved)| (name.clone(), tensor.shallow_clone(), resolved.lr))
             .collect();
         let mut optimizer = Optimizer::new(spec.optimizer, named_rates);
-        match (&source, job.resume_after_epoch) {
+        match (source, job.resume_after_epoch) {
             (Some(source), 0) => source.load_matching(model.parameters()),
             (Some(source), _) => source.restore(model.parameters(), &mut optimizer, job.device),
             (None, _) => Ok(()),
         }
         .map_err(Halt::Failed)?;
         let step = u64::from(job.resume_after_epoch) * plan.steps_per_epoch;
-        job.sink.data_loaded(&facts)?;
-        let records = run_records(job, facts)?;
+        let records = RunRecords {
+            run: job.sink.data_loaded(&measured)?,
+            epochs: Vec::new(),
+        };
         Ok(Trainer {
             targets,
             records,
@@ -388,21 +390,4 @@ struct StepsTaken {
     /// Per group, the sum of its gradient norms over the measured steps.
     grad_norm_sums: Vec<f64>,
     grad_norm_samples: u32,
-}
-
-/// The run's record (with the facts of its data) and the epochs it resumes after, encoded once;
-/// each epoch appends its own.
-fn run_records(job: &TrainJob<'_>, facts: DataFacts) -> Result<RunRecords, Halt> {
-    let mut run = job.record.clone();
-    run.facts = facts;
-    let records = RunRecords {
-        run: record::encode_run(&run),
-        epochs: Vec::new(),
-    };
-    // The epoch log starts from exactly the epochs the run goes on from (none for a new run; a
-    // resume from an older checkpoint drops the later ones), so it never mixes timelines.
-    crate::durable::create_dir_all(&job.checkpoint_dir)
-        .and_then(|()| epoch_log::rewrite(&job.checkpoint_dir, &job.kept_epochs))
-        .map_err(|e| Halt::Failed(format!("cannot write the run's epoch log: {e}")))?;
-    Ok(records)
 }

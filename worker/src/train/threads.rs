@@ -1,4 +1,4 @@
-//! Which threads run libtorch's intra-op parallelism: the training threads only.
+//! Which threads run libtorch's intra-op parallelism: the worker's training thread only.
 //!
 //! libtorch's CPU kernels split work over an OpenMP team, one team per thread that starts
 //! parallel work, kept for that thread's lifetime. GNU OpenMP then counts every team's threads,
@@ -8,10 +8,10 @@
 //! trained at 230 ms an epoch, every later run at 450 ms — slower than one thread (370 ms) —
 //! because a dataset load or a validation on another thread had made a second team.
 //!
-//! So the threads that are not training threads (the async runtime's and its blocking pool's:
-//! dataset loads, validations, checkpoint checks) do their tensor work on themselves alone, and
-//! only the training threads (one per slot, see `runs::threads`) have teams, of `--threads`
-//! threads each — by default the cores shared among the slots.
+//! A worker trains one job, on one thread, but it has other threads (its async runtime's, which
+//! talk to the daemon): those do their tensor work on themselves alone, and only the training
+//! thread has a team, of `--threads` threads — by default the cores shared among the daemon's
+//! slots, so that every worker's team together fits on the cores.
 
 use std::{
     ffi::{c_int, CStr},
@@ -75,13 +75,6 @@ pub fn set_tensor_threads_of_this_thread(threads: usize) {
     }
 }
 
-/// libtorch threads per training run when `--threads` does not say: the cores shared among the
-/// runs that train at once, so that every team's threads together fit on the cores.
-pub fn default_threads_per_run(max_concurrent_runs: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cores / max_concurrent_runs.max(1)).max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,12 +102,5 @@ mod tests {
         assert_eq!(set, 3);
         let other = std::thread::spawn(tch::get_num_threads).join().unwrap();
         assert_eq!(other, global);
-    }
-
-    #[test]
-    fn runs_share_the_cores_by_default() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(default_threads_per_run(1), cores);
-        assert_eq!(default_threads_per_run(cores * 2), 1);
     }
 }

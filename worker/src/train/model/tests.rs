@@ -6,10 +6,38 @@ fn names(infos: &[ParamInfo]) -> Vec<&str> {
     infos.iter().map(|p| p.name.as_str()).collect()
 }
 
+/// What the daemon computes of a built-in model (`ModelSpec::parameters`, without libtorch).
+fn described(spec: &ModelSpec, sample: &[i64], outputs: i64) -> Result<Vec<ParamInfo>> {
+    spec.parameters(sample, outputs)
+        .map(|params| params.expect("a built-in model"))
+}
+
+/// The daemon resolves a run's rates against the parameters it computes for a built-in model;
+/// the worker checks the model it builds has exactly those (`Model::for_run`). They agree.
+#[test]
+fn the_daemons_parameter_list_is_the_built_models() {
+    for (model, sample, outputs) in [
+        ("mlp:8,4", vec![2], 3),
+        ("mlp:16:act=gelu:dropout=0.2", vec![1, 4, 4], 10),
+        ("mlp:64,64,64", vec![13], 1),
+        ("cnn:4,8", vec![1, 8, 8], 10),
+        ("cnn", vec![3, 5, 7], 2),
+        ("cnn:2,2,2,2", vec![1, 3, 3], 4),
+    ] {
+        let spec = ModelSpec::parse(model).unwrap();
+        let built = Model::build(&spec, &sample, outputs, Device::Cpu).unwrap();
+        assert_eq!(
+            described(&spec, &sample, outputs).unwrap(),
+            built.parameter_infos(),
+            "{model} on {sample:?}"
+        );
+    }
+}
+
 #[test]
 fn names_and_shapes_like_pytorch() {
     let spec = ModelSpec::parse("mlp:8,4").unwrap();
-    let infos = describe_parameters(&spec, &[2], 3).unwrap();
+    let infos = described(&spec, &[2], 3).unwrap();
     assert_eq!(
         names(&infos),
         [
@@ -29,7 +57,7 @@ fn names_and_shapes_like_pytorch() {
 #[test]
 fn cnn_groups_are_convs_then_head() {
     let spec = ModelSpec::parse("cnn:4,8").unwrap();
-    let infos = describe_parameters(&spec, &[1, 8, 8], 10).unwrap();
+    let infos = described(&spec, &[1, 8, 8], 10).unwrap();
     assert_eq!(
         names(&infos),
         [
@@ -54,7 +82,7 @@ fn cnn_groups_are_convs_then_head() {
         )
         .unwrap();
     assert_eq!(out.size(), vec![5, 10]);
-    let err = describe_parameters(&spec, &[4], 3).unwrap_err().to_string();
+    let err = spec.parameters(&[4], 3).unwrap_err().to_string();
     assert!(
         err.starts_with("model: cnn needs image-shaped samples"),
         "{err}"
@@ -85,10 +113,9 @@ fn dropout_only_while_training() {
 
 #[test]
 fn a_missing_or_bad_module_is_a_model_error() {
-    let spec = ModelSpec::TorchScript {
-        path: "/nonexistent/net.pt".into(),
-    };
-    let err = describe_parameters(&spec, &[2], 2).unwrap_err().to_string();
+    let err = describe_module(std::path::Path::new("/nonexistent/net.pt"), &[2], 2)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.starts_with("model: cannot read the TorchScript module /nonexistent/net.pt"),
         "{err}"
@@ -96,9 +123,7 @@ fn a_missing_or_bad_module_is_a_model_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("net.pt");
     std::fs::write(&path, b"not a module").unwrap();
-    let err = describe_parameters(&ModelSpec::TorchScript { path }, &[2], 2)
-        .unwrap_err()
-        .to_string();
+    let err = describe_module(&path, &[2], 2).unwrap_err().to_string();
     assert!(
         err.starts_with("model: cannot load") && !err.contains('\n'),
         "{err}"

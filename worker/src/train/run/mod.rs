@@ -1,4 +1,4 @@
-//! The training loop of one run, on its own thread.
+//! The training loop of one run, on the worker's training thread.
 //!
 //! The hot loop stays on the tensor side: the epoch's loss is summed into a tensor, batch losses
 //! and gradient norms are read back (a device sync) only on the sampled steps that feed live
@@ -8,63 +8,46 @@ mod measure;
 mod step_plan;
 mod trainer;
 
-use std::{
-    path::PathBuf,
-    sync::atomic::{AtomicU8, Ordering},
-};
+use std::sync::atomic::AtomicU8;
 
-use tch::{Device, TchError};
-
-use super::checkpoint;
-use crate::{
-    domain::{BatchProgress, DataFacts, EpochMetrics, RunId, RunRecord},
+use strata_server::{
+    domain::{BatchProgress, EpochMetrics, Outcome, StopRequest, TaskFacts},
     error::StrataError,
     spec::{rates::ResolvedParam, RunSpec},
-    store::{epoch_log, record},
+    store::record,
 };
+use tch::{Device, TchError};
+
+use super::checkpoint::{self, Checkpoint};
 pub(crate) use measure::loss_of;
 pub(crate) use trainer::seeded_model;
 use trainer::Trainer;
 
-/// Where a run reports to while it trains. The run manager implements it: it stores what must
-/// last (durably, before anyone is told) and passes it on to the run's watchers. The loop itself
-/// knows neither the store nor the async runtime.
+/// What the worker measured on a run's data once it was loaded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MeasuredData {
+    pub task: TaskFacts,
+    pub train_rows: u64,
+    pub val_rows: u64,
+    pub steps_per_epoch: u64,
+}
+
+/// Where a run reports to while it trains: the daemon, through the worker's session. The loop
+/// itself knows neither the daemon nor the async runtime.
 pub trait RunSink: Sync {
-    /// The data is loaded: what it is. Called once per start, before the first epoch.
-    fn data_loaded(&self, facts: &DataFacts) -> crate::error::Result<()>;
-    /// An epoch finished and its checkpoint is on the disk: store it durably, then stream it.
-    fn epoch_finished(&self, epoch: &EpochMetrics) -> crate::error::Result<()>;
+    /// The data is loaded: what it is. Called once per start, before the first epoch. Returns the
+    /// run's record as the daemon stores it, which every checkpoint carries.
+    fn data_loaded(&self, data: &MeasuredData) -> strata_server::error::Result<Vec<u8>>;
+    /// An epoch finished: its record and its checkpoint (the file's bytes), for the daemon to
+    /// store durably (and then stream). May return before they are stored; a sink that does
+    /// makes sure the previous epoch is stored before it takes the next.
+    fn epoch_finished(
+        &self,
+        epoch: &EpochMetrics,
+        checkpoint: Vec<u8>,
+    ) -> strata_server::error::Result<()>;
     /// A sampled batch loss, for watchers only.
     fn progress(&self, progress: BatchProgress);
-}
-
-/// What asked a run to stop early.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum StopRequest {
-    None = 0,
-    Cancel = 1,
-    /// The daemon is shutting down.
-    Interrupt = 2,
-}
-
-impl StopRequest {
-    pub fn load(flag: &AtomicU8) -> StopRequest {
-        match flag.load(Ordering::Acquire) {
-            1 => StopRequest::Cancel,
-            2 => StopRequest::Interrupt,
-            _ => StopRequest::None,
-        }
-    }
-}
-
-/// How a run ended.
-#[derive(Debug)]
-pub enum Outcome {
-    Completed,
-    Stopped(StopRequest),
-    Diverged(String),
-    Failed(String),
 }
 
 enum Halt {
@@ -85,32 +68,20 @@ impl From<StrataError> for Halt {
     }
 }
 
-/// Everything the loop needs from the daemon.
+/// Everything the loop needs from the daemon's job.
 pub struct TrainJob<'a> {
-    pub run_id: RunId,
+    pub run_id: String,
     pub spec: &'a RunSpec,
     pub resolved: &'a [ResolvedParam],
     pub device: Device,
-    /// The run's record as stored when it started (checkpoints carry it).
-    pub record: RunRecord,
-    /// The stored epochs the run goes on from (none for a new run).
-    pub kept_epochs: Vec<EpochMetrics>,
     pub sink: &'a dyn RunSink,
     pub stop: &'a AtomicU8,
-    pub checkpoint_dir: PathBuf,
-    /// Checkpoints kept per run (the newest).
-    pub keep_checkpoints: usize,
-    /// Epochs already trained: 0 for a fresh run, else the epoch whose checkpoint to resume from.
+    /// Epochs already trained: 0 for a fresh run, else the epoch `start_from` is the checkpoint
+    /// of.
     pub resume_after_epoch: u32,
-    /// A fresh fine-tuning run starts from this checkpoint's matching parameters.
-    pub init_from: Option<PathBuf>,
-}
-
-/// A checkpoint a run starts from, and the parameters it provides (matched by name and shape).
-#[derive(Clone, Debug)]
-pub struct InitFrom {
-    pub path: PathBuf,
-    pub loaded: std::collections::HashSet<String>,
+    /// The checkpoint the run starts from: its own for a resume, its source's for a fresh
+    /// fine-tune.
+    pub start_from: Option<Checkpoint>,
 }
 
 /// Trains the run to its end. Never panics on libtorch errors: they fail the run.
@@ -145,27 +116,22 @@ fn run_epochs(job: &TrainJob<'_>) -> Result<(), Halt> {
         let metrics = trainer.epoch(epoch)?;
         trainer.records.epochs.clear();
         record::encode_epoch_delimited(&metrics, &mut trainer.records.epochs);
-        // The checkpoint first, then the record: every stored epoch has a checkpoint to resume
-        // from, and the newest checkpoint is at most one epoch ahead of the stored records (the
-        // start-up check relies on it). Durable before streamed.
-        checkpoint::write(
-            &job.checkpoint_dir,
-            &job.run_id.to_string(),
+        // The checkpoint goes with its epoch: the daemon stores it first, then the record, so
+        // every stored epoch has a checkpoint to resume from.
+        let checkpoint = checkpoint::encode(
+            &job.run_id,
             epoch,
             trainer.model.parameters(),
             &trainer.optimizer,
             checkpoint::DataScaling {
                 features: &trainer.data.standardization,
-                targets: matches!(trainer.data.task, crate::spec::Task::Regression)
+                targets: matches!(trainer.data.task, strata_server::spec::Task::Regression)
                     .then_some(trainer.targets),
             },
             &trainer.records,
         )
         .map_err(Halt::Failed)?;
-        epoch_log::append(&job.checkpoint_dir, &metrics)
-            .map_err(|e| Halt::Failed(format!("cannot append to the run's epoch log: {e}")))?;
-        job.sink.epoch_finished(&metrics)?;
-        checkpoint::prune(&job.checkpoint_dir, job.keep_checkpoints);
+        job.sink.epoch_finished(&metrics, checkpoint)?;
         let val_loss = metrics.val_loss;
         if !val_loss.is_finite() {
             return Err(Halt::Diverged(format!(

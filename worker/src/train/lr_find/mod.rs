@@ -9,21 +9,20 @@
 
 pub mod suggest;
 
-use std::path::Path;
-
+use strata_server::{
+    domain::{groups_in_order, largest_member, ProbeProgress, RangeTest, RatePoint, RateProbe},
+    spec::{rates::ResolvedParam, RunSpec, Task},
+    train::data::SeededRng,
+};
 use tch::{Device, Kind, TchError, Tensor};
 
 use super::{
     checkpoint::Checkpoint,
-    data::{build_dataset, Dataset, SeededRng},
+    dataset::{build_dataset, Dataset},
     model::Model,
     optim::Optimizer,
+    run::{loss_of, seeded_model},
     targets::TargetScaling,
-    worker::{loss_of, seeded_model},
-};
-use crate::{
-    domain::{groups_in_order, largest_member, ProbeProgress, RangeTest, RatePoint, RateProbe},
-    spec::{rates::ResolvedParam, RunSpec, Task},
 };
 use suggest::{diverged, suggestions, SmoothedLoss};
 
@@ -36,7 +35,7 @@ pub struct ProbeJob<'a> {
     pub resolved: &'a [ResolvedParam],
     pub device: Device,
     /// A fine-tune's source checkpoint (its matching parameters and its feature scaling).
-    pub init_from: Option<&'a Path>,
+    pub init_from: Option<&'a Checkpoint>,
     pub range: RangeTest,
     /// The groups to probe, in the model's order.
     pub groups: &'a [String],
@@ -60,8 +59,8 @@ impl From<TchError> for ProbeHalt {
     }
 }
 
-impl From<crate::error::StrataError> for ProbeHalt {
-    fn from(err: crate::error::StrataError) -> Self {
+impl From<strata_server::error::StrataError> for ProbeHalt {
+    fn from(err: strata_server::error::StrataError) -> Self {
         ProbeHalt::Failed(err.to_string())
     }
 }
@@ -108,16 +107,12 @@ impl<'a> Bench<'a> {
     /// source's weights and scaling).
     fn new(job: &'a ProbeJob<'a>) -> Result<Self, ProbeHalt> {
         let spec = job.spec;
-        let source = job
-            .init_from
-            .map(Checkpoint::read)
-            .transpose()
-            .map_err(ProbeHalt::Failed)?;
-        let reuse = source.as_ref().and_then(Checkpoint::standardization);
+        let source = job.init_from;
+        let reuse = source.and_then(Checkpoint::standardization);
         let mut data = build_dataset(&spec.dataset, spec.seed, job.device, reuse)?;
         let targets = match data.task {
             Task::Regression => {
-                let kept = source.as_ref().and_then(Checkpoint::target_scaling);
+                let kept = source.and_then(Checkpoint::target_scaling);
                 let scaling =
                     TargetScaling::choose(kept, false, || TargetScaling::of(&data.train_y))?;
                 data.train_y = scaling.standardize(&data.train_y)?;
@@ -126,7 +121,7 @@ impl<'a> Bench<'a> {
             Task::Classification { .. } => TargetScaling::IDENTITY,
         };
         let model = seeded_model(spec, &data, job.resolved, job.device)?;
-        if let Some(source) = &source {
+        if let Some(source) = source {
             source
                 .load_matching(model.parameters())
                 .map_err(ProbeHalt::Failed)?;

@@ -1,0 +1,89 @@
+//! The worker protocol's gRPC service: a worker connects, says hello with the ticket of the job it
+//! was started for, and its session is handed to the run manager's task waiting for it.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use strata_proto::worker::v1::{self as wire, worker_server::Worker};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{session::Connection, wire::PROTOCOL_VERSION};
+
+/// How long a connected worker may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages to a worker queued before the daemon waits for it to read (a checkpoint's chunks).
+const TO_WORKER_BUFFER: usize = 8;
+
+/// The jobs waiting for their worker to connect, by ticket.
+#[derive(Default)]
+pub(super) struct Waiting(Mutex<HashMap<String, oneshot::Sender<Connection>>>);
+
+impl Waiting {
+    pub fn add(&self, ticket: String, connected: oneshot::Sender<Connection>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ticket, connected);
+    }
+
+    pub fn remove(&self, ticket: &str) -> Option<oneshot::Sender<Connection>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ticket)
+    }
+}
+
+pub(super) struct WorkerService {
+    pub waiting: Arc<Waiting>,
+}
+
+#[tonic::async_trait]
+impl Worker for WorkerService {
+    type WorkStream = ReceiverStream<Result<wire::DaemonMessage, Status>>;
+
+    async fn work(
+        &self,
+        request: Request<Streaming<wire::WorkerMessage>>,
+    ) -> Result<Response<Self::WorkStream>, Status> {
+        let mut incoming = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, incoming.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello within 30 s"))??;
+        let Some(wire::WorkerMessage {
+            message: Some(wire::worker_message::Message::Hello(hello)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument(
+                "a worker's first message is its hello",
+            ));
+        };
+        if hello.protocol != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "this daemon speaks worker protocol {PROTOCOL_VERSION}, the worker {} (strata-worker {}); run the strata-worker built with this stratad",
+                hello.protocol, hello.version
+            )));
+        }
+        // A worker asking for any job (a remote one) is for a later version of this protocol.
+        let Some(connected) = self.waiting.remove(&hello.ticket) else {
+            return Err(Status::not_found(format!(
+                "no job waits for ticket '{}'",
+                crate::spec::shown(&hello.ticket)
+            )));
+        };
+        let (outgoing, to_worker) = mpsc::channel(TO_WORKER_BUFFER);
+        connected
+            .send(Connection {
+                hello,
+                incoming,
+                outgoing,
+            })
+            .map_err(|_| Status::aborted("the job this worker was started for is gone"))?;
+        Ok(Response::new(ReceiverStream::new(to_worker)))
+    }
+}
