@@ -240,6 +240,7 @@ fn external_run(name: &str) -> CreateRunRequest {
         train_rows: 300,
         val_rows: 100,
         steps_per_epoch: 10,
+        client_key: String::new(),
     }
 }
 
@@ -264,6 +265,7 @@ fn logged_epoch(n: u32) -> EpochRecord {
             })
             .collect(),
         extra: Default::default(),
+        no_validation: false,
     }
 }
 

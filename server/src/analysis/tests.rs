@@ -88,6 +88,7 @@ fn curve_with_ratios(losses: &[(f64, f64)], layer0: f64, head: f64) -> Vec<Epoch
                 },
             ],
             extra: Default::default(),
+            no_validation: false,
         })
         .collect()
 }
@@ -892,6 +893,7 @@ fn external_runs_get_advice_in_their_own_terms_and_their_schedule_is_heeded() {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            client_key: String::new(),
         };
         analyse_default(&record, &epochs)
     };

@@ -11,6 +11,7 @@ mod id;
 mod rate_probe;
 mod run;
 mod status;
+mod step;
 mod verdict;
 
 pub use config::RunConfig;
@@ -28,4 +29,5 @@ pub use run::{
     RunOrigin, RunRecord, RunState, SweepTrial,
 };
 pub use status::RunStatus;
+pub use step::StepRecord;
 pub use verdict::{Diagnosis, Verdict};

@@ -10,7 +10,8 @@
 //! - [`live`]: the runs in flight, their stop flags, and the watch fan-out;
 //! - [`queries`]: get, list, compare, each bounded: a run's epochs thinned or paged
 //!   ([`thinning`]), analyses kept until their run changes ([`analysis_cache`]);
-//! - [`external`]: runs trained outside the daemon, which log their epochs to it;
+//! - [`external`]: runs trained outside the daemon, which log their epochs to it, and
+//!   [`steps`]: their per-step records;
 //! - [`lr_find`]: the learning-rate range test per group, on a training slot, stored nowhere.
 //!
 //! The blocking/async boundary is decided here, once: every public method is async, and whatever
@@ -29,6 +30,7 @@ mod prepare;
 mod queries;
 mod queue;
 mod resume_point;
+mod steps;
 mod thinning;
 mod threads;
 mod training;
@@ -42,9 +44,10 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub use self::external::{
-    CreateExternal, ExternalEnd, Logged, LoggedEpoch, DEFAULT_EXTERNAL_TIMEOUT,
+    CreateExternal, Created, ExternalEnd, Logged, LoggedEpoch, DEFAULT_EXTERNAL_TIMEOUT,
     MAX_LOG_BATCH_EPOCHS,
 };
+pub use self::steps::{LoggedSteps, RunSteps, MAX_RUN_STEP_VALUES, MAX_STEPS_PER_BATCH};
 pub use self::live::{CHANGES_BUFFER_EVENTS, WATCH_BUFFER_EVENTS};
 pub use self::lr_find::{
     FindRatesRequest, ProbeEvent, ProbePlan, MAX_PROBE_STEPS, MAX_PROBE_STEPS_TOTAL,
@@ -248,6 +251,11 @@ impl Runs {
             workers: TaskTracker::new(),
             analyses: analysis_cache::AnalysisCache::default(),
         })
+    }
+
+    /// How long an external run may log nothing before it is interrupted.
+    pub fn external_timeout(&self) -> std::time::Duration {
+        self.external_timeout
     }
 
     pub fn max_concurrent_runs(&self) -> usize {

@@ -18,6 +18,7 @@ mod rebuild;
 pub mod record;
 mod resolve;
 pub mod run_copy;
+pub mod step_log;
 mod runs;
 mod scan;
 pub mod upgrade;
