@@ -241,9 +241,9 @@ pub async fn run_steps(
     let run = run_name(&run)?;
     let max_points = match query.get("max_points") {
         None => 0,
-        Some(text) => text.parse::<u32>().map_err(|_| {
-            ApiError::bad("max_points", "a whole number of steps, at most 20000")
-        })?,
+        Some(text) => text
+            .parse::<u32>()
+            .map_err(|_| ApiError::bad("max_points", "a whole number of steps, at most 20000"))?,
     };
     let steps = dashboard.runs.run_steps(run, max_points).await?;
     Ok(json_body(&json::run_steps(&steps)))

@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 use crate::{
     analysis::{Comparison, GroupDiagnosis, RunAnalysis},
     domain::{
-        EpochMetrics, FrozenUntil, GroupRate, RunConfig, RunEvent, RunOrigin, RunState,
-        StepRecord, SweepTrial, TaskFacts, ValMetric,
+        EpochMetrics, FrozenUntil, GroupRate, RunConfig, RunEvent, RunOrigin, RunState, StepRecord,
+        SweepTrial, TaskFacts, ValMetric,
     },
     runs::{RunDetail, RunSteps},
 };

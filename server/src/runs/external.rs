@@ -248,6 +248,11 @@ impl Runs {
         key: &str,
         asked: &RunRecord,
     ) -> Result<Option<RunState>> {
+        let store = self.store.clone();
+        let Some(stored) = blocking(move || store.get_run(id)).await? else {
+            return Ok(None);
+        };
+        check_same_run(key, &stored, asked)?;
         if let Some(log) = self.external.get(id) {
             let mut log = log.lock().await;
             if !log.ended {
@@ -255,18 +260,21 @@ impl Runs {
                 log.last_heard = Instant::now();
                 drop(log);
                 let this = self.clone();
-                return blocking(move || this.state_of(id, &id.to_string())).await.map(Some);
+                return blocking(move || this.state_of(id, &id.to_string()))
+                    .await
+                    .map(Some);
             }
         }
         let store = self.store.clone();
-        let Some((stored, _)) = blocking(move || store.get_run_with_epochs_done(id)).await? else {
+        let Some(stored) = blocking(move || store.get_run(id)).await? else {
             return Ok(None);
         };
-        check_same_run(key, &stored, asked)?;
         if stored.status != RunStatus::Interrupted && stored.status != RunStatus::Running {
             // Ended by its client (or diverged): answered as it is.
             let this = self.clone();
-            return blocking(move || this.state_of(id, &id.to_string())).await.map(Some);
+            return blocking(move || this.state_of(id, &id.to_string()))
+                .await
+                .map(Some);
         }
         self.reopen_external(id).await.map(Some)
     }
@@ -298,7 +306,9 @@ impl Runs {
     /// A place among the live external runs, and the run's live channel.
     fn claim_external(&self, id: RunId) -> Result<Arc<LiveRun>> {
         self.external.reserve()?;
-        self.live.claim(id).inspect_err(|_| self.external.unreserve())
+        self.live
+            .claim(id)
+            .inspect_err(|_| self.external.unreserve())
     }
 
     /// Registers a live external run and starts its silence watch.
@@ -507,17 +517,14 @@ impl Runs {
         let (stored, done) = stored;
         let new = check_batch(&record, &epochs, &stored, done)?;
         log.last_heard = Instant::now();
-        let diverged = new
-            .iter()
-            .find(|e| e.diverged())
-            .map(|e| {
-                let (which, value) = if e.train_loss.is_finite() {
-                    ("validation", e.val_loss)
-                } else {
-                    ("training", e.train_loss)
-                };
-                format!("the {which} loss became {value} at epoch {}", e.epoch)
-            });
+        let diverged = new.iter().find(|e| e.diverged()).map(|e| {
+            let (which, value) = if e.train_loss.is_finite() {
+                ("validation", e.val_loss)
+            } else {
+                ("training", e.train_loss)
+            };
+            format!("the {which} loss became {value} at epoch {}", e.epoch)
+        });
         let count = new.len() as u32;
         let epochs_done = done + count;
         if !new.is_empty() {
@@ -602,7 +609,12 @@ impl Runs {
     }
 
     /// Why a run that is not a live external run takes no logging.
-    pub(super) async fn not_running(self: &Arc<Self>, id: RunId, named: &str, what: &str) -> StrataError {
+    pub(super) async fn not_running(
+        self: &Arc<Self>,
+        id: RunId,
+        named: &str,
+        what: &str,
+    ) -> StrataError {
         let (this, named) = (self.clone(), named.to_string());
         match blocking(move || this.state_of(id, &named)).await {
             Err(err) => err,
@@ -735,7 +747,8 @@ fn check_client_key(key: &str) -> Result<()> {
 /// The run a client key names must be the one the client describes: the same groups, in order,
 /// and the same task. Its name, tags and rates may differ (a scheduler moved the rates).
 fn check_same_run(key: &str, stored: &RunRecord, asked: &RunRecord) -> Result<()> {
-    let names = |run: &RunRecord| -> Vec<String> { run.groups().into_iter().map(|g| g.name).collect() };
+    let names =
+        |run: &RunRecord| -> Vec<String> { run.groups().into_iter().map(|g| g.name).collect() };
     let (was, now) = (names(stored), names(asked));
     if was != now {
         return Err(StrataError::FailedPrecondition(format!(
@@ -901,15 +914,13 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
         ValMetric::R2 => "val_r2",
     };
     match sent {
-        Some(sent) if epoch.no_validation => {
-            return Err(StrataError::invalid(
-                at("val_metric"),
-                format!(
-                    "epoch {n} is not validated (no_validation) but reports {}; send one or the other",
-                    field_of(*sent)
-                ),
-            ))
-        }
+        Some(sent) if epoch.no_validation => return Err(StrataError::invalid(
+            at("val_metric"),
+            format!(
+                "epoch {n} is not validated (no_validation) but reports {}; send one or the other",
+                field_of(*sent)
+            ),
+        )),
         Some(sent) if *sent != metric => {
             return Err(StrataError::invalid(
                 at("val_metric"),

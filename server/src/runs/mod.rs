@@ -47,12 +47,12 @@ pub use self::external::{
     CreateExternal, Created, ExternalEnd, Logged, LoggedEpoch, DEFAULT_EXTERNAL_TIMEOUT,
     MAX_LOG_BATCH_EPOCHS,
 };
-pub use self::steps::{LoggedSteps, RunSteps, MAX_RUN_STEP_VALUES, MAX_STEPS_PER_BATCH};
 pub use self::live::{CHANGES_BUFFER_EVENTS, WATCH_BUFFER_EVENTS};
 pub use self::lr_find::{
     FindRatesRequest, ProbeEvent, ProbePlan, MAX_PROBE_STEPS, MAX_PROBE_STEPS_TOTAL,
     MIN_PROBE_STEPS,
 };
+pub use self::steps::{LoggedSteps, RunSteps, MAX_RUN_STEP_VALUES, MAX_STEPS_PER_BATCH};
 pub use self::thinning::{
     returned_epochs, MAX_COMPARED_EPOCHS, MAX_RETURNED_EPOCHS, MAX_RETURNED_GROUP_RECORDS,
 };

@@ -55,7 +55,11 @@ pub struct RunSteps {
 impl Runs {
     /// Stores a batch of an external run's step records durably (one sync), skipping resends;
     /// see the proto's LogSteps for the rules. A refused batch stores nothing.
-    pub async fn log_steps(self: &Arc<Self>, run: &str, steps: Vec<StepRecord>) -> Result<LoggedSteps> {
+    pub async fn log_steps(
+        self: &Arc<Self>,
+        run: &str,
+        steps: Vec<StepRecord>,
+    ) -> Result<LoggedSteps> {
         check_steps(&steps)?;
         let id = self.resolve(run).await?;
         let log = self.live_external(id, run, "log steps to").await?;
@@ -98,8 +102,10 @@ impl Runs {
             });
         };
         let stored = new.len() as u32;
-        blocking(move || step_log::append(&folder, &new).map_err(|e| cannot(&folder, "append to", e)))
-            .await?;
+        blocking(move || {
+            step_log::append(&folder, &new).map_err(|e| cannot(&folder, "append to", e))
+        })
+        .await?;
         log.steps = Some(StepsSoFar {
             last_step: Some(last),
             values: so_far.values + values,
@@ -204,15 +210,24 @@ mod tests {
     fn a_batch_increases_and_names_its_scalars_plainly() {
         assert!(check_steps(&[step(1), step(2), step(10)]).is_ok());
         let err = check_steps(&[step(2), step(2)]).unwrap_err().to_string();
-        assert!(err.contains("steps[1].step") && err.contains("increase strictly"), "{err}");
+        assert!(
+            err.contains("steps[1].step") && err.contains("increase strictly"),
+            "{err}"
+        );
         let mut bad = step(3);
         bad.scalars.insert("train loss".into(), 1.0);
         let err = check_steps(&[bad]).unwrap_err().to_string();
-        assert!(err.contains("steps[0].scalars") && err.contains("holds ' '"), "{err}");
+        assert!(
+            err.contains("steps[0].scalars") && err.contains("holds ' '"),
+            "{err}"
+        );
         let mut many = step(4);
         for i in 0..MAX_STEP_SCALARS {
             many.scalars.insert(format!("s{i}"), 0.0);
         }
-        assert!(check_steps(&[many]).unwrap_err().to_string().contains("at most 32"));
+        assert!(check_steps(&[many])
+            .unwrap_err()
+            .to_string()
+            .contains("at most 32"));
     }
 }

@@ -18,9 +18,9 @@ mod rebuild;
 pub mod record;
 mod resolve;
 pub mod run_copy;
-pub mod step_log;
 mod runs;
 mod scan;
+pub mod step_log;
 pub mod upgrade;
 
 use std::{

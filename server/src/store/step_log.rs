@@ -104,7 +104,11 @@ pub fn summarize(dir: &Path) -> io::Result<StepLogSummary> {
     let mut summary = StepLogSummary::default();
     let (good_bytes, unread_tail) = read_chunks(dir, |chunk| {
         summary.steps += chunk.steps.len() as u64;
-        summary.values += chunk.columns.iter().map(|c| c.values.len() as u64).sum::<u64>();
+        summary.values += chunk
+            .columns
+            .iter()
+            .map(|c| c.values.len() as u64)
+            .sum::<u64>();
         if let Some(&last) = chunk.steps.last() {
             summary.last_step = Some(last);
         }
@@ -209,19 +213,29 @@ fn read_chunks(
     while offset < size {
         let mut header = [0u8; 8];
         if size - offset < 8 || reader.read_exact(&mut header).is_err() {
-            let why = format!("{} byte(s) at byte {offset} are not a whole entry", size - offset);
+            let why = format!(
+                "{} byte(s) at byte {offset} are not a whole entry",
+                size - offset
+            );
             return Ok((offset, Some((why, Tail::Torn))));
         }
         let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         if length == 0 || length > MAX_ENTRY_BYTES {
-            let why = format!("the entry at byte {offset} has an impossible length ({length} bytes)");
+            let why =
+                format!("the entry at byte {offset} has an impossible length ({length} bytes)");
             // A zero-filled tail (what some file systems leave after a power cut) is torn.
-            let tail = if length == 0 { Tail::Torn } else { Tail::Damaged };
+            let tail = if length == 0 {
+                Tail::Torn
+            } else {
+                Tail::Damaged
+            };
             return Ok((offset, Some((why, tail))));
         }
         if offset + 8 + u64::from(length) > size {
-            let why = format!("the entry at byte {offset} runs past the end of the file (torn by a crash)");
+            let why = format!(
+                "the entry at byte {offset} runs past the end of the file (torn by a crash)"
+            );
             return Ok((offset, Some((why, Tail::Torn))));
         }
         let mut payload = vec![0u8; length as usize];
@@ -231,7 +245,9 @@ fn read_chunks(
             .flatten()
             .filter(|chunk| chunk.epochs.len() == chunk.steps.len());
         let Some(chunk) = chunk else {
-            let why = format!("the entry at byte {offset} does not match its checksum or does not decode");
+            let why = format!(
+                "the entry at byte {offset} does not match its checksum or does not decode"
+            );
             return Ok((offset, Some((why, Tail::Damaged))));
         };
         offset += 8 + u64::from(length);
@@ -268,7 +284,10 @@ mod tests {
         assert!(records[2].scalars["loss"].is_nan());
         assert_eq!((records[3].step, records[3].epoch), (10, 2));
         let summary = summarize(dir.path()).unwrap();
-        assert_eq!((summary.steps, summary.values, summary.last_step), (4, 5, Some(10)));
+        assert_eq!(
+            (summary.steps, summary.values, summary.last_step),
+            (4, 5, Some(10))
+        );
     }
 
     #[test]
@@ -308,9 +327,18 @@ mod tests {
         flipped[10] ^= 1;
         std::fs::write(&path, &flipped).unwrap();
         let summary = summarize(dir.path()).unwrap();
-        assert_eq!((summary.steps, summary.unread_tail.unwrap().1), (0, Tail::Damaged));
-        assert_eq!(prepare_append(dir.path()).unwrap(), StepLogSummary::default());
-        assert_eq!(std::fs::read(dir.path().join(DAMAGED_STEP_LOG)).unwrap(), flipped);
+        assert_eq!(
+            (summary.steps, summary.unread_tail.unwrap().1),
+            (0, Tail::Damaged)
+        );
+        assert_eq!(
+            prepare_append(dir.path()).unwrap(),
+            StepLogSummary::default()
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join(DAMAGED_STEP_LOG)).unwrap(),
+            flipped
+        );
         append(dir.path(), &[step(3, 0.1)]).unwrap();
         assert_eq!(read_spread(dir.path(), 10).unwrap().0, vec![step(3, 0.1)]);
     }

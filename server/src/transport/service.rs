@@ -6,10 +6,10 @@ use strata_proto::{
     strata_server::Strata, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
     CompareRunsResponse, CreateRunRequest, CreateRunResponse, DeleteRunRequest, DeleteRunResponse,
     FindRatesEvent, FindRatesRequest, FinishRunRequest, FinishRunResponse, GetRunRequest,
-    GetRunResponse, GetRunStepsRequest, GetRunStepsResponse, GetServerInfoRequest,
-    ListRunsRequest, ListRunsResponse, LogEpochsRequest, LogEpochsResponse, LogStepsRequest,
-    LogStepsResponse, ResumeRunRequest, ResumeRunResponse, ServerInfo, StartRunRequest,
-    StartRunResponse, WatchEvent, WatchRunRequest,
+    GetRunResponse, GetRunStepsRequest, GetRunStepsResponse, GetServerInfoRequest, ListRunsRequest,
+    ListRunsResponse, LogEpochsRequest, LogEpochsResponse, LogStepsRequest, LogStepsResponse,
+    ResumeRunRequest, ResumeRunResponse, ServerInfo, StartRunRequest, StartRunResponse, WatchEvent,
+    WatchRunRequest,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
