@@ -197,8 +197,7 @@ fn read_spool(path: &Path) -> Result<Spool, String> {
     let mut entries = entries.into_iter();
     let Some(Entry::Header(header)) = entries.next() else {
         return Err(
-            "it does not start with its header (not a spool file, or damaged at its start)"
-                .into(),
+            "it does not start with its header (not a spool file, or damaged at its start)".into(),
         );
     };
     let create = header
@@ -389,8 +388,13 @@ async fn replay(mut grpc: StrataGrpc, spool: &Spool) -> Result<Sent, tonic::Stat
 /// A daemon's refusal or a failed connection, for the one line about a file.
 fn describe(status: &tonic::Status, addr: &str) -> String {
     match status.code() {
-        Code::Unavailable => format!("cannot reach stratad at {addr} (is it running?); the file is kept"),
-        Code::Unauthenticated => format!("{} (set --token or STRATA_TOKEN); the file is kept", status.message()),
+        Code::Unavailable => {
+            format!("cannot reach stratad at {addr} (is it running?); the file is kept")
+        }
+        Code::Unauthenticated => format!(
+            "{} (set --token or STRATA_TOKEN); the file is kept",
+            status.message()
+        ),
         _ => format!("stratad refused it: {}; the file is kept", status.message()),
     }
 }

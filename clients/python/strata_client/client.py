@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import grpc
@@ -95,6 +96,9 @@ class StrataClient:
         self._metadata = [("authorization", f"Bearer {token}")] if token else []
         self.timeout_s = timeout_s
         self._methods: dict = {}
+        self._lock = threading.Lock()
+        self._in_flight: set = set()
+        self._aborted = threading.Event()
 
     def _method(self, name: str, request: str, response: str, stream: bool = False) -> Any:
         if name not in self._methods:
@@ -107,18 +111,37 @@ class StrataClient:
         return self._methods[name]
 
     def call(self, name: str, request: Any, timeout_s: Optional[float] = None) -> Any:
-        """Calls RPC `name` (`CreateRun`, ...) with a request message; returns its answer."""
+        """Calls RPC `name` (`CreateRun`, ...) with a request message; returns its answer. A call
+        in flight when `abort()` is called ends at once, CANCELLED."""
         method = self._method(name, type(request).DESCRIPTOR.name, _RESPONSES[name])
+        if self._aborted.is_set():
+            raise StrataError("CANCELLED", "the logger gave up on the daemon (its close timeout passed)")
+        future = method.future(
+            request,
+            metadata=self._metadata,
+            timeout=self.timeout_s if timeout_s is None else timeout_s,
+        )
+        with self._lock:
+            self._in_flight.add(future)
         try:
-            return method(
-                request,
-                metadata=self._metadata,
-                timeout=self.timeout_s if timeout_s is None else timeout_s,
-            )
+            return future.result()
         except grpc.RpcError as e:
             code = e.code() if hasattr(e, "code") else None
             details = e.details() if hasattr(e, "details") else str(e)
             raise StrataError(code.name if code is not None else "UNKNOWN", details or "") from None
+        except grpc.FutureCancelledError:
+            raise StrataError("CANCELLED", "the logger gave up on the daemon (its close timeout passed)") from None
+        finally:
+            with self._lock:
+                self._in_flight.discard(future)
+
+    def abort(self) -> None:
+        """Ends the calls in flight (CANCELLED) and refuses new ones: for a logger that must stop
+        waiting on a daemon that does not answer."""
+        self._aborted.set()
+        with self._lock:
+            for future in list(self._in_flight):
+                future.cancel()
 
     # Logging a run from outside.
 

@@ -90,7 +90,7 @@ class StrataLogger:
         heartbeat_s: Optional[float] = None,
         retry_s: float = 5.0,
         request_timeout_s: float = 10.0,
-        close_timeout_s: float = 30.0,
+        close_timeout_s: float = 15.0,
         max_queued_steps: int = 100_000,
         spool_max_bytes: int = 256 << 20,
     ) -> None:

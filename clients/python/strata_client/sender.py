@@ -135,7 +135,6 @@ class Sender(threading.Thread):
         self.dropped_steps = 0
         self._steps_refused = False
         self._offline = False
-        self._tried_at_close = False
         self._spool: Optional[SpoolFile] = None
         self._spool_synced_at = 0.0
         self._next_retry = 0.0
@@ -175,7 +174,12 @@ class Sender(threading.Thread):
         with self._cv:
             self._deadline = time.monotonic() + timeout_s
             self._cv.notify_all()
-        self.join(timeout_s + 2.0)
+        self.join(timeout_s)
+        if self.is_alive():
+            # A call still waits on a daemon that does not answer: end it; what is left goes to
+            # the spool.
+            self.client.abort()
+            self.join(10.0)
 
     # The thread.
 
@@ -183,8 +187,12 @@ class Sender(threading.Thread):
         try:
             while True:
                 with self._cv:
-                    while not self._queue and self._deadline is None:
+                    while not self._queue:
+                        if self._deadline is not None and not self._waiting_to_close():
+                            break
                         wait = self._idle_wait()
+                        if self._deadline is not None:
+                            wait = min(wait, self._deadline - time.monotonic())
                         if wait <= 0:
                             break
                         self._cv.wait(wait)
@@ -194,7 +202,7 @@ class Sender(threading.Thread):
                 try:
                     if items:
                         self._handle(items)
-                    elif closing:
+                    elif closing and not self._waiting_to_close():
                         break
                     else:
                         self._idle()
@@ -207,6 +215,12 @@ class Sender(threading.Thread):
             log.exception("strata: the logger's thread stopped")
         finally:
             self._finish_spool()
+
+    def _waiting_to_close(self) -> bool:
+        """Closing, with records in the spool and time left to send them: the daemon is retried
+        until the deadline."""
+        left = self._closing_left()
+        return self._offline and self.error is None and left is not None and left > 0
 
     def _take(self) -> List[Item]:
         """Up to a few batches' worth of the queue, in order."""
@@ -255,10 +269,7 @@ class Sender(threading.Thread):
             self._to_spool(items)
             return
         if self._offline:
-            # Closing: one more try at once (not again once it failed), then the spool.
-            due = time.monotonic() >= self._next_retry or (left is not None and not self._tried_at_close)
-            if left is not None:
-                self._tried_at_close = True
+            due = time.monotonic() >= self._next_retry
             if not (due and self._reconnect()):
                 self._to_spool(items)
                 return
@@ -480,7 +491,7 @@ class Sender(threading.Thread):
             return False
         self._offline = False
         self._last_call = time.monotonic()
-        log.warning("strata: stratad at %s is back; run %s is up to date", self.client.addr, self.run_id)
+        log.info("strata: stratad at %s is back; run %s is up to date", self.client.addr, self.run_id)
         return True
 
     def _finish_spool(self) -> None:

@@ -914,13 +914,15 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
         ValMetric::R2 => "val_r2",
     };
     match sent {
-        Some(sent) if epoch.no_validation => return Err(StrataError::invalid(
-            at("val_metric"),
-            format!(
+        Some(sent) if epoch.no_validation => {
+            return Err(StrataError::invalid(
+                at("val_metric"),
+                format!(
                 "epoch {n} is not validated (no_validation) but reports {}; send one or the other",
                 field_of(*sent)
             ),
-        )),
+            ))
+        }
         Some(sent) if *sent != metric => {
             return Err(StrataError::invalid(
                 at("val_metric"),
