@@ -350,11 +350,17 @@ class StrataLogger:
         return False
 
 
+_known_names: set = set()
+
+
 def _checked_name(name: str) -> str:
+    if name in _known_names:
+        return name
     if not _NAME.match(name):
         raise ValueError(
             f"{name!r} cannot name a scalar: 1 to 64 letters, digits and _ . / - (e.g. 'val_f1', 'lr/head')"
         )
+    _known_names.add(name)
     return name
 
 

@@ -37,6 +37,10 @@ MAX_STEPS_PER_CALL = 5000
 MAX_CALL_BYTES = 512 * 1024
 #: Steps are synced to the spool file at most this long after they are written.
 SPOOL_STEP_SYNC_S = 1.0
+#: Steps wait in the queue until this many are there, or the oldest waited this long (or an
+#: epoch comes): waking the thread for every step would cost the loop more than the step's log.
+STEPS_PER_WAKE = 500
+STEP_WAIT_S = 1.0
 
 
 @dataclass
@@ -123,6 +127,8 @@ class Sender(threading.Thread):
         self._cv = threading.Condition()
         self._queue: Deque[Item] = deque()
         self._queued_steps = 0
+        self._oldest_step_at = 0.0
+        self._flushing = 0
         self._busy = False
         self._deadline: Optional[float] = None
 
@@ -154,7 +160,13 @@ class Sender(threading.Thread):
                         f"strata: {self.max_queued_steps} steps are waiting to be sent; further steps are dropped until they go (epochs never are)",
                     )
                     return
+                if self._queued_steps == 0:
+                    self._oldest_step_at = time.monotonic()
                 self._queued_steps += 1
+                self._queue.append(item)
+                if self._queued_steps >= STEPS_PER_WAKE:
+                    self._cv.notify_all()
+                return
             self._queue.append(item)
             self._cv.notify_all()
 
@@ -162,11 +174,16 @@ class Sender(threading.Thread):
         """Waits until everything queued so far was sent or spooled; False on timeout."""
         end = time.monotonic() + timeout_s
         with self._cv:
-            while self._queue or self._busy:
-                left = end - time.monotonic()
-                if left <= 0 or not self.is_alive():
-                    return False
-                self._cv.wait(min(left, 0.1))
+            self._flushing += 1
+            self._cv.notify_all()
+            try:
+                while self._queue or self._busy:
+                    left = end - time.monotonic()
+                    if left <= 0 or not self.is_alive():
+                        return False
+                    self._cv.wait(min(left, 0.1))
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self, timeout_s: float) -> None:
@@ -187,10 +204,12 @@ class Sender(threading.Thread):
         try:
             while True:
                 with self._cv:
-                    while not self._queue:
-                        if self._deadline is not None and not self._waiting_to_close():
+                    while not self._ready():
+                        if not self._queue and self._deadline is not None and not self._waiting_to_close():
                             break
                         wait = self._idle_wait()
+                        if self._queue:  # steps only, fewer than a wake's worth
+                            wait = min(wait, self._oldest_step_at + STEP_WAIT_S - time.monotonic())
                         if self._deadline is not None:
                             wait = min(wait, self._deadline - time.monotonic())
                         if wait <= 0:
@@ -215,6 +234,15 @@ class Sender(threading.Thread):
             log.exception("strata: the logger's thread stopped")
         finally:
             self._finish_spool()
+
+    def _ready(self) -> bool:
+        """Whether the queue is worth a send now: an epoch or an end waits in it, enough steps,
+        steps that waited long enough, or someone waits for it to empty."""
+        if not self._queue:
+            return False
+        if self._deadline is not None or self._flushing or len(self._queue) > self._queued_steps:
+            return True
+        return self._queued_steps >= STEPS_PER_WAKE or time.monotonic() - self._oldest_step_at >= STEP_WAIT_S
 
     def _waiting_to_close(self) -> bool:
         """Closing, with records in the spool and time left to send them: the daemon is retried
