@@ -378,7 +378,10 @@ fn pages_draw_epochs_as_they_are_stored_without_reload_gap_or_duplicate() {
         browser.eval("window.strataChart.hyperparameters()"),
         json!({"optimizer": "adamw"})
     );
-    assert_eq!(browser.eval("window.strataChart.extraScalars()"), json!(["val_f1"]));
+    assert_eq!(
+        browser.eval("window.strataChart.extraScalars()"),
+        json!(["val_f1"])
+    );
     assert_eq!(
         browser.eval("window.strataChart.stepScalars()"),
         json!(["lr", "train_loss"])
