@@ -7,7 +7,8 @@
 //! write and one sync per batch, and a store that is damaged or rebuilt from the run folders
 //! keeps them as they are. One copy: a damaged entry hides the steps written after it (the
 //! epochs, the verdict and everything else of the run are unaffected), and the next append moves
-//! the damaged file aside (`steps.pb.damaged`) rather than writing past it.
+//! the damaged file aside (`steps-UNIX_MS.pb.damaged`, which `stratad check` lists among the files
+//! set aside) rather than writing past it.
 //!
 //! Each entry is one batch: a 4-byte little-endian length, a 4-byte CRC32 of the payload, then the
 //! payload, a [`record::StoredStepChunk`] (the batch's steps by column). A crash mid-append leaves
@@ -25,8 +26,11 @@ use super::record::{StoredStepChunk, StoredStepColumn};
 use crate::{domain::StepRecord, durable};
 
 pub const STEP_LOG: &str = "steps.pb";
-/// Where a step log that could not be read to its end is moved before the next append.
-pub const DAMAGED_STEP_LOG: &str = "steps.pb.damaged";
+/// Where a step log that could not be read to its end is moved before the next append:
+/// `steps-UNIX_MS.pb.damaged` (`stratad check` lists it among the files set aside).
+fn damaged_name() -> String {
+    format!("steps-{}.pb.damaged", crate::store::now_ms())
+}
 /// The largest entry a reader accepts: a batch of 10,000 steps of 32 scalars encodes to ~3 MB.
 const MAX_ENTRY_BYTES: u32 = 64 << 20;
 
@@ -91,8 +95,9 @@ pub fn prepare_append(dir: &Path) -> io::Result<StepLogSummary> {
             })
         }
         Some((why, Tail::Damaged)) => {
-            tracing::warn!(folder = %dir.display(), problem = %why, "a run's step log is damaged; moved aside to {DAMAGED_STEP_LOG}, new steps start a new log");
-            std::fs::rename(dir.join(STEP_LOG), dir.join(DAMAGED_STEP_LOG))?;
+            let aside = damaged_name();
+            tracing::warn!(folder = %dir.display(), problem = %why, "a run's step log is damaged; moved aside to {aside}, new steps start a new log");
+            std::fs::rename(dir.join(STEP_LOG), dir.join(aside))?;
             durable::sync_dir(dir)?;
             Ok(StepLogSummary::default())
         }
@@ -335,10 +340,13 @@ mod tests {
             prepare_append(dir.path()).unwrap(),
             StepLogSummary::default()
         );
-        assert_eq!(
-            std::fs::read(dir.path().join(DAMAGED_STEP_LOG)).unwrap(),
-            flipped
-        );
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".pb.damaged"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read(aside[0].path()).unwrap(), flipped);
         append(dir.path(), &[step(3, 0.1)]).unwrap();
         assert_eq!(read_spread(dir.path(), 10).unwrap().0, vec![step(3, 0.1)]);
     }
