@@ -322,6 +322,7 @@ class StrataLogger:
             spool_path=self.spool_path if (sender.spooled.epochs or sender.spooled.steps or sender.finish_spooled) else None,
             finish_spooled=sender.finish_spooled,
             dropped_steps=sender.dropped_steps,
+            dropped_epochs=sender.dropped_epochs,
             error=sender.error,
         )
         if sender.is_alive() and not report.spool_path:

@@ -76,26 +76,39 @@ class CloseReport:
     spool_path: Optional[Path] = None
     finish_spooled: bool = False
     dropped_steps: int = 0
+    #: Epochs lost because neither the daemon nor the spool file could take them.
+    dropped_epochs: int = 0
     error: Optional[StrataError] = None
 
     @property
     def complete(self) -> bool:
         """Everything logged reached the daemon."""
-        return self.spooled.epochs == 0 and self.spooled.steps == 0 and not self.finish_spooled and self.error is None
+        return (
+            self.spooled.epochs == 0
+            and self.spooled.steps == 0
+            and not self.finish_spooled
+            and self.error is None
+            and self.dropped_epochs == 0
+        )
 
     def __str__(self) -> str:
         run = f"run {self.run_id}" if self.run_id else "the run (not created yet)"
         if self.error is not None:
             return f"strata: {run}: the daemon refused it: {self.error}"
+        dropped = ""
+        if self.dropped_epochs or self.dropped_steps:
+            dropped = f" ({self.dropped_epochs} epoch(s) and {self.dropped_steps} step(s) dropped: neither stratad nor the spool could take them)"
         if self.complete:
-            return f"strata: {run} {self.status}: {self.sent.epochs} epoch(s) and {self.sent.steps} step(s) sent"
+            return f"strata: {run} {self.status}: {self.sent.epochs} epoch(s) and {self.sent.steps} step(s) sent{dropped}"
         left = f"{self.spooled.epochs} epoch(s) and {self.spooled.steps} step(s)"
         if self.finish_spooled:
             left += f" and its end ({self.status})"
         folder = self.spool_path.parent if self.spool_path else "the spool folder"
+        if self.spool_path is None:
+            return f"strata: {run}: nothing reached stratad{dropped}"
         return (
             f"strata: {run}: {left} left in the spool file {self.spool_path}: send them with "
-            f"`strata sync {folder}` once stratad is reachable"
+            f"`strata sync {folder}` once stratad is reachable{dropped}"
         )
 
 
@@ -139,6 +152,7 @@ class Sender(threading.Thread):
         self.spooled = Counts()
         self.finish_spooled = False
         self.dropped_steps = 0
+        self.dropped_epochs = 0
         self._steps_refused = False
         self._offline = False
         self._spool: Optional[SpoolFile] = None
@@ -455,8 +469,24 @@ class Sender(threading.Thread):
         return self._spool
 
     def _to_spool(self, items: List[Item]) -> None:
+        """Appends the items to the spool file; if it cannot be written (a full disk, a folder
+        not writable), they are dropped, counted, and said once — the loop goes on."""
         if not items:
             return
+        try:
+            self._write_spool(items)
+        except OSError as e:
+            for item in items:
+                if item.kind == "epoch":
+                    self.dropped_epochs += 1
+                elif item.kind == "step":
+                    self.dropped_steps += 1
+            self._warn_once(
+                "spool-unwritable",
+                f"strata: cannot write the spool file {self.spool_path} ({e}); what stratad cannot take now is dropped (counted in close()'s report)",
+            )
+
+    def _write_spool(self, items: List[Item]) -> None:
         spool = self._open_spool()
         sync = False
         for start, end, kind in _runs_of(items):

@@ -203,3 +203,14 @@ def test_epochs_without_validation_and_steps_are_read_back(daemon, spool_dir):
     steps = run.steps()
     assert [s["step"] for s in steps] == list(range(1, 17))
     assert [s["epoch"] for s in steps][:5] == [1, 1, 1, 1, 2]
+
+
+def test_a_spool_that_cannot_be_written_drops_records_but_never_the_loop(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the spool folder should be")
+    logger = new_logger(f"127.0.0.1:{free_port()}", blocked / "spool")
+    for _ in range(2):
+        logger.log_epoch(**train_epoch(logger.model, logger.optimizer))
+    report = logger.close(timeout_s=1)
+    assert report.dropped_epochs == 2 and not report.complete
+    assert "dropped" in str(report)
