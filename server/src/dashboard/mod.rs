@@ -184,6 +184,7 @@ fn router(runs: Arc<Runs>, token: Option<String>, bound: SocketAddr) -> Router {
         .route("/assets/{file}", get(assets::asset))
         .route("/api/runs", get(api::list))
         .route("/api/runs/{run}", get(api::run))
+        .route("/api/runs/{run}/steps", get(api::run_steps))
         .route("/api/compare", get(api::compare))
         .route("/api/runs/{run}/events", get(events::run_events))
         .route("/api/events", get(events::changes))

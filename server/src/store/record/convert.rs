@@ -350,7 +350,10 @@ impl From<&RunRecord> for StoredRun {
             twin_of: run.twin_of.map_or(String::new(), |id| id.to_string()),
             external: match &run.origin {
                 RunOrigin::Trained => None,
-                RunOrigin::External { hyperparameters } => Some(StoredExternal {
+                RunOrigin::External {
+                    hyperparameters,
+                    client_key,
+                } => Some(StoredExternal {
                     hyperparameters: hyperparameters
                         .iter()
                         .map(|(key, value)| StoredHyperparameter {
@@ -359,6 +362,7 @@ impl From<&RunRecord> for StoredRun {
                         })
                         .collect(),
                     folder: true,
+                    client_key: client_key.clone(),
                 }),
             },
             sweep: run.sweep.as_ref().map(StoredSweepTrial::from),
@@ -472,11 +476,13 @@ impl StoredRun {
                 Some(StoredExternal {
                     hyperparameters,
                     folder: _,
+                    client_key,
                 }) => RunOrigin::External {
                     hyperparameters: hyperparameters
                         .into_iter()
                         .map(|StoredHyperparameter { key, value }| (key, value))
                         .collect(),
+                    client_key,
                 },
             },
             sweep: sweep.map(SweepTrial::from),
@@ -495,6 +501,7 @@ impl From<&EpochMetrics> for StoredEpoch {
             samples_per_sec,
             groups,
             extra,
+            no_validation,
         } = e;
         StoredEpoch {
             epoch: *epoch,
@@ -521,6 +528,7 @@ impl From<&EpochMetrics> for StoredEpoch {
                     value: *value,
                 })
                 .collect(),
+            no_validation: *no_validation,
         }
     }
 }
@@ -536,6 +544,7 @@ impl From<StoredEpoch> for EpochMetrics {
             samples_per_sec,
             groups,
             extra,
+            no_validation,
         } = e;
         EpochMetrics {
             epoch,
@@ -559,6 +568,7 @@ impl From<StoredEpoch> for EpochMetrics {
                 .into_iter()
                 .map(|StoredScalar { name, value }| (name, value))
                 .collect(),
+            no_validation,
         }
     }
 }
