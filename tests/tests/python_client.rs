@@ -6,7 +6,7 @@
 //! - a PyTorch loop logs through `StrataLogger`, a killed one's run becomes interrupted;
 //! - a loop whose daemon is down at start, restarted mid-run and cut off for longer than its
 //!   silence timeout trains to the end, and after `strata sync` its run holds every epoch once;
-//! - the README's Lightning and Hugging Face examples run.
+//! - the documented Lightning and Hugging Face examples (docs/src/python.md) run.
 //!
 //! Offline: pip installs from `.python-wheels/`, which `scripts/setup-test-tools.sh` fills; each
 //! test skips, saying why, when that, python3 or the project's `.torch/` is missing. The tests
@@ -589,14 +589,15 @@ fn a_loop_survives_a_daemon_down_restarted_and_cut_off_and_strata_sync_completes
     assert_eq!(epochs_and_status(&show(&daemon, &run)).0.len(), 16);
 }
 
-/// The README's framework examples are these files, word for word, and they run.
+/// The framework examples of the Python client's documentation (docs/src/python.md) are these
+/// files, word for word, and they run.
 #[test]
-fn the_readme_lightning_and_hugging_face_examples_run() {
+fn the_documented_lightning_and_hugging_face_examples_run() {
     let _serial = serial();
     let Some(python) = python("the framework examples") else {
         return;
     };
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let page = std::fs::read_to_string(repo_root().join("docs/src/python.md")).unwrap();
     let daemon = Daemon::start();
     let addr = daemon.addr.trim_start_matches("http://").to_string();
     let tmp = tempfile::tempdir().unwrap();
@@ -607,8 +608,8 @@ fn the_readme_lightning_and_hugging_face_examples_run() {
         let path = repo_root().join("clients/python/examples").join(file);
         let example = std::fs::read_to_string(&path).unwrap();
         assert!(
-            readme.contains(example.trim()),
-            "README.md does not hold {} as it is",
+            page.contains(example.trim()),
+            "docs/src/python.md does not hold {} as it is",
             path.display()
         );
         let stdout = run(
