@@ -278,7 +278,10 @@ fn main() -> Result<()> {
             "the largest external run",
             bounds::largest_run(&runtime, &binaries, &work),
         ));
-        sections.push(("Bounds (worst cases the README states)".into(), rows));
+        sections.push((
+            "Bounds (worst cases docs/src/operations/bounds.md states)".into(),
+            rows,
+        ));
     }
     if wanted("footprint") {
         eprintln!("strata-bench: footprint");
