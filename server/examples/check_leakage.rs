@@ -29,7 +29,7 @@ const STATED_BOUND: f64 = 0.25;
 
 /// A million rows: `features` normal features and a label, a tenth of them copies of others.
 fn write_csv(path: &Path, features: usize, regression: bool) {
-    let mut rng = SeededRng::new(1);
+    let mut rng = SeededRng::seeded(1);
     let mut rows: Vec<String> = Vec::with_capacity(ROWS);
     let distinct = (ROWS as f64 * (1.0 - COPIED_FRACTION)) as usize;
     for _ in 0..distinct {
@@ -71,7 +71,7 @@ fn measure(path: &Path, features: usize, what: &str) {
     let samples = &data.train;
     let n_val = (samples.rows() as f64 * VAL_FRACTION).round() as usize;
     let mut in_val = vec![false; samples.rows()];
-    for &row in &SeededRng::new(0).permutation(samples.rows())[..n_val] {
+    for &row in &SeededRng::seeded(0).permutation(samples.rows())[..n_val] {
         in_val[row as usize] = true;
     }
     let (train, val) = Rows::split(samples, &in_val);
