@@ -28,6 +28,7 @@ mod dashboard;
 mod data;
 mod footprint;
 mod ingest;
+mod leakage;
 mod report;
 mod stats;
 mod store;
@@ -70,7 +71,7 @@ struct Args {
     #[arg(long)]
     baseline_stratad: Option<PathBuf>,
     /// Only these sections (comma-separated: training, workers, streaming, dashboard, ingest,
-    /// store, footprint, bounds).
+    /// store, leakage, footprint, bounds).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -88,6 +89,7 @@ struct Plan {
     cli_repetitions: usize,
     /// Epochs timed from stored to drawn in the browser.
     dashboard_epochs: u32,
+    leakage_rows: usize,
 }
 
 impl Plan {
@@ -103,6 +105,7 @@ impl Plan {
                 idle_seconds: 2,
                 cli_repetitions: 5,
                 dashboard_epochs: 100,
+                leakage_rows: 100_000,
             }
         } else {
             Plan {
@@ -115,6 +118,7 @@ impl Plan {
                 idle_seconds: 5,
                 cli_repetitions: 15,
                 dashboard_epochs: 300,
+                leakage_rows: 1_000_000,
             }
         }
     }
@@ -266,6 +270,13 @@ fn main() -> Result<()> {
                     epoch_log_bytes,
                 ),
             ),
+        ));
+    }
+    if wanted("leakage") {
+        eprintln!("strata-bench: leakage (what the check adds to loading a CSV)");
+        sections.push((
+            "Leakage check (its share of a CSV's load, in process)".into(),
+            or_not_measured("leakage", leakage::measure(&work, plan.leakage_rows)),
         ));
     }
     if wanted("bounds") {
