@@ -41,6 +41,11 @@ impl SplitMix64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Uniform in [-1, 1).
+    pub fn signed(&mut self) -> f64 {
+        self.uniform() * 2.0 - 1.0
+    }
+
     /// Standard normal (Box–Muller, one of the pair).
     pub fn normal(&mut self) -> f64 {
         let u1 = self.uniform().max(f64::MIN_POSITIVE);
