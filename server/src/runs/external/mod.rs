@@ -329,7 +329,7 @@ impl Runs {
                         run.reason = reason.clone();
                         run.finished_at_ms = now_ms();
                     })?;
-                    return Err(StrataError::Storage(reason));
+                    return Err(StrataError::storage(reason));
                 }
                 Ok(())
             })
@@ -518,10 +518,13 @@ impl Runs {
                 // The run's epoch log first, then the store, as a trained run's: a crash in
                 // between leaves the log ahead by this batch at most, which start-up stores.
                 crate::store::epoch_log::append_all(&folder, &to_store).map_err(|e| {
-                    StrataError::Storage(format!(
-                        "cannot append to the run's epoch log in {}: {e}",
-                        folder.display()
-                    ))
+                    StrataError::storage_from(
+                        format!(
+                            "cannot append to the run's epoch log in {}",
+                            folder.display()
+                        ),
+                        e,
+                    )
                 })?;
                 store.put_epochs(id, &to_store)
             })
