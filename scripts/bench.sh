@@ -15,6 +15,6 @@ cd "$root"
 bash scripts/setup-libtorch.sh
 target="${CARGO_TARGET_DIR:-target}"
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
-cargo build --release --locked -p strata-server -p strata-worker -p strata-client -p strata-bench --bins
+cargo build --release --locked -p strata-server -p strata-worker -p strata-cli -p strata-bench --bins
 exec "$target/release/strata-bench" --repo "$root" --bin-dir "$target/release" \
   --work-dir "$target/bench-work" --json "$target/bench.json" "$@"

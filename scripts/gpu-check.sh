@@ -59,7 +59,7 @@ bash scripts/setup-libtorch.sh
 target="${CARGO_TARGET_DIR:-target}"
 if [[ -z "$bin_dir" ]]; then
   say "building stratad, strata-worker and strata (release)"
-  cargo build --release --locked -p strata-server -p strata-worker -p strata-client --bins >&2
+  cargo build --release --locked -p strata-server -p strata-worker -p strata-cli --bins >&2
   bin_dir="$target/release"
 fi
 bin_dir="$(cd "$bin_dir" && pwd)"

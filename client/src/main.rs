@@ -7,8 +7,9 @@
 //!
 //! The binary's modules: `cli` (flags), `commands` (one per command), `render` (text and
 //! pictures for people), `json` (`--json` shapes), `export` and `tensorboard` (what `strata
-//! export` writes; `tfrecord` frames TensorBoard's files), `output` (stdout and stderr), `exit`
-//! (exit codes). The client itself is the `strata_client` library.
+//! export` writes; `tfrecord` frames TensorBoard's files), `sweep` (a sweep's trials expanded,
+//! driven over the daemons and ranked), `output` (stdout and stderr), `exit` (exit codes). The
+//! connection to the daemons is the `strata_client` library (`clients/rust/`).
 
 mod cli;
 mod commands;
@@ -19,6 +20,7 @@ mod fixtures;
 mod json;
 mod output;
 mod render;
+mod sweep;
 mod tensorboard;
 mod tfrecord;
 

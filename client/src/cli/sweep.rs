@@ -4,12 +4,12 @@
 //! value for every trial), and the rate flags as lists (`--lr 1e-3,1e-2`, a grid) or ranges
 //! (`--lr log:1e-4..1e-1` with `--trials N`, a random search).
 
-use clap::{Args, Subcommand};
-use strata_client::sweep::{
+use crate::sweep::{
     space::Target,
     stopping::{DEFAULT_MIN_FINISHED_TRIALS, DEFAULT_WARMUP_EPOCHS},
     SpecError, StoppingRule, SweepSpace,
 };
+use clap::{Args, Subcommand};
 
 use super::FixedConfigArgs;
 

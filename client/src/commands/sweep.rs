@@ -1,10 +1,10 @@
 //! `strata sweep`: expands the flags into trials, validates every one with the daemon's dry run,
-//! then drives them over every daemon named by `--addr` (see `strata_client::sweep`), printing a
+//! then drives them over every daemon named by `--addr` (see `crate::sweep`), printing a
 //! line per trial started and ended. `strata sweep show ID`: the trials ranked, from every daemon
 //! that answers.
 
+use crate::sweep::{self, driver::start_request, SweepSpace, Trial, TrialEnd, TrialPlan};
 use strata_client::fleet::Daemon;
-use strata_client::sweep::{self, driver::start_request, SweepSpace, Trial, TrialEnd, TrialPlan};
 use strata_client::{Client, Fleet};
 
 use crate::cli::{SweepArgs, SweepCommand, SweepShowArgs, SweepStartArgs};

@@ -1,10 +1,10 @@
 //! `strata sweep --json` (the sweep's end) and `strata sweep show --json` (its trials ranked).
 
-use serde_json::{json, Map, Value};
-use strata_client::sweep::{
+use crate::sweep::{
     report::{Reference, SettingEffect},
     StoppingRule, SweepReport, TrialResult,
 };
+use serde_json::{json, Map, Value};
 
 use crate::json::number::{number, optional_number};
 

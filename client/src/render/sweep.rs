@@ -1,7 +1,7 @@
 //! `strata sweep` progress lines and summary, and `strata sweep show`'s ranking, effects and
 //! recommendation, as text.
 
-use strata_client::sweep::{report::shown, Progress, SweepReport, TrialEnd, TrialResult};
+use crate::sweep::{report::shown, Progress, SweepReport, TrialEnd, TrialResult};
 
 use crate::render::table::{Align, Table};
 

@@ -11,8 +11,8 @@ use tokio_stream::StreamExt;
 
 use super::space::TrialPlan;
 use super::stopping::{StopReason, StoppingRule};
-use crate::fleet::Daemon;
-use crate::{Client, ClientError};
+use strata_client::fleet::Daemon;
+use strata_client::{Client, ClientError};
 
 /// A trial ready to start: its plan (the swept settings only) and its whole config.
 #[derive(Clone, Debug)]

@@ -12,7 +12,7 @@ pub mod stopping;
 
 pub use driver::{drive, Progress, Trial, TrialEnd, TrialResult};
 pub use report::{sweep_report, SweepReport};
-pub use space::{SpecError, SweepSpace, Target, TrialPlan, MAX_SWEEP_TRIALS};
+pub use space::{SpecError, SweepSpace, TrialPlan};
 pub use stopping::StoppingRule;
 
 /// A new sweep id: 10 characters of [0-9a-z], from the time and the process id, so that two

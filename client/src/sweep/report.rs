@@ -7,8 +7,8 @@
 use strata_proto::{ListRunsRequest, Run, RunStatus, Verdict};
 
 use super::stopping::median;
-use crate::fleet::Daemon;
-use crate::ClientError;
+use strata_client::fleet::Daemon;
+use strata_client::ClientError;
 
 /// One trial as the daemons recorded it.
 #[derive(Clone, Debug)]

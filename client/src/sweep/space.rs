@@ -188,13 +188,6 @@ impl SweepSpace {
         Ok(())
     }
 
-    /// Whether a setting has a range, which only a random search can draw from.
-    pub fn has_ranges(&self) -> bool {
-        self.settings
-            .iter()
-            .any(|s| !matches!(s.values, Values::List(_)))
-    }
-
     /// The settings that vary between trials.
     pub fn swept(&self) -> impl Iterator<Item = &Setting> {
         self.settings.iter().filter(|s| s.is_swept())
