@@ -11,7 +11,7 @@
 //! and the daemon's analysis (`pd.json_normalize(doc["epochs"])` flattens the epochs).
 
 use strata_client::epoch_gap;
-use strata_client::model::{in_first_appearance_order, val_metric};
+use strata_client::labels::{in_first_appearance_order, val_metric};
 use strata_proto::{EpochRecord, GetRunResponse};
 
 use crate::json;

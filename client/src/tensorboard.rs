@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use prost::Message;
-use strata_client::model::val_metric;
+use strata_client::labels::val_metric;
 use strata_proto::{EpochRecord, Run};
 
 use crate::tfrecord::append_record;

@@ -34,3 +34,24 @@ mod twin;
 mod upgrade;
 mod watch_resume;
 mod workers;
+
+/// Every file beside this one is one of its modules: with one test binary (`autotests = false`),
+/// a test file left out of the list above would never run, silently.
+#[test]
+fn every_test_file_is_a_module_of_the_binary() {
+    let dir = strata_e2e::repo_root().join("tests/tests");
+    let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if let Some(module) = name.strip_suffix(".rs") {
+            if module != "main" && !main.contains(&format!("\nmod {module};\n")) {
+                missing.push(module.to_string());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "add `mod NAME;` to tests/tests/main.rs for {missing:?}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Epochs and the events of `strata watch --json` (one NDJSON line each).
 
 use serde_json::{json, Map, Value};
-use strata_client::model::val_metric;
+use strata_client::labels::val_metric;
 use strata_client::{epoch_gap, status_label};
 use strata_proto::{
     watch_event, BatchProgress, EpochRecord, GroupEpochStats, StatusChange, WatchEvent,

@@ -2,7 +2,7 @@
 //! `cancel`, `resume`, `delete`.
 
 use serde_json::{json, Value};
-use strata_client::model::{init_label, FrozenUntil};
+use strata_client::labels::{init_label, FrozenUntil};
 use strata_client::{metric_label, status_label};
 use strata_proto::{
     leaky_column, CancelRunResponse, DeleteRunResponse, GetRunResponse, GroupRate, Leakage,

@@ -3,7 +3,7 @@
 //!
 //! The daemon decides every verdict and writes every sentence; this module only arranges them.
 
-use strata_client::model::in_first_appearance_order;
+use strata_client::labels::in_first_appearance_order;
 use strata_client::{diagnosis_label, status_label, verdict_label};
 use strata_proto::{
     CompareRunsResponse, Diagnosis, GroupDiagnosis, Run, RunAnalysis, RunComparison,

@@ -1,7 +1,7 @@
 //! Epochs: the epoch table of `strata show` and the lines `strata watch` prints.
 
 use strata_client::epoch_gap;
-use strata_client::model::val_metric;
+use strata_client::labels::val_metric;
 
 fn val_metric_value(epoch: &EpochRecord) -> f64 {
     val_metric(epoch).1

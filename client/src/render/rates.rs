@@ -2,7 +2,7 @@
 //! `strata start --dry-run`, the rate spec as the user gave it, and the short rate setup of
 //! `strata compare`.
 
-use strata_client::model::{init_label, parameter_groups, FrozenUntil, ParameterGroup};
+use strata_client::labels::{init_label, parameter_groups, FrozenUntil, ParameterGroup};
 use strata_proto::{GroupRate, ParameterRate, Run, RunConfig};
 
 use crate::render::format::{plain_number, rate, shape};

@@ -4,7 +4,7 @@
 
 use strata_proto::{CompareRunsResponse, RunComparison};
 
-use crate::model::verdict_label;
+use crate::labels::verdict_label;
 
 /// A run's best validation loss as the daemon ranks by it: runs without a finite one last.
 fn best_val(comparison: &RunComparison) -> f64 {
