@@ -40,12 +40,9 @@ pub async fn run(fleet: &Fleet, as_json: bool, out: &mut Out) -> Result<Exit, Cl
             .iter()
             .map(|(daemon, info)| {
                 format!(
-                    "daemon {}\n{}\nruns                 {} training, {} queued, {} free slots",
+                    "daemon {}\n{}",
                     named_at(&daemon.name, daemon.client.addr()),
                     server_info(info),
-                    info.running_runs,
-                    info.queued_runs,
-                    free_slots(info).max(0)
                 )
             })
             .collect();

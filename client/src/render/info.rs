@@ -18,5 +18,14 @@ pub fn server_info(info: &ServerInfo) -> String {
         ),
         ("max concurrent runs", info.max_concurrent_runs.to_string()),
         ("data dir", info.data_dir.clone()),
+        (
+            "runs",
+            format!(
+                "{} training, {} queued, {} free slots",
+                info.running_runs,
+                info.queued_runs,
+                strata_client::fleet::free_slots(info).max(0)
+            ),
+        ),
     ])
 }
