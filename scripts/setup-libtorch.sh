@@ -17,7 +17,7 @@ if ! command -v "$python" >/dev/null; then
 fi
 echo "setup-libtorch: installing torch==$TORCH_VERSION from PyPI into $dest (first time only)" >&2
 rm -rf "$dest"
-"$python" -m pip install --quiet --disable-pip-version-check --no-compile \
+"$python" -m pip install --quiet --disable-pip-version-check --no-compile --no-cache-dir \
   --target "$dest" "torch==$TORCH_VERSION"
 touch "$stamp"
 echo "setup-libtorch: done" >&2

@@ -109,6 +109,7 @@ fn epoch(n: u32, groups: usize) -> EpochRecord {
             })
             .collect(),
         extra: Default::default(),
+        no_validation: false,
     }
 }
 

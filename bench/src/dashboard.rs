@@ -62,6 +62,7 @@ fn epoch(n: u32) -> EpochRecord {
             })
             .collect(),
         extra: Default::default(),
+        no_validation: false,
     }
 }
 
@@ -85,6 +86,7 @@ fn create_request(name: &str) -> CreateRunRequest {
         train_rows: 1,
         val_rows: 1,
         steps_per_epoch: 1,
+        client_key: String::new(),
     }
 }
 

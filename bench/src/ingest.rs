@@ -80,6 +80,7 @@ fn epoch(n: u32) -> EpochRecord {
             .iter()
             .map(|name| (name.to_string(), 0.5 + 1e-6 * t))
             .collect(),
+        no_validation: false,
     }
 }
 

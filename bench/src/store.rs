@@ -64,6 +64,7 @@ fn epoch(run: usize, epoch: u32, epochs: u32) -> EpochMetrics {
             })
             .collect(),
         extra: Default::default(),
+        no_validation: false,
     }
 }
 

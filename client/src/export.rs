@@ -127,6 +127,7 @@ mod tests {
                 })
                 .collect(),
             extra: Default::default(),
+            no_validation: false,
         }
     }
 

@@ -86,5 +86,6 @@ pub fn epoch_record(epoch: u32, train: f64, val: f64) -> EpochRecord {
             frozen: false,
         }],
         extra: Default::default(),
+        no_validation: false,
     }
 }

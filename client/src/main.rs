@@ -63,6 +63,10 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
     if let Command::Completions(args) = &cli.command {
         return commands::completions::run(args.shell, out);
     }
+    // Sync connects to the daemon each spool names, unless --addr names one.
+    if let Command::Sync(args) = &cli.command {
+        return commands::sync::run(&cli.global, args, as_json, out).await;
+    }
     let fleet = commands::connect(commands::daemon_specs(&cli.global)?).await?;
     let fleet = &fleet;
     let result = match cli.command {
@@ -78,7 +82,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::LrFind(args) => commands::lr_find::run(fleet, *args, as_json, out).await,
         Command::Info => commands::info::run(fleet, as_json, out).await,
         Command::Sweep(args) => commands::sweep::run(fleet, *args, as_json, out).await,
-        Command::Completions(_) => unreachable!("answered before connecting"),
+        Command::Completions(_) | Command::Sync(_) => unreachable!("answered before connecting"),
     };
     // After the answer, before any error line: which daemons it is missing.
     commands::warn_unreachable(fleet);

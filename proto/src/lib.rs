@@ -132,3 +132,30 @@ impl EpochRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod python_client {
+    //! The Python client (`clients/python`) carries this protocol as the encoded descriptor set
+    //! (`strata_client/_proto/strata.binpb`), building its message classes from it at import: no
+    //! protoc at install, no generated code tied to one protobuf release. This keeps it the same
+    //! as `strata.proto`.
+
+    const COPY: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../clients/python/strata_client/_proto/strata.binpb"
+    );
+
+    /// Fails when the copy differs from the proto; `STRATA_WRITE_PYTHON_PROTO=1` rewrites it.
+    #[test]
+    fn the_python_client_carries_this_descriptor_set() {
+        if std::env::var_os("STRATA_WRITE_PYTHON_PROTO").is_some() {
+            std::fs::write(COPY, super::FILE_DESCRIPTOR_SET).expect("write the copy");
+        }
+        let copy = std::fs::read(COPY).unwrap_or_default();
+        assert!(
+            copy == super::FILE_DESCRIPTOR_SET,
+            "{COPY} is not proto/strata.proto's descriptor set: rewrite it with \
+             `STRATA_WRITE_PYTHON_PROTO=1 cargo test -p strata-proto` and commit it"
+        );
+    }
+}

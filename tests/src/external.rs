@@ -28,6 +28,7 @@ pub fn create_request(name: &str) -> CreateRunRequest {
         train_rows: 640,
         val_rows: 160,
         steps_per_epoch: 20,
+        client_key: String::new(),
     }
 }
 
@@ -53,6 +54,7 @@ pub fn epoch(n: u32) -> EpochRecord {
             })
             .collect(),
         extra: Default::default(),
+        no_validation: false,
     }
 }
 

@@ -15,6 +15,7 @@ use std::{
 pub mod browser;
 pub mod external;
 pub mod http;
+pub mod proxy;
 
 use serde_json::Value;
 use strata_client::Client;

@@ -1,9 +1,10 @@
 //! One local client cannot starve the others (issue 30, finding 5): at the connection cap, the
 //! connection idle the longest is closed to admit a new one, so health checks and queries are
 //! answered while idle connections (silent TCP, idle HTTP/2, slow headers) flood the daemon; a
-//! connection with a request in flight (a `watch` streaming) is never the one closed; and on the
-//! dashboard, a client holding every event stream gives up its oldest to let another page go
-//! live. Bounded in count; the timeouts only turn a hang into a failure.
+//! connection with a request in flight (a `watch` streaming, a dashboard event stream) is never
+//! the one closed; and on the dashboard, a client holding every event stream gives up its oldest,
+//! only it, to let another page go live. Bounded in count; the timeouts only turn a hang into a
+//! failure.
 
 use std::{
     io::{Read, Write},
@@ -11,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use strata_client::StrataGrpc;
 use strata_e2e::{external, http, Daemon};
 use strata_proto::{watch_event::Event, LogEpochsRequest};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
@@ -112,9 +114,20 @@ fn open_stream(base: &str, path: &str) -> TcpStream {
     stream
 }
 
-/// Whether the server ended the event stream on `stream` (its chunked answer's last chunk, or
-/// the connection closed) within `wait`.
-fn ended(stream: &mut TcpStream, wait: Duration) -> bool {
+/// What an event stream did first.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    /// The server ended it: its chunked answer's last chunk, or the connection closed.
+    Ended,
+    /// It carried the awaited text.
+    Said,
+    /// Neither, within the wait.
+    Nothing,
+}
+
+/// Reads `stream` until the server ends it or it carries `awaited` (with none, until it ends),
+/// for at most `wait`.
+fn heard(stream: &mut TcpStream, awaited: Option<&[u8]>, wait: Duration) -> Heard {
     // A deadline for the whole wait, not each read: a stream that stays open sends a keep-alive
     // comment every 15 s, which would reset a per-read timeout for ever.
     let deadline = std::time::Instant::now() + wait;
@@ -123,21 +136,50 @@ fn ended(stream: &mut TcpStream, wait: Duration) -> bool {
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
-            return false;
+            return Heard::Nothing;
         }
         stream.set_read_timeout(Some(left)).unwrap();
         match stream.read(&mut buf) {
-            Ok(0) => return true,
+            Ok(0) => return Heard::Ended,
             Ok(n) => {
                 seen.extend_from_slice(&buf[..n]);
                 if seen.windows(7).any(|w| w == b"\r\n0\r\n\r\n") || seen.starts_with(b"0\r\n\r\n")
                 {
-                    return true;
+                    return Heard::Ended;
+                }
+                if awaited.is_some_and(|a| seen.windows(a.len()).any(|w| w == a)) {
+                    return Heard::Said;
                 }
             }
-            Err(_) => return false,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Heard::Nothing
+            }
+            // Reset: closed.
+            Err(_) => return Heard::Ended,
         }
     }
+}
+
+/// A change every open `/api/events` stream announces (a new run), after which each of
+/// `streams` is read until it names that run: those that ended first (or said nothing), by
+/// index. (A stream's events come in order: one closed before the change never names it.)
+async fn closed_among(
+    grpc: &mut StrataGrpc,
+    name: &str,
+    streams: &mut [(usize, TcpStream)],
+) -> Vec<(usize, Heard)> {
+    let run = external::log_run(grpc, name, 1, 1).await;
+    let named = format!("\"{run}\"");
+    streams
+        .iter_mut()
+        .map(|(at, stream)| (*at, heard(stream, Some(named.as_bytes()), BOUND)))
+        .filter(|(_, heard)| *heard != Heard::Said)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,8 +189,11 @@ async fn a_dashboard_client_holding_every_stream_and_slow_headers_starves_no_one
     let mut grpc = daemon.client().await.grpc();
     let run = external::log_run(&mut grpc, "shown", 3, 3).await;
 
-    // 64 event streams (the cap), then 64 connections that send half a request line and stop.
-    let mut streams: Vec<TcpStream> = (0..64).map(|_| open_stream(&base, "/api/events")).collect();
+    // 64 event streams (the cap), then 64 connections that send half a request line and stop:
+    // 128 connections, the dashboard's cap.
+    let mut streams: Vec<(usize, TcpStream)> = (0..64)
+        .map(|at| (at, open_stream(&base, "/api/events")))
+        .collect();
     let host = base.trim_start_matches("http://").to_string();
     let slow: Vec<TcpStream> = (0..64)
         .map(|_| {
@@ -158,23 +203,28 @@ async fn a_dashboard_client_holding_every_stream_and_slow_headers_starves_no_one
         })
         .collect();
 
-    // Every legitimate request is answered.
+    // Every legitimate request is answered...
     for _ in 0..20 {
         let answer = http::get(&base, "/api/runs", &[]);
         assert_eq!(answer.status, 200, "{}", answer.body);
     }
     let page = http::get(&base, &format!("/api/runs/{run}"), &[]);
     assert_eq!(page.status, 200, "{}", page.body);
+    // ...and the room for them came from the slow headers, never from an event stream (an
+    // answer in flight, though it sent nothing since it opened): each still hears of changes.
+    let closed = closed_among(&mut grpc, "changed once", &mut streams).await;
+    assert_eq!(closed, vec![], "event streams closed to admit requests");
 
-    // A new page goes live: its stream opens, and the oldest of the busy client's is closed.
+    // A new page goes live: its stream opens, and the oldest of the busy client's is closed,
+    // only it.
     let _live = open_stream(&base, &format!("/api/runs/{run}/events"));
-    assert!(
-        ended(&mut streams[0], BOUND),
+    let (_, oldest) = &mut streams[0];
+    assert_eq!(
+        heard(oldest, None, BOUND),
+        Heard::Ended,
         "the oldest stream of the client holding them all was closed"
     );
-    assert!(
-        !ended(&mut streams[63], Duration::from_millis(200)),
-        "only the oldest"
-    );
+    let closed = closed_among(&mut grpc, "changed twice", &mut streams[1..]).await;
+    assert_eq!(closed, vec![], "only the oldest stream was closed");
     drop(slow);
 }

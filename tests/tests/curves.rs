@@ -60,6 +60,7 @@ fn replay(run: &Value) -> (CreateRunRequest, Vec<EpochRecord>, bool) {
         train_rows: run["train_rows"].as_u64().unwrap_or(0),
         val_rows: run["val_rows"].as_u64().unwrap_or(0),
         steps_per_epoch: run["steps_per_epoch"].as_u64().unwrap_or(0),
+        client_key: String::new(),
     };
     let mut epochs = Vec::new();
     let mut diverged = false;
@@ -94,6 +95,7 @@ fn replay(run: &Value) -> (CreateRunRequest, Vec<EpochRecord>, bool) {
                 })
                 .collect(),
             extra: Default::default(),
+            no_validation: false,
         };
         diverged = !(record.train_loss.is_finite() && record.val_loss.is_finite());
         epochs.push(record);
@@ -273,6 +275,7 @@ async fn external_runs_get_advice_in_their_own_terms() {
                 train_rows: 320,
                 val_rows: 80,
                 steps_per_epoch: 10,
+                client_key: String::new(),
             })
             .await
             .expect("CreateRun")
@@ -297,6 +300,7 @@ async fn external_runs_get_advice_in_their_own_terms() {
                     frozen: false,
                 }],
                 extra: Default::default(),
+                no_validation: false,
             })
             .collect();
         grpc.log_epochs(LogEpochsRequest {

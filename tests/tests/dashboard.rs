@@ -12,7 +12,8 @@ use strata_e2e::{
 };
 use strata_proto::{
     create_run_request::Task, epoch_record::ValMetric, CreateRunRequest, EpochRecord,
-    FinishRunRequest, GroupEpochStats, GroupRate, LogEpochsRequest, RunStatus,
+    FinishRunRequest, GroupEpochStats, GroupRate, LogEpochsRequest, LogStepsRequest, RunStatus,
+    StepRecord,
 };
 
 /// Generous: the page waits on the daemon, which waits on training, on a loaded machine.
@@ -224,7 +225,7 @@ fn external_run(name: &str) -> CreateRunRequest {
     CreateRunRequest {
         name: name.into(),
         tags: vec!["dash".into()],
-        hyperparameters: Default::default(),
+        hyperparameters: [("optimizer".to_string(), "adamw".to_string())].into(),
         dataset: "outside".into(),
         model: "outside".into(),
         groups: ["body", "head"]
@@ -240,6 +241,7 @@ fn external_run(name: &str) -> CreateRunRequest {
         train_rows: 300,
         val_rows: 100,
         steps_per_epoch: 10,
+        client_key: String::new(),
     }
 }
 
@@ -263,7 +265,8 @@ fn logged_epoch(n: u32) -> EpochRecord {
                 frozen: false,
             })
             .collect(),
-        extra: Default::default(),
+        extra: [("val_f1".to_string(), 0.5 + 0.01 * f64::from(n))].into(),
+        no_validation: false,
     }
 }
 
@@ -346,12 +349,44 @@ fn pages_draw_epochs_as_they_are_stored_without_reload_gap_or_duplicate() {
         .unwrap();
     };
     log(&mut grpc, 1..=3);
+    // Ten steps an epoch, their training loss drawn under the epochs' means.
+    let steps: Vec<StepRecord> = (1..=30u64)
+        .map(|step| StepRecord {
+            step,
+            epoch: (step as u32 - 1) / 10 + 1,
+            scalars: [
+                ("train_loss".to_string(), 1.2 / (step as f64).sqrt()),
+                ("lr".to_string(), 1e-2),
+            ]
+            .into(),
+        })
+        .collect();
+    rt.block_on(grpc.log_steps(LogStepsRequest {
+        run: outside.clone(),
+        steps,
+    }))
+    .unwrap();
 
     browser.open(&format!("{base}/runs/{outside}"));
     browser.wait_for(
         "window.strataChart && window.strataChart.points() === 3",
         PAGE_TIMEOUT,
     );
+    // Its hyperparameters, its other scalars per epoch and per step, its steps' loss.
+    browser.wait_for("window.strataChart.stepPoints() === 30", PAGE_TIMEOUT);
+    assert_eq!(
+        browser.eval("window.strataChart.hyperparameters()"),
+        json!({"optimizer": "adamw"})
+    );
+    assert_eq!(
+        browser.eval("window.strataChart.extraScalars()"),
+        json!(["val_f1"])
+    );
+    assert_eq!(
+        browser.eval("window.strataChart.stepScalars()"),
+        json!(["lr", "train_loss"])
+    );
+    browser.screenshot(&shots.join("external-run-page.png"));
     browser.eval("window.loadedOnce = 'again'");
     log(&mut grpc, 4..=5);
     browser.wait_for("window.strataChart.points() === 5", PAGE_TIMEOUT);

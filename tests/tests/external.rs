@@ -29,6 +29,7 @@ fn create_request(name: &str) -> CreateRunRequest {
         train_rows: 640,
         val_rows: 160,
         steps_per_epoch: 20,
+        client_key: String::new(),
     }
 }
 
@@ -54,6 +55,7 @@ fn epoch(n: u32) -> EpochRecord {
             })
             .collect(),
         extra: Default::default(),
+        no_validation: false,
     }
 }
 

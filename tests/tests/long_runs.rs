@@ -63,6 +63,7 @@ fn epoch(n: u32) -> EpochRecord {
             })
             .collect(),
         extra: Default::default(),
+        no_validation: false,
     }
 }
 

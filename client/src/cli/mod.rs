@@ -99,8 +99,20 @@ pub enum Command {
     Sweep(Box<SweepArgs>),
     /// Show what each daemon runs on: version, devices, limits, runs training and queued.
     Info,
+    /// Send the spool files a Python logger left in DIR while stratad was away (each run found
+    /// again by its key; what the daemon holds already is skipped), then remove them.
+    Sync(SyncArgs),
     /// Print a shell completion script: `strata completions bash > ~/.local/share/bash-completion/completions/strata`.
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The logger's spool folder (its warning names it; default ~/.cache/strata/spool).
+    pub dir: PathBuf,
+    /// Keep each file after it was sent.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]

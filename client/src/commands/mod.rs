@@ -13,6 +13,7 @@ pub mod resume;
 pub mod show;
 pub mod start;
 pub mod sweep;
+pub mod sync;
 pub mod watch;
 
 use std::path::Path;

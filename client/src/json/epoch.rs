@@ -46,12 +46,14 @@ fn epoch_fields(epoch: &EpochRecord) -> Map<String, Value> {
                 .collect(),
         ),
     );
+    fields.insert("no_validation".into(), epoch.no_validation.into());
     fields
 }
 
 /// One epoch: `{"epoch","train_loss","val_loss","gap","val_accuracy","duration_ms",
-/// "samples_per_sec","groups":[...],"extra":{NAME: VALUE, ...}}`, gap = val_loss − train_loss;
-/// `extra` holds an external run's other named scalars, in name order (`{}`: none).
+/// "samples_per_sec","groups":[...],"extra":{NAME: VALUE, ...},"no_validation"}`, gap = val_loss −
+/// train_loss; `extra` holds an external run's other named scalars, in name order (`{}`: none);
+/// `no_validation`: its client did not validate it (the validation figures are null).
 pub fn epoch(epoch: &EpochRecord) -> Value {
     Value::Object(epoch_fields(epoch))
 }

@@ -180,6 +180,7 @@ pub fn show(response: &GetRunResponse) -> Value {
         "twin_of": run.twin_of,
         "external": run.external,
         "hyperparameters": run.hyperparameters,
+        "client_key": run.client_key,
         "sweep": run.sweep.as_ref().map_or(Value::Null, sweep_trial),
         "epochs": response.epochs.iter().map(epoch).collect::<Vec<_>>(),
         "epochs_thinned": response.epochs_thinned,

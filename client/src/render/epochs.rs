@@ -25,15 +25,29 @@ pub fn epoch_table(epochs: &[EpochRecord], val_metric: &str) -> String {
         (metric_heading(val_metric), Align::Right),
     ]);
     for epoch in epochs {
+        let [val, gap, accuracy] = validation_columns(epoch);
         table.row(vec![
             epoch.epoch.to_string(),
             metric(epoch.train_loss),
-            metric(epoch.val_loss),
-            signed_metric(epoch_gap(epoch)),
-            validation_metric(val_metric_value(epoch)),
+            val,
+            gap,
+            accuracy,
         ]);
     }
     table.render_ruled()
+}
+
+/// An epoch's validation loss, gap and metric as printed; `—` for an epoch its client did not
+/// validate.
+fn validation_columns(epoch: &EpochRecord) -> [String; 3] {
+    if epoch.no_validation {
+        return ["—".into(), "—".into(), "—".into()];
+    }
+    [
+        metric(epoch.val_loss),
+        signed_metric(epoch_gap(epoch)),
+        validation_metric(val_metric_value(epoch)),
+    ]
 }
 
 /// The validation metric's column heading in the epoch table.
@@ -66,7 +80,7 @@ fn metric_label(val_metric: &str) -> &str {
 /// One line per finished epoch in `strata watch`:
 /// `epoch   3/10  train 0.512345  val 0.534567  gap +0.022222  acc 0.8123  (1234 samples/s)`.
 pub fn epoch_line(epoch: &EpochRecord, total_epochs: Option<u32>, val_metric: &str) -> String {
-    let accuracy = validation_metric(val_metric_value(epoch));
+    let [val, gap, accuracy] = validation_columns(epoch);
     let throughput = if epoch.samples_per_sec.is_finite() {
         format!("{:.0}", epoch.samples_per_sec)
     } else {
@@ -76,8 +90,8 @@ pub fn epoch_line(epoch: &EpochRecord, total_epochs: Option<u32>, val_metric: &s
         "{}  train {}  val {}  gap {}  {} {accuracy}  ({throughput} samples/s)",
         epoch_label(epoch.epoch, total_epochs),
         metric(epoch.train_loss),
-        metric(epoch.val_loss),
-        signed_metric(epoch_gap(epoch)),
+        val,
+        gap,
         metric_label(val_metric),
     )
 }
@@ -102,6 +116,7 @@ mod tests {
             samples_per_sec: 1234.4,
             groups: vec![],
             extra: Default::default(),
+            no_validation: false,
         }
     }
 

@@ -1,5 +1,6 @@
 """A tiny PyTorch classifier with two param groups (body and head at their own rates), logged
-into stratad through StrataLogger. Usage: train_two_groups.py HOST:PORT [EPOCHS]"""
+into stratad through StrataLogger: every step's loss, and each epoch. Usage:
+train_two_groups.py HOST:PORT [EPOCHS]"""
 
 import math
 import sys
@@ -37,6 +38,7 @@ with StrataLogger(addr, name="two groups from pytorch", optimizer=optimizer, mod
                   task="classification", classes=classes, dataset="3 gaussian blobs",
                   train_rows=len(x_train), val_rows=len(x_val),
                   steps_per_epoch=math.ceil(len(x_train) / batch)) as log:
+    step = 0
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(x_train))
@@ -50,6 +52,8 @@ with StrataLogger(addr, name="two groups from pytorch", optimizer=optimizer, mod
             optimizer.step()
             total += loss.item() * len(idx)
             correct += (out.argmax(1) == y_train[idx]).sum().item()
+            step += 1
+            log.log(step=step, train_loss=loss.detach())  # queued: never waits on the network
         model.eval()
         with torch.no_grad():
             out = model(x_val)
@@ -58,4 +62,5 @@ with StrataLogger(addr, name="two groups from pytorch", optimizer=optimizer, mod
         # Any other keyword is an extra named scalar of the epoch.
         log.log_epoch(train_loss=total / len(x_train), val_loss=val_loss, val_accuracy=accuracy,
                       train_accuracy=correct / len(x_train))
-    print(log.run_id)
+# Leaving the block sent everything (or said what it left in the spool, for `strata sync`).
+print(log.run_id)

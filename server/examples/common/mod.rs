@@ -23,5 +23,6 @@ pub fn epoch_record(epoch: u32, train_loss: f64, val_loss: f64) -> EpochMetrics 
             })
             .collect(),
         extra: Default::default(),
+        no_validation: false,
     }
 }

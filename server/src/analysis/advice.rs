@@ -114,7 +114,9 @@ pub(super) fn best_metric(epochs: &[EpochMetrics], c: &Curves) -> Option<String>
 fn schedule_words(run: &RunRecord) -> Vec<String> {
     match &run.origin {
         RunOrigin::Trained => vec![run.config.schedule.to_lowercase()],
-        RunOrigin::External { hyperparameters } => hyperparameters
+        RunOrigin::External {
+            hyperparameters, ..
+        } => hyperparameters
             .iter()
             .map(|(k, v)| (k.to_lowercase(), v.to_lowercase()))
             .filter(|(k, v)| {

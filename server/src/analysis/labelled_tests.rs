@@ -49,6 +49,7 @@ fn record(run: &Value) -> (RunRecord, Vec<EpochMetrics>) {
                 })
                 .collect(),
             extra: Default::default(),
+            no_validation: false,
         };
         let finite = m.train_loss.is_finite() && m.val_loss.is_finite();
         epochs.push(m);
@@ -81,6 +82,7 @@ fn record(run: &Value) -> (RunRecord, Vec<EpochMetrics>) {
         },
         origin: RunOrigin::External {
             hyperparameters: Vec::new(),
+            client_key: String::new(),
         },
         ..RunRecord::queued(
             RunId(1),

@@ -99,16 +99,77 @@ pub struct Comparison {
     pub summary: String,
 }
 
-/// Analyses one run on the epochs it has (a run still training is analysed so far).
+/// Analyses one run on the epochs it has (a run still training is analysed so far). A run logged
+/// from outside may skip validation in some epochs or all of them (`no_validation`): it is judged
+/// on the epochs that were validated, or on its training loss alone when none was, and its
+/// reason says so.
 pub fn analyse(run: &RunRecord, epochs: &[EpochMetrics], thresholds: &Thresholds) -> RunAnalysis {
+    let validated = epochs.iter().filter(|e| !e.no_validation).count();
+    if validated == epochs.len() {
+        return analyse_curves(run, epochs, thresholds, false);
+    }
+    if validated == 0 {
+        return analyse_training_alone(run, epochs, thresholds);
+    }
+    let subset: Vec<EpochMetrics> = epochs
+        .iter()
+        .filter(|e| !e.no_validation)
+        .cloned()
+        .collect();
+    let mut analysis = analyse_curves(run, &subset, thresholds, false);
+    analysis.reason = format!(
+        "judged on the {validated} of {} epochs that were validated: {}",
+        epochs.len(),
+        analysis.reason
+    );
+    analysis
+}
+
+/// A run that logged no validation loss, judged on its training curve: the verdicts that need
+/// validation (overfitting) cannot hold, and every validation figure is NaN.
+fn analyse_training_alone(
+    run: &RunRecord,
+    epochs: &[EpochMetrics],
+    thresholds: &Thresholds,
+) -> RunAnalysis {
+    let as_validated: Vec<EpochMetrics> = epochs
+        .iter()
+        .map(|e| EpochMetrics {
+            val_loss: e.train_loss,
+            val_metric: f64::NAN,
+            no_validation: false,
+            ..e.clone()
+        })
+        .collect();
+    RunAnalysis {
+        best_epoch: 0,
+        best_val_loss: f64::NAN,
+        gap_at_best: f64::NAN,
+        gap_final: f64::NAN,
+        gap_trend: f64::NAN,
+        epochs_to_converge: 0,
+        final_val_loss: f64::NAN,
+        ..analyse_curves(run, &as_validated, thresholds, true)
+    }
+}
+
+/// The analysis of curves whose every epoch has a validation loss (for `training_alone`, the
+/// training loss standing in for it: the verdict's facts then say so in their own words).
+fn analyse_curves(
+    run: &RunRecord,
+    epochs: &[EpochMetrics],
+    thresholds: &Thresholds,
+    training_alone: bool,
+) -> RunAnalysis {
     let curves = Curves::of(run, epochs, thresholds);
     let diverged = run.status == crate::domain::RunStatus::Diverged
-        || epochs
-            .iter()
-            .any(|e| !(e.train_loss.is_finite() && e.val_loss.is_finite()));
+        || epochs.iter().any(EpochMetrics::diverged);
     let evidence = harm::Evidence::of(epochs, &curves, thresholds);
     let groups = judge_groups(run, epochs, thresholds, diverged || evidence.any());
-    let finding = verdicts::judge(run, epochs, &curves, &evidence, &groups, thresholds);
+    let mut finding = verdicts::judge(run, epochs, &curves, &evidence, &groups, thresholds);
+    if training_alone {
+        finding.set_facts(text::training_alone(epochs));
+    }
     RunAnalysis {
         best_epoch: curves.best.map_or(0, |i| epochs[i].epoch),
         best_val_loss: curves.best_val,

@@ -178,6 +178,7 @@ fn generate(rng: &mut SeededRng) -> Generated {
                 })
                 .collect(),
             extra: Default::default(),
+            no_validation: false,
         })
         .collect();
     let parameters = groups
@@ -204,6 +205,7 @@ fn generate(rng: &mut SeededRng) -> Generated {
     if rng.uniform() < 0.5 {
         run.origin = RunOrigin::External {
             hyperparameters: Vec::new(),
+            client_key: String::new(),
         };
     }
     Generated { run, epochs }

@@ -89,6 +89,7 @@ fn curve_with_ratios(losses: &[(f64, f64)], layer0: f64, head: f64) -> Vec<Epoch
                 },
             ],
             extra: Default::default(),
+            no_validation: false,
         })
         .collect()
 }
@@ -893,6 +894,7 @@ fn external_runs_get_advice_in_their_own_terms_and_their_schedule_is_heeded() {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            client_key: String::new(),
         };
         analyse_default(&record, &epochs)
     };
@@ -1023,4 +1025,102 @@ fn a_curve_falling_again_at_the_end_is_not_overfitting() {
     let (record, epochs) = binary(&losses);
     let a = analyse_default(&record, &epochs);
     assert_ne!(a.verdict, Verdict::Overfitting, "{}", a.reason);
+}
+
+/// Epochs as a loop that validates only when `validated(i)` logs them.
+fn validated_only(
+    epochs: Vec<EpochMetrics>,
+    validated: impl Fn(usize) -> bool,
+) -> Vec<EpochMetrics> {
+    epochs
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if validated(i) {
+                e
+            } else {
+                EpochMetrics {
+                    val_loss: f64::NAN,
+                    val_metric: f64::NAN,
+                    no_validation: true,
+                    ..e
+                }
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_without_validation_is_judged_on_its_training_loss_and_says_so() {
+    let losses = [
+        (1.0, 1.0),
+        (0.8, 0.8),
+        (0.6, 0.6),
+        (0.5, 0.5),
+        (0.4, 0.45),
+        (0.3, 0.4),
+        (0.2, 0.42),
+        (0.15, 0.45),
+        (0.1, 0.47),
+        (0.06, 0.5),
+    ];
+    // The validation losses above overfit; without them nothing can say so.
+    let epochs = validated_only(curve(&losses), |_| false);
+    let a = analyse_default(&finished(), &epochs);
+    assert_ne!(a.verdict.label(), "overfitting", "{}", a.reason);
+    assert!(
+        a.reason.starts_with("no validation loss was logged, so this judges the training loss alone, which cannot show overfitting"),
+        "{}",
+        a.reason
+    );
+    assert!(
+        a.reason
+            .contains("training loss 1.000 at epoch 1 → 0.06000 at epoch 10"),
+        "{}",
+        a.reason
+    );
+    assert!(
+        !a.has_best(),
+        "a run without validation has no best validation loss to rank by"
+    );
+    assert!(a.best_val_loss.is_nan() && a.gap_final.is_nan() && a.final_val_loss.is_nan());
+    assert_eq!(a.final_train_loss, 0.06);
+    assert_eq!(a.epochs, 10);
+
+    // A training loss that becomes NaN still reports divergence.
+    let mut diverging = epochs.clone();
+    diverging[9].train_loss = f64::NAN;
+    let a = analyse_default(&finished(), &diverging);
+    assert_eq!(a.verdict.label(), "diverged", "{}", a.reason);
+}
+
+#[test]
+fn a_run_validated_every_other_epoch_is_judged_on_those_epochs() {
+    let losses = [
+        (1.0, 1.0),
+        (0.8, 0.8),
+        (0.6, 0.6),
+        (0.5, 0.5),
+        (0.4, 0.45),
+        (0.3, 0.4),
+        (0.25, 0.41),
+        (0.2, 0.42),
+        (0.17, 0.44),
+        (0.15, 0.45),
+        (0.12, 0.46),
+        (0.1, 0.47),
+        (0.08, 0.49),
+        (0.06, 0.5),
+    ];
+    let epochs = validated_only(curve(&losses), |i| i % 2 == 1);
+    let a = analyse_default(&finished(), &epochs);
+    assert!(
+        a.reason
+            .starts_with("judged on the 7 of 14 epochs that were validated: "),
+        "{}",
+        a.reason
+    );
+    assert_eq!(a.verdict.label(), "overfitting", "{}", a.reason);
+    assert_eq!(a.best_epoch, 6);
+    assert_eq!(a.epochs, 7);
 }

@@ -230,6 +230,25 @@ pub async fn run(
     Ok(json_body(&json::run_detail(&detail, with_epochs)))
 }
 
+/// `GET /api/runs/RUN/steps[?max_points=N]` → the run's step records by column (see
+/// [`json::run_steps`]): every stored step up to N (default 2,000, at most 20,000), else an even
+/// spread keeping the first and the last.
+pub async fn run_steps(
+    State(dashboard): State<Dashboard>,
+    Path(run): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let run = run_name(&run)?;
+    let max_points = match query.get("max_points") {
+        None => 0,
+        Some(text) => text
+            .parse::<u32>()
+            .map_err(|_| ApiError::bad("max_points", "a whole number of steps, at most 20000"))?,
+    };
+    let steps = dashboard.runs.run_steps(run, max_points).await?;
+    Ok(json_body(&json::run_steps(&steps)))
+}
+
 /// `GET /api/compare?runs=A,B,...` → `strata compare --json`'s answer, with each run's losses.
 pub async fn compare(
     State(dashboard): State<Dashboard>,

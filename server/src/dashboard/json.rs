@@ -7,10 +7,10 @@ use serde_json::{json, Map, Value};
 use crate::{
     analysis::{Comparison, GroupDiagnosis, RunAnalysis},
     domain::{
-        EpochMetrics, FrozenUntil, GroupRate, RunConfig, RunEvent, RunState, SweepTrial, TaskFacts,
-        ValMetric,
+        EpochMetrics, FrozenUntil, GroupRate, RunConfig, RunEvent, RunOrigin, RunState, StepRecord,
+        SweepTrial, TaskFacts, ValMetric,
     },
-    runs::RunDetail,
+    runs::{RunDetail, RunSteps},
 };
 
 /// A float, `null` when not finite (JSON has no NaN).
@@ -98,6 +98,7 @@ pub fn run_detail(detail: &RunDetail, with_epochs: bool) -> Value {
         "worker_pid": detail.state.worker_pid,
         "resumes": run.resumes,
         "external": run.is_external(),
+        "hyperparameters": hyperparameters(&run.origin),
         "sweep": run.sweep.as_ref().map_or(Value::Null, sweep_trial),
         "analysis": analysis(&detail.analysis),
         "epochs_thinned": detail.epochs_thinned,
@@ -107,6 +108,51 @@ pub fn run_detail(detail: &RunDetail, with_epochs: bool) -> Value {
         value["epochs"] = detail.epochs.iter().map(|e| epoch(e, metric)).collect();
     }
     value
+}
+
+/// An external run's hyperparameters as its client gave them, `{KEY: VALUE}` (`{}` for a run
+/// trained here, whose config says it all).
+fn hyperparameters(origin: &RunOrigin) -> Value {
+    match origin {
+        RunOrigin::Trained => json!({}),
+        RunOrigin::External {
+            hyperparameters, ..
+        } => hyperparameters
+            .iter()
+            .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
+            .collect::<Map<String, Value>>()
+            .into(),
+    }
+}
+
+/// A run's step records for a chart, by column: `{"steps":[S...],"epochs":[E...],
+/// "scalars":{NAME:[V or null...]},"thinned","stored"}` (null where a step lacks that scalar, or
+/// its value is not finite).
+pub fn run_steps(steps: &RunSteps) -> Value {
+    let mut names: Vec<&str> = steps
+        .steps
+        .iter()
+        .flat_map(|s| s.scalars.keys().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let scalars: Map<String, Value> = names
+        .iter()
+        .map(|name| {
+            let column = steps
+                .steps
+                .iter()
+                .map(|s: &StepRecord| s.scalars.get(*name).map_or(Value::Null, |v| number(*v)));
+            (name.to_string(), column.collect())
+        })
+        .collect();
+    json!({
+        "steps": steps.steps.iter().map(|s| s.step).collect::<Vec<_>>(),
+        "epochs": steps.steps.iter().map(|s| s.epoch).collect::<Vec<_>>(),
+        "scalars": scalars,
+        "thinned": steps.thinned,
+        "stored": steps.stored,
+    })
 }
 
 fn task_label(task: TaskFacts) -> &'static str {
@@ -166,7 +212,8 @@ fn config(config: &RunConfig) -> Value {
 }
 
 /// One epoch: `{"epoch","train_loss","val_loss","gap","val_accuracy" or "val_r2","duration_ms",
-/// "samples_per_sec","groups":[{"name","lr","grad_norm","weight_norm","update_ratio","frozen"}]}`.
+/// "samples_per_sec","groups":[{"name","lr","grad_norm","weight_norm","update_ratio","frozen"}],
+/// "extra":{NAME: VALUE},"no_validation"}` (validation figures null when not validated).
 pub fn epoch(epoch: &EpochMetrics, metric: ValMetric) -> Value {
     let mut fields = Map::new();
     fields.insert("epoch".into(), epoch.epoch.into());
@@ -184,6 +231,13 @@ pub fn epoch(epoch: &EpochMetrics, metric: ValMetric) -> Value {
         })
     });
     fields.insert("groups".into(), groups.collect());
+    let extra: Map<String, Value> = epoch
+        .extra
+        .iter()
+        .map(|(name, value)| (name.clone(), number(*value)))
+        .collect();
+    fields.insert("extra".into(), extra.into());
+    fields.insert("no_validation".into(), epoch.no_validation.into());
     Value::Object(fields)
 }
 

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     error::StrataError,
     runs::Runs,
-    transport::connections::{BoundedConnection, ConnectionSlots, CountInFlight, WithConnection},
+    transport::connections::{BoundedConnection, ConnectionSlots, CountInFlight, WithPeer},
 };
 
 /// Where the dashboard listens unless told otherwise: loopback, so only this machine's browsers
@@ -152,8 +152,9 @@ pub async fn serve(
             slot = connections.admit() => slot,
             () = shutdown.cancelled() => return,
         };
-        let activity = slot.activity.clone();
-        let service = CountInFlight::new(WithConnection::new(app.clone(), activity, peer));
+        // Each request is in flight until its answer ends (an event stream until it is closed):
+        // a connection answering one is never closed to admit another.
+        let service = CountInFlight::on(slot.activity.clone(), WithPeer::new(app.clone(), peer));
         let stream = BoundedConnection::new(stream, slot, HEADER_READ_TIMEOUT);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -183,6 +184,7 @@ fn router(runs: Arc<Runs>, token: Option<String>, bound: SocketAddr) -> Router {
         .route("/assets/{file}", get(assets::asset))
         .route("/api/runs", get(api::list))
         .route("/api/runs/{run}", get(api::run))
+        .route("/api/runs/{run}/steps", get(api::run_steps))
         .route("/api/compare", get(api::compare))
         .route("/api/runs/{run}/events", get(events::run_events))
         .route("/api/events", get(events::changes))

@@ -34,11 +34,20 @@ pub struct EpochMetrics {
     /// Any other named scalar an external run logs (`val_f1`, `lr_warmup`), by name; empty for a
     /// trained run.
     pub extra: BTreeMap<String, f64>,
+    /// Not validated (an external run's loop validates less often, or not at all): `val_loss`
+    /// and `val_metric` are NaN and mean nothing. A trained run validates every epoch.
+    pub no_validation: bool,
 }
 
 impl EpochMetrics {
     /// Validation minus training loss.
     pub fn gap(&self) -> f64 {
         self.val_loss - self.train_loss
+    }
+
+    /// Whether a loss reports divergence: the training loss, or a validation loss that was
+    /// measured, is not finite.
+    pub fn diverged(&self) -> bool {
+        !self.train_loss.is_finite() || (!self.no_validation && !self.val_loss.is_finite())
     }
 }

@@ -12,6 +12,7 @@ mod outcome;
 mod rate_probe;
 mod run;
 mod status;
+mod step;
 mod verdict;
 
 pub use config::RunConfig;
@@ -30,4 +31,5 @@ pub use run::{
     RunOrigin, RunRecord, RunState, SweepTrial,
 };
 pub use status::RunStatus;
+pub use step::StepRecord;
 pub use verdict::{Diagnosis, Verdict};

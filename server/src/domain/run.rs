@@ -163,6 +163,9 @@ pub enum RunOrigin {
     External {
         /// Free-form, as the client gave them, sorted by key.
         hyperparameters: Vec<(String, String)>,
+        /// The key its client chose to find the run again after a lost answer or from a spool
+        /// (empty: none).
+        client_key: String,
     },
 }
 

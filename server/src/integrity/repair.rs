@@ -460,7 +460,7 @@ fn recovered_run(archive_run: RunRecord, source: &str, epochs: &[EpochMetrics]) 
         "recovered by `stratad check --repair` from {source}, after the store lost its record"
     );
     let (status, reason) = match last {
-        Some(record) if !record.val_loss.is_finite() || !record.train_loss.is_finite() => (
+        Some(record) if record.diverged() => (
             RunStatus::Diverged,
             format!(
                 "{recovered}; the loss became non-finite at epoch {}",

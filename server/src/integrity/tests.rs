@@ -362,6 +362,7 @@ fn new_external_run(store: &Store) -> RunRecord {
         device: "external".into(),
         origin: crate::domain::RunOrigin::External {
             hyperparameters: vec![("optimizer".into(), "sgd".into())],
+            client_key: String::new(),
         },
         ..RunRecord::example(store.next_run_id())
     };

@@ -67,13 +67,24 @@ pub struct CreateExternal {
     pub train_rows: u64,
     pub val_rows: u64,
     pub steps_per_epoch: u64,
+    /// The key its client chose to find it again (empty: none); see [`Runs::create_external`].
+    pub client_key: String,
 }
 
-/// An epoch as a client logs it: its metrics, and which metric it says `val_metric` is.
+/// What CreateRun did.
+#[derive(Clone, Debug)]
+pub struct Created {
+    pub state: RunState,
+    /// The client key named a run already stored: nothing was created.
+    pub existing: bool,
+}
+
+/// An epoch as a client logs it: its metrics, and which metric it says `val_metric` is (`None`:
+/// not measured, or not validated at all).
 #[derive(Clone, Debug)]
 pub struct LoggedEpoch {
     pub metrics: EpochMetrics,
-    pub metric: ValMetric,
+    pub metric: Option<ValMetric>,
 }
 
 /// What a batch did.
@@ -93,11 +104,13 @@ pub enum ExternalEnd {
     Cancelled,
 }
 
-/// A live external run's log: when it last heard from its client, and whether it has ended.
+/// A live external run's log: when it last heard from its client, whether it has ended, and
+/// what its step log holds (read on its first LogSteps).
 pub(super) struct ExternalLog {
-    last_heard: Instant,
-    ended: bool,
+    pub(super) last_heard: Instant,
+    pub(super) ended: bool,
     live: Arc<LiveRun>,
+    pub(super) steps: Option<super::steps::StepsSoFar>,
 }
 
 /// The live external runs, at most `max` of them (`--max-external-runs`).
@@ -106,6 +119,10 @@ pub(super) struct ExternalRuns {
     /// Live runs and runs being created: what the limit counts.
     taken: SyncMutex<usize>,
     max: usize,
+    /// Every stored run's client key, read from the store on the first CreateRun that has one.
+    /// Held while a keyed run is created or found again: two calls with one key never make two
+    /// runs.
+    keys: Mutex<Option<HashMap<String, RunId>>>,
 }
 
 impl ExternalRuns {
@@ -114,6 +131,7 @@ impl ExternalRuns {
             runs: SyncMutex::default(),
             taken: SyncMutex::new(0),
             max: max.max(1),
+            keys: Mutex::new(None),
         }
     }
 
@@ -136,7 +154,7 @@ impl ExternalRuns {
         *taken = taken.saturating_sub(1);
     }
 
-    fn get(&self, id: RunId) -> Option<Arc<Mutex<ExternalLog>>> {
+    pub(super) fn get(&self, id: RunId) -> Option<Arc<Mutex<ExternalLog>>> {
         self.runs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -184,19 +202,132 @@ pub(super) fn not_controlled_here(id: RunId, what: &str) -> StrataError {
 }
 
 impl Runs {
-    /// Stores a new external run, running, and starts its silence watch.
-    pub async fn create_external(self: &Arc<Self>, request: CreateExternal) -> Result<RunState> {
+    /// Stores a new external run, running, and starts its silence watch. With a client key the
+    /// daemon already holds, answers that run instead — running again if it was interrupted
+    /// (see the proto's `CreateRunRequest.client_key`).
+    pub async fn create_external(self: &Arc<Self>, request: CreateExternal) -> Result<Created> {
         self.check_accepting()?;
+        let key = request.client_key.clone();
+        // Every field checked first, whether the run is then created or found again.
         let record = self.external_record(request)?;
-        let id = record.id;
-        self.external.reserve()?;
-        let live = match self.live.claim(id) {
-            Ok(live) => live,
-            Err(err) => {
-                self.external.unreserve();
-                return Err(err);
+        if key.is_empty() {
+            let state = self.store_external(record).await?;
+            return Ok(Created {
+                state,
+                existing: false,
+            });
+        }
+        let mut keys = self.external.keys.lock().await;
+        if keys.is_none() {
+            let store = self.store.clone();
+            *keys = Some(blocking(move || store.client_keys()).await?);
+        }
+        let keys = keys.get_or_insert_with(HashMap::new);
+        if let Some(&id) = keys.get(&key) {
+            // A key whose run was deleted since is free again.
+            if let Some(state) = self.find_again(id, &key, &record).await? {
+                return Ok(Created {
+                    state,
+                    existing: true,
+                });
             }
+        }
+        let state = self.store_external(record).await?;
+        keys.insert(key, state.record.id);
+        Ok(Created {
+            state,
+            existing: false,
+        })
+    }
+
+    /// The run a client key names, checked against what the client says it is now; running again
+    /// if it was interrupted. `None` when the run is gone (deleted).
+    async fn find_again(
+        self: &Arc<Self>,
+        id: RunId,
+        key: &str,
+        asked: &RunRecord,
+    ) -> Result<Option<RunState>> {
+        let store = self.store.clone();
+        let Some(stored) = blocking(move || store.get_run(id)).await? else {
+            return Ok(None);
         };
+        check_same_run(key, &stored, asked)?;
+        if let Some(log) = self.external.get(id) {
+            let mut log = log.lock().await;
+            if !log.ended {
+                // Its client is back before the silence timeout: the same run, kept alive.
+                log.last_heard = Instant::now();
+                drop(log);
+                let this = self.clone();
+                return blocking(move || this.state_of(id, &id.to_string()))
+                    .await
+                    .map(Some);
+            }
+        }
+        let store = self.store.clone();
+        let Some(stored) = blocking(move || store.get_run(id)).await? else {
+            return Ok(None);
+        };
+        if stored.status != RunStatus::Interrupted && stored.status != RunStatus::Running {
+            // Ended by its client (or diverged): answered as it is.
+            let this = self.clone();
+            return blocking(move || this.state_of(id, &id.to_string()))
+                .await
+                .map(Some);
+        }
+        self.reopen_external(id).await.map(Some)
+    }
+
+    /// An interrupted external run running again, its epochs kept: its client is back.
+    async fn reopen_external(self: &Arc<Self>, id: RunId) -> Result<RunState> {
+        let live = self.claim_external(id)?;
+        let store = self.store.clone();
+        let reopened = blocking(move || {
+            store.update_run(id, |run| {
+                run.status = RunStatus::Running;
+                run.reason = String::new();
+                run.finished_at_ms = 0;
+                run.resumes += 1;
+            })
+        })
+        .await;
+        if let Err(err) = reopened {
+            self.live.release(id);
+            self.external.unreserve();
+            return Err(err);
+        }
+        self.watch_external(id, live);
+        tracing::info!(run = %id, "external run continued by its client");
+        let this = self.clone();
+        blocking(move || this.state_of(id, &id.to_string())).await
+    }
+
+    /// A place among the live external runs, and the run's live channel.
+    fn claim_external(&self, id: RunId) -> Result<Arc<LiveRun>> {
+        self.external.reserve()?;
+        self.live
+            .claim(id)
+            .inspect_err(|_| self.external.unreserve())
+    }
+
+    /// Registers a live external run and starts its silence watch.
+    fn watch_external(self: &Arc<Self>, id: RunId, live: Arc<LiveRun>) {
+        let log = Arc::new(Mutex::new(ExternalLog {
+            last_heard: Instant::now(),
+            ended: false,
+            live,
+            steps: None,
+        }));
+        self.external.insert(id, log.clone());
+        self.spawn_silence_watch(id, log);
+        self.live.changed(id);
+    }
+
+    /// Stores a new external run's record and folder, running, and starts its silence watch.
+    async fn store_external(self: &Arc<Self>, record: RunRecord) -> Result<RunState> {
+        let id = record.id;
+        let live = self.claim_external(id)?;
         let store = self.store.clone();
         let folder = self.checkpoint_dir(id);
         let stored = {
@@ -226,14 +357,7 @@ impl Runs {
             self.external.unreserve();
             return Err(err);
         }
-        let log = Arc::new(Mutex::new(ExternalLog {
-            last_heard: Instant::now(),
-            ended: false,
-            live,
-        }));
-        self.external.insert(id, log.clone());
-        self.spawn_silence_watch(id, log);
-        self.live.changed(id);
+        self.watch_external(id, live);
         tracing::info!(run = %id, "external run created");
         Ok(RunState {
             record,
@@ -257,8 +381,10 @@ impl Runs {
             train_rows,
             val_rows,
             steps_per_epoch,
+            client_key,
         } = request;
         validate_labels(&name, &tags)?;
+        check_client_key(&client_key)?;
         for (field, text) in [("dataset", &dataset), ("model", &model)] {
             check_text(field, text, MAX_NAME_CHARS)?;
             if text.trim().is_empty() {
@@ -345,7 +471,10 @@ impl Runs {
             started_at_ms: now,
             parameter_count,
             device: "external".into(),
-            origin: RunOrigin::External { hyperparameters },
+            origin: RunOrigin::External {
+                hyperparameters,
+                client_key,
+            },
             ..RunRecord::queued(id, config, parameters, facts)
         })
     }
@@ -389,17 +518,14 @@ impl Runs {
         let (stored, done) = stored;
         let new = check_batch(&record, &epochs, &stored, done)?;
         log.last_heard = Instant::now();
-        let diverged = new
-            .iter()
-            .find(|e| !e.train_loss.is_finite() || !e.val_loss.is_finite())
-            .map(|e| {
-                let (which, value) = if e.train_loss.is_finite() {
-                    ("validation", e.val_loss)
-                } else {
-                    ("training", e.train_loss)
-                };
-                format!("the {which} loss became {value} at epoch {}", e.epoch)
-            });
+        let diverged = new.iter().find(|e| e.diverged()).map(|e| {
+            let (which, value) = if e.train_loss.is_finite() {
+                ("validation", e.val_loss)
+            } else {
+                ("training", e.train_loss)
+            };
+            format!("the {which} loss became {value} at epoch {}", e.epoch)
+        });
         let count = new.len() as u32;
         let epochs_done = done + count;
         if !new.is_empty() {
@@ -471,7 +597,7 @@ impl Runs {
     }
 
     /// The live log of an external run, or why the run takes no more logging.
-    async fn live_external(
+    pub(super) async fn live_external(
         self: &Arc<Self>,
         id: RunId,
         named: &str,
@@ -484,7 +610,12 @@ impl Runs {
     }
 
     /// Why a run that is not a live external run takes no logging.
-    async fn not_running(self: &Arc<Self>, id: RunId, named: &str, what: &str) -> StrataError {
+    pub(super) async fn not_running(
+        self: &Arc<Self>,
+        id: RunId,
+        named: &str,
+        what: &str,
+    ) -> StrataError {
         let (this, named) = (self.clone(), named.to_string());
         match blocking(move || this.state_of(id, &named)).await {
             Err(err) => err,
@@ -596,6 +727,46 @@ impl Runs {
             self.forget_ended(id, &mut log, RunStatus::Interrupted, reason.to_string());
         }
     }
+}
+
+/// Characters of a client key.
+const MAX_CLIENT_KEY_CHARS: usize = 64;
+
+/// A client key is empty (none), or 1 to 64 characters of `[A-Za-z0-9_.-]`: a file name in any
+/// spool folder, never shown as anything else.
+fn check_client_key(key: &str) -> Result<()> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if key.len() > MAX_CLIENT_KEY_CHARS || !key.chars().all(allowed) || key.starts_with('.') {
+        return Err(StrataError::invalid(
+            "client_key",
+            format!("1 to {MAX_CLIENT_KEY_CHARS} characters of letters, digits and _ . - (not starting with .), e.g. a UUID"),
+        ));
+    }
+    Ok(())
+}
+
+/// The run a client key names must be the one the client describes: the same groups, in order,
+/// and the same task. Its name, tags and rates may differ (a scheduler moved the rates).
+fn check_same_run(key: &str, stored: &RunRecord, asked: &RunRecord) -> Result<()> {
+    let names =
+        |run: &RunRecord| -> Vec<String> { run.groups().into_iter().map(|g| g.name).collect() };
+    let (was, now) = (names(stored), names(asked));
+    if was != now {
+        return Err(StrataError::FailedPrecondition(format!(
+            "client_key {key:?} names run {}, whose groups are [{}]; this request's are [{}]: use a new key for a new run",
+            stored.id,
+            was.join(", "),
+            now.join(", ")
+        )));
+    }
+    if stored.facts.task != asked.facts.task {
+        return Err(StrataError::FailedPrecondition(format!(
+            "client_key {key:?} names run {}, a {}; this request describes another task: use a new key for a new run",
+            stored.id,
+            stored.config.task
+        )));
+    }
+    Ok(())
 }
 
 /// Printable text of at most `max` characters, none of them invisible.
@@ -712,7 +883,7 @@ fn check_batch(
         } else {
             if let Some(last) = new.last().or(stored.last()) {
                 let last: &EpochMetrics = last;
-                if !(last.train_loss.is_finite() && last.val_loss.is_finite()) {
+                if last.diverged() {
                     return Err(StrataError::FailedPrecondition(format!(
                         "epoch {} follows epoch {}, whose non-finite loss ended the run as diverged",
                         epoch.epoch, last.epoch
@@ -739,24 +910,32 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
     } = logged;
     let at = |field: &str| format!("epochs[{i}].{field}");
     let n = epoch.epoch;
-    if *sent != metric {
-        return Err(StrataError::invalid(
-            at("val_metric"),
-            format!(
-                "epoch {n} reports val_{} but the run's metric is {} (send val_{})",
-                if *sent == ValMetric::Accuracy {
-                    "accuracy"
-                } else {
-                    "r2"
-                },
-                metric.label(),
-                if metric == ValMetric::Accuracy {
-                    "accuracy"
-                } else {
-                    "r2"
-                },
+    let field_of = |metric: ValMetric| match metric {
+        ValMetric::Accuracy => "val_accuracy",
+        ValMetric::R2 => "val_r2",
+    };
+    match sent {
+        Some(sent) if epoch.no_validation => {
+            return Err(StrataError::invalid(
+                at("val_metric"),
+                format!(
+                "epoch {n} is not validated (no_validation) but reports {}; send one or the other",
+                field_of(*sent)
             ),
-        ));
+            ))
+        }
+        Some(sent) if *sent != metric => {
+            return Err(StrataError::invalid(
+                at("val_metric"),
+                format!(
+                    "epoch {n} reports {} but the run's metric is {} (send {})",
+                    field_of(*sent),
+                    metric.label(),
+                    field_of(metric),
+                ),
+            ))
+        }
+        _ => {}
     }
     let finite = |field: &str, value: f64, at_least_zero: bool| -> Result<()> {
         if !value.is_finite() || (at_least_zero && value < 0.0) {
@@ -771,9 +950,9 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
         }
         Ok(())
     };
-    // The epoch that reports divergence may have no metric to speak of (a NaN model's R²).
-    let diverged = !(epoch.train_loss.is_finite() && epoch.val_loss.is_finite());
-    if !diverged {
+    // The epoch that reports divergence may have no metric to speak of (a NaN model's R²); an
+    // epoch may have none measured.
+    if !epoch.diverged() && sent.is_some() {
         finite("val_metric", epoch.val_metric, false)?;
         // Accuracy is a fraction; R² is at most 1 (a perfect fit), and any lower value is
         // possible.
@@ -852,7 +1031,7 @@ fn check_epoch(i: usize, logged: &LoggedEpoch, metric: ValMetric, groups: &[Stri
 
 /// Why `name` cannot name an extra scalar, if it cannot: 1 to 64 characters of
 /// `[A-Za-z0-9_./-]` (a column name in any tool, a tag in TensorBoard).
-fn check_extra_name(name: &str) -> std::result::Result<(), String> {
+pub(super) fn check_extra_name(name: &str) -> std::result::Result<(), String> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-');
     let shown: String = name.chars().take(MAX_EXTRA_NAME_CHARS + 1).collect();
     if name.is_empty() {
@@ -905,8 +1084,15 @@ fn first_difference(was: &EpochMetrics, now: &EpochMetrics) -> Option<Difference
         samples_per_sec,
         groups,
         extra,
+        no_validation,
     } = was;
+    let flag = |f: bool| if f { 1.0 } else { 0.0 };
     let mut pairs = vec![
+        (
+            "no_validation".to_string(),
+            flag(*no_validation),
+            flag(now.no_validation),
+        ),
         ("train_loss".to_string(), *train_loss, now.train_loss),
         ("val_loss".to_string(), *val_loss, now.val_loss),
         ("val_metric".to_string(), *val_metric, now.val_metric),
@@ -918,7 +1104,6 @@ fn first_difference(was: &EpochMetrics, now: &EpochMetrics) -> Option<Difference
         ),
     ];
     for (a, b) in groups.iter().zip(&now.groups) {
-        let flag = |f: bool| if f { 1.0 } else { 0.0 };
         pairs.extend([
             (format!("groups[{}].lr", a.name), a.lr, b.lr),
             (
@@ -992,7 +1177,7 @@ mod tests {
                     groups: vec![],
                     ..epoch(n, 1.0)
                 },
-                metric: run.facts.task.metric(),
+                metric: Some(run.facts.task.metric()),
             })
             .collect();
         let err = check_batch(&run, &batch, &[], most - 1).unwrap_err();

@@ -13,7 +13,8 @@
 //! - [`live`]: the runs in flight, their stop flags, and the watch fan-out;
 //! - [`queries`]: get, list, compare, each bounded: a run's epochs thinned or paged
 //!   ([`thinning`]), analyses kept until their run changes ([`analysis_cache`]);
-//! - [`external`]: runs trained outside the daemon, which log their epochs to it;
+//! - [`external`]: runs trained outside the daemon, which log their epochs to it, and
+//!   [`steps`]: their per-step records;
 //! - [`lr_find`]: the learning-rate range test per group, on a training slot in a worker, stored
 //!   nowhere.
 //!
@@ -32,6 +33,7 @@ mod prepare;
 mod queries;
 mod queue;
 mod resume_point;
+mod steps;
 mod thinning;
 mod training;
 
@@ -44,7 +46,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub use self::external::{
-    CreateExternal, ExternalEnd, Logged, LoggedEpoch, DEFAULT_EXTERNAL_TIMEOUT,
+    CreateExternal, Created, ExternalEnd, Logged, LoggedEpoch, DEFAULT_EXTERNAL_TIMEOUT,
     MAX_LOG_BATCH_EPOCHS,
 };
 pub use self::live::{CHANGES_BUFFER_EVENTS, WATCH_BUFFER_EVENTS};
@@ -52,6 +54,7 @@ pub use self::lr_find::{
     FindRatesRequest, ProbeEvent, ProbePlan, MAX_PROBE_STEPS, MAX_PROBE_STEPS_TOTAL,
     MIN_PROBE_STEPS,
 };
+pub use self::steps::{LoggedSteps, RunSteps, MAX_RUN_STEP_VALUES, MAX_STEPS_PER_BATCH};
 pub use self::thinning::{
     returned_epochs, MAX_COMPARED_EPOCHS, MAX_RETURNED_EPOCHS, MAX_RETURNED_GROUP_RECORDS,
 };
@@ -255,6 +258,11 @@ impl Runs {
             tasks: TaskTracker::new(),
             analyses: analysis_cache::AnalysisCache::default(),
         })
+    }
+
+    /// How long an external run may log nothing before it is interrupted.
+    pub fn external_timeout(&self) -> std::time::Duration {
+        self.external_timeout
     }
 
     pub fn max_concurrent_runs(&self) -> usize {

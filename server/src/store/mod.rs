@@ -20,6 +20,7 @@ mod resolve;
 pub mod run_copy;
 mod runs;
 mod scan;
+pub mod step_log;
 pub mod upgrade;
 
 use std::{

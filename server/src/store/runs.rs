@@ -114,6 +114,25 @@ impl Store {
         self.put_runs(&runs)
     }
 
+    /// Every external run's client key (those that have one), and the run it names. A record
+    /// that does not decode is skipped (the integrity check reports it).
+    pub fn client_keys(&self) -> Result<std::collections::HashMap<String, RunId>> {
+        let _visible = self.readable()?;
+        let mut keys = std::collections::HashMap::new();
+        for entry in self.runs.iter() {
+            let (key, bytes) = entry?;
+            let Ok(run) = decode_run(&bytes) else {
+                continue;
+            };
+            if let crate::domain::RunOrigin::External { client_key, .. } = run.origin {
+                if !client_key.is_empty() {
+                    keys.insert(client_key, RunId::from_key(&key)?);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     /// Every run with its number of stored epochs, newest first.
     pub fn runs_newest_first(&self) -> impl Iterator<Item = Result<(RunRecord, u32)>> + '_ {
         let mut entries = self.runs.iter().rev();

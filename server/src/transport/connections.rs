@@ -370,7 +370,9 @@ impl AsyncWrite for BoundedConnection {
 
 /// Counts each request on its connection's [`Activity`] while it is answered (its answer's body
 /// included: a stream counts until it ends), so that a busy connection is never closed to make
-/// room. The activity comes from the connection's info in the request's extensions (TLS or not).
+/// room. The activity comes from the connection's info in the request's extensions (TLS or not),
+/// which tonic puts there; the dashboard's server does not, and gives each connection's activity
+/// to [`CountInFlight::on`] instead.
 #[derive(Clone, Copy, Default)]
 pub struct InFlightLayer;
 
@@ -378,7 +380,10 @@ impl<S> Layer<S> for InFlightLayer {
     type Service = CountInFlight<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CountInFlight { inner }
+        CountInFlight {
+            inner,
+            connection: None,
+        }
     }
 }
 
@@ -386,11 +391,20 @@ impl<S> Layer<S> for InFlightLayer {
 #[derive(Clone)]
 pub struct CountInFlight<S> {
     inner: S,
+    /// The connection every request of this service comes on (one service per connection), or
+    /// `None` to find it in each request's extensions.
+    connection: Option<Arc<Activity>>,
 }
 
 impl<S> CountInFlight<S> {
-    pub fn new(inner: S) -> Self {
-        CountInFlight { inner }
+    /// Counts `inner`'s requests on `connection`, the one connection it serves. (Not on an
+    /// activity found in the requests: a wrapper inside this one that put it there would come
+    /// too late, and no request would be counted.)
+    pub fn on(connection: Arc<Activity>, inner: S) -> Self {
+        CountInFlight {
+            inner,
+            connection: Some(connection),
+        }
     }
 }
 
@@ -405,7 +419,6 @@ fn activity_of<B>(request: &http::Request<B>) -> Option<Arc<Activity>> {
                 .map(|tls| tls.get_ref())
         })
         .map(|info| info.activity.clone())
-        .or_else(|| extensions.get::<Arc<Activity>>().cloned())
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for CountInFlight<S>
@@ -424,7 +437,11 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let guard = activity_of(&request).map(|activity| activity.request());
+        let guard = self
+            .connection
+            .clone()
+            .or_else(|| activity_of(&request))
+            .map(|activity| activity.request());
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
@@ -440,26 +457,24 @@ where
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
-/// Puts a connection's [`Activity`] and peer address into each of its requests (for a server
-/// that does not pass connection info itself: the dashboard's, one service per connection).
+/// Puts a connection's peer address into each of its requests (for a server that does not pass
+/// connection info itself: the dashboard's, one service per connection).
 #[derive(Clone)]
-pub struct WithConnection<S> {
+pub struct WithPeer<S> {
     inner: S,
-    activity: Arc<Activity>,
     peer: PeerAddr,
 }
 
-impl<S> WithConnection<S> {
-    pub fn new(inner: S, activity: Arc<Activity>, peer: std::net::SocketAddr) -> Self {
-        WithConnection {
+impl<S> WithPeer<S> {
+    pub fn new(inner: S, peer: std::net::SocketAddr) -> Self {
+        WithPeer {
             inner,
-            activity,
             peer: PeerAddr(peer),
         }
     }
 }
 
-impl<S, B> Service<http::Request<B>> for WithConnection<S>
+impl<S, B> Service<http::Request<B>> for WithPeer<S>
 where
     S: Service<http::Request<B>>,
 {
@@ -472,7 +487,6 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        request.extensions_mut().insert(self.activity.clone());
         request.extensions_mut().insert(self.peer);
         self.inner.call(request)
     }
@@ -552,6 +566,45 @@ mod tests {
         second.read_exact(&mut got).await.unwrap();
         assert_eq!(got, [b'x'; 32]);
         assert_eq!(slots.open_now(), 1);
+    }
+
+    /// A route answering with a body (a stand-in for an event stream), given the peer address.
+    #[derive(Clone)]
+    struct Route;
+
+    impl Service<http::Request<()>> for Route {
+        type Response = http::Response<axum::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<()>) -> Self::Future {
+            assert!(request.extensions().get::<PeerAddr>().is_some());
+            std::future::ready(Ok(http::Response::new(axum::body::Body::from("events"))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dashboard_answer_is_in_flight_until_its_body_ends_and_its_connection_is_kept() {
+        let slots = ConnectionSlots::new(2);
+        let streaming = slots.admit().await;
+        let idle = slots.admit().await;
+        // Stacked as the dashboard stacks them, one service per connection.
+        let peer = "127.0.0.1:9".parse().unwrap();
+        let mut service = CountInFlight::on(streaming.activity.clone(), WithPeer::new(Route, peer));
+        let answer = service.call(http::Request::new(())).await.unwrap();
+        // Its headers are sent, its body is not over: in flight.
+        assert_eq!(streaming.activity.in_flight.load(Ordering::Acquire), 1);
+        // At the cap, the idle connection is closed, not the one answering (though older).
+        assert!(slots.close_longest_idle());
+        assert!(idle.activity.close.is_cancelled());
+        assert!(!streaming.activity.close.is_cancelled());
+        drop(idle);
+        drop(answer);
+        assert_eq!(streaming.activity.in_flight.load(Ordering::Acquire), 0);
     }
 
     #[test]

@@ -6,9 +6,10 @@ use strata_proto::{
     strata_server::Strata, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
     CompareRunsResponse, CreateRunRequest, CreateRunResponse, DeleteRunRequest, DeleteRunResponse,
     FindRatesEvent, FindRatesRequest, FinishRunRequest, FinishRunResponse, GetRunRequest,
-    GetRunResponse, GetServerInfoRequest, ListRunsRequest, ListRunsResponse, LogEpochsRequest,
-    LogEpochsResponse, ResumeRunRequest, ResumeRunResponse, ServerInfo, StartRunRequest,
-    StartRunResponse, WatchEvent, WatchRunRequest,
+    GetRunResponse, GetRunStepsRequest, GetRunStepsResponse, GetServerInfoRequest, ListRunsRequest,
+    ListRunsResponse, LogEpochsRequest, LogEpochsResponse, LogStepsRequest, LogStepsResponse,
+    ResumeRunRequest, ResumeRunResponse, ServerInfo, StartRunRequest, StartRunResponse, WatchEvent,
+    WatchRunRequest,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -173,10 +174,31 @@ impl Strata for StrataService {
         request: Request<CreateRunRequest>,
     ) -> Result<Response<CreateRunResponse>, Status> {
         let request = CreateExternal::try_from(request.into_inner())?;
-        let run = self.runs.create_external(request).await?;
+        let created = self.runs.create_external(request).await?;
         Ok(Response::new(CreateRunResponse {
-            run: Some(run.into()),
+            run: Some(created.state.into()),
+            existing: created.existing,
+            silence_timeout_ms: self.runs.external_timeout().as_millis() as u64,
         }))
+    }
+
+    async fn log_steps(
+        &self,
+        request: Request<LogStepsRequest>,
+    ) -> Result<Response<LogStepsResponse>, Status> {
+        let LogStepsRequest { run, steps } = request.into_inner();
+        let steps = steps.into_iter().map(Into::into).collect();
+        let logged = self.runs.log_steps(&run, steps).await?;
+        Ok(Response::new(logged.into()))
+    }
+
+    async fn get_run_steps(
+        &self,
+        request: Request<GetRunStepsRequest>,
+    ) -> Result<Response<GetRunStepsResponse>, Status> {
+        let GetRunStepsRequest { run, max_points } = request.into_inner();
+        let steps = self.runs.run_steps(&run, max_points).await?;
+        Ok(Response::new(steps.into()))
     }
 
     async fn log_epochs(

@@ -53,7 +53,13 @@ pub fn epoch_from_wire(epoch: proto::EpochRecord) -> Result<EpochMetrics, String
         samples_per_sec,
         groups,
         extra,
+        no_validation,
     } = epoch;
+    if no_validation {
+        return Err(format!(
+            "epoch {epoch} came unvalidated, which only external runs may be"
+        ));
+    }
     let val_metric = match val_metric {
         Some(
             proto::epoch_record::ValMetric::ValAccuracy(v)
@@ -99,6 +105,7 @@ pub fn epoch_from_wire(epoch: proto::EpochRecord) -> Result<EpochMetrics, String
         samples_per_sec,
         groups,
         extra: Default::default(),
+        no_validation: false,
     })
 }
 

@@ -108,6 +108,11 @@ impl Finding {
         }
     }
 
+    /// Says what the verdict rests on in other words (the verdict and the advice stay).
+    pub fn set_facts(&mut self, facts: String) {
+        self.facts = facts;
+    }
+
     /// `facts: verdict[ so far (epoch 4 of 10)][; advice]`.
     pub fn sentence(&self, run: &RunRecord, epochs: usize) -> String {
         let mut sentence = format!("{}: {}", self.facts, self.verdict.label());

@@ -1,5 +1,8 @@
 // The run page: its config and rate table, its curves, its verdict; new epochs arrive as
-// server-sent events (history first, then live, each epoch once) and are drawn as they come.
+// server-sent events (history first, then live, each epoch once) and are drawn as they come. A run
+// logged from outside also shows its hyperparameters, its other named scalars, and its per-step
+// records (re-read with the analysis: they are not streamed), the training loss among them drawn
+// under the epochs' means.
 "use strict";
 
 const runName = decodeURIComponent(location.pathname.split("/").pop());
@@ -13,6 +16,10 @@ const page = {
   metricField: "val_accuracy",
   // Column-wise data, as uPlot takes it.
   epochs: [], train: [], val: [], metric: [], rates: [], ratios: [],
+  /** An external run's other scalars per epoch: name → column (null where an epoch lacks it). */
+  extra: {},
+  /** The run's step records by column, as /api/runs/RUN/steps answers. */
+  steps: null,
   charts: [],
   duplicates: 0, gaps: 0,
   /** Date.now() when each epoch was first drawn (for the latency benchmark). */
@@ -32,18 +39,31 @@ function logTicks(_plot, splits) {
 
 /** A uPlot chart in `containerId` over the epochs, with `series` and its data columns. */
 function chart(containerId, series, columns, scale = {}, extra = {}) {
+  return chartOver(containerId, "epoch", series, () => [page.epochs, ...columns()], scale, extra);
+}
+
+/** A uPlot chart in `containerId` with `series`; `data()` gives the x column, then each series'. */
+function chartOver(containerId, xLabel, series, data, scale = {}, extra = {}) {
   const container = $(containerId);
   const options = {
     ...extra,
     width: strata.width(container), height: 240,
     scales: { x: { time: false }, y: scale },
-    axes: [{ label: "epoch" }, { size: 70, ...(scale.distr === 3 ? { values: logTicks } : {}) }],
-    series: [{ label: "epoch" }, ...series],
+    axes: [{ label: xLabel }, { size: 70, ...(scale.distr === 3 ? { values: logTicks } : {}) }],
+    series: [{ label: xLabel }, ...series],
     hooks: { draw: [stampDrawn] },
   };
-  const plot = new uPlot(options, [page.epochs, ...columns()], container);
-  page.charts.push({ plot, columns, container });
-  return plot;
+  const plot = new uPlot(options, data(), container);
+  const entry = { plot, data, container };
+  page.charts.push(entry);
+  return entry;
+}
+
+/** Removes a chart (to draw it again with other series). */
+function dropChart(entry) {
+  if (!entry) return;
+  entry.plot.destroy();
+  page.charts = page.charts.filter((c) => c !== entry);
 }
 
 /** Records when each epoch first reached the screen. */
@@ -63,6 +83,86 @@ function buildCharts() {
   const log = { distr: 3 };
   chart("rate-chart", groups.map((g, i) => lineSeries(g, strata.color(i))), () => page.rates, log);
   chart("ratio-chart", groups.map((g, i) => lineSeries(g, strata.color(i))), () => page.ratios, log);
+  buildExtraChart();
+}
+
+let extraChart = null;
+/** The other per-epoch scalars (an external run's), one line each; drawn again when one appears. */
+function buildExtraChart() {
+  const names = Object.keys(page.extra).sort();
+  $("extra-card").hidden = names.length === 0;
+  dropChart(extraChart);
+  extraChart = null;
+  if (!names.length) return;
+  extraChart = chart("extra-chart", names.map((n, i) => lineSeries(n, strata.color(i), { spanGaps: true })),
+    () => names.map((n) => page.extra[n]));
+}
+
+/** The step scalar that is the training loss: `train_loss`, else `loss`. */
+function stepLossName(steps) {
+  return ["train_loss", "loss"].find((n) => n in steps.scalars);
+}
+
+/**
+ * Where each step falls among the epochs: a step of epoch E lands in (E−1, E], spread over the
+ * steps that epoch logged, so its last step is at E, beside the epoch's mean; steps of no known
+ * epoch are not placed.
+ */
+function stepPositions(steps) {
+  const range = {};
+  steps.steps.forEach((s, i) => {
+    const e = steps.epochs[i];
+    if (!e) return;
+    const r = range[e] || (range[e] = { first: s, last: s, count: 0 });
+    r.first = Math.min(r.first, s); r.last = Math.max(r.last, s); r.count += 1;
+  });
+  return steps.steps.map((s, i) => {
+    const r = range[steps.epochs[i]];
+    if (!r) return null;
+    const span = r.last - r.first;
+    return steps.epochs[i] - 1 + (span > 0 ? 0.05 + 0.95 * (s - r.first) / span : 1);
+  });
+}
+
+let stepChart = null;
+let stepScalarsChart = null;
+/** The training loss per step under the epochs' means, and the other step scalars by step. */
+function drawSteps() {
+  const steps = page.steps;
+  const lossName = steps && stepLossName(steps);
+  $("step-card").hidden = !lossName;
+  dropChart(stepChart);
+  stepChart = null;
+  if (lossName) {
+    const at = stepPositions(steps);
+    const points = [];
+    at.forEach((x, i) => { if (x !== null) points.push([x, steps.scalars[lossName][i], null]); });
+    page.epochs.forEach((e, i) => points.push([e, null, page.train[i]]));
+    points.sort((a, b) => a[0] - b[0]);
+    stepChart = chartOver("step-chart", "epoch", [
+      lineSeries(`${lossName} per step`, "rgba(31,111,235,0.45)", { width: 1, spanGaps: true }),
+      lineSeries("train (epoch mean)", strata.color(0), { spanGaps: true, points: { show: true } }),
+    ], () => [points.map((p) => p[0]), points.map((p) => p[1]), points.map((p) => p[2])]);
+    $("step-note").textContent = steps.thinned
+      ? `An even spread of ${steps.steps.length} of its ${steps.stored} steps (the first and the last among them).`
+      : `${steps.stored} steps.`;
+  }
+  const others = steps ? Object.keys(steps.scalars).filter((n) => n !== lossName).sort() : [];
+  $("step-scalars-card").hidden = others.length === 0;
+  dropChart(stepScalarsChart);
+  stepScalarsChart = null;
+  if (others.length) {
+    stepScalarsChart = chartOver("step-scalars-chart", "step",
+      others.map((n, i) => lineSeries(n, strata.color(i), { spanGaps: true })),
+      () => [steps.steps, ...others.map((n) => steps.scalars[n])]);
+  }
+}
+
+/** Reads the run's step records again (a run that logs none has none). */
+async function loadSteps() {
+  if (!page.run || !page.run.external) return;
+  page.steps = await strata.api(`/api/runs/${encodeURIComponent(runName)}/steps`);
+  drawSteps();
 }
 
 /** Adds one epoch's values to the columns; false when it was already drawn. */
@@ -81,11 +181,21 @@ function addEpoch(epoch) {
     page.rates[i].push(group && group.lr > 0 ? group.lr : null);
     page.ratios[i].push(group && group.update_ratio > 0 ? group.update_ratio : null);
   });
+  const extra = epoch.extra || {};
+  let newName = false;
+  for (const name of Object.keys(extra)) {
+    if (!(name in page.extra)) {
+      page.extra[name] = page.epochs.slice(0, -1).map(() => null);
+      newName = true;
+    }
+  }
+  for (const [name, column] of Object.entries(page.extra)) column.push(name in extra ? extra[name] : null);
+  if (newName && page.charts.length) buildExtraChart();
   return true;
 }
 
 function redraw() {
-  for (const { plot, columns } of page.charts) plot.setData([page.epochs, ...columns()]);
+  for (const { plot, data } of page.charts) plot.setData(data());
 }
 
 /** A sweep trial's swept settings, `lr=0.01, layer-lr=layer0=1e-3`. */
@@ -123,6 +233,10 @@ function renderSummary(run) {
         strata.el("td", { class: "num" }, d ? strata.num(d.update_ratio) : "—"),
         strata.el("td", { class: "wrap" }, d ? d.advice : ""));
     }));
+  const hyper = Object.entries(run.hyperparameters || {});
+  $("hyper-card").hidden = hyper.length === 0;
+  $("hyperparameters").replaceChildren(...hyper.map(([k, v]) =>
+    strata.el("tr", {}, strata.el("th", {}, k), strata.el("td", { class: "wrap" }, v))));
   $("config").replaceChildren(...Object.entries(run.config)
     .filter(([, v]) => v !== null && v !== "" && !(Array.isArray(v) && v.length === 0))
     .map(([k, v]) => strata.el("tr", {}, strata.el("th", {}, k), strata.el("td", { class: "wrap" }, Array.isArray(v) ? v.join("  ") : String(v)))));
@@ -140,6 +254,7 @@ function refreshAnalysisSoon() {
     try {
       page.run = await strata.api(`/api/runs/${encodeURIComponent(runName)}?epochs=false`);
       renderSummary(page.run);
+      await loadSteps();
     } catch (err) {
       strata.showError($("error"), err);
     }
@@ -197,6 +312,7 @@ async function start() {
     if (run.epochs_thinned) page.gaps = 0;
     renderSummary(run);
     buildCharts();
+    await loadSteps();
     listen();
   } catch (err) {
     strata.showError($("error"), err);
@@ -215,5 +331,12 @@ window.strataChart = {
   drawnAt: () => page.drawnAt,
   status: () => page.run && page.run.status,
   ended: () => page.ended,
+  /** The names of the other per-epoch scalars charted, and of the per-step scalars. */
+  extraScalars: () => (extraChart ? Object.keys(page.extra).sort() : []),
+  stepScalars: () => (page.steps ? Object.keys(page.steps.scalars).sort() : []),
+  /** Step-level training loss points drawn under the epoch curves. */
+  stepPoints: () => (stepChart ? stepChart.plot.data[1].filter((v) => v !== null).length : 0),
+  hyperparameters: () => Object.fromEntries([...$("hyperparameters").querySelectorAll("tr")]
+    .map((tr) => [tr.children[0].textContent, tr.children[1].textContent])),
 };
 start();

@@ -354,7 +354,10 @@ impl From<&RunRecord> for StoredRun {
             twin_of: run.twin_of.map_or(String::new(), |id| id.to_string()),
             external: match &run.origin {
                 RunOrigin::Trained => None,
-                RunOrigin::External { hyperparameters } => Some(StoredExternal {
+                RunOrigin::External {
+                    hyperparameters,
+                    client_key,
+                } => Some(StoredExternal {
                     hyperparameters: hyperparameters
                         .iter()
                         .map(|(key, value)| StoredHyperparameter {
@@ -363,6 +366,7 @@ impl From<&RunRecord> for StoredRun {
                         })
                         .collect(),
                     folder: true,
+                    client_key: client_key.clone(),
                 }),
             },
             sweep: run.sweep.as_ref().map(StoredSweepTrial::from),
@@ -476,11 +480,13 @@ impl StoredRun {
                 Some(StoredExternal {
                     hyperparameters,
                     folder: _,
+                    client_key,
                 }) => RunOrigin::External {
                     hyperparameters: hyperparameters
                         .into_iter()
                         .map(|StoredHyperparameter { key, value }| (key, value))
                         .collect(),
+                    client_key,
                 },
             },
             sweep: sweep.map(SweepTrial::from),
@@ -499,6 +505,7 @@ impl From<&EpochMetrics> for StoredEpoch {
             samples_per_sec,
             groups,
             extra,
+            no_validation,
         } = e;
         StoredEpoch {
             epoch: *epoch,
@@ -525,6 +532,7 @@ impl From<&EpochMetrics> for StoredEpoch {
                     value: *value,
                 })
                 .collect(),
+            no_validation: *no_validation,
         }
     }
 }
@@ -540,6 +548,7 @@ impl From<StoredEpoch> for EpochMetrics {
             samples_per_sec,
             groups,
             extra,
+            no_validation,
         } = e;
         EpochMetrics {
             epoch,
@@ -563,6 +572,7 @@ impl From<StoredEpoch> for EpochMetrics {
                 .into_iter()
                 .map(|StoredScalar { name, value }| (name, value))
                 .collect(),
+            no_validation,
         }
     }
 }

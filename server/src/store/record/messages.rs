@@ -72,6 +72,10 @@ pub struct StoredExternal {
     /// start-up (or a repair) writes from the store.
     #[prost(bool, tag = "2")]
     pub folder: bool,
+    /// The key its client chose to find it again (`CreateRunRequest.client_key`; empty: none,
+    /// as every run recorded before format 3).
+    #[prost(string, tag = "3")]
+    pub client_key: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -243,6 +247,10 @@ pub struct StoredEpoch {
     /// run's epochs and every epoch recorded before they existed).
     #[prost(message, repeated, tag = "8")]
     pub extra: Vec<StoredScalar>,
+    /// Not validated: `val_loss` and `val_metric` are NaN and mean nothing (absent: validated,
+    /// as every epoch of a trained run and every epoch recorded before format 3).
+    #[prost(bool, tag = "9")]
+    pub no_validation: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -267,4 +275,30 @@ pub struct StoredGroupStats {
     pub update_ratio: f64,
     #[prost(bool, tag = "6")]
     pub frozen: bool,
+}
+
+/// One write of a run's step log (`steps.pb`): consecutive step records, by column.
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredStepChunk {
+    /// Each row's global step, increasing.
+    #[prost(uint64, repeated, tag = "1")]
+    pub steps: Vec<u64>,
+    /// Each row's epoch (0: not known).
+    #[prost(uint32, repeated, tag = "2")]
+    pub epochs: Vec<u32>,
+    #[prost(message, repeated, tag = "3")]
+    pub columns: Vec<StoredStepColumn>,
+}
+
+/// One named scalar over a chunk's rows.
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredStepColumn {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The rows that have it, increasing (empty: every row).
+    #[prost(uint32, repeated, tag = "2")]
+    pub rows: Vec<u32>,
+    /// Its value at each of those rows.
+    #[prost(double, repeated, tag = "3")]
+    pub values: Vec<f64>,
 }

@@ -5,7 +5,11 @@
 //! Format 1 was the wire protocol's `Run` and `EpochRecord`; format 2 keeps their field numbers
 //! and types (so every format-1 record decodes as format 2) and adds the run's data facts. Fields
 //! that format 1 derived on every read (`epochs_done`, `queue_position`) are reserved and never
-//! written. A store says which format it was written in: the file [`FORMAT_FILE`] in its folder,
+//! written. Format 3 adds epochs that were not validated (`StoredEpoch::no_validation`, whose NaN
+//! validation loss an older build would read as a divergence) and an external run's client key;
+//! records need no change to become format 3 (every new field's absence means what it always
+//! did), but a store holding them is refused by an older build, which would misread them, and
+//! drop them on a rewrite. A store says which format it was written in: the file [`FORMAT_FILE`] in its folder,
 //! read before sled opens it, so a store from a newer `stratad` is refused without a byte of it
 //! changed; see [`super::upgrade`] for how an older one is brought up to date.
 
@@ -17,11 +21,12 @@ use prost::Message;
 use crate::domain::{EpochMetrics, RunRecord};
 pub use messages::{
     StoredConfig, StoredEpoch, StoredExternal, StoredFacts, StoredGroupStats, StoredHyperparameter,
-    StoredLeakage, StoredLeakyColumn, StoredParameter, StoredRun, StoredScalar, StoredSweepTrial,
+    StoredLeakage, StoredLeakyColumn, StoredParameter, StoredRun, StoredScalar, StoredStepChunk,
+    StoredStepColumn, StoredSweepTrial,
 };
 
 /// The record format this build writes, and the newest it reads.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 /// The file in the store's folder (`DATA_DIR/db`) holding the format number, in decimal.
 pub const FORMAT_FILE: &str = "strata-format";
 

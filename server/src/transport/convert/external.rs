@@ -4,9 +4,9 @@
 use strata_proto as proto;
 
 use crate::{
-    domain::{EpochMetrics, GroupStats, TaskFacts, ValMetric},
+    domain::{EpochMetrics, GroupStats, StepRecord, TaskFacts, ValMetric},
     error::StrataError,
-    runs::{CreateExternal, ExternalEnd, Logged, LoggedEpoch},
+    runs::{CreateExternal, ExternalEnd, Logged, LoggedEpoch, LoggedSteps, RunSteps},
 };
 
 use super::run::status_to_proto;
@@ -27,6 +27,7 @@ impl TryFrom<proto::CreateRunRequest> for CreateExternal {
             train_rows,
             val_rows,
             steps_per_epoch,
+            client_key,
         } = request;
         let task = match task {
             Some(proto::create_run_request::Task::Classes(classes)) => {
@@ -65,6 +66,7 @@ impl TryFrom<proto::CreateRunRequest> for CreateExternal {
             train_rows,
             val_rows,
             steps_per_epoch,
+            client_key,
         })
     }
 }
@@ -82,17 +84,15 @@ impl TryFrom<proto::EpochRecord> for LoggedEpoch {
             samples_per_sec,
             groups,
             extra,
+            no_validation,
         } = epoch;
+        // Not measured: NaN, as an epoch not validated has no validation loss.
         let (metric, val_metric) = match val_metric {
-            Some(proto::epoch_record::ValMetric::ValAccuracy(v)) => (ValMetric::Accuracy, v),
-            Some(proto::epoch_record::ValMetric::ValR2(v)) => (ValMetric::R2, v),
-            None => {
-                return Err(StrataError::invalid(
-                    "val_metric",
-                    format!("epoch {epoch}: required: val_accuracy or val_r2, as the run's task"),
-                ))
-            }
+            Some(proto::epoch_record::ValMetric::ValAccuracy(v)) => (Some(ValMetric::Accuracy), v),
+            Some(proto::epoch_record::ValMetric::ValR2(v)) => (Some(ValMetric::R2), v),
+            None => (None, f64::NAN),
         };
+        let val_loss = if no_validation { f64::NAN } else { val_loss };
         let groups = groups
             .into_iter()
             .map(|g| {
@@ -124,6 +124,7 @@ impl TryFrom<proto::EpochRecord> for LoggedEpoch {
                 samples_per_sec,
                 groups,
                 extra,
+                no_validation,
             },
             metric,
         })
@@ -161,6 +162,58 @@ impl From<Logged> for proto::LogEpochsResponse {
             stored,
             epochs_done,
             status: status_to_proto(status) as i32,
+        }
+    }
+}
+
+impl From<proto::StepRecord> for StepRecord {
+    fn from(record: proto::StepRecord) -> Self {
+        let proto::StepRecord {
+            step,
+            epoch,
+            scalars,
+        } = record;
+        StepRecord {
+            step,
+            epoch,
+            scalars: scalars.into_iter().collect(),
+        }
+    }
+}
+
+impl From<StepRecord> for proto::StepRecord {
+    fn from(record: StepRecord) -> Self {
+        let StepRecord {
+            step,
+            epoch,
+            scalars,
+        } = record;
+        proto::StepRecord {
+            step,
+            epoch,
+            scalars: scalars.into_iter().collect(),
+        }
+    }
+}
+
+impl From<LoggedSteps> for proto::LogStepsResponse {
+    fn from(logged: LoggedSteps) -> Self {
+        let LoggedSteps { stored, last_step } = logged;
+        proto::LogStepsResponse { stored, last_step }
+    }
+}
+
+impl From<RunSteps> for proto::GetRunStepsResponse {
+    fn from(steps: RunSteps) -> Self {
+        let RunSteps {
+            steps,
+            thinned,
+            stored,
+        } = steps;
+        proto::GetRunStepsResponse {
+            steps: steps.into_iter().map(Into::into).collect(),
+            thinned,
+            stored_steps: stored,
         }
     }
 }

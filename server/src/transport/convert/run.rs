@@ -96,15 +96,17 @@ impl From<RunState> for proto::Run {
         } = state;
         let val_metric = metric_to_proto(record.facts.task.metric()) as i32;
         let groups = record.groups().into_iter().map(Into::into).collect();
-        let (external, hyperparameters) = match record.origin {
-            RunOrigin::Trained => (false, Default::default()),
-            RunOrigin::External { hyperparameters } => {
-                (true, hyperparameters.into_iter().collect())
-            }
+        let (external, hyperparameters, client_key) = match record.origin {
+            RunOrigin::Trained => (false, Default::default(), String::new()),
+            RunOrigin::External {
+                hyperparameters,
+                client_key,
+            } => (true, hyperparameters.into_iter().collect(), client_key),
         };
         proto::Run {
             external,
             hyperparameters,
+            client_key,
             groups,
             facts: Some(record.facts.into()),
             twin: record.twin.map_or(String::new(), |id| id.to_string()),
@@ -163,15 +165,17 @@ pub fn epoch_to_proto(e: EpochMetrics, metric: ValMetric) -> proto::EpochRecord 
         samples_per_sec,
         groups,
         extra,
+        no_validation,
     } = e;
     proto::EpochRecord {
         epoch,
         train_loss,
         val_loss,
-        val_metric: Some(match metric {
+        val_metric: (!no_validation).then_some(match metric {
             ValMetric::Accuracy => proto::epoch_record::ValMetric::ValAccuracy(val_metric),
             ValMetric::R2 => proto::epoch_record::ValMetric::ValR2(val_metric),
         }),
+        no_validation,
         duration_ms,
         samples_per_sec,
         groups: groups.into_iter().map(Into::into).collect(),

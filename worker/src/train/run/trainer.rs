@@ -293,6 +293,8 @@ impl<'a> Trainer<'a> {
             groups,
             // Named scalars are what an external run's client logs; training measures none.
             extra: Default::default(),
+            // Every epoch trained here is validated.
+            no_validation: false,
         })
     }
 
