@@ -6,7 +6,7 @@ use strata_proto::strata_client::StrataClient;
 use strata_proto::{
     AnalysisThresholds, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
     CompareRunsResponse, DeleteRunRequest, DeleteRunResponse, FindRatesEvent, FindRatesRequest,
-    GetRunRequest, GetRunResponse, GetServerInfoRequest, ListRunsRequest, ListRunsResponse,
+    GetRunRequest, GetRunResponse, GetServerInfoRequest, ListWorkersRequest, ListWorkersResponse, ListRunsRequest, ListRunsResponse,
     ResumeRunRequest, ResumeRunResponse, ServerInfo, StartRunRequest, StartRunResponse, WatchEvent,
     WatchRunRequest,
 };
@@ -277,6 +277,16 @@ impl Client {
             run: run.to_string(),
         };
         Ok(self.grpc.clone().delete_run(request).await?.into_inner())
+    }
+
+    /// The remote workers connected to the daemon.
+    pub async fn list_workers(&self) -> Result<ListWorkersResponse, ClientError> {
+        Ok(self
+            .grpc
+            .clone()
+            .list_workers(ListWorkersRequest {})
+            .await?
+            .into_inner())
     }
 
     /// The daemon's version, devices and limits.

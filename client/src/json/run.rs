@@ -175,6 +175,9 @@ pub fn show(response: &GetRunResponse) -> Value {
         "device": run.device,
         "queue_position": run.queue_position,
         "worker_pid": run.worker_pid,
+        "waiting": run.waiting,
+        "worker": run.worker,
+        "worker_losses": run.worker_losses,
         "resumes": run.resumes,
         "twin_run_id": run.twin,
         "twin_of": run.twin_of,
@@ -207,6 +210,8 @@ pub fn run_summary(run: &Run) -> Value {
         "started_at_ms": run.started_at_ms,
         "finished_at_ms": run.finished_at_ms,
         "queue_position": run.queue_position,
+        "waiting": run.waiting,
+        "worker": run.worker,
         "resumes": run.resumes,
         "sweep": run.sweep.as_ref().map_or(Value::Null, sweep_trial),
     })

@@ -96,6 +96,9 @@ pub fn run_detail(detail: &RunDetail, with_epochs: bool) -> Value {
         "device": run.device,
         "queue_position": detail.state.queue_position,
         "worker_pid": detail.state.worker_pid,
+        "waiting": detail.state.waiting,
+        "worker": detail.state.worker,
+        "worker_losses": detail.state.worker_losses,
         "resumes": run.resumes,
         "external": run.is_external(),
         "hyperparameters": hyperparameters(&run.origin),
@@ -196,6 +199,7 @@ fn config(config: &RunConfig) -> Value {
         init_from,
         clip_grad_norm,
         dedupe,
+        on_worker,
     } = config;
     let optional = |v: &Option<f64>| v.map_or(Value::Null, number);
     json!({
@@ -207,7 +211,7 @@ fn config(config: &RunConfig) -> Value {
         "epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device,
         "progress_events_per_epoch": progress_events_per_epoch, "label": label,
         "val_dataset": val_dataset, "task": task, "init_from": init_from,
-        "clip_grad_norm": optional(clip_grad_norm), "dedupe": dedupe,
+        "clip_grad_norm": optional(clip_grad_norm), "dedupe": dedupe, "on_worker": on_worker,
     })
 }
 
