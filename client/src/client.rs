@@ -6,9 +6,9 @@ use strata_proto::strata_client::StrataClient;
 use strata_proto::{
     AnalysisThresholds, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
     CompareRunsResponse, DeleteRunRequest, DeleteRunResponse, FindRatesEvent, FindRatesRequest,
-    GetRunRequest, GetRunResponse, GetServerInfoRequest, ListWorkersRequest, ListWorkersResponse, ListRunsRequest, ListRunsResponse,
-    ResumeRunRequest, ResumeRunResponse, ServerInfo, StartRunRequest, StartRunResponse, WatchEvent,
-    WatchRunRequest,
+    GetRunRequest, GetRunResponse, GetServerInfoRequest, ListRunsRequest, ListRunsResponse,
+    ListWorkersRequest, ListWorkersResponse, ResumeRunRequest, ResumeRunResponse, ServerInfo,
+    StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
 };
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};

@@ -35,14 +35,20 @@ fn remote_daemon(dir: &Path, extra: &[&str]) -> (Daemon, PathBuf) {
     }
     args.extend(extra);
     let daemon = Daemon::start_in(&dir.join("data"), &args);
-    assert!(daemon.workers.is_some(), "stratad printed its workers' address");
+    assert!(
+        daemon.workers.is_some(),
+        "stratad printed its workers' address"
+    );
     (daemon, token_file)
 }
 
 fn workers(daemon: &Daemon) -> Vec<Value> {
     let out = daemon.strata(&["workers", "--json"]);
     assert_eq!(out.code, 0, "strata workers: {}", out.stderr);
-    out.json()["workers"].as_array().cloned().unwrap_or_default()
+    out.json()["workers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn worker<'a>(listed: &'a [Value], name: &str) -> &'a Value {
@@ -63,7 +69,10 @@ fn wait_for_workers(daemon: &Daemon, names: &[&str]) {
         {
             return;
         }
-        assert!(started.elapsed() < DEADLINE, "workers {names:?} never connected: {listed:?}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "workers {names:?} never connected: {listed:?}"
+        );
         std::thread::sleep(POLL);
     }
 }
@@ -151,9 +160,12 @@ fn runs_done(daemon: &Daemon, name: &str) -> u64 {
 
 /// The worker training `run` now, once one is and it has stored an epoch.
 async fn trained_by(client: &Client, run: &str) -> String {
-    wait_until(client, run, "trained on a remote worker past epoch 1", |r| {
-        !r.worker.is_empty() && r.epochs_done >= 1
-    })
+    wait_until(
+        client,
+        run,
+        "trained on a remote worker past epoch 1",
+        |r| !r.worker.is_empty() && r.epochs_done >= 1,
+    )
     .await
     .worker
 }
@@ -257,7 +269,11 @@ async fn two_remote_workers_share_the_queue_and_a_killed_one_s_run_resumes_on_th
     // SIGKILL the worker training a run: it resumes on the other, every epoch stored once.
     let long = start(&client, long_config(6)).await;
     let first = trained_by(&client, &long).await;
-    let (killed, other) = if first == "w1" { (&w1, &w2) } else { (&w2, &w1) };
+    let (killed, other) = if first == "w1" {
+        (&w1, &w2)
+    } else {
+        (&w2, &w1)
+    };
     killed.signal("KILL");
     let moved = wait_until(&client, &long, "moved to the other worker", |r| {
         r.worker == other.name
@@ -267,7 +283,8 @@ async fn two_remote_workers_share_the_queue_and_a_killed_one_s_run_resumes_on_th
     assert_eq!(completed(&client, &long).await, (1..=6).collect::<Vec<_>>());
     let log = daemon.log();
     assert!(
-        log.contains("a remote worker was lost") && log.contains(&format!("worker {}", killed.name)),
+        log.contains("a remote worker was lost")
+            && log.contains(&format!("worker {}", killed.name)),
         "{log}"
     );
     drop((w1, w2));
@@ -284,7 +301,11 @@ async fn a_silent_worker_is_taken_for_lost_and_told_its_run_moved_on() {
     let client = daemon.client().await;
     let run = start(&client, long_config(5)).await;
     let first = trained_by(&client, &run).await;
-    let (silent, other) = if first == "w1" { (&w1, &w2) } else { (&w2, &w1) };
+    let (silent, other) = if first == "w1" {
+        (&w1, &w2)
+    } else {
+        (&w2, &w1)
+    };
     // Stopped, not killed: its connection stays open, only its heartbeats stop.
     silent.signal("STOP");
     let moved = wait_until(&client, &run, "moved to the other worker", |r| {
@@ -323,7 +344,11 @@ fn workers_need_the_workers_token_and_the_daemon_its_rules() {
     std::fs::write(&wrong, "not-the-token-at-all").unwrap();
     let mut refused = RemoteWorker::start(&connect, Some(&wrong), "wrong", &root, &[]);
     assert_eq!(refused.wait(), Some(2));
-    assert!(refused.log().contains("bearer token is wrong"), "{}", refused.log());
+    assert!(
+        refused.log().contains("bearer token is wrong"),
+        "{}",
+        refused.log()
+    );
     let mut user = RemoteWorker::start(&connect, Some(&users), "user", &root, &[]);
     assert_eq!(user.wait(), Some(2));
     assert!(user.log().contains("the users' token"), "{}", user.log());
@@ -341,7 +366,12 @@ fn workers_need_the_workers_token_and_the_daemon_its_rules() {
     let token = tmp.path().join("worker-token");
     let refusals: [(&[&str], &str); 3] = [
         (
-            &["--worker-listen", "0.0.0.0:0", "--worker-token-file", token.to_str().unwrap()],
+            &[
+                "--worker-listen",
+                "0.0.0.0:0",
+                "--worker-token-file",
+                token.to_str().unwrap(),
+            ],
             "remote workers connect over TLS",
         ),
         (

@@ -47,7 +47,10 @@ pub fn serve(args: &Args, serve: &ServeArgs) -> ExitCode {
         Some(path) => match std::fs::read(path) {
             Ok(pem) => Some(pem),
             Err(e) => {
-                eprintln!("strata-worker: --tls-ca: cannot read {}: {e}", path.display());
+                eprintln!(
+                    "strata-worker: --tls-ca: cannot read {}: {e}",
+                    path.display()
+                );
                 return ExitCode::from(2);
             }
         },
@@ -227,12 +230,20 @@ fn memory_bytes() -> u64 {
     let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
         .ok()
         .and_then(|text| text.trim().parse::<u64>().ok());
-    let host = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
-        text.lines()
-            .find_map(|line| line.strip_prefix("MemTotal:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    });
+    let host = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .map(|kb| kb * 1024)
+        });
     match (cgroup, host) {
         (Some(limit), Some(host)) => limit.min(host),
         (Some(limit), None) => limit,

@@ -149,6 +149,7 @@ pub fn config(config: &RunConfig) -> Value {
         "init_from": config.init_from,
         "clip_grad_norm": config.clip_grad_norm,
         "dedupe": config.dedupe,
+        "on_worker": config.on_worker,
     })
 }
 

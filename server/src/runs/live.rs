@@ -102,7 +102,10 @@ impl LiveRun {
     }
 
     pub fn worker(&self) -> String {
-        self.worker.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Tells the run's watchers. No watcher is not an error: events are a live view, the store

@@ -107,7 +107,10 @@ impl Runs {
         events: mpsc::Sender<Result<ProbeEvent>>,
     ) -> Result<()> {
         if let Some(why) = &prepared.remote_only {
-            return Err(StrataError::invalid("device", format!("range tests run on this daemon's own workers: {why}")));
+            return Err(StrataError::invalid(
+                "device",
+                format!("range tests run on this daemon's own workers: {why}"),
+            ));
         }
         if self.queue.slots() == 0 {
             return Err(StrataError::FailedPrecondition("range tests run on this daemon's own workers, and it has none (--max-concurrent-runs 0: its runs train on remote workers)".into()));

@@ -328,7 +328,12 @@ impl Runs {
         let offers = hub.registry.offers();
         let refusals: Vec<String> = offers
             .iter()
-            .filter_map(|offer| offer.serves(&need).err().map(|why| format!("{} {why}", offer.name)))
+            .filter_map(|offer| {
+                offer
+                    .serves(&need)
+                    .err()
+                    .map(|why| format!("{} {why}", offer.name))
+            })
             .collect();
         let own = if self.queue.slots() > 0 && need.label.is_none() {
             " or a slot of this daemon's"
@@ -340,7 +345,11 @@ impl Runs {
         } else if refusals.len() == offers.len() {
             format!(
                 "no connected worker can serve it{}: {}",
-                if own.is_empty() { "" } else { " (it waits for one, or a slot of this daemon's)" },
+                if own.is_empty() {
+                    ""
+                } else {
+                    " (it waits for one, or a slot of this daemon's)"
+                },
                 refusals.join("; ")
             )
         } else {

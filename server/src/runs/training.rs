@@ -42,7 +42,7 @@ pub(super) enum Placement {
     Local(OwnedSemaphorePermit),
     /// A remote worker that pulled it, on one of its devices.
     Remote {
-        session: Session,
+        session: Box<Session>,
         device: String,
         worker: String,
     },
@@ -206,7 +206,7 @@ impl Runs {
                 assigned = matched => match assigned {
                     Ok(assigned) => match assigned.session.await {
                         Ok(session) => Some(Placement::Remote {
-                            session,
+                            session: Box::new(session),
                             device: assigned.device,
                             worker: assigned.worker,
                         }),
@@ -243,7 +243,12 @@ impl Runs {
         .await;
         let (prepared, record) = match started {
             Ok(Ok(started)) => started,
-            Ok(Err(reason)) => return (Ended::Outcome(Outcome::Failed(reason)), placement.into_permit()),
+            Ok(Err(reason)) => {
+                return (
+                    Ended::Outcome(Outcome::Failed(reason)),
+                    placement.into_permit(),
+                )
+            }
             Err(err) => {
                 return (
                     Ended::Outcome(Outcome::Failed(err.to_string())),
@@ -301,7 +306,10 @@ impl Runs {
                     remote.trains(id, &device);
                 }
                 live.set_worker(&worker);
-                let job = wire::Job { device: device.clone(), ..job };
+                let job = wire::Job {
+                    device: device.clone(),
+                    ..job
+                };
                 if let Err(why) =
                     crate::workers::hand_over_remote(&session, job, checkpoint.as_deref()).await
                 {
@@ -313,7 +321,7 @@ impl Runs {
                     return (Ended::Lost(format!("worker {worker}: {why}")), None);
                 }
                 tracing::info!(run = %id, worker = %worker, device = %device, "run started on a remote worker");
-                (session, None)
+                (*session, None)
             }
         };
         live.set_worker_pid(session.pid());
@@ -355,9 +363,9 @@ impl Runs {
         if StopRequest::load(&live.stop) != StopRequest::None {
             return Err(format!("{why}; resume the run to continue"));
         }
-        self.queue
-            .reserve(1)
-            .map_err(|e| format!("{why}; it could not be re-queued ({e}): resume the run to continue"))?;
+        self.queue.reserve(1).map_err(|e| {
+            format!("{why}; it could not be re-queued ({e}): resume the run to continue")
+        })?;
         let done = self.store.epochs_done(id).unwrap_or(0);
         let start = match super::resume_point::choose_resume_point(
             &self.store,
@@ -483,10 +491,7 @@ impl Runs {
                     let name = session
                         .remote_worker()
                         .map_or(String::new(), |w| w.offer.name.clone());
-                    return Ended::Lost(format!(
-                        "worker {name} shut down {}",
-                        ingest.doing()
-                    ));
+                    return Ended::Lost(format!("worker {name} shut down {}", ingest.doing()));
                 }
                 Ok(Some(outcome)) => return Ended::Outcome(outcome),
                 Err(reason) if session.remote_worker().is_some() && reason == WORKER_GONE => {

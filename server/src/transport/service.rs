@@ -7,9 +7,9 @@ use strata_proto::{
     CompareRunsResponse, CreateRunRequest, CreateRunResponse, DeleteRunRequest, DeleteRunResponse,
     FindRatesEvent, FindRatesRequest, FinishRunRequest, FinishRunResponse, GetRunRequest,
     GetRunResponse, GetRunStepsRequest, GetRunStepsResponse, GetServerInfoRequest, ListRunsRequest,
-    ListRunsResponse, ListWorkersRequest, ListWorkersResponse, LogEpochsRequest, LogEpochsResponse, LogStepsRequest, LogStepsResponse,
-    ResumeRunRequest, ResumeRunResponse, ServerInfo, StartRunRequest, StartRunResponse, WatchEvent,
-    WatchRunRequest,
+    ListRunsResponse, ListWorkersRequest, ListWorkersResponse, LogEpochsRequest, LogEpochsResponse,
+    LogStepsRequest, LogStepsResponse, ResumeRunRequest, ResumeRunResponse, ServerInfo,
+    StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};

@@ -306,7 +306,9 @@ impl Workers {
             },
         });
         if self.hub.set(hub.clone()).is_err() {
-            return Err(StrataError::Internal("remote workers are served already".into()));
+            return Err(StrataError::Internal(
+                "remote workers are served already".into(),
+            ));
         }
         let service = WorkerServer::new(WorkerService {
             waiting: Arc::new(Waiting::default()),

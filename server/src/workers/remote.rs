@@ -76,9 +76,9 @@ impl Offer {
         }
         for device in &devices {
             let known = device == "cpu"
-                || device
-                    .strip_prefix("cuda:")
-                    .is_some_and(|n| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit()));
+                || device.strip_prefix("cuda:").is_some_and(|n| {
+                    !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit())
+                });
             if !known {
                 return Err(format!(
                     "the worker offers the device {}; devices are cpu and cuda:N",
@@ -423,13 +423,19 @@ mod tests {
         let gpu = offer("gpu-1");
         assert_eq!(gpu.serves(&need(DeviceSpec::Auto)).unwrap(), "cuda:0");
         assert_eq!(gpu.serves(&need(DeviceSpec::Cpu)).unwrap(), "cpu");
-        assert_eq!(gpu.serves(&need(DeviceSpec::Cuda(1))).unwrap_err(), "has no cuda:1");
+        assert_eq!(
+            gpu.serves(&need(DeviceSpec::Cuda(1))).unwrap_err(),
+            "has no cuda:1"
+        );
         let cpu = Offer {
             devices: vec!["cpu".into()],
             ..offer("c")
         };
         assert_eq!(cpu.serves(&need(DeviceSpec::Auto)).unwrap(), "cpu");
-        assert_eq!(cpu.serves(&need(DeviceSpec::Cuda(0))).unwrap_err(), "has no GPU");
+        assert_eq!(
+            cpu.serves(&need(DeviceSpec::Cuda(0))).unwrap_err(),
+            "has no GPU"
+        );
         let labelled = Need {
             label: Some("big".into()),
             ..need(DeviceSpec::Cpu)

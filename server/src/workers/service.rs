@@ -12,13 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{
-    pull,
-    remote::Offer,
-    session::Connection,
-    wire::PROTOCOL_VERSION,
-    Hub,
-};
+use super::{pull, remote::Offer, session::Connection, wire::PROTOCOL_VERSION, Hub};
 
 /// How long a connected worker may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
