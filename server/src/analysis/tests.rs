@@ -467,6 +467,26 @@ fn a_flat_curve_at_the_baseline_is_not_learning_and_names_the_groups() {
 }
 
 #[test]
+fn a_steady_descent_still_near_chance_is_slow_not_not_learning() {
+    // 12 epochs at a rate too low: validation loss comes down from 1.118 to 1.028, still within
+    // 10% of ln 3, but by the same step every epoch (training likewise): it is learning, slowly.
+    let losses: Vec<(f64, f64)> = (0..12)
+        .map(|i| (1.116 - 0.0082 * i as f64, 1.118 - 0.0082 * i as f64))
+        .collect();
+    let a = analyse_default(&finished(), &curve_with_ratios(&losses, 1e-3, 1e-3));
+    assert_eq!(a.verdict, Verdict::Slow, "{}", a.reason);
+    // The same descent levelling off half-way (a floor in sight) is not: it stalled near chance.
+    let levelling: Vec<(f64, f64)> = (0..12)
+        .map(|i| {
+            let fall = 0.09 * (1.0 - (-(i as f64) / 2.0).exp());
+            (1.116 - fall, 1.118 - fall)
+        })
+        .collect();
+    let a = analyse_default(&finished(), &curve_with_ratios(&levelling, 1e-3, 1e-3));
+    assert_ne!(a.verdict, Verdict::Slow, "{}", a.reason);
+}
+
+#[test]
 fn learning_far_from_done_and_still_falling_is_slow() {
     // Down from ln 3 to 0.8 and still falling steadily at the end: slow, not good.
     let losses: Vec<(f64, f64)> = (0..10)

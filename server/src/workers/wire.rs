@@ -336,9 +336,16 @@ mod tests {
                 frozen: false,
             }],
             extra: Default::default(),
+            no_validation: false,
         };
         let back = epoch_from_wire(epoch_to_wire(&epoch)).unwrap();
         assert_eq!(back.train_loss.to_bits(), epoch.train_loss.to_bits());
+        // Only external runs may leave an epoch unvalidated.
+        let mut unvalidated = epoch_to_wire(&epoch);
+        unvalidated.no_validation = true;
+        assert!(epoch_from_wire(unvalidated)
+            .unwrap_err()
+            .contains("unvalidated"));
         assert!(back.val_loss.is_nan());
         assert_eq!(back.groups, epoch.groups);
         let mut extra = epoch_to_wire(&epoch);

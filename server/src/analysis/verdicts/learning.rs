@@ -211,14 +211,17 @@ pub(super) fn near_chance(
     // speeding up (it has only just got going), is still learning.
     let clear_fall =
         c.falling_beyond_noise && c.recent_relative_gain > STILL_IMPROVING_RELATIVE_GAIN;
-    if clear_fall || c.speeding_up {
+    // Come down by a twentieth of the baseline and still falling beyond its noise at the pace it
+    // began with (no floor in sight): learning, slowly, however small each epoch's step is.
+    let came_down = c.first_val - c.val.best_level >= LEARNED_BELOW_BASELINE * baseline.loss;
+    let steady_descent = c.falling_beyond_noise && c.steady && came_down;
+    if clear_fall || c.speeding_up || steady_descent {
         return Some(super::ending::still_falling_far_from_done(
             epochs, c, groups, baseline,
         ));
     }
     // It learned a little — came down by 5% of the baseline to below it — and stalled there
     // (a model that starts a little below the baseline and never moves learned nothing).
-    let came_down = c.first_val - c.val.best_level >= LEARNED_BELOW_BASELINE * baseline.loss;
     if came_down && c.val.best_level <= (1.0 - LEARNED_BELOW_BASELINE) * baseline.loss {
         if let Some(stalled) = super::ending::plateaued(epochs, c, groups, clear_fall) {
             return Some(stalled);
