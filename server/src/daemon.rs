@@ -112,6 +112,10 @@ pub struct RemoteWorkers {
     pub listen: String,
     /// The workers' token (`--worker-token-file`), never the users'.
     pub token: String,
+    /// The workers' listener's certificate and key (`None`: the daemon's own, if any).
+    pub tls: Option<TlsFiles>,
+    /// Plain text beyond loopback, on a trusted network (`--worker-insecure-plaintext`).
+    pub insecure_plaintext: bool,
     pub heartbeat_timeout: std::time::Duration,
     pub retries: u32,
 }
@@ -224,7 +228,13 @@ pub async fn run(
                     addr: remote.listen.clone(),
                     token: remote.token.clone(),
                     users_token: config.token.clone(),
-                    tls: config.tls.as_ref().map(tls_config).transpose()?,
+                    tls: remote
+                        .tls
+                        .as_ref()
+                        .or(config.tls.as_ref())
+                        .map(tls_config)
+                        .transpose()?,
+                    insecure_plaintext: remote.insecure_plaintext,
                     heartbeat_timeout: remote.heartbeat_timeout,
                     retries: remote.retries,
                 })

@@ -125,6 +125,17 @@ struct Args {
     /// (--token-file), which a worker is refused with.
     #[arg(long, env = "STRATA_WORKER_TOKEN_FILE", requires = "worker_listen")]
     worker_token_file: Option<PathBuf>,
+    /// PEM certificate (chain) for the workers' listener (default: --tls-cert's); needs
+    /// --worker-tls-key.
+    #[arg(long, env = "STRATA_WORKER_TLS_CERT", requires = "worker_tls_key")]
+    worker_tls_cert: Option<PathBuf>,
+    /// PEM private key of --worker-tls-cert.
+    #[arg(long, env = "STRATA_WORKER_TLS_KEY", requires = "worker_tls_cert")]
+    worker_tls_key: Option<PathBuf>,
+    /// Take remote workers without TLS beyond loopback, on a network you trust (a Docker
+    /// Compose network on one host): their token and the runs' checkpoints travel in plain text.
+    #[arg(long, env = "STRATA_WORKER_INSECURE_PLAINTEXT")]
+    worker_insecure_plaintext: bool,
     /// Seconds a remote worker may send nothing (it heartbeats every 2 s) before it is taken for
     /// lost: its run is interrupted and re-queued.
     #[arg(long, env = "STRATA_WORKER_HEARTBEAT_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
@@ -256,6 +267,12 @@ fn daemon_config(args: Args, token: Option<String>, worker_token: Option<String>
             strata_server::daemon::RemoteWorkers {
                 listen,
                 token,
+                tls: args
+                    .worker_tls_cert
+                    .clone()
+                    .zip(args.worker_tls_key.clone())
+                    .map(|(cert, key)| TlsFiles { cert, key }),
+                insecure_plaintext: args.worker_insecure_plaintext,
                 heartbeat_timeout: std::time::Duration::from_secs(args.worker_heartbeat_timeout),
                 retries: args.worker_retries,
             }

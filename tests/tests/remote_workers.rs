@@ -426,3 +426,41 @@ async fn a_worker_reconnects_to_a_restarted_daemon_and_the_queue_goes_on() {
     assert_eq!(completed(&client, &next).await, vec![1, 2]);
     assert!(w1.log().contains("has moved on"), "{}", w1.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_trains_over_tls_with_the_daemon_s_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    // TLS for the workers' listener only: the users' port stays plain on loopback.
+    let (daemon, token) = remote_daemon(
+        tmp.path(),
+        &[
+            "--worker-tls-cert",
+            cert_path.to_str().unwrap(),
+            "--worker-tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let https = daemon
+        .workers
+        .clone()
+        .unwrap()
+        .replace("http://127.0.0.1", "https://localhost");
+    let w1 = RemoteWorker::start(
+        &https,
+        Some(&token),
+        "tls-1",
+        &tmp.path().join("a"),
+        &["--tls-ca", cert_path.to_str().unwrap()],
+    );
+    wait_for_workers(&daemon, &["tls-1"]);
+    let client = daemon.client().await;
+    let run = start(&client, short_config(4)).await;
+    assert_eq!(completed(&client, &run).await, vec![1, 2]);
+    assert_eq!(runs_done(&daemon, "tls-1"), 1);
+    drop(w1);
+}

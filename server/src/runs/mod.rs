@@ -276,7 +276,15 @@ impl Runs {
 
     /// Runs training now and runs queued for a slot.
     pub fn load(&self) -> (usize, usize) {
-        self.queue.load()
+        let (running, queued) = self.queue.load();
+        let remote = self.workers.hub().map_or(0, |hub| {
+            hub.registry
+                .list()
+                .iter()
+                .filter(|w| w.training.is_some())
+                .count()
+        });
+        (running + remote, queued)
     }
 
     /// This daemon's part of every run id it makes.

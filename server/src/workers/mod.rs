@@ -143,6 +143,8 @@ pub struct RemoteListen {
     /// The users' token, refused from a worker with a word of why.
     pub users_token: Option<String>,
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Plain text beyond loopback (a trusted network).
+    pub insecure_plaintext: bool,
     /// Silence after which a remote worker is taken for lost.
     pub heartbeat_timeout: Duration,
     /// Automatic re-queues of a run whose worker was lost.
@@ -275,6 +277,7 @@ impl Workers {
             token,
             users_token,
             tls,
+            insecure_plaintext,
             heartbeat_timeout,
             retries,
         } = listen;
@@ -290,10 +293,12 @@ impl Workers {
         let bound = listener
             .local_addr()
             .map_err(|e| StrataError::Internal(e.to_string()))?;
-        if !bound.ip().is_loopback() && tls.is_none() {
+        if !bound.ip().is_loopback() && tls.is_none() && insecure_plaintext {
+            tracing::warn!(%bound, "taking remote workers without TLS beyond loopback (--worker-insecure-plaintext): their token and the runs' checkpoints travel in plain text");
+        } else if !bound.ip().is_loopback() && tls.is_none() {
             return Err(StrataError::invalid(
                 "worker_listen",
-                format!("{bound} is reachable beyond this machine: remote workers connect over TLS there (their token and the runs' checkpoints travel on it); give stratad --tls-cert and --tls-key, or listen on 127.0.0.1"),
+                format!("{bound} is reachable beyond this machine: remote workers connect over TLS there (their token and the runs' checkpoints travel on it); give stratad --worker-tls-cert and --worker-tls-key (or --tls-cert and --tls-key), listen on 127.0.0.1, or say --worker-insecure-plaintext on a network you trust"),
             ));
         }
         let hub = Arc::new(Hub {

@@ -88,7 +88,10 @@ async fn wait(
                     tracing::warn!(worker = %worker.offer.name, "a worker waiting for a job sent something other than a heartbeat; its session is closed");
                     return None;
                 }
-                Ok(None) | Err(_) => return None,
+                Ok(None) | Err(_) => {
+                    worker.went_away();
+                    return None;
+                }
             },
             () = tokio::time::sleep_until(last_heard + heartbeat_timeout) => {
                 tracing::warn!(worker = %worker.offer.name, silent_s = heartbeat_timeout.as_secs(), "an idle worker sent nothing (no heartbeat); its session is closed");

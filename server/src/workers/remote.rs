@@ -193,6 +193,9 @@ pub struct Connected {
     open_sessions: AtomicU32,
     /// Cancelled when the worker connects again (or is replaced): its open session ends.
     superseded: CancellationToken,
+    /// Its connection broke or closed (its process gone, most likely): it is listed no more,
+    /// and a new process may take its name at once.
+    gone: std::sync::atomic::AtomicBool,
 }
 
 impl Connected {
@@ -203,6 +206,15 @@ impl Connected {
 
     pub fn last_heard_ms(&self) -> i64 {
         self.last_heard_ms.load(Ordering::Relaxed)
+    }
+
+    /// Its connection broke or closed while the daemon read it.
+    pub fn went_away(&self) {
+        self.gone.store(true, Ordering::Release);
+    }
+
+    fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
     }
 
     /// Cancelled when a newer connection of this worker takes its place.
@@ -299,7 +311,8 @@ impl Registry {
     }
 
     fn heard_lately(&self, worker: &Connected) -> bool {
-        now_ms() - worker.last_heard_ms() < self.heartbeat_timeout.as_millis() as i64
+        !worker.is_gone()
+            && now_ms() - worker.last_heard_ms() < self.heartbeat_timeout.as_millis() as i64
     }
 
     /// Takes a worker's session: the same process again keeps its entry (a session a newer one
@@ -312,7 +325,7 @@ impl Registry {
         address: String,
     ) -> Result<OpenSession, tonic::Status> {
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        workers.retain(|_, w| w.has_open_session() || self.heard_lately(w));
+        workers.retain(|_, w| (w.has_open_session() && !w.is_gone()) || self.heard_lately(w));
         if let Some(known) = workers.get(&offer.name) {
             if same_process(known, hello) && known.offer == offer {
                 if known.has_open_session() {
@@ -320,10 +333,11 @@ impl Registry {
                     // connection is gone without the daemon having noticed yet.
                     known.superseded.cancel();
                 } else {
+                    known.gone.store(false, Ordering::Release);
                     known.heard();
                     return Ok(known.session_opened());
                 }
-            } else if known.has_open_session() || self.heard_lately(known) {
+            } else if (known.has_open_session() && !known.is_gone()) || self.heard_lately(known) {
                 return Err(tonic::Status::already_exists(format!(
                     "a worker named '{}' is connected (pid {} on {}, from {}); give each worker its own --name",
                     offer.name, known.pid, known.host, known.address
@@ -349,6 +363,7 @@ impl Registry {
             runs_done: AtomicU32::new(0),
             open_sessions: AtomicU32::new(0),
             superseded: CancellationToken::new(),
+            gone: std::sync::atomic::AtomicBool::new(false),
         });
         let session = worker.session_opened();
         workers.insert(worker.offer.name.clone(), worker);
@@ -361,7 +376,7 @@ impl Registry {
         let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         let mut listed: Vec<WorkerView> = workers
             .values()
-            .filter(|w| w.has_open_session() || self.heard_lately(w))
+            .filter(|w| (w.has_open_session() && !w.is_gone()) || self.heard_lately(w))
             .map(|w| WorkerView {
                 offer: w.offer.clone(),
                 address: w.address.clone(),
@@ -383,7 +398,7 @@ impl Registry {
         let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         workers
             .values()
-            .filter(|w| w.has_open_session() || self.heard_lately(w))
+            .filter(|w| (w.has_open_session() && !w.is_gone()) || self.heard_lately(w))
             .count()
     }
 
@@ -513,5 +528,10 @@ mod tests {
         let third = registry.admit(&hello(10), offer("w1"), "a".into()).unwrap();
         assert!(!third.worker().superseded().is_cancelled());
         assert_eq!(registry.list()[0].offer.name, "w1");
+        // Its connection broke (its process killed): unlisted, and a new process takes the name.
+        third.worker().went_away();
+        assert_eq!(registry.count(), 0);
+        let fourth = registry.admit(&hello(12), offer("w1"), "c".into()).unwrap();
+        assert_eq!(fourth.worker().pid, 12);
     }
 }

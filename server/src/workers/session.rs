@@ -234,6 +234,7 @@ impl Session {
                     Ok(None) | Err(_) => {
                         self.stream_ended = true;
                         if let Some(worker) = &remote {
+                            worker.went_away();
                             return Event::Ended(End::Lost(format!(
                                 "the connection to worker {} broke",
                                 worker.offer.name
