@@ -46,7 +46,7 @@ struct Args {
     #[arg(long)]
     allow_torchscript: bool,
     /// Log format on stderr (filter with RUST_LOG, default info).
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
 
