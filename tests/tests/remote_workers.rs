@@ -227,6 +227,29 @@ async fn two_remote_workers_share_the_queue_and_a_killed_one_s_run_resumes_on_th
         "{}",
         list.stderr
     );
+    // The dashboard's list says it too, and its workers panel reads the connected workers.
+    let dashboard = daemon.dashboard.clone().expect("the dashboard");
+    let listed = strata_e2e::http::get(&dashboard, "/api/runs", &[]).json();
+    let row = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == waits.as_str())
+        .unwrap()
+        .clone();
+    assert!(row["waiting"]
+        .as_str()
+        .unwrap()
+        .contains("no connected worker"));
+    let panel = strata_e2e::http::get(&dashboard, "/api/workers", &[]).json();
+    assert_eq!(panel["takes_workers"], true);
+    let names: Vec<&str> = panel["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["w1", "w2"]);
     let shown = daemon.strata(&["show", &waits, "--json"]).json();
     assert!(shown["waiting"].as_str().unwrap().contains("gpu-box"));
     assert_eq!(shown["config"]["on_worker"], "gpu-box");

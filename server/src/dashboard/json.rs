@@ -53,6 +53,8 @@ pub fn run_summary(state: &RunState, analysis: &RunAnalysis) -> Value {
         "started_at_ms": run.started_at_ms,
         "finished_at_ms": run.finished_at_ms,
         "queue_position": state.queue_position,
+        "waiting": state.waiting,
+        "worker": state.worker,
         "resumes": run.resumes,
         "verdict": analysis.verdict.label(),
         "best_val_loss": number(analysis.best_val_loss),
@@ -163,6 +165,34 @@ fn task_label(task: TaskFacts) -> &'static str {
         TaskFacts::Classification { .. } => "classification",
         TaskFacts::Regression { .. } => "regression",
     }
+}
+
+/// The remote workers connected now (`GET /api/workers`): `{"takes_workers","workers":[…],
+/// "heartbeat_timeout_s","worker_retries"}`.
+pub fn workers(listed: Option<(Vec<crate::workers::remote::WorkerView>, u32, u32)>) -> Value {
+    let Some((workers, heartbeat_timeout_s, worker_retries)) = listed else {
+        return json!({ "takes_workers": false, "workers": [] });
+    };
+    let workers: Vec<Value> = workers
+        .into_iter()
+        .map(|w| {
+            let (run_id, device) = w
+                .training
+                .map_or((String::new(), String::new()), |(run, device)| (run.to_string(), device));
+            json!({
+                "name": w.offer.name, "labels": w.offer.labels, "devices": w.offer.devices,
+                "memory_bytes": w.offer.memory_bytes,
+                "data_roots": w.offer.data_roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>(),
+                "host": w.host, "pid": w.pid, "address": w.address, "version": w.version,
+                "connected_at_ms": w.connected_at_ms, "last_heartbeat_ms": w.last_heard_ms,
+                "run_id": run_id, "device": device, "runs_done": w.runs_done,
+            })
+        })
+        .collect();
+    json!({
+        "takes_workers": true, "workers": workers,
+        "heartbeat_timeout_s": heartbeat_timeout_s, "worker_retries": worker_retries,
+    })
 }
 
 /// A layer group at its rate: `{"name","lr","frozen_until"}` (0 never, N until epoch N, -1 always).
