@@ -350,6 +350,26 @@ async fn a_silent_worker_is_taken_for_lost_and_told_its_run_moved_on() {
     }
     assert_eq!(completed(&client, &run).await, (1..=5).collect::<Vec<_>>());
     wait_for_workers(&daemon, &[&silent.name]);
+
+    // SIGTERM (a pod scaled down, a Slurm job at its end): the worker stops its run at the next
+    // batch and exits 0; the daemon gives the run to the other worker.
+    let mut workers = [w1, w2];
+    let run = start(&client, long_config(4)).await;
+    let first = trained_by(&client, &run).await;
+    let at = workers.iter().position(|w| w.name == first).unwrap();
+    workers[at].signal("TERM");
+    assert_eq!(workers[at].wait(), Some(0), "{}", workers[at].log());
+    let other = &workers[1 - at].name;
+    let moved = wait_until(&client, &run, "moved to the other worker", |r| {
+        r.worker == *other
+    })
+    .await;
+    assert!(
+        moved.reason.contains(&format!("worker {first} shut down")),
+        "{}",
+        moved.reason
+    );
+    assert_eq!(completed(&client, &run).await, vec![1, 2, 3, 4]);
 }
 
 #[test]
