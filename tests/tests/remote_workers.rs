@@ -179,6 +179,10 @@ async fn two_remote_workers_share_the_queue_and_a_killed_one_s_run_resumes_on_th
     let w1 = RemoteWorker::start(&connect, Some(&token), "w1", &root_a, &["--label", "big"]);
     let w2 = RemoteWorker::start(&connect, Some(&token), "w2", &root_b, &[]);
     wait_for_workers(&daemon, &["w1", "w2"]);
+    let info = daemon.strata(&["info", "--json"]).json();
+    assert_eq!(info["takes_remote_workers"], true);
+    assert_eq!(info["remote_workers"], 2);
+    assert_eq!(info["max_concurrent_runs"], 0);
     let listed = workers(&daemon);
     let one = worker(&listed, "w1");
     assert_eq!(one["labels"], serde_json::json!(["big"]));

@@ -274,9 +274,10 @@ mod tests {
         assert_eq!(value["epochs"], Value::Null);
         assert_eq!(value["layer_lr"], json!(["layer0=1e-4"]));
         assert_eq!(value["dedupe"], false);
+        assert_eq!(value["on_worker"], "");
         assert_eq!(
             value.as_object().unwrap().len(),
-            26,
+            27,
             "every RunConfig field"
         );
     }

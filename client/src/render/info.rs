@@ -6,7 +6,7 @@ use crate::render::table::key_values;
 
 /// `strata info`.
 pub fn server_info(info: &ServerInfo) -> String {
-    key_values(&[
+    let mut pairs = vec![
         ("version", info.version.clone()),
         (
             "devices",
@@ -18,5 +18,12 @@ pub fn server_info(info: &ServerInfo) -> String {
         ),
         ("max concurrent runs", info.max_concurrent_runs.to_string()),
         ("data dir", info.data_dir.clone()),
-    ])
+    ];
+    if info.takes_remote_workers {
+        pairs.push((
+            "remote workers",
+            format!("{} connected (strata workers)", info.remote_workers),
+        ));
+    }
+    key_values(&pairs)
 }
