@@ -408,6 +408,19 @@ fn workers_need_the_workers_token_and_the_daemon_its_rules() {
     assert_eq!(listed.json()["workers"], serde_json::json!([]));
     drop(daemon);
 
+    // A daemon that takes no remote workers refuses a run that asks for one.
+    let plain = Daemon::start_in(&tmp.path().join("plain"), &[]);
+    let refused = plain.strata(&["start", "--dataset", "xor", "--on-worker", "gpu"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--worker-listen"),
+        "{}",
+        refused.stderr
+    );
+    let listed = plain.strata(&["workers", "--json"]);
+    assert_eq!(listed.json()["workers"], serde_json::json!([]));
+    drop(plain);
+
     // The daemon's own rules: TLS beyond loopback, a token of the workers' own, and remote
     // workers for a daemon that trains nothing itself.
     let token = tmp.path().join("worker-token");

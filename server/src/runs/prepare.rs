@@ -143,6 +143,12 @@ impl Runs {
             Ok(spec)
         })
         .await?;
+        if spec.on_worker.is_some() && self.workers.hub().is_none() {
+            return Err(StrataError::invalid(
+                "on_worker",
+                "this daemon takes no remote workers (stratad --worker-listen): its runs train on its own workers; leave --on-worker out",
+            ));
+        }
         let (device, remote_only) = match self.workers.devices().resolve(spec.device) {
             Ok(device) => (device, None),
             // A remote worker may have it: the run waits for one.
