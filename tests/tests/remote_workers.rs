@@ -258,6 +258,31 @@ async fn two_remote_workers_share_the_queue_and_a_killed_one_s_run_resumes_on_th
     assert!(shown["waiting"].as_str().unwrap().contains("gpu-box"));
     assert_eq!(shown["config"]["on_worker"], "gpu-box");
     client.cancel_run(&waits).await.expect("cancel");
+    // A GPU run waits for a worker with a GPU (this daemon has none either: only a worker can
+    // serve it).
+    let gpu = start(
+        &client,
+        RunConfig {
+            device: "cuda".into(),
+            ..short_config(8)
+        },
+    )
+    .await;
+    let queued = wait_until(&client, &gpu, "said why it waits", |r| {
+        r.waiting.contains("no connected worker can serve it")
+    })
+    .await;
+    assert!(
+        queued.waiting.contains("w1 has no GPU") && queued.waiting.contains("w2 has no GPU"),
+        "{}",
+        queued.waiting
+    );
+    client.cancel_run(&gpu).await.expect("cancel");
+    let cancelled = wait_until(&client, &gpu, "ended", |r| {
+        r.status != RunStatus::Queued as i32
+    })
+    .await;
+    assert_eq!(cancelled.status, RunStatus::Cancelled as i32);
 
     // A labelled run goes to the worker with the label; a dataset only one worker's data root
     // holds goes to that one.
