@@ -187,6 +187,11 @@ async fn two_remote_workers_share_the_queue_and_a_killed_one_s_run_resumes_on_th
     let one = worker(&listed, "w1");
     assert_eq!(one["labels"], serde_json::json!(["big"]));
     assert_eq!(one["devices"][0], "cpu");
+    assert!(
+        one["address"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{one}"
+    );
+    assert!(one["last_heartbeat_ms"].as_i64().unwrap() > 0);
     assert_eq!(
         one["data_roots"][0],
         std::fs::canonicalize(&root_a).unwrap().to_str().unwrap()
@@ -547,5 +552,13 @@ async fn a_worker_trains_over_tls_with_the_daemon_s_certificate() {
     let run = start(&client, short_config(4)).await;
     assert_eq!(completed(&client, &run).await, vec![1, 2]);
     assert_eq!(runs_done(&daemon, "tls-1"), 1);
+    let listed = workers(&daemon);
+    assert!(
+        worker(&listed, "tls-1")["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{listed:?}"
+    );
     drop(w1);
 }

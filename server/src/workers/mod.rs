@@ -55,6 +55,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a worker may send nothing at all before it is taken for hung and killed (it sends a
 /// heartbeat every 2 s whatever its training does).
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections the remote workers' listener holds at once: one per worker, and room for as many
+/// again reconnecting or refused.
+const MAX_WORKER_CONNECTIONS: usize = 2 * remote::MAX_REMOTE_WORKERS;
 /// How long a spare worker waits for a job before it is let go.
 const SPARE_IDLE: Duration = Duration::from_secs(300);
 /// The environment variable that gives a worker its token (never its command line, which any
@@ -328,17 +331,25 @@ impl Workers {
                 users: users_token,
             },
         );
+        // Connections are bounded as the users' are: a full listener closes an idle one (no
+        // session open: a scanner, a client that never sent a request) to admit another; a
+        // worker's session is never closed for room.
         let mut builder = tonic::transport::Server::builder()
             .initial_stream_window_size(wire::FLOW_WINDOW_BYTES)
             .initial_connection_window_size(wire::FLOW_WINDOW_BYTES)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .layer(crate::transport::connections::InFlightLayer);
         if let Some(tls) = tls {
             builder = builder.tls_config(tls).map_err(|e| {
                 StrataError::invalid("tls_cert", format!("unusable certificate or key: {e}"))
             })?;
         }
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = crate::transport::connections::bounded_incoming(
+            listener,
+            crate::transport::connections::ConnectionSlots::new(MAX_WORKER_CONNECTIONS),
+            Duration::from_secs(10),
+        );
         let stop = self.stop_serving.clone();
         let router = builder.add_service(service);
         tokio::spawn(async move {

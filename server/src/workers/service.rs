@@ -53,9 +53,7 @@ impl Worker for WorkerService {
         &self,
         request: Request<Streaming<wire::WorkerMessage>>,
     ) -> Result<Response<Self::WorkStream>, Status> {
-        let address = request
-            .remote_addr()
-            .map_or_else(String::new, |a| a.to_string());
+        let address = peer_address(&request);
         let mut incoming = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, incoming.message())
             .await
@@ -140,4 +138,21 @@ fn remote_session(
         hub.timeouts,
     ));
     Ok(Response::new(ReceiverStream::new(to_worker)))
+}
+
+/// Where a request came from: its connection's peer (through the connection slots, with or
+/// without TLS), or empty for a Unix socket.
+fn peer_address<T>(request: &Request<T>) -> String {
+    use crate::transport::connections::ConnectionInfo;
+    let extensions = request.extensions();
+    extensions
+        .get::<ConnectionInfo>()
+        .and_then(|info| info.tcp.remote_addr())
+        .or_else(|| {
+            extensions
+                .get::<tonic::transport::server::TlsConnectInfo<ConnectionInfo>>()
+                .and_then(|info| info.get_ref().tcp.remote_addr())
+        })
+        .or_else(|| request.remote_addr())
+        .map_or_else(String::new, |a| a.to_string())
 }
