@@ -4,6 +4,7 @@
 # skips and says why.
 #   strace — the durability test traces stratad's system calls (fsync before an epoch is streamed).
 #   chromium — the dashboard test drives headless Chromium (Debian's package) over DevTools.
+# Builds mdbook (from crates.io, once, into .tools/) for the test that builds the book in docs/.
 # Also fills .python-wheels/ (from PyPI, with pip) with what the Python client's tests install
 # offline into a fresh venv — the client's own requirements (grpcio, protobuf), its build backend
 # (flit_core) and `build`, pytest, pandas, and the frameworks its callbacks are tested against
@@ -46,6 +47,13 @@ if command -v python3 >/dev/null && ! ls "$wheels"/tensorboard-*.whl >/dev/null 
   echo "setup-test-tools: downloading TensorBoard and what it needs into $wheels" >&2
   if ! python3 -m pip download -q -d "$wheels" tensorboard >/dev/null 2>&1; then
     echo "setup-test-tools: could not download them; the TensorBoard export test will skip" >&2
+  fi
+fi
+MDBOOK_VERSION=0.5.4
+if [[ ! -x .tools/bin/mdbook ]] && command -v cargo >/dev/null; then
+  echo "setup-test-tools: building mdbook $MDBOOK_VERSION into .tools/ (first time only, a few minutes)" >&2
+  if ! cargo install --quiet --locked --no-default-features --version "$MDBOOK_VERSION" --root .tools mdbook >/dev/null 2>&1; then
+    echo "setup-test-tools: could not build mdbook; the book's build test will skip" >&2
   fi
 fi
 missing=()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test suite: installs libtorch and the tools the tests drive (strace) if needed, builds the
-# binaries the end-to-end tests run, then runs every test target in the workspace — all of them,
-# even after one fails (`--no-fail-fast`) — and ends with one summary line:
+# The test suite: installs libtorch and the tools the tests drive (strace, chromium, mdbook, the
+# Python wheels) if needed, builds the binaries the end-to-end tests run, checks formatting and
+# lints (`cargo fmt --check`, `cargo clippy -D warnings`: each counts as one test), then runs every
+# test target in the workspace — all of them, even after one fails (`--no-fail-fast`) — and ends
+# with one summary line:
 #   tests: N passed, N failed, N skipped
 # Extra arguments go to `cargo test` (e.g. a test name). Exits non-zero if anything failed.
 set -euo pipefail
@@ -13,6 +15,20 @@ cargo build --workspace --bins --locked
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
+# The gates, run whatever their outcome (one failing does not stop the tests).
+gates_passed=0
+gates_failed=0
+gate() {
+  echo "gate: $*" >&2
+  if "$@"; then
+    gates_passed=$((gates_passed + 1))
+  else
+    echo "gate FAILED: $*" >&2
+    gates_failed=$((gates_failed + 1))
+  fi
+}
+gate cargo fmt --all --check
+gate cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 
 # Every test binary (and doc-test run) ends with a line like
@@ -32,6 +48,8 @@ fi
 if [[ $status -ne 0 && $failed -eq 0 ]]; then
   failed=1 # cargo failed before running any test (e.g. a build error)
 fi
+passed=$((passed + gates_passed))
+failed=$((failed + gates_failed))
 echo
 echo "tests: $passed passed, $failed failed, $ignored skipped"
 if [[ $status -eq 0 && $failed -ne 0 ]]; then

@@ -11,31 +11,7 @@ use std::{
 };
 
 use anyhow::Result;
-
-/// A small deterministic generator (SplitMix64): the same data on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let u = self.uniform().max(1e-12);
-        let v = self.uniform();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
+use strata_rng::SplitMix64;
 
 /// Rows of one part (training or validation) of a dataset.
 struct Part {
@@ -71,7 +47,7 @@ pub const DIGITS_VAL_ROWS: usize = 360;
 /// flipped, so classes look alike in places), each image a noisy copy, pixel values whole numbers
 /// from 0 to 16 as in sklearn's digits. An MLP gets about 95% of the validation images right.
 pub fn digits(dir: &Path) -> Result<DataFiles> {
-    let mut templates = Rng(5);
+    let mut templates = SplitMix64::new(5);
     let shared: Vec<bool> = (0..64).map(|_| templates.uniform() < 0.4).collect();
     let template: Vec<Vec<bool>> = (0..10)
         .map(|_| {
@@ -81,7 +57,7 @@ pub fn digits(dir: &Path) -> Result<DataFiles> {
                 .collect()
         })
         .collect();
-    let mut rng = Rng(6);
+    let mut rng = SplitMix64::new(6);
     let mut part = |rows: usize| Part {
         labels: (0..rows).map(|i| (i % 10) as i64).collect(),
         features: (0..rows)
@@ -99,11 +75,11 @@ pub fn digits(dir: &Path) -> Result<DataFiles> {
 /// A 10-class tabular set of 64 features around a random centre per class with unit noise:
 /// a good model gets most rows right, a uniform guess 10%.
 pub fn tabular(dir: &Path, train_rows: usize, val_rows: usize) -> Result<DataFiles> {
-    let mut centres = Rng(7);
+    let mut centres = SplitMix64::new(7);
     let centre: Vec<Vec<f64>> = (0..10)
         .map(|_| (0..64).map(|_| 0.45 * centres.normal()).collect())
         .collect();
-    let mut rng = Rng(8);
+    let mut rng = SplitMix64::new(8);
     let mut part = |rows: usize| Part {
         labels: (0..rows).map(|i| (i % 10) as i64).collect(),
         features: (0..rows)

@@ -30,6 +30,7 @@ mod dashboard;
 mod data;
 mod footprint;
 mod ingest;
+mod leakage;
 mod remote;
 mod report;
 mod stats;
@@ -73,7 +74,7 @@ struct Args {
     #[arg(long)]
     baseline_stratad: Option<PathBuf>,
     /// Only these sections (comma-separated: training, workers, remote, streaming, dashboard,
-    /// ingest, store, footprint, bounds).
+    /// ingest, store, leakage, footprint, bounds).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -91,6 +92,7 @@ struct Plan {
     cli_repetitions: usize,
     /// Epochs timed from stored to drawn in the browser.
     dashboard_epochs: u32,
+    leakage_rows: usize,
 }
 
 impl Plan {
@@ -106,6 +108,7 @@ impl Plan {
                 idle_seconds: 2,
                 cli_repetitions: 5,
                 dashboard_epochs: 100,
+                leakage_rows: 100_000,
             }
         } else {
             Plan {
@@ -118,6 +121,7 @@ impl Plan {
                 idle_seconds: 5,
                 cli_repetitions: 15,
                 dashboard_epochs: 300,
+                leakage_rows: 1_000_000,
             }
         }
     }
@@ -281,6 +285,13 @@ fn main() -> Result<()> {
             ),
         ));
     }
+    if wanted("leakage") {
+        eprintln!("strata-bench: leakage (what the check adds to loading a CSV)");
+        sections.push((
+            "Leakage check (its share of a CSV's load, in process)".into(),
+            or_not_measured("leakage", leakage::measure(&work, plan.leakage_rows)),
+        ));
+    }
     if wanted("bounds") {
         eprintln!("strata-bench: bounds (live state at its limits, the largest external run)");
         let mut rows = or_not_measured(
@@ -291,7 +302,10 @@ fn main() -> Result<()> {
             "the largest external run",
             bounds::largest_run(&runtime, &binaries, &work),
         ));
-        sections.push(("Bounds (worst cases the README states)".into(), rows));
+        sections.push((
+            "Bounds (worst cases docs/src/operations/bounds.md states)".into(),
+            rows,
+        ));
     }
     if wanted("footprint") {
         eprintln!("strata-bench: footprint");

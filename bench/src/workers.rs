@@ -525,7 +525,7 @@ impl RunSink for InProcessSink {
         epoch: &EpochMetrics,
         bytes: Vec<u8>,
     ) -> strata_server::error::Result<()> {
-        let storage = strata_server::error::StrataError::Storage;
+        let storage = strata_server::error::StrataError::storage;
         let tmp = self.dir.join(checkpoint::file::TMP_FILE);
         let written = std::fs::write(&tmp, &bytes)
             .and_then(|()| durable::sync_file(&tmp))

@@ -96,7 +96,7 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// What to do about the certificate errors people meet with a self-made certificate.
 fn tls_hint(chain: &str) -> Option<&'static str> {
     if chain.contains("CaUsedAsEndEntity") {
-        Some("the daemon's certificate is a CA certificate (what `openssl req -x509` makes unless told otherwise), which the CLI does not accept as a server's; make the daemon one it accepts with: openssl req -x509 -newkey rsa:2048 -nodes -days 365 -keyout key.pem -out cert.pem -subj /CN=HOST -addext subjectAltName=DNS:HOST -addext basicConstraints=critical,CA:FALSE (see the README, TLS)")
+        Some("the daemon's certificate is a CA certificate (what `openssl req -x509` makes unless told otherwise), which the CLI does not accept as a server's; make the daemon one it accepts with: openssl req -x509 -newkey rsa:2048 -nodes -days 365 -keyout key.pem -out cert.pem -subj /CN=HOST -addext subjectAltName=DNS:HOST -addext basicConstraints=critical,CA:FALSE (see docs/src/operations/security.md, TLS)")
     } else if chain.contains("Expired") {
         Some("the daemon's certificate has expired; give stratad a new one")
     } else if chain.contains("NotValidForName") {

@@ -168,7 +168,7 @@ fn certificate_warnings(pem: &[u8], now_secs: i64) -> Vec<String> {
         ));
     }
     if cert.is_ca() {
-        warnings.push("the certificate is a CA certificate: rustls clients (the strata CLI among them) refuse one presented by a server; make one with basicConstraints=critical,CA:FALSE (see the README)".into());
+        warnings.push("the certificate is a CA certificate: rustls clients (the strata CLI among them) refuse one presented by a server; make one with basicConstraints=critical,CA:FALSE (see docs/src/operations/security.md, TLS)".into());
     }
     warnings
 }

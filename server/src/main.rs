@@ -53,7 +53,7 @@ struct Args {
     worker: Option<PathBuf>,
     /// The most memory each run's worker may use (4GiB, 512MiB, 2G): a run that needs more fails
     /// with a reason that says so, instead of taking the host down. Applied with cgroup v2 where
-    /// stratad may create cgroups, else watched by stratad (see the README). Default: no limit.
+    /// stratad may create cgroups, else watched by stratad (see docs/src/operations/workers.md). Default: no limit.
     #[arg(long, env = "STRATA_RUN_MEMORY_LIMIT", value_parser = parse_memory_limit)]
     run_memory_limit: Option<u64>,
     /// Seconds a worker asked to stop (a cancel, a shutdown) has to stop at a batch boundary

@@ -7,6 +7,34 @@ use strata_proto::{
     GroupEpochStats, GroupRate, LogEpochsRequest,
 };
 
+/// Groups `names`, each at `lr`, none frozen: a run's groups as its client declares them.
+pub fn groups(names: &[&str], lr: f64) -> Vec<GroupRate> {
+    names
+        .iter()
+        .map(|name| GroupRate {
+            name: name.to_string(),
+            lr,
+            frozen: None,
+        })
+        .collect()
+}
+
+/// An epoch's statistics of groups `names`: each at `lr`, moving `update_ratio` of its weights,
+/// with gradient norm 0.5 and weight norm 3.
+pub fn group_stats(names: &[&str], lr: f64, update_ratio: f64) -> Vec<GroupEpochStats> {
+    names
+        .iter()
+        .map(|name| GroupEpochStats {
+            name: name.to_string(),
+            lr,
+            grad_norm: 0.5,
+            weight_norm: 3.0,
+            update_ratio,
+            frozen: false,
+        })
+        .collect()
+}
+
 /// A classification of 10 classes with two groups, `body` and `head`.
 pub fn create_request(name: &str) -> CreateRunRequest {
     CreateRunRequest {
@@ -15,14 +43,7 @@ pub fn create_request(name: &str) -> CreateRunRequest {
         hyperparameters: [("optimizer".to_string(), "sgd".to_string())].into(),
         dataset: "mnist (torchvision)".into(),
         model: "two-layer mlp".into(),
-        groups: ["body", "head"]
-            .into_iter()
-            .map(|name| GroupRate {
-                name: name.into(),
-                lr: 1e-2,
-                frozen: None,
-            })
-            .collect(),
+        groups: groups(&["body", "head"], 1e-2),
         task: Some(Task::Classes(10)),
         parameter_count: 1234,
         train_rows: 640,
@@ -42,17 +63,7 @@ pub fn epoch(n: u32) -> EpochRecord {
         val_metric: Some(ValMetric::ValAccuracy((0.1 + 0.08 * f64::from(n)).min(1.0))),
         duration_ms: 10.0,
         samples_per_sec: 6400.0,
-        groups: ["body", "head"]
-            .into_iter()
-            .map(|name| GroupEpochStats {
-                name: name.into(),
-                lr: 1e-2,
-                grad_norm: 0.5,
-                weight_norm: 3.0,
-                update_ratio: 2e-2,
-                frozen: false,
-            })
-            .collect(),
+        groups: group_stats(&["body", "head"], 1e-2, 2e-2),
         extra: Default::default(),
         no_validation: false,
     }

@@ -530,3 +530,44 @@ pub fn script_torch_module(path: &Path, net_class: &str) -> Result<(), String> {
     );
     Ok(())
 }
+
+/// Runs `command` to its end and gives its standard output; a failure (or a command that cannot
+/// start) fails the test with both outputs and `what` it was.
+pub fn run_ok(command: &mut Command, what: &str) -> String {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{what} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// A run long enough that a test can act while it trains, short per epoch: moons, 3,000 samples,
+/// `mlp:64,64`, batches of 16.
+pub fn long_config(epochs: u32) -> strata_proto::RunConfig {
+    strata_proto::RunConfig {
+        dataset: "moons".into(),
+        samples: Some(3000),
+        model: "mlp:64,64".into(),
+        batch_size: Some(16),
+        epochs: Some(epochs),
+        seed: Some(11),
+        ..Default::default()
+    }
+}
+
+/// Starts `config` through `client`; its run id.
+pub async fn start_config(
+    client: &strata_client::Client,
+    config: strata_proto::RunConfig,
+) -> String {
+    client
+        .start_run(strata_proto::StartRunRequest {
+            config: Some(config),
+            ..Default::default()
+        })
+        .await
+        .expect("start")
+        .run_id
+}

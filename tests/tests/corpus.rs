@@ -12,40 +12,16 @@ use std::{collections::BTreeMap, io::Write, path::Path, process::Command};
 
 use serde_json::Value;
 use strata_e2e::{show, start_with_flags, watch_to_end, Daemon};
-
-/// A small deterministic generator (splitmix64), so the data is the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let u = self.uniform().max(1e-12);
-        let v = self.uniform();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
+use strata_rng::SplitMix64;
 
 /// A 10-class tabular set: 64 features around a random centre per class, unit noise. Hard enough
 /// that a good model gets about 85–95 % and a uniform guess 10 %.
 fn csv10(path: &Path, rows: usize, seed: u64) {
-    let mut centres = Rng(7);
+    let mut centres = SplitMix64::new(7);
     let centre: Vec<Vec<f64>> = (0..10)
         .map(|_| (0..64).map(|_| 0.45 * centres.normal()).collect())
         .collect();
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut text = (0..64).map(|i| format!("f{i},")).collect::<String>() + "class\n";
     for row in 0..rows {
         let class = row % 10;
@@ -59,7 +35,7 @@ fn csv10(path: &Path, rows: usize, seed: u64) {
 
 /// A regression whose target (the last column, no `--label`) has a variance of about 3e-4.
 fn csv_small_targets(path: &Path) {
-    let mut rng = Rng(11);
+    let mut rng = SplitMix64::new(11);
     let mut text = String::from("a,b,c,d,e,f,g,h,target\n");
     for _ in 0..2000 {
         let x: Vec<f64> = (0..8).map(|_| rng.normal()).collect();
@@ -85,11 +61,11 @@ fn idx_bytes(dims: &[u32], values: &[u8]) -> Vec<u8> {
 /// t10k files, as MNIST is laid out.
 fn digits(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let mut templates = Rng(5);
+    let mut templates = SplitMix64::new(5);
     let template: Vec<Vec<bool>> = (0..10)
         .map(|_| (0..64).map(|_| templates.uniform() < 0.4).collect())
         .collect();
-    let mut rng = Rng(6);
+    let mut rng = SplitMix64::new(6);
     for (prefix, count) in [("train", 1000usize), ("t10k", 200)] {
         let (mut pixels, mut labels) = (Vec::new(), Vec::new());
         for i in 0..count {

@@ -8,7 +8,7 @@
 //!   direction, for at least 90% of the runs that have one;
 //! - at most 5% of the groups of runs whose every group sits at a textbook rate are flagged.
 //!
-//! `cargo test -p strata-e2e --test curves -- --nocapture` prints every run's verdict and reason;
+//! `cargo test -p strata-e2e --test e2e -- curves:: --nocapture` prints every run's verdict and reason;
 //! the README's agreement table is this test's.
 
 use std::collections::BTreeMap;

@@ -8,12 +8,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use strata_e2e::{
     browser::{self, Browser},
-    http, show, start_run, Daemon,
+    external, http, show, start_run, Daemon,
 };
 use strata_proto::{
     create_run_request::Task, epoch_record::ValMetric, CreateRunRequest, EpochRecord,
-    FinishRunRequest, GroupEpochStats, GroupRate, LogEpochsRequest, LogStepsRequest, RunStatus,
-    StepRecord,
+    FinishRunRequest, LogEpochsRequest, LogStepsRequest, RunStatus, StepRecord,
 };
 
 /// Generous: the page waits on the daemon, which waits on training, on a loaded machine.
@@ -228,14 +227,7 @@ fn external_run(name: &str) -> CreateRunRequest {
         hyperparameters: [("optimizer".to_string(), "adamw".to_string())].into(),
         dataset: "outside".into(),
         model: "outside".into(),
-        groups: ["body", "head"]
-            .into_iter()
-            .map(|name| GroupRate {
-                name: name.into(),
-                lr: 1e-2,
-                frozen: None,
-            })
-            .collect(),
+        groups: external::groups(&["body", "head"], 1e-2),
         task: Some(Task::Classes(3)),
         parameter_count: 100,
         train_rows: 300,
@@ -254,17 +246,7 @@ fn logged_epoch(n: u32) -> EpochRecord {
         val_metric: Some(ValMetric::ValAccuracy(0.3 + 0.01 * f64::from(n))),
         duration_ms: 10.0,
         samples_per_sec: 1000.0,
-        groups: ["body", "head"]
-            .into_iter()
-            .map(|name| GroupEpochStats {
-                name: name.into(),
-                lr: 1e-2,
-                grad_norm: 0.5,
-                weight_norm: 3.0,
-                update_ratio: 1e-3,
-                frozen: false,
-            })
-            .collect(),
+        groups: external::group_stats(&["body", "head"], 1e-2, 1e-3),
         extra: [("val_f1".to_string(), 0.5 + 0.01 * f64::from(n))].into(),
         no_validation: false,
     }

@@ -8,31 +8,14 @@ use std::{
 
 use serde_json::Value;
 use strata_e2e::{close, group, start_with_flags, watch_to_end, Daemon};
-
-/// A small deterministic generator, so the files are the same on every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [-1, 1).
-    fn signed(&mut self) -> f64 {
-        self.uniform() * 2.0 - 1.0
-    }
-}
+use strata_rng::SplitMix64;
 
 const SPECIES: [&str; 3] = ["setosa", "versicolor", "virginica"];
 
 /// 300 rows: three features and a text class in the middle column `species`, separable by
 /// the first two features.
 fn classification_csv(dir: &Path) -> PathBuf {
-    let mut rng = Lcg(1);
+    let mut rng = SplitMix64::new(1);
     let mut text = String::from("x1,x2,species,x3\n");
     for i in 0..300 {
         let class = i % 3;
@@ -54,7 +37,7 @@ fn classification_csv(dir: &Path) -> PathBuf {
 
 /// Rows of `y,a,b,c` with y = 2a − b + noise, no header.
 fn regression_csv(dir: &Path, name: &str, rows: usize, seed: u64) -> PathBuf {
-    let mut rng = Lcg(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut text = String::new();
     for _ in 0..rows {
         let (a, b, c) = (rng.signed(), rng.signed(), rng.signed());
@@ -289,7 +272,7 @@ fn idx_bytes(dims: &[u32], values: &[u8]) -> Vec<u8> {
 /// `count` 8×8 images: class 0 bright on the left, class 1 bright on the right, class 2 at the
 /// top; with noise.
 fn images(count: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
-    let mut rng = Lcg(seed);
+    let mut rng = SplitMix64::new(seed);
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     for i in 0..count {
         let class = (i % 3) as u8;

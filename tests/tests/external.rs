@@ -2,62 +2,15 @@
 //! client: the logging rules, the silence timeout, and external runs in list, show, compare and
 //! export like trained ones.
 
-use strata_e2e::{show, Daemon};
+use strata_e2e::{
+    external::{create_request, epoch},
+    show, Daemon,
+};
 use strata_proto::{
     create_run_request::Task, epoch_record::ValMetric, CreateRunRequest, EpochRecord,
-    FinishRunRequest, GroupEpochStats, GroupRate, LogEpochsRequest, RunStatus,
+    FinishRunRequest, LogEpochsRequest, RunStatus,
 };
 use tonic::Code;
-
-fn create_request(name: &str) -> CreateRunRequest {
-    CreateRunRequest {
-        name: name.into(),
-        tags: vec!["ext".into()],
-        hyperparameters: [("optimizer".to_string(), "sgd".to_string())].into(),
-        dataset: "mnist (torchvision)".into(),
-        model: "two-layer mlp".into(),
-        groups: ["body", "head"]
-            .into_iter()
-            .map(|name| GroupRate {
-                name: name.into(),
-                lr: 1e-2,
-                frozen: None,
-            })
-            .collect(),
-        task: Some(Task::Classes(10)),
-        parameter_count: 1234,
-        train_rows: 640,
-        val_rows: 160,
-        steps_per_epoch: 20,
-        client_key: String::new(),
-    }
-}
-
-/// Epoch `n` of a run that learns: losses falling from ln 10.
-fn epoch(n: u32) -> EpochRecord {
-    let loss = 2.3 / f64::from(n).sqrt();
-    EpochRecord {
-        epoch: n,
-        train_loss: loss,
-        val_loss: loss * 1.05,
-        val_metric: Some(ValMetric::ValAccuracy(0.1 + 0.08 * f64::from(n))),
-        duration_ms: 10.0,
-        samples_per_sec: 6400.0,
-        groups: ["body", "head"]
-            .into_iter()
-            .map(|name| GroupEpochStats {
-                name: name.into(),
-                lr: 1e-2,
-                grad_norm: 0.5,
-                weight_norm: 3.0,
-                update_ratio: 2e-2,
-                frozen: false,
-            })
-            .collect(),
-        extra: Default::default(),
-        no_validation: false,
-    }
-}
 
 /// `epoch(n)` carrying these extra scalars.
 fn with_extra(n: u32, extra: &[(&str, f64)]) -> EpochRecord {

@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use strata_e2e::{show, Daemon};
+use strata_e2e::{external, show, Daemon};
 use strata_proto::{
     create_run_request::Task, epoch_record::ValMetric, CreateRunRequest, EpochRecord,
-    FinishRunRequest, GetRunStepsRequest, GroupEpochStats, GroupRate, LogEpochsRequest,
-    LogStepsRequest, RunStatus, StepRecord,
+    FinishRunRequest, GetRunStepsRequest, LogEpochsRequest, LogStepsRequest, RunStatus, StepRecord,
 };
 use tonic::Code;
 
@@ -19,14 +18,7 @@ fn create_request(name: &str, key: &str) -> CreateRunRequest {
         hyperparameters: [("optimizer".to_string(), "adamw".to_string())].into(),
         dataset: "cifar-10".into(),
         model: "resnet18".into(),
-        groups: ["backbone", "head"]
-            .into_iter()
-            .map(|name| GroupRate {
-                name: name.into(),
-                lr: 1e-3,
-                frozen: None,
-            })
-            .collect(),
+        groups: external::groups(&["backbone", "head"], 1e-3),
         task: Some(Task::Classes(10)),
         parameter_count: 0,
         train_rows: 0,
@@ -45,17 +37,7 @@ fn epoch(n: u32) -> EpochRecord {
         val_metric: Some(ValMetric::ValAccuracy(0.1 + 0.08 * f64::from(n))),
         duration_ms: 10.0,
         samples_per_sec: 0.0,
-        groups: ["backbone", "head"]
-            .into_iter()
-            .map(|name| GroupEpochStats {
-                name: name.into(),
-                lr: 1e-3,
-                grad_norm: 0.5,
-                weight_norm: 3.0,
-                update_ratio: 2e-2,
-                frozen: false,
-            })
-            .collect(),
+        groups: external::group_stats(&["backbone", "head"], 1e-3, 2e-2),
         extra: Default::default(),
         no_validation: false,
     }

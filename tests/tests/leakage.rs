@@ -8,24 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use strata_e2e::{start_with_flags, watch_to_end, Daemon};
-
-/// A small deterministic generator, so the files are the same on every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use strata_rng::SplitMix64;
 
 const HEADER: &str = "alpha_secret,beta_secret,gamma_secret,label_secret";
 
 /// Three random features and `class`.
-fn row(rng: &mut Lcg, class: usize) -> String {
+fn row(rng: &mut SplitMix64, class: usize) -> String {
     format!(
         "{:.6},{:.6},{:.6},{class}",
         rng.uniform(),
@@ -36,7 +24,7 @@ fn row(rng: &mut Lcg, class: usize) -> String {
 
 /// `rows` distinct rows, alternately of class 0 and 1.
 fn distinct_rows(rows: usize, seed: u64) -> Vec<String> {
-    let mut rng = Lcg(seed);
+    let mut rng = SplitMix64::new(seed);
     (0..rows).map(|i| row(&mut rng, i % 2)).collect()
 }
 
@@ -59,7 +47,7 @@ fn write_csv(dir: &Path, name: &str, rows: &[String]) -> PathBuf {
 fn csv_with_copies(dir: &Path, copies: usize) -> PathBuf {
     let mut rows = distinct_rows(500 - copies, 3);
     rows.extend_from_within(..copies);
-    let mut rng = Lcg(4);
+    let mut rng = SplitMix64::new(4);
     for i in (1..rows.len()).rev() {
         rows.swap(i, (rng.uniform() * (i + 1) as f64) as usize);
     }
@@ -186,7 +174,7 @@ fn duplicated_rows_are_reported_with_their_numbers_and_dedupe_drops_them() {
 fn a_copy_of_the_label_and_a_skewed_validation_file_are_warned_about_by_position() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = Daemon::start();
-    let mut rng = Lcg(7);
+    let mut rng = SplitMix64::new(7);
     // The label (column 4) copied into column 2.
     let rows: Vec<String> = (0..300)
         .map(|i| {
@@ -194,7 +182,7 @@ fn a_copy_of_the_label_and_a_skewed_validation_file_are_warned_about_by_position
             format!("{:.6},{class},{:.6},{class}", rng.uniform(), rng.uniform())
         })
         .collect();
-    let mut rng = Lcg(9);
+    let mut rng = SplitMix64::new(9);
     let leaky = write_csv(tmp.path(), "leaky.csv", &rows);
     let out = daemon.strata(&[
         "start",
@@ -246,7 +234,7 @@ fn a_copy_of_the_label_and_a_skewed_validation_file_are_warned_about_by_position
 fn show_and_the_verdict_cite_the_findings() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = Daemon::start();
-    let mut rng = Lcg(11);
+    let mut rng = SplitMix64::new(11);
     let rows: Vec<String> = (0..100)
         .map(|i| {
             let class = i % 2;

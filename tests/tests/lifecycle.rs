@@ -5,35 +5,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use strata_client::Client;
-use strata_e2e::{start_run, strata_with, watch_to_end, Daemon};
+use strata_e2e::{long_config, start_config, start_run, strata_with, watch_to_end, Daemon};
 use strata_proto::{
     watch_event::Event, EpochRecord, ListRunsRequest, RunConfig, RunStatus, StartRunRequest,
 };
 use tonic::Code;
-
-/// Long enough that a test can act while it trains, short per epoch.
-fn long_config(epochs: u32) -> RunConfig {
-    RunConfig {
-        dataset: "moons".into(),
-        samples: Some(3000),
-        model: "mlp:64,64".into(),
-        batch_size: Some(16),
-        epochs: Some(epochs),
-        seed: Some(11),
-        ..Default::default()
-    }
-}
-
-async fn start(client: &Client, config: RunConfig) -> String {
-    client
-        .start_run(StartRunRequest {
-            config: Some(config),
-            ..Default::default()
-        })
-        .await
-        .expect("start")
-        .run_id
-}
 
 /// Streams `run` until `count` epochs arrived; returns them.
 async fn first_epochs(client: &Client, run: &str, count: usize) -> Vec<EpochRecord> {
@@ -95,7 +71,7 @@ async fn sigkill_mid_training_loses_no_seen_epoch_and_the_run_resumes_to_the_end
     let mut daemon = Daemon::start_in(&data, &[]);
     let client = daemon.client().await;
     // Far more epochs than it can train before the kill, however fast the machine.
-    let id = start(&client, long_config(100_000)).await;
+    let id = start_config(&client, long_config(100_000)).await;
     let seen = first_epochs(&client, &id, 3).await;
     let status = daemon.signal_and_wait("KILL");
     assert!(!status.success());
@@ -174,7 +150,7 @@ async fn sigterm_interrupts_checkpoints_and_exits_zero_then_resume_extends() {
     let data = tmp.path().join("data");
     let daemon = Daemon::start_in(&data, &["--keep-checkpoints", "2"]);
     let client = daemon.client().await;
-    let id = start(&client, long_config(100_000)).await;
+    let id = start_config(&client, long_config(100_000)).await;
     first_epochs(&client, &id, 3).await;
     let status = daemon.stop();
     assert!(status.success(), "SIGTERM exits 0, got {status}");
@@ -211,10 +187,10 @@ async fn queue_is_fifo_with_positions_and_cancel_keeps_epochs() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = Daemon::start_in(&tmp.path().join("data"), &["--max-concurrent-runs", "1"]);
     let client = daemon.client().await;
-    let first = start(&client, long_config(100_000)).await;
+    let first = start_config(&client, long_config(100_000)).await;
     // The first run holds the one slot before the others are queued behind it.
     wait_for_status(&client, &first, RunStatus::Running).await;
-    let second = start(
+    let second = start_config(
         &client,
         RunConfig {
             epochs: Some(2),
@@ -223,7 +199,7 @@ async fn queue_is_fifo_with_positions_and_cancel_keeps_epochs() {
         },
     )
     .await;
-    let third = start(
+    let third = start_config(
         &client,
         RunConfig {
             epochs: Some(2),
@@ -289,7 +265,7 @@ async fn a_diverging_run_ends_diverged_naming_where_and_the_daemon_keeps_serving
         epochs: Some(5),
         ..Default::default()
     };
-    let id = start(&client, config).await;
+    let id = start_config(&client, config).await;
     let out = daemon.strata(&["watch", &id]);
     assert_eq!(out.code, 3, "a diverged run makes watch exit 3: {out:?}");
     let run = client.get_run(&id).await.unwrap().run.unwrap();
@@ -315,7 +291,7 @@ async fn a_stalled_watcher_misses_no_epoch() {
         progress_events_per_epoch: Some(1000),
         ..long_config(4)
     };
-    let id = start(&client, config).await;
+    let id = start_config(&client, config).await;
     let mut stalled = client.watch_run(&id, 0).await.unwrap();
     // Many watchers at once, one of which reads nothing until the run is over.
     let mut others = Vec::new();

@@ -2,7 +2,7 @@
 //! dashboard's run page and comparison carry at most the cap and say they were thinned), while
 //! `strata export` still writes every epoch and `list` answers again and again.
 
-use strata_e2e::{http, Daemon};
+use strata_e2e::{external, http, Daemon};
 use strata_proto::{
     create_run_request::Task, epoch_record::ValMetric, CreateRunRequest, EpochRecord,
     GroupEpochStats, GroupRate, LogEpochsRequest,
@@ -23,14 +23,7 @@ fn create_request() -> CreateRunRequest {
         name: "long".into(),
         dataset: "synthetic".into(),
         model: "mlp".into(),
-        groups: GROUPS
-            .into_iter()
-            .map(|name| GroupRate {
-                name: name.into(),
-                lr: 1e-3,
-                frozen: None,
-            })
-            .collect(),
+        groups: external::groups(&GROUPS, 1e-3),
         task: Some(Task::Classes(10)),
         parameter_count: 100,
         train_rows: 640,
@@ -51,17 +44,7 @@ fn epoch(n: u32) -> EpochRecord {
         val_metric: Some(ValMetric::ValAccuracy(0.5)),
         duration_ms: 1.0,
         samples_per_sec: 1000.0,
-        groups: GROUPS
-            .into_iter()
-            .map(|name| GroupEpochStats {
-                name: name.into(),
-                lr: 1e-3,
-                grad_norm: 0.5,
-                weight_norm: 3.0,
-                update_ratio: 1e-2,
-                frozen: false,
-            })
-            .collect(),
+        groups: external::group_stats(&GROUPS, 1e-3, 1e-2),
         extra: Default::default(),
         no_validation: false,
     }

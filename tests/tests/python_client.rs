@@ -6,7 +6,7 @@
 //! - a PyTorch loop logs through `StrataLogger`, a killed one's run becomes interrupted;
 //! - a loop whose daemon is down at start, restarted mid-run and cut off for longer than its
 //!   silence timeout trains to the end, and after `strata sync` its run holds every epoch once;
-//! - the README's Lightning and Hugging Face examples run.
+//! - the documented Lightning and Hugging Face examples (docs/src/python.md) run.
 //!
 //! Offline: pip installs from `.python-wheels/`, which `scripts/setup-test-tools.sh` fills; each
 //! test skips, saying why, when that, python3 or the project's `.torch/` is missing. The tests
@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use strata_e2e::{bin_dir, proxy::Proxy, repo_root, show, Daemon};
+use strata_e2e::{bin_dir, proxy::Proxy, repo_root, run_ok, show, Daemon};
 
 /// Wheels the venv is made from (their distribution names, as pip names the files).
 const WHEELS: &[&str] = &[
@@ -105,16 +105,6 @@ fn missing_tools(root: &Path) -> Option<String> {
     None
 }
 
-fn run(command: &mut Command, what: &str) -> String {
-    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "{what} failed:\n{stdout}\n{stderr}");
-    stdout
-}
-
 /// Every file under `dir` with its bytes.
 fn files_of(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
@@ -141,7 +131,7 @@ fn setup() -> Result<Python, String> {
     // Kept for the whole test process: the tests share it.
     let tmp = tempfile::tempdir().unwrap().keep();
     let venv = tmp.join("venv");
-    run(
+    run_ok(
         Command::new("python3").args(["-m", "venv"]).arg(&venv),
         "python3 -m venv",
     );
@@ -149,7 +139,7 @@ fn setup() -> Result<Python, String> {
     let package = tmp.join("strata-client");
     strata_e2e::copy_dir(&root.join("clients/python"), &package);
     let before = files_of(&package);
-    run(
+    run_ok(
         Command::new(venv.join("bin/pip"))
             .args(["install", "-q", "--no-index", "--find-links"])
             .arg(root.join(".python-wheels"))
@@ -205,7 +195,7 @@ fn the_package_builds_from_its_folder_alone_and_installs_without_touching_it() {
     let source = python.tmp.join("build-source");
     strata_e2e::copy_dir(&python.package, &source);
     let dist = python.tmp.join("dist");
-    run(
+    run_ok(
         python
             .command()
             .args(["-m", "build", "--sdist", "--wheel", "--outdir"])
@@ -225,7 +215,7 @@ fn the_package_builds_from_its_folder_alone_and_installs_without_touching_it() {
         .iter()
         .find(|n| n.ends_with(".tar.gz"))
         .expect("an sdist");
-    let listing = run(
+    let listing = run_ok(
         Command::new("tar").arg("tzf").arg(dist.join(sdist)),
         "tar tzf",
     );
@@ -242,18 +232,18 @@ fn the_package_builds_from_its_folder_alone_and_installs_without_touching_it() {
     }
     // The wheel alone, in a venv without PyTorch: it imports and reads the protocol.
     let bare = python.tmp.join("bare-venv");
-    run(
+    run_ok(
         Command::new("python3").args(["-m", "venv"]).arg(&bare),
         "python3 -m venv",
     );
-    run(
+    run_ok(
         Command::new(bare.join("bin/pip"))
             .args(["install", "-q", "--no-index", "--find-links"])
             .arg(repo_root().join(".python-wheels"))
             .arg(dist.join(wheel)),
         "pip install the wheel",
     );
-    let out = run(
+    let out = run_ok(
         Command::new(bare.join("bin/python")).args([
             "-c",
             "import strata_client, strata_client._proto as p; \
@@ -301,7 +291,7 @@ fn a_pytorch_loop_logs_through_the_python_client() {
     let daemon = Daemon::start_in(&tmp.path().join("data"), &["--external-timeout", "2"]);
     let addr = daemon.addr.trim_start_matches("http://").to_string();
     let script = repo_root().join("clients/python/examples/train_two_groups.py");
-    let stdout = run(
+    let stdout = run_ok(
         python
             .command()
             .arg(&script)
@@ -589,14 +579,15 @@ fn a_loop_survives_a_daemon_down_restarted_and_cut_off_and_strata_sync_completes
     assert_eq!(epochs_and_status(&show(&daemon, &run)).0.len(), 16);
 }
 
-/// The README's framework examples are these files, word for word, and they run.
+/// The framework examples of the Python client's documentation (docs/src/python.md) are these
+/// files, word for word, and they run.
 #[test]
-fn the_readme_lightning_and_hugging_face_examples_run() {
+fn the_documented_lightning_and_hugging_face_examples_run() {
     let _serial = serial();
     let Some(python) = python("the framework examples") else {
         return;
     };
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let page = std::fs::read_to_string(repo_root().join("docs/src/python.md")).unwrap();
     let daemon = Daemon::start();
     let addr = daemon.addr.trim_start_matches("http://").to_string();
     let tmp = tempfile::tempdir().unwrap();
@@ -607,11 +598,11 @@ fn the_readme_lightning_and_hugging_face_examples_run() {
         let path = repo_root().join("clients/python/examples").join(file);
         let example = std::fs::read_to_string(&path).unwrap();
         assert!(
-            readme.contains(example.trim()),
-            "README.md does not hold {} as it is",
+            page.contains(example.trim()),
+            "docs/src/python.md does not hold {} as it is",
             path.display()
         );
-        let stdout = run(
+        let stdout = run_ok(
             python
                 .command()
                 .arg(&path)

@@ -13,7 +13,7 @@ use std::{
 };
 
 use serde_json::Value;
-use strata_e2e::{show, start_run, watch_to_end, Daemon};
+use strata_e2e::{run_ok, show, start_run, watch_to_end, Daemon};
 
 /// Reads every event file under each folder given and prints `{folder: {tag: [[step, value]]}}`.
 const READ_SCALARS_PY: &str = r#"
@@ -52,16 +52,6 @@ fn missing_tools(root: &Path) -> Option<String> {
     None
 }
 
-fn run(command: &mut Command, what: &str) -> String {
-    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "{what} failed:\n{stdout}\n{stderr}");
-    stdout
-}
-
 /// The scalars a run's export must hold, from `show --json`: tag → [(step, value)].
 fn expected_scalars(shown: &Value) -> BTreeMap<String, Vec<(i64, f64)>> {
     let mut scalars: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
@@ -94,11 +84,11 @@ fn tensorboard_reads_back_every_scalar_of_every_exported_run() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let venv = tmp.path().join("venv");
-    run(
+    run_ok(
         Command::new("python3").args(["-m", "venv"]).arg(&venv),
         "python3 -m venv",
     );
-    run(
+    run_ok(
         Command::new(venv.join("bin/pip"))
             .args(["install", "-q", "--no-index", "--find-links"])
             .arg(root.join(".python-wheels"))
@@ -147,7 +137,7 @@ fn tensorboard_reads_back_every_scalar_of_every_exported_run() {
     for (folder, _) in &folders {
         read.arg(folder);
     }
-    let stdout = run(&mut read, "reading the event files with TensorBoard");
+    let stdout = run_ok(&mut read, "reading the event files with TensorBoard");
     let read: Value = serde_json::from_str(stdout.trim()).unwrap();
 
     for (folder, id) in &folders {

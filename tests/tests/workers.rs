@@ -8,35 +8,12 @@
 use std::time::{Duration, Instant};
 
 use strata_client::Client;
-use strata_e2e::Daemon;
-use strata_proto::{watch_event::Event, RunConfig, RunStatus, StartRunRequest};
+use strata_e2e::{long_config, start_config, Daemon};
+use strata_proto::{watch_event::Event, RunConfig, RunStatus};
 
 /// Bounds that only turn a hang into a failure.
 const DEADLINE: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(20);
-
-fn long_config(epochs: u32) -> RunConfig {
-    RunConfig {
-        dataset: "moons".into(),
-        samples: Some(3000),
-        model: "mlp:64,64".into(),
-        batch_size: Some(16),
-        epochs: Some(epochs),
-        seed: Some(11),
-        ..Default::default()
-    }
-}
-
-async fn start(client: &Client, config: RunConfig) -> String {
-    client
-        .start_run(StartRunRequest {
-            config: Some(config),
-            ..Default::default()
-        })
-        .await
-        .expect("start")
-        .run_id
-}
 
 /// The run as `get` answers it now, with its stored epochs' numbers.
 async fn state(client: &Client, run: &str) -> (strata_proto::Run, Vec<u32>) {
@@ -173,7 +150,7 @@ async fn a_worker_killed_mid_epoch_fails_its_run_alone_and_the_run_resumes_whole
     let client = daemon.client().await;
 
     // Another run trains beside every crash, in a worker of its own.
-    let beside = start(&client, long_config(100_000)).await;
+    let beside = start_config(&client, long_config(100_000)).await;
     let beside_watch = watch(&client, &beside);
     let beside_pid = worker_after_epochs(&client, &beside, 1).await;
 
@@ -182,7 +159,7 @@ async fn a_worker_killed_mid_epoch_fails_its_run_alone_and_the_run_resumes_whole
         ("ABRT", 6, "aborted"),
         ("KILL", 9, "killed"),
     ] {
-        let run = start(&client, long_config(100_000)).await;
+        let run = start_config(&client, long_config(100_000)).await;
         let watcher = watch(&client, &run);
         let pid = worker_after_epochs(&client, &run, 2).await;
         assert_ne!(pid, beside_pid, "each run has a worker of its own");
@@ -273,8 +250,8 @@ async fn killing_the_daemon_ends_its_workers_and_leaves_their_runs_interrupted()
     let mut daemon = Daemon::start_in(&data, &["--max-concurrent-runs", "3"]);
     let client = daemon.client().await;
     let runs = [
-        start(&client, long_config(100_000)).await,
-        start(&client, long_config(100_000)).await,
+        start_config(&client, long_config(100_000)).await,
+        start_config(&client, long_config(100_000)).await,
     ];
     let mut training = Vec::new();
     for run in &runs {
@@ -282,7 +259,7 @@ async fn killing_the_daemon_ends_its_workers_and_leaves_their_runs_interrupted()
     }
     // A short run beside them: once its worker ends, the daemon starts a spare worker for the
     // next CPU job.
-    let short = start(&client, long_config(1)).await;
+    let short = start_config(&client, long_config(1)).await;
     let ended = wait_until(&client, &short, "ended", |r| r.status().is_terminal()).await;
     assert_eq!(ended.status(), RunStatus::Completed, "{}", ended.reason);
     let daemon_pid = daemon.pid();
@@ -331,14 +308,14 @@ async fn a_run_over_its_memory_limit_fails_clearly_and_the_daemon_keeps_its_memo
     let daemon = Daemon::start_in(&tmp.path().join("data"), &["--run-memory-limit", "600MiB"]);
     let client = daemon.client().await;
     // A small run first, so the daemon has done everything a run makes it do once.
-    let small = start(&client, long_config(2)).await;
+    let small = start_config(&client, long_config(2)).await;
     let done = wait_until(&client, &small, "ended", |r| r.status().is_terminal()).await;
     assert_eq!(done.status(), RunStatus::Completed, "{}", done.reason);
     let before = resident_bytes(daemon.pid());
 
     // About 36 million parameters: with Adam's state and the gradients, over 500 MiB on top of
     // libtorch's own.
-    let big = start(
+    let big = start_config(
         &client,
         RunConfig {
             model: "mlp:6000,6000".into(),
@@ -363,7 +340,7 @@ async fn a_run_over_its_memory_limit_fails_clearly_and_the_daemon_keeps_its_memo
         "the daemon grew from {before} to {after} bytes"
     );
     // The daemon serves on, and trains the next run.
-    let next = start(&client, long_config(2)).await;
+    let next = start_config(&client, long_config(2)).await;
     let done = wait_until(&client, &next, "ended", |r| r.status().is_terminal()).await;
     assert_eq!(done.status(), RunStatus::Completed, "{}", done.reason);
 }
@@ -402,7 +379,7 @@ async fn a_worker_that_does_not_stop_when_cancelled_is_killed_after_its_grace() 
         &["--allow-torchscript", "--stop-grace", "2"],
     );
     let client = daemon.client().await;
-    let run = start(
+    let run = start_config(
         &client,
         RunConfig {
             dataset: "spirals".into(),

@@ -52,7 +52,7 @@ pub struct GlobalArgs {
     )]
     pub addr: Vec<String>,
     /// A daemons file naming several daemons (`[daemons.NAME]` tables with `addr`, optional
-    /// `token_file` and `tls_ca`; see the README). Default: ~/.config/strata/daemons.toml when
+    /// `token_file` and `tls_ca`; see docs/src/operations/several-daemons.md). Default: ~/.config/strata/daemons.toml when
     /// it exists and no --addr is given.
     #[arg(long, global = true, env = "STRATA_DAEMONS", value_name = "FILE")]
     pub daemons: Option<PathBuf>,
@@ -160,7 +160,7 @@ pub struct ShowArgs {
     /// Also draw training (dashed) and validation (solid) loss to FILE (.png or .svg).
     #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
     pub plot: Option<PathBuf>,
-    /// Override an analysis threshold, e.g. `overfit_gap=0.3` (repeatable; see the README).
+    /// Override an analysis threshold, e.g. `overfit_gap=0.3` (repeatable; see docs/src/analysis.md).
     #[arg(long = "threshold", value_name = "NAME=VALUE", value_parser = parse_threshold)]
     pub thresholds: Vec<ThresholdOverride>,
 }
@@ -173,7 +173,7 @@ pub struct CompareArgs {
     /// Also draw every run's training (dashed) and validation (solid) loss to FILE (.png or .svg).
     #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
     pub plot: Option<PathBuf>,
-    /// Override an analysis threshold, e.g. `overfit_gap=0.3` (repeatable; see the README).
+    /// Override an analysis threshold, e.g. `overfit_gap=0.3` (repeatable; see docs/src/analysis.md).
     #[arg(long = "threshold", value_name = "NAME=VALUE", value_parser = parse_threshold)]
     pub thresholds: Vec<ThresholdOverride>,
 }

@@ -1,5 +1,5 @@
 //! `--threshold NAME=VALUE`: the analysis thresholds a request may override, by the names the
-//! daemon and the README give them.
+//! daemon and docs/src/analysis.md give them.
 
 use strata_proto::AnalysisThresholds;
 

@@ -204,15 +204,8 @@ mod tests {
     /// Random finite f64s of every magnitude (uniform over bit patterns, so subnormals, huge and
     /// tiny values all appear), plus values known to trip inexact parsers.
     fn awkward_floats(count: usize) -> Vec<f64> {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            // splitmix64: deterministic, no dependency.
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        let mut rng = strata_rng::SplitMix64::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next_u64();
         let mut values = vec![
             0.20529195992896954, // read back one unit off by serde_json's default parser
             0.2052919599289695,

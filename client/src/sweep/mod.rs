@@ -7,7 +7,6 @@
 
 pub mod driver;
 pub mod report;
-mod rng;
 pub mod space;
 pub mod stopping;
 
@@ -22,9 +21,9 @@ pub fn new_sweep_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let mut rng = rng::SplitMix64::new(nanos ^ (u64::from(std::process::id()) << 32));
+    let mut rng = strata_rng::SplitMix64::new(nanos ^ (u64::from(std::process::id()) << 32));
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     (0..10)
-        .map(|_| ALPHABET[rng.below(ALPHABET.len())] as char)
+        .map(|_| ALPHABET[rng.pick(ALPHABET.len())] as char)
         .collect()
 }

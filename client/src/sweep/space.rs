@@ -7,7 +7,7 @@
 
 use strata_proto::RunConfig;
 
-use super::rng::SplitMix64;
+use strata_rng::SplitMix64;
 
 /// Most trials one sweep may have: a grid larger than this is refused before anything starts.
 pub const MAX_SWEEP_TRIALS: usize = 1000;
@@ -305,12 +305,12 @@ impl SweepSpace {
 /// One random value of a setting, written as the CLI takes it (four significant digits).
 fn draw(values: &Values, rng: &mut SplitMix64) -> String {
     match values {
-        Values::List(list) => list[rng.below(list.len())].clone(),
+        Values::List(list) => list[rng.pick(list.len())].clone(),
         Values::LogUniform { lo, hi } => {
             let (lo, hi) = (lo.ln(), hi.ln());
-            shown_drawn((lo + (hi - lo) * rng.unit()).exp())
+            shown_drawn((lo + (hi - lo) * rng.uniform()).exp())
         }
-        Values::Uniform { lo, hi } => shown_drawn(lo + (hi - lo) * rng.unit()),
+        Values::Uniform { lo, hi } => shown_drawn(lo + (hi - lo) * rng.uniform()),
     }
 }
 

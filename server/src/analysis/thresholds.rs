@@ -1,5 +1,5 @@
 //! The thresholds of the analysis: every number that turns curves into a verdict, with its
-//! default. The proto (`AnalysisThresholds`) and the README document the same defaults; a test
+//! default. The proto (`AnalysisThresholds`) and docs/src/analysis.md document the same defaults; a test
 //! below keeps the proto's comments in step with these constants.
 
 use crate::error::{Result, StrataError};

@@ -61,7 +61,7 @@ impl From<StrataError> for ApiError {
             StrataError::FailedPrecondition(_) => StatusCode::CONFLICT,
             StrataError::AtLimit(_) => StatusCode::TOO_MANY_REQUESTS,
             StrataError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            StrataError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            StrataError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             StrataError::DataDamaged(_) => StatusCode::INTERNAL_SERVER_ERROR,
             StrataError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

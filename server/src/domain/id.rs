@@ -137,7 +137,7 @@ impl RunId {
         let bytes: [u8; 8] = key
             .get(..8)
             .and_then(|k| k.try_into().ok())
-            .ok_or_else(|| StrataError::Storage("corrupt run key".into()))?;
+            .ok_or_else(|| StrataError::storage("corrupt run key"))?;
         Ok(RunId(u64::from_be_bytes(bytes)))
     }
 }
@@ -156,7 +156,7 @@ impl FromStr for RunId {
     type Err = StrataError;
 
     fn from_str(s: &str) -> Result<Self> {
-        let corrupt = || StrataError::Storage(format!("corrupt run id '{s}'"));
+        let corrupt = || StrataError::storage(format!("corrupt run id '{s}'"));
         match s.len() {
             Self::HEX_DIGITS => u64::from_str_radix(s, 16)
                 .ok()

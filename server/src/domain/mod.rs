@@ -8,6 +8,7 @@ mod epoch;
 mod event;
 mod facts;
 mod id;
+pub mod numbers;
 mod outcome;
 mod rate_probe;
 mod run;

@@ -233,10 +233,10 @@ fn run_folder_entries(data_dir: &Path) -> Result<Vec<DirEntry>> {
     match std::fs::read_dir(runs_dir(data_dir)) {
         Ok(entries) => Ok(entries.filter_map(|e| e.ok()).collect()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(err) => Err(StrataError::Storage(format!(
-            "cannot list {}: {err}",
-            runs_dir(data_dir).display()
-        ))),
+        Err(err) => Err(StrataError::storage_from(
+            format!("cannot list {}", runs_dir(data_dir).display()),
+            err,
+        )),
     }
 }
 

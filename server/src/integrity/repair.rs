@@ -198,7 +198,7 @@ impl RunRepair<'_> {
     }
 
     fn io_failed(&self, what: &str, e: std::io::Error) -> StrataError {
-        StrataError::Storage(format!("cannot {what} in {}: {e}", self.dir.display()))
+        StrataError::storage_from(format!("cannot {what} in {}", self.dir.display()), e)
     }
 
     /// Moves the checkpoint of `epoch` aside with `suffix`; returns where it went. `what` names

@@ -65,10 +65,7 @@ pub(super) fn restore_records_of_newest_checkpoints(
             Ok(Some(record)) => {
                 if folder.log.last() == last {
                     epoch_log::append(&dir, &record).map_err(|e| {
-                        StrataError::Storage(format!(
-                            "cannot append to the epoch log in {}: {e}",
-                            dir.display()
-                        ))
+                        StrataError::storage_from(format!("cannot append to the epoch log in {}", dir.display()), e)
                     })?;
                 }
                 store.put_epoch(id, &record)?;
@@ -137,7 +134,7 @@ pub(super) fn rewrite_second_copies(
 ) -> Result<String> {
     let dir = runs_dir(data_dir).join(id.to_string());
     let failed = |what: &str, e: std::io::Error| {
-        StrataError::Storage(format!("cannot write {what} in {}: {e}", dir.display()))
+        StrataError::storage_from(format!("cannot write {what} in {}", dir.display()), e)
     };
     let record = store
         .get_run(id)?
@@ -213,10 +210,10 @@ pub fn finish_interrupted_deletes(store: &Store, data_dir: &Path) -> Result<Vec<
             continue;
         };
         let failed = |e: std::io::Error| {
-            StrataError::Storage(format!(
-                "cannot finish deleting {}: {e}",
-                entry.path().display()
-            ))
+            StrataError::storage_from(
+                format!("cannot finish deleting {}", entry.path().display()),
+                e,
+            )
         };
         if store.has_run(id)? {
             std::fs::rename(entry.path(), runs.join(id.to_string())).map_err(failed)?;

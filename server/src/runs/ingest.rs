@@ -138,9 +138,9 @@ impl Ingest {
             let receiving = blocking(move || {
                 let mut receiving = match receiving {
                     Some(receiving) => receiving,
-                    None => Receiving::start(&dir, epoch, limit).map_err(StrataError::Storage)?,
+                    None => Receiving::start(&dir, epoch, limit).map_err(StrataError::storage)?,
                 };
-                receiving.write(&buffered).map_err(StrataError::Storage)?;
+                receiving.write(&buffered).map_err(StrataError::storage)?;
                 Ok(receiving)
             })
             .await
@@ -182,7 +182,7 @@ impl Ingest {
         let (store, id, dir) = (self.store.clone(), self.id, self.dir.clone());
         let (limit, stored) = (self.checkpoint_limit, epoch.clone());
         blocking(move || {
-            let storage = StrataError::Storage;
+            let storage = StrataError::storage;
             let mut receiving = match receiving {
                 Some(receiving) => receiving,
                 None => Receiving::start(&dir, stored.epoch, limit).map_err(storage)?,
@@ -229,5 +229,5 @@ pub(super) fn rewrite_epoch_log(
     };
     crate::durable::create_dir_all(dir)
         .and_then(|()| epoch_log::rewrite(dir, &kept))
-        .map_err(|e| StrataError::Storage(format!("cannot write the run's epoch log: {e}")))
+        .map_err(|e| StrataError::storage_from("cannot write the run's epoch log", e))
 }

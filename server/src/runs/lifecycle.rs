@@ -185,7 +185,7 @@ impl Runs {
                             run.finished_at_ms = now_ms();
                         })?;
                     }
-                    return Err(StrataError::Storage(reason));
+                    return Err(StrataError::storage(reason));
                 }
             }
             Ok(())
@@ -315,7 +315,7 @@ impl Runs {
                 std::fs::rename(&dir, &deleting)
                     .and_then(|()| crate::durable::sync_dir(&runs_dir))
                     .map_err(|e| {
-                        StrataError::Storage(format!("cannot delete {}: {e}", dir.display()))
+                        StrataError::storage_from(format!("cannot delete {}", dir.display()), e)
                     })?;
             }
             self.analyses.forget(id);

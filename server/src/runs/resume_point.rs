@@ -108,9 +108,10 @@ fn set_aside_damaged(dir: &Path, unusable: &[(u32, String)]) -> Result<Vec<Strin
     for (epoch, problem) in unusable {
         let moved =
             file::set_aside(&file::path_for(dir, *epoch), file::DAMAGED_SUFFIX).map_err(|e| {
-                StrataError::Storage(format!(
-                    "cannot move the damaged checkpoint of epoch {epoch} aside: {e}"
-                ))
+                StrataError::storage_from(
+                    format!("cannot move the damaged checkpoint of epoch {epoch} aside"),
+                    e,
+                )
             })?;
         why.push(format!(
             "the checkpoint of epoch {epoch} is damaged ({problem}) and was moved aside to {}",
@@ -128,9 +129,10 @@ fn set_aside_after(dir: &Path, present: &[u32], after: u32) -> Result<()> {
         let path = file::path_for(dir, epoch);
         if path.exists() {
             file::set_aside(&path, file::UNRECORDED_SUFFIX).map_err(|e| {
-                StrataError::Storage(format!(
-                    "cannot move the checkpoint of epoch {epoch} aside: {e}"
-                ))
+                StrataError::storage_from(
+                    format!("cannot move the checkpoint of epoch {epoch} aside"),
+                    e,
+                )
             })?;
         }
     }

@@ -145,10 +145,10 @@ impl Runs {
 }
 
 fn cannot(folder: &std::path::Path, what: &str, err: std::io::Error) -> StrataError {
-    StrataError::Storage(format!(
-        "cannot {what} the run's step log in {}: {err}",
-        folder.display()
-    ))
+    StrataError::storage_from(
+        format!("cannot {what} the run's step log in {}", folder.display()),
+        err,
+    )
 }
 
 /// A batch's shape: its size, steps increasing, each step's scalars few and well named.

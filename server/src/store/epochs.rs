@@ -44,7 +44,7 @@ impl Store {
             .values()
             .map(|bytes| {
                 decode_epoch(bytes?.as_ref())
-                    .map_err(|e| StrataError::Storage(format!("an epoch of run {run}: {e}")))
+                    .map_err(|e| StrataError::storage_from(format!("an epoch of run {run}"), e))
             })
             .collect()
     }
@@ -59,7 +59,7 @@ impl Store {
             .take(max)
             .map(|bytes| {
                 decode_epoch(bytes?.as_ref())
-                    .map_err(|e| StrataError::Storage(format!("an epoch of run {run}: {e}")))
+                    .map_err(|e| StrataError::storage_from(format!("an epoch of run {run}"), e))
             })
             .collect()
     }
@@ -72,7 +72,7 @@ impl Store {
         for &number in numbers {
             if let Some(bytes) = self.epochs.get(epoch_key(run, number))? {
                 epochs.push(decode_epoch(bytes.as_ref()).map_err(|e| {
-                    StrataError::Storage(format!("epoch {number} of run {run}: {e}"))
+                    StrataError::storage_from(format!("epoch {number} of run {run}"), e)
                 })?);
             }
         }
@@ -107,7 +107,7 @@ impl Store {
                 let (key, _) = entry?;
                 let epoch: [u8; 4] = key[8..12]
                     .try_into()
-                    .map_err(|_| StrataError::Storage("corrupt epoch key".into()))?;
+                    .map_err(|_| StrataError::storage("corrupt epoch key"))?;
                 Ok(u32::from_be_bytes(epoch))
             }
             None => Ok(0),

@@ -110,8 +110,8 @@ impl Store {
 
     fn check_usable(&self) -> Result<()> {
         if self.sync_failed.load(Ordering::SeqCst) {
-            return Err(StrataError::Storage(
-                "an earlier write could not be synced to the disk (is it full?); restart stratad once the disk is fixed — everything acknowledged before is on the disk".into(),
+            return Err(StrataError::storage(
+                "an earlier write could not be synced to the disk (is it full?); restart stratad once the disk is fixed — everything acknowledged before is on the disk",
             ));
         }
         Ok(())
@@ -122,7 +122,7 @@ impl Store {
         self.db.flush()?;
         self.files
             .sync()
-            .map_err(|e| StrataError::Storage(format!("cannot sync the store to disk: {e}")))
+            .map_err(|e| StrataError::storage_from("cannot sync the store to disk", e))
     }
 }
 

@@ -39,21 +39,21 @@ impl OpenError {
     /// What to tell the operator about a store that did not open.
     pub fn describe(self, data_dir: &Path) -> StrataError {
         match self {
-            OpenError::Locked => StrataError::Storage(format!(
+            OpenError::Locked => StrataError::storage(format!(
                 "another stratad is using the data dir {}; stop it or pick another --data-dir",
                 data_dir.display()
             )),
-            OpenError::Io(message) => StrataError::Storage(message),
+            OpenError::Io(message) => StrataError::storage(message),
             OpenError::Damaged(problem) => StrataError::DataDamaged(format!(
                 "cannot open the store in {}: {problem}; {}",
                 data_dir.display(),
                 damaged_store_advice(data_dir)
             )),
-            OpenError::BadFormatFile(file) => StrataError::Storage(format!(
+            OpenError::BadFormatFile(file) => StrataError::storage(format!(
                 "the store's format file {file} does not hold a format number. Nothing was changed: write the record format the store was written in into it ({} for this stratad), or remove the file if the store predates format numbers",
                 record::FORMAT
             )),
-            OpenError::NewerFormat(format) => StrataError::Storage(format!(
+            OpenError::NewerFormat(format) => StrataError::storage(format!(
                 "the store in {} was written by a newer stratad (record format {format}; this one reads formats up to {}). Nothing was changed: run a stratad at least as new as the one that wrote it",
                 data_dir.display(),
                 record::FORMAT
@@ -89,7 +89,7 @@ impl Store {
     /// Opens (or creates) the store of the data dir `dir`, in `dir/db`.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StrataError::Storage(format!("cannot create data dir {}: {e}", dir.display()))
+            StrataError::storage_from(format!("cannot create data dir {}", dir.display()), e)
         })?;
         Store::open_at(&dir.join("db"), dir)
     }
@@ -184,9 +184,10 @@ impl Store {
             format!("{}\n", record::FORMAT).as_bytes(),
         )
         .map_err(|e| {
-            failed(StrataError::Storage(format!(
-                "cannot write the store's format: {e}"
-            )))
+            failed(StrataError::storage_from(
+                "cannot write the store's format",
+                e,
+            ))
         })?;
         if upgraded > 0 {
             tracing::info!(

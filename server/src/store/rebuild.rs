@@ -27,7 +27,7 @@ impl Store {
     pub fn copy_into(&self, to: &Path, data_dir: &Path) -> Result<usize> {
         let _visible = self.readable()?;
         if to.exists() {
-            return Err(StrataError::Storage(format!(
+            return Err(StrataError::storage(format!(
                 "{} exists already; move it away first",
                 to.display()
             )));
@@ -54,16 +54,16 @@ impl Store {
         }
         fresh.flush()?;
         let files = StoreFiles::open(to, data_dir)
-            .map_err(|e| StrataError::Storage(format!("cannot sync {}: {e}", to.display())))?;
+            .map_err(|e| StrataError::storage_from(format!("cannot sync {}", to.display()), e))?;
         files
             .sync()
-            .map_err(|e| StrataError::Storage(format!("cannot sync {}: {e}", to.display())))?;
+            .map_err(|e| StrataError::storage_from(format!("cannot sync {}", to.display()), e))?;
         crate::durable::replace_file(
             to,
             record::FORMAT_FILE,
             format!("{}\n", record::FORMAT).as_bytes(),
         )
-        .map_err(|e| StrataError::Storage(format!("cannot write the store's format: {e}")))?;
+        .map_err(|e| StrataError::storage_from("cannot write the store's format", e))?;
         Ok(copied)
     }
 }

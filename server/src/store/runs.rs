@@ -18,7 +18,7 @@ use crate::{
 fn decode_run(bytes: &[u8]) -> Result<RunRecord> {
     decode_stored_run(bytes)
         .and_then(|stored| stored.to_domain(|run| upgrade::legacy_facts(run, &[])))
-        .map_err(|e| StrataError::Storage(format!("a run record: {e}")))
+        .map_err(|e| StrataError::storage_from("a run record", e))
 }
 
 impl Store {

@@ -13,9 +13,10 @@ fn reopen(dir: &Path) -> Store {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         match Store::open(dir) {
-            Err(StrataError::Storage(message))
-                if message.starts_with("another stratad is using")
-                    && std::time::Instant::now() < deadline =>
+            Err(StrataError::Storage {
+                context: message, ..
+            }) if message.starts_with("another stratad is using")
+                && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20))
             }
@@ -233,7 +234,9 @@ fn a_garbled_format_file_is_refused_as_such_not_as_damage() {
     let file = dir.path().join("db").join(record::FORMAT_FILE);
     std::fs::write(&file, "").unwrap();
     match Store::open(dir.path()) {
-        Err(StrataError::Storage(message)) => assert!(
+        Err(StrataError::Storage {
+            context: message, ..
+        }) => assert!(
             message.contains("does not hold a format number")
                 && message.contains("Nothing was changed"),
             "{message}"

@@ -19,7 +19,7 @@ impl From<StrataError> for Status {
             StrataError::FailedPrecondition(_) => Status::failed_precondition(message),
             StrataError::AtLimit(_) => Status::resource_exhausted(message),
             StrataError::ShuttingDown => Status::unavailable(message),
-            StrataError::Storage(_) => Status::internal(message),
+            StrataError::Storage { .. } => Status::internal(message),
             StrataError::DataDamaged(_) => Status::data_loss(message),
             StrataError::Internal(_) => Status::internal(message),
         }

@@ -49,7 +49,7 @@ fn a_split_keeps_each_row_with_its_target() {
     let d = load_split(&spec, 1).unwrap();
     assert_eq!((d.train.rows(), d.val.rows()), (150, 50));
     assert_eq!(d.train.sample_shape, vec![4]);
-    let mut rng = SeededRng::new(1);
+    let mut rng = SeededRng::seeded(1);
     let all = load(&spec, &mut rng).unwrap().train;
     let order = SplitOrder::new(all.rows(), 0.25, &mut rng).unwrap();
     let row = order.train()[0] as usize;

@@ -288,7 +288,7 @@ impl Batches {
             self.epoch += 1;
             // The same shuffle as the run's epoch of this number (see the training loop).
             let seed = self.seed ^ u64::from(self.epoch).wrapping_mul(0x9E37_79B9);
-            self.order = Some(SeededRng::new(seed).permutation(self.rows as usize));
+            self.order = Some(SeededRng::seeded(seed).permutation(self.rows as usize));
             self.next_row = 0;
         }
         let order = self.order.as_deref().unwrap_or(&[]);

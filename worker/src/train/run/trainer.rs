@@ -184,7 +184,7 @@ impl<'a> Trainer<'a> {
     fn take_steps(&mut self, epoch: u32, frozen: &[bool]) -> Result<StepsTaken, Halt> {
         let job = self.job;
         let plan = &self.plan;
-        let shuffle = SeededRng::new(job.spec.seed ^ u64::from(epoch).wrapping_mul(0x9E37_79B9))
+        let shuffle = SeededRng::seeded(job.spec.seed ^ u64::from(epoch).wrapping_mul(0x9E37_79B9))
             .permutation(plan.train_rows as usize);
         let order = Tensor::f_from_slice(&shuffle)?.f_to_device(job.device)?;
         let mut taken = StepsTaken {

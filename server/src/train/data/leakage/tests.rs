@@ -38,7 +38,7 @@ fn leakage_of(spec: &DatasetSpec, seed: u64) -> Leakage {
 /// `rows` distinct rows of three features and a class, then `copies` more that repeat some of
 /// them: rows `0, 3, 6, …` are copied, so the repeats are spread over the file.
 fn rows_with_copies(rows: usize, copies: usize, seed: u64) -> Vec<String> {
-    let mut rng = SeededRng::new(seed);
+    let mut rng = SeededRng::seeded(seed);
     let mut text: Vec<String> = (0..rows)
         .map(|i| {
             format!(
@@ -54,7 +54,7 @@ fn rows_with_copies(rows: usize, copies: usize, seed: u64) -> Vec<String> {
         text.push(text[(copy * 3) % rows].clone());
     }
     // Shuffled, so the file's end is not all repeats.
-    let order = SeededRng::new(seed + 1).permutation(text.len());
+    let order = SeededRng::seeded(seed + 1).permutation(text.len());
     order
         .into_iter()
         .map(|i| text[i as usize].clone())
@@ -64,7 +64,7 @@ fn rows_with_copies(rows: usize, copies: usize, seed: u64) -> Vec<String> {
 /// Validation rows (of the split `seed` makes) whose text is also a training row's.
 fn overlap_by_text(rows: &[String], seed: u64) -> (u64, u64) {
     let n_val = validation_rows(rows.len(), VAL_FRACTION).unwrap();
-    let order = SeededRng::new(seed).permutation(rows.len());
+    let order = SeededRng::seeded(seed).permutation(rows.len());
     let (val, train) = order.split_at(n_val);
     let train: HashSet<&String> = train.iter().map(|&i| &rows[i as usize]).collect();
     let found = val
@@ -132,7 +132,7 @@ fn duplicated_rows_are_counted_on_the_runs_own_split() {
 fn near_copies_are_found_within_the_tolerance_and_exact_ones_named_apart() {
     let dir = tempfile::tempdir().unwrap();
     let (train_path, val_path) = (dir.path().join("train.csv"), dir.path().join("val.csv"));
-    let mut rng = SeededRng::new(9);
+    let mut rng = SeededRng::seeded(9);
     let train: Vec<[f64; 3]> = (0..400)
         .map(|_| [rng.normal(), rng.normal(), rng.normal()])
         .collect();
@@ -178,7 +178,7 @@ fn near_copies_are_found_within_the_tolerance_and_exact_ones_named_apart() {
 fn a_copy_of_the_label_or_a_stand_in_for_it_is_named_by_position() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("leaky.csv");
-    let mut rng = SeededRng::new(2);
+    let mut rng = SeededRng::seeded(2);
     let mut text = String::from("noise,label_copy,label,class_code,unique\n");
     for i in 0..300 {
         let class = i % 3;
@@ -222,7 +222,7 @@ fn a_copy_of_the_label_or_a_stand_in_for_it_is_named_by_position() {
 fn a_regression_feature_that_is_the_target_rescaled_leaks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("regression.csv");
-    let mut rng = SeededRng::new(4);
+    let mut rng = SeededRng::seeded(4);
     let mut text = String::new();
     for _ in 0..200 {
         let (x, noise) = (rng.normal(), rng.normal());
@@ -254,7 +254,7 @@ fn a_regression_feature_that_is_the_target_rescaled_leaks() {
 fn a_skewed_validation_file_is_reported_and_a_clean_one_is_not() {
     let dir = tempfile::tempdir().unwrap();
     let train = dir.path().join("train.csv");
-    let mut rng = SeededRng::new(6);
+    let mut rng = SeededRng::seeded(6);
     let mut row = |class: usize| {
         format!(
             "{:.6},{:.6},{:.6},{class}",
@@ -299,7 +299,7 @@ fn idx_t10k_images_repeating_training_images_are_counted_and_deduped() {
         bytes.extend_from_slice(values);
         std::fs::write(dir.path().join(name), bytes).unwrap();
     };
-    let mut rng = SeededRng::new(8);
+    let mut rng = SeededRng::seeded(8);
     let train: Vec<u8> = (0..100 * 16).map(|_| rng.below(256) as u8).collect();
     let labels: Vec<u8> = (0..100).map(|i| (i % 4) as u8).collect();
     write(super::super::idx::TRAIN_IMAGES, &[100, 4, 4], &train);

@@ -310,7 +310,7 @@ pub fn probe_dataset(spec: &DatasetSpec, seed: u64) -> Result<DataShape> {
             leakage: None,
         });
     }
-    let mut rng = SeededRng::new(seed);
+    let mut rng = SeededRng::seeded(seed);
     let loaded = load(spec, &mut rng)?;
     let leakage = loaded.check_leakage(&mut rng)?;
     Ok(DataShape {
@@ -334,7 +334,7 @@ pub struct SplitSamples {
 /// [`probe_dataset`] checked for leakage when the run was started (both draw from the seed in the
 /// same order). The training rows come in the shuffle's order after the validation rows'.
 pub fn load_split(spec: &DatasetSpec, seed: u64) -> Result<SplitSamples> {
-    let mut rng = SeededRng::new(seed);
+    let mut rng = SeededRng::seeded(seed);
     let loaded = load(spec, &mut rng)?;
     let task = loaded.task;
     let (train, val) = match loaded.val {

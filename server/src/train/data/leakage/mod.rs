@@ -27,8 +27,7 @@ mod tests;
 
 use super::rows::Rows;
 use crate::{
-    analysis::text::percent,
-    domain::{ColumnLeak, Leakage, LeakyColumn},
+    domain::{numbers::percent, ColumnLeak, Leakage, LeakyColumn},
     spec::Task,
 };
 use balance::class_balance;

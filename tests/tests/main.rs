@@ -1,0 +1,37 @@
+//! The end-to-end tests, one binary: a real `stratad` on 127.0.0.1:0 with a temporary data dir,
+//! driven through the real clients (the CLI, the Rust and Python clients, a browser), one module
+//! per area. Their shared fixtures are the `strata_e2e` library (`tests/src/`).
+//!
+//! Run one area with `cargo test -p strata-e2e --test e2e -- AREA::` (e.g. `dashboard::`).
+
+mod analysis;
+mod confinement;
+mod connections;
+mod corpus;
+mod curves;
+mod dashboard;
+mod data_models;
+mod deploy;
+mod docs;
+mod durability;
+mod external;
+mod external_resilience;
+mod finetune;
+mod foundation;
+mod hostile;
+mod integrity;
+mod leakage;
+mod lifecycle;
+mod live_state;
+mod long_runs;
+mod lr_find;
+mod python_client;
+mod remote_workers;
+mod several_daemons;
+mod shutdown;
+mod sweep;
+mod tensorboard;
+mod twin;
+mod upgrade;
+mod watch_resume;
+mod workers;
