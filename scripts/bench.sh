@@ -5,7 +5,7 @@
 # and writes it as JSON to TARGET/bench.json. Not part of the test suite.
 #   ./scripts/bench.sh            # the whole run (a few minutes)
 #   ./scripts/bench.sh --quick    # fewer repetitions, a smaller large case
-#   ./scripts/bench.sh --only training,store   # some sections (training, workers, streaming, dashboard, ingest, store, leakage, footprint, bounds)
+#   ./scripts/bench.sh --only training,store   # some sections (training, workers, remote, streaming, dashboard, ingest, store, leakage, footprint, bounds)
 # The Python logger has its own: PYTHONPATH=.torch:clients/python python3 bench/python_logger.py
 # Respects CARGO_TARGET_DIR (default: target/). Run it on a quiet machine: other work on the
 # cores or the disk shows up in every figure (the table's header gives the load average).

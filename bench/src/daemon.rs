@@ -66,6 +66,8 @@ pub struct Options {
     pub allow_torchscript: bool,
     /// `--spare-worker off`.
     pub no_spare_worker: bool,
+    /// Any other flags (`--worker-listen …`).
+    pub extra_args: Vec<String>,
 }
 
 /// A running `stratad`. Stopped (SIGTERM, then SIGKILL) when dropped.
@@ -78,6 +80,8 @@ pub struct Daemon {
     /// The dashboard's `http://127.0.0.1:PORT` (on a port of its own, like gRPC's).
     pub dashboard: Option<String>,
     pub data_dir: PathBuf,
+    /// Where remote workers connect (`http://127.0.0.1:PORT`), with `--worker-listen`.
+    pub workers: Option<String>,
 }
 
 impl Daemon {
@@ -131,6 +135,7 @@ impl Daemon {
         if options.no_spare_worker {
             command.args(["--spare-worker", "off"]);
         }
+        command.args(&options.extra_args);
 
         let mut child = command
             .stdin(Stdio::null())
@@ -162,6 +167,14 @@ impl Daemon {
             line.strip_prefix("stratad dashboard on ")
                 .map(|url| url.trim_end_matches('/').to_string())
         });
+        let workers = if options.extra_args.iter().any(|a| a == "--worker-listen") {
+            rx.recv_timeout(STARTUP_TIMEOUT).ok().and_then(|line| {
+                line.strip_prefix("stratad workers on ")
+                    .map(|addr| format!("http://{addr}"))
+            })
+        } else {
+            None
+        };
         let pid = if options.wrapper.is_empty() {
             child.id()
         } else {
@@ -173,6 +186,7 @@ impl Daemon {
             addr: format!("http://{addr}"),
             dashboard,
             data_dir,
+            workers,
         })
     }
 

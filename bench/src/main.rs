@@ -17,6 +17,8 @@
 //! - workers (`workers.rs`): `start`'s answer with a built-in model and a TorchScript module,
 //!   `start` → first batch (a worker started), the per-epoch cost of training in a worker against
 //!   the same loop in-process;
+//! - remote (`remote.rs`): epochs per second one daemon stores from 16 remote workers at once
+//!   (against from 1), and the per-epoch time of a remote worker on loopback against a local one;
 //! - footprint (`footprint.rs`): idle daemon memory and CPU, memory with 4 runs and 100 watchers,
 //!   the CLI's `strata list`;
 //! - bounds (`bounds.rs`): the live state at the default limits and SIGTERM then; the largest
@@ -29,6 +31,7 @@ mod data;
 mod footprint;
 mod ingest;
 mod leakage;
+mod remote;
 mod report;
 mod stats;
 mod store;
@@ -70,8 +73,8 @@ struct Args {
     /// the per-epoch time of the process boundary against (the workers section).
     #[arg(long)]
     baseline_stratad: Option<PathBuf>,
-    /// Only these sections (comma-separated: training, workers, streaming, dashboard, ingest,
-    /// store, leakage, footprint, bounds).
+    /// Only these sections (comma-separated: training, workers, remote, streaming, dashboard,
+    /// ingest, store, leakage, footprint, bounds).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -215,6 +218,16 @@ fn main() -> Result<()> {
                     plan.small_repetitions,
                     args.baseline_stratad.as_deref(),
                 ),
+            ),
+        ));
+    }
+    if wanted("remote") {
+        eprintln!("strata-bench: remote workers (ingest from 16, per-epoch cost over loopback)");
+        sections.push((
+            "Remote workers (strata-worker serve over loopback)".into(),
+            or_not_measured(
+                "remote",
+                remote::measure(&runtime, &binaries, &work, args.quick),
             ),
         ));
     }

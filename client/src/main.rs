@@ -83,6 +83,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Delete(args) => commands::delete::run(fleet, args, as_json, out).await,
         Command::LrFind(args) => commands::lr_find::run(fleet, *args, as_json, out).await,
         Command::Info => commands::info::run(fleet, as_json, out).await,
+        Command::Workers => commands::workers::run(fleet, as_json, out).await,
         Command::Sweep(args) => commands::sweep::run(fleet, *args, as_json, out).await,
         Command::Completions(_) | Command::Sync(_) => unreachable!("answered before connecting"),
     };

@@ -102,6 +102,22 @@ pub struct DaemonConfig {
     pub limits: Limits,
     /// Whether and where to serve the dashboard (same token, same loopback rule as gRPC).
     pub dashboard: DashboardListen,
+    /// Whether and where remote workers connect (`--worker-listen`).
+    pub remote_workers: Option<RemoteWorkers>,
+}
+
+/// Remote workers: where they connect, their token, and the rules for losing one.
+#[derive(Clone, Debug)]
+pub struct RemoteWorkers {
+    pub listen: String,
+    /// The workers' token (`--worker-token-file`), never the users'.
+    pub token: String,
+    /// The workers' listener's certificate and key (`None`: the daemon's own, if any).
+    pub tls: Option<TlsFiles>,
+    /// Plain text beyond loopback, on a trusted network (`--worker-insecure-plaintext`).
+    pub insecure_plaintext: bool,
+    pub heartbeat_timeout: std::time::Duration,
+    pub retries: u32,
 }
 
 /// Where the daemon listens, once bound (ports resolved).
@@ -110,6 +126,8 @@ pub struct Listening {
     pub grpc: SocketAddr,
     /// `None` when the dashboard is off (or its default address was taken).
     pub dashboard: Option<SocketAddr>,
+    /// Where remote workers connect (`None`: the daemon takes none).
+    pub workers: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -196,6 +214,33 @@ pub async fn run(
         spare_worker: config.spare_worker,
     })
     .await?;
+    if config.max_concurrent_runs == 0 && config.remote_workers.is_none() {
+        return Err(StrataError::invalid(
+            "max_concurrent_runs",
+            "0 means this daemon trains nothing itself, which needs remote workers to train its runs: add --worker-listen (and --worker-token-file), or give 1 or more",
+        ));
+    }
+    let workers_addr = match &config.remote_workers {
+        None => None,
+        Some(remote) => Some(
+            workers
+                .serve_remote(workers::RemoteListen {
+                    addr: remote.listen.clone(),
+                    token: remote.token.clone(),
+                    users_token: config.token.clone(),
+                    tls: remote
+                        .tls
+                        .as_ref()
+                        .or(config.tls.as_ref())
+                        .map(tls_config)
+                        .transpose()?,
+                    insecure_plaintext: remote.insecure_plaintext,
+                    heartbeat_timeout: remote.heartbeat_timeout,
+                    retries: remote.retries,
+                })
+                .await?,
+        ),
+    };
     let runs = Runs::new(
         store,
         config.data_dir.clone(),
@@ -229,11 +274,13 @@ pub async fn run(
         tls = config.tls.is_some(),
         auth = config.token.is_some(),
         dashboard = ?dashboard_addr,
+        remote_workers = ?workers_addr,
         "stratad listening"
     );
     on_listening(Listening {
         grpc: addr,
         dashboard: dashboard_addr,
+        workers: workers_addr,
     });
     let stop_dashboard = tokio_util::sync::CancellationToken::new();
     if let Some(listener) = dashboard_listener {

@@ -40,8 +40,9 @@ struct Args {
     /// Where runs, epochs and checkpoints are kept.
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "./strata-data")]
     data_dir: PathBuf,
-    /// Runs that train at the same time; the rest wait in a FIFO queue.
-    #[arg(long, env = "STRATA_MAX_CONCURRENT_RUNS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Runs that train at the same time in this daemon's own workers; the rest wait in a FIFO
+    /// queue. 0 (with --worker-listen): it trains nothing itself, remote workers train its runs.
+    #[arg(long, env = "STRATA_MAX_CONCURRENT_RUNS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=64))]
     max_concurrent_runs: u32,
     /// libtorch threads each training run's worker uses (0: the cores shared among
     /// --max-concurrent-runs, at least one each).
@@ -115,6 +116,34 @@ struct Args {
     /// Log format on stderr (filter with RUST_LOG, default info).
     #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Address remote workers (`strata-worker serve` on other machines) connect to, to pull
+    /// queued runs; needs --worker-token-file, and TLS (--tls-cert/--tls-key) beyond loopback.
+    /// Port 0 picks a free port, printed on start.
+    #[arg(long, env = "STRATA_WORKER_LISTEN", requires = "worker_token_file")]
+    worker_listen: Option<String>,
+    /// A file holding the token remote workers present: the workers' own, never the users'
+    /// (--token-file), which a worker is refused with.
+    #[arg(long, env = "STRATA_WORKER_TOKEN_FILE", requires = "worker_listen")]
+    worker_token_file: Option<PathBuf>,
+    /// PEM certificate (chain) for the workers' listener (default: --tls-cert's); needs
+    /// --worker-tls-key.
+    #[arg(long, env = "STRATA_WORKER_TLS_CERT", requires = "worker_tls_key")]
+    worker_tls_cert: Option<PathBuf>,
+    /// PEM private key of --worker-tls-cert.
+    #[arg(long, env = "STRATA_WORKER_TLS_KEY", requires = "worker_tls_cert")]
+    worker_tls_key: Option<PathBuf>,
+    /// Take remote workers without TLS beyond loopback, on a network you trust (a Docker
+    /// Compose network on one host): their token and the runs' checkpoints travel in plain text.
+    #[arg(long, env = "STRATA_WORKER_INSECURE_PLAINTEXT")]
+    worker_insecure_plaintext: bool,
+    /// Seconds a remote worker may send nothing (it heartbeats every 2 s) before it is taken for
+    /// lost: its run is interrupted and re-queued.
+    #[arg(long, env = "STRATA_WORKER_HEARTBEAT_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    worker_heartbeat_timeout: u64,
+    /// Automatic re-queues of a run whose remote worker was lost (it resumes from its newest
+    /// checkpoint on the next worker); after that it waits, interrupted, for a person to resume it.
+    #[arg(long, env = "STRATA_WORKER_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    worker_retries: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,6 +189,20 @@ fn read_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> 
     Ok(Some(token))
 }
 
+/// The workers' token from --worker-token-file; never logged.
+fn read_worker_token(path: &std::path::Path) -> Result<String, String> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| format!("--worker-token-file: cannot read {}: {e}", path.display()))?;
+    let token = token.trim().to_string();
+    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "--worker-token-file: the token in {} must be at least 16 printable ASCII characters without spaces (make one with `openssl rand -hex 32`)",
+            path.display()
+        ));
+    }
+    Ok(token)
+}
+
 /// The directory stratad starts in, unless that is `/` (which would allow every file).
 fn default_data_roots() -> Vec<PathBuf> {
     match std::env::current_dir() {
@@ -193,7 +236,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    serve(daemon_config(args, token))
+    let worker_token = match args.worker_token_file.as_deref().map(read_worker_token) {
+        None => None,
+        Some(Ok(token)) => Some(token),
+        Some(Err(message)) => {
+            eprintln!("stratad: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    serve(daemon_config(args, token, worker_token))
 }
 
 /// Logs go to stderr, filtered by RUST_LOG (default info), in colour on a terminal.
@@ -210,8 +261,22 @@ fn init_logging(format: LogFormat) {
 }
 
 /// The daemon's settings from the flags (the data roots default to the working directory).
-fn daemon_config(args: Args, token: Option<String>) -> DaemonConfig {
+fn daemon_config(args: Args, token: Option<String>, worker_token: Option<String>) -> DaemonConfig {
     DaemonConfig {
+        remote_workers: args.worker_listen.zip(worker_token).map(|(listen, token)| {
+            strata_server::daemon::RemoteWorkers {
+                listen,
+                token,
+                tls: args
+                    .worker_tls_cert
+                    .clone()
+                    .zip(args.worker_tls_key.clone())
+                    .map(|(cert, key)| TlsFiles { cert, key }),
+                insecure_plaintext: args.worker_insecure_plaintext,
+                heartbeat_timeout: std::time::Duration::from_secs(args.worker_heartbeat_timeout),
+                retries: args.worker_retries,
+            }
+        }),
         listen: args.listen,
         data_dir: args.data_dir,
         max_concurrent_runs: args.max_concurrent_runs as usize,
@@ -267,6 +332,9 @@ fn serve(config: DaemonConfig) -> ExitCode {
             println!("stratad listening on {}", listening.grpc);
             if let Some(dashboard) = listening.dashboard {
                 println!("stratad dashboard on http://{dashboard}/");
+            }
+            if let Some(workers) = listening.workers {
+                println!("stratad workers on {workers}");
             }
         })
         .await

@@ -16,6 +16,7 @@ pub mod browser;
 pub mod external;
 pub mod http;
 pub mod proxy;
+pub mod remote;
 
 use serde_json::Value;
 use strata_client::Client;
@@ -56,6 +57,8 @@ pub struct Daemon {
     pub addr: String,
     /// The dashboard's `http://127.0.0.1:PORT` (no trailing slash), unless it was turned off.
     pub dashboard: Option<String>,
+    /// Where remote workers connect (`http://127.0.0.1:PORT`), with `--worker-listen`.
+    pub workers: Option<String>,
     pub data_dir: PathBuf,
     log: PathBuf,
     _tmp: Option<TempDir>,
@@ -191,6 +194,15 @@ impl Daemon {
                     .map(|url| url.trim_end_matches('/').to_string())
             })
         };
+        // Printed after the others, with --worker-listen.
+        let workers = if extra_args.contains(&"--worker-listen") {
+            rx.recv_timeout(STARTUP_TIMEOUT).ok().and_then(|line| {
+                line.strip_prefix("stratad workers on ")
+                    .map(|addr| format!("http://{addr}"))
+            })
+        } else {
+            None
+        };
         let server_pid = if wrapper.is_empty() {
             child.id()
         } else {
@@ -201,6 +213,7 @@ impl Daemon {
             server_pid,
             addr: format!("http://{addr}"),
             dashboard,
+            workers,
             data_dir: data_dir.to_path_buf(),
             log,
             _tmp: None,
@@ -285,7 +298,7 @@ impl Drop for Daemon {
 }
 
 /// Sends `signal` (`TERM`, `KILL`, ...) to `pid`; whether `kill` said it was sent.
-fn send_signal(pid: u32, signal: &str) -> bool {
+pub fn send_signal(pid: u32, signal: &str) -> bool {
     Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())

@@ -26,6 +26,7 @@ mod live_state;
 mod long_runs;
 mod lr_find;
 mod python_client;
+mod remote_workers;
 mod several_daemons;
 mod shutdown;
 mod sweep;

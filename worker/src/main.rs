@@ -1,6 +1,8 @@
 //! `strata-worker`: trains one job for a Strata daemon, then exits. `stratad` starts it, one per
-//! run (or range test, or TorchScript check), with a ticket and a token; run by hand it only lists
-//! the devices libtorch sees (`strata-worker devices`).
+//! run (or range test, or TorchScript check), with a ticket and a token. `strata-worker serve`
+//! is a remote worker: on any machine, it connects to a daemon's `--worker-listen` address and
+//! pulls the queued runs it can serve, one after another, until it is stopped (SIGTERM: its run
+//! goes back to the daemon's queue). `strata-worker devices` lists the devices libtorch sees.
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
@@ -12,6 +14,8 @@ use strata_worker::{
     train,
 };
 use tracing_subscriber::EnvFilter;
+
+mod remote;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
@@ -42,7 +46,7 @@ struct Args {
     #[arg(long)]
     allow_torchscript: bool,
     /// Log format on stderr (filter with RUST_LOG, default info).
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
 
@@ -50,14 +54,53 @@ struct Args {
 enum Command {
     /// Prints the devices libtorch sees on this host as JSON: {"devices": ["cpu", "cuda:0", ...]}.
     Devices,
+    /// Serves a daemon as a remote worker: connects to its --worker-listen address, says what it
+    /// offers (its devices, memory, data roots, name and labels), and trains the queued runs it
+    /// can serve, one at a time, reconnecting whenever the daemon is gone. The workers' token
+    /// comes from --token-file or STRATA_WORKER_TOKEN. SIGTERM or SIGINT stops it: a run it
+    /// trains is stopped at its next batch and re-queued by the daemon.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// The daemon's worker address: `https://HOST:PORT` (`http://` on loopback only).
+    #[arg(long, env = "STRATA_WORKER_CONNECT")]
+    connect: String,
+    /// A file holding the workers' token (stratad's --worker-token-file); else
+    /// STRATA_WORKER_TOKEN.
+    #[arg(long, env = "STRATA_WORKER_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// A PEM CA certificate to trust for the daemon's TLS certificate (else the system's).
+    #[arg(long, env = "STRATA_WORKER_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// This worker's name, unique among the daemon's workers (default: the host name):
+    /// 1–64 of A-Z a-z 0-9 . _ -.
+    #[arg(long, env = "STRATA_WORKER_NAME")]
+    name: Option<String>,
+    /// A label runs can ask for (`strata start --on-worker LABEL`); repeatable.
+    #[arg(long = "label", env = "STRATA_WORKER_LABELS", value_delimiter = ',')]
+    labels: Vec<String>,
+    /// The memory this worker offers, in bytes or with a unit (16GiB); default: its cgroup's
+    /// limit, else the host's.
+    #[arg(long, value_parser = parse_memory)]
+    memory: Option<u64>,
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    strata_server::workers::memory::parse_limit(text)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::Devices) = args.command {
-        let devices = serde_json::json!({ "devices": train::available_devices() });
-        println!("{devices}");
-        return ExitCode::SUCCESS;
+    match args.command {
+        Some(Command::Devices) => {
+            let devices = serde_json::json!({ "devices": train::available_devices() });
+            println!("{devices}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Serve(ref serve_args)) => return remote::serve(&args, serve_args),
+        None => {}
     }
     let (Some(address), Some(ticket)) = (args.connect.clone(), args.job.clone()) else {
         eprintln!("strata-worker: stratad starts workers (with --connect and --job); by hand, `strata-worker devices` lists the devices libtorch sees");
@@ -88,6 +131,9 @@ fn main() -> ExitCode {
         address,
         ticket,
         token,
+        offer: None,
+        stale_run_id: String::new(),
+        tls_ca: None,
     };
     let (link, received) = match runtime.block_on(session::connect(&connect)) {
         Ok(connected) => connected,

@@ -16,6 +16,7 @@ use std::{
 };
 
 use strata_proto::worker::v1::{self as wire, worker_client::WorkerClient};
+use strata_server::domain::StopRequest;
 use strata_server::workers::wire::{
     stop_from_wire, FLOW_WINDOW_BYTES, MAX_MESSAGE_BYTES, MAX_PROGRESS_BATCHES, PROGRESS_GATHER,
     PROTOCOL_VERSION,
@@ -37,12 +38,42 @@ const FAREWELL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where and as what the worker connects.
 pub struct Connect {
-    /// `unix:PATH` for the daemon's local socket.
+    /// `unix:PATH` for the daemon's local socket; `http://` or `https://HOST:PORT` for a remote
+    /// worker.
     pub address: String,
-    /// The job it was started for.
+    /// The job it was started for (empty for a remote worker, which pulls one).
     pub ticket: String,
     /// The workers' token.
     pub token: String,
+    /// A remote worker's offer.
+    pub offer: Option<wire::Offer>,
+    /// The run a remote worker lost its daemon during, if any.
+    pub stale_run_id: String,
+    /// A PEM CA certificate to trust for `https://` (else the system's roots).
+    pub tls_ca: Option<Vec<u8>>,
+}
+
+/// Why a session could not begin; `permanent` when trying again cannot help (the daemon refused
+/// this worker's token, its offer or its protocol).
+#[derive(Debug)]
+pub struct Refused {
+    pub message: String,
+    pub permanent: bool,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for Refused {
+    fn from(message: String) -> Self {
+        Refused {
+            message,
+            permanent: false,
+        }
+    }
 }
 
 /// A job as the daemon sent it, with the checkpoint it starts from.
@@ -72,6 +103,8 @@ pub struct Link {
     closed: Arc<Notify>,
     /// Batch losses not sent yet: sent together every [`PROGRESS_GATHER`], and before an epoch.
     gathered: Arc<Mutex<Vec<strata_proto::BatchProgress>>>,
+    /// A remote worker's session broke before its job's end (the job was stopped).
+    lost: Arc<AtomicBool>,
 }
 
 fn message(message: wire::worker_message::Message) -> wire::WorkerMessage {
@@ -82,15 +115,29 @@ fn message(message: wire::worker_message::Message) -> wire::WorkerMessage {
 
 /// Connects, says hello and receives the job (and its checkpoint); starts the heartbeat and the
 /// task that reads the daemon's messages. Call within the runtime.
-pub async fn connect(connect: &Connect) -> Result<(Link, Received), String> {
-    let endpoint = Endpoint::from_shared(connect.address.clone())
-        .map_err(|e| format!("'{}' is not an address to connect to: {e}", connect.address))?
+pub async fn connect(connect: &Connect) -> Result<(Link, Received), Refused> {
+    let mut endpoint = Endpoint::from_shared(connect.address.clone())
+        .map_err(|e| Refused {
+            message: format!("'{}' is not an address to connect to: {e}", connect.address),
+            permanent: true,
+        })?
         .connect_timeout(Duration::from_secs(30))
         .initial_stream_window_size(FLOW_WINDOW_BYTES)
         .initial_connection_window_size(FLOW_WINDOW_BYTES)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);
+    if connect.address.starts_with("https://") {
+        let tls = match &connect.tls_ca {
+            Some(ca) => tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+            None => tonic::transport::ClientTlsConfig::new().with_native_roots(),
+        };
+        endpoint = endpoint.tls_config(tls).map_err(|e| Refused {
+            message: format!("unusable TLS settings: {e}"),
+            permanent: true,
+        })?;
+    }
     let channel = endpoint
         .connect()
         .await
@@ -114,6 +161,8 @@ pub async fn connect(connect: &Connect) -> Result<(Link, Received), String> {
         pid: std::process::id(),
         host: host_name(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        offer: connect.offer.clone(),
+        stale_run_id: connect.stale_run_id.clone(),
     };
     outgoing
         .send(message(wire::worker_message::Message::Hello(hello)))
@@ -122,9 +171,28 @@ pub async fn connect(connect: &Connect) -> Result<(Link, Received), String> {
     let mut incoming = client
         .work(ReceiverStream::new(to_daemon))
         .await
-        .map_err(|status| format!("the daemon refused this worker: {}", status.message()))?
+        .map_err(|status| Refused {
+            message: format!("the daemon refused this worker: {}", status.message()),
+            permanent: matches!(
+                status.code(),
+                tonic::Code::Unauthenticated
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::InvalidArgument
+                    | tonic::Code::FailedPrecondition
+            ),
+        })?
         .into_inner();
-    let received = receive_job(&mut incoming).await?;
+    // A remote worker may wait long for its job: it heartbeats meanwhile.
+    let beating = tokio::spawn(heartbeat(outgoing.clone()));
+    let received = match receive_job(&mut incoming).await {
+        Ok(received) => received,
+        Err(why) => {
+            beating.abort();
+            return Err(why.into());
+        }
+    };
+    let remote = connect.offer.is_some();
+    let lost = Arc::new(AtomicBool::new(false));
     let (replies_tx, replies) = std_mpsc::channel();
     let stop = Arc::new(AtomicU8::new(0));
     let finishing = Arc::new(AtomicBool::new(false));
@@ -135,8 +203,8 @@ pub async fn connect(connect: &Connect) -> Result<(Link, Received), String> {
         stop.clone(),
         finishing.clone(),
         closed.clone(),
+        remote.then(|| lost.clone()),
     ));
-    tokio::spawn(heartbeat(outgoing.clone()));
     let gathered = Arc::new(Mutex::new(Vec::new()));
     tokio::spawn(send_gathered(outgoing.clone(), gathered.clone()));
     Ok((
@@ -148,6 +216,7 @@ pub async fn connect(connect: &Connect) -> Result<(Link, Received), String> {
             finishing,
             closed,
             gathered,
+            lost,
         },
         received,
     ))
@@ -159,11 +228,19 @@ async fn receive_job(
 ) -> Result<Received, String> {
     use wire::daemon_message::Message;
     let lost = |e: tonic::Status| format!("the session with the daemon broke: {}", e.message());
-    let job = match incoming.message().await.map_err(lost)? {
-        Some(wire::DaemonMessage {
-            message: Some(Message::Job(job)),
-        }) => job,
-        _ => return Err("the daemon sent no job".into()),
+    let job = loop {
+        match incoming.message().await.map_err(lost)? {
+            Some(wire::DaemonMessage {
+                message: Some(Message::Job(job)),
+            }) => break job,
+            // A run this worker was training when it lost its daemon moved on without it.
+            Some(wire::DaemonMessage {
+                message: Some(Message::Stop(stop)),
+            }) if stop.kind == wire::StopKind::Stale as i32 => {
+                tracing::warn!(run = %stop.run_id, "the daemon says the run this worker was training has moved on; it is dropped");
+            }
+            _ => return Err("the daemon sent no job".into()),
+        }
     };
     let expected = job.checkpoint_bytes;
     if expected > MAX_START_CHECKPOINT_BYTES {
@@ -205,6 +282,7 @@ async fn read_daemon(
     stop: Arc<AtomicU8>,
     finishing: Arc<AtomicBool>,
     closed: Arc<Notify>,
+    remote: Option<Arc<AtomicBool>>,
 ) {
     use wire::daemon_message::Message;
     let why = loop {
@@ -232,6 +310,16 @@ async fn read_daemon(
         }
     };
     if finishing.load(std::sync::atomic::Ordering::Acquire) {
+        closed.notify_one();
+        return;
+    }
+    if let Some(lost) = remote {
+        // A remote worker outlives its daemon: its job stops (nothing more of it can be
+        // stored), and the worker connects again for its next.
+        tracing::warn!(reason = %why, "the session with the daemon is lost; the job stops");
+        lost.store(true, std::sync::atomic::Ordering::Release);
+        StopRequest::Interrupt.request(&stop);
+        drop(replies);
         closed.notify_one();
         return;
     }
@@ -344,9 +432,17 @@ impl Link {
             .map_err(|_| "the session with the daemon is closed".to_string())
     }
 
+    /// Whether a remote worker's session broke before the job's end.
+    pub fn lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Sends the job's end and waits (briefly) until the daemon has taken it and closed the
     /// session.
     pub fn finish(&self, finished: wire::Finished) {
+        if self.lost() {
+            return;
+        }
         let _ = self.send_progress();
         self.finishing
             .store(true, std::sync::atomic::Ordering::Release);

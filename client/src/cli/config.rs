@@ -60,9 +60,13 @@ pub struct FixedConfigArgs {
     /// Number of epochs.
     #[arg(long, value_name = "N")]
     pub epochs: Option<u32>,
-    /// Device: cpu, cuda, cuda:N, auto.
+    /// Device: cpu, cuda, cuda:N, auto. A daemon with remote workers also takes a device only
+    /// they have (the run waits for one).
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<String>,
+    /// Train only on a remote worker with this label (or name): see `strata workers`.
+    #[arg(long, value_name = "LABEL")]
+    pub on_worker: Option<String>,
     /// Batch-loss events streamed per epoch (0: none).
     #[arg(long = "progress-events", value_name = "N")]
     pub progress_events: Option<u32>,
@@ -168,6 +172,7 @@ impl FixedConfigArgs {
             init_from: self.init_from.clone().unwrap_or_default(),
             clip_grad_norm: self.clip_grad_norm,
             dedupe: self.dedupe,
+            on_worker: self.on_worker.clone().unwrap_or_default(),
             ..RunConfig::default()
         }
     }

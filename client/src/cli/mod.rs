@@ -99,6 +99,9 @@ pub enum Command {
     Sweep(Box<SweepArgs>),
     /// Show what each daemon runs on: version, devices, limits, runs training and queued.
     Info,
+    /// List the remote workers connected to each daemon: what each offers, the run it trains,
+    /// its last heartbeat.
+    Workers,
     /// Send the spool files a Python logger left in DIR while stratad was away (each run found
     /// again by its key; what the daemon holds already is skipped), then remove them.
     Sync(SyncArgs),

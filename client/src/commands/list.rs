@@ -62,6 +62,14 @@ pub async fn run(
     } else {
         let daemon_column = fleet.is_several().then_some(daemons.as_slice());
         out.line(&list_table(&runs, daemon_column))?;
+        // Why a run waits, when no worker can take it: on stderr, after the table.
+        for run in &runs {
+            if run.waiting.starts_with("no connected worker")
+                || run.waiting.starts_with("waits for a remote worker")
+            {
+                note(&format!("{} {}", run.id, run.waiting));
+            }
+        }
     }
     Ok(Exit::Success)
 }

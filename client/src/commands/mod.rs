@@ -15,6 +15,7 @@ pub mod start;
 pub mod sweep;
 pub mod sync;
 pub mod watch;
+pub mod workers;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 use strata_proto::ServerInfo;
 
 /// `strata info` → `{"version","devices","max_concurrent_runs","data_dir","running_runs",
-/// "queued_runs","run_id_tag"}`.
+/// "queued_runs","run_id_tag","takes_remote_workers","remote_workers"}`.
 pub fn server_info(info: &ServerInfo) -> Value {
     json!({
         "version": info.version,
@@ -14,5 +14,7 @@ pub fn server_info(info: &ServerInfo) -> Value {
         "running_runs": info.running_runs,
         "queued_runs": info.queued_runs,
         "run_id_tag": info.run_id_tag,
+        "takes_remote_workers": info.takes_remote_workers,
+        "remote_workers": info.remote_workers,
     })
 }

@@ -149,6 +149,7 @@ pub fn config(config: &RunConfig) -> Value {
         "init_from": config.init_from,
         "clip_grad_norm": config.clip_grad_norm,
         "dedupe": config.dedupe,
+        "on_worker": config.on_worker,
     })
 }
 
@@ -175,6 +176,9 @@ pub fn show(response: &GetRunResponse) -> Value {
         "device": run.device,
         "queue_position": run.queue_position,
         "worker_pid": run.worker_pid,
+        "waiting": run.waiting,
+        "worker": run.worker,
+        "worker_losses": run.worker_losses,
         "resumes": run.resumes,
         "twin_run_id": run.twin,
         "twin_of": run.twin_of,
@@ -207,6 +211,8 @@ pub fn run_summary(run: &Run) -> Value {
         "started_at_ms": run.started_at_ms,
         "finished_at_ms": run.finished_at_ms,
         "queue_position": run.queue_position,
+        "waiting": run.waiting,
+        "worker": run.worker,
         "resumes": run.resumes,
         "sweep": run.sweep.as_ref().map_or(Value::Null, sweep_trial),
     })
@@ -268,9 +274,10 @@ mod tests {
         assert_eq!(value["epochs"], Value::Null);
         assert_eq!(value["layer_lr"], json!(["layer0=1e-4"]));
         assert_eq!(value["dedupe"], false);
+        assert_eq!(value["on_worker"], "");
         assert_eq!(
             value.as_object().unwrap().len(),
-            26,
+            27,
             "every RunConfig field"
         );
     }

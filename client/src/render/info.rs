@@ -6,7 +6,7 @@ use crate::render::table::key_values;
 
 /// `strata info`.
 pub fn server_info(info: &ServerInfo) -> String {
-    key_values(&[
+    let mut pairs = vec![
         ("version", info.version.clone()),
         (
             "devices",
@@ -27,5 +27,12 @@ pub fn server_info(info: &ServerInfo) -> String {
                 strata_client::fleet::free_slots(info).max(0)
             ),
         ),
-    ])
+    ];
+    if info.takes_remote_workers {
+        pairs.push((
+            "remote workers",
+            format!("{} connected (strata workers)", info.remote_workers),
+        ));
+    }
+    key_values(&pairs)
 }

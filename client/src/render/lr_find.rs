@@ -211,6 +211,7 @@ pub fn start_command(config: &RunConfig) -> String {
         init_from,
         clip_grad_norm,
         dedupe,
+        on_worker,
     } = config;
     let mut words = vec!["strata".to_string(), "start".to_string()];
     let mut flag = |name: &str, value: Option<String>| {
@@ -227,6 +228,7 @@ pub fn start_command(config: &RunConfig) -> String {
     flag("task", text(task));
     flag("clip-grad-norm", number(clip_grad_norm));
     flag("init-from", text(init_from));
+    flag("on-worker", text(on_worker));
     flag("samples", samples.map(|v| v.to_string()));
     flag("noise", number(noise));
     flag("classes", classes.map(|v| v.to_string()));

@@ -119,12 +119,23 @@ pub fn run_header(run: &Run) -> String {
     } else {
         &run.device
     };
-    let device = if run.worker_pid > 0 {
+    let device = if !run.worker.is_empty() {
+        format!("{} (remote worker {})", or_dash(device), run.worker)
+    } else if run.worker_pid > 0 {
         format!("{} (worker pid {})", or_dash(device), run.worker_pid)
     } else {
         or_dash(device)
     };
     pairs.push(("Device", device));
+    if !config.on_worker.is_empty() {
+        pairs.push(("On worker", config.on_worker.clone()));
+    }
+    if !run.waiting.is_empty() {
+        pairs.push(("Waiting", run.waiting.clone()));
+    }
+    if run.worker_losses > 0 {
+        pairs.push(("Workers lost", run.worker_losses.to_string()));
+    }
     pairs.push(("Created", created(run)));
     key_values(&pairs)
 }

@@ -7,8 +7,8 @@ use strata_proto::{
     AnalysisThresholds, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
     CompareRunsResponse, DeleteRunRequest, DeleteRunResponse, FindRatesEvent, FindRatesRequest,
     GetRunRequest, GetRunResponse, GetServerInfoRequest, ListRunsRequest, ListRunsResponse,
-    ResumeRunRequest, ResumeRunResponse, ServerInfo, StartRunRequest, StartRunResponse, WatchEvent,
-    WatchRunRequest,
+    ListWorkersRequest, ListWorkersResponse, ResumeRunRequest, ResumeRunResponse, ServerInfo,
+    StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
 };
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -277,6 +277,16 @@ impl Client {
             run: run.to_string(),
         };
         Ok(self.grpc.clone().delete_run(request).await?.into_inner())
+    }
+
+    /// The remote workers connected to the daemon.
+    pub async fn list_workers(&self) -> Result<ListWorkersResponse, ClientError> {
+        Ok(self
+            .grpc
+            .clone()
+            .list_workers(ListWorkersRequest {})
+            .await?
+            .into_inner())
     }
 
     /// The daemon's version, devices and limits.

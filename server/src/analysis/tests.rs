@@ -51,6 +51,9 @@ fn state(record: RunRecord) -> RunState {
         epochs_done: 0,
         queue_position: 0,
         worker_pid: 0,
+        waiting: String::new(),
+        worker: String::new(),
+        worker_losses: 0,
     }
 }
 

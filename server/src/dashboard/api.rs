@@ -202,6 +202,11 @@ pub async fn list(
     ))
 }
 
+/// `GET /api/workers` → the remote workers connected now (see [`json::workers`]).
+pub async fn workers(State(dashboard): State<Dashboard>) -> Response {
+    json_body(&json::workers(dashboard.runs.remote_workers()))
+}
+
 /// `GET /api/runs/RUN[?epochs=false]` → the run, its epochs (at most [`MAX_RETURNED_EPOCHS`]: a
 /// longer run's are an even spread keeping the first, best and last, and `epochs_thinned` is
 /// true) and its analysis.

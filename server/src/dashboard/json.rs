@@ -53,6 +53,8 @@ pub fn run_summary(state: &RunState, analysis: &RunAnalysis) -> Value {
         "started_at_ms": run.started_at_ms,
         "finished_at_ms": run.finished_at_ms,
         "queue_position": state.queue_position,
+        "waiting": state.waiting,
+        "worker": state.worker,
         "resumes": run.resumes,
         "verdict": analysis.verdict.label(),
         "best_val_loss": number(analysis.best_val_loss),
@@ -96,6 +98,9 @@ pub fn run_detail(detail: &RunDetail, with_epochs: bool) -> Value {
         "device": run.device,
         "queue_position": detail.state.queue_position,
         "worker_pid": detail.state.worker_pid,
+        "waiting": detail.state.waiting,
+        "worker": detail.state.worker,
+        "worker_losses": detail.state.worker_losses,
         "resumes": run.resumes,
         "external": run.is_external(),
         "hyperparameters": hyperparameters(&run.origin),
@@ -162,6 +167,34 @@ fn task_label(task: TaskFacts) -> &'static str {
     }
 }
 
+/// The remote workers connected now (`GET /api/workers`): `{"takes_workers","workers":[…],
+/// "heartbeat_timeout_s","worker_retries"}`.
+pub fn workers(listed: Option<(Vec<crate::workers::remote::WorkerView>, u32, u32)>) -> Value {
+    let Some((workers, heartbeat_timeout_s, worker_retries)) = listed else {
+        return json!({ "takes_workers": false, "workers": [] });
+    };
+    let workers: Vec<Value> = workers
+        .into_iter()
+        .map(|w| {
+            let (run_id, device) = w
+                .training
+                .map_or((String::new(), String::new()), |(run, device)| (run.to_string(), device));
+            json!({
+                "name": w.offer.name, "labels": w.offer.labels, "devices": w.offer.devices,
+                "memory_bytes": w.offer.memory_bytes,
+                "data_roots": w.offer.data_roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>(),
+                "host": w.host, "pid": w.pid, "address": w.address, "version": w.version,
+                "connected_at_ms": w.connected_at_ms, "last_heartbeat_ms": w.last_heard_ms,
+                "run_id": run_id, "device": device, "runs_done": w.runs_done,
+            })
+        })
+        .collect();
+    json!({
+        "takes_workers": true, "workers": workers,
+        "heartbeat_timeout_s": heartbeat_timeout_s, "worker_retries": worker_retries,
+    })
+}
+
 /// A layer group at its rate: `{"name","lr","frozen_until"}` (0 never, N until epoch N, -1 always).
 fn group_rate(group: &GroupRate) -> Value {
     json!({ "name": group.name, "lr": number(group.lr), "frozen_until": frozen_until(group.frozen) })
@@ -196,6 +229,7 @@ fn config(config: &RunConfig) -> Value {
         init_from,
         clip_grad_norm,
         dedupe,
+        on_worker,
     } = config;
     let optional = |v: &Option<f64>| v.map_or(Value::Null, number);
     json!({
@@ -207,7 +241,7 @@ fn config(config: &RunConfig) -> Value {
         "epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device,
         "progress_events_per_epoch": progress_events_per_epoch, "label": label,
         "val_dataset": val_dataset, "task": task, "init_from": init_from,
-        "clip_grad_norm": optional(clip_grad_norm), "dedupe": dedupe,
+        "clip_grad_norm": optional(clip_grad_norm), "dedupe": dedupe, "on_worker": on_worker,
     })
 }
 

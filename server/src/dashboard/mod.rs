@@ -186,6 +186,7 @@ fn router(runs: Arc<Runs>, token: Option<String>, bound: SocketAddr) -> Router {
         .route("/api/runs/{run}", get(api::run))
         .route("/api/runs/{run}/steps", get(api::run_steps))
         .route("/api/compare", get(api::compare))
+        .route("/api/workers", get(api::workers))
         .route("/api/runs/{run}/events", get(events::run_events))
         .route("/api/events", get(events::changes))
         .fallback(api::not_found)

@@ -34,4 +34,6 @@ pub struct RunConfig {
     /// Drop exact repeats of a row (features and label) before the split, and validation-file
     /// rows that repeat a training row.
     pub dedupe: bool,
+    /// Train only on a remote worker with this label or name (empty: anywhere it can train).
+    pub on_worker: String,
 }

@@ -244,6 +244,12 @@ pub struct RunState {
     pub queue_position: u32,
     /// The process id of the worker training it, while it trains; 0 otherwise.
     pub worker_pid: u32,
+    /// While queued: why it waits, in words (empty otherwise).
+    pub waiting: String,
+    /// The remote worker training it (empty: none, or one of the daemon's own).
+    pub worker: String,
+    /// Remote workers lost while training it since it was started or resumed.
+    pub worker_losses: u32,
 }
 
 #[cfg(test)]

@@ -44,6 +44,10 @@ pub(super) struct LiveRun {
     recorded_end: std::sync::OnceLock<String>,
     /// The process id of the worker training it; 0 while it has none.
     worker_pid: AtomicU32,
+    /// The remote worker training it (its name); empty while it has none.
+    worker: Mutex<String>,
+    /// Remote workers lost while training it since it was started or resumed.
+    pub worker_losses: AtomicU32,
 }
 
 impl LiveRun {
@@ -90,6 +94,18 @@ impl LiveRun {
     /// Names the worker training the run (0: none any more).
     pub fn set_worker_pid(&self, pid: u32) {
         self.worker_pid.store(pid, Ordering::Release);
+    }
+
+    /// Names the remote worker training the run (empty: none any more).
+    pub fn set_worker(&self, name: &str) {
+        *self.worker.lock().unwrap_or_else(|p| p.into_inner()) = name.to_string();
+    }
+
+    pub fn worker(&self) -> String {
+        self.worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Tells the run's watchers. No watcher is not an error: events are a live view, the store
@@ -148,6 +164,13 @@ impl LiveRuns {
             .map_or(0, |run| run.worker_pid.load(Ordering::Acquire))
     }
 
+    /// The remote worker training `id` (empty: none), and the workers it lost.
+    pub fn remote(&self, id: RunId) -> (String, u32) {
+        self.lock().get(&id).map_or((String::new(), 0), |run| {
+            (run.worker(), run.worker_losses.load(Ordering::Acquire))
+        })
+    }
+
     pub fn all(&self) -> Vec<Arc<LiveRun>> {
         self.lock().values().cloned().collect()
     }
@@ -170,6 +193,8 @@ impl LiveRuns {
             cancel_reason: Mutex::new(String::new()),
             recorded_end: std::sync::OnceLock::new(),
             worker_pid: AtomicU32::new(0),
+            worker: Mutex::new(String::new()),
+            worker_losses: AtomicU32::new(0),
         });
         live.insert(id, run.clone());
         Ok(run)

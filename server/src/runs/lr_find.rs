@@ -106,6 +106,15 @@ impl Runs {
         groups: Vec<String>,
         events: mpsc::Sender<Result<ProbeEvent>>,
     ) -> Result<()> {
+        if let Some(why) = &prepared.remote_only {
+            return Err(StrataError::invalid(
+                "device",
+                format!("range tests run on this daemon's own workers: {why}"),
+            ));
+        }
+        if self.queue.slots() == 0 {
+            return Err(StrataError::FailedPrecondition("range tests run on this daemon's own workers, and it has none (--max-concurrent-runs 0: its runs train on remote workers)".into()));
+        }
         let permit = tokio::select! {
             permit = self.queue.take_slot() => permit,
             () = events.closed() => return Ok(()),

@@ -276,7 +276,15 @@ impl Runs {
 
     /// Runs training now and runs queued for a slot.
     pub fn load(&self) -> (usize, usize) {
-        self.queue.load()
+        let (running, queued) = self.queue.load();
+        let remote = self.workers.hub().map_or(0, |hub| {
+            hub.registry
+                .list()
+                .iter()
+                .filter(|w| w.training.is_some())
+                .count()
+        });
+        (running + remote, queued)
     }
 
     /// This daemon's part of every run id it makes.
@@ -300,11 +308,71 @@ impl Runs {
             .store
             .get_run_with_epochs_done(id)?
             .ok_or_else(|| StrataError::RunNotFound(named.to_string()))?;
+        let (worker, worker_losses) = self.live.remote(id);
         Ok(RunState {
             record,
             epochs_done,
             queue_position: self.queue.position(id),
             worker_pid: self.live.worker_pid(id),
+            waiting: self.waiting_reason(id),
+            worker,
+            worker_losses,
         })
+    }
+
+    /// Why a queued run waits, in words (empty for a run that does not wait).
+    fn waiting_reason(&self, id: RunId) -> String {
+        let position = self.queue.position(id);
+        if position == 0 {
+            return String::new();
+        }
+        let ahead = position - 1;
+        let Some(hub) = self.workers.hub() else {
+            return format!("waits for a free training slot ({ahead} ahead of it)");
+        };
+        let Some((_, need)) = hub.dispatch.waiting(id) else {
+            return format!("waits for a free training slot or worker ({ahead} ahead of it)");
+        };
+        let offers = hub.registry.offers();
+        let refusals: Vec<String> = offers
+            .iter()
+            .filter_map(|offer| {
+                offer
+                    .serves(&need)
+                    .err()
+                    .map(|why| format!("{} {why}", offer.name))
+            })
+            .collect();
+        let own = if self.queue.slots() > 0 && need.label.is_none() {
+            " or a slot of this daemon's"
+        } else {
+            ""
+        };
+        if offers.is_empty() {
+            format!("waits for a remote worker that can serve it{own}: none is connected")
+        } else if refusals.len() == offers.len() {
+            format!(
+                "no connected worker can serve it{}: {}",
+                if own.is_empty() {
+                    ""
+                } else {
+                    " (it waits for one, or a slot of this daemon's)"
+                },
+                refusals.join("; ")
+            )
+        } else {
+            format!("waits for a free worker that can serve it{own} ({ahead} ahead of it)")
+        }
+    }
+
+    /// The remote workers connected now, with the heartbeat timeout and retries (`None`: the
+    /// daemon takes no remote workers).
+    pub fn remote_workers(&self) -> Option<(Vec<crate::workers::remote::WorkerView>, u32, u32)> {
+        let hub = self.workers.hub()?;
+        Some((
+            hub.registry.list(),
+            hub.registry.heartbeat_timeout().as_secs() as u32,
+            hub.retries,
+        ))
     }
 }

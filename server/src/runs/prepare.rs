@@ -36,6 +36,7 @@ pub(super) struct InitFrom {
 }
 
 /// A validated run, ready to train.
+#[derive(Clone)]
 pub(super) struct Prepared {
     pub spec: RunSpec,
     pub resolved: Vec<ResolvedParam>,
@@ -48,6 +49,9 @@ pub(super) struct Prepared {
     /// Where a fine-tuning run's initial parameters come from.
     pub init: Option<InitFrom>,
     pub device: Device,
+    /// Why the daemon's own workers cannot train it (a device it lacks), when only a remote
+    /// worker can.
+    pub remote_only: Option<String>,
 }
 
 impl Prepared {
@@ -139,7 +143,18 @@ impl Runs {
             Ok(spec)
         })
         .await?;
-        let device = self.workers.devices().resolve(spec.device)?;
+        if spec.on_worker.is_some() && self.workers.hub().is_none() {
+            return Err(StrataError::invalid(
+                "on_worker",
+                "this daemon takes no remote workers (stratad --worker-listen): its runs train on its own workers; leave --on-worker out",
+            ));
+        }
+        let (device, remote_only) = match self.workers.devices().resolve(spec.device) {
+            Ok(device) => (device, None),
+            // A remote worker may have it: the run waits for one.
+            Err(err) if self.workers.hub().is_some() => (Device::Cpu, Some(err.to_string())),
+            Err(err) => return Err(err),
+        };
         let source = match spec.init_from.clone() {
             Some(source) if locate_init => {
                 let this = self.store.clone();
@@ -210,6 +225,7 @@ impl Runs {
                 task_reason,
                 leakage,
                 device,
+                remote_only,
                 init,
             })
         })

@@ -223,9 +223,13 @@ impl Runs {
                     continue;
                 }
             }
+            let (worker, worker_losses) = self.live.remote(record.id);
             let state = RunState {
                 queue_position: self.queue.position(record.id),
                 worker_pid: self.live.worker_pid(record.id),
+                waiting: self.waiting_reason(record.id),
+                worker,
+                worker_losses,
                 record,
                 epochs_done,
             };

@@ -30,8 +30,8 @@ struct Waiting {
 }
 
 impl Queue {
+    /// `max_concurrent` 0: the daemon trains nothing itself (its runs wait for remote workers).
     pub fn new(max_concurrent: usize, max_waiting: usize) -> Self {
-        let max_concurrent = max_concurrent.max(1);
         Queue {
             waiting: Mutex::new(Waiting::default()),
             slots: Arc::new(Semaphore::new(max_concurrent)),
@@ -107,6 +107,11 @@ impl Queue {
         self.slots.clone().acquire_owned().await.ok()
     }
 
+    /// Takes `id` out of the queue (a remote worker took it).
+    pub fn leave(&self, id: RunId) {
+        self.waiting().runs.retain(|w| *w != id);
+    }
+
     /// Waits for a slot for `id`, or until `stop` is notified (then `None`). Either way the run
     /// leaves the queue. The slot is held until the permit is dropped.
     pub async fn wait_for_slot(&self, id: RunId, stop: &Notify) -> Option<OwnedSemaphorePermit> {
@@ -160,7 +165,7 @@ mod tests {
         assert!(queue.wait_for_slot(c, &stop).await.is_none());
         assert_eq!(queue.position(c), 0);
         assert_eq!(queue.slots(), 1);
-        assert_eq!(Queue::new(0, 1).slots(), 1, "at least one slot");
+        assert_eq!(Queue::new(0, 1).slots(), 0, "no slot: remote workers only");
     }
 
     #[test]

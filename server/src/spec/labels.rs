@@ -116,6 +116,30 @@ const MAX_SWEEP_SETTINGS: usize = 64;
 const MAX_SWEEP_SETTING_NAME_CHARS: usize = 64;
 const MAX_SWEEP_SETTING_VALUE_CHARS: usize = 200;
 
+/// Longest worker name or label.
+pub const MAX_WORKER_LABEL_CHARS: usize = 64;
+
+/// A remote worker's name or label, or the label a run asks for (`--on-worker`): 1 to 64 of
+/// `A-Z a-z 0-9 . _ -`, so it reads the same in a log, a table and a shell.
+pub fn validate_worker_label(field: &str, text: &str) -> Result<()> {
+    let fits = !text.is_empty()
+        && text.chars().count() <= MAX_WORKER_LABEL_CHARS
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if fits {
+        Ok(())
+    } else {
+        Err(StrataError::invalid(
+            field,
+            format!(
+                "{} must be 1 to {MAX_WORKER_LABEL_CHARS} characters of A-Z, a-z, 0-9, '.', '_' and '-'",
+                crate::spec::shown(text)
+            ),
+        ))
+    }
+}
+
 /// Validates a trial's sweep membership: an id of [A-Za-z0-9_-], a trial number from 1, and a
 /// bounded list of printable settings.
 pub fn validate_sweep_trial(trial: &crate::domain::SweepTrial) -> Result<()> {

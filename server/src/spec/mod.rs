@@ -21,7 +21,7 @@ pub use dataset::{
 pub use init_from::InitSource;
 pub use labels::{
     check_shown_text, invisible, printable_reason, validate_labels, validate_sweep_trial,
-    MAX_NAME_CHARS,
+    validate_worker_label, MAX_NAME_CHARS, MAX_WORKER_LABEL_CHARS,
 };
 pub use limits::MAX_PARAMETERS;
 pub(crate) use limits::{check_length, finite_in, in_range};
@@ -83,6 +83,8 @@ pub struct RunSpec {
     pub progress_events_per_epoch: u32,
     /// Start from another run's checkpoint (fine-tuning).
     pub init_from: Option<InitSource>,
+    /// Train only on a remote worker with this label or name.
+    pub on_worker: Option<String>,
 }
 
 impl RunSpec {

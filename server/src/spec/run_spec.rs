@@ -46,6 +46,7 @@ struct RunRequest<'a> {
     device: String,
     progress_events_per_epoch: Option<u32>,
     init_from: &'a str,
+    on_worker: String,
 }
 
 impl TryFrom<RunConfig> for RunSpec {
@@ -80,6 +81,7 @@ impl TryFrom<RunConfig> for RunSpec {
             init_from,
             clip_grad_norm,
             dedupe,
+            on_worker,
         } = config;
         let request = RunRequest {
             dataset: DatasetRequest {
@@ -112,6 +114,7 @@ impl TryFrom<RunConfig> for RunSpec {
             device: trimmed_or(&device, DEFAULT_DEVICE).to_ascii_lowercase(),
             progress_events_per_epoch,
             init_from: &init_from,
+            on_worker: on_worker.trim().to_string(),
         };
         let spec = request.parse()?;
         Ok(RunSpec {
@@ -181,6 +184,13 @@ impl RunRequest<'_> {
                 MAX_PROGRESS_EVENTS_PER_EPOCH,
             )?,
             init_from: InitSource::parse(self.init_from)?,
+            on_worker: match self.on_worker.as_str() {
+                "" => None,
+                label => {
+                    super::validate_worker_label("on_worker", label)?;
+                    Some(label.to_string())
+                }
+            },
         })
     }
 
@@ -231,6 +241,7 @@ impl RunRequest<'_> {
             init_from: self.init_from.to_string(),
             clip_grad_norm: self.clip_grad_norm,
             dedupe: spec.dataset.dedupe,
+            on_worker: self.on_worker,
         }
     }
 }

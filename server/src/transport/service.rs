@@ -7,9 +7,9 @@ use strata_proto::{
     CompareRunsResponse, CreateRunRequest, CreateRunResponse, DeleteRunRequest, DeleteRunResponse,
     FindRatesEvent, FindRatesRequest, FinishRunRequest, FinishRunResponse, GetRunRequest,
     GetRunResponse, GetRunStepsRequest, GetRunStepsResponse, GetServerInfoRequest, ListRunsRequest,
-    ListRunsResponse, LogEpochsRequest, LogEpochsResponse, LogStepsRequest, LogStepsResponse,
-    ResumeRunRequest, ResumeRunResponse, ServerInfo, StartRunRequest, StartRunResponse, WatchEvent,
-    WatchRunRequest,
+    ListRunsResponse, ListWorkersRequest, ListWorkersResponse, LogEpochsRequest, LogEpochsResponse,
+    LogStepsRequest, LogStepsResponse, ResumeRunRequest, ResumeRunResponse, ServerInfo,
+    StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -131,6 +131,26 @@ impl Strata for StrataService {
             running_runs: running as u32,
             queued_runs: queued as u32,
             run_id_tag: u32::from(self.runs.run_id_tag().value()),
+            remote_workers: self
+                .runs
+                .remote_workers()
+                .map_or(0, |(workers, _, _)| workers.len() as u32),
+            takes_remote_workers: self.runs.remote_workers().is_some(),
+        }))
+    }
+
+    async fn list_workers(
+        &self,
+        _: Request<ListWorkersRequest>,
+    ) -> Result<Response<ListWorkersResponse>, Status> {
+        let Some((workers, heartbeat_timeout_s, worker_retries)) = self.runs.remote_workers()
+        else {
+            return Ok(Response::new(ListWorkersResponse::default()));
+        };
+        Ok(Response::new(ListWorkersResponse {
+            workers: workers.into_iter().map(convert::worker_to_proto).collect(),
+            heartbeat_timeout_s,
+            worker_retries,
         }))
     }
 

@@ -14,12 +14,15 @@
 //! - [`devices`]: the devices workers can use, and which GPU each worker sees.
 //!
 //! A worker is started per job with a one-time ticket; it connects, says hello with the ticket,
-//! and the task that started it gets the session ([`Workers::launch`]). The same protocol will
-//! serve workers on other machines, which connect on their own and ask for a job.
+//! and the task that started it gets the session ([`Workers::launch`]). The same protocol serves
+//! workers on other machines ([`remote`], [`pull`]), which connect on their own to
+//! `--worker-listen` and pull the queued runs they can serve ([`Workers::serve_remote`]).
 
 pub mod devices;
 pub mod memory;
 pub mod process;
+pub mod pull;
+pub mod remote;
 pub mod service;
 pub mod session;
 pub mod wire;
@@ -52,6 +55,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a worker may send nothing at all before it is taken for hung and killed (it sends a
 /// heartbeat every 2 s whatever its training does).
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections the remote workers' listener holds at once: one per worker, and room for as many
+/// again reconnecting or refused.
+const MAX_WORKER_CONNECTIONS: usize = 2 * remote::MAX_REMOTE_WORKERS;
 /// How long a spare worker waits for a job before it is let go.
 const SPARE_IDLE: Duration = Duration::from_secs(300);
 /// The environment variable that gives a worker its token (never its command line, which any
@@ -128,6 +134,63 @@ pub struct Workers {
     spare: std::sync::Mutex<Spare>,
     /// Told when the spare is ready, or could not be started.
     spare_changed: tokio::sync::Notify,
+    /// Remote workers, once [`Workers::serve_remote`] listens for them.
+    hub: std::sync::OnceLock<Arc<Hub>>,
+}
+
+/// Where and how the daemon takes remote workers.
+pub struct RemoteListen {
+    pub addr: String,
+    /// The workers' token (`--worker-token-file`).
+    pub token: String,
+    /// The users' token, refused from a worker with a word of why.
+    pub users_token: Option<String>,
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Plain text beyond loopback (a trusted network).
+    pub insecure_plaintext: bool,
+    /// Silence after which a remote worker is taken for lost.
+    pub heartbeat_timeout: Duration,
+    /// Automatic re-queues of a run whose worker was lost.
+    pub retries: u32,
+}
+
+/// The remote workers: who is connected, the idle ones matched to queued runs, and the rules for
+/// losing one.
+pub struct Hub {
+    pub registry: remote::Registry,
+    pub dispatch: Arc<pull::Dispatch>,
+    /// `--worker-retries`.
+    pub retries: u32,
+    timeouts: pull::Timeouts,
+}
+
+/// The workers' token, with the users' token refused by name (a worker given the wrong file).
+#[derive(Clone)]
+struct WorkerTokenCheck {
+    workers: TokenCheck,
+    users: Option<String>,
+}
+
+impl tonic::service::Interceptor for WorkerTokenCheck {
+    fn call(
+        &mut self,
+        request: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        let users = self.users.as_deref().filter(|users| {
+            request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|presented| presented.trim() == *users)
+        });
+        if users.is_some() {
+            return Err(tonic::Status::permission_denied(
+                "this is the users' token: a worker presents the workers' token (stratad's --worker-token-file)",
+            ));
+        }
+        self.workers.call(request)
+    }
 }
 
 /// The spare worker's state.
@@ -165,6 +228,7 @@ impl Workers {
         let stop_serving = CancellationToken::new();
         let service = WorkerServer::new(WorkerService {
             waiting: waiting.clone(),
+            remote: None,
         })
         .max_decoding_message_size(wire::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(wire::MAX_MESSAGE_BYTES);
@@ -199,7 +263,104 @@ impl Workers {
             stop_serving,
             spare: std::sync::Mutex::new(Spare::None),
             spare_changed: tokio::sync::Notify::new(),
+            hub: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The remote workers' hub, when the daemon takes remote workers (`--worker-listen`).
+    pub fn hub(&self) -> Option<&Arc<Hub>> {
+        self.hub.get()
+    }
+
+    /// Listens for remote workers on `listen.addr` (TLS when given; refused beyond loopback
+    /// without it), behind the workers' token. Returns the bound address.
+    pub async fn serve_remote(&self, listen: RemoteListen) -> Result<std::net::SocketAddr> {
+        let RemoteListen {
+            addr,
+            token,
+            users_token,
+            tls,
+            insecure_plaintext,
+            heartbeat_timeout,
+            retries,
+        } = listen;
+        if users_token.as_deref() == Some(token.as_str()) {
+            return Err(StrataError::invalid(
+                "worker_token_file",
+                "the workers' token is the users' token (--token-file): give workers a token of their own, so a worker's host cannot act as a user",
+            ));
+        }
+        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+            StrataError::invalid("worker_listen", format!("cannot listen on {addr}: {e}"))
+        })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| StrataError::Internal(e.to_string()))?;
+        if !bound.ip().is_loopback() && tls.is_none() && insecure_plaintext {
+            tracing::warn!(%bound, "taking remote workers without TLS beyond loopback (--worker-insecure-plaintext): their token and the runs' checkpoints travel in plain text");
+        } else if !bound.ip().is_loopback() && tls.is_none() {
+            return Err(StrataError::invalid(
+                "worker_listen",
+                format!("{bound} is reachable beyond this machine: remote workers connect over TLS there (their token and the runs' checkpoints travel on it); give stratad --worker-tls-cert and --worker-tls-key (or --tls-cert and --tls-key), listen on 127.0.0.1, or say --worker-insecure-plaintext on a network you trust"),
+            ));
+        }
+        let hub = Arc::new(Hub {
+            registry: remote::Registry::new(heartbeat_timeout),
+            dispatch: Arc::new(pull::Dispatch::default()),
+            retries,
+            timeouts: pull::Timeouts {
+                heartbeat: heartbeat_timeout,
+                stop_grace: self.config.stop_grace,
+            },
+        });
+        if self.hub.set(hub.clone()).is_err() {
+            return Err(StrataError::Internal(
+                "remote workers are served already".into(),
+            ));
+        }
+        let service = WorkerServer::new(WorkerService {
+            waiting: Arc::new(Waiting::default()),
+            remote: Some(hub),
+        })
+        .max_decoding_message_size(wire::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(wire::MAX_MESSAGE_BYTES);
+        let service = tonic::service::interceptor::InterceptedService::new(
+            service,
+            WorkerTokenCheck {
+                workers: TokenCheck::new(Some(&token)),
+                users: users_token,
+            },
+        );
+        // Connections are bounded as the users' are: a full listener closes an idle one (no
+        // session open: a scanner, a client that never sent a request) to admit another; a
+        // worker's session is never closed for room.
+        let mut builder = tonic::transport::Server::builder()
+            .initial_stream_window_size(wire::FLOW_WINDOW_BYTES)
+            .initial_connection_window_size(wire::FLOW_WINDOW_BYTES)
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .layer(crate::transport::connections::InFlightLayer);
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).map_err(|e| {
+                StrataError::invalid("tls_cert", format!("unusable certificate or key: {e}"))
+            })?;
+        }
+        let incoming = crate::transport::connections::bounded_incoming(
+            listener,
+            crate::transport::connections::ConnectionSlots::new(MAX_WORKER_CONNECTIONS),
+            Duration::from_secs(10),
+        );
+        let stop = self.stop_serving.clone();
+        let router = builder.add_service(service);
+        tokio::spawn(async move {
+            if let Err(err) = router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %err, "the remote workers' listener stopped serving");
+            }
+        });
+        Ok(bound)
     }
 
     /// The devices workers can use.
@@ -443,7 +604,7 @@ impl Workers {
 }
 
 /// Sends a connected worker its job, and the checkpoint it starts from.
-async fn hand_over(
+pub async fn hand_over(
     session: &Session,
     job: proto_wire::Job,
     checkpoint: Option<&Path>,
@@ -457,6 +618,25 @@ async fn hand_over(
         send_checkpoint(session, path, checkpoint_bytes).await?;
     }
     Ok(())
+}
+
+/// Sends a remote worker its job (with `device` set already) and the checkpoint it starts from.
+pub async fn hand_over_remote(
+    session: &Session,
+    job: proto_wire::Job,
+    checkpoint: Option<&Path>,
+) -> std::result::Result<(), String> {
+    let checkpoint_bytes = match checkpoint {
+        Some(path) => std::fs::metadata(path)
+            .map_err(|e| format!("cannot read the checkpoint {}: {e}", path.display()))?
+            .len(),
+        None => 0,
+    };
+    let job = proto_wire::Job {
+        checkpoint_bytes,
+        ..job
+    };
+    hand_over(session, job, checkpoint, checkpoint_bytes).await
 }
 
 /// Streams a checkpoint file to a worker in chunks.

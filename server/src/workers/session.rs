@@ -1,5 +1,8 @@
 //! The daemon's side of one job's session with its worker: the messages both ways, the worker's
-//! heartbeat, a stop request and the kill once its grace is over, and how the worker ended.
+//! heartbeat, a stop request and the kill once its grace is over, and how the worker ended — a
+//! local worker's process exits; a remote worker's session is lost when its connection breaks or
+//! it goes silent (the daemon cannot see its process, nor kill it: it closes the session, and a
+//! worker whose session is closed drops its job).
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,6 +12,7 @@ use tonic::Status;
 
 use super::{
     process::{KillCause, WorkerExit, WorkerProcess},
+    remote::{Connected, OpenSession},
     wire::stop_to_wire,
 };
 use crate::domain::StopRequest;
@@ -25,8 +29,36 @@ pub struct Connection {
 pub enum Event {
     /// A message from the worker (heartbeats are taken care of here).
     Message(wire::worker_message::Message),
-    /// The worker process ended (its stream ended with it, or before it).
-    Ended(Arc<WorkerExit>),
+    /// The worker ended, or was lost.
+    Ended(End),
+}
+
+/// How a session's worker ended.
+#[derive(Debug)]
+pub enum End {
+    /// A local worker's process exited (its stream ended with it, or before it).
+    Exited(Arc<WorkerExit>),
+    /// A remote worker's session ended without its job's end: why, in words ("the connection
+    /// to worker gpu-1 broke").
+    Lost(String),
+}
+
+impl End {
+    /// What happened, in words, `during` something (`during epoch 3`).
+    pub fn describe(&self, during: &str) -> String {
+        match self {
+            End::Exited(exit) => exit.describe(during),
+            End::Lost(why) => format!("{why} {during}"),
+        }
+    }
+}
+
+/// Where a session's worker runs.
+enum Host {
+    /// A process of this daemon's, started for the job.
+    Local(WorkerProcess),
+    /// A remote worker, connected on its own.
+    Remote(OpenSession),
 }
 
 /// The worker's messages stopped coming before the worker did: its stream closed.
@@ -35,7 +67,7 @@ pub struct WorkerGone;
 
 /// One job's session: its worker process and its connection.
 pub struct Session {
-    process: WorkerProcess,
+    host: Host,
     incoming: tonic::Streaming<wire::WorkerMessage>,
     outgoing: mpsc::Sender<Result<wire::DaemonMessage, Status>>,
     heartbeat_timeout: Duration,
@@ -57,9 +89,41 @@ impl Session {
         stop_grace: Duration,
         on_end: Option<Box<dyn FnOnce() + Send + Sync>>,
     ) -> Session {
+        Session::with_host(
+            Host::Local(process),
+            connection,
+            heartbeat_timeout,
+            stop_grace,
+            on_end,
+        )
+    }
+
+    /// A remote worker's session (it connected on its own, and pulled the job).
+    pub(super) fn remote(
+        worker: OpenSession,
+        connection: Connection,
+        heartbeat_timeout: Duration,
+        stop_grace: Duration,
+    ) -> Session {
+        Session::with_host(
+            Host::Remote(worker),
+            connection,
+            heartbeat_timeout,
+            stop_grace,
+            None,
+        )
+    }
+
+    fn with_host(
+        host: Host,
+        connection: Connection,
+        heartbeat_timeout: Duration,
+        stop_grace: Duration,
+        on_end: Option<Box<dyn FnOnce() + Send + Sync>>,
+    ) -> Session {
         Session {
             on_end,
-            process,
+            host,
             incoming: connection.incoming,
             outgoing: connection.outgoing,
             heartbeat_timeout,
@@ -71,9 +135,20 @@ impl Session {
         }
     }
 
-    /// The worker's process id.
+    /// The worker's process id on this host (0 for a remote worker).
     pub fn pid(&self) -> u32 {
-        self.process.pid
+        match &self.host {
+            Host::Local(process) => process.pid,
+            Host::Remote(_) => 0,
+        }
+    }
+
+    /// The remote worker this session is with, if it is one.
+    pub fn remote_worker(&self) -> Option<&Arc<Connected>> {
+        match &self.host {
+            Host::Local(_) => None,
+            Host::Remote(open) => Some(open.worker()),
+        }
     }
 
     /// What the worker was asked to stop for, if it was.
@@ -105,9 +180,12 @@ impl Session {
             .await;
     }
 
-    /// Kills the worker: its job is over on the daemon's side.
+    /// Kills the worker: its job is over on the daemon's side. (A remote worker is told by its
+    /// session closing, when the session is dropped or ended.)
     pub fn abandon(&self) {
-        self.process.kill(KillCause::Abandoned);
+        if let Host::Local(process) = &self.host {
+            process.kill(KillCause::Abandoned);
+        }
     }
 
     /// The worker's next message, or its end. A worker that sends nothing (not even a heartbeat)
@@ -123,40 +201,123 @@ impl Session {
                     None => std::future::pending().await,
                 }
             };
+            let (process, remote) = match &mut self.host {
+                Host::Local(process) => (Some(process), None),
+                Host::Remote(open) => (None, Some(open.worker().clone())),
+            };
+            let process_ended = async {
+                match process {
+                    Some(process) => process.ended().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let superseded = async {
+                match &remote {
+                    Some(worker) => worker.superseded().cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 message = self.incoming.message(), if !self.stream_ended => match message {
                     Ok(Some(wire::WorkerMessage { message: Some(message) })) => {
-                        self.last_heard = Instant::now();
+                        self.heard(remote.as_deref());
                         if !matches!(message, wire::worker_message::Message::Heartbeat(_)) {
                             return Event::Message(message);
                         }
                     }
                     Ok(Some(wire::WorkerMessage { message: None })) => {
-                        self.last_heard = Instant::now();
+                        self.heard(remote.as_deref());
                     }
-                    // Closed or broken: the worker's end is what tells how the job went.
-                    Ok(None) | Err(_) => self.stream_ended = true,
+                    // Closed or broken: a local worker's end is what tells how the job went; a
+                    // remote worker's is unknown here.
+                    Ok(None) | Err(_) => {
+                        self.stream_ended = true;
+                        if let Some(worker) = &remote {
+                            worker.went_away();
+                            return Event::Ended(End::Lost(format!(
+                                "the connection to worker {} broke",
+                                worker.offer.name
+                            )));
+                        }
+                    }
                 },
-                exit = self.process.ended() => return Event::Ended(exit),
+                exit = process_ended => return Event::Ended(End::Exited(exit)),
+                () = superseded => {
+                    let name = remote.as_ref().map_or("", |w| w.offer.name.as_str());
+                    return Event::Ended(End::Lost(format!(
+                        "worker {name} connected again (its earlier connection was taken for lost)"
+                    )));
+                }
                 () = tokio::time::sleep_until(heartbeat_deadline) => {
-                    self.process.kill(KillCause::NoHeartbeat { silent: self.heartbeat_timeout });
-                    // Its end comes next.
-                    self.last_heard = Instant::now() + Duration::from_secs(3600);
+                    match (&self.host, &remote) {
+                        (Host::Local(process), _) => {
+                            process.kill(KillCause::NoHeartbeat { silent: self.heartbeat_timeout });
+                            // Its end comes next.
+                            self.last_heard = Instant::now() + Duration::from_secs(3600);
+                        }
+                        (Host::Remote(_), worker) => {
+                            let name = worker.as_ref().map_or("", |w| w.offer.name.as_str());
+                            return Event::Ended(End::Lost(format!(
+                                "worker {name} sent nothing for {} s (no heartbeat)",
+                                self.heartbeat_timeout.as_secs()
+                            )));
+                        }
+                    }
                 }
                 () = stop_grace => {
-                    self.process.kill(KillCause::StopGrace { grace: self.stop_grace });
                     self.stop_deadline = None;
+                    match &self.host {
+                        Host::Local(process) => {
+                            process.kill(KillCause::StopGrace { grace: self.stop_grace });
+                        }
+                        Host::Remote(open) => {
+                            return Event::Ended(End::Lost(format!(
+                                "worker {} did not stop within {} s of being asked to",
+                                open.worker().offer.name,
+                                self.stop_grace.as_secs()
+                            )));
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Closes the session and waits for the worker to exit (once it said `Finished`, the closed
-    /// stream is its goodbye, and it exits); one that lingers is killed after a grace.
-    pub async fn ended(self) -> Arc<WorkerExit> {
+    /// A remote session not started yet, taken apart again (its job's taker went away).
+    pub(super) fn into_remote_parts(self) -> Option<(OpenSession, Connection)> {
         let Session {
-            mut process,
+            host,
+            incoming,
+            outgoing,
+            ..
+        } = self;
+        let Host::Remote(open) = host else {
+            return None;
+        };
+        Some((
+            open,
+            Connection {
+                hello: wire::Hello::default(),
+                incoming,
+                outgoing,
+            },
+        ))
+    }
+
+    fn heard(&mut self, remote: Option<&Connected>) {
+        self.last_heard = Instant::now();
+        if let Some(worker) = remote {
+            worker.heard();
+        }
+    }
+
+    /// Closes the session and waits for a local worker to exit (once it said `Finished`, the
+    /// closed stream is its goodbye, and it exits); one that lingers is killed after a grace. A
+    /// remote worker's session just closes (the worker opens its next): `None`.
+    pub async fn ended(self) -> Option<Arc<WorkerExit>> {
+        let Session {
+            host,
             incoming,
             outgoing,
             on_end,
@@ -164,6 +325,13 @@ impl Session {
         } = self;
         drop(outgoing);
         drop(incoming);
+        let mut process = match host {
+            Host::Local(process) => process,
+            Host::Remote(open) => {
+                drop(open);
+                return None;
+            }
+        };
         let grace = Duration::from_secs(5);
         let exit = match tokio::time::timeout(grace, process.ended()).await {
             Ok(exit) => exit,
@@ -175,6 +343,6 @@ impl Session {
         if let Some(on_end) = on_end {
             on_end();
         }
-        exit
+        Some(exit)
     }
 }

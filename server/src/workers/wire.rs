@@ -270,6 +270,7 @@ pub fn stop_to_wire(request: StopRequest) -> wire::Stop {
             StopRequest::Cancel => wire::StopKind::Cancel,
             StopRequest::Interrupt | StopRequest::None => wire::StopKind::Interrupt,
         } as i32,
+        run_id: String::new(),
     }
 }
 

@@ -463,7 +463,10 @@ pub fn named_at(name: &str, addr: &str) -> String {
 /// training and queued. Negative when runs already wait, so the least loaded daemon is the
 /// greatest even when all are full.
 pub fn free_slots(info: &ServerInfo) -> i64 {
-    i64::from(info.max_concurrent_runs) - i64::from(info.running_runs) - i64::from(info.queued_runs)
+    // A daemon's connected remote workers train its runs too.
+    i64::from(info.max_concurrent_runs) + i64::from(info.remote_workers)
+        - i64::from(info.running_runs)
+        - i64::from(info.queued_runs)
 }
 
 /// The daemon with the most [`free_slots`]; the first one configured among equals.

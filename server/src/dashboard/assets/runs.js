@@ -68,7 +68,11 @@ function cell(run, key) {
         onchange: (e) => { e.target.checked ? state.selected.add(run.id) : state.selected.delete(run.id); updateCompare(); },
       });
     case "id": return strata.el("a", { href: `/runs/${run.id}` }, run.id);
-    case "status": return strata.badge("status", run.status);
+    case "status":
+      // A queued run says why it waits (no connected worker can serve it, …).
+      return run.waiting ? strata.el("span", { title: run.waiting }, strata.badge("status", run.status), " ",
+        strata.el("span", { class: "muted" }, run.waiting)) : strata.el("span", {}, strata.badge("status", run.status),
+        run.worker ? strata.el("span", { class: "muted" }, ` on ${run.worker}`) : null);
     case "verdict": return run.epochs_done ? strata.badge("verdict", run.verdict) : "—";
     case "best_val_loss": return run.best_epoch ? `${strata.num(run.best_val_loss)} @${run.best_epoch}` : "—";
     case "epochs": return run.epochs ? `${run.epochs_done}/${run.epochs}` : String(run.epochs_done);
@@ -107,6 +111,29 @@ function updateCompare() {
   $("compare").disabled = state.selected.size < 1;
 }
 
+/** Remote workers' heartbeats change every few seconds: the panel is re-read every 5 s. */
+const WORKERS_EVERY_MS = 5000;
+async function loadWorkers() {
+  try {
+    const answer = await strata.api("/api/workers");
+    state.workers = answer.workers;
+    $("workers-panel").hidden = !answer.takes_workers;
+    $("workers-count").textContent = `${answer.workers.length} connected`;
+    const now = Date.now();
+    $("worker-rows").replaceChildren(...answer.workers.map((w) => strata.el("tr", { "data-worker": w.name },
+      strata.el("td", {}, w.name),
+      strata.el("td", {}, w.labels.join(", ")),
+      strata.el("td", {}, w.devices.join(", ")),
+      strata.el("td", { class: "num" }, w.memory_bytes ? `${(w.memory_bytes / 2 ** 30).toFixed(1)} GiB` : "—"),
+      strata.el("td", {}, w.run_id ? strata.el("a", { href: `/runs/${w.run_id}` }, `${w.run_id} on ${w.device}`) : "idle"),
+      strata.el("td", { class: "num" }, String(w.runs_done)),
+      strata.el("td", {}, `${Math.max(0, Math.round((now - w.last_heartbeat_ms) / 1000))} s ago`),
+      strata.el("td", {}, `${w.host} (pid ${w.pid})`))));
+  } catch (err) {
+    strata.showError($("error"), err);
+  }
+}
+
 function listen() {
   const source = new EventSource("/api/events");
   // (Re)connected: whatever changed while disconnected is read again.
@@ -130,6 +157,8 @@ $("compare").addEventListener("click", () => {
   location.href = `/compare?runs=${[...state.selected].join(",")}`;
 });
 // For the end-to-end tests: what the page shows, without scraping.
-window.strataRuns = { rows: () => state.rows, loads: () => state.loads };
+window.strataRuns = { rows: () => state.rows, loads: () => state.loads, workers: () => state.workers };
 load();
+loadWorkers();
+setInterval(loadWorkers, WORKERS_EVERY_MS);
 listen();

@@ -58,6 +58,7 @@ impl From<&RunConfig> for StoredConfig {
             init_from,
             clip_grad_norm,
             dedupe,
+            on_worker,
         } = config.clone();
         StoredConfig {
             dataset,
@@ -86,6 +87,7 @@ impl From<&RunConfig> for StoredConfig {
             clip_grad_norm,
             init_from,
             dedupe,
+            on_worker,
         }
     }
 }
@@ -119,6 +121,7 @@ impl From<StoredConfig> for RunConfig {
             clip_grad_norm,
             init_from,
             dedupe,
+            on_worker,
         } = stored;
         RunConfig {
             dataset,
@@ -147,6 +150,7 @@ impl From<StoredConfig> for RunConfig {
             init_from,
             clip_grad_norm,
             dedupe,
+            on_worker,
         }
     }
 }

@@ -140,6 +140,9 @@ pub struct StoredConfig {
     pub init_from: String,
     #[prost(bool, tag = "25")]
     pub dedupe: bool,
+    /// Absent before remote workers: any worker.
+    #[prost(string, tag = "31")]
+    pub on_worker: String,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -38,6 +38,7 @@ impl From<proto::RunConfig> for RunConfig {
             init_from,
             clip_grad_norm,
             dedupe,
+            on_worker,
         } = config;
         RunConfig {
             dataset,
@@ -66,6 +67,7 @@ impl From<proto::RunConfig> for RunConfig {
             init_from,
             clip_grad_norm,
             dedupe,
+            on_worker,
         }
     }
 }
@@ -99,6 +101,7 @@ impl From<RunConfig> for proto::RunConfig {
             init_from,
             clip_grad_norm,
             dedupe,
+            on_worker,
         } = config;
         proto::RunConfig {
             dataset,
@@ -127,6 +130,7 @@ impl From<RunConfig> for proto::RunConfig {
             init_from,
             clip_grad_norm,
             dedupe,
+            on_worker,
         }
     }
 }

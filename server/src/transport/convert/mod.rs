@@ -15,3 +15,43 @@ pub use events::event_to_proto;
 pub use external::external_end;
 pub use rate_probe::probe_event_to_proto;
 pub use run::{epoch_to_proto, status_to_proto};
+
+/// A connected remote worker as `ListWorkers` answers it.
+pub fn worker_to_proto(worker: crate::workers::remote::WorkerView) -> strata_proto::WorkerInfo {
+    let crate::workers::remote::WorkerView {
+        offer,
+        address,
+        host,
+        pid,
+        version,
+        connected_at_ms,
+        last_heard_ms,
+        training,
+        runs_done,
+    } = worker;
+    let (run_id, device) = training.map_or((String::new(), String::new()), |(run, device)| {
+        (run.to_string(), device)
+    });
+    strata_proto::WorkerInfo {
+        name: offer.name,
+        labels: offer.labels,
+        devices: offer.devices,
+        memory_bytes: offer.memory_bytes,
+        data_roots: offer
+            .data_roots
+            .iter()
+            .map(|root| root.display().to_string())
+            .collect(),
+        allow_torchscript: offer.allow_torchscript,
+        threads: offer.threads,
+        address,
+        host,
+        pid,
+        version,
+        connected_at_ms,
+        last_heartbeat_ms: last_heard_ms,
+        run_id,
+        device,
+        runs_done,
+    }
+}

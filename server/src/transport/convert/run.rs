@@ -93,6 +93,9 @@ impl From<RunState> for proto::Run {
             epochs_done,
             queue_position,
             worker_pid,
+            waiting,
+            worker,
+            worker_losses,
         } = state;
         let val_metric = metric_to_proto(record.facts.task.metric()) as i32;
         let groups = record.groups().into_iter().map(Into::into).collect();
@@ -128,6 +131,9 @@ impl From<RunState> for proto::Run {
             device: record.device,
             queue_position,
             worker_pid,
+            waiting,
+            worker,
+            worker_losses,
             resumes: record.resumes,
         }
     }
