@@ -462,7 +462,7 @@ async fn malformed_messages(channel: &Channel) -> usize {
         "ResumeRun",
         "DeleteRun",
         "WatchRun",
-        "FindRates",
+        "LrFind",
     ];
     let mut sent = 0;
     for method in methods {

@@ -248,22 +248,21 @@ fn bad_ranges_steps_and_groups_are_usage_errors_naming_the_flag() {
 /// bad value is INVALID_ARGUMENT naming the field, before anything is read or trained.
 #[tokio::test]
 async fn the_daemon_refuses_bad_ranges_from_any_client() {
-    use strata_proto::{FindRatesRequest, RunConfig};
+    use strata_proto::{LrFindRequest, RunConfig};
     let daemon = Daemon::start();
     let client = daemon.client().await;
-    let request =
-        |start_lr: Option<f64>, end_lr: Option<f64>, steps: Option<u32>| FindRatesRequest {
-            config: Some(RunConfig {
-                dataset: "spirals".into(),
-                samples: Some(100),
-                model: "mlp:8".into(),
-                ..RunConfig::default()
-            }),
-            start_lr,
-            end_lr,
-            steps,
-            groups: Vec::new(),
-        };
+    let request = |start_lr: Option<f64>, end_lr: Option<f64>, steps: Option<u32>| LrFindRequest {
+        config: Some(RunConfig {
+            dataset: "spirals".into(),
+            samples: Some(100),
+            model: "mlp:8".into(),
+            ..RunConfig::default()
+        }),
+        start_lr,
+        end_lr,
+        steps,
+        groups: Vec::new(),
+    };
     for (bad, field) in [
         (request(Some(f64::NAN), None, None), "start_lr"),
         (request(None, Some(f64::INFINITY), None), "end_lr"),
@@ -271,21 +270,21 @@ async fn the_daemon_refuses_bad_ranges_from_any_client() {
         (request(None, None, Some(0)), "steps"),
         (request(None, None, Some(u32::MAX)), "steps"),
         (
-            FindRatesRequest {
+            LrFindRequest {
                 groups: vec!["[".into()],
                 ..request(None, None, None)
             },
             "groups[0]",
         ),
         (
-            FindRatesRequest {
+            LrFindRequest {
                 config: None,
                 ..request(None, None, None)
             },
             "config",
         ),
     ] {
-        let status = match client.find_rates(bad.clone()).await {
+        let status = match client.lr_find(bad.clone()).await {
             Ok(mut stream) => stream.message().await.expect_err("refused"),
             Err(err) => err.status().cloned().expect("a status"),
         };
@@ -308,12 +307,12 @@ async fn the_daemon_refuses_bad_ranges_from_any_client() {
 /// client hears that it stopped instead of waiting for the rest of the sweep.
 #[tokio::test]
 async fn shutdown_stops_a_probe_in_progress() {
-    use strata_proto::{find_rates_event::Event, FindRatesRequest, RunConfig};
+    use strata_proto::{lr_find_event::Event, LrFindRequest, RunConfig};
     let tmp = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start_in(&tmp.path().join("data"), &[]);
     let client = daemon.client().await;
     let mut stream = client
-        .find_rates(FindRatesRequest {
+        .lr_find(LrFindRequest {
             config: Some(RunConfig {
                 dataset: "spirals".into(),
                 samples: Some(2000),
@@ -331,7 +330,7 @@ async fn shutdown_stops_a_probe_in_progress() {
     // Wait until it trains.
     loop {
         match stream.message().await.expect("no error yet") {
-            Some(strata_proto::FindRatesEvent {
+            Some(strata_proto::LrFindEvent {
                 event: Some(Event::Progress(_)),
             }) => break,
             Some(_) => continue,

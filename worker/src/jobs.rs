@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use strata_proto::worker::v1 as wire;
 use strata_server::{
     domain::{
-        BatchProgress, EpochMetrics, Outcome, ProbeProgress, RangeTest, RateProbe, StopRequest,
+        BatchProgress, EpochMetrics, GroupProbe, LrFindProgress, LrFindRange, Outcome, StopRequest,
     },
     error::{Result, StrataError},
     spec::{paths::DataRoots, RunSpec},
@@ -25,7 +25,7 @@ use crate::{
     train::{
         self,
         checkpoint::Checkpoint,
-        lr_find::{find_rates, ProbeHalt, ProbeJob},
+        lr_find::{lr_find, LrFindHalt, LrFindJob},
         run::{MeasuredData, RunSink, TrainJob},
     },
 };
@@ -80,7 +80,7 @@ pub fn run(link: &Link, received: Received, access: &Access) -> Ended {
         Some(wire::job::Kind::Train(train)) => {
             run_training(link, train, &device, checkpoint, access)
         }
-        Some(wire::job::Kind::Probe(probe)) => run_probe(link, probe, &device, checkpoint, access),
+        Some(wire::job::Kind::LrFind(probe)) => run_probe(link, probe, &device, checkpoint, access),
         Some(wire::job::Kind::Describe(describe)) => describe_module(link, describe, access),
         None => Err(StrataError::Internal("the daemon sent an empty job".into())),
     };
@@ -235,12 +235,12 @@ impl RunSink for DaemonSink<'_> {
 
 fn run_probe(
     link: &Link,
-    job: wire::ProbeJob,
+    job: wire::LrFindJob,
     device: &str,
     checkpoint: Option<Vec<u8>>,
     access: &Access,
 ) -> Result<Ended> {
-    let wire::ProbeJob {
+    let wire::LrFindJob {
         config,
         parameters,
         start_lr,
@@ -253,22 +253,22 @@ fn run_probe(
     let device = train::device(device)?;
     let source = start_from(checkpoint)?;
     let stop = || StopRequest::load(&link.stop) != StopRequest::None;
-    let progress = |progress: ProbeProgress| {
-        link.send_if_room(wire::worker_message::Message::ProbeProgress(
+    let progress = |progress: LrFindProgress| {
+        link.send_if_room(wire::worker_message::Message::LrFindProgress(
             progress.into(),
         ));
     };
     // A group's result is sent whole, waiting for room if need be; a send that fails means the
     // daemon is gone, and the session ends the process.
-    let probed = |probe: RateProbe| {
+    let probed = |probe: GroupProbe| {
         let _ = link.send(wire::worker_message::Message::Probed(probe.into()));
     };
-    let job = ProbeJob {
+    let job = LrFindJob {
         spec: &spec,
         resolved: &resolved,
         device,
         init_from: source.as_ref(),
-        range: RangeTest {
+        range: LrFindRange {
             start_lr,
             end_lr,
             steps,
@@ -278,10 +278,10 @@ fn run_probe(
         progress: &progress,
         probed: &probed,
     };
-    Ok(match find_rates(&job) {
+    Ok(match lr_find(&job) {
         Ok(()) => Outcome::Completed,
-        Err(ProbeHalt::Stopped) => Outcome::Stopped(StopRequest::load(&link.stop)),
-        Err(ProbeHalt::Failed(reason)) => Outcome::Failed(reason),
+        Err(LrFindHalt::Stopped) => Outcome::Stopped(StopRequest::load(&link.stop)),
+        Err(LrFindHalt::Failed(reason)) => Outcome::Failed(reason),
     }
     .into())
 }

@@ -8,8 +8,8 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use strata_client::{Client, Fleet};
 use strata_proto::{
-    find_rates_event::Event, FindRatesRequest, RateProbe, RateProbePlan, RateProbeProgress,
-    RunConfig, StartRunRequest,
+    lr_find_event::Event, GroupProbe, LrFindPlan, LrFindProgress, LrFindRequest, RunConfig,
+    StartRunRequest,
 };
 
 use crate::cli::LrFindArgs;
@@ -32,7 +32,7 @@ pub async fn run(
     // The probe and the run --apply starts go to one daemon: the one whose data it probed.
     let (_, client) = place(fleet, args.on.as_deref()).await?;
     let config = args.config.to_proto();
-    let request = FindRatesRequest {
+    let request = LrFindRequest {
         config: Some(config.clone()),
         start_lr: args.start_lr,
         end_lr: args.end_lr,
@@ -91,11 +91,11 @@ pub async fn run(
 /// Reads the daemon's stream to its end: the plan, then every probed group's result.
 async fn receive(
     client: &Client,
-    request: FindRatesRequest,
+    request: LrFindRequest,
     progress: &mut GroupProgress,
-) -> Result<(RateProbePlan, Vec<RateProbe>), CliError> {
-    let mut stream = client.find_rates(request).await?;
-    let mut plan: Option<RateProbePlan> = None;
+) -> Result<(LrFindPlan, Vec<GroupProbe>), CliError> {
+    let mut stream = client.lr_find(request).await?;
+    let mut plan: Option<LrFindPlan> = None;
     let mut probes = Vec::new();
     while let Some(event) = stream
         .message()
@@ -158,7 +158,7 @@ async fn apply(
     Ok(response.run_id)
 }
 
-fn curve(probe: &RateProbe) -> RateCurve {
+fn curve(probe: &GroupProbe) -> RateCurve {
     let suggested = applied_rate(probe).and_then(|lr| loss_near(probe, lr).map(|loss| (lr, loss)));
     RateCurve {
         label: match applied_rate(probe) {
@@ -193,7 +193,7 @@ impl GroupProgress {
         }
     }
 
-    fn planned(&mut self, plan: &RateProbePlan) {
+    fn planned(&mut self, plan: &LrFindPlan) {
         self.steps = plan.steps;
         self.groups = plan.probed.len();
         if self.enabled {
@@ -207,7 +207,7 @@ impl GroupProgress {
         }
     }
 
-    fn update(&mut self, plan: &RateProbePlan, step: &RateProbeProgress) {
+    fn update(&mut self, plan: &LrFindPlan, step: &LrFindProgress) {
         if !(self.enabled && self.terminal) {
             return;
         }
@@ -237,7 +237,7 @@ impl GroupProgress {
         }
     }
 
-    fn finished(&mut self, probe: &RateProbe) {
+    fn finished(&mut self, probe: &GroupProbe) {
         self.clear();
         self.done += 1;
         if self.enabled {

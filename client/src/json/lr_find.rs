@@ -2,7 +2,7 @@
 //! `--layer-lr` rules `--apply` uses, and the run it started.
 
 use serde_json::{json, Value};
-use strata_proto::{RatePoint, RateProbe, RateProbePlan};
+use strata_proto::{GroupProbe, LrFindPlan, RatePoint};
 
 use crate::json::number::{number, optional_number};
 use crate::json::run::{config, group_rate};
@@ -13,8 +13,8 @@ use crate::render::lr_find::{applied_rate, APPLIED_SUGGESTION};
 /// "points":[{"lr","loss","smoothed_loss"}]}],"skipped":[{"group","reason"}],"suggestion",
 /// "layer_lr":[...],"start_command","run_id","warnings"}`.
 pub fn lr_find(
-    plan: &RateProbePlan,
-    probes: &[RateProbe],
+    plan: &LrFindPlan,
+    probes: &[GroupProbe],
     rules: &[String],
     start_command: &str,
     run_id: Option<&str>,
@@ -39,7 +39,7 @@ pub fn lr_find(
     })
 }
 
-fn probe(probe: &RateProbe) -> Value {
+fn probe(probe: &GroupProbe) -> Value {
     json!({
         "group": probe.group,
         "current_lr": number(probe.current_lr),

@@ -1,7 +1,7 @@
 //! `strata lr-find` for people: a terminal chart per probed group (smoothed loss against
 //! log10 of its rate), the table of suggestions, and the `strata start` line that uses them.
 
-use strata_proto::{RateProbe, RateProbePlan, RunConfig};
+use strata_proto::{GroupProbe, LrFindPlan, RunConfig};
 
 use crate::render::chart::{line_chart_over, Series};
 use crate::render::format::{plain_number, rate};
@@ -18,12 +18,12 @@ pub const SKIPPED_LAST_POINTS: usize = 5;
 pub const APPLIED_SUGGESTION: &str = "valley";
 
 /// The rate `--apply` gives a probed group, when its curve suggested one.
-pub fn applied_rate(probe: &RateProbe) -> Option<f64> {
+pub fn applied_rate(probe: &GroupProbe) -> Option<f64> {
     probe.valley
 }
 
 /// A probe's `(rate, smoothed loss)` points as fastai draws them.
-pub fn drawn_points(probe: &RateProbe) -> Vec<(f64, f64)> {
+pub fn drawn_points(probe: &GroupProbe) -> Vec<(f64, f64)> {
     let shown = probe.points.len().saturating_sub(SKIPPED_LAST_POINTS).max(
         // A curve cut that short is still worth seeing whole.
         probe.points.len().min(SKIPPED_LAST_POINTS + 1),
@@ -35,7 +35,7 @@ pub fn drawn_points(probe: &RateProbe) -> Vec<(f64, f64)> {
 }
 
 /// The smoothed loss of the point nearest to `lr` (for marking a suggestion on a curve).
-pub fn loss_near(probe: &RateProbe, lr: f64) -> Option<f64> {
+pub fn loss_near(probe: &GroupProbe, lr: f64) -> Option<f64> {
     probe
         .points
         .iter()
@@ -44,7 +44,7 @@ pub fn loss_near(probe: &RateProbe, lr: f64) -> Option<f64> {
 }
 
 /// The whole report: charts, table, skipped groups, and the start line.
-pub fn report(plan: &RateProbePlan, probes: &[RateProbe], start_command: &str) -> String {
+pub fn report(plan: &LrFindPlan, probes: &[GroupProbe], start_command: &str) -> String {
     let mut sections: Vec<String> = probes.iter().map(group_chart).collect();
     sections.push(suggestion_table(plan, probes));
     let mut notes = Vec::new();
@@ -83,7 +83,7 @@ pub fn report(plan: &RateProbePlan, probes: &[RateProbe], start_command: &str) -
     sections.join("\n\n")
 }
 
-fn group_chart(probe: &RateProbe) -> String {
+fn group_chart(probe: &GroupProbe) -> String {
     let log_points = |points: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
         points
             .into_iter()
@@ -124,7 +124,7 @@ fn group_chart(probe: &RateProbe) -> String {
 }
 
 /// One row per group of the model: its rate now and what each suggestion says.
-fn suggestion_table(plan: &RateProbePlan, probes: &[RateProbe]) -> String {
+fn suggestion_table(plan: &LrFindPlan, probes: &[GroupProbe]) -> String {
     let mut table = Table::new(&[
         ("group", Align::Left),
         ("current", Align::Right),
@@ -172,7 +172,7 @@ pub fn rule_rate(value: f64) -> String {
 }
 
 /// The `--layer-lr` rules `--apply` adds: each probed group with a suggestion at it.
-pub fn applied_rules(probes: &[RateProbe]) -> Vec<String> {
+pub fn applied_rules(probes: &[GroupProbe]) -> Vec<String> {
     probes
         .iter()
         .filter_map(|probe| {
@@ -298,10 +298,10 @@ mod tests {
 
     #[test]
     fn applied_rules_round_to_four_digits_and_skip_groups_without_a_suggestion() {
-        let probe = |group: &str, valley: Option<f64>| RateProbe {
+        let probe = |group: &str, valley: Option<f64>| GroupProbe {
             group: group.into(),
             valley,
-            ..RateProbe::default()
+            ..GroupProbe::default()
         };
         let rules = applied_rules(&[
             probe("layer0", Some(1.2345678e-4)),
@@ -320,14 +320,14 @@ mod tests {
                 smoothed_loss: 1.0,
             })
             .collect();
-        let probe = RateProbe {
+        let probe = GroupProbe {
             points: points.clone(),
-            ..RateProbe::default()
+            ..GroupProbe::default()
         };
         assert_eq!(drawn_points(&probe).len(), 15);
-        let short = RateProbe {
+        let short = GroupProbe {
             points: points[..4].to_vec(),
-            ..RateProbe::default()
+            ..GroupProbe::default()
         };
         assert_eq!(drawn_points(&short).len(), 4);
     }

@@ -5,10 +5,10 @@ use std::time::Duration;
 use strata_proto::strata_client::StrataClient;
 use strata_proto::{
     AnalysisThresholds, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
-    CompareRunsResponse, DeleteRunRequest, DeleteRunResponse, FindRatesEvent, FindRatesRequest,
-    GetRunRequest, GetRunResponse, GetServerInfoRequest, ListRunsRequest, ListRunsResponse,
-    ListWorkersRequest, ListWorkersResponse, ResumeRunRequest, ResumeRunResponse, ServerInfo,
-    StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
+    CompareRunsResponse, DeleteRunRequest, DeleteRunResponse, GetRunRequest, GetRunResponse,
+    GetServerInfoRequest, ListRunsRequest, ListRunsResponse, ListWorkersRequest,
+    ListWorkersResponse, LrFindEvent, LrFindRequest, ResumeRunRequest, ResumeRunResponse,
+    ServerInfo, StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
 };
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -233,11 +233,11 @@ impl Client {
 
     /// Runs a learning-rate range test per layer group: its plan, progress, then each group's
     /// result. Dropping the stream stops the test on the daemon.
-    pub async fn find_rates(
+    pub async fn lr_find(
         &self,
-        request: FindRatesRequest,
-    ) -> Result<tonic::Streaming<FindRatesEvent>, ClientError> {
-        Ok(self.grpc.clone().find_rates(request).await?.into_inner())
+        request: LrFindRequest,
+    ) -> Result<tonic::Streaming<LrFindEvent>, ClientError> {
+        Ok(self.grpc.clone().lr_find(request).await?.into_inner())
     }
 
     /// Stops a queued or running run.

@@ -8,9 +8,9 @@ mod epoch;
 mod event;
 mod facts;
 mod id;
+mod lr_find;
 pub mod numbers;
 mod outcome;
-mod rate_probe;
 mod run;
 mod status;
 mod step;
@@ -22,11 +22,11 @@ pub use event::{BatchProgress, RunEvent};
 pub use facts::{ColumnLeak, DataFacts, Leakage, LeakyColumn, TaskFacts, ValMetric};
 pub(crate) use id::{from_base32, scramble, SHORT_ID_CHARS, SHORT_ID_FLAG};
 pub use id::{RunId, RunIdTag, RUN_ID_TAG_BITS};
-pub use outcome::{Outcome, StopRequest};
-pub use rate_probe::{
-    ProbeProgress, RangeTest, RatePoint, RateProbe, SkippedGroup, Suggestions, DEFAULT_END_LR,
-    DEFAULT_PROBE_STEPS, DEFAULT_START_LR,
+pub use lr_find::{
+    GroupProbe, LrFindProgress, LrFindRange, RatePoint, SkippedGroup, Suggestions, DEFAULT_END_LR,
+    DEFAULT_LR_FIND_STEPS, DEFAULT_START_LR,
 };
+pub use outcome::{Outcome, StopRequest};
 pub use run::{
     group_rates, groups_in_order, largest_member, FrozenUntil, GroupRate, ParamInit, ParameterRate,
     RunOrigin, RunRecord, RunState, SweepTrial,

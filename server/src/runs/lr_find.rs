@@ -1,4 +1,4 @@
-//! The learning-rate range test per group (`FindRates`): the run's config prepared as a start
+//! The learning-rate range test per group (`LrFind`): the run's config prepared as a start
 //! prepares it, the groups to probe chosen, then the probe trained in a worker on a training slot
 //! (it competes with runs for `--max-concurrent-runs`) and streamed back. It stops when its client
 //! goes away or the daemon shuts down, and stores nothing.
@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::{prepare::Prepared, training::reason_for_clients, Runs};
 use crate::{
     domain::{
-        group_rates, FrozenUntil, GroupRate, Outcome, ProbeProgress, RangeTest, RateProbe,
+        group_rates, FrozenUntil, GroupProbe, GroupRate, LrFindProgress, LrFindRange, Outcome,
         RunConfig, SkippedGroup, StopRequest,
     },
     error::{Result, StrataError},
@@ -23,11 +23,11 @@ use crate::{
 };
 
 /// Fewest steps of a sweep (fastai raises `num_it` below 6 to 6: fewer leave no curve to read).
-pub const MIN_PROBE_STEPS: u32 = 6;
+pub const MIN_LR_FIND_STEPS: u32 = 6;
 /// Most steps of one group's sweep.
-pub const MAX_PROBE_STEPS: u32 = 2000;
+pub const MAX_LR_FIND_STEPS: u32 = 2000;
 /// Most steps of one whole probe, over all its groups: what one request may make the daemon train.
-pub const MAX_PROBE_STEPS_TOTAL: u64 = 20_000;
+pub const MAX_LR_FIND_STEPS_TOTAL: u64 = 20_000;
 /// Most `groups` patterns.
 const MAX_GROUP_PATTERNS: usize = 256;
 const MAX_GROUP_PATTERN_CHARS: usize = 1024;
@@ -37,9 +37,9 @@ const PROBE_PROGRESS_BUFFER: usize = 64;
 
 /// A range test to run.
 #[derive(Clone, Debug, Default)]
-pub struct FindRatesRequest {
+pub struct LrFindRequest {
     pub config: RunConfig,
-    pub range: RangeTest,
+    pub range: LrFindRange,
     /// Globs over group names: the groups to probe (empty: every group).
     pub groups: Vec<String>,
 }
@@ -47,18 +47,18 @@ pub struct FindRatesRequest {
 /// What a probe sends: its plan first, then progress and each group's result in the model's
 /// order; the stream ends after the last group.
 #[derive(Clone, Debug)]
-pub enum ProbeEvent {
-    Plan(Box<ProbePlan>),
-    Progress(ProbeProgress),
-    Probed(RateProbe),
+pub enum LrFindEvent {
+    Plan(Box<LrFindPlan>),
+    Progress(LrFindProgress),
+    Probed(GroupProbe),
 }
 
 /// What a probe will do, known before it trains.
 #[derive(Clone, Debug)]
-pub struct ProbePlan {
+pub struct LrFindPlan {
     /// The config with the daemon's defaults filled in, as a start would record it.
     pub config: RunConfig,
-    pub range: RangeTest,
+    pub range: LrFindRange,
     /// Every group of the model in order, at the rate the spec gives it.
     pub groups: Vec<GroupRate>,
     /// The groups to be probed, in order.
@@ -71,12 +71,12 @@ pub struct ProbePlan {
 impl Runs {
     /// Checks the request, prepares its run config and starts the probe; its events come on the
     /// returned channel, and an error there ends it.
-    pub async fn find_rates(
+    pub async fn lr_find(
         self: &Arc<Self>,
-        request: FindRatesRequest,
-    ) -> Result<mpsc::Receiver<Result<ProbeEvent>>> {
+        request: LrFindRequest,
+    ) -> Result<mpsc::Receiver<Result<LrFindEvent>>> {
         self.check_accepting()?;
-        let FindRatesRequest {
+        let LrFindRequest {
             config,
             range,
             groups,
@@ -88,7 +88,7 @@ impl Runs {
         let (tx, rx) = mpsc::channel(plan.probed.len() + PROBE_PROGRESS_BUFFER + 2);
         let probed = plan.probed.clone();
         // The channel is empty and larger than one event.
-        let _ = tx.try_send(Ok(ProbeEvent::Plan(Box::new(plan))));
+        let _ = tx.try_send(Ok(LrFindEvent::Plan(Box::new(plan))));
         let this = self.clone();
         self.tasks.spawn(async move {
             if let Err(err) = this.run_probe(prepared, range, probed, tx.clone()).await {
@@ -102,9 +102,9 @@ impl Runs {
     async fn run_probe(
         self: Arc<Self>,
         prepared: Prepared,
-        range: RangeTest,
+        range: LrFindRange,
         groups: Vec<String>,
-        events: mpsc::Sender<Result<ProbeEvent>>,
+        events: mpsc::Sender<Result<LrFindEvent>>,
     ) -> Result<()> {
         if let Some(why) = &prepared.remote_only {
             return Err(StrataError::invalid(
@@ -131,7 +131,7 @@ impl Runs {
             ))
         };
         let job = wire::Job {
-            kind: Some(wire::job::Kind::Probe(wire::ProbeJob {
+            kind: Some(wire::job::Kind::LrFind(wire::LrFindJob {
                 config: Some(prepared.spec.config.clone().into()),
                 parameters: prepared.rate_table().into_iter().map(Into::into).collect(),
                 start_lr: range.start_lr,
@@ -176,17 +176,17 @@ impl Runs {
             };
             use wire::worker_message::Message;
             match message {
-                Message::ProbeProgress(progress) => {
+                Message::LrFindProgress(progress) => {
                     // Progress never takes the room kept for the groups' results, so sending a
                     // result never waits on the client.
                     if events.capacity() > results + 1 {
                         let progress = probe_progress_from_wire(progress);
-                        let _ = events.try_send(Ok(ProbeEvent::Progress(progress)));
+                        let _ = events.try_send(Ok(LrFindEvent::Progress(progress)));
                     }
                 }
                 Message::Probed(probe) => {
                     let probe = probe_from_wire(probe).map_err(|why| failed(&why))?;
-                    let _ = events.send(Ok(ProbeEvent::Probed(probe))).await;
+                    let _ = events.send(Ok(LrFindEvent::Probed(probe))).await;
                 }
                 Message::Finished(finished) => {
                     let outcome = finished_from_wire(&finished, session.stop_requested());
@@ -214,7 +214,7 @@ impl Runs {
 }
 
 /// The sweep's range and length, as allowed.
-fn check_range(range: &RangeTest) -> Result<()> {
+fn check_range(range: &LrFindRange) -> Result<()> {
     let rate = "a positive rate below 1e6";
     finite_in("start_lr", range.start_lr, f64::MIN_POSITIVE, 1e6, rate)?;
     finite_in("end_lr", range.end_lr, f64::MIN_POSITIVE, 1e6, rate)?;
@@ -228,7 +228,7 @@ fn check_range(range: &RangeTest) -> Result<()> {
             ),
         ));
     }
-    in_range("steps", range.steps, MIN_PROBE_STEPS, MAX_PROBE_STEPS)?;
+    in_range("steps", range.steps, MIN_LR_FIND_STEPS, MAX_LR_FIND_STEPS)?;
     Ok(())
 }
 
@@ -255,8 +255,8 @@ fn parse_group_patterns(patterns: &[String]) -> Result<Vec<Glob>> {
 
 /// Which groups to probe: those the patterns name (all without patterns), less the frozen for
 /// good; refused when a pattern names no group, when nothing is left, or when the whole probe
-/// would train more than [`MAX_PROBE_STEPS_TOTAL`] steps.
-fn plan_probe(prepared: &Prepared, range: RangeTest, patterns: &[Glob]) -> Result<ProbePlan> {
+/// would train more than [`MAX_LR_FIND_STEPS_TOTAL`] steps.
+fn plan_probe(prepared: &Prepared, range: LrFindRange, patterns: &[Glob]) -> Result<LrFindPlan> {
     let groups = group_rates(&prepared.rate_table());
     let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
     for (i, pattern) in patterns.iter().enumerate() {
@@ -291,17 +291,17 @@ fn plan_probe(prepared: &Prepared, range: RangeTest, patterns: &[Glob]) -> Resul
         ));
     }
     let total = u64::from(range.steps) * probed.len() as u64;
-    if total > MAX_PROBE_STEPS_TOTAL {
+    if total > MAX_LR_FIND_STEPS_TOTAL {
         return Err(StrataError::invalid(
             "steps",
             format!(
-                "{} steps × {} groups = {total} training steps; at most {MAX_PROBE_STEPS_TOTAL} are allowed per probe — lower --steps or probe fewer groups with --group",
+                "{} steps × {} groups = {total} training steps; at most {MAX_LR_FIND_STEPS_TOTAL} are allowed per probe — lower --steps or probe fewer groups with --group",
                 range.steps,
                 probed.len()
             ),
         ));
     }
-    Ok(ProbePlan {
+    Ok(LrFindPlan {
         config: prepared.spec.config.clone(),
         range,
         groups,
@@ -317,10 +317,10 @@ mod tests {
 
     #[test]
     fn the_range_is_checked_before_anything_is_prepared() {
-        assert!(check_range(&RangeTest::default()).is_ok());
+        assert!(check_range(&LrFindRange::default()).is_ok());
         let bad = [
             (
-                RangeTest {
+                LrFindRange {
                     start_lr: 1.0,
                     end_lr: 1.0,
                     steps: 100,
@@ -328,29 +328,29 @@ mod tests {
                 "end_lr",
             ),
             (
-                RangeTest {
+                LrFindRange {
                     start_lr: 0.0,
                     ..Default::default()
                 },
                 "start_lr",
             ),
             (
-                RangeTest {
+                LrFindRange {
                     end_lr: f64::NAN,
                     ..Default::default()
                 },
                 "end_lr",
             ),
             (
-                RangeTest {
+                LrFindRange {
                     steps: 0,
                     ..Default::default()
                 },
                 "steps",
             ),
             (
-                RangeTest {
-                    steps: MAX_PROBE_STEPS + 1,
+                LrFindRange {
+                    steps: MAX_LR_FIND_STEPS + 1,
                     ..Default::default()
                 },
                 "steps",

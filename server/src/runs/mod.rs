@@ -51,8 +51,8 @@ pub use self::external::{
 };
 pub use self::live::{CHANGES_BUFFER_EVENTS, WATCH_BUFFER_EVENTS};
 pub use self::lr_find::{
-    FindRatesRequest, ProbeEvent, ProbePlan, MAX_PROBE_STEPS, MAX_PROBE_STEPS_TOTAL,
-    MIN_PROBE_STEPS,
+    LrFindEvent, LrFindPlan, LrFindRequest, MAX_LR_FIND_STEPS, MAX_LR_FIND_STEPS_TOTAL,
+    MIN_LR_FIND_STEPS,
 };
 pub use self::steps::{LoggedSteps, RunSteps, MAX_RUN_STEP_VALUES, MAX_STEPS_PER_BATCH};
 pub use self::thinning::{

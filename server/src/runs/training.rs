@@ -561,7 +561,7 @@ impl Runs {
             }
             Message::Hello(_)
             | Message::Heartbeat(_)
-            | Message::ProbeProgress(_)
+            | Message::LrFindProgress(_)
             | Message::Probed(_)
             | Message::Described(_) => {
                 return Err("the worker sent a message that is no part of training a run".into())

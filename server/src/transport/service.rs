@@ -5,10 +5,10 @@ use std::{pin::Pin, sync::Arc};
 use strata_proto::{
     strata_server::Strata, CancelRunRequest, CancelRunResponse, CompareRunsRequest,
     CompareRunsResponse, CreateRunRequest, CreateRunResponse, DeleteRunRequest, DeleteRunResponse,
-    FindRatesEvent, FindRatesRequest, FinishRunRequest, FinishRunResponse, GetRunRequest,
-    GetRunResponse, GetRunStepsRequest, GetRunStepsResponse, GetServerInfoRequest, ListRunsRequest,
-    ListRunsResponse, ListWorkersRequest, ListWorkersResponse, LogEpochsRequest, LogEpochsResponse,
-    LogStepsRequest, LogStepsResponse, ResumeRunRequest, ResumeRunResponse, ServerInfo,
+    FinishRunRequest, FinishRunResponse, GetRunRequest, GetRunResponse, GetRunStepsRequest,
+    GetRunStepsResponse, GetServerInfoRequest, ListRunsRequest, ListRunsResponse,
+    ListWorkersRequest, ListWorkersResponse, LogEpochsRequest, LogEpochsResponse, LogStepsRequest,
+    LogStepsResponse, LrFindEvent, LrFindRequest, ResumeRunRequest, ResumeRunResponse, ServerInfo,
     StartRunRequest, StartRunResponse, WatchEvent, WatchRunRequest,
 };
 use tokio_stream::{Stream, StreamExt};
@@ -16,8 +16,8 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::runs::{
-    CreateExternal, EpochsWanted, FindRatesRequest as RangeTestRequest, ListFilter, LoggedEpoch,
-    Runs, StartRequest,
+    CreateExternal, EpochsWanted, ListFilter, LoggedEpoch, LrFindRequest as LrFindJobRequest, Runs,
+    StartRequest,
 };
 
 pub struct StrataService {
@@ -32,7 +32,7 @@ impl StrataService {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send + 'static>>;
-type FindRatesStream = Pin<Box<dyn Stream<Item = Result<FindRatesEvent, Status>> + Send + 'static>>;
+type LrFindStream = Pin<Box<dyn Stream<Item = Result<LrFindEvent, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Strata for StrataService {
@@ -91,17 +91,17 @@ impl Strata for StrataService {
         Ok(Response::new(Box::pin(events)))
     }
 
-    type FindRatesStream = FindRatesStream;
+    type LrFindStream = LrFindStream;
 
-    async fn find_rates(
+    async fn lr_find(
         &self,
-        request: Request<FindRatesRequest>,
-    ) -> Result<Response<Self::FindRatesStream>, Status> {
-        let request = RangeTestRequest::try_from(request.into_inner())?;
-        let events = self.runs.find_rates(request).await?;
+        request: Request<LrFindRequest>,
+    ) -> Result<Response<Self::LrFindStream>, Status> {
+        let request = LrFindJobRequest::try_from(request.into_inner())?;
+        let events = self.runs.lr_find(request).await?;
         let events = tokio_stream::wrappers::ReceiverStream::new(events).map(|event| {
             event
-                .map(convert::probe_event_to_proto)
+                .map(convert::lr_find_event_to_proto)
                 .map_err(Status::from)
         });
         Ok(Response::new(Box::pin(events)))

@@ -8,8 +8,8 @@ use strata_proto::worker::v1 as wire;
 
 use crate::{
     domain::{
-        BatchProgress, EpochMetrics, FrozenUntil, GroupStats, Outcome, ProbeProgress, RatePoint,
-        RateProbe, StopRequest, Suggestions, TaskFacts,
+        BatchProgress, EpochMetrics, FrozenUntil, GroupProbe, GroupStats, LrFindProgress, Outcome,
+        RatePoint, StopRequest, Suggestions, TaskFacts,
     },
     spec::rates::{ParamInfo, ResolvedParam},
 };
@@ -30,7 +30,7 @@ pub const MAX_PROGRESS_BATCHES: usize = 1000;
 pub const PROGRESS_GATHER: std::time::Duration = std::time::Duration::from_millis(25);
 /// Most layer groups an epoch from a worker may have.
 const MAX_EPOCH_GROUPS: usize = 100_000;
-/// Most points a range test's group may have (its steps, [`crate::runs::MAX_PROBE_STEPS`]).
+/// Most points a range test's group may have (its steps, [`crate::runs::MAX_LR_FIND_STEPS`]).
 const MAX_PROBE_POINTS: usize = 2000;
 
 /// An epoch as a worker sends it.
@@ -146,21 +146,21 @@ fn point_from_wire(point: Option<proto::RatePoint>) -> RatePoint {
     }
 }
 
-pub fn probe_progress_from_wire(p: proto::RateProbeProgress) -> ProbeProgress {
-    let proto::RateProbeProgress {
+pub fn probe_progress_from_wire(p: proto::LrFindProgress) -> LrFindProgress {
+    let proto::LrFindProgress {
         group_index,
         step,
         point,
     } = p;
-    ProbeProgress {
+    LrFindProgress {
         group_index,
         step,
         point: point_from_wire(point),
     }
 }
 
-pub fn probe_from_wire(p: proto::RateProbe) -> Result<RateProbe, String> {
-    let proto::RateProbe {
+pub fn probe_from_wire(p: proto::GroupProbe) -> Result<GroupProbe, String> {
+    let proto::GroupProbe {
         group,
         current_lr,
         points,
@@ -175,7 +175,7 @@ pub fn probe_from_wire(p: proto::RateProbe) -> Result<RateProbe, String> {
             points.len()
         ));
     }
-    Ok(RateProbe {
+    Ok(GroupProbe {
         group,
         current_lr,
         points: points

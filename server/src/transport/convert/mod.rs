@@ -7,13 +7,13 @@ mod config;
 mod events;
 mod external;
 mod leakage;
-mod rate_probe;
+mod lr_find;
 mod run;
 
 pub use analysis::thresholds;
 pub use events::event_to_proto;
 pub use external::external_end;
-pub use rate_probe::probe_event_to_proto;
+pub use lr_find::lr_find_event_to_proto;
 pub use run::{epoch_to_proto, status_to_proto};
 
 /// A connected remote worker as `ListWorkers` answers it.

@@ -10,7 +10,7 @@
 pub mod suggest;
 
 use strata_server::{
-    domain::{groups_in_order, largest_member, ProbeProgress, RangeTest, RatePoint, RateProbe},
+    domain::{groups_in_order, largest_member, GroupProbe, LrFindProgress, LrFindRange, RatePoint},
     spec::{rates::ResolvedParam, RunSpec, Task},
     train::data::SeededRng,
 };
@@ -30,43 +30,43 @@ use suggest::{diverged, suggestions, SmoothedLoss};
 const PROGRESS_EVENTS_PER_GROUP: u32 = 50;
 
 /// Everything a probe needs, and where it reports.
-pub struct ProbeJob<'a> {
+pub struct LrFindJob<'a> {
     pub spec: &'a RunSpec,
     pub resolved: &'a [ResolvedParam],
     pub device: Device,
     /// A fine-tune's source checkpoint (its matching parameters and its feature scaling).
     pub init_from: Option<&'a Checkpoint>,
-    pub range: RangeTest,
+    pub range: LrFindRange,
     /// The groups to probe, in the model's order.
     pub groups: &'a [String],
     /// Asked before every step: stop now (the client went away, or the daemon is stopping).
     pub stop: &'a dyn Fn() -> bool,
-    pub progress: &'a dyn Fn(ProbeProgress),
+    pub progress: &'a dyn Fn(LrFindProgress),
     /// Each group's probe, as soon as it is done.
-    pub probed: &'a dyn Fn(RateProbe),
+    pub probed: &'a dyn Fn(GroupProbe),
 }
 
 /// Why a probe ended before every group was probed.
 #[derive(Debug)]
-pub enum ProbeHalt {
+pub enum LrFindHalt {
     Stopped,
     Failed(String),
 }
 
-impl From<TchError> for ProbeHalt {
+impl From<TchError> for LrFindHalt {
     fn from(err: TchError) -> Self {
-        ProbeHalt::Failed(format!("libtorch: {err}"))
+        LrFindHalt::Failed(format!("libtorch: {err}"))
     }
 }
 
-impl From<strata_server::error::StrataError> for ProbeHalt {
+impl From<strata_server::error::StrataError> for LrFindHalt {
     fn from(err: strata_server::error::StrataError) -> Self {
-        ProbeHalt::Failed(err.to_string())
+        LrFindHalt::Failed(err.to_string())
     }
 }
 
 /// Probes every group of the job in turn (blocking). Never panics on libtorch errors.
-pub fn find_rates(job: &ProbeJob<'_>) -> Result<(), ProbeHalt> {
+pub fn lr_find(job: &LrFindJob<'_>) -> Result<(), LrFindHalt> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe_all(job))) {
         Ok(result) => result,
         Err(panic) => {
@@ -75,17 +75,17 @@ pub fn find_rates(job: &ProbeJob<'_>) -> Result<(), ProbeHalt> {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(ProbeHalt::Failed(format!("a panic: {what}")))
+            Err(LrFindHalt::Failed(format!("a panic: {what}")))
         }
     }
 }
 
-fn probe_all(job: &ProbeJob<'_>) -> Result<(), ProbeHalt> {
+fn probe_all(job: &LrFindJob<'_>) -> Result<(), LrFindHalt> {
     let mut bench = Bench::new(job)?;
     let groups = groups_in_order(job.resolved, |p| &p.info.group);
     for (index, name) in job.groups.iter().enumerate() {
         let Some((_, members)) = groups.iter().find(|(group, _)| group == name) else {
-            return Err(ProbeHalt::Failed(format!("the model has no group {name}")));
+            return Err(LrFindHalt::Failed(format!("the model has no group {name}")));
         };
         let probe = bench.probe(index as u32, name, members)?;
         (job.probed)(probe);
@@ -95,7 +95,7 @@ fn probe_all(job: &ProbeJob<'_>) -> Result<(), ProbeHalt> {
 
 /// The model, its data and its initial weights: what every group's sweep starts from.
 struct Bench<'a> {
-    job: &'a ProbeJob<'a>,
+    job: &'a LrFindJob<'a>,
     data: Dataset,
     model: Model,
     initial: Vec<Tensor>,
@@ -105,7 +105,7 @@ struct Bench<'a> {
 impl<'a> Bench<'a> {
     /// Loads the data and builds the model as a run of this spec starts (a fine-tune from its
     /// source's weights and scaling).
-    fn new(job: &'a ProbeJob<'a>) -> Result<Self, ProbeHalt> {
+    fn new(job: &'a LrFindJob<'a>) -> Result<Self, LrFindHalt> {
         let spec = job.spec;
         let source = job.init_from;
         let reuse = source.and_then(Checkpoint::standardization);
@@ -124,7 +124,7 @@ impl<'a> Bench<'a> {
         if let Some(source) = source {
             source
                 .load_matching(model.parameters())
-                .map_err(ProbeHalt::Failed)?;
+                .map_err(LrFindHalt::Failed)?;
         }
         let initial = model
             .parameters()
@@ -146,7 +146,7 @@ impl<'a> Bench<'a> {
         group_index: u32,
         name: &str,
         members: &[usize],
-    ) -> Result<RateProbe, ProbeHalt> {
+    ) -> Result<GroupProbe, LrFindHalt> {
         let job = self.job;
         let range = job.range;
         self.restore_initial_weights()?;
@@ -174,7 +174,7 @@ impl<'a> Bench<'a> {
         let mut stopped_early = false;
         for step in 0..range.steps {
             if (job.stop)() {
-                return Err(ProbeHalt::Stopped);
+                return Err(LrFindHalt::Stopped);
             }
             let lr = range.rate_at(step);
             for &member in members {
@@ -190,7 +190,7 @@ impl<'a> Bench<'a> {
             let runaway = diverged(point.smoothed, &mut best);
             let last = runaway || step + 1 == range.steps;
             if last || is_progress_step(step, range.steps) {
-                (job.progress)(ProbeProgress {
+                (job.progress)(LrFindProgress {
                     group_index,
                     step: step + 1,
                     point,
@@ -202,7 +202,7 @@ impl<'a> Bench<'a> {
             }
         }
         let main = largest_member(job.resolved, members, |p| p.info.shape.iter().product());
-        Ok(RateProbe {
+        Ok(GroupProbe {
             group: name.to_string(),
             current_lr: job.resolved[main].lr,
             suggestions: suggestions(&points, range.steps),
@@ -241,7 +241,7 @@ impl<'a> Bench<'a> {
         optimizer: &mut Optimizer,
         batches: &mut Batches,
         frozen: &[bool],
-    ) -> Result<f64, ProbeHalt> {
+    ) -> Result<f64, LrFindHalt> {
         let idx = batches.next(self.job.device)?;
         let x = self.data.train_x.f_index_select(0, &idx)?;
         let y = self.data.train_y.f_index_select(0, &idx)?;
@@ -319,7 +319,7 @@ mod tests {
 
     #[test]
     fn the_sweep_follows_fastais_exponential_schedule() {
-        let range = RangeTest::default();
+        let range = LrFindRange::default();
         assert_eq!(range.rate_at(0), 1e-7);
         // SchedExp(1e-7, 10)(i/100): one decade every 12.5 steps, 10 not reached.
         assert!((range.rate_at(50) / 1e-3 - 1.0).abs() < 1e-9);

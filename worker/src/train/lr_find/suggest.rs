@@ -121,7 +121,7 @@ mod tests {
     /// A curve of `steps` points with rates from 1e-7 to 10 as a sweep takes them, and the
     /// given smoothed losses.
     fn curve(losses: &[f64]) -> Vec<RatePoint> {
-        let test = strata_server::domain::RangeTest {
+        let test = strata_server::domain::LrFindRange {
             steps: losses.len() as u32,
             ..Default::default()
         };

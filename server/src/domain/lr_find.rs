@@ -4,29 +4,29 @@
 /// fastai's `lr_find(start_lr=1e-7, end_lr=10, num_it=100)`.
 pub const DEFAULT_START_LR: f64 = 1e-7;
 pub const DEFAULT_END_LR: f64 = 10.0;
-pub const DEFAULT_PROBE_STEPS: u32 = 100;
+pub const DEFAULT_LR_FIND_STEPS: u32 = 100;
 
 /// How one group's rate is swept: exponentially from `start_lr` to `end_lr` over `steps`
 /// optimizer steps (step `i`, from 0, at `start_lr · (end_lr/start_lr)^(i/steps)`, as fastai's
 /// `SchedExp`), stopping early once the smoothed loss exceeds 4× its best.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RangeTest {
+pub struct LrFindRange {
     pub start_lr: f64,
     pub end_lr: f64,
     pub steps: u32,
 }
 
-impl Default for RangeTest {
+impl Default for LrFindRange {
     fn default() -> Self {
-        RangeTest {
+        LrFindRange {
             start_lr: DEFAULT_START_LR,
             end_lr: DEFAULT_END_LR,
-            steps: DEFAULT_PROBE_STEPS,
+            steps: DEFAULT_LR_FIND_STEPS,
         }
     }
 }
 
-impl RangeTest {
+impl LrFindRange {
     /// The rate of step `step` (from 0).
     pub fn rate_at(&self, step: u32) -> f64 {
         self.start_lr * (self.end_lr / self.start_lr).powf(f64::from(step) / f64::from(self.steps))
@@ -59,7 +59,7 @@ pub struct Suggestions {
 
 /// What probing one group found.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RateProbe {
+pub struct GroupProbe {
     pub group: String,
     /// The rate the spec gives the group (its largest parameter's).
     pub current_lr: f64,
@@ -80,7 +80,7 @@ pub struct SkippedGroup {
 
 /// One sampled step of the group being probed, for live progress.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ProbeProgress {
+pub struct LrFindProgress {
     /// Index of the group among the probed ones, from 0.
     pub group_index: u32,
     /// Steps taken so far in this group (from 1).

@@ -4,18 +4,18 @@ use strata_proto as proto;
 
 use crate::{
     domain::{
-        ProbeProgress, RangeTest, RatePoint, RateProbe, SkippedGroup, Suggestions, DEFAULT_END_LR,
-        DEFAULT_PROBE_STEPS, DEFAULT_START_LR,
+        GroupProbe, LrFindProgress, LrFindRange, RatePoint, SkippedGroup, Suggestions,
+        DEFAULT_END_LR, DEFAULT_LR_FIND_STEPS, DEFAULT_START_LR,
     },
     error::StrataError,
-    runs::{FindRatesRequest, ProbeEvent, ProbePlan},
+    runs::{LrFindEvent, LrFindPlan, LrFindRequest},
 };
 
-impl TryFrom<proto::FindRatesRequest> for FindRatesRequest {
+impl TryFrom<proto::LrFindRequest> for LrFindRequest {
     type Error = StrataError;
 
-    fn try_from(request: proto::FindRatesRequest) -> Result<Self, StrataError> {
-        let proto::FindRatesRequest {
+    fn try_from(request: proto::LrFindRequest) -> Result<Self, StrataError> {
+        let proto::LrFindRequest {
             config,
             start_lr,
             end_lr,
@@ -23,31 +23,31 @@ impl TryFrom<proto::FindRatesRequest> for FindRatesRequest {
             groups,
         } = request;
         let config = config.ok_or_else(|| StrataError::invalid("config", "required"))?;
-        Ok(FindRatesRequest {
+        Ok(LrFindRequest {
             config: config.into(),
-            range: RangeTest {
+            range: LrFindRange {
                 start_lr: start_lr.unwrap_or(DEFAULT_START_LR),
                 end_lr: end_lr.unwrap_or(DEFAULT_END_LR),
-                steps: steps.unwrap_or(DEFAULT_PROBE_STEPS),
+                steps: steps.unwrap_or(DEFAULT_LR_FIND_STEPS),
             },
             groups,
         })
     }
 }
 
-pub fn probe_event_to_proto(event: ProbeEvent) -> proto::FindRatesEvent {
-    use proto::find_rates_event::Event;
+pub fn lr_find_event_to_proto(event: LrFindEvent) -> proto::LrFindEvent {
+    use proto::lr_find_event::Event;
     let event = match event {
-        ProbeEvent::Plan(plan) => Event::Plan((*plan).into()),
-        ProbeEvent::Progress(progress) => Event::Progress(progress.into()),
-        ProbeEvent::Probed(probe) => Event::Probe(probe.into()),
+        LrFindEvent::Plan(plan) => Event::Plan((*plan).into()),
+        LrFindEvent::Progress(progress) => Event::Progress(progress.into()),
+        LrFindEvent::Probed(probe) => Event::Probe(probe.into()),
     };
-    proto::FindRatesEvent { event: Some(event) }
+    proto::LrFindEvent { event: Some(event) }
 }
 
-impl From<ProbePlan> for proto::RateProbePlan {
-    fn from(plan: ProbePlan) -> Self {
-        let ProbePlan {
+impl From<LrFindPlan> for proto::LrFindPlan {
+    fn from(plan: LrFindPlan) -> Self {
+        let LrFindPlan {
             config,
             range,
             groups,
@@ -55,12 +55,12 @@ impl From<ProbePlan> for proto::RateProbePlan {
             skipped,
             warnings,
         } = plan;
-        let RangeTest {
+        let LrFindRange {
             start_lr,
             end_lr,
             steps,
         } = range;
-        proto::RateProbePlan {
+        proto::LrFindPlan {
             config: Some(config.into()),
             start_lr,
             end_lr,
@@ -85,14 +85,14 @@ fn point_to_proto(point: RatePoint) -> proto::RatePoint {
     }
 }
 
-impl From<ProbeProgress> for proto::RateProbeProgress {
-    fn from(progress: ProbeProgress) -> Self {
-        let ProbeProgress {
+impl From<LrFindProgress> for proto::LrFindProgress {
+    fn from(progress: LrFindProgress) -> Self {
+        let LrFindProgress {
             group_index,
             step,
             point,
         } = progress;
-        proto::RateProbeProgress {
+        proto::LrFindProgress {
             group_index,
             step,
             point: Some(point_to_proto(point)),
@@ -100,9 +100,9 @@ impl From<ProbeProgress> for proto::RateProbeProgress {
     }
 }
 
-impl From<RateProbe> for proto::RateProbe {
-    fn from(probe: RateProbe) -> Self {
-        let RateProbe {
+impl From<GroupProbe> for proto::GroupProbe {
+    fn from(probe: GroupProbe) -> Self {
+        let GroupProbe {
             group,
             current_lr,
             points,
@@ -114,7 +114,7 @@ impl From<RateProbe> for proto::RateProbe {
                     valley,
                 },
         } = probe;
-        proto::RateProbe {
+        proto::GroupProbe {
             group,
             current_lr,
             points: points.into_iter().map(point_to_proto).collect(),
