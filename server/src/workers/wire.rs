@@ -75,27 +75,7 @@ pub fn epoch_from_wire(epoch: proto::EpochRecord) -> Result<EpochMetrics, String
     if groups.len() > MAX_EPOCH_GROUPS {
         return Err(format!("epoch {epoch} came with {} groups", groups.len()));
     }
-    let groups = groups
-        .into_iter()
-        .map(|g| {
-            let proto::GroupEpochStats {
-                name,
-                lr,
-                grad_norm,
-                weight_norm,
-                update_ratio,
-                frozen,
-            } = g;
-            GroupStats {
-                name,
-                lr,
-                grad_norm,
-                weight_norm,
-                update_ratio,
-                frozen,
-            }
-        })
-        .collect();
+    let groups = groups.into_iter().map(GroupStats::from).collect();
     Ok(EpochMetrics {
         epoch,
         train_loss,

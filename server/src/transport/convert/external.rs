@@ -93,27 +93,7 @@ impl TryFrom<proto::EpochRecord> for LoggedEpoch {
             None => (None, f64::NAN),
         };
         let val_loss = if no_validation { f64::NAN } else { val_loss };
-        let groups = groups
-            .into_iter()
-            .map(|g| {
-                let proto::GroupEpochStats {
-                    name,
-                    lr,
-                    grad_norm,
-                    weight_norm,
-                    update_ratio,
-                    frozen,
-                } = g;
-                GroupStats {
-                    name,
-                    lr,
-                    grad_norm,
-                    weight_norm,
-                    update_ratio,
-                    frozen,
-                }
-            })
-            .collect();
+        let groups = groups.into_iter().map(GroupStats::from).collect();
         Ok(LoggedEpoch {
             metrics: EpochMetrics {
                 epoch,

@@ -160,6 +160,29 @@ impl From<GroupStats> for proto::GroupEpochStats {
     }
 }
 
+/// A group's epoch record as a client (or a worker) sends it: taken as it is (its checks are the
+/// caller's: an external run's ranges, a worker's bounds).
+impl From<proto::GroupEpochStats> for GroupStats {
+    fn from(g: proto::GroupEpochStats) -> Self {
+        let proto::GroupEpochStats {
+            name,
+            lr,
+            grad_norm,
+            weight_norm,
+            update_ratio,
+            frozen,
+        } = g;
+        GroupStats {
+            name,
+            lr,
+            grad_norm,
+            weight_norm,
+            update_ratio,
+            frozen,
+        }
+    }
+}
+
 /// An epoch on the wire, its validation metric named as the run's task says.
 pub fn epoch_to_proto(e: EpochMetrics, metric: ValMetric) -> proto::EpochRecord {
     let EpochMetrics {
