@@ -571,3 +571,27 @@ pub async fn start_config(
         .expect("start")
         .run_id
 }
+
+/// Polls `run` (every 20 ms, for at most 300 s) until `done` says it is as wanted; the run as it
+/// then is. `what` names the wait in the failure.
+pub async fn wait_until(
+    client: &strata_client::Client,
+    run: &str,
+    what: &str,
+    done: impl Fn(&strata_proto::Run) -> bool,
+) -> strata_proto::Run {
+    let started = std::time::Instant::now();
+    loop {
+        let now = client.get_run(run).await.expect("get").run.expect("run");
+        if done(&now) {
+            return now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "run {run} never {what}: it is {:?} ({})",
+            now.status(),
+            now.reason
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 use strata_client::Client;
-use strata_e2e::{remote::RemoteWorker, Daemon};
+use strata_e2e::{remote::RemoteWorker, wait_until, Daemon};
 use strata_proto::{RunConfig, RunStatus, StartRunRequest};
 
 /// Bounds that only turn a hang into a failure.
@@ -110,28 +110,6 @@ async fn start(client: &Client, config: RunConfig) -> String {
         .await
         .expect("start")
         .run_id
-}
-
-async fn wait_until(
-    client: &Client,
-    run: &str,
-    what: &str,
-    done: impl Fn(&strata_proto::Run) -> bool,
-) -> strata_proto::Run {
-    let started = Instant::now();
-    loop {
-        let now = client.get_run(run).await.expect("get").run.expect("run");
-        if done(&now) {
-            return now;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "run {run} never {what}: {} {}",
-            now.status,
-            now.reason
-        );
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 async fn completed(client: &Client, run: &str) -> Vec<u32> {

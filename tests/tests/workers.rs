@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use strata_client::Client;
-use strata_e2e::{long_config, start_config, Daemon};
+use strata_e2e::{long_config, start_config, wait_until, Daemon};
 use strata_proto::{watch_event::Event, RunConfig, RunStatus};
 
 /// Bounds that only turn a hang into a failure.
@@ -20,29 +20,6 @@ async fn state(client: &Client, run: &str) -> (strata_proto::Run, Vec<u32>) {
     let got = client.get_run_every_epoch(run).await.expect("get");
     let epochs = got.epochs.iter().map(|e| e.epoch).collect();
     (got.run.expect("the run"), epochs)
-}
-
-/// Polls `run` until `done` says it is as wanted.
-async fn wait_until(
-    client: &Client,
-    run: &str,
-    what: &str,
-    done: impl Fn(&strata_proto::Run) -> bool,
-) -> strata_proto::Run {
-    let started = Instant::now();
-    loop {
-        let run_now = client.get_run(run).await.expect("get").run.expect("run");
-        if done(&run_now) {
-            return run_now;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "run {run} never {what}: it is {} ({})",
-            run_now.status().label(),
-            run_now.reason
-        );
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// The worker training `run`, once it has stored at least `epochs` epochs.
