@@ -242,7 +242,9 @@ pub fn epoch(epoch: &EpochMetrics, metric: ValMetric) -> Value {
 }
 
 /// `{"verdict","reason","best_epoch","best_val_loss","gap_at_best","gap_final","gap_trend",
-/// "epochs_to_converge","final_train_loss","final_val_loss","epochs","groups":[...]}`.
+/// "epochs_to_converge","final_train_loss","final_val_loss","epochs","groups":[...],
+/// "key_epochs":{"best","overfitting_from","bounces":[...]}}` (`best` 0 and `overfitting_from`
+/// null when there is none).
 pub fn analysis(analysis: &RunAnalysis) -> Value {
     json!({
         "verdict": analysis.verdict.label(),
@@ -257,6 +259,11 @@ pub fn analysis(analysis: &RunAnalysis) -> Value {
         "final_val_loss": number(analysis.final_val_loss),
         "epochs": analysis.epochs,
         "groups": analysis.groups.iter().map(group_diagnosis).collect::<Vec<_>>(),
+        "key_epochs": {
+            "best": analysis.best_epoch,
+            "overfitting_from": analysis.key_epochs.overfitting_from,
+            "bounces": analysis.key_epochs.bounces,
+        },
     })
 }
 

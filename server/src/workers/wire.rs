@@ -335,6 +335,7 @@ mod tests {
                 frozen: false,
             }],
             extra: Default::default(),
+            no_validation: false,
         };
         let back = epoch_from_wire(epoch_to_wire(&epoch)).unwrap();
         assert_eq!(back.train_loss.to_bits(), epoch.train_loss.to_bits());
