@@ -25,6 +25,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("runs.js", "text/javascript", include_str!("assets/runs.js")),
     ("run.js", "text/javascript", include_str!("assets/run.js")),
     (
+        "charts.js",
+        "text/javascript",
+        include_str!("assets/charts.js"),
+    ),
+    (
         "compare.js",
         "text/javascript",
         include_str!("assets/compare.js"),

@@ -93,6 +93,7 @@ pub fn run_detail(detail: &RunDetail, with_epochs: bool) -> Value {
         "groups": run.groups().iter().map(group_rate).collect::<Vec<_>>(),
         "task": task_label(run.facts.task),
         "baseline_loss": run.facts.task.baseline_loss().map_or(Value::Null, number),
+        "steps_per_epoch": number(run.facts.steps()),
         "device": run.device,
         "queue_position": detail.state.queue_position,
         "worker_pid": detail.state.worker_pid,
