@@ -12,6 +12,7 @@ mod compare;
 mod curves;
 mod groups;
 mod harm;
+pub mod sweep;
 pub(crate) mod text;
 mod thresholds;
 mod twin;

@@ -35,6 +35,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("assets/compare.js"),
     ),
     (
+        "sweep.js",
+        "text/javascript",
+        include_str!("assets/sweep.js"),
+    ),
+    (
         "uPlot.iife.min.js",
         "text/javascript",
         include_str!("assets/vendor/uPlot.iife.min.js"),
@@ -62,6 +67,11 @@ pub async fn run_page(Path(run): Path<String>) -> Result<Response, ApiError> {
 
 pub async fn compare_page() -> Response {
     html(include_str!("assets/compare.html"))
+}
+
+/// The sweep page; the sweep itself is read by its script.
+pub async fn sweep_page() -> Response {
+    html(include_str!("assets/sweep.html"))
 }
 
 pub async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {

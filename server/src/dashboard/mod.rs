@@ -6,6 +6,7 @@
 //!   fan-out `strata watch` uses, and the daemon-wide feed of changed runs;
 //! - [`access`]: the token (a cookie once `?token=` was given), the loopback Host check, and the
 //!   headers every response carries;
+//! - [`sweep`]: a sweep's trials, each setting's effect and the recommendation, from the store;
 //! - [`assets`]: the pages, scripts and the vendored chart library, compiled into the binary;
 //! - [`json`]: domain types as the browser reads them (the CLI's `--json` field names).
 
@@ -14,6 +15,7 @@ mod api;
 mod assets;
 mod events;
 mod json;
+mod sweep;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -256,11 +258,13 @@ fn router(runs: Arc<Runs>, token: Option<String>, https: bool, bound: SocketAddr
         .route("/", get(assets::runs_page))
         .route("/runs/{run}", get(assets::run_page))
         .route("/compare", get(assets::compare_page))
+        .route("/sweeps/{sweep}", get(assets::sweep_page))
         .route("/assets/{file}", get(assets::asset))
         .route("/api/runs", get(api::list))
         .route("/api/runs/{run}", get(api::run))
         .route("/api/runs/{run}/steps", get(api::run_steps))
         .route("/api/compare", get(api::compare))
+        .route("/api/sweeps/{sweep}", get(sweep::sweep))
         .route("/api/runs/{run}/events", get(events::run_events))
         .route("/api/events", get(events::changes))
         .fallback(api::not_found)

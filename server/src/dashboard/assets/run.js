@@ -264,7 +264,7 @@ function renderSummary(run) {
       `The charts show an even spread of ${run.max_epochs} of its epochs (the first, the best and the last among them); strata export writes them all.`) : "",
     run.tags.length ? strata.el("div", { class: "muted" }, `tags: ${run.tags.join(", ")}`) : "",
     run.sweep ? strata.el("div", { class: "muted" }, "trial ", String(run.sweep.trial), " of sweep ",
-      strata.el("a", { href: `/?sweep=${encodeURIComponent(run.sweep.sweep_id)}` }, run.sweep.sweep_id),
+      strata.el("a", { href: `/sweeps/${encodeURIComponent(run.sweep.sweep_id)}` }, run.sweep.sweep_id),
       `: ${settingsText(run.sweep)}`) : "",
   );
   $("verdict").textContent = run.epochs_done ? a.reason : "No epochs yet.";

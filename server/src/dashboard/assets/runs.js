@@ -147,9 +147,9 @@ function cell(run, column) {
     case "rates": return strata.el("span", { title: ratesText(run.rates, true) }, ratesText(run.rates));
     case "tags": return run.tags.join(", ");
     case "sweep":
-      // The trial's settings; its sweep id filters the list to the sweep (ranked by best loss).
+      // The trial's settings; its sweep id opens the sweep's page.
       return run.sweep ? strata.el("span", {},
-        strata.el("a", { href: `?sweep=${encodeURIComponent(run.sweep.sweep_id)}` }, `${run.sweep.sweep_id} #${run.sweep.trial}`),
+        strata.el("a", { href: `/sweeps/${encodeURIComponent(run.sweep.sweep_id)}` }, `${run.sweep.sweep_id} #${run.sweep.trial}`),
         " ", strata.el("span", { class: "muted" }, Object.entries(run.sweep.settings).map(([n, v]) => `${n}=${v}`).join(", "))) : "";
     case "created": return strata.el("span", { title: strata.time(run.created_at_ms) }, shortTime(run.created_at_ms));
     default: return run[column.key] ?? "";
