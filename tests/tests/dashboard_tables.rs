@@ -119,8 +119,16 @@ fn the_runs_table_fits_searches_and_sends_runs_to_a_compare_page_that_says_what_
     let shots = browser::screenshot_dir();
     let daemon = Daemon::start();
     let base = daemon.dashboard.clone().expect("the dashboard's address");
-    let trained = start_run(&daemon, &["--epochs", "2", "--name", "trained-here"]);
+    let trained = start_run(
+        &daemon,
+        &["--epochs", "2", "--name", "trained-here", "--baseline"],
+    );
     assert_eq!(daemon.strata(&["watch", &trained]).code, 0);
+    let twin = strata_e2e::show(&daemon, &trained)["twin_run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a twin"))
+        .to_string();
+    assert_eq!(daemon.strata(&["watch", &twin]).code, 0);
     let alpha = external(
         &daemon,
         "alpha",
@@ -138,7 +146,7 @@ fn the_runs_table_fits_searches_and_sends_runs_to_a_compare_page_that_says_what_
 
     browser.open(&format!("{base}/"));
     browser.wait_for(
-        "window.strataRuns && window.strataRuns.shown().length === 3",
+        "window.strataRuns && window.strataRuns.shown().length === 4",
         PAGE_TIMEOUT,
     );
     // 1280 px wide, and nothing sticks out of it.
@@ -178,7 +186,12 @@ fn the_runs_table_fits_searches_and_sends_runs_to_a_compare_page_that_says_what_
     for (search, expected) in [
         ("sgd", vec![beta.clone()]),
         ("optimizer=adamw", vec![alpha.clone()]),
-        ("trained-here", vec![trained.clone()]),
+        ("trained-here", {
+            // The twin is named for its run.
+            let mut pair = vec![trained.clone(), twin.clone()];
+            pair.sort();
+            pair
+        }),
         ("tables weight_decay=0.01", {
             let mut both = vec![alpha.clone(), beta.clone()];
             both.sort();
@@ -207,7 +220,7 @@ fn the_runs_table_fits_searches_and_sends_runs_to_a_compare_page_that_says_what_
     assert!(strings(&browser.eval("window.strataRuns.columns()")).contains(&"optimizer".into()));
     browser.open(&format!("{base}/"));
     browser.wait_for(
-        "window.strataRuns && window.strataRuns.shown().length === 3",
+        "window.strataRuns && window.strataRuns.shown().length === 4",
         PAGE_TIMEOUT,
     );
     assert!(
@@ -271,4 +284,29 @@ fn the_runs_table_fits_searches_and_sends_runs_to_a_compare_page_that_says_what_
     browser.screenshot(&shots.join("compare-diff.png"));
     browser.eval("document.getElementById('diff').scrollIntoView()");
     browser.screenshot(&shots.join("compare-diagnoses.png"));
+
+    // A run with a single-rate twin is set against it, as `strata compare` does.
+    let compared = daemon
+        .strata(&["compare", &trained, &alpha, "--json"])
+        .json();
+    let twin_summary = compared["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == json!(trained))
+        .and_then(|r| r["twin"]["summary"].as_str())
+        .unwrap_or_else(|| panic!("a twin comparison: {compared}"))
+        .to_string();
+    browser.open(&format!("{base}/compare?runs={trained},{alpha}"));
+    browser.wait_for(
+        "window.strataCompare && window.strataCompare.ready()",
+        PAGE_TIMEOUT,
+    );
+    let shown = browser.eval(&format!(
+        "document.querySelector('tr[data-run=\"{trained}\"] td.twin').textContent"
+    ));
+    assert!(
+        shown.as_str().unwrap().contains(&twin_summary),
+        "{shown} / {twin_summary}"
+    );
 }

@@ -173,10 +173,11 @@ class Chart {
 
   /** Whether the x axis shows less than every point. */
   zoomed() {
-    const xs = (this.raw || [[]])[0].filter((v) => v !== null);
     const x = this.plot && this.plot.scales.x;
-    if (!x || !xs.length || x.min === null || x.max === null) return false;
-    return x.min > Math.min(...xs) + 1e-9 || x.max < Math.max(...xs) - 1e-9;
+    if (!x || x.min === null || x.max === null) return false;
+    let low = Infinity, high = -Infinity;
+    for (const v of (this.raw || [[]])[0]) if (v !== null) { low = Math.min(low, v); high = Math.max(high, v); }
+    return low <= high && (x.min > low + 1e-9 || x.max < high - 1e-9);
   }
 
   resetZoom() {
