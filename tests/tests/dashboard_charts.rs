@@ -249,6 +249,30 @@ fn every_chart_control_changes_what_is_drawn() {
     let csv = csv.as_str().unwrap().to_string();
     assert_eq!(csv.lines().next(), Some("epoch,train,validation"));
     assert_eq!(csv.lines().count(), 1 + EPOCHS as usize);
+    // The buttons download them, named for the run and the chart.
+    let downloads = tempfile::tempdir().unwrap();
+    browser.call(
+        "Page.setDownloadBehavior",
+        json!({ "behavior": "allow", "downloadPath": downloads.path().to_str().unwrap() }),
+    );
+    browser.eval("window.strataCharts.download('loss', 'csv')");
+    browser.eval("window.strataCharts.download('loss', 'png')");
+    let (csv_file, png_file) = (
+        downloads.path().join(format!("{run}-loss.csv")),
+        downloads.path().join(format!("{run}-loss.png")),
+    );
+    let deadline = std::time::Instant::now() + PAGE_TIMEOUT;
+    while !(csv_file.is_file() && png_file.is_file()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no downloads in {}",
+            downloads.path().display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // (A file appears complete: Chromium writes to a temporary name and renames it.)
+    assert_eq!(std::fs::read_to_string(&csv_file).unwrap(), csv);
+    assert!(std::fs::read(&png_file).unwrap().starts_with(b"\x89PNG"));
     let png = browser.eval("window.strataCharts.png('loss')");
     assert_eq!(png["type"], json!("image/png"));
     assert_eq!(png["signature"], json!("PNG"));
@@ -259,6 +283,16 @@ fn every_chart_control_changes_what_is_drawn() {
     assert_eq!(state(&mut browser, "ratio")["shown"], json!([false, true]));
     browser.eval("window.strataCharts.clickLegend('ratio', 1)");
     assert_eq!(state(&mut browser, "ratio")["shown"], json!([true, true]));
+    // Ctrl+click shows one alone (layer under layer: the one hidden beneath), and back.
+    browser.eval("window.strataCharts.clickLegend('ratio', 2, true)");
+    assert_eq!(state(&mut browser, "ratio")["shown"], json!([false, true]));
+    browser.eval("window.strataCharts.clickLegend('ratio', 2, true)");
+    assert_eq!(state(&mut browser, "ratio")["shown"], json!([true, true]));
+    // Pointing at an entry makes its line stand out: the others fade.
+    browser.eval("window.strataCharts.hoverLegend('ratio', 1)");
+    let alphas = state(&mut browser, "ratio")["alphas"].clone();
+    assert_eq!(alphas[0], json!(1), "{alphas}");
+    assert!(alphas[1].as_f64().unwrap() < 0.5, "{alphas}");
 
     // One cursor: the pointer at epoch 5 of the loss chart shows epoch 5 on every chart.
     browser.eval("window.strataCharts.hover('loss', 5)");

@@ -2,7 +2,8 @@
 // a log/linear toggle per chart (log first for a loss spanning more than a decade), one
 // exponential-moving-average smoothing slider for the page (the raw line faint behind), a cursor
 // linked across the page's charts, drag-to-zoom with a visible reset, legend entries that hide a
-// series (click) or single it out (hover), marked epochs, and CSV and PNG downloads. Each chart
+// series (click), show it alone (Ctrl+click) or make it stand out (pointing at it), marked
+// epochs, and CSV and PNG downloads. Each chart
 // names its unit on its axes ("per epoch", "per step").
 "use strict";
 
@@ -98,19 +99,18 @@ class Chart {
     this.spec = { height: 240, smooth: true, legend: true, ...spec };
     this.container = container;
     this.hidden = new Set();
-    let remembered = null;
-    try { remembered = localStorage.getItem(`strata.log.${spec.id}`); } catch (_) { /* private mode */ }
+    // Each chart starts on the scale its data asks for (a toggle is not carried to other runs:
+    // a loss that fell 100× wants a log axis whatever the last run's chart was set to).
     const raw = this.spec.data();
-    this.log = remembered !== null ? remembered === "true"
-      : this.spec.logDefault ? this.spec.logDefault(raw) : charts.spansDecade(raw.slice(1));
+    this.log = this.spec.logDefault ? this.spec.logDefault(raw) : charts.spansDecade(raw.slice(1));
     this.logButton = strata.el("button", { class: "tool", title: "Switch the y axis between a log and a linear scale", onclick: () => this.setLog(!this.log) });
     this.resetButton = strata.el("button", { class: "tool", hidden: true, title: "Back to every epoch (or double-click the chart)", onclick: () => this.resetZoom() });
     this.resetButton.textContent = "Reset zoom";
     const tools = strata.el("div", { class: "chart-tools" },
       this.logButton, this.resetButton,
-      strata.el("span", { class: "muted hint" }, "drag to zoom"),
-      strata.el("button", { class: "tool", title: "The chart's data (raw, not smoothed) as CSV", onclick: () => download(`${this.fileName()}.csv`, new Blob([this.csv()], { type: "text/csv" })) }, "CSV"),
-      strata.el("button", { class: "tool", title: "The chart as a PNG image", onclick: () => this.pngBlob().then((b) => download(`${this.fileName()}.png`, b)) }, "PNG"));
+      strata.el("span", { class: "muted hint", title: "Drag across the chart to zoom in; double-click or Reset zoom to go back. In the legend: click hides a line, Ctrl+click shows it alone, pointing at it makes it stand out." }, "drag to zoom · legend: click hides, Ctrl+click isolates"),
+      strata.el("button", { class: "tool", "data-download": "csv", title: "The chart's data (raw, not smoothed) as CSV", onclick: () => download(`${this.fileName()}.csv`, new Blob([this.csv()], { type: "text/csv" })) }, "CSV"),
+      strata.el("button", { class: "tool", "data-download": "png", title: "The chart as a PNG image", onclick: () => this.pngBlob().then((b) => download(`${this.fileName()}.png`, b)) }, "PNG"));
     container.before(tools);
     this.tools = tools;
     this.build();
@@ -187,7 +187,6 @@ class Chart {
 
   setLog(log) {
     this.log = log;
-    try { localStorage.setItem(`strata.log.${this.spec.id}`, String(log)); } catch (_) { /* private mode */ }
     this.plot.destroy();
     this.build();
   }
@@ -318,6 +317,7 @@ class Chart {
       yAxisLabel: this.spec.yLabel,
       xAxisLabel: this.spec.xLabel,
       shown: u.series.slice(1).map((s) => s.show),
+      alphas: u.series.slice(1).map((s) => s.alpha ?? 1),
       labels: u.series.slice(1).map((s) => s.label),
       data: u.data.map((c) => Array.from(c)),
       zoomed: this.zoomed(),
@@ -357,12 +357,19 @@ window.strataCharts = {
     return { x: rect.left + u.valToPos(x, "x"), y: rect.top + rect.height / 2 };
   },
   /** Clicks legend entry `index` (1 = the first series) of chart `id`. */
-  clickLegend: (id, index) => {
+  clickLegend: (id, index, ctrlKey = false) => {
     const chart = charts.all.get(id);
     const rows = chart.plot.root.querySelectorAll(".u-legend .u-series");
     // uPlot listens on the entry's label cell, where a user's click lands.
-    rows[index].querySelector("th").dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    rows[index].querySelector("th").dispatchEvent(new MouseEvent("click", { bubbles: true, ctrlKey }));
+  },
+  /** Points at legend entry `index` of chart `id`: its series stands out, the others fade. */
+  hoverLegend: (id, index) => {
+    const rows = charts.all.get(id).plot.root.querySelectorAll(".u-legend .u-series");
+    rows[index].querySelector("th").dispatchEvent(new MouseEvent("mouseenter"));
   },
   toggleLog: (id) => charts.all.get(id).logButton.click(),
+  /** Clicks chart `id`'s download button of `kind` (csv or png), as a user does. */
+  download: (id, kind) => charts.all.get(id).tools.querySelector(`[data-download="${kind}"]`).click(),
   resetZoom: (id) => charts.all.get(id).resetButton.click(),
 };
