@@ -317,13 +317,18 @@ fn every_chart_control_changes_what_is_drawn() {
         (zoomed["zoomed"].clone(), zoomed["resetVisible"].clone()),
         (json!(true), json!(true))
     );
+    // The run's other charts zoom with it, and reset with it.
+    assert_eq!(state(&mut browser, "metric")["zoomed"], json!(true));
     browser.screenshot(&shots.join("run-charts-zoomed.png"));
     browser.eval("window.strataCharts.resetZoom('loss')");
-    let reset = state(&mut browser, "loss");
-    assert_eq!(
-        (reset["zoomed"].clone(), reset["resetVisible"].clone()),
-        (json!(false), json!(false))
-    );
+    for id in &epoch_charts {
+        let reset = state(&mut browser, id);
+        assert_eq!(
+            (reset["zoomed"].clone(), reset["resetVisible"].clone()),
+            (json!(false), json!(false)),
+            "{id}"
+        );
+    }
 
     // An external run's other scalars, a chart per prefix.
     assert_eq!(

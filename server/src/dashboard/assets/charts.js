@@ -16,6 +16,9 @@ const charts = {
   /** Sets the smoothing weight and redraws the charts that smooth. */
   setSmoothing(weight) {
     charts.smoothing = Math.min(0.99, Math.max(0, Number(weight) || 0));
+    const [slider, shown] = [document.getElementById("smoothing"), document.getElementById("smoothing-value")];
+    if (slider) slider.value = String(charts.smoothing);
+    if (shown) shown.textContent = charts.smoothing.toFixed(2);
     try { localStorage.setItem("strata.smoothing", String(charts.smoothing)); } catch (_) { /* private mode */ }
     for (const chart of charts.all.values()) if (chart.spec.smooth) chart.refresh();
   },
@@ -31,7 +34,7 @@ const charts = {
     const value = strata.el("span", { class: "muted", id: "smoothing-value" }, charts.smoothing.toFixed(2));
     const input = strata.el("input", {
       type: "range", min: "0", max: "0.99", step: "0.01", value: String(charts.smoothing), id: "smoothing",
-      oninput: (e) => { value.textContent = Number(e.target.value).toFixed(2); charts.setSmoothing(e.target.value); },
+      oninput: (e) => charts.setSmoothing(e.target.value),
     });
     where.replaceChildren(strata.el("label", { title: "Exponential moving average of each line (as TensorBoard's); the raw line stays faint behind" },
       "Smoothing ", input, " ", value));
@@ -180,9 +183,14 @@ class Chart {
     return low <= high && (x.min > low + 1e-9 || x.max < high - 1e-9);
   }
 
+  /** Back to every point, on this chart and on those its cursor is linked to (they zoom together). */
   resetZoom() {
-    this.plot.setData(this.plot.data, true);
-    this.resetButton.hidden = true;
+    for (const chart of charts.all.values()) {
+      if (chart === this || (this.spec.sync && chart.spec.sync === this.spec.sync)) {
+        chart.plot.setData(chart.plot.data, true);
+        chart.resetButton.hidden = true;
+      }
+    }
   }
 
   setLog(log) {
