@@ -2,7 +2,8 @@
 // server-sent events (history first, then live, each epoch once) and are drawn as they come. A run
 // logged from outside also shows its hyperparameters, its other named scalars, and its per-step
 // records (re-read with the analysis: they are not streamed), the training loss among them drawn
-// under the epochs' means.
+// under the epochs' means. The charts and their controls are charts.js's; every chart of the page
+// shares one cursor and one zoom.
 "use strict";
 
 const runName = decodeURIComponent(location.pathname.split("/").pop());
