@@ -93,6 +93,8 @@ pub struct DaemonConfig {
     pub data_roots: Vec<PathBuf>,
     /// Serve beyond loopback without a token (refused otherwise).
     pub insecure_no_auth: bool,
+    /// Serve the dashboard as plain HTTP beyond loopback (a TLS proxy in front of it).
+    pub dashboard_plain_http: bool,
     /// Let clients name TorchScript modules (code that runs with the daemon's rights).
     pub allow_torchscript: bool,
     /// Connections open at once (capped at half the open-file limit).
@@ -128,6 +130,8 @@ pub struct Listening {
     pub dashboard: Option<SocketAddr>,
     /// Where remote workers connect (`None`: the daemon takes none).
     pub workers: Option<SocketAddr>,
+    /// The dashboard serves HTTPS (with gRPC's certificate).
+    pub dashboard_https: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -173,19 +177,35 @@ fn certificate_warnings(pem: &[u8], now_secs: i64) -> Vec<String> {
     warnings
 }
 
-fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, StrataError> {
-    let read = |field: &str, path: &PathBuf| {
-        std::fs::read(path).map_err(|e| {
-            StrataError::invalid(field, format!("cannot read {}: {e}", path.display()))
+/// The certificate chain and key as read once at start-up: gRPC and the dashboard serve the
+/// same ones.
+#[derive(Clone)]
+pub struct TlsPem {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl TlsPem {
+    fn read(files: &TlsFiles) -> Result<TlsPem, StrataError> {
+        let read = |field: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                StrataError::invalid(field, format!("cannot read {}: {e}", path.display()))
+            })
+        };
+        let cert = read("tls_cert", &files.cert)?;
+        let now_secs = crate::store::now_ms() / 1000;
+        for warning in certificate_warnings(&cert, now_secs) {
+            tracing::warn!(cert = %files.cert.display(), "{warning}");
+        }
+        Ok(TlsPem {
+            cert,
+            key: read("tls_key", &files.key)?,
         })
-    };
-    let cert = read("tls_cert", &files.cert)?;
-    let now_secs = crate::store::now_ms() / 1000;
-    for warning in certificate_warnings(&cert, now_secs) {
-        tracing::warn!(cert = %files.cert.display(), "{warning}");
     }
-    let identity = Identity::from_pem(cert, read("tls_key", &files.key)?);
-    Ok(ServerTlsConfig::new().identity(identity))
+}
+
+fn tls_config(pem: &TlsPem) -> ServerTlsConfig {
+    ServerTlsConfig::new().identity(Identity::from_pem(&pem.cert, &pem.key))
 }
 
 /// Opens the store, binds the listeners and serves until `shutdown` resolves. Calls
@@ -232,7 +252,7 @@ pub async fn run(
                         .tls
                         .as_ref()
                         .or(config.tls.as_ref())
-                        .map(tls_config)
+                        .map(|files| TlsPem::read(files).map(|pem| tls_config(&pem)))
                         .transpose()?,
                     insecure_plaintext: remote.insecure_plaintext,
                     heartbeat_timeout: remote.heartbeat_timeout,
@@ -250,11 +270,17 @@ pub async fn run(
         data_roots.clone(),
         config.limits,
     );
+    let tls = config.tls.as_ref().map(TlsPem::read).transpose()?;
     let (listener, addr) = bind(&config).await?;
+    let dashboard_tls = tls.as_ref().map(dashboard::tls_acceptor).transpose()?;
     let dashboard_listener = dashboard::bind(
         &config.dashboard,
-        config.token.as_deref(),
-        config.insecure_no_auth,
+        dashboard::Exposure {
+            token: config.token.is_some(),
+            tls: dashboard_tls.is_some(),
+            insecure_no_auth: config.insecure_no_auth,
+            plain_http: config.dashboard_plain_http,
+        },
     )
     .await?;
     let dashboard_addr = dashboard_listener
@@ -262,7 +288,7 @@ pub async fn run(
         .map(dashboard::local_addr)
         .transpose()?;
     let max_connections = connection_limit(config.max_connections);
-    let (router, health_reporter) = router(&config, &runs).await?;
+    let (router, health_reporter) = router(&config, tls.as_ref(), &runs).await?;
     tracing::info!(
         %addr,
         data_dir = %config.data_dir.display(),
@@ -281,6 +307,7 @@ pub async fn run(
         grpc: addr,
         dashboard: dashboard_addr,
         workers: workers_addr,
+        dashboard_https: dashboard_tls.is_some(),
     });
     let stop_dashboard = tokio_util::sync::CancellationToken::new();
     if let Some(listener) = dashboard_listener {
@@ -288,6 +315,7 @@ pub async fn run(
             listener,
             runs.clone(),
             config.token.clone(),
+            dashboard_tls,
             stop_dashboard.clone(),
         ));
     }
@@ -418,6 +446,7 @@ async fn bind(config: &DaemonConfig) -> Result<(TcpListener, SocketAddr), Strata
 /// changes at shutdown), reflection and Strata's own, each behind the token check.
 async fn router(
     config: &DaemonConfig,
+    tls: Option<&TlsPem>,
     runs: &Arc<Runs>,
 ) -> Result<(GrpcRouter, HealthReporter), StrataError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -453,8 +482,8 @@ async fn router(
         .max_connection_age(MAX_CONNECTION_AGE)
         // Requests in flight per connection: a busy connection is never closed to make room.
         .layer(InFlightLayer);
-    if let Some(files) = &config.tls {
-        builder = builder.tls_config(tls_config(files)?).map_err(|e| {
+    if let Some(pem) = tls {
+        builder = builder.tls_config(tls_config(pem)).map_err(|e| {
             StrataError::invalid("tls_cert", format!("unusable certificate or key: {e}"))
         })?;
     }

@@ -92,6 +92,11 @@ struct Args {
     /// non-loopback address unless --token-file or STRATA_TOKEN is set.
     #[arg(long, env = "STRATA_INSECURE_NO_AUTH")]
     insecure_no_auth: bool,
+    /// Serve the dashboard as plain HTTP beyond loopback: only behind a proxy that terminates
+    /// TLS (an Ingress). Without this (or --tls-cert, or --insecure-no-auth), stratad refuses a
+    /// non-loopback --dashboard-listen.
+    #[arg(long, env = "STRATA_DASHBOARD_PLAIN_HTTP")]
+    dashboard_plain_http: bool,
     /// Connections open at once; more wait to be accepted (also capped at half the open-file
     /// limit).
     #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -298,6 +303,7 @@ fn daemon_config(args: Args, token: Option<String>, worker_token: Option<String>
             args.data_roots
         },
         insecure_no_auth: args.insecure_no_auth,
+        dashboard_plain_http: args.dashboard_plain_http,
         allow_torchscript: args.allow_torchscript,
         max_connections: args.max_connections as usize,
         limits: strata_server::runs::Limits {
@@ -331,7 +337,12 @@ fn serve(config: DaemonConfig) -> ExitCode {
             // port 0 learn the ports.
             println!("stratad listening on {}", listening.grpc);
             if let Some(dashboard) = listening.dashboard {
-                println!("stratad dashboard on http://{dashboard}/");
+                let scheme = if listening.dashboard_https {
+                    "https"
+                } else {
+                    "http"
+                };
+                println!("stratad dashboard on {scheme}://{dashboard}/");
             }
             if let Some(workers) = listening.workers {
                 println!("stratad workers on {workers}");

@@ -48,6 +48,11 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium (None when it is not installed) with a fresh profile and a 1280×900 page.
     pub fn launch() -> Option<Browser> {
+        Browser::launch_with(&[])
+    }
+
+    /// [`Browser::launch`] with more command-line switches.
+    pub fn launch_with(switches: &[&str]) -> Option<Browser> {
         let binary = chromium()?;
         let profile = tempfile::tempdir().expect("a profile folder");
         let mut child = Command::new(&binary)
@@ -65,6 +70,7 @@ impl Browser {
                 "--disable-renderer-backgrounding",
                 "--disable-backgrounding-occluded-windows",
             ])
+            .args(switches)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdin(Stdio::null())

@@ -105,6 +105,15 @@ impl Daemon {
         Daemon::try_start_wrapped(data_dir, extra_args, &[], &[])
     }
 
+    /// [`Daemon::try_start_in`] with environment variables.
+    pub fn try_start_with(
+        data_dir: &Path,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Daemon, Refused> {
+        Daemon::try_start_wrapped(data_dir, extra_args, envs, &[])
+    }
+
     fn try_start_wrapped(
         data_dir: &Path,
         extra_args: &[&str],

@@ -273,6 +273,25 @@ impl Shape {
         (rise > needed).then_some(rise)
     }
 
+    /// The first epoch (index) after the best level from which the curve's level stays above
+    /// the band around it ([`SETTLED_BAND`] or its noise) to the end: where a rise began.
+    pub fn left_best_at(&self) -> Option<usize> {
+        let best_at = self.best_level_at?;
+        let best = self.scale.to(self.best_level);
+        let band = self
+            .scale
+            .of_fraction(SETTLED_BAND)
+            .max(NOISE_MARGIN * self.noise);
+        let mut left = None;
+        for (i, level) in self.levels.iter().enumerate().skip(best_at + 1).rev() {
+            if *level <= best + band {
+                break;
+            }
+            left = Some(i);
+        }
+        left
+    }
+
     /// The first epoch (index) from which the curve's level stays within [`SETTLED_BAND`] (or its
     /// noise) of its best level to the end.
     pub fn settled_at(&self) -> Option<usize> {

@@ -44,6 +44,8 @@ pub(super) struct Jumps {
     pub biggest: f64,
     /// The largest relative rise.
     pub largest: Option<Rise>,
+    /// The epoch (number) of each jump, in order (the dashboard marks them).
+    pub epochs: Vec<u32>,
 }
 
 /// Counts the jumps: a training loss rising by more than `unstable_jump` of the larger of its
@@ -76,6 +78,7 @@ fn jumps(epochs: &[EpochMetrics], c: &Curves, t: &Thresholds) -> Jumps {
             continue;
         }
         jumps.count += 1;
+        jumps.epochs.push(now.epoch);
         if val_bounce && now.val_loss > 2.0 * before.val_loss {
             jumps.biggest = jumps.biggest.max(now.val_loss - before.val_loss);
         }

@@ -12,6 +12,7 @@ mod compare;
 mod curves;
 mod groups;
 mod harm;
+pub mod sweep;
 pub(crate) mod text;
 mod thresholds;
 mod twin;
@@ -64,6 +65,43 @@ pub struct RunAnalysis {
     pub groups: Vec<GroupDiagnosis>,
     /// Epochs analysed.
     pub epochs: u32,
+    /// Where the curves turned, for a chart to mark.
+    pub key_epochs: KeyEpochs,
+}
+
+/// The epochs (numbers) where a run's curves turned, beside its best epoch: what a chart marks
+/// so the verdict's sentence can be found on it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyEpochs {
+    /// A run judged `overfitting`: the first epoch after the best whose validation loss (its
+    /// level: the median of it and its neighbours) left the band around the best for good.
+    pub overfitting_from: Option<u32>,
+    /// The epochs in which a loss jumped up and fell back (what an `unstable` verdict counts).
+    pub bounces: Vec<u32>,
+}
+
+/// Bounces marked at most: a run thrown about every epoch is said by its verdict.
+const MAX_MARKED_BOUNCES: usize = 20;
+
+impl KeyEpochs {
+    fn of(
+        epochs: &[EpochMetrics],
+        curves: &Curves,
+        evidence: &harm::Evidence,
+        verdict: Verdict,
+    ) -> KeyEpochs {
+        let overfitting_from = (verdict == Verdict::Overfitting)
+            .then(|| curves.val.left_best_at())
+            .flatten()
+            .and_then(|i| epochs.get(i))
+            .map(|e| e.epoch);
+        let mut bounces = evidence.jumps.epochs.clone();
+        bounces.truncate(MAX_MARKED_BOUNCES);
+        KeyEpochs {
+            overfitting_from,
+            bounces,
+        }
+    }
 }
 
 impl RunAnalysis {
@@ -171,6 +209,7 @@ fn analyse_curves(
         finding.set_facts(text::training_alone(epochs));
     }
     RunAnalysis {
+        key_epochs: KeyEpochs::of(epochs, &curves, &evidence, finding.verdict),
         best_epoch: curves.best.map_or(0, |i| epochs[i].epoch),
         best_val_loss: curves.best_val,
         gap_at_best: curves.gap_at_best,

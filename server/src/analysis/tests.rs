@@ -1147,3 +1147,44 @@ fn a_run_validated_every_other_epoch_is_judged_on_those_epochs() {
     assert_eq!(a.best_epoch, 6);
     assert_eq!(a.epochs, 7);
 }
+
+/// The epochs a chart marks: where an overfitting run's validation loss left its best for good,
+/// and where a loss bounced.
+#[test]
+fn key_epochs_mark_where_overfitting_began_and_the_bounces() {
+    let mut overfit: Vec<(f64, f64)> = (0..6)
+        .map(|e| (1.0 / f64::from(e + 1), 1.0 / f64::from(e + 1) + 0.05))
+        .collect();
+    overfit.extend((0..8).map(|e| (0.15 - 0.01 * f64::from(e), 0.25 + 0.05 * f64::from(e))));
+    let a = analyse_default(&finished(), &curve(&overfit));
+    assert_eq!(a.verdict, Verdict::Overfitting, "{}", a.reason);
+    let from = a.key_epochs.overfitting_from.expect("where it began");
+    assert!(from > a.best_epoch, "{from} after {}", a.best_epoch);
+    assert!(from <= 10, "{from}");
+
+    let losses = steady(20);
+    let a = analyse_default(&finished(), &curve(&losses));
+    assert_eq!(
+        a.key_epochs,
+        crate::analysis::KeyEpochs::default(),
+        "{}",
+        a.reason
+    );
+
+    let bounced: Vec<(f64, f64)> = (0..20)
+        .map(|e| match e % 4 {
+            0 => (0.70, 0.693),
+            1 => (1.2, 1.6),
+            2 => (0.80, 0.74),
+            _ => (1.4, 1.1),
+        })
+        .collect();
+    let a = analyse_default(&finished(), &curve(&bounced));
+    assert!(a.key_epochs.bounces.len() >= 4, "{:?}", a.key_epochs);
+    assert!(
+        a.key_epochs.bounces.iter().all(|e| e % 2 == 0),
+        "{:?}",
+        a.key_epochs
+    );
+    assert_eq!(a.key_epochs.overfitting_from, None);
+}

@@ -31,14 +31,17 @@ pub struct Access {
     token: Option<String>,
     /// `strata_token_PORT`.
     cookie_name: String,
+    /// Served over HTTPS: the cookie is `Secure` (never sent over plain HTTP).
+    https: bool,
 }
 
 impl Access {
-    pub fn new(token: Option<String>, bound: SocketAddr) -> Access {
+    pub fn new(token: Option<String>, https: bool, bound: SocketAddr) -> Access {
         Access {
             token_hex: token.as_deref().map(hex),
             token,
             cookie_name: format!("strata_token_{}", bound.port()),
+            https,
         }
     }
 }
@@ -198,8 +201,9 @@ fn refusal(access: &Access, request: &Request) -> Option<Response> {
             format!("{path}?{rest}")
         };
         let cookie = format!(
-            "{}={token_hex}; HttpOnly; SameSite=Strict; Path=/",
-            access.cookie_name
+            "{}={token_hex}; HttpOnly; SameSite=Strict; Path=/{}",
+            access.cookie_name,
+            if access.https { "; Secure" } else { "" }
         );
         let mut response = StatusCode::SEE_OTHER.into_response();
         for (name, value) in [(header::LOCATION, location), (header::SET_COOKIE, cookie)] {

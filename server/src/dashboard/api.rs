@@ -294,7 +294,7 @@ pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!(
-            "no page or API at '{}': the pages are /, /runs/RUN and /compare?runs=A,B; the API is under /api/",
+            "no page or API at '{}': the pages are /, /runs/RUN, /compare?runs=A,B and /sweeps/SWEEP; the API is under /api/",
             uri.path().chars().take(200).collect::<String>()
         ),
     )

@@ -25,9 +25,19 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("runs.js", "text/javascript", include_str!("assets/runs.js")),
     ("run.js", "text/javascript", include_str!("assets/run.js")),
     (
+        "charts.js",
+        "text/javascript",
+        include_str!("assets/charts.js"),
+    ),
+    (
         "compare.js",
         "text/javascript",
         include_str!("assets/compare.js"),
+    ),
+    (
+        "sweep.js",
+        "text/javascript",
+        include_str!("assets/sweep.js"),
     ),
     (
         "uPlot.iife.min.js",
@@ -57,6 +67,11 @@ pub async fn run_page(Path(run): Path<String>) -> Result<Response, ApiError> {
 
 pub async fn compare_page() -> Response {
     html(include_str!("assets/compare.html"))
+}
+
+/// The sweep page; the sweep itself is read by its script.
+pub async fn sweep_page() -> Response {
+    html(include_str!("assets/sweep.html"))
 }
 
 pub async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {

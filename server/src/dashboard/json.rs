@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::{
-    analysis::{Comparison, GroupDiagnosis, RunAnalysis},
+    analysis::{Comparison, GroupDiagnosis, RunAnalysis, TwinComparison},
     domain::{
         EpochMetrics, FrozenUntil, GroupRate, RunConfig, RunEvent, RunOrigin, RunState, StepRecord,
         SweepTrial, TaskFacts, ValMetric,
@@ -35,7 +35,8 @@ fn metric_field(metric: ValMetric) -> &'static str {
 }
 
 /// A row of the runs page: `strata list --json`'s fields, with the analysis's `verdict`,
-/// `best_val_loss` and `best_epoch`.
+/// `best_val_loss` and `best_epoch`, the rate table (`rates`) and an external run's
+/// `hyperparameters`.
 pub fn run_summary(state: &RunState, analysis: &RunAnalysis) -> Value {
     let run = &state.record;
     json!({
@@ -60,6 +61,8 @@ pub fn run_summary(state: &RunState, analysis: &RunAnalysis) -> Value {
         "best_val_loss": number(analysis.best_val_loss),
         "best_epoch": analysis.best_epoch,
         "sweep": run.sweep.as_ref().map_or(Value::Null, sweep_trial),
+        "rates": run.groups().iter().map(group_rate).collect::<Vec<_>>(),
+        "hyperparameters": hyperparameters(&run.origin),
     })
 }
 
@@ -95,6 +98,7 @@ pub fn run_detail(detail: &RunDetail, with_epochs: bool) -> Value {
         "groups": run.groups().iter().map(group_rate).collect::<Vec<_>>(),
         "task": task_label(run.facts.task),
         "baseline_loss": run.facts.task.baseline_loss().map_or(Value::Null, number),
+        "steps_per_epoch": number(run.facts.steps()),
         "device": run.device,
         "queue_position": detail.state.queue_position,
         "worker_pid": detail.state.worker_pid,
@@ -276,7 +280,9 @@ pub fn epoch(epoch: &EpochMetrics, metric: ValMetric) -> Value {
 }
 
 /// `{"verdict","reason","best_epoch","best_val_loss","gap_at_best","gap_final","gap_trend",
-/// "epochs_to_converge","final_train_loss","final_val_loss","epochs","groups":[...]}`.
+/// "epochs_to_converge","final_train_loss","final_val_loss","epochs","groups":[...],
+/// "key_epochs":{"best","overfitting_from","bounces":[...]}}` (`best` 0 and `overfitting_from`
+/// null when there is none).
 pub fn analysis(analysis: &RunAnalysis) -> Value {
     json!({
         "verdict": analysis.verdict.label(),
@@ -291,6 +297,11 @@ pub fn analysis(analysis: &RunAnalysis) -> Value {
         "final_val_loss": number(analysis.final_val_loss),
         "epochs": analysis.epochs,
         "groups": analysis.groups.iter().map(group_diagnosis).collect::<Vec<_>>(),
+        "key_epochs": {
+            "best": analysis.best_epoch,
+            "overfitting_from": analysis.key_epochs.overfitting_from,
+            "bounces": analysis.key_epochs.bounces,
+        },
     })
 }
 
@@ -304,7 +315,8 @@ fn group_diagnosis(group: &GroupDiagnosis) -> Value {
 }
 
 /// `strata compare --json`'s `{"runs","best_run","summary"}`; each run with its epochs' losses
-/// (for the overlaid curves) beside its analysis.
+/// (for the overlaid curves) beside its analysis, its config and hyperparameters (for the page's
+/// "what differs"), and its twin comparison when it has one.
 pub fn comparison(comparison: &Comparison) -> Value {
     let runs = comparison.runs.iter().map(|compared| {
         let run = &compared.run.record;
@@ -317,7 +329,12 @@ pub fn comparison(comparison: &Comparison) -> Value {
             "model": run.config.model,
             "dataset": run.config.dataset,
             "rates": run.groups().iter().map(group_rate).collect::<Vec<_>>(),
+            "external": run.is_external(),
+            "tags": run.tags,
+            "config": config(&run.config),
+            "hyperparameters": hyperparameters(&run.origin),
             "analysis": analysis(&compared.analysis),
+            "twin": compared.twin.as_ref().map_or(Value::Null, twin),
             "epochs_thinned": compared.epochs_thinned,
             "epochs": compared.epochs.iter().map(|e| json!({
                 "epoch": e.epoch,
@@ -330,6 +347,40 @@ pub fn comparison(comparison: &Comparison) -> Value {
         "runs": runs.collect::<Vec<_>>(),
         "best_run": comparison.best_run.map(|id| id.to_string()),
         "summary": comparison.summary,
+    })
+}
+
+/// A run against its single-rate twin, with `strata compare --json`'s field names.
+fn twin(c: &TwinComparison) -> Value {
+    let TwinComparison {
+        twin,
+        twin_lr,
+        run_best_val_loss,
+        twin_best_val_loss,
+        twin_best_epoch,
+        run_reached_twin_best_at,
+        best_ratio,
+        run_gap_at_best,
+        twin_gap_at_best,
+        run_verdict,
+        twin_verdict,
+        outcome,
+        summary,
+    } = c;
+    json!({
+        "twin_run_id": twin.to_string(),
+        "twin_lr": number(*twin_lr),
+        "run_best_val_loss": number(*run_best_val_loss),
+        "twin_best_val_loss": number(*twin_best_val_loss),
+        "twin_best_epoch": twin_best_epoch,
+        "run_reached_twin_best_at": run_reached_twin_best_at,
+        "best_ratio": number(*best_ratio),
+        "run_gap_at_best": number(*run_gap_at_best),
+        "twin_gap_at_best": number(*twin_gap_at_best),
+        "run_verdict": run_verdict.label(),
+        "twin_verdict": twin_verdict.label(),
+        "outcome": outcome.label(),
+        "summary": summary,
     })
 }
 

@@ -38,6 +38,14 @@ const strata = {
     return Number(value.toPrecision(4)).toString();
   },
 
+  /** A learning rate as people write it: `1e-4`, `2.5e-4`, `0.01`. */
+  rate(value) {
+    if (value === null || value === undefined || !Number.isFinite(value)) return "—";
+    const abs = Math.abs(value);
+    if (abs !== 0 && abs < 1e-3) return Number(value.toPrecision(3)).toExponential();
+    return strata.num(value);
+  },
+
   time(ms) {
     return ms ? new Date(ms).toLocaleString() : "—";
   },

@@ -2,7 +2,8 @@
 // server-sent events (history first, then live, each epoch once) and are drawn as they come. A run
 // logged from outside also shows its hyperparameters, its other named scalars, and its per-step
 // records (re-read with the analysis: they are not streamed), the training loss among them drawn
-// under the epochs' means.
+// under the epochs' means. The charts and their controls are charts.js's; every chart of the page
+// shares one cursor and one zoom.
 "use strict";
 
 const runName = decodeURIComponent(location.pathname.split("/").pop());
@@ -20,7 +21,6 @@ const page = {
   extra: {},
   /** The run's step records by column, as /api/runs/RUN/steps answers. */
   steps: null,
-  charts: [],
   duplicates: 0, gaps: 0,
   /** Date.now() when each epoch was first drawn (for the latency benchmark). */
   drawnAt: {},
@@ -32,39 +32,8 @@ function lineSeries(label, color, extra = {}) {
   return { label, stroke: color, width: 2, points: { show: false }, ...extra };
 }
 
-/** Tick labels of a log axis: rates and ratios span decades, so 1e-4 rather than uPlot's "0". */
-function logTicks(_plot, splits) {
-  return splits.map((v) => (v == null ? "" : v >= 0.01 && v < 1000 ? String(+v.toPrecision(3)) : v.toExponential(0)));
-}
-
-/** A uPlot chart in `containerId` over the epochs, with `series` and its data columns. */
-function chart(containerId, series, columns, scale = {}, extra = {}) {
-  return chartOver(containerId, "epoch", series, () => [page.epochs, ...columns()], scale, extra);
-}
-
-/** A uPlot chart in `containerId` with `series`; `data()` gives the x column, then each series'. */
-function chartOver(containerId, xLabel, series, data, scale = {}, extra = {}) {
-  const container = $(containerId);
-  const options = {
-    ...extra,
-    width: strata.width(container), height: 240,
-    scales: { x: { time: false }, y: scale },
-    axes: [{ label: xLabel }, { size: 70, ...(scale.distr === 3 ? { values: logTicks } : {}) }],
-    series: [{ label: xLabel }, ...series],
-    hooks: { draw: [stampDrawn] },
-  };
-  const plot = new uPlot(options, data(), container);
-  const entry = { plot, data, container };
-  page.charts.push(entry);
-  return entry;
-}
-
-/** Removes a chart (to draw it again with other series). */
-function dropChart(entry) {
-  if (!entry) return;
-  entry.plot.destroy();
-  page.charts = page.charts.filter((c) => c !== entry);
-}
+/** Every chart of a run shares one cursor: hovering epoch 7 on one shows epoch 7 on all. */
+const SYNC = "run";
 
 /** Records when each epoch first reached the screen. */
 function stampDrawn() {
@@ -72,30 +41,91 @@ function stampDrawn() {
   for (const epoch of page.epochs) if (!(epoch in page.drawnAt)) page.drawnAt[epoch] = now;
 }
 
+/** A chart over the epochs in the element `containerId`. */
+function epochChart(containerId, spec) {
+  return charts.create($(containerId), {
+    xLabel: "epoch", sync: SYNC, file: `${runName}-${spec.id}`, ...spec,
+    data: () => [page.epochs, ...spec.columns()],
+  });
+}
+
+/** The verdict's epochs on the loss chart: the best, where overfitting began, each bounce. */
+function keyEpochMarks() {
+  const key = page.run && page.run.analysis && page.run.analysis.key_epochs;
+  if (!key || !page.epochs.length) return [];
+  const marks = [];
+  if (key.best) marks.push({ x: key.best, label: `best (${key.best})`, color: "#1a7f37" });
+  if (key.overfitting_from) marks.push({ x: key.overfitting_from, label: `overfitting from ${key.overfitting_from}`, color: "#c62828" });
+  for (const epoch of key.bounces) marks.push({ x: epoch, label: "bounce", color: "#b26a00" });
+  return marks;
+}
+
+/** Each group's update ratio per step: the epoch's ‖Δw‖/‖w‖ over its steps (as the diagnoses judge it). */
+function ratiosPerStep() {
+  const steps = page.run.steps_per_epoch || 1;
+  return page.ratios.map((column) => column.map((v) => (v === null ? null : v / steps)));
+}
+
 function buildCharts() {
   const groups = page.groups;
   // The gap: the shaded band between the two curves.
-  chart("loss-chart", [
-    lineSeries("train", strata.color(0)),
-    lineSeries("validation", strata.color(1)),
-  ], () => [page.train, page.val], {}, { bands: [{ series: [2, 1], fill: "rgba(209,36,47,0.15)" }] });
-  chart("metric-chart", [lineSeries(page.metricField, strata.color(2))], () => [page.metric]);
-  const log = { distr: 3 };
-  chart("rate-chart", groups.map((g, i) => lineSeries(g, strata.color(i))), () => page.rates, log);
-  chart("ratio-chart", groups.map((g, i) => lineSeries(g, strata.color(i))), () => page.ratios, log);
-  buildExtraChart();
+  epochChart("loss-chart", {
+    id: "loss", title: "Train and validation loss", yLabel: "loss, mean per epoch",
+    series: [lineSeries("train", strata.color(0)), lineSeries("validation", strata.color(1))],
+    columns: () => [page.train, page.val],
+    bands: [{ series: [2, 1], fill: "rgba(209,36,47,0.15)" }],
+    marks: keyEpochMarks, underlay: stepUnderlay, onDraw: stampDrawn,
+  });
+  const r2 = page.metricField === "val_r2";
+  epochChart("metric-chart", {
+    id: "metric", title: r2 ? "Validation R²" : "Validation accuracy", yLabel: `${r2 ? "R²" : "accuracy"}, per epoch`,
+    series: [lineSeries(page.metricField, strata.color(2))], columns: () => [page.metric],
+    logDefault: () => false, marks: keyEpochMarks,
+  });
+  epochChart("rate-chart", {
+    id: "rate", title: "Per-group learning rate", yLabel: "learning rate, per epoch",
+    series: groups.map((g, i) => lineSeries(g, strata.color(i))), columns: () => page.rates,
+    logDefault: () => true, smooth: false,
+  });
+  epochChart("ratio-chart", {
+    id: "ratio", title: "Per-group update ratio per step", yLabel: "‖Δw‖/‖w‖ per step",
+    series: groups.map((g, i) => lineSeries(g, strata.color(i))), columns: ratiosPerStep,
+    logDefault: () => true,
+  });
+  buildExtraCharts();
 }
 
-let extraChart = null;
-/** The other per-epoch scalars (an external run's), one line each; drawn again when one appears. */
-function buildExtraChart() {
+/** An extra scalar's group: its prefix before the first `/` (`val/f1` → `val`), else "other". */
+function prefixOf(name) {
+  const cut = name.indexOf("/");
+  return cut > 0 ? name.slice(0, cut) : "";
+}
+
+let extraCharts = [];
+/**
+ * The other per-epoch scalars (an external run's), one chart per prefix (`val/…`, `train/…`,
+ * the rest together); drawn again when a new one appears.
+ */
+function buildExtraCharts() {
+  for (const chart of extraCharts) chart.destroy();
+  extraCharts = [];
   const names = Object.keys(page.extra).sort();
   $("extra-card").hidden = names.length === 0;
-  dropChart(extraChart);
-  extraChart = null;
-  if (!names.length) return;
-  extraChart = chart("extra-chart", names.map((n, i) => lineSeries(n, strata.color(i), { spanGaps: true })),
-    () => names.map((n) => page.extra[n]));
+  const holder = $("extra-charts");
+  holder.replaceChildren();
+  const prefixes = [...new Set(names.map(prefixOf))].sort();
+  for (const prefix of prefixes) {
+    const group = names.filter((n) => prefixOf(n) === prefix);
+    const title = prefix ? `${prefix}/…` : prefixes.length > 1 ? "other" : "";
+    const box = strata.el("div", { class: "chart", "data-prefix": prefix });
+    holder.append(strata.el("h3", {}, title), box);
+    extraCharts.push(charts.create(box, {
+      id: `extra:${prefix || "other"}`, title: `Other scalars ${title}`, xLabel: "epoch", yLabel: "value, per epoch",
+      sync: SYNC, file: `${runName}-extra-${prefix || "other"}`,
+      series: group.map((n, i) => lineSeries(n, strata.color(i), { spanGaps: true })),
+      data: () => [page.epochs, ...group.map((n) => page.extra[n])],
+    }));
+  }
 }
 
 /** The step scalar that is the training loss: `train_loss`, else `loss`. */
@@ -124,6 +154,14 @@ function stepPositions(steps) {
   });
 }
 
+/** The training loss per step, drawn faint under the loss chart's epoch curves. */
+function stepUnderlay() {
+  const steps = page.steps;
+  const lossName = steps && stepLossName(steps);
+  if (!lossName) return null;
+  return { xs: stepPositions(steps), ys: steps.scalars[lossName], color: strata.color(0) };
+}
+
 let stepChart = null;
 let stepScalarsChart = null;
 /** The training loss per step under the epochs' means, and the other step scalars by step. */
@@ -131,7 +169,7 @@ function drawSteps() {
   const steps = page.steps;
   const lossName = steps && stepLossName(steps);
   $("step-card").hidden = !lossName;
-  dropChart(stepChart);
+  if (stepChart) stepChart.destroy();
   stepChart = null;
   if (lossName) {
     const at = stepPositions(steps);
@@ -139,23 +177,33 @@ function drawSteps() {
     at.forEach((x, i) => { if (x !== null) points.push([x, steps.scalars[lossName][i], null]); });
     page.epochs.forEach((e, i) => points.push([e, null, page.train[i]]));
     points.sort((a, b) => a[0] - b[0]);
-    stepChart = chartOver("step-chart", "epoch", [
-      lineSeries(`${lossName} per step`, "rgba(31,111,235,0.45)", { width: 1, spanGaps: true }),
-      lineSeries("train (epoch mean)", strata.color(0), { spanGaps: true, points: { show: true } }),
-    ], () => [points.map((p) => p[0]), points.map((p) => p[1]), points.map((p) => p[2])]);
+    stepChart = charts.create($("step-chart"), {
+      id: "steps", title: "Training loss per step", xLabel: "epoch (its steps spread across it)", yLabel: "loss, per step",
+      sync: SYNC, file: `${runName}-steps`,
+      series: [
+        lineSeries(`${lossName} per step`, "rgba(31,111,235,0.45)", { width: 1, spanGaps: true }),
+        lineSeries("train (epoch mean)", strata.color(0), { spanGaps: true, points: { show: true } }),
+      ],
+      data: () => [points.map((p) => p[0]), points.map((p) => p[1]), points.map((p) => p[2])],
+    });
     $("step-note").textContent = steps.thinned
       ? `An even spread of ${steps.steps.length} of its ${steps.stored} steps (the first and the last among them).`
       : `${steps.stored} steps.`;
   }
   const others = steps ? Object.keys(steps.scalars).filter((n) => n !== lossName).sort() : [];
   $("step-scalars-card").hidden = others.length === 0;
-  dropChart(stepScalarsChart);
+  if (stepScalarsChart) stepScalarsChart.destroy();
   stepScalarsChart = null;
   if (others.length) {
-    stepScalarsChart = chartOver("step-scalars-chart", "step",
-      others.map((n, i) => lineSeries(n, strata.color(i), { spanGaps: true })),
-      () => [steps.steps, ...others.map((n) => steps.scalars[n])]);
+    stepScalarsChart = charts.create($("step-scalars-chart"), {
+      id: "step-scalars", title: "Other scalars per step", xLabel: "step", yLabel: "value, per step",
+      sync: "run-steps", file: `${runName}-step-scalars`,
+      series: others.map((n, i) => lineSeries(n, strata.color(i), { spanGaps: true })),
+      data: () => [steps.steps, ...others.map((n) => steps.scalars[n])],
+    });
   }
+  const loss = charts.all.get("loss");
+  if (loss) loss.plot.redraw(false);
 }
 
 /** Reads the run's step records again (a run that logs none has none). */
@@ -190,12 +238,12 @@ function addEpoch(epoch) {
     }
   }
   for (const [name, column] of Object.entries(page.extra)) column.push(name in extra ? extra[name] : null);
-  if (newName && page.charts.length) buildExtraChart();
+  if (newName && charts.all.size) buildExtraCharts();
   return true;
 }
 
 function redraw() {
-  for (const { plot, data } of page.charts) plot.setData(data());
+  for (const chart of charts.all.values()) if (chart !== stepScalarsChart) chart.refresh();
 }
 
 /** A sweep trial's swept settings, `lr=0.01, layer-lr=layer0=1e-3`. */
@@ -217,13 +265,13 @@ function renderSummary(run) {
       `The charts show an even spread of ${run.max_epochs} of its epochs (the first, the best and the last among them); strata export writes them all.`) : "",
     run.tags.length ? strata.el("div", { class: "muted" }, `tags: ${run.tags.join(", ")}`) : "",
     run.sweep ? strata.el("div", { class: "muted" }, "trial ", String(run.sweep.trial), " of sweep ",
-      strata.el("a", { href: `/?sweep=${encodeURIComponent(run.sweep.sweep_id)}` }, run.sweep.sweep_id),
+      strata.el("a", { href: `/sweeps/${encodeURIComponent(run.sweep.sweep_id)}` }, run.sweep.sweep_id),
       `: ${settingsText(run.sweep)}`) : "",
   );
   $("verdict").textContent = run.epochs_done ? a.reason : "No epochs yet.";
   const diagnoses = Object.fromEntries(a.groups.map((g) => [g.name, g]));
   $("groups").replaceChildren(
-    strata.el("tr", {}, ["Group", "Rate", "Frozen until", "Diagnosis", "Update ratio", "Advice"].map((h) => strata.el("th", {}, h))),
+    strata.el("tr", {}, ["Group", "Rate", "Frozen until", "Diagnosis", "Update ratio per step", "Advice"].map((h) => strata.el("th", {}, h))),
     ...run.groups.map((g) => {
       const d = diagnoses[g.name];
       const frozen = g.frozen_until === 0 ? "—" : g.frozen_until < 0 ? "always" : `epoch ${g.frozen_until}`;
@@ -254,6 +302,7 @@ function refreshAnalysisSoon() {
     try {
       page.run = await strata.api(`/api/runs/${encodeURIComponent(runName)}?epochs=false`);
       renderSummary(page.run);
+      for (const id of ["loss", "metric"]) if (charts.all.get(id)) charts.all.get(id).plot.redraw(false);
       await loadSteps();
     } catch (err) {
       strata.showError($("error"), err);
@@ -304,6 +353,7 @@ async function start() {
     page.groups = run.groups.map((g) => g.name);
     page.metricField = `val_${run.val_metric === "r2" ? "r2" : "accuracy"}`;
     $("metric-title").textContent = run.val_metric === "r2" ? "Validation R²" : "Validation accuracy";
+    charts.smoothingControl($("smoothing-control"));
     page.rates = page.groups.map(() => []);
     page.ratios = page.groups.map(() => []);
     for (const epoch of run.epochs) addEpoch(epoch);
@@ -319,9 +369,6 @@ async function start() {
   }
 }
 
-window.addEventListener("resize", () => {
-  for (const { plot, container } of page.charts) plot.setSize({ width: strata.width(container), height: 240 });
-});
 // For the end-to-end tests and the latency benchmark: what the chart holds.
 window.strataChart = {
   points: () => page.epochs.length,
@@ -332,10 +379,14 @@ window.strataChart = {
   status: () => page.run && page.run.status,
   ended: () => page.ended,
   /** The names of the other per-epoch scalars charted, and of the per-step scalars. */
-  extraScalars: () => (extraChart ? Object.keys(page.extra).sort() : []),
+  extraScalars: () => (extraCharts.length ? Object.keys(page.extra).sort() : []),
+  /** The charts of other scalars, by prefix: `{PREFIX or "other": [names]}`. */
+  extraGroups: () => Object.fromEntries(extraCharts.map((c) => [c.spec.id.slice(6), c.spec.series.map((s) => s.label)])),
   stepScalars: () => (page.steps ? Object.keys(page.steps.scalars).sort() : []),
   /** Step-level training loss points drawn under the epoch curves. */
   stepPoints: () => (stepChart ? stepChart.plot.data[1].filter((v) => v !== null).length : 0),
+  /** The analysis' key epochs as the loss chart marks them. */
+  marks: () => keyEpochMarks(),
   hyperparameters: () => Object.fromEntries([...$("hyperparameters").querySelectorAll("tr")]
     .map((tr) => [tr.children[0].textContent, tr.children[1].textContent])),
 };

@@ -91,6 +91,8 @@ impl From<RunAnalysis> for proto::RunAnalysis {
             reason,
             groups,
             epochs,
+            // The dashboard's chart marks; the CLI says the same epochs in the verdict's sentence.
+            key_epochs: _,
         } = a;
         proto::RunAnalysis {
             best_epoch,
