@@ -248,6 +248,11 @@ fn the_runs_table_fits_searches_and_sends_runs_to_a_compare_page_that_says_what_
     let mut compared = strings(&browser.eval("window.strataCompare.series()"));
     compared.sort();
     assert_eq!(compared, external_runs);
+    // The table shows each run's rates as text (a nested list once showed "[object …]").
+    let table = browser.eval("document.querySelector('main').innerText");
+    let table = table.as_str().unwrap_or_default();
+    assert!(!table.contains("[object"), "{table}");
+    assert!(table.contains("body 1e-4"), "{table}");
     // Losses 100× apart: a log scale first.
     assert_eq!(
         browser.eval("window.strataCharts.state('compare').log"),

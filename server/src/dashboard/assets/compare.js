@@ -74,7 +74,7 @@ function table(comparison) {
         strata.el("td", { class: "num" }, a.best_epoch ? `${strata.num(a.best_val_loss)} @${a.best_epoch}` : "—"),
         strata.el("td", { class: "num" }, strata.num(a.gap_at_best)),
         strata.el("td", { class: "num" }, run.epochs_done),
-        strata.el("td", { class: "wrap" }, run.rates.map((g, i) => [i ? ", " : "", strata.el("span", { class: "nobr" }, ratesLine([g]))])),
+        strata.el("td", { class: "wrap" }, run.rates.flatMap((g, i) => [i ? ", " : "", strata.el("span", { class: "nobr" }, ratesLine([g]))])),
         twins ? strata.el("td", { class: "wrap twin" }, run.twin ? [strata.badge("twin", run.twin.outcome), " ", run.twin.summary] : "—") : null,
         strata.el("td", { class: "wrap" }, a.reason));
     }));
