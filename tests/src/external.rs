@@ -70,15 +70,19 @@ pub fn epoch(n: u32) -> EpochRecord {
 }
 
 /// Creates a run named `name` and logs epochs 1..=`epochs` in batches of `batch`; returns its id.
-pub async fn log_run(grpc: &mut StrataGrpc, name: &str, epochs: u32, batch: u32) -> String {
-    let id = grpc
-        .create_run(create_request(name))
+/// Creates the run `request` describes; its id.
+pub async fn create(grpc: &mut StrataGrpc, request: CreateRunRequest) -> String {
+    grpc.create_run(request)
         .await
         .expect("CreateRun")
         .into_inner()
         .run
         .expect("a run")
-        .id;
+        .id
+}
+
+pub async fn log_run(grpc: &mut StrataGrpc, name: &str, epochs: u32, batch: u32) -> String {
+    let id = create(grpc, create_request(name)).await;
     let mut from = 1;
     while from <= epochs {
         let to = (from + batch - 1).min(epochs);

@@ -3,7 +3,7 @@
 //! export like trained ones.
 
 use strata_e2e::{
-    external::{create_request, epoch},
+    external::{self, create_request, epoch},
     show, Daemon,
 };
 use strata_proto::{
@@ -172,14 +172,7 @@ async fn logged_epochs_follow_the_rules_and_runs_show_like_trained_ones() {
     assert!(text.stdout.contains("optimizer=sgd"), "{text:?}");
 
     // A NaN training loss reports divergence and ends the run.
-    let other = grpc
-        .create_run(create_request("diverges"))
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .id;
+    let other = external::create(&mut grpc, create_request("diverges")).await;
     let mut bad = epoch(2);
     bad.train_loss = f64::NAN;
     let logged = grpc
@@ -210,14 +203,7 @@ async fn logged_epochs_follow_the_rules_and_runs_show_like_trained_ones() {
 async fn extra_scalars_are_stored_shown_exported_and_held_to_the_rules() {
     let daemon = Daemon::start();
     let mut grpc = daemon.client().await.grpc();
-    let id = grpc
-        .create_run(create_request("extras"))
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .id;
+    let id = external::create(&mut grpc, create_request("extras")).await;
     let first = with_extra(1, &[("val_f1", 0.5), ("lr/warmup", 0.1)]);
     let second = with_extra(2, &[("val_f1", 0.625)]);
     let logged = grpc
@@ -311,14 +297,7 @@ async fn a_silent_external_run_becomes_interrupted() {
     let data = tmp.path().join("data");
     let daemon = Daemon::start_in(&data, &["--external-timeout", "2"]);
     let mut grpc = daemon.client().await.grpc();
-    let id = grpc
-        .create_run(create_request("silent"))
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .id;
+    let id = external::create(&mut grpc, create_request("silent")).await;
     grpc.log_epochs(log(&id, vec![epoch(1)])).await.unwrap();
     // Watching it ends with the interruption, once the timeout passes.
     let (_, events) = strata_e2e::watch_to_end(&daemon, &id);
@@ -335,14 +314,7 @@ async fn a_silent_external_run_becomes_interrupted() {
     assert_eq!(shown["epochs"].as_array().unwrap().len(), 1);
 
     // At a restart, a running external run becomes interrupted too.
-    let id = grpc
-        .create_run(create_request("cut off"))
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .id;
+    let id = external::create(&mut grpc, create_request("cut off")).await;
     drop(grpc);
     let mut daemon = daemon;
     daemon.signal_and_wait("KILL");
@@ -365,14 +337,7 @@ async fn a_silent_external_run_becomes_interrupted() {
 async fn out_of_range_values_and_invisible_characters_are_refused_by_name() {
     let daemon = Daemon::start();
     let mut grpc = daemon.client().await.grpc();
-    let id = grpc
-        .create_run(create_request("ranges"))
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .id;
+    let id = external::create(&mut grpc, create_request("ranges")).await;
     for (accuracy, says) in [(1e308, "1e308"), (1.5, "1.5"), (-0.1, "-0.1")] {
         let mut e = epoch(1);
         e.val_metric = Some(ValMetric::ValAccuracy(accuracy));
@@ -397,14 +362,7 @@ async fn out_of_range_values_and_invisible_characters_are_refused_by_name() {
         "{}",
         err.message()
     );
-    let r2_run = grpc
-        .create_run(regression(2.0))
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .id;
+    let r2_run = external::create(&mut grpc, regression(2.0)).await;
     let mut e = epoch(1);
     e.val_metric = Some(ValMetric::ValR2(1.5));
     let err = grpc.log_epochs(log(&r2_run, vec![e])).await.unwrap_err();

@@ -193,14 +193,7 @@ async fn heartbeats_and_steps_keep_a_run_with_long_epochs_alive() {
         &["--external-timeout", "3"],
     );
     let mut grpc = daemon.client().await.grpc();
-    let id = grpc
-        .create_run(create_request("long epochs", ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .id;
+    let id = external::create(&mut grpc, create_request("long epochs", "")).await;
     // Three times the timeout without an epoch: an empty batch (or a step) every 300 ms.
     for i in 0..30u64 {
         if i % 2 == 0 {
@@ -222,14 +215,7 @@ async fn heartbeats_and_steps_keep_a_run_with_long_epochs_alive() {
 async fn step_records_are_stored_once_bounded_and_thinned_for_display() {
     let daemon = Daemon::start();
     let mut grpc = daemon.client().await.grpc();
-    let id = grpc
-        .create_run(create_request("steps", ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .id;
+    let id = external::create(&mut grpc, create_request("steps", "")).await;
     let batch: Vec<StepRecord> = (1..=100)
         .map(|n| step(n * 10, &[("train_loss", 1.0 / n as f64), ("lr/head", 1e-3)]))
         .collect();
@@ -347,14 +333,7 @@ async fn step_records_are_stored_once_bounded_and_thinned_for_display() {
 async fn epochs_without_validation_are_stored_and_judged_on_what_they_have() {
     let daemon = Daemon::start();
     let mut grpc = daemon.client().await.grpc();
-    let id = grpc
-        .create_run(create_request("no validation", ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .id;
+    let id = external::create(&mut grpc, create_request("no validation", "")).await;
     let unvalidated = |n: u32| EpochRecord {
         val_loss: 0.0,
         val_metric: None,

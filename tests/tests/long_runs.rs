@@ -203,14 +203,7 @@ async fn a_run_of_many_groups_is_answered_within_a_bound_on_its_records() {
             .collect(),
         ..create_request()
     };
-    let id = grpc
-        .create_run(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .id;
+    let id = external::create(&mut grpc, request).await;
     for first in (1..=EPOCHS).step_by(60) {
         let epochs = (first..first + 60).map(wide_epoch).collect();
         grpc.log_epochs(LogEpochsRequest {
